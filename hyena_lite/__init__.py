@@ -1,0 +1,9 @@
+"""hyena_lite: distil transformers into Hyena long-convolution models.
+
+The library of the book "Scavenging Hyena": the Hyena operator, student models, teachers,
+distillation, evaluation, profiling and generation. Data flows
+data -> teachers -> models -> distill -> evaluate / bench / generation.
+"""
+from hyena_lite.profiles import Profile, get_profile
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""Run presets: `smoke` (tests), `cpu` (a laptop, offline) and `gpu` (Colab or a workstation).
+
+Chosen by the environment variable HYENA_BOOK_PROFILE; unset, `gpu` when CUDA is present, else `cpu`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+ENV_VAR = "HYENA_BOOK_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and budgets that one profile gives every chapter and command."""
+
+    name: str
+    description: str
+    device: str  # "cpu" or "cuda"
+    teacher: str  # a name known to hyena_lite.teachers.load_teacher
+    corpus: str  # "offline" (the packaged public-domain corpus) or "wikitext-103" (hub)
+    seq_len: int  # training and evaluation context, tokens
+    batch_size: int  # sequences per optimiser step
+    # The mini GPT-2 teacher pre-trained by the book when no pretrained teacher is used.
+    teacher_layers: int
+    teacher_width: int
+    teacher_heads: int
+    teacher_tokens: int  # pre-training budget of the mini teacher
+    teacher_lr: float
+    distill_tokens: int  # budget of each distillation stage, per student
+    distill_lr: float
+    eval_tokens: int  # validation tokens per evaluation (0: the whole split)
+    bench_lengths: tuple[int, ...]  # sequence lengths of the profiling chapter
+    bench_repeats: int
+    seed: int = 0
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed (for experiments in a chapter)."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="tiny configs and a few steps: proves the code runs, not that it works",
+        device="cpu",
+        teacher="mini-gpt2",
+        corpus="offline",
+        seq_len=64,
+        batch_size=4,
+        teacher_layers=2,
+        teacher_width=64,
+        teacher_heads=2,
+        teacher_tokens=8_192,
+        teacher_lr=3e-3,
+        distill_tokens=4_096,
+        distill_lr=3e-3,
+        eval_tokens=4_096,
+        bench_lengths=(64, 256),
+        bench_repeats=2,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="offline on a laptop: a mini GPT-2 teacher pre-trained on the corpus, then distilled",
+        device="cpu",
+        teacher="mini-gpt2",
+        corpus="offline",
+        seq_len=256,
+        batch_size=16,
+        teacher_layers=4,
+        teacher_width=256,
+        teacher_heads=4,
+        teacher_tokens=2_000_000,
+        teacher_lr=2e-3,
+        distill_tokens=500_000,
+        distill_lr=1e-3,
+        eval_tokens=100_000,
+        bench_lengths=(256, 512, 1024, 2048, 4096, 8192),
+        bench_repeats=5,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="Colab or a workstation GPU: gpt2 (124M) and WikiText-103 from the hub",
+        device="cuda",
+        teacher="gpt2",
+        corpus="wikitext-103",
+        seq_len=1024,
+        batch_size=16,
+        teacher_layers=12,
+        teacher_width=768,
+        teacher_heads=12,
+        teacher_tokens=0,
+        teacher_lr=6e-4,
+        distill_tokens=20_000_000,
+        distill_lr=6e-4,
+        eval_tokens=1_000_000,
+        bench_lengths=(1024, 2048, 4096, 8192, 16384),
+        bench_repeats=10,
+    ),
+}
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile called `name`, else the one named by $HYENA_BOOK_PROFILE, else gpu/cpu by hardware."""
+    if name is None:
+        name = os.environ.get(ENV_VAR) or ("gpu" if _cuda_available() else "cpu")
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"unknown profile {name!r}; valid profiles are {', '.join(PROFILES)} "
+            f"(set {ENV_VAR} to one of them, or leave it unset for gpu/cpu by hardware)"
+        )
+    return PROFILES[key]
