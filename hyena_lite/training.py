@@ -1,0 +1,339 @@
+"""The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact resume.
+
+Built on `accelerate`: bf16 autocast on CUDA, and several GPUs through `accelerate launch` or
+torchrun with no code change (each process trains on its slice of every global batch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+Batch = Any  # a tensor [B, ...] or a dict of tensors [B, ...]
+LossFn = Callable[[nn.Module, Batch], "tuple[torch.Tensor, dict[str, float]]"]
+BatchesFn = Callable[[int], Iterable[Batch]]
+EvalFn = Callable[[nn.Module], "dict[str, float]"]
+
+# Fields that change how a run is watched, not what it computes: a finished run is reused across them.
+_COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; `tag` names what is trained (stage, teacher, data)."""
+
+    steps: int
+    lr: float = 1e-3
+    min_lr: float | None = None  # end of the cosine; None: lr / 10
+    warmup: int = 0  # steps of linear warm-up from 0
+    weight_decay: float = 0.0  # applied to matrices only, never to biases or norms
+    betas: tuple[float, float] = (0.9, 0.95)
+    max_grad_norm: float | None = 1.0
+    grad_accum: int = 1  # micro-batches per optimiser step
+    batch_size: int = 8  # sequences per global micro-batch (all processes together)
+    seq_len: int = 128
+    seed: int = 0
+    mixed_precision: str = "auto"  # "auto": bf16 on CUDA, else "no"; or "no" / "bf16"
+    device: str = "auto"  # "auto": CUDA when present; "cpu" forces the CPU
+    eval_every: int = 0  # steps between validations (0: only at the end)
+    save_every: int = 0  # steps between checkpoints (0: only at the end)
+    out_dir: str | None = None  # checkpoints and log.json; None: keep nothing
+    tag: str = ""
+    progress: bool = True
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the result: two configs with equal identities train the same model."""
+        out = dataclasses.asdict(self)
+        for name in _COSMETIC_FIELDS:
+            out.pop(name)
+        out["betas"] = list(out["betas"])
+        return out
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens consumed by one optimiser step, if every batch holds batch_size x seq_len tokens."""
+        return self.batch_size * self.seq_len * self.grad_accum
+
+
+@dataclass
+class TrainResult:
+    """What a run did: per-step records (loss, lr, tokens, wall time, metrics) and validations."""
+
+    records: list[dict[str, float]] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+    finished: bool = False
+    skipped: bool = False  # True when a finished run with the same config was found and reused
+    out_dir: str | None = None
+
+    @property
+    def losses(self) -> list[float]:
+        return [r["loss"] for r in self.records]
+
+    @property
+    def tokens(self) -> int:
+        return int(self.records[-1]["tokens"]) if self.records else 0
+
+    @property
+    def wall_seconds(self) -> float:
+        return float(self.records[-1]["wall_seconds"]) if self.records else 0.0
+
+
+class TrainingDiverged(FloatingPointError):
+    """Raised when the loss becomes NaN or infinite; the last good checkpoint is kept."""
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up, then cosine."""
+    if step < config.warmup:
+        return (step + 1) / config.warmup
+    min_ratio = (config.lr / 10 if config.min_lr is None else config.min_lr) / config.lr
+    span = max(1, config.steps - config.warmup)
+    progress = min(1.0, (step - config.warmup) / span)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _map_batch(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+    if isinstance(batch, torch.Tensor):
+        return fn(batch)
+    if isinstance(batch, dict):
+        return {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    raise TypeError(f"a batch must be a tensor or a dict of tensors, got {type(batch).__name__}")
+
+
+def _batch_tokens(batch: Batch) -> int:
+    if isinstance(batch, dict):
+        batch = batch.get("input_ids", next(v for v in batch.values() if isinstance(v, torch.Tensor)))
+    return int(batch.numel())
+
+
+def _shard(batch: Batch, rank: int, world: int) -> Batch:
+    """This process's contiguous slice of a global batch."""
+    if world == 1:
+        return batch
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        if t.shape[0] % world:
+            raise ValueError(f"global batch of {t.shape[0]} sequences does not split over {world} processes; "
+                             f"use a batch size divisible by {world}")
+        n = t.shape[0] // world
+        return t[rank * n:(rank + 1) * n]
+
+    return _map_batch(batch, cut)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_log(path: Path, config: TrainConfig, result: TrainResult, stopped: str | None) -> None:
+    payload = {"config": config.identity(), "finished": result.finished, "stopped": stopped,
+               "records": result.records, "evals": result.evals}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def _read_log(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The log of an earlier run in out_dir, or None; raises when it was a run with another config."""
+    path = out_dir / "log.json"
+    if not path.exists():
+        return None
+    log = json.loads(path.read_text())
+    if log["config"] != config.identity():
+        diff = {k: (log["config"].get(k), v) for k, v in config.identity().items() if log["config"].get(k) != v}
+        raise ValueError(f"{out_dir} holds a run with another config (old, new): {diff}; "
+                         f"choose another out_dir or delete that folder to start again")
+    return log
+
+
+def _make_accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+
+    cpu = config.device == "cpu" or not torch.cuda.is_available()
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "no" if cpu else "bf16"
+    return Accelerator(cpu=cpu, mixed_precision=precision)
+
+
+def _frozen_except(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> tuple[list[nn.Parameter], dict]:
+    """Turn off gradients of every parameter not in `trainable`; return the trainable list and the old flags."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    if trainable is None:
+        return [p for p in model.parameters() if p.requires_grad], flags
+    chosen = list(trainable)
+    ids = {id(p) for p in chosen}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in ids)
+    if not chosen:
+        raise ValueError("`trainable` is empty: pass the parameters to train, or None for all of them")
+    return chosen, flags
+
+
+def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: TrainConfig,
+          eval_fn: EvalFn | None = None, trainable: Iterable[nn.Parameter] | None = None) -> TrainResult:
+    """Train `model` in place for config.steps optimiser steps and return what happened.
+
+    `loss_fn(model, batch) -> (loss, metrics)` computes the loss of one micro-batch; `batches_fn(start)`
+    yields global micro-batches from micro-batch index `start` on (so that a resumed run sees the same
+    data); `eval_fn(model) -> metrics` validates; `trainable` restricts training to some parameters.
+    With an out_dir, a finished run of the same config is reused and an interrupted one resumes.
+    """
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    result = TrainResult(out_dir=str(out_dir) if out_dir else None)
+    log = _read_log(out_dir, config) if out_dir else None
+    if log and log["finished"] and (out_dir / "model.pt").exists():
+        model.load_state_dict(torch.load(out_dir / "model.pt", map_location="cpu"))
+        return TrainResult(log["records"], log["evals"], finished=True, skipped=True, out_dir=str(out_dir))
+
+    accelerator = _make_accelerator(config)
+    params, flags = _frozen_except(model, trainable)
+    try:
+        return _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result)
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+
+
+def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result) -> TrainResult:
+    optimizer = _optimizer(params, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    checkpoint_path = out_dir / "checkpoint.pt" if out_dir else None
+    start_step, wall_before = 0, 0.0
+    _seed_everything(config.seed)
+    if checkpoint_path and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_step = state["step"]
+        result.records, result.evals = state["records"], state["evals"]
+        wall_before = result.wall_seconds
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    base = accelerator.unwrap_model(wrapped)
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    def save_checkpoint(step: int) -> None:
+        if accelerator.is_main_process:
+            _atomic_save({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": step,
+                          "records": result.records, "evals": result.evals}, checkpoint_path)
+            _write_log(out_dir / "log.json", config, result, stopped=None)
+        accelerator.wait_for_everyone()
+
+    def evaluate(step: int) -> None:
+        rng = _rng_state()  # validation must not change the random numbers training sees next
+        wrapped.eval()
+        with torch.no_grad(), accelerator.autocast():
+            metrics = eval_fn(wrapped)
+        wrapped.train()
+        _set_rng_state(rng)
+        result.evals.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+    if out_dir and accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    tokens = int(result.records[-1]["tokens"]) if result.records else 0
+    batches: Iterator[Batch] = iter(batches_fn(start_step * config.grad_accum))
+    wrapped.train()
+    clock = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start_step, desc=config.tag or "train", leave=False,
+               disable=not (config.progress and accelerator.is_main_process))
+    for step in range(start_step, config.steps):
+        total, sums = torch.zeros((), device=accelerator.device), {}
+        for micro in range(config.grad_accum):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                raise ValueError(f"batches_fn ran out of batches at step {step}, micro-batch {micro}; "
+                                 f"give it more data or train for fewer steps") from None
+            tokens += _batch_tokens(batch)
+            local = _map_batch(_shard(batch, rank, world), lambda t: t.to(accelerator.device))
+            last = micro == config.grad_accum - 1
+            with (nullcontext() if last else accelerator.no_sync(wrapped)), accelerator.autocast():
+                loss, metrics = loss_fn(wrapped, local)
+                accelerator.backward(loss / config.grad_accum)
+            total += loss.detach().float() / config.grad_accum
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / config.grad_accum
+        mean_loss = accelerator.reduce(total, reduction="mean").item()
+        if not math.isfinite(mean_loss):
+            bar.close()
+            kept = f"the last good checkpoint (step {_checkpoint_step(checkpoint_path)}) is in {out_dir}" \
+                if checkpoint_path and checkpoint_path.exists() else "no checkpoint was saved"
+            message = (f"loss became {mean_loss} at step {step} ({config.tag or 'train'}); {kept}. "
+                       f"Lower the learning rate (now {config.lr}) or check the inputs, then run again.")
+            if out_dir and accelerator.is_main_process:
+                _write_log(out_dir / "log.json", config, result, stopped=message)
+            raise TrainingDiverged(message)
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        wall = wall_before + time.perf_counter() - clock
+        result.records.append({"step": step + 1, "loss": mean_loss, "lr": lr, "tokens": tokens,
+                               "wall_seconds": wall, **sums})
+        bar.update(1)
+        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+        done = step + 1
+        if eval_fn and (done == config.steps or (config.eval_every and done % config.eval_every == 0)):
+            evaluate(done)
+        if checkpoint_path and config.save_every and done % config.save_every == 0 and done < config.steps:
+            save_checkpoint(done)
+    bar.close()
+    result.finished = True
+    if out_dir and accelerator.is_main_process:
+        _atomic_save(base.state_dict(), out_dir / "model.pt")
+        _write_log(out_dir / "log.json", config, result, stopped=None)
+        checkpoint_path.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
+    return result
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
