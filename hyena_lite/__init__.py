@@ -5,5 +5,7 @@ distillation, evaluation, profiling and generation. Data flows
 data -> teachers -> models -> distill -> evaluate / bench / generation.
 """
 from hyena_lite.profiles import Profile, get_profile
+from hyena_lite.fftconv import direct_conv, fftconv
+from hyena_lite.operator import HyenaFilter, HyenaOperator
 
 __version__ = "0.1.0"
