@@ -18,13 +18,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test setup assets unit nbval book-smoke clean
+.PHONY: book test setup assets unit nbval book-smoke book-js browser clean
 
 book: assets
 	$(PY) -m jupyter_book build --all .
 	@echo "book written to _build/html/index.html"
 
-test: assets unit nbval book-smoke
+test: assets unit nbval book-smoke browser
 
 setup: $(STAMP)
 
@@ -50,8 +50,38 @@ unit: assets
 nbval: assets
 	HYENA_BOOK_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider book/
 
-book-smoke: assets
-	HYENA_BOOK_PROFILE=smoke $(PY) -m jupyter_book build --all -W -n --keep-going .
+book-smoke: assets book-js
+	HYENA_BOOK_PROFILE=smoke $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
+
+# JavaScript the static book loads, bundled so that its pages work offline (see _config.yml):
+# the ipywidgets 8 HTML manager renders saved widget state, MathJax 3 typesets the equations.
+HTML_MANAGER := 1.0.15
+MATHJAX      := 3.2.2
+VENDOR       := _build/vendor/_static
+VENDOR_STAMP := $(VENDOR)/.html-manager-$(HTML_MANAGER)-mathjax-$(MATHJAX)
+
+book-js: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP):
+	rm -rf $(VENDOR) _build/vendor-npm && mkdir -p $(VENDOR) _build/vendor-npm
+	cd _build/vendor-npm && npm pack --silent @jupyter-widgets/html-manager@$(HTML_MANAGER) mathjax@$(MATHJAX)
+	mkdir -p _build/vendor-npm/html-manager _build/vendor-npm/mathjax
+	tar -xzf _build/vendor-npm/jupyter-widgets-html-manager-$(HTML_MANAGER).tgz -C _build/vendor-npm/html-manager
+	tar -xzf _build/vendor-npm/mathjax-$(MATHJAX).tgz -C _build/vendor-npm/mathjax
+	cp -r _build/vendor-npm/html-manager/package/dist $(VENDOR)/ipywidgets
+	rm -f $(VENDOR)/ipywidgets/*.map
+	cp _build/vendor-npm/html-manager/package/package.json $(VENDOR)/ipywidgets/
+	cp -r _build/vendor-npm/mathjax/package/es5 $(VENDOR)/mathjax
+	cp _build/vendor-npm/mathjax/package/LICENSE $(VENDOR)/mathjax/
+	rm -rf _build/vendor-npm
+	touch $@
+
+# Headless Chromium (Debian's, driven by Playwright) opens every page of the smoke-built book:
+# it fails on a missing image, a traceback in an output, a broken internal link, a JavaScript
+# error or a widget that did not render, and saves a screenshot of each page in _build/screenshots.
+# (Its own unit test, tests/browser/test_check_book.py, runs with the unit tests.)
+browser: book-smoke
+	$(PY) tests/browser/check_book.py _build/html --screenshots _build/screenshots
 
 clean:
 	rm -rf _build
