@@ -1,0 +1,365 @@
+"""Evaluate any Hugging Face causal LM, teacher or student: perplexity and bits per byte per text,
+agreement with a teacher, cloze, recall and perplexity against position.
+
+Perplexity uses sliding windows of `context` tokens moved by `stride`; each window scores only the
+tokens no earlier window scored, so every token is counted exactly once and (but for the first
+window) sees at least `context - stride` tokens of context. Bits per byte, the summed NLL in nats
+divided by ln 2 times the UTF-8 bytes of the text, does not depend on the tokenizer, so models with
+different tokenizers compare.
+
+The standard zero-shot suite runs online with lm-evaluation-harness, which loads a student through
+`AutoModelForCausalLM` once `hyena_lite` is imported (so use its Python API, not its bare command)::
+
+    pip install lm-eval
+    python -c "import hyena_lite, lm_eval, json; print(json.dumps(lm_eval.simple_evaluate(
+        model='hf', model_args='pretrained=artifacts/students/kd,dtype=float32',
+        tasks=['lambada_openai', 'wikitext', 'piqa', 'arc_easy', 'hellaswag'],
+        batch_size=16)['results'], indent=1))"
+
+It needs the hub (for the task data sets), so the offline book never runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hyena_lite.probes import cloze_accuracy, cloze_examples, copy_curve, model_device, mqar_curve
+from hyena_lite.profiles import Profile, get_profile
+
+TASKS = ("ppl", "agreement", "cloze", "recall", "length")
+DEFAULT_TASKS = ("ppl", "cloze", "recall", "length")  # plus agreement when a teacher is given
+
+
+# --- tokens, bytes and windows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodedText:
+    """Token ids of a text (after a start token when the tokenizer has one) and the bytes they cover."""
+
+    ids: torch.Tensor
+    n_bytes: int
+    n_text_tokens: int
+
+
+def encode_text(text: str, tokenizer, max_tokens: int = 0, name: str = "text") -> EncodedText:
+    """Tokenize `text`, keep its first `max_tokens` tokens (0: all), prepend BOS (or EOS) when there is one.
+
+    The start token lets the model predict the text's first token too, so that the NLL covers every
+    byte counted. Without BOS and EOS the first token is context only.
+    """
+    if not text.strip():
+        raise ValueError(f"{name} is empty: there is nothing to evaluate")
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    if max_tokens and len(ids) > max_tokens:
+        ids, covered = ids[:max_tokens], text[:offsets[max_tokens - 1][1]]
+    else:
+        covered = text
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    prefix = [] if start is None else [start]
+    return EncodedText(torch.tensor(prefix + ids), len(covered.encode("utf-8")), len(ids))
+
+
+def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int]]:
+    """Windows over n_tokens ids as (begin, n_new): ids[begin:begin + context] scores its last n_new targets.
+
+    Target t (t >= 1) is predicted from positions < t. The first window scores targets 1..context-1,
+    every later window the next `stride` ones (the last is moved back to end at the text's end, so
+    all windows have `context` tokens); together they score targets 1..n_tokens-1 exactly once.
+    """
+    if context < 2:
+        raise ValueError(f"context must be at least 2 tokens, got {context}")
+    if not 1 <= stride < context:
+        raise ValueError(f"stride must be in [1, context - 1] = [1, {context - 1}], got {stride}")
+    if n_tokens < context:
+        raise ValueError(f"{n_tokens} tokens are fewer than one window of {context}")
+    windows, scored_end, begin = [], 1, 0
+    while True:
+        end = min(begin + context, n_tokens)
+        windows.append((end - context, end - scored_end))
+        if end == n_tokens:
+            return windows
+        scored_end, begin = end, begin + stride
+
+
+def _window_logits(model: torch.nn.Module, ids: torch.Tensor, windows: Sequence[tuple[int, int]],
+                   context: int, batch_size: int, desc: str) -> Iterator[tuple[int, torch.Tensor]]:
+    """For each window, (position of its first new target, float32 logits [n_new, vocab] predicting them)."""
+    device = model_device(model)
+    for i in tqdm(range(0, len(windows), batch_size), desc=desc, leave=False):
+        chunk = windows[i:i + batch_size]
+        batch = torch.stack([ids[begin:begin + context] for begin, _ in chunk]).to(device)
+        logits = model(input_ids=batch).logits
+        for row, (begin, n_new) in enumerate(chunk):
+            yield begin + context - n_new, logits[row, context - n_new - 1:context - 1].float()
+
+
+@torch.inference_mode()
+def token_nll(model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int,
+              batch_size: int = 8, desc: str = "perplexity") -> torch.Tensor:
+    """The NLL in nats of every target ids[1:], each scored once by sliding windows, as a float64 tensor."""
+    nll = torch.full((len(ids) - 1,), float("nan"), dtype=torch.float64)
+    windows = sliding_windows(len(ids), context, stride)
+    for first, logits in _window_logits(model, ids, windows, context, batch_size, desc):
+        targets = ids[first:first + len(logits)].to(logits.device)
+        nll[first - 1:first - 1 + len(logits)] = F.cross_entropy(logits, targets, reduction="none").double().cpu()
+    return nll
+
+
+def bits_per_byte(nll_nats: float, n_bytes: int) -> float:
+    """Bits per UTF-8 byte from a summed NLL in nats: nll / (ln 2 * bytes)."""
+    if n_bytes <= 0:
+        raise ValueError(f"bits per byte needs a positive byte count, got {n_bytes}")
+    return nll_nats / (math.log(2) * n_bytes)
+
+
+def _check_length(encoded: EncodedText, context: int, name: str) -> None:
+    """Raise if a text is shorter than one window, saying how to fix it."""
+    if len(encoded.ids) < context:
+        raise ValueError(f"{name} has {encoded.n_text_tokens} tokens, fewer than one window of {context}: "
+                         f"give a longer text or a smaller --context")
+
+
+def perplexity(model: torch.nn.Module, tokenizer, text: str, context: int, stride: int | None = None,
+               max_tokens: int = 0, batch_size: int = 8, name: str = "text") -> dict:
+    """Sliding-window perplexity and bits per byte of one text: {"tokens", "bytes", "ppl", "bpb"}."""
+    encoded = encode_text(text, tokenizer, max_tokens, name)
+    _check_length(encoded, context, name)
+    nll = token_nll(model, encoded.ids, context, stride or context // 2, batch_size, desc=f"ppl {name}")
+    total = float(nll.sum())
+    return {"tokens": len(nll), "bytes": encoded.n_bytes, "ppl": math.exp(total / len(nll)),
+            "bpb": bits_per_byte(total, encoded.n_bytes)}
+
+
+# --- agreement with a teacher -----------------------------------------------------------------
+
+
+def check_same_tokenizer(tokenizer, teacher_tokenizer) -> None:
+    """Raise unless the two tokenizers have the same vocabulary (agreement compares token by token)."""
+    if tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        raise ValueError(f"agreement needs the teacher's tokenizer, but the vocabularies differ "
+                         f"({len(tokenizer)} vs {len(teacher_tokenizer)} tokens): compare models with "
+                         f"different tokenizers by bits per byte instead")
+
+
+@torch.inference_mode()
+def agreement(model: torch.nn.Module, teacher: torch.nn.Module, tokenizer, text: str, context: int,
+              stride: int | None = None, max_tokens: int = 0, batch_size: int = 8, name: str = "text") -> dict:
+    """Top-1 agreement with the teacher and mean KL(teacher || model) in nats per token, on the same windows."""
+    encoded = encode_text(text, tokenizer, max_tokens, name)
+    _check_length(encoded, context, name)
+    windows = sliding_windows(len(encoded.ids), context, stride or context // 2)
+    same = kl = 0.0
+    pairs = zip(_window_logits(model, encoded.ids, windows, context, batch_size, f"agreement {name}"),
+                _window_logits(teacher, encoded.ids, windows, context, batch_size, f"teacher {name}"))
+    for (_, logits), (_, teacher_logits) in pairs:
+        log_p, log_q = F.log_softmax(teacher_logits, -1), F.log_softmax(logits.to(teacher_logits.device), -1)
+        same += float((log_p.argmax(-1) == log_q.argmax(-1)).sum())
+        kl += float(F.kl_div(log_q, log_p, log_target=True, reduction="sum"))
+    n = len(encoded.ids) - 1
+    return {"tokens": n, "top1": same / n, "kl": kl / n}
+
+
+# --- perplexity against position --------------------------------------------------------------
+
+
+def max_length(model: torch.nn.Module) -> int:
+    """The longest input the model accepts: the Hyena filters' l_max or the learned position table."""
+    config = model.config
+    limits = [getattr(config, key) for key in ("l_max", "hyena_l_max", "n_positions", "max_position_embeddings")
+              if isinstance(getattr(config, key, None), int)]
+    if not limits:
+        raise ValueError(f"cannot tell the longest input of a {type(model).__name__}: its config has none of "
+                         f"l_max, n_positions, max_position_embeddings; pass --length")
+    return min(limits)
+
+
+@torch.inference_mode()
+def length_curve(model: torch.nn.Module, ids: torch.Tensor, length: int, bins: int = 12,
+                 batch_size: int = 8) -> dict:
+    """Perplexity against position: NLL at position p (given p tokens) averaged over non-overlapping
+    windows of `length` tokens, grouped into geometric bins of positions.
+
+    Returns {"length", "windows", "position" (each bin's last position), "ppl"}.
+    """
+    n_windows = len(ids) // length
+    if n_windows == 0:
+        raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {length} for the length curve")
+    windows = ids[:n_windows * length].view(n_windows, length)
+    device, total = model_device(model), torch.zeros(length - 1, dtype=torch.float64)
+    for i in tqdm(range(0, n_windows, batch_size), desc=f"length {length}", leave=False):
+        batch = windows[i:i + batch_size].to(device)
+        logits = model(input_ids=batch).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+        total += nll.double().sum(0).cpu()
+    mean = (total / n_windows).numpy()
+    edges = np.unique(np.geomspace(1, length, bins + 1).astype(int))
+    return {"length": length, "windows": n_windows, "position": [int(e) - 1 for e in edges[1:]],
+            "ppl": [float(np.exp(mean[a - 1:b - 1].mean())) for a, b in zip(edges[:-1], edges[1:])]}
+
+
+# --- texts and models -------------------------------------------------------------------------
+
+
+def corpus_texts(split: str, corpus: str = "offline") -> dict[str, str]:
+    """One text per domain of a corpus split ("split/domain" -> its documents joined by blank lines)."""
+    from hyena_lite.data import load_corpus
+
+    documents = load_corpus(corpus)
+    if split not in documents:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(documents)}")
+    rows = documents[split]
+    return {f"{split}/{domain}": "\n\n".join(t for t, d in zip(rows["text"], rows["domain"]) if d == domain)
+            for domain in dict.fromkeys(rows["domain"])}
+
+
+def file_texts(paths: Sequence[str]) -> dict[str, str]:
+    """Each UTF-8 text file by its path (missing, empty, binary or non-UTF-8 files are errors that say so)."""
+    from hyena_lite.data import load_text
+
+    return {str(path): load_text(path)[0]["text"] for path in paths}
+
+
+def load_model(name_or_dir: str, profile: Profile) -> tuple[torch.nn.Module, object]:
+    """(model in eval mode, tokenizer) from a saved folder (teacher or student) or a teacher name."""
+    path = Path(name_or_dir)
+    if path.is_dir():
+        import hyena_lite.models  # noqa: F401  registers the student classes with AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} holds no config.json: it is not a model saved with save_pretrained")
+        if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+            raise FileNotFoundError(f"{path} holds a model but no tokenizer: save one beside it with "
+                                    f"tokenizer.save_pretrained({str(path)!r})")
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    else:
+        from hyena_lite.teachers import load_teacher
+
+        try:
+            model, tokenizer = load_teacher(name_or_dir, profile)
+        except (ValueError, KeyError) as error:
+            raise ValueError(f"unknown model {name_or_dir!r}: not a folder saved with save_pretrained, "
+                             f"and not a teacher name ({error})") from None
+    return model.to(profile.device).eval(), tokenizer
+
+
+def _powers_of_two(low: int, high: int) -> list[int]:
+    """low, 2 low, 4 low, ... up to high."""
+    return [low << i for i in range(max(0, (high // low).bit_length()))]
+
+
+def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], profile: Profile,
+                   tasks: Sequence[str] = DEFAULT_TASKS, teacher: tuple[torch.nn.Module, object] | None = None,
+                   context: int | None = None, stride: int | None = None, length: int | None = None,
+                   batch_size: int = 8) -> dict:
+    """Run the chosen tasks on one model; the JSON-ready report of evaluate's CLI for that model.
+
+    Budgets come from the profile: at most profile.eval_tokens tokens per text (0: all), windows of
+    profile.seq_len tokens unless `context` says otherwise, and cloze passages worth about
+    eval_tokens tokens in all.
+    """
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; choose among {', '.join(TASKS)}")
+    if not texts:
+        raise ValueError("no texts to evaluate: give --text FILE or --split NAME")
+    context = context or profile.seq_len
+    stride = stride or context // 2
+    budget, report = profile.eval_tokens, {}
+    if "ppl" in tasks:
+        report["texts"] = {name: perplexity(model, tokenizer, text, context, stride, budget, batch_size, name)
+                           for name, text in texts.items()}
+    if "agreement" in tasks:
+        if teacher is None:
+            raise ValueError("the agreement task needs a teacher: pass --teacher NAME_OR_DIR")
+        check_same_tokenizer(tokenizer, teacher[1])
+        report["agreement"] = {name: agreement(model, teacher[0], tokenizer, text, context, stride, budget,
+                                               batch_size, name) for name, text in texts.items()}
+    if "cloze" in tasks:
+        examples = cloze_examples(list(texts.values()), tokenizer, max(16, (budget or 100_000) // context), context)
+        report["cloze"] = {"examples": len(examples), "length": context,
+                           "accuracy": cloze_accuracy(model, examples, batch_size)}
+    if "recall" in tasks:
+        report["recall"] = {"copy": copy_curve(model, tokenizer, _powers_of_two(4, (context - 1) // 2),
+                                               batch_size=batch_size, seed=profile.seed),
+                            "mqar": mqar_curve(model, tokenizer, _powers_of_two(2, (context - 1) // 4),
+                                               batch_size=batch_size, seed=profile.seed)}
+    if "length" in tasks:
+        length = min(length or max_length(model), max_length(model))
+        ids = torch.cat([encode_text(text, tokenizer, budget, name).ids for name, text in texts.items()])
+        report["length"] = length_curve(model, ids, length, batch_size=batch_size)
+    return report
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def _meta(profile: Profile) -> dict:
+    """Where a result came from: the command, git commit, hardware and versions."""
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    device = torch.cuda.get_device_name() if profile.device == "cuda" else f"{platform.processor() or 'cpu'}"
+    return {"command": "python -m hyena_lite " + " ".join(sys.argv[1:]), "git_commit": commit,
+            "profile": profile.name, "device": device, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m hyena_lite evaluate`."""
+    parser.add_argument("--model", action="append", required=True, metavar="[LABEL=]DIR_OR_NAME",
+                        help="a saved model folder or a teacher name; repeat to compare several")
+    parser.add_argument("--text", action="append", default=[], metavar="FILE", help="a UTF-8 text file; repeatable")
+    parser.add_argument("--split", default=None,
+                        help="a split of the profile's corpus, per domain (default: validation without --text)")
+    parser.add_argument("--tasks", default=None,
+                        help=f"comma-separated, among {','.join(TASKS)} (default: "
+                             f"{','.join(DEFAULT_TASKS)}, plus agreement with --teacher)")
+    parser.add_argument("--teacher", default=None, help="a model folder or teacher name for the agreement task")
+    parser.add_argument("--context", type=int, default=None, help="window in tokens (default: the profile's seq_len)")
+    parser.add_argument("--stride", type=int, default=None, help="window stride in tokens (default: context / 2)")
+    parser.add_argument("--length", type=int, default=None,
+                        help="longest window of the length task (default and cap: each model's own limit)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE)")
+    parser.add_argument("--json", required=True, metavar="OUT", help="where to write the results")
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """Evaluate every --model on the texts and write {"meta", "models": {label: report}} to --json."""
+    profile = get_profile(args.profile)
+    tasks = args.tasks.split(",") if args.tasks else list(DEFAULT_TASKS) + (["agreement"] if args.teacher else [])
+    texts = file_texts(args.text)
+    split = args.split or (None if args.text else "validation")
+    if split:
+        texts.update(corpus_texts(split, profile.corpus))
+    teacher = load_model(args.teacher, profile) if args.teacher else None
+    results = {"meta": {**_meta(profile), "tasks": tasks, "teacher": args.teacher}, "models": {}}
+    for spec in args.model:
+        label, _, where = spec.rpartition("=")
+        model, tokenizer = load_model(where, profile)
+        results["models"][label or where] = evaluate_model(model, tokenizer, texts, profile, tasks, teacher,
+                                                           args.context, args.stride, args.length, args.batch_size)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
