@@ -3,6 +3,7 @@
 Both take u of shape [B, C, L] (channels first), a filter k of shape [C, Lk] or [B, C, Lk] and an
 optional skip D of shape [C], and return y[b, c, t] = sum_{s<=t} k[c, s] u[b, c, t-s] + D[c] u[b, c, t].
 Taps of k beyond L cannot reach any output and are ignored; a shorter k acts as if zero-padded.
+Both compute in float32 (float64 for float64 inputs) and return u's dtype.
 """
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ def fft_size(length: int) -> int:
     if length < 1:
         raise ValueError(f"sequence length must be at least 1, got {length}")
     return 1 << (2 * length - 1).bit_length()
+
+
+def _compute_dtype(u: Tensor) -> torch.dtype:
+    """float32 for 16- and 32-bit inputs (FFTs in fp16/bf16 overflow or are unsupported), float64 for float64."""
+    return torch.promote_types(u.dtype, torch.float32)
 
 
 def _check(u: Tensor, k: Tensor, D: Tensor | None) -> None:
@@ -36,29 +42,29 @@ def _check(u: Tensor, k: Tensor, D: Tensor | None) -> None:
 def fftconv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     """Causal convolution of each channel of u with its filter k (+ D * u), by FFT in float32; returns u's dtype."""
     _check(u, k, D)
-    length = u.shape[-1]
+    length, dtype = u.shape[-1], _compute_dtype(u)
     n = fft_size(length)
-    u32 = u.float()
-    k_f = torch.fft.rfft(k[..., :length].float(), n=n)
-    u_f = torch.fft.rfft(u32, n=n)
+    u_wide = u.to(dtype)
+    k_f = torch.fft.rfft(k[..., :length].to(dtype), n=n)
+    u_f = torch.fft.rfft(u_wide, n=n)
     y = torch.fft.irfft(u_f * k_f, n=n)[..., :length]
     if D is not None:
-        y = y + u32 * D.float().unsqueeze(-1)
+        y = y + u_wide * D.to(dtype).unsqueeze(-1)
     return y.to(u.dtype)
 
 
 def direct_conv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
-    """The same causal convolution as `fftconv`, computed directly in O(L^2) float32 (the reference)."""
+    """The same causal convolution as `fftconv`, computed directly in O(L^2) (the reference)."""
     _check(u, k, D)
-    length = u.shape[-1]
-    u32 = u.float()
-    taps = torch.zeros(*k.shape[:-1], length, dtype=torch.float32, device=k.device)
+    length, dtype = u.shape[-1], _compute_dtype(u)
+    u_wide = u.to(dtype)
+    taps = torch.zeros(*k.shape[:-1], length, dtype=dtype, device=k.device)
     used = min(length, k.shape[-1])
-    taps[..., :used] = k[..., :used].float()
+    taps[..., :used] = k[..., :used].to(dtype)
     lags = torch.arange(length, device=u.device)
     lag = lags[:, None] - lags[None, :]  # lag[t, s] = t - s
     toeplitz = taps[..., lag.clamp(min=0)] * (lag >= 0)  # [..., C, L, L]: T[c, t, s] = k[c, t - s], causal
-    y = (toeplitz @ u32.unsqueeze(-1)).squeeze(-1)
+    y = (toeplitz @ u_wide.unsqueeze(-1)).squeeze(-1)
     if D is not None:
-        y = y + u32 * D.float().unsqueeze(-1)
+        y = y + u_wide * D.to(dtype).unsqueeze(-1)
     return y.to(u.dtype)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyena_lite.fastpath import fast_forward
 from hyena_lite.fftconv import fftconv
 
 
@@ -123,6 +124,7 @@ class HyenaOperator(nn.Module):
         self.filter_fn = HyenaFilter(order * d_model, l_max, filter_order=filter_order, **filter_args)
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.fast = True  # forward through hyena_lite.fastpath: the same function, less memory traffic; False: plain
 
     def _check(self, u: Tensor) -> None:
         """Raise ValueError saying what was expected when u is not [batch, length <= l_max, d_model]."""
@@ -159,9 +161,12 @@ class HyenaOperator(nn.Module):
     def forward(self, u: Tensor) -> Tensor:
         """Apply the operator to u [B, L, d_model]; the recurrence runs in float32, projections in u's dtype."""
         self._check(u)
+        if self.fast and not (self.training and self.dropout.p > 0):
+            return fast_forward(self, u)
         gates, v = self.gates_and_value(u)
         k, bias = self.long_filters(u.shape[1])
-        y = v.float()
+        wide = torch.promote_types(u.dtype, torch.float32)  # float32, or float64 for a float64 module
+        y = v.to(wide)
         for n, x in enumerate(gates):
-            y = self.dropout(x.float() * fftconv(y, k[n], bias[n]))
+            y = self.dropout(x.to(wide) * fftconv(y, k[n], bias[n]))
         return self.out_proj(y.to(u.dtype).transpose(1, 2))

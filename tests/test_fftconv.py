@@ -7,7 +7,7 @@ from hyena_lite.fftconv import fft_size
 
 
 def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got.float() - want.float()).abs().max() / want.float().abs().max().clamp(min=1e-12)).item()
+    return ((got.double() - want.double()).abs().max() / want.double().abs().max().clamp(min=1e-12)).item()
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 16, 100, 257])
@@ -18,6 +18,14 @@ def test_fftconv_equals_direct_conv(length: int, with_skip: bool) -> None:
     k = torch.randn(4, length, generator=gen)
     D = torch.randn(4, generator=gen) if with_skip else None
     assert _relative_error(fftconv(u, k, D), direct_conv(u, k, D)) <= 1e-4
+
+
+def test_float64_inputs_are_computed_in_float64() -> None:
+    gen = torch.Generator().manual_seed(2)
+    u, k = torch.randn(2, 3, 33, generator=gen, dtype=torch.float64), torch.randn(3, 33, generator=gen)
+    got, want = fftconv(u, k), direct_conv(u, k)
+    assert got.dtype == want.dtype == torch.float64
+    assert _relative_error(got, want) <= 1e-12
 
 
 def test_direct_conv_is_the_causal_convolution_sum() -> None:
