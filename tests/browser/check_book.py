@@ -1,7 +1,8 @@
 """Open every page of the built book in headless Chromium and fail on what a reader would see broken.
 
 Checks per page: missing images, Python tracebacks in outputs, broken internal links and anchors,
-local files that fail to load, JavaScript errors, widgets and equations that did not render.
+local files that fail to load, JavaScript errors, widgets and equations that did not render, and
+the Open-in-Colab launch link of every page made from a notebook.
 Requests that leave 127.0.0.1 are blocked, so the test is the same offline and on-line; the
 book bundles the JavaScript it needs (`make book-js`), so a blocked request is only reported.
 Usage: python tests/browser/check_book.py _build/html [--screenshots DIR]
@@ -27,6 +28,7 @@ TRACEBACK_TEXT = "Traceback (most recent call last)"
 # Output areas whose text is searched for tracebacks, and the classes myst-nb gives error outputs.
 OUTPUT_SELECTOR = ".cell_output"
 ERROR_OUTPUT_SELECTOR = ".cell_output .traceback, .cell_output .output.error"
+COLAB = "https://colab.research.google.com/"
 WIDGET_VIEW_SELECTOR = 'script[type="application/vnd.jupyter.widget-view+json"]'
 
 PAGE_REPORT_JS = """
@@ -173,6 +175,9 @@ def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | Non
                                f"{report['widgetViews']} widgets did not render from their saved state")
     if report["mathElements"] and not report["mathRendered"]:
         result.problems.append(f"{report['mathElements']} equations were not typeset by MathJax")
+    source = root / "_sources" / path.relative_to(root).with_suffix(".ipynb")
+    if source.is_file() and not any(href.startswith(COLAB) for href in report["links"]):
+        result.problems.append(f"no Open-in-Colab launch link (a chapter from {source.name})")
     if blocked:
         result.notes.append(f"{len(blocked)} external requests blocked: {sorted(set(blocked))[:3]}")
     return result

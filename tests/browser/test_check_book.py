@@ -1,0 +1,75 @@
+"""The browser check finds each kind of defect on a small synthetic site, and passes a clean page."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import check_book  # noqa: E402
+
+if importlib.util.find_spec("playwright") is None or not check_book.CHROMIUM.exists():
+    pytest.skip(f"needs playwright and Debian's chromium at {check_book.CHROMIUM} (`make assets`)",
+                allow_module_level=True)
+
+PAGE = "<!DOCTYPE html><html><head><title>t</title>{head}</head><body>{body}</body></html>"
+SITE = {
+    "good.html": '<h1 id="top">Good</h1><a href="other.html#sec">other</a><a href="#top">top</a>'
+                 '<img src="pixel.png" alt="one red pixel"><a href="https://example.org/">away</a>',
+    "other.html": '<h2 id="sec">Section</h2><a href="good.html">back</a>',
+    "bad_link.html": '<a href="missing.html">gone</a><a href="other.html#nope">bad anchor</a>',
+    "bad_image.html": '<img src="missing.png" alt="nothing">',
+    "traceback.html": '<div class="cell_output"><pre>Traceback (most recent call last):\n'
+                      '  File "x", line 1\nValueError: boom</pre></div>',
+    "js_error.html": "<script>null.boom();</script><p>text</p>",
+    "widget.html": '<script type="application/vnd.jupyter.widget-view+json">'
+                   '{"model_id": "abc", "version_major": 2, "version_minor": 0}</script>',
+    "chapter.html": "<h1>A chapter from a notebook, without its Colab link</h1>",
+    "_static/ignored.html": '<a href="nowhere.html">not a page of the book</a>',
+}
+EXPECTED = {
+    "bad_link.html": ["broken link", "broken anchor"],
+    "bad_image.html": ["missing image", "HTTP 404"],
+    "traceback.html": ["traceback"],
+    "js_error.html": ["JavaScript error"],
+    "widget.html": ["widgets did not render"],
+    "chapter.html": ["Open-in-Colab"],
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, check_book.PageResult]:
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("site")
+    for name, body in SITE.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        head = '<script src="https://cdn.example.org/lib.js"></script>' if name == "good.html" else ""
+        (root / name).write_text(PAGE.format(head=head, body=body))
+    Image.new("RGB", (1, 1), "red").save(root / "pixel.png")
+    (root / "_sources").mkdir()
+    (root / "_sources" / "chapter.ipynb").write_text("{}")
+    shots = root.parent / "shots"
+    found = {r.path: r for r in check_book.check_book(root, shots)}
+    assert sorted(shots.glob("*.png")), "no screenshots were saved"
+    return found
+
+
+def test_every_page_but_static_files_is_opened(results) -> None:
+    assert sorted(results) == sorted(name for name in SITE if not name.startswith("_"))
+
+
+def test_clean_pages_pass_and_external_requests_are_only_noted(results) -> None:
+    assert results["good.html"].problems == []
+    assert results["other.html"].problems == []
+    assert any("external requests blocked" in note for note in results["good.html"].notes)
+
+
+@pytest.mark.parametrize("page", sorted(EXPECTED))
+def test_each_defect_is_reported(results, page: str) -> None:
+    problems = " | ".join(results[page].problems)
+    for expected in EXPECTED[page]:
+        assert expected in problems, f"{page}: expected {expected!r} among: {problems}"
