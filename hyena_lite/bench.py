@@ -1,0 +1,607 @@
+"""Profiling: time and peak memory of attention against Hyena, for one block, a whole model and generation.
+
+Every time is the median over repeats after warm-up (CUDA events on GPU); every result is a plain dict
+of rows that `save_results` writes as JSON with the hardware, versions, git commit and command behind it.
+`plot_scaling` draws rows on log-log axes and marks where the two curves cross.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from hyena_lite.fftconv import fft_size
+from hyena_lite.operator import HyenaOperator
+
+WHATS = ("operator", "model", "generate")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# --------------------------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Measurement:
+    """Median and all times (ms) of repeated calls, and the peak memory they reached (MiB; None on CPU)."""
+
+    median_ms: float
+    times_ms: list[float]
+    peak_mb: float | None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5) -> Measurement:
+    """Call fn `warmup` times, then time `repeats` calls (CUDA events on GPU, perf_counter on CPU).
+
+    The peak is torch's largest allocation total during the timed calls (weights and inputs included),
+    measured on CUDA only: PyTorch keeps no such counter for the CPU.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        for _ in range(repeats):
+            start_s = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start_s) * 1e3)
+        peak = None
+    return Measurement(statistics.median(times), times, peak)
+
+
+def median_ms(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5) -> float:
+    """The median time of fn in milliseconds (see `measure`)."""
+    return measure(fn, device, warmup, repeats).median_ms
+
+
+def _guarded(fn: Callable[[], Measurement], device: torch.device) -> Measurement | None:
+    """Run a measurement; on CUDA out-of-memory return None (recorded as a missing point) instead of failing."""
+    try:
+        return fn()
+    except torch.OutOfMemoryError:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+
+
+# --------------------------------------------------------------------------------------------- blocks
+
+
+class CausalSelfAttention(nn.Module):
+    """GPT-2's attention block: q/k/v projections, causal scaled dot-product attention over heads, out projection.
+
+    F.scaled_dot_product_attention picks FlashAttention on a GPU that has it, and a fused CPU kernel otherwise.
+    """
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(batch, length, width))
+
+
+def hyena_forward_bytes(d_model: int, length: int, batch: int = 1, order: int = 2, act_bytes: int = 2) -> int:
+    """Bytes the Hyena block's forward moves through memory if each of its passes reads and writes once.
+
+    The passes: in-projection, short filter (writing gates and the zero-padded float32 value), then per
+    order an rfft, a product with the cached filter spectrum, an irfft and the gate, and the out-projection.
+    Weights are left out (under 2% at L >= 1K). Dividing by the memory bandwidth gives the time a perfect
+    implementation of these passes would take.
+    """
+    n = fft_size(length)
+    act, signal = batch * length * d_model * act_bytes, batch * d_model * n * 4  # a [B, D, L] activation; a padded fp32 signal
+    total = act + (order + 1) * act  # in-projection: read u, write z
+    total += (order + 1) * act + order * act + signal  # short filter: read z, write gates and padded v
+    for step in range(order):
+        total += 2 * signal  # rfft (a half spectrum of complex64 is the same size as the padded real signal)
+        total += 2 * signal + d_model * n * 4  # spectrum product, in place, reading the filter spectrum
+        total += 2 * signal  # irfft
+        last = step == order - 1
+        total += signal // 2 + signal // 2 + act + (act if last else signal)  # gate: read y, v, x; write next input
+    total += act + act  # out-projection: read y, write out
+    return total
+
+
+def copy_bandwidth_gbs(device: str | torch.device, mib: int = 1024, repeats: int = 10) -> float:
+    """Measured memory bandwidth of a large device-to-device copy, counting bytes read plus written, GB/s."""
+    device = torch.device(device)
+    src = torch.randn(mib * 2**18, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, warmup=3, repeats=repeats)
+    return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
+
+
+# --------------------------------------------------------------------------------------------- operator
+
+
+def benchmark_operator(
+    lengths: list[int],
+    d_model: int = 768,
+    n_heads: int = 12,
+    batch: int = 1,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    backward: bool = True,
+    warmup: int = 2,
+    repeats: int = 5,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Attention block against Hyena block of the same width, forward (and forward + backward), per length.
+
+    Forward runs under torch.no_grad (inference: the Hyena block uses its cached filter spectra);
+    forward + backward is a training step's work, input gradient included. Each row holds L, then per
+    block (`attn`, `hyena` on its fast path, `hyena_plain` on the plain one) `{block}_ms` and
+    `{block}_peak_mb`, with `{block}_fwdbwd_ms` and `{block}_fwdbwd_peak_mb` when `backward`, and
+    `hyena_bytes` (see `hyena_forward_bytes`).
+    """
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    l_max = max(lengths)
+    blocks: dict[str, nn.Module] = {"attn": CausalSelfAttention(d_model, n_heads), "hyena": HyenaOperator(d_model, l_max)}
+    blocks["hyena_plain"] = copy.deepcopy(blocks["hyena"])
+    blocks["hyena_plain"].fast = False
+    for block in blocks.values():
+        block.to(device=dev, dtype=dtype)
+    rows = []
+    for length in tqdm(lengths, desc="operator", leave=False):
+        x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
+        row: dict[str, Any] = {"L": length, "batch": batch}
+        for name, block in blocks.items():
+            block.eval()
+
+            def forward(block: nn.Module = block) -> None:
+                with torch.no_grad():
+                    block(x)
+
+            m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
+            row[f"{name}_ms"], row[f"{name}_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
+            if backward:
+                block.train()
+                xg = x.detach().requires_grad_(True)
+                grad = torch.randn_like(x)
+
+                def step(block: nn.Module = block) -> None:
+                    block(xg).backward(grad)
+
+                m = _guarded(lambda: measure(step, dev, warmup, repeats), dev)
+                row[f"{name}_fwdbwd_ms"], row[f"{name}_fwdbwd_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
+                block.zero_grad(set_to_none=True)
+        row["hyena_bytes"] = hyena_forward_bytes(d_model, length, batch, blocks["hyena"].order, x.element_size())
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- plots
+
+
+def crossover(rows: list[dict[str, Any]], x: str, a: str, b: str) -> float | None:
+    """The x where series b first becomes no slower than series a, interpolated on log-log axes; None if never."""
+    points = [(r[x], r[a], r[b]) for r in rows if r.get(a) and r.get(b)]
+    points.sort()
+    for i, (xi, ai, bi) in enumerate(points):
+        if bi <= ai:
+            if i == 0:
+                return float(xi)
+            x0, a0, b0 = points[i - 1]
+            d0, d1 = math.log(b0 / a0), math.log(bi / ai)  # log ratio, positive while b is slower
+            t = d0 / (d0 - d1)
+            return float(math.exp(math.log(x0) + t * (math.log(xi) - math.log(x0))))
+    return None
+
+
+def plot_scaling(
+    rows: list[dict[str, Any]],
+    x: str,
+    series: dict[str, str],
+    ax: Any = None,
+    ylabel: str = "time (ms)",
+    title: str | None = None,
+) -> Any:
+    """Plot columns of `rows` (label -> key) against `x` on log-log axes; mark where the first two cross."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, key in series.items():
+        points = sorted((r[x], r[key]) for r in rows if r.get(key) is not None)
+        if points:
+            ax.plot(*zip(*points), marker="o", label=label)
+    keys = list(series.values())
+    if len(keys) >= 2 and (where := crossover(rows, x, keys[0], keys[1])) is not None:
+        ax.axvline(where, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(f"crossover ~{where:,.0f}", (where, 0.95), xycoords=("data", "axes fraction"),
+                    ha="right", va="top", rotation=90, fontsize=8, color="grey")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def gpt2_teacher(n_positions: int, n_layer: int = 12, n_embd: int = 768, n_head: int = 12, vocab_size: int = 50257) -> nn.Module:
+    """A GPT2LMHeadModel of the given shape (GPT-2-124M by default) with random weights: speed does not depend on them."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_positions=n_positions, n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab_size,
+                        bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(config).eval()
+
+
+def hyena_student(teacher: nn.Module, l_max: int) -> nn.Module:
+    """The teacher's Hyena student built by `hyena_lite.models.convert` (every attention replaced by Hyena)."""
+    try:
+        from hyena_lite.models import convert
+    except ImportError as error:
+        raise RuntimeError(
+            "the model and generation benchmarks need hyena_lite.models.convert, which this checkout lacks "
+            f"({error}); benchmark the operator alone with --what operator"
+        ) from error
+    return convert(teacher, l_max=l_max).eval()
+
+
+def _forward_kwargs(model: nn.Module, **kwargs: Any) -> dict[str, Any]:
+    """Keep only the keyword arguments that this model's forward accepts (they differ across transformers 5.x)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+def benchmark_model(
+    models: dict[str, nn.Module],
+    lengths: list[int],
+    batch: int = 1,
+    device: str = "cpu",
+    warmup: int = 2,
+    repeats: int = 5,
+    vocab_size: int | None = None,
+) -> list[dict[str, Any]]:
+    """Forward time, tokens/s and peak memory of each model (name -> model, on `device`) on random tokens, per length.
+
+    A forward computes the logits at every position, as a perplexity evaluation does; no cache is kept.
+    """
+    dev = torch.device(device)
+    vocab = vocab_size or next(iter(models.values())).config.vocab_size
+    rows = []
+    for length in tqdm(lengths, desc="model", leave=False):
+        ids = torch.randint(0, vocab, (batch, length), device=dev)
+        row: dict[str, Any] = {"L": length, "batch": batch}
+        for name, model in models.items():
+            kwargs = _forward_kwargs(model, use_cache=False)
+
+            def forward(model: nn.Module = model, kwargs: dict = kwargs) -> None:
+                with torch.no_grad():
+                    model(ids, **kwargs)
+
+            m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
+            row[f"{name}_ms"] = m.median_ms if m else None
+            row[f"{name}_tokens_per_s"] = batch * length / (m.median_ms * 1e-3) if m else None
+            row[f"{name}_peak_mb"] = m.peak_mb if m else None
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- generation
+
+
+class KVCacheDecoder:
+    """Decode with the transformer's key-value cache: each new token attends to the cached keys and values."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.cache = model, None
+        self.cache_name = "cache" if "cache" in _forward_kwargs(model, cache=None) else "past_key_values"
+
+    def _call(self, ids: Tensor, **kwargs: Any) -> Tensor:
+        out = self.model(ids, use_cache=True, **_forward_kwargs(self.model, logits_to_keep=1), **kwargs)
+        self.cache = out.get("cache", out.get("past_key_values"))
+        return out.logits[:, -1]
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Run the prompt, keep its cache, return the logits of its last position."""
+        return self._call(ids)
+
+    def step(self, token: Tensor) -> Tensor:
+        """Feed one token [B, 1]; return the logits of the next."""
+        return self._call(token, **{self.cache_name: self.cache})
+
+
+class RecomputeDecoder:
+    """Decode by running the whole context through the model again for every new token (no cache)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.ids = model, None
+        self.kwargs = _forward_kwargs(model, use_cache=False, logits_to_keep=1)
+
+    def _last(self) -> Tensor:
+        return self.model(self.ids, **self.kwargs).logits[:, -1]
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Remember the prompt; return the logits of its last position."""
+        self.ids = ids
+        return self._last()
+
+    def step(self, token: Tensor) -> Tensor:
+        """Append one token [B, 1]; return the logits of the next."""
+        self.ids = torch.cat([self.ids, token], dim=1)
+        return self._last()
+
+
+# name -> factory(model) of an object with prefill(ids) -> logits and step(token) -> logits.
+# Faster ways to decode a student register here with one line.
+DECODERS: dict[str, Callable[[nn.Module], Any]] = {
+    "kv_cache": KVCacheDecoder,
+    "recompute": RecomputeDecoder,
+}
+
+
+def benchmark_generate(
+    runs: dict[str, tuple[nn.Module, str]],
+    contexts: list[int],
+    new_tokens: int = 16,
+    warmup: int = 2,
+    device: str = "cpu",
+    vocab_size: int | None = None,
+) -> list[dict[str, Any]]:
+    """Time per new token (median over `new_tokens` greedy steps after `warmup` steps) and memory, per context length.
+
+    `runs` maps a label to (model, decoder name in DECODERS). Per label a row holds `{label}_ms_per_token`,
+    `{label}_peak_mb` (prefill included) and `{label}_state_mb` (memory the prefill left behind: the KV cache
+    for a transformer); the memory columns are None on CPU.
+    """
+    dev = torch.device(device)
+    vocab = vocab_size or next(iter(runs.values()))[0].config.vocab_size
+    rows = []
+    for context in tqdm(contexts, desc="generate", leave=False):
+        prompt = torch.randint(0, vocab, (1, context), device=dev)
+        row: dict[str, Any] = {"context": context, "new_tokens": new_tokens}
+        for label, (model, mode) in runs.items():
+            if mode not in DECODERS:
+                raise ValueError(f"unknown decoder {mode!r}; choose one of {', '.join(DECODERS)}")
+            result = _guarded(lambda: _decode_timed(DECODERS[mode](model), prompt, new_tokens, warmup, dev), dev)
+            ms, peak, state = result if result else (None, None, None)
+            row.update({f"{label}_ms_per_token": ms, f"{label}_peak_mb": peak, f"{label}_state_mb": state})
+        rows.append(row)
+    return rows
+
+
+def _decode_timed(decoder: Any, prompt: Tensor, new_tokens: int, warmup: int, dev: torch.device) -> tuple[float, float | None, float | None]:
+    """Prefill, then greedy-decode warmup + new_tokens tokens; median ms of the timed steps, peak and state MiB."""
+    cuda = dev.type == "cuda"
+    with torch.no_grad():
+        if cuda:
+            torch.cuda.synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            before = torch.cuda.memory_allocated(dev)
+        logits = decoder.prefill(prompt)
+        state = (torch.cuda.memory_allocated(dev) - before) / 2**20 if cuda else None
+        times = []
+        for i in range(warmup + new_tokens):
+            token = logits.argmax(-1, keepdim=True)
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                logits = decoder.step(token)
+                end.record()
+                end.synchronize()
+                elapsed = start.elapsed_time(end)
+            else:
+                start_s = time.perf_counter()
+                logits = decoder.step(token)
+                elapsed = (time.perf_counter() - start_s) * 1e3
+            if i >= warmup:
+                times.append(elapsed)
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None
+    return statistics.median(times), peak, state
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+def git_commit() -> str | None:
+    """The checkout's commit ($HYENA_LITE_GIT_COMMIT where the tree travelled without its .git), else None."""
+    if env := os.environ.get("HYENA_LITE_GIT_COMMIT"):
+        return env
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Hardware, versions, git commit and time of a benchmark run on `device`."""
+    import transformers
+
+    import hyena_lite
+
+    dev = torch.device(device)
+    hardware: dict[str, Any] = {
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        hardware.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                        multiprocessors=props.multi_processor_count, capability=f"{props.major}.{props.minor}",
+                        copy_bandwidth_gbs=round(copy_bandwidth_gbs(dev), 1))
+    versions = {
+        "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
+        "transformers": transformers.__version__, "hyena_lite": hyena_lite.__version__,
+    }
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
+            "hardware": hardware, "versions": versions}
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a results file written by `save_results`; say how to make one if it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no benchmark results at {path}; make them with `python -m hyena_lite benchmark --json {path}`")
+    return json.loads(path.read_text())
+
+
+def save_results(path: str | Path, results: dict[str, Any]) -> Path:
+    """Write results as indented JSON (creating folders); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    return path
+
+
+def run_benchmark(
+    whats: list[str],
+    lengths: list[int],
+    device: str = "cpu",
+    dtype: str = "float32",
+    batch: int = 1,
+    d_model: int = 768,
+    n_heads: int = 12,
+    n_layers: int = 12,
+    vocab_size: int = 50257,
+    backward: bool = True,
+    new_tokens: int = 16,
+    student_modes: tuple[str, ...] = ("recompute",),
+    warmup: int = 2,
+    repeats: int = 5,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the benchmarks named in `whats` (operator, model, generate) and return results with their environment."""
+    unknown = [w for w in whats if w not in WHATS]
+    if unknown:
+        raise ValueError(f"unknown benchmark {unknown}; choose from {', '.join(WHATS)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    torch_dtype, lengths = DTYPES[dtype], sorted(lengths)
+    results = environment(device)
+    command = command or "python -m hyena_lite benchmark " + shlex.join(sys.argv[1:])
+    settings = {"device": device, "dtype": dtype, "batch": batch, "d_model": d_model, "n_heads": n_heads,
+                "warmup": warmup, "repeats": repeats}
+    if "operator" in whats:
+        rows = benchmark_operator(lengths, d_model, n_heads, batch, device, torch_dtype, backward, warmup, repeats)
+        if bandwidth := results["hardware"].get("copy_bandwidth_gbs"):
+            for row in rows:
+                row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
+        results["operator"] = {"command": command, "settings": settings, "rows": rows}
+    if "model" in whats or "generate" in whats:
+        extra = new_tokens + warmup + 1
+        teacher = gpt2_teacher(max(lengths) + extra, n_layers, d_model, n_heads, vocab_size)
+        student = hyena_student(teacher, max(lengths) + extra)
+        teacher.to(device=device, dtype=torch_dtype)
+        student.to(device=device, dtype=torch_dtype)
+        model_settings = {**settings, "n_layers": n_layers, "vocab_size": vocab_size}
+        if "model" in whats:
+            rows = benchmark_model({"teacher": teacher, "student": student}, lengths, batch, device, warmup, repeats)
+            results["model"] = {"command": command, "settings": model_settings, "rows": rows}
+        if "generate" in whats:
+            runs = {"teacher_kv_cache": (teacher, "kv_cache")}
+            runs.update({f"student_{mode}": (student, mode) for mode in student_modes})
+            rows = benchmark_generate(runs, lengths, new_tokens, warmup, device)
+            results["generate"] = {"command": command, "settings": {**model_settings, "new_tokens": new_tokens}, "rows": rows}
+    return results
+
+
+# --------------------------------------------------------------------------------------------- command line
+
+
+def cli_arguments(parser: Any) -> None:
+    """Options of `python -m hyena_lite benchmark`."""
+    parser.add_argument("--what", nargs="+", choices=WHATS, default=["operator"],
+                        help="operator: attention vs Hyena block; model: teacher vs student forward; generate: per-token decoding")
+    parser.add_argument("--lengths", nargs="+", type=int, default=[256, 512, 1024],
+                        help="sequence lengths (operator, model) or context lengths (generate)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--d-model", type=int, default=768, help="width (GPT-2-124M: 768)")
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--layers", type=int, default=12, help="layers of the model benchmarks")
+    parser.add_argument("--vocab", type=int, default=50257, help="vocabulary of the model benchmarks")
+    parser.add_argument("--no-backward", action="store_true", help="operator: time the forward only")
+    parser.add_argument("--new-tokens", type=int, default=16, help="generate: timed new tokens per context")
+    parser.add_argument("--student-modes", nargs="+", choices=sorted(DECODERS), default=["recompute"],
+                        help="generate: how the student decodes")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+
+
+def cli_main(args: Any) -> int:
+    """Run the benchmarks, print a table per benchmark and write the JSON."""
+    results = run_benchmark(args.what, args.lengths, args.device, args.dtype, args.batch, args.d_model, args.heads,
+                            args.layers, args.vocab, not args.no_backward, args.new_tokens, tuple(args.student_modes),
+                            args.warmup, args.repeats)
+    for what in WHATS:
+        if what in results:
+            print(format_table(results[what]["rows"], what))
+    if args.json:
+        print(f"wrote {save_results(args.json, results)}")
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
+    """Rows as a fixed-width text table (numbers to 4 significant digits; '-' where a point is missing)."""
+    if not rows:
+        return f"{title}: no rows"
+    keys = list(rows[0])
+    cell = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    widths = [max(len(k), *(len(cell(r.get(k))) for r in rows)) for k in keys]
+    lines = [title, "  ".join(k.rjust(w) for k, w in zip(keys, widths))]
+    lines += ["  ".join(cell(r.get(k)).rjust(w) for k, w in zip(keys, widths)) for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The fast path equals the plain path; the timing helper returns medians; the benchmark CLI writes documented JSON."""
+import copy
+import json
+
+import pytest
+import torch
+
+from hyena_lite import HyenaOperator, bench, fastpath
+from hyena_lite.cli import main
+
+
+def _pair(order: int = 2, d_model: int = 8, l_max: int = 64, seed: int = 0) -> tuple[HyenaOperator, HyenaOperator]:
+    """The same operator twice: once on the fast path, once on the plain one."""
+    torch.manual_seed(seed)
+    fast = HyenaOperator(d_model, l_max, order=order, filter_order=16)
+    plain = copy.deepcopy(fast)
+    plain.fast = False
+    return fast, plain
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("length", [1, 7, 64])
+def test_fast_path_equals_plain_path(order: int, length: int) -> None:
+    fast, plain = _pair(order)
+    u = torch.randn(3, length, 8)
+    assert torch.allclose(fast(u), plain(u), atol=1e-6, rtol=1e-5)
+
+
+def test_fast_path_gradients_equal_plain_path() -> None:
+    fast, plain = _pair(order=2)
+    u = torch.randn(2, 33, 8, requires_grad=True)
+    grads = [torch.autograd.grad(op(u).square().sum(), [u, *op.parameters()]) for op in (fast, plain)]
+    for got, want in zip(*grads):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (got - want).abs().max()
+
+
+def test_fast_path_in_bfloat16_stays_close_to_plain_path() -> None:
+    fast, plain = _pair()
+    fast.bfloat16(), plain.bfloat16()
+    u = torch.randn(2, 40, 8, dtype=torch.bfloat16)
+    got, want = fast(u).float(), plain(u).float()
+    assert got.dtype == torch.float32 and (got - want).norm() / want.norm() < 2e-2
+
+
+def test_inference_cache_is_reused_and_invalidated_by_updates() -> None:
+    fast, plain = _pair()
+    u = torch.randn(1, 20, 8)
+    with torch.no_grad():
+        first = fast(u)
+        cached = fast._spectra_cache
+        assert cached is not None and fast(u) is not None and fast._spectra_cache is cached  # reused
+        for op in (fast, plain):
+            op.filter_fn.head.weight.mul_(2.0)  # an in-place update, as an optimiser step makes
+        after = fast(u)
+        assert fast._spectra_cache is not cached and torch.allclose(after, plain(u), atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(after, first)
+        fast(torch.randn(1, 21, 8))  # another length: recomputed
+        assert fast._spectra_cache[0][0] == 21
+    fast(u)  # with autograd on nothing is cached, so gradients reach the filter
+    assert fast._spectra_cache is None
+
+
+def test_dropout_in_training_takes_the_plain_path() -> None:
+    """The fast path has no dropout, so a training operator with dropout must run the plain forward."""
+    fast, plain = _pair()
+    for op in (fast, plain):
+        op.dropout.p = 0.5
+    u = torch.randn(1, 16, 8)
+    torch.manual_seed(1)
+    got = fast.train()(u)
+    torch.manual_seed(1)
+    assert torch.equal(got, plain.train()(u))
+    assert torch.allclose(fast.eval()(u), plain.eval()(u), atol=1e-6, rtol=1e-5)
+
+
+def test_measure_returns_the_median(monkeypatch) -> None:
+    clock = iter([0.0, 0.005, 1.0, 1.001, 2.0, 2.003])  # calls of 5, 1 and 3 ms
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    m = bench.measure(lambda: None, "cpu", warmup=1, repeats=3)
+    assert m.times_ms == pytest.approx([5.0, 1.0, 3.0]) and m.median_ms == pytest.approx(3.0) and m.peak_mb is None
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        bench.measure(lambda: None, "cpu", repeats=0)
+
+
+def test_kv_cache_and_recompute_decoders_agree() -> None:
+    torch.manual_seed(0)
+    model = bench.gpt2_teacher(64, n_layer=2, n_embd=16, n_head=2, vocab_size=50)
+    prompt = torch.randint(0, 50, (1, 10))
+    cached, recompute = bench.DECODERS["kv_cache"](model), bench.DECODERS["recompute"](model)
+    with torch.no_grad():
+        a, b = cached.prefill(prompt), recompute.prefill(prompt)
+        for _ in range(3):
+            assert torch.allclose(a, b, atol=1e-4)
+            token = a.argmax(-1, keepdim=True)
+            a, b = cached.step(token), recompute.step(token)
+
+
+def test_model_and_generate_benchmarks_give_rows() -> None:
+    torch.manual_seed(0)
+    model = bench.gpt2_teacher(64, n_layer=1, n_embd=16, n_head=2, vocab_size=50)
+    rows = bench.benchmark_model({"teacher": model}, [8, 16], warmup=0, repeats=2)
+    assert [r["L"] for r in rows] == [8, 16] and all(r["teacher_tokens_per_s"] > 0 for r in rows)
+    rows = bench.benchmark_generate({"t": (model, "kv_cache"), "r": (model, "recompute")}, [8], new_tokens=2, warmup=1)
+    assert rows[0]["context"] == 8 and rows[0]["t_ms_per_token"] > 0 and rows[0]["r_ms_per_token"] > 0
+
+
+def test_crossover_interpolates_on_log_axes() -> None:
+    rows = [{"L": 1, "a": 1.0, "b": 4.0}, {"L": 4, "a": 4.0, "b": 4.0 * 0.25}, {"L": 16, "a": 16.0, "b": 2.0}]
+    assert bench.crossover(rows, "L", "a", "b") == pytest.approx(2.0)  # log ratio +log4 at 1, -log4 at 4
+    assert bench.crossover(rows, "L", "b", "a") == 1.0  # a is no slower from the start
+    assert bench.crossover([{"L": 1, "a": 1.0, "b": 2.0}], "L", "a", "b") is None
+
+
+def test_hyena_bytes_grow_like_the_fft_size() -> None:
+    small, large = bench.hyena_forward_bytes(768, 1024), bench.hyena_forward_bytes(768, 2048)
+    assert large == 2 * small > 0
+    assert bench.hyena_forward_bytes(768, 1025) > small  # 1025 pads to an FFT of 4096
+
+
+def test_cli_writes_operator_json(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    code = main(["benchmark", "--what", "operator", "--lengths", "16", "32", "--device", "cpu", "--d-model", "16",
+                 "--heads", "2", "--warmup", "1", "--repeats", "2", "--json", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert {"created", "git_commit", "hardware", "versions", "operator"} <= set(results)
+    assert results["versions"]["torch"] == torch.__version__ and results["hardware"]["device"] == "cpu"
+    section = results["operator"]
+    assert section["command"].startswith("python -m hyena_lite benchmark") and section["settings"]["d_model"] == 16
+    assert [row["L"] for row in section["rows"]] == [16, 32]
+    for row in section["rows"]:
+        for key in ("attn_ms", "hyena_ms", "hyena_plain_ms", "attn_fwdbwd_ms", "hyena_fwdbwd_ms", "hyena_bytes"):
+            assert row[key] > 0, key
+
+
+def test_unknown_choices_fail_clearly() -> None:
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        bench.run_benchmark(["speed"], [16])
+    with pytest.raises(ValueError, match="unknown dtype"):
+        bench.run_benchmark(["operator"], [16], dtype="int8")
