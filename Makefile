@@ -28,7 +28,7 @@ test: assets unit nbval book-smoke browser
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile data/requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
@@ -36,8 +36,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps -r data/requirements-nodeps.txt
 	touch $@
 
-# Debian packages the assets and the browser test need (the Bible, Austen's novels, Chromium).
-$(SYSTEM_STAMP): data/debian-packages.txt
+# Debian packages the assets and the browser test need (see data/debian-packages.txt).
+$(SYSTEM_STAMP): data/debian-packages.txt data/install_system_packages.sh
 	bash data/install_system_packages.sh data/debian-packages.txt
 	mkdir -p $(dir $@) && touch $@
 
