@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from hyena_lite import fastpath
 from hyena_lite.fftconv import fft_size
 from hyena_lite.operator import HyenaOperator
 
-WHATS = ("operator", "model", "generate")
+WHATS = ("operator", "levers", "model", "generate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -207,9 +208,90 @@ def benchmark_operator(
                 m = _guarded(lambda: measure(step, dev, warmup, repeats), dev)
                 row[f"{name}_fwdbwd_ms"], row[f"{name}_fwdbwd_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
                 block.zero_grad(set_to_none=True)
+            block._spectra_cache = None  # the cache is this block's memory: keep it out of the next block's peak
+        with torch.no_grad():
+            fast, plain = blocks["hyena"].eval()(x).float(), blocks["hyena_plain"].eval()(x).float()
+            row["hyena_fast_rel_err"] = ((fast - plain).norm() / plain.norm()).item()
+        blocks["hyena"]._spectra_cache = None
         row["hyena_bytes"] = hyena_forward_bytes(d_model, length, batch, blocks["hyena"].order, x.element_size())
         rows.append(row)
     return rows
+
+
+def benchmark_levers(
+    lengths: list[int],
+    d_model: int = 768,
+    batch: int = 1,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    warmup: int = 2,
+    repeats: int = 5,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The Hyena block's forward time (ms, under no_grad) as each speed lever is added, per length.
+
+    `plain_ms`: the plain forward; `fast_nocache_ms`: the fast path, unfused, filters recomputed every call;
+    `fast_unfused_ms`: plus the cached filter spectra; `fast_ms`: plus the element-wise work fused by
+    torch.compile (CUDA only; None on CPU, where the fast path runs unfused).
+    """
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    op = HyenaOperator(d_model, max(lengths)).to(device=dev, dtype=dtype).eval()
+    variants = {"plain": (False, False, True), "fast_nocache": (True, False, False),
+                "fast_unfused": (True, False, True)}
+    if dev.type == "cuda":
+        variants["fast"] = (True, True, True)
+    compile_setting = fastpath.COMPILE_ON_CUDA
+    rows = []
+    try:
+        for length in tqdm(lengths, desc="levers", leave=False):
+            x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
+            row: dict[str, Any] = {"L": length, "batch": batch}
+            for name, (fast, fused, cache) in variants.items():
+                op.fast, fastpath.COMPILE_ON_CUDA = fast, fused
+
+                def forward(cache: bool = cache) -> None:
+                    if not cache:
+                        op._spectra_cache = None
+                    with torch.no_grad():
+                        op(x)
+
+                m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
+                row[f"{name}_ms"] = m.median_ms if m else None
+            row.setdefault("fast_ms", None)
+            op._spectra_cache = None
+            rows.append(row)
+    finally:
+        op.fast, fastpath.COMPILE_ON_CUDA = True, compile_setting
+    return rows
+
+
+def kernel_breakdown(fn: Callable[[], Any], device: str | torch.device, top: int = 12) -> list[dict[str, Any]]:
+    """The kernels (CUDA) or operators (CPU) that one call of fn spends its time in, largest first.
+
+    Each entry: name, ms (total over the call) and calls; fn is called twice first so compilation stays out.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = torch.device(device)
+    for _ in range(2):
+        fn()
+    _sync(dev)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        _sync(dev)
+    entries = []
+    for event in prof.key_averages():
+        if dev.type == "cuda":
+            if event.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+            us = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+        else:
+            us = event.self_cpu_time_total
+        if us > 0:
+            entries.append({"name": event.key[:120], "ms": us / 1e3, "calls": event.count})
+    return sorted(entries, key=lambda e: -e["ms"])[:top]
 
 
 # --------------------------------------------------------------------------------------------- plots
@@ -518,9 +600,13 @@ def run_benchmark(
     student_modes: tuple[str, ...] = ("recompute",),
     warmup: int = 2,
     repeats: int = 5,
+    kernels_at: int | None = None,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmarks named in `whats` (operator, model, generate) and return results with their environment."""
+    """Run the benchmarks named in `whats` (see WHATS) and return results with their environment.
+
+    `levers` also lists the kernels of one forward of each block at length `kernels_at` (default: the largest).
+    """
     unknown = [w for w in whats if w not in WHATS]
     if unknown:
         raise ValueError(f"unknown benchmark {unknown}; choose from {', '.join(WHATS)}")
@@ -539,6 +625,18 @@ def run_benchmark(
             for row in rows:
                 row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
         results["operator"] = {"command": command, "settings": settings, "rows": rows}
+    if "levers" in whats:
+        rows = benchmark_levers(lengths, d_model, batch, device, torch_dtype, warmup, repeats)
+        at = kernels_at or max(lengths)
+        x = torch.randn(batch, at, d_model, device=device, dtype=torch_dtype)
+        blocks = {"attn": CausalSelfAttention(d_model, n_heads), "hyena": HyenaOperator(d_model, at)}
+        kernels = {}
+        for name, block in blocks.items():
+            block.to(device=device, dtype=torch_dtype).eval()
+            with torch.no_grad():
+                kernels[name] = kernel_breakdown(lambda block=block: block(x), device)
+        results["levers"] = {"command": command, "settings": settings, "rows": rows,
+                             "kernels": {"L": at, **kernels}}
     if "model" in whats or "generate" in whats:
         extra = new_tokens + warmup + 1
         teacher = gpt2_teacher(max(lengths) + extra, n_layers, d_model, n_heads, vocab_size)
@@ -563,7 +661,8 @@ def run_benchmark(
 def cli_arguments(parser: Any) -> None:
     """Options of `python -m hyena_lite benchmark`."""
     parser.add_argument("--what", nargs="+", choices=WHATS, default=["operator"],
-                        help="operator: attention vs Hyena block; model: teacher vs student forward; generate: per-token decoding")
+                        help="operator: attention vs Hyena block; levers: what each Hyena speed-up buys; "
+                             "model: teacher vs student forward; generate: per-token decoding")
     parser.add_argument("--lengths", nargs="+", type=int, default=[256, 512, 1024],
                         help="sequence lengths (operator, model) or context lengths (generate)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
@@ -579,6 +678,7 @@ def cli_arguments(parser: Any) -> None:
                         help="generate: how the student decodes")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--kernels-at", type=int, default=None, help="levers: length of the kernel breakdown")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
 
 
@@ -586,7 +686,7 @@ def cli_main(args: Any) -> int:
     """Run the benchmarks, print a table per benchmark and write the JSON."""
     results = run_benchmark(args.what, args.lengths, args.device, args.dtype, args.batch, args.d_model, args.heads,
                             args.layers, args.vocab, not args.no_backward, args.new_tokens, tuple(args.student_modes),
-                            args.warmup, args.repeats)
+                            args.warmup, args.repeats, args.kernels_at)
     for what in WHATS:
         if what in results:
             print(format_table(results[what]["rows"], what))

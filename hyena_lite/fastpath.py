@@ -8,6 +8,7 @@ the same Python code, unfused, elsewhere; FFTs run in float32 on power-of-two si
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -19,7 +20,8 @@ from hyena_lite.fftconv import fft_size
 if TYPE_CHECKING:
     from hyena_lite.operator import HyenaOperator
 
-COMPILE_ON_CUDA = True  # set False to run the fast path unfused on CUDA too (debugging, or where Triton is missing)
+# Fuse the element-wise work with torch.compile on CUDA; set False (or HYENA_LITE_COMPILE=0) to run it unfused.
+COMPILE_ON_CUDA = os.environ.get("HYENA_LITE_COMPILE", "1") != "0"
 
 
 def _short_filter(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor, gates: int, n: int) -> tuple[Tensor, Tensor]:
