@@ -155,7 +155,9 @@ class HyenaOperator(nn.Module):
         """The long filters h^1..h^N, [order, D, length], and skips D^1..D^N, [order, D], both float32."""
         k = self.filter_fn(length).view(self.order, self.d_model, length)
         bias = self.filter_fn.bias
-        bias = torch.zeros(self.order * self.d_model, device=k.device) if bias is None else bias.float()
+        if bias is None:
+            bias = torch.zeros(self.order * self.d_model, device=k.device)
+        bias = bias.to(torch.float32, copy=True)  # a copy: under no_grad it must not be the Parameter itself
         return k, bias.view(self.order, self.d_model)
 
     def forward(self, u: Tensor) -> Tensor:

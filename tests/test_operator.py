@@ -127,6 +127,15 @@ def test_gradients_reach_every_parameter() -> None:
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
 
+def test_long_filters_under_no_grad_are_plain_tensors() -> None:
+    op = _operator()
+    with torch.no_grad():
+        k, bias = op.long_filters(16)
+    assert not k.requires_grad and not bias.requires_grad
+    k, bias = op.long_filters(16)
+    assert k.requires_grad and bias.requires_grad
+
+
 def test_dropout_acts_in_training_only() -> None:
     op = _operator(dropout=0.5)
     u = torch.randn(2, 16, 8)
