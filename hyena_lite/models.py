@@ -1,278 +1,197 @@
-"""Hyena students as Hugging Face models: GPT-2, GPT-NeoX (Pythia) and Llama (SmolLM2) with Hyena mixers.
+"""Surgery: turn a teacher causal LM into a Hyena student, and count what changed.
 
-A student is its teacher's architecture in which the layers listed in `config.hyena_layers` hold a
-`HyenaMixer` where the teacher has attention. Each family has a config class and a causal-LM class,
-registered with `AutoConfig` and `AutoModelForCausalLM` when hyena_lite is imported, so
-`AutoModelForCausalLM.from_pretrained(folder)` loads a saved student. `hyena_lite.convert` builds a
-student from a teacher.
+`convert` copies everything but the replaced attention (embeddings, norms, MLPs, head) and, with
+init="teacher", starts each Hyena operator's projections from the attention it replaces, by the
+linear-attention analogy y = q * (h * (k * v)):
 
-Padding: right padding needs nothing (every layer is causal, so a token never sees the pads after it);
-left padding is turned into right padding by rolling each row, and the outputs are rolled back; a mask
-with holes is refused. Hyena layers keep no key-value cache: students default to `use_cache=False`, and
-`generate()` re-runs the whole prefix at every step.
+    x^1 (first gate)  <- key        x^N (last gate) <- query        v <- value        out_proj <- o
+
+Middle gates of an order N > 2 start as constant ones (weight 0, bias 1), so the student starts as
+the order-2 analogy with extra filters. Order 1 has one gate, the query; the key has no place.
+Grouped-query keys and values are expanded to one copy per query head. The long and short filters
+start fresh (the operator's own initialisation); so does every bias the teacher lacks (at zero).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+import inspect
+from typing import Any
 
+import pandas as pd
 import torch
-from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
-)
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers import PreTrainedModel
 
-from hyena_lite.operator import HyenaOperator
+from hyena_lite.models import Family, HyenaMixer, check_hyena_config, family_of, layer_mixers
+from hyena_lite.operator import HyenaFilter, HyenaOperator
+
+INITS = ("teacher", "random")
+# convert()'s keyword arguments that are HyenaOperator arguments, and the config fields that hold them
+_OPERATOR_FIELDS = {"l_max": "hyena_l_max", "order": "hyena_order", "filter_order": "hyena_filter_order",
+                    "short_filter_order": "hyena_short_filter_order", "dropout": "hyena_dropout"}
+# config fields copied from no teacher: what transformers writes itself
+_NOT_COPIED = ("model_type", "transformers_version", "architectures", "_name_or_path", "auto_map",
+               "quantization_config")
 
 
-# ----------------------------------------------------------------------------------------------- configs
-@dataclass(kw_only=True)
-class HyenaFields:
-    """The student's extra config fields: where the Hyena layers are and how they are built.
+def student_config(teacher_config: Any, family: Family, hyena_layers: list[int], **hyena_kwargs: Any) -> Any:
+    """The student's config: the teacher's, plus the Hyena fields from convert()'s keyword arguments."""
+    filter_names = set(inspect.signature(HyenaFilter.__init__).parameters) - {"self", "channels", "l_max"}
+    unknown = set(hyena_kwargs) - set(_OPERATOR_FIELDS) - filter_names
+    if unknown:
+        raise TypeError(f"unknown Hyena argument(s) {sorted(unknown)}; HyenaOperator takes "
+                        f"{sorted(_OPERATOR_FIELDS)}, and HyenaFilter {sorted(filter_names)}")
+    fields = {_OPERATOR_FIELDS[k]: v for k, v in hyena_kwargs.items() if k in _OPERATOR_FIELDS}
+    filter_args = {k: v for k, v in hyena_kwargs.items() if k in filter_names}
+    values = {k: v for k, v in teacher_config.to_dict().items() if k not in _NOT_COPIED}
+    values["use_cache"] = False
+    config = family.config_class(**values, hyena_layers=list(hyena_layers), hyena_filter_args=filter_args or None,
+                                 **fields)
+    config._attn_implementation = teacher_config._attn_implementation
+    return config
 
-    hyena_filter_args holds further keyword arguments of `HyenaFilter` (emb_dim, w, decay settings, bias).
+
+def attention_projections(attention: nn.Module, family: Family) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """The q, k, v, o projections of a teacher attention as nn.Linear (weight [out, in], bias or None), float32.
+
+    GPT-2 keeps them in Conv1D layers (weight [in, out], q|k|v side by side); GPT-NeoX interleaves
+    q, k, v per head; Llama's grouped-query k and v are repeated for the query heads that share them.
     """
+    def linear(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return weight.detach().float(), None if bias is None else bias.detach().float()
 
-    hyena_layers: list[int] | None = None  # indices of the layers whose attention is replaced
-    hyena_l_max: int | None = None  # longest sequence the filters cover; None: max_position_embeddings
-    hyena_order: int = 2
-    hyena_filter_order: int = 64
-    hyena_short_filter_order: int = 3
-    hyena_dropout: float = 0.0
-    hyena_filter_args: dict | None = None
-    use_cache: bool = False  # Hyena layers keep no key-value cache (yet)
+    if family.teacher_type == "gpt2":
+        w, b = attention.c_attn.weight.t(), attention.c_attn.bias
+        d = w.shape[1]
+        (qw, kw, vw), (qb, kb, vb) = w.split(d, dim=0), b.split(d)
+        return {"q": linear(qw, qb), "k": linear(kw, kb), "v": linear(vw, vb),
+                "o": linear(attention.c_proj.weight.t(), attention.c_proj.bias)}
+    if family.teacher_type == "gpt_neox":
+        qkv = attention.query_key_value
+        heads = attention.config.num_attention_heads
+        w = qkv.weight.view(heads, 3, -1, qkv.in_features)
+        b = None if qkv.bias is None else qkv.bias.view(heads, 3, -1)
+        parts = {name: linear(w[:, j].reshape(-1, qkv.in_features), None if b is None else b[:, j].reshape(-1))
+                 for j, name in enumerate("qkv")}
+        return {**parts, "o": linear(attention.dense.weight, attention.dense.bias)}
+    if family.teacher_type == "llama":
+        groups = attention.num_key_value_groups
 
+        def expand(proj: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+            w = proj.weight.view(-1, attention.head_dim, proj.in_features).repeat_interleave(groups, dim=0)
+            b = None if proj.bias is None else proj.bias.view(-1, attention.head_dim).repeat_interleave(groups, 0)
+            return linear(w.reshape(-1, proj.in_features), None if b is None else b.reshape(-1))
 
-@strict
-class HyenaGPT2Config(HyenaFields, GPT2Config):
-    """GPT-2 with Hyena in the layers `hyena_layers`."""
-
-    model_type = "hyena_gpt2"
-
-
-@strict
-class HyenaGPTNeoXConfig(HyenaFields, GPTNeoXConfig):
-    """GPT-NeoX (Pythia) with Hyena in the layers `hyena_layers`."""
-
-    model_type = "hyena_gpt_neox"
-
-
-@strict
-class HyenaLlamaConfig(HyenaFields, LlamaConfig):
-    """Llama (SmolLM2) with Hyena in the layers `hyena_layers`."""
-
-    model_type = "hyena_llama"
+        return {"q": linear(attention.q_proj.weight, attention.q_proj.bias), "k": expand(attention.k_proj),
+                "v": expand(attention.v_proj), "o": linear(attention.o_proj.weight, attention.o_proj.bias)}
+    raise ValueError(f"no projection map for family {family.name}")
 
 
-def hyena_l_max(config: Any) -> int:
-    """The filter length of a student config: hyena_l_max, else the model's max_position_embeddings."""
-    return int(config.hyena_l_max or config.max_position_embeddings)
+def init_from_attention(operator: HyenaOperator, projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+    """Set the operator's in_proj rows [x^1..x^N, v] to [k, 1.., q, v] and its out_proj to o (see the module doc)."""
+    d, order = operator.d_model, operator.order
+    if projections["q"][0].shape != (d, d):
+        raise ValueError(f"the attention projects width {d} to {projections['q'][0].shape[0]} channels, so it "
+                         f"cannot seed a Hyena operator of width {d}; convert with init='random'")
+
+    def bias(name: str) -> torch.Tensor:
+        b = projections[name][1]
+        return torch.zeros(d) if b is None else b
+
+    gates = ["q"] if order == 1 else ["k"] + [""] * (order - 2) + ["q"]  # "": a constant-one gate
+    weights = [projections[g][0] if g else torch.zeros(d, d) for g in gates] + [projections["v"][0]]
+    biases = [bias(g) if g else torch.ones(d) for g in gates] + [bias("v")]
+    with torch.no_grad():
+        operator.in_proj.weight.copy_(torch.cat(weights))
+        operator.in_proj.bias.copy_(torch.cat(biases))
+        operator.out_proj.weight.copy_(projections["o"][0])
+        operator.out_proj.bias.copy_(bias("o"))
 
 
-def check_hyena_config(config: Any) -> None:
-    """Raise ValueError naming the problem when hyena_layers is not a list of distinct layer indices."""
-    layers, n = config.hyena_layers or [], config.num_hidden_layers
-    bad = [i for i in layers if not isinstance(i, int) or not 0 <= i < n]
-    if bad or len(set(layers)) != len(layers):
-        raise ValueError(f"hyena_layers={layers} must list distinct layer indices in 0..{n - 1} "
-                         f"(this model has {n} layers); bad or repeated: {bad or 'repeated entries'}")
+def convert(teacher: PreTrainedModel, hyena_layers: list[int] | None = None, init: str = "teacher",
+            **hyena_kwargs: Any) -> PreTrainedModel:
+    """A Hyena student of `teacher`: the layers `hyena_layers` (default all) get a Hyena mixer for attention.
 
-
-# ------------------------------------------------------------------------------------------------ mixer
-class HyenaMixer(nn.Module):
-    """A Hyena operator in the place of a decoder layer's attention: it takes the attention's call
-    (normalised hidden states [B, L, D] first, positionally or as `hidden_states=`; the rest ignored)
-    and returns what the layer unpacks, (output [B, L, D], None)."""
-
-    def __init__(self, config: Any, layer_idx: int) -> None:
-        super().__init__()
-        self.layer_idx = layer_idx
-        self.operator = HyenaOperator(
-            config.hidden_size,
-            hyena_l_max(config),
-            order=config.hyena_order,
-            filter_order=config.hyena_filter_order,
-            short_filter_order=config.hyena_short_filter_order,
-            dropout=config.hyena_dropout,
-            **(config.hyena_filter_args or {}),
-        )
-
-    def forward(self, hidden_states: torch.Tensor, *_args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
-        """Mix positions of hidden_states with the Hyena operator; refuse key-value caches and overlong inputs."""
-        if any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "layer_past")):
-            raise ValueError(
-                "this student's Hyena layers keep no key-value cache: call it with use_cache=False (the "
-                "students' default, so generate() re-runs the whole prefix each step)")
-        length, l_max = hidden_states.shape[1], self.operator.l_max
-        if length > l_max:
-            raise ValueError(
-                f"sequence length {length} exceeds the filter length {l_max} of this student's Hyena layers; "
-                f"convert the teacher with a larger one: hyena_lite.convert(teacher, l_max={length}) or more")
-        return self.operator(hidden_states), None
-
-
-# ----------------------------------------------------------------------------------------------- padding
-def _left_pad_shifts(mask: torch.Tensor) -> torch.Tensor | None:
-    """Per-row number of leading pads of a [B, L] 0/1 mask; None when no row is left-padded.
-
-    Raises ValueError when a row is neither left- nor right-padded (a hole in the middle)."""
-    valid = mask.bool()
-    length = valid.shape[1]
-    lead = (~valid).long().cumprod(dim=1).sum(dim=1)
-    count = valid.long().sum(dim=1)
-    pos = torch.arange(length, device=mask.device)[None, :]
-    left = (valid == (pos >= lead[:, None])).all(dim=1)
-    right = (valid == (pos < count[:, None])).all(dim=1)
-    if not bool((left | right).all()):
-        rows = torch.nonzero(~(left | right)).flatten().tolist()
-        raise ValueError(f"attention_mask rows {rows} have padding between tokens; a Hyena student accepts "
-                         f"left or right padding only (pad at one end of each sequence)")
-    shifts = torch.where(right, torch.zeros_like(lead), lead) % length
-    return shifts if bool(shifts.any()) else None
-
-
-def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Row b of x [B, L, ...] rotated left by shifts[b] (negative shifts rotate right)."""
-    length = x.shape[1]
-    index = (torch.arange(length, device=x.device)[None, :] + shifts[:, None].to(x.device)) % length
-    index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
-    return x.gather(1, index)
-
-
-# ------------------------------------------------------------------------------------------------ models
-class HyenaStudentMixin:
-    """What every student class adds to its teacher's class: Hyena mixers in the chosen layers, padding."""
-
-    def __init__(self, config: Any) -> None:
-        check_hyena_config(config)
-        super().__init__(config)
-        family = FAMILIES_BY_STUDENT[config.model_type]
-        for i in config.hyena_layers or []:
-            setattr(family.layers(self)[i], family.attention, HyenaMixer(config, i))
-
-    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                labels: torch.LongTensor | None = None, logits_to_keep: int | torch.Tensor = 0,
-                **kwargs: Any) -> Any:
-        """The teacher class's forward; left-padded rows are rolled to right padding and back around it."""
-        shifts = None
-        if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
-            shifts = _left_pad_shifts(attention_mask)
-        if shifts is None:
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                   inputs_embeds=inputs_embeds, labels=labels, logits_to_keep=logits_to_keep,
-                                   **kwargs)
-        return self._forward_left_padded(shifts, input_ids, attention_mask, position_ids, inputs_embeds, labels,
-                                         logits_to_keep, **kwargs)
-
-    def _forward_left_padded(self, shifts, input_ids, attention_mask, position_ids, inputs_embeds, labels,
-                             logits_to_keep, return_dict: bool | None = None, **kwargs) -> Any:
-        """Forward of a left-padded batch: roll the inputs to right padding, run, roll the outputs back."""
-        batch = attention_mask.shape[0]
-        if position_ids is not None:
-            position_ids = position_ids.expand(batch, -1)
-        rolled = {name: None if t is None else _roll_rows(t, shifts) for name, t in
-                  dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       inputs_embeds=inputs_embeds, token_type_ids=kwargs.pop("token_type_ids", None)).items()}
-        rolled = {k: v for k, v in rolled.items() if v is not None}
-        out = super().forward(**rolled, **kwargs, return_dict=True)
-        logits = _roll_rows(out.logits, -shifts)
-        loss = None if labels is None else self.loss_function(logits=logits, labels=labels,
-                                                              vocab_size=self.config.vocab_size)
-        if isinstance(logits_to_keep, int):
-            logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
-        else:
-            logits = logits[:, logits_to_keep]
-        hidden = None if out.hidden_states is None else tuple(_roll_rows(h, -shifts) for h in out.hidden_states)
-        result = CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=hidden, attentions=out.attentions)
-        return result if return_dict is not False else result.to_tuple()
-
-
-class HyenaGPT2LMHeadModel(HyenaStudentMixin, GPT2LMHeadModel):
-    """GPT-2 causal LM whose layers `config.hyena_layers` mix with Hyena."""
-
-    config_class = HyenaGPT2Config
-    config: HyenaGPT2Config
-
-
-class HyenaGPTNeoXForCausalLM(HyenaStudentMixin, GPTNeoXForCausalLM):
-    """GPT-NeoX (Pythia) causal LM whose layers `config.hyena_layers` mix with Hyena."""
-
-    config_class = HyenaGPTNeoXConfig
-    config: HyenaGPTNeoXConfig
-
-
-class HyenaLlamaForCausalLM(HyenaStudentMixin, LlamaForCausalLM):
-    """Llama (SmolLM2) causal LM whose layers `config.hyena_layers` mix with Hyena."""
-
-    config_class = HyenaLlamaConfig
-    config: HyenaLlamaConfig
-
-
-# ---------------------------------------------------------------------------------------------- families
-@dataclass(frozen=True)
-class Family:
-    """One supported architecture: its teacher and student classes, and where its layers and mixers live."""
-
-    name: str
-    teacher_type: str  # config.model_type of the teacher
-    teacher_class: type[PreTrainedModel]
-    config_class: type
-    student_class: type[PreTrainedModel]
-    layers: Callable[[nn.Module], nn.ModuleList]  # the decoder layers of a causal LM
-    attention: str  # attribute of a layer that holds its mixer (attention or HyenaMixer)
-
-
-FAMILIES: dict[str, Family] = {
-    "gpt2": Family("GPT-2", "gpt2", GPT2LMHeadModel, HyenaGPT2Config, HyenaGPT2LMHeadModel,
-                   lambda m: m.transformer.h, "attn"),
-    "gpt_neox": Family("GPT-NeoX (Pythia)", "gpt_neox", GPTNeoXForCausalLM, HyenaGPTNeoXConfig,
-                       HyenaGPTNeoXForCausalLM, lambda m: m.gpt_neox.layers, "attention"),
-    "llama": Family("Llama (SmolLM2)", "llama", LlamaForCausalLM, HyenaLlamaConfig, HyenaLlamaForCausalLM,
-                    lambda m: m.model.layers, "self_attn"),
-}
-FAMILIES_BY_STUDENT: dict[str, Family] = {f.config_class.model_type: f for f in FAMILIES.values()}
-
-
-def family_of(model: nn.Module) -> Family:
-    """The family of a teacher or student causal LM; ValueError naming the supported ones otherwise."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    family = FAMILIES.get(model_type) or FAMILIES_BY_STUDENT.get(model_type)
-    if family is None or not isinstance(model, (family.teacher_class, family.student_class)):
-        supported = ", ".join(f"{f.name} ({f.teacher_class.__name__})" for f in FAMILIES.values())
-        raise ValueError(f"{type(model).__name__} (model_type {model_type!r}) is not supported; hyena_lite "
-                         f"converts these causal LMs: {supported}")
-    return family
-
-
-def layer_mixers(model: nn.Module) -> list[nn.Module]:
-    """Each layer's token mixer: the module that maps the layer's normalised hidden states to its mixer output.
-
-    That is the attention module of a teacher, or of a student's attention layers, and the `HyenaMixer` of
-    a student's Hyena layers. A forward hook registered with `with_kwargs=True` sees the input as
-    `args[0]` (GPT-2, GPT-NeoX) or `kwargs["hidden_states"]` (Llama), and the output as a tuple whose
-    first element is the mixer output [B, L, D], before the residual addition.
+    init="teacher": everything but the replaced attention is copied, and each Hyena operator's in/out
+    projections start from that attention's q, k, v, o (key -> x^1, query -> x^N, value -> v, o -> out_proj;
+    see the module doc); the filters start fresh. init="random": the same architecture, all untrained.
+    `hyena_kwargs` are HyenaOperator arguments (l_max, order, filter_order, short_filter_order, dropout)
+    and HyenaFilter ones; l_max defaults to the teacher's max_position_embeddings. The student has the
+    teacher's dtype and device and is in eval mode unless the teacher is training.
     """
+    family = family_of(teacher)
+    if isinstance(teacher, family.student_class):
+        raise ValueError(f"{type(teacher).__name__} is already a Hyena student; convert its teacher instead")
+    if init not in INITS:
+        raise ValueError(f"init={init!r}; choose 'teacher' (copy the teacher's weights) or 'random' (untrained)")
+    layers = list(range(teacher.config.num_hidden_layers)) if hyena_layers is None else list(hyena_layers)
+    config = student_config(teacher.config, family, layers, **hyena_kwargs)
+    check_hyena_config(config)
+    student = family.student_class(config)
+    if init == "teacher":
+        _copy_from_teacher(student, teacher, family, layers)
+    param = next(teacher.parameters())
+    return student.to(device=param.device, dtype=param.dtype).train(teacher.training)
+
+
+def _copy_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, family: Family, layers: list[int]) -> None:
+    """Copy every teacher weight the student shares by name, then seed the Hyena projections from attention."""
+    target = student.state_dict()
+    shared = {k: v for k, v in teacher.state_dict().items() if k in target}
+    student.load_state_dict(shared, strict=False)
+    hyena_keys = {k for k in target if ".operator." in k}
+    missing = set(target) - set(shared) - hyena_keys
+    if missing:
+        raise RuntimeError(f"student weights with no teacher counterpart: {sorted(missing)[:5]}")
+    teacher_mixers, student_mixers = layer_mixers(teacher), layer_mixers(student)
+    for i in layers:
+        init_from_attention(student_mixers[i].operator, attention_projections(teacher_mixers[i], family))
+
+
+def _parts(model: PreTrainedModel) -> dict[str, str]:
+    """The table row of each parameter name: embeddings, layer i mixer, layer i MLP + norms, final norm, head."""
     family = family_of(model)
-    return [getattr(layer, family.attention) for layer in family.layers(model)]
+    layers = family.layers(model)
+    prefix = next(n for n, m in model.named_modules() if m is layers) + "."
+    modules = dict(model.named_modules())
+    parts = {}
+    for name, _ in model.named_parameters():
+        if name.startswith(prefix):
+            index, rest = name[len(prefix):].split(".", 1)
+            kind = "mixer" if rest.startswith(family.attention + ".") else "MLP + norms"
+            parts[name] = f"layer {int(index):>2} {kind}"
+        elif isinstance(modules[name.rsplit(".", 1)[0]], nn.Embedding):
+            parts[name] = "embeddings"
+        else:
+            parts[name] = "head" if name.startswith("lm_head") else "final norm"
+    return parts
 
 
-def _register() -> None:
-    """Make AutoConfig and AutoModelForCausalLM know the student classes (idempotent)."""
-    for family in FAMILIES.values():
-        model_type = family.config_class.model_type
-        AutoConfig.register(model_type, family.config_class, exist_ok=True)
-        AutoModelForCausalLM.register(family.config_class, family.student_class, exist_ok=True)
+def _row_order(part: str) -> tuple[int, int]:
+    """Rows in model order: embeddings, then each layer's mixer and MLP + norms, then final norm and head."""
+    fixed = {"embeddings": (-1, 0), "final norm": (1 << 30, 0), "head": (1 << 30, 1)}
+    return fixed.get(part) or (int(part.split()[1]), int(part.endswith("MLP + norms")))
 
 
-_register()
+def parameter_table(teacher: PreTrainedModel, student: PreTrainedModel) -> pd.DataFrame:
+    """Parameters per part (embeddings, each layer's mixer and MLP + norms, final norm, head) and in total.
+
+    Columns: teacher, student, new (student parameters with no teacher parameter of that name and shape:
+    the Hyena operators), and the student's mixer kind. A tied head counts once, under embeddings.
+    """
+    t_params, s_params = dict(teacher.named_parameters()), dict(student.named_parameters())
+    t_parts, s_parts = _parts(teacher), _parts(student)
+    kinds = {f"layer {i:>2} mixer": "Hyena" if isinstance(m, HyenaMixer) else "attention"
+             for i, m in enumerate(layer_mixers(student))}
+    rows = {part: {"teacher": 0, "student": 0, "new": 0, "mixer": kinds.get(part, "")}
+            for part in dict.fromkeys([*t_parts.values(), *s_parts.values()])}
+    for name, part in t_parts.items():
+        rows[part]["teacher"] += t_params[name].numel()
+    for name, part in s_parts.items():
+        p = s_params[name]
+        rows[part]["student"] += p.numel()
+        if name not in t_params or t_params[name].shape != p.shape:
+            rows[part]["new"] += p.numel()
+    ordered = {part: rows[part] for part in sorted(rows, key=_row_order)}
+    table = pd.DataFrame.from_dict(ordered, orient="index").rename_axis("part")
+    table.loc["total"] = [table.teacher.sum(), table.student.sum(), table.new.sum(), ""]
+    return table
