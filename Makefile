@@ -51,6 +51,7 @@ nbval: assets
 	HYENA_BOOK_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider book/
 
 book-smoke: assets book-js
+	rm -rf _build/html
 	HYENA_BOOK_PROFILE=smoke $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
 
 # JavaScript the static book loads, bundled so that its pages work offline (see _config.yml):

@@ -118,7 +118,14 @@ def serve(root: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | None) -> PageResult:
+def has_alt_text(image: dict) -> bool:
+    """Whether an image has alt text of its own (Sphinx and myst-nb default it to the file name)."""
+    alt = image["alt"]
+    return bool(alt) and alt.rsplit("/", 1)[-1] != image["src"].rsplit("/", 1)[-1]
+
+
+def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | None,
+               require_alt: bool = False) -> PageResult:
     """Load one page in the browser tab `page` and report its problems."""
     result = PageResult(str(path.relative_to(root)))
     is_local = lambda url: url.startswith(origin)  # noqa: E731
@@ -165,8 +172,11 @@ def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | Non
             page.remove_listener(event, handler)
         page.unroute("**/*")
     result.problems += [f"missing image {im['src']}" for im in report["images"] if not im["ok"]]
-    for src in {im["src"] for im in report["images"] if not im["alt"] or im["src"].endswith(im["alt"])}:
-        result.notes.append(f"image without alt text: {src.rsplit('/', 1)[-1]}")
+    unlabelled = sorted({im["src"].rsplit("/", 1)[-1] for im in report["images"] if not has_alt_text(im)})
+    if unlabelled:
+        (result.problems if require_alt else result.notes).append(
+            f"{len(unlabelled)} images without alt text (set it with the cell metadata "
+            f"mystnb: {{image: {{alt: ...}}}}): {', '.join(unlabelled)[:200]}")
     if report["errorOutputs"] or any(TRACEBACK_TEXT in text for text in report["outputs"]):
         result.problems.append("a Python traceback or error in an output cell")
     result.problems += filter(None, (check_link(root, origin, href) for href in set(report["links"])))
@@ -176,14 +186,17 @@ def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | Non
     if report["mathElements"] and not report["mathRendered"]:
         result.problems.append(f"{report['mathElements']} equations were not typeset by MathJax")
     source = root / "_sources" / path.relative_to(root).with_suffix(".ipynb")
-    if source.is_file() and not any(href.startswith(COLAB) for href in report["links"]):
+    colab_links = [href for href in report["links"] if href.startswith(COLAB)]
+    if source.is_file() and not colab_links:
         result.problems.append(f"no Open-in-Colab launch link (a chapter from {source.name})")
+    result.problems += [f"Colab link to a file Colab cannot open: {href}"
+                        for href in colab_links if not urlsplit(href).path.endswith(".ipynb")]
     if blocked:
         result.notes.append(f"{len(blocked)} external requests blocked: {sorted(set(blocked))[:3]}")
     return result
 
 
-def check_book(root: Path, screenshots: Path | None) -> list[PageResult]:
+def check_book(root: Path, screenshots: Path | None, require_alt: bool = False) -> list[PageResult]:
     """Check every page of the book built in `root`; one result per page."""
     from playwright.sync_api import sync_playwright
 
@@ -206,7 +219,7 @@ def check_book(root: Path, screenshots: Path | None) -> list[PageResult]:
                 shot = None
                 if screenshots is not None:
                     shot = screenshots / (path.relative_to(root).with_suffix(".png").as_posix().replace("/", "__"))
-                result = check_page(tab, root, origin, path, shot)
+                result = check_page(tab, root, origin, path, shot, require_alt)
                 status = "FAIL" if result.problems else "ok"
                 print(f"{status:<4} {result.path}" + "".join(f"\n       {p}" for p in result.problems)
                       + "".join(f"\n       note: {n}" for n in result.notes), flush=True)
@@ -222,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("html", type=Path, help="the built book, e.g. _build/html")
     parser.add_argument("--screenshots", type=Path, default=None, help="folder for one PNG per page")
+    parser.add_argument("--require-alt", action="store_true",
+                        help="fail on images without alt text (otherwise they are only noted)")
     args = parser.parse_args(argv)
-    results = check_book(args.html.resolve(), args.screenshots)
+    results = check_book(args.html.resolve(), args.screenshots, args.require_alt)
     failed = sum(bool(r.problems) for r in results)
     print(f"browser: {len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0

@@ -28,6 +28,8 @@ SITE = {
     "widget.html": '<script type="application/vnd.jupyter.widget-view+json">'
                    '{"model_id": "abc", "version_major": 2, "version_minor": 0}</script>',
     "chapter.html": "<h1>A chapter from a notebook, without its Colab link</h1>",
+    "markdown_notebook.html": '<a href="https://colab.research.google.com/github/o/r/blob/main/page.md">Colab</a>',
+    "no_alt.html": '<img src="pixel.png" alt="pixel.png">',
     "_static/ignored.html": '<a href="nowhere.html">not a page of the book</a>',
 }
 EXPECTED = {
@@ -37,6 +39,7 @@ EXPECTED = {
     "js_error.html": ["JavaScript error"],
     "widget.html": ["widgets did not render"],
     "chapter.html": ["Open-in-Colab"],
+    "markdown_notebook.html": ["Colab cannot open"],
 }
 
 
@@ -56,6 +59,17 @@ def results(tmp_path_factory) -> dict[str, check_book.PageResult]:
     found = {r.path: r for r in check_book.check_book(root, shots)}
     assert sorted(shots.glob("*.png")), "no screenshots were saved"
     return found
+
+
+def test_images_without_alt_text_are_noted() -> None:
+    assert check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": "attention costs L squared"})
+    assert not check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": "../_images/a.png"})
+    assert not check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": ""})
+
+
+def test_missing_alt_text_is_a_note_unless_required(results) -> None:
+    assert results["no_alt.html"].problems == []
+    assert any("without alt text" in note for note in results["no_alt.html"].notes)
 
 
 def test_every_page_but_static_files_is_opened(results) -> None:
