@@ -8,7 +8,6 @@ from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.fftconv import direct_conv, fftconv
 from hyena_lite.operator import HyenaFilter, HyenaOperator
 from hyena_lite.models import (HyenaGPT2LMHeadModel, HyenaGPTNeoXForCausalLM, HyenaLlamaForCausalLM, HyenaMixer,
-                               layer_mixers)  # importing registers the students with the Auto classes
-from hyena_lite.convert import convert, parameter_table
+                               convert, layer_mixers, parameter_table)  # registers the students with the Auto classes
 
 __version__ = "0.1.0"

@@ -1,4 +1,7 @@
-"""Surgery: turn a teacher causal LM into a Hyena student, and count what changed.
+"""Hyena students from teachers: `convert` a GPT-2, GPT-NeoX or Llama causal LM, and count what changed.
+
+The student classes live in hyena_lite.students (re-exported here); importing either module registers
+them with AutoConfig and AutoModelForCausalLM.
 
 `convert` copies everything but the replaced attention (embeddings, norms, MLPs, head) and, with
 init="teacher", starts each Hyena operator's projections from the attention it replaces, by the
@@ -21,10 +24,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from hyena_lite.models import Family, HyenaMixer, check_hyena_config, family_of, layer_mixers
+from hyena_lite.students import (  # noqa: F401  re-exported: the student classes are part of this module's API
+    FAMILIES, Family, HyenaGPT2Config, HyenaGPT2LMHeadModel, HyenaGPTNeoXConfig, HyenaGPTNeoXForCausalLM,
+    HyenaLlamaConfig, HyenaLlamaForCausalLM, HyenaMixer, check_hyena_config, family_of, layer_mixers)
 from hyena_lite.operator import HyenaFilter, HyenaOperator
 
-INITS = ("teacher", "random")
+INITS = ("teacher", "fresh", "random")
 # convert()'s keyword arguments that are HyenaOperator arguments, and the config fields that hold them
 _OPERATOR_FIELDS = {"l_max": "hyena_l_max", "order": "hyena_order", "filter_order": "hyena_filter_order",
                     "short_filter_order": "hyena_short_filter_order", "dropout": "hyena_dropout"}
@@ -113,7 +118,8 @@ def convert(teacher: PreTrainedModel, hyena_layers: list[int] | None = None, ini
 
     init="teacher": everything but the replaced attention is copied, and each Hyena operator's in/out
     projections start from that attention's q, k, v, o (key -> x^1, query -> x^N, value -> v, o -> out_proj;
-    see the module doc); the filters start fresh. init="random": the same architecture, all untrained.
+    see the module doc); the filters start fresh. init="fresh": the teacher's weights everywhere but in the
+    Hyena operators, which keep their own initialisation. init="random": the same architecture, all untrained.
     `hyena_kwargs` are HyenaOperator arguments (l_max, order, filter_order, short_filter_order, dropout)
     and HyenaFilter ones; l_max defaults to the teacher's max_position_embeddings. The student has the
     teacher's dtype and device and is in eval mode unless the teacher is training.
@@ -122,19 +128,20 @@ def convert(teacher: PreTrainedModel, hyena_layers: list[int] | None = None, ini
     if isinstance(teacher, family.student_class):
         raise ValueError(f"{type(teacher).__name__} is already a Hyena student; convert its teacher instead")
     if init not in INITS:
-        raise ValueError(f"init={init!r}; choose 'teacher' (copy the teacher's weights) or 'random' (untrained)")
+        raise ValueError(f"init={init!r}; choose 'teacher' (copy the teacher's weights, seed Hyena from attention), "
+                         f"'fresh' (copy them, Hyena as initialised) or 'random' (nothing copied)")
     layers = list(range(teacher.config.num_hidden_layers)) if hyena_layers is None else list(hyena_layers)
     config = student_config(teacher.config, family, layers, **hyena_kwargs)
     check_hyena_config(config)
     student = family.student_class(config)
-    if init == "teacher":
-        _copy_from_teacher(student, teacher, family, layers)
+    if init != "random":
+        _copy_from_teacher(student, teacher, family, layers if init == "teacher" else [])
     param = next(teacher.parameters())
     return student.to(device=param.device, dtype=param.dtype).train(teacher.training)
 
 
 def _copy_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, family: Family, layers: list[int]) -> None:
-    """Copy every teacher weight the student shares by name, then seed the Hyena projections from attention."""
+    """Copy every teacher weight the student shares by name, then seed the Hyena projections of `layers` from attention."""
     target = student.state_dict()
     shared = {k: v for k, v in teacher.state_dict().items() if k in target}
     student.load_state_dict(shared, strict=False)

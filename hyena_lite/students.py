@@ -2,9 +2,9 @@
 
 A student is its teacher's architecture in which the layers listed in `config.hyena_layers` hold a
 `HyenaMixer` where the teacher has attention. Each family has a config class and a causal-LM class,
-registered with `AutoConfig` and `AutoModelForCausalLM` when hyena_lite is imported, so
-`AutoModelForCausalLM.from_pretrained(folder)` loads a saved student. `hyena_lite.convert` builds a
-student from a teacher.
+registered with `AutoConfig` and `AutoModelForCausalLM` when this module is imported (as
+`import hyena_lite` does), so `AutoModelForCausalLM.from_pretrained(folder)` loads a saved student.
+`hyena_lite.models.convert` builds a student from a teacher.
 
 Padding: right padding needs nothing (every layer is causal, so a token never sees the pads after it);
 left padding is turned into right padding by rolling each row, and the outputs are rolled back; a mask

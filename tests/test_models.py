@@ -88,7 +88,7 @@ def test_copied_weights_equal_the_teachers_and_projections_map_k_q_v_o(family):
         assert torch.allclose(mixer.operator.out_proj(x), o(x), atol=1e-6)
 
 
-def test_order_three_gets_a_constant_one_middle_gate_and_random_init_copies_nothing():
+def test_order_three_middle_gate_and_the_fresh_and_random_inits():
     teacher = tiny_teacher("gpt2")
     operator = layer_mixers(convert(teacher, order=3))[0].operator
     middle = slice(WIDTH, 2 * WIDTH)
@@ -97,6 +97,12 @@ def test_order_three_gets_a_constant_one_middle_gate_and_random_init_copies_noth
     random = convert(teacher, init="random")
     assert set(random.state_dict()) == set(convert(teacher).state_dict())
     assert not torch.equal(random.transformer.wte.weight, teacher.transformer.wte.weight)
+    torch.manual_seed(5)
+    fresh = convert(teacher, init="fresh")
+    torch.manual_seed(5)
+    random = convert(teacher, init="random")  # the same random numbers: its mixers are fresh's
+    assert torch.equal(fresh.transformer.wte.weight, teacher.transformer.wte.weight)
+    assert all(torch.equal(a, b) for a, b in zip(layer_mixers(fresh)[0].parameters(), layer_mixers(random)[0].parameters()))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
