@@ -24,15 +24,24 @@ if TYPE_CHECKING:
 COMPILE_ON_CUDA = os.environ.get("HYENA_LITE_COMPILE", "1") != "0"
 
 
-def _short_filter(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor, gates: int, n: int) -> tuple[Tensor, Tensor]:
-    """Bias and depthwise causal short filter of z [B, C, L]; return the gates [B, gates, L] in z's dtype and
-    the value zero-padded to n steps, [B, C - gates, n] in float32 (the FFT's input)."""
+def _causal_conv(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """Depthwise causal convolution of (z + in_bias) [B, C, L] with taps weight [C, 1, K] plus bias, in float32."""
     taps, length = weight.shape[-1], z.shape[-1]
     zp = F.pad(z.float() + in_bias.float()[:, None], (taps - 1, 0))
     out = bias.float()[:, None] + weight[:, 0, 0].float()[:, None] * zp[..., :length]
     for j in range(1, taps):
         out = out + weight[:, 0, j].float()[:, None] * zp[..., j : j + length]
-    return out[:, :gates].to(z.dtype), F.pad(out[:, gates:], (0, n - length))
+    return out
+
+
+def _short_gates(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """The gates: the short filter over the gate channels of z [B, N * D, L], in z's dtype."""
+    return _causal_conv(z, in_bias, weight, bias).to(z.dtype)
+
+
+def _short_value(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor, n: int) -> Tensor:
+    """The value: the short filter over the value channels of z [B, D, L], float32, zero-padded to n steps."""
+    return F.pad(_causal_conv(z, in_bias, weight, bias), (0, n - z.shape[-1]))
 
 
 def _gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
@@ -49,7 +58,7 @@ def _last_gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
     return g.to(x.dtype).transpose(1, 2).contiguous()
 
 
-_KERNELS: dict[str, Callable] = {"short_filter": _short_filter, "gate": _gate, "last_gate": _last_gate}
+_KERNELS: dict[str, Callable] = {"gates": _short_gates, "value": _short_value, "gate": _gate, "last_gate": _last_gate}
 _COMPILED: dict[str, Callable] = {}
 
 
@@ -63,11 +72,12 @@ def _kernel(name: str, device: torch.device) -> Callable:
 
 
 def filter_spectra(op: "HyenaOperator", length: int) -> tuple[Tensor, Tensor]:
-    """The rfft of the long filters for `length`, [order, D, n // 2 + 1] complex64, and the skips [order, D].
+    """The long filters' spectra for `length`, [order, D, n // 2 + 1] complex64, scaled by 1 / n, and the skips [order, D].
 
-    Computed once per call for the whole batch; with autograd off (inference) the result is cached on the
-    operator and reused until the length, device or any filter parameter changes (an optimiser step or
-    load_state_dict bumps a parameter's version, .to() moves its storage).
+    The 1 / n of the inverse FFT rides on the filter (so irfft runs with norm="forward" and needs no extra
+    pass over its output). Computed once per call for the whole batch; with autograd off (inference) the
+    result is cached on the operator and reused until the length, device or any filter parameter changes
+    (an optimiser step or load_state_dict bumps a parameter's version, .to() moves its storage).
     """
     params = tuple(op.filter_fn.parameters())
     key = (length, *((p.data_ptr(), p._version) for p in params))
@@ -75,24 +85,26 @@ def filter_spectra(op: "HyenaOperator", length: int) -> tuple[Tensor, Tensor]:
     if not torch.is_grad_enabled() and cached is not None and cached[0] == key:
         return cached[1]
     k, skip = op.long_filters(length)
-    spectra = (torch.fft.rfft(k, n=fft_size(length)), skip)
+    spectra = (torch.fft.rfft(k, n=fft_size(length), norm="forward"), skip)
     op._spectra_cache = (key, spectra) if not torch.is_grad_enabled() else None
     return spectra
 
 
 def fast_forward(op: "HyenaOperator", u: Tensor) -> Tensor:
     """`op`'s forward on u [B, L, d_model]: in-projection, short filter, order-N FFT recurrence, out-projection."""
-    length, width, dev = u.shape[1], op.d_model, u.device
+    length, width, gated = u.shape[1], op.d_model, op.order * op.d_model
     n = fft_size(length)
-    z = F.linear(u, op.in_proj.weight).transpose(1, 2)  # [B, (N + 1) D, L], a view: the kernel reads it transposed
-    zeros = torch.zeros(z.shape[1], device=dev)
-    in_bias = zeros if op.in_proj.bias is None else op.in_proj.bias
-    conv_bias = zeros if op.short_filter.bias is None else op.short_filter.bias
-    gates, v = _kernel("short_filter", dev)(z, in_bias, op.short_filter.weight, conv_bias, op.order * width, n)
+    z = F.linear(u, op.in_proj.weight).transpose(1, 2)  # [B, (N + 1) D, L], a view: the kernels read it transposed
+    in_bias, conv_bias = op.in_proj.bias, op.short_filter.bias
+    if in_bias is None or conv_bias is None:
+        zeros = torch.zeros(z.shape[1], device=u.device)
+        in_bias, conv_bias = (zeros if in_bias is None else in_bias), (zeros if conv_bias is None else conv_bias)
+    w = op.short_filter.weight
+    gates = _kernel("gates", u.device)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
+    v = _kernel("value", u.device)(z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:], n)
     spectra, skips = filter_spectra(op, length)
     for step in range(op.order):
-        y = torch.fft.irfft(torch.fft.rfft(v) * spectra[step], n=n)
+        y = torch.fft.irfft(torch.fft.rfft(v) * spectra[step], n=n, norm="forward")
         x = gates[:, step * width : (step + 1) * width]
-        last = step == op.order - 1
-        v = _kernel("last_gate" if last else "gate", dev)(y, v, x, skips[step])
+        v = _kernel("last_gate" if step == op.order - 1 else "gate", u.device)(y, v, x, skips[step])
     return op.out_proj(v)
