@@ -358,15 +358,13 @@ def gpt2_teacher(n_positions: int, n_layer: int = 12, n_embd: int = 768, n_head:
 
 
 def hyena_student(teacher: nn.Module, l_max: int) -> nn.Module:
-    """The teacher's Hyena student built by `hyena_lite.models.convert` (every attention replaced by Hyena)."""
-    try:
-        from hyena_lite.models import convert
-    except ImportError as error:
-        raise RuntimeError(
-            "the model and generation benchmarks need hyena_lite.models.convert, which this checkout lacks "
-            f"({error}); benchmark the operator alone with --what operator"
-        ) from error
-    return convert(teacher, l_max=l_max).eval()
+    """The teacher's Hyena student built by `hyena_lite.convert` (every attention replaced by Hyena)."""
+    import hyena_lite
+
+    if not hasattr(hyena_lite, "convert"):
+        raise RuntimeError("the model and generation benchmarks need hyena_lite.convert, which this checkout lacks; "
+                           "benchmark the operator alone with --what operator")
+    return hyena_lite.convert(teacher, l_max=l_max).eval()
 
 
 def _forward_kwargs(model: nn.Module, **kwargs: Any) -> dict[str, Any]:
@@ -577,6 +575,16 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def merge_results(*parts: dict[str, Any]) -> dict[str, Any]:
+    """One results dict from several runs on the same hardware (sections of later parts win); each section keeps its command."""
+    merged = dict(parts[0])
+    for part in parts[1:]:
+        if part["hardware"].get("gpu") != merged["hardware"].get("gpu") or part["versions"] != merged["versions"]:
+            raise ValueError("these results come from different hardware or versions; keep them in separate files")
+        merged.update({key: value for key, value in part.items() if key in WHATS})
+    return merged
+
+
 def save_results(path: str | Path, results: dict[str, Any]) -> Path:
     """Write results as indented JSON (creating folders); return the path."""
     path = Path(path)
@@ -635,6 +643,8 @@ def run_benchmark(
             block.to(device=device, dtype=torch_dtype).eval()
             with torch.no_grad():
                 kernels[name] = kernel_breakdown(lambda block=block: block(x), device)
+            xg, grad = x.detach().requires_grad_(True), torch.randn_like(x)
+            kernels[f"{name}_fwdbwd"] = kernel_breakdown(lambda block=block: block.train()(xg).backward(grad), device)
         results["levers"] = {"command": command, "settings": settings, "rows": rows,
                              "kernels": {"L": at, **kernels}}
     if "model" in whats or "generate" in whats:

@@ -138,3 +138,11 @@ def test_unknown_choices_fail_clearly() -> None:
         bench.run_benchmark(["speed"], [16])
     with pytest.raises(ValueError, match="unknown dtype"):
         bench.run_benchmark(["operator"], [16], dtype="int8")
+
+
+def test_merge_results_joins_sections_of_one_machine() -> None:
+    env = {"created": "t", "git_commit": "c", "hardware": {"gpu": "G"}, "versions": {"torch": "1"}}
+    merged = bench.merge_results({**env, "operator": {"rows": [1]}}, {**env, "model": {"rows": [2]}})
+    assert merged["operator"] == {"rows": [1]} and merged["model"] == {"rows": [2]}
+    with pytest.raises(ValueError, match="different hardware"):
+        bench.merge_results(env, {**env, "hardware": {"gpu": "H"}})
