@@ -21,7 +21,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: book test setup assets unit nbval book-smoke book-js browser clean
 
 book: assets
-	$(PY) -m jupyter_book build --all .
+	$(VENV)/bin/jupyter-book build --all .
 	@echo "book written to _build/html/index.html"
 
 test: assets unit nbval book-smoke browser
