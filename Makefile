@@ -20,7 +20,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: book test setup assets unit nbval book-smoke book-js browser clean
 
-book: assets
+book: assets book-js
 	$(VENV)/bin/jupyter-book build --all .
 	@echo "book written to _build/html/index.html"
 
