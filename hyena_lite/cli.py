@@ -13,7 +13,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("hyena_lite.assets", "build the offline assets (tokenizer, corpus) and print what was built"),
     "benchmark": ("hyena_lite.bench", "time and memory of attention vs Hyena: operator, model, generation"),
+    "distill": ("hyena_lite.distill", "distil a teacher into a Hyena student: progressive, kd, ce/scratch, recipes"),
     "evaluate": ("hyena_lite.evaluate", "perplexity, bits per byte, teacher agreement, cloze, recall, length"),
+    "generate": ("hyena_lite.generation", "continue a prompt: full, cached or recurrent (state-space) decoding"),
 }
 
 

@@ -1,0 +1,127 @@
+"""Tests of the distillation losses, the layer capture and the stages, on tiny random models."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hyena_lite import distill
+from hyena_lite.models import convert, layer_mixers
+from hyena_lite.training import TrainConfig
+
+VOCAB, SEQ, BATCH = 40, 16, 4
+
+
+def test_kd_loss_is_the_scaled_kl_of_softened_distributions():
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 5, VOCAB), torch.randn(2, 5, VOCAB)
+    for temperature in (1.0, 2.0):
+        expected = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
+                            log_target=True, reduction="sum") / 10 * temperature ** 2
+        assert distill.kd_loss(s, t, temperature).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert distill.kd_loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kd_loss_ignores_padded_positions():
+    torch.manual_seed(0)
+    s, t = torch.randn(1, 4, VOCAB), torch.randn(1, 4, VOCAB)
+    mask = torch.tensor([[1, 1, 0, 0]])
+    noisy = s.clone()
+    noisy[:, 2:] += 10 * torch.randn(1, 2, VOCAB)
+    assert distill.kd_loss(noisy, t, mask=mask).item() == pytest.approx(distill.kd_loss(s[:, :2], t[:, :2]).item(), rel=1e-6)
+
+
+def test_normalized_mse_scale_and_mask():
+    torch.manual_seed(0)
+    target = torch.randn(2, 6, 8)
+    assert distill.normalized_mse(torch.zeros_like(target), target).item() == pytest.approx(1.0)
+    assert distill.normalized_mse(target, target).item() == 0.0
+    assert distill.normalized_mse(3 * target, 4 * target).item() == pytest.approx(1 / 16, rel=1e-5)
+    mask = torch.ones(2, 6)
+    mask[:, 3:] = 0
+    off = target.clone()
+    off[:, 3:] = 100.0
+    assert distill.normalized_mse(off, target, mask).item() == 0.0
+
+
+def test_weighted_sum_skips_zero_weights_and_refuses_all_zero():
+    terms = {"a": torch.tensor(2.0), "b": torch.tensor(float("nan"))}
+    assert distill.weighted_sum(terms, {"a": 0.5, "b": 0.0}).item() == 1.0
+    with pytest.raises(ValueError, match="every loss weight is zero"):
+        distill.weighted_sum(terms, {"a": 0.0})
+
+
+def tiny_teacher(seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=32, n_layer=2, n_head=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config).eval()
+
+
+def batches_from(start: int):
+    index = start
+    while True:
+        g = torch.Generator().manual_seed(index)
+        yield torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
+        index += 1
+
+
+def test_cross_entropy_matches_hugging_face_loss():
+    teacher = tiny_teacher()
+    ids = next(batches_from(0))
+    out = teacher(input_ids=ids, labels=ids)
+    assert distill.lm_cross_entropy(out.logits, ids).item() == pytest.approx(out.loss.item(), rel=1e-5)
+
+
+def test_capture_mixer_records_the_attention_input_and_output():
+    teacher = tiny_teacher()
+    ids = next(batches_from(0))
+    with torch.no_grad(), distill.capture_mixer(teacher, 0) as io:
+        distill.run_until_stop(lambda: teacher(input_ids=ids))
+    with torch.no_grad():
+        positions = torch.arange(SEQ)
+        block = teacher.transformer.h[0]
+        expected_in = block.ln_1(teacher.transformer.wte(ids) + teacher.transformer.wpe(positions))
+        expected_out = block.attn(expected_in)[0]
+    torch.testing.assert_close(io["input"], expected_in)
+    torch.testing.assert_close(io["output"], expected_out)
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(steps=8, lr=3e-3, batch_size=BATCH, seq_len=SEQ, device="cpu", progress=False)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_progressive_aligns_each_mixer_and_touches_nothing_else():
+    teacher = tiny_teacher()
+    student = convert(tiny_teacher(), init="random")
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    teacher_before = {n: p.detach().clone() for n, p in teacher.named_parameters()}
+    starts = []
+
+    def recording(start):
+        starts.append(start)
+        return batches_from(start)
+
+    results = distill.progressive(student, teacher, recording, config(steps=32))
+    assert starts == [0, 16], "each layer's sub-stage must continue the data stream"
+    for layer, result in enumerate(results):
+        losses = result.losses
+        assert losses[-1] < 0.8 * losses[0], f"layer {layer} alignment did not improve: {losses[0]} -> {losses[-1]}"
+    mixer_params = {id(p) for m in layer_mixers(student) for p in m.parameters()}
+    changed = [n for n, p in student.named_parameters() if not torch.equal(p, before[n])]
+    assert changed and all(id(dict(student.named_parameters())[n]) in mixer_params for n in changed)
+    assert all(torch.equal(p, teacher_before[n]) for n, p in teacher.named_parameters())
+
+
+def test_kd_lowers_the_divergence_and_mixers_only_subset():
+    teacher = tiny_teacher()
+    student = convert(teacher, init="fresh")  # the teacher but for its mixers
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    result = distill.kd(student, teacher, batches_from, config(steps=24), hidden_weight=0.1, trainable="mixers")
+    kd = [r["kd"] for r in result.records]
+    assert sum(kd[-4:]) < 0.7 * sum(kd[:4]), f"KD did not fall: {kd[:4]} ... {kd[-4:]}"
+    mixer_params = {id(p) for m in layer_mixers(student) for p in m.parameters()}
+    changed = {id(p) for n, p in student.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= mixer_params
