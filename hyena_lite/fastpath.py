@@ -4,12 +4,14 @@ What makes it fast: the filter spectra are computed once per call for the whole 
 inference, keyed on the parameters' versions so that any update invalidates them); channels stay first
 from the in-projection to the gates without copies; the element-wise work around the FFTs (bias, short
 filter, zero padding, skip, gate, casts) runs as a few fused kernels made by torch.compile on CUDA, and as
-the same Python code, unfused, elsewhere; FFTs run in float32 on power-of-two sizes.
+the same Python code, unfused, elsewhere; FFTs run in float32 on power-of-two sizes; at inference on a GPU
+the whole forward is replayed as a CUDA graph once its shape repeats, so launching kernels costs no CPU time.
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable
+import warnings
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 # Fuse the element-wise work with torch.compile on CUDA; set False (or HYENA_LITE_COMPILE=0) to run it unfused.
 COMPILE_ON_CUDA = os.environ.get("HYENA_LITE_COMPILE", "1") != "0"
+# Replay the inference forward as a CUDA graph once a shape repeats; set False (or HYENA_LITE_CUDA_GRAPHS=0) not to.
+GRAPHS_ON_CUDA = os.environ.get("HYENA_LITE_CUDA_GRAPHS", "1") != "0"
 
 
 def _causal_conv(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -90,11 +94,12 @@ def filter_spectra(op: "HyenaOperator", length: int) -> tuple[Tensor, Tensor]:
     return spectra
 
 
-def fast_forward(op: "HyenaOperator", u: Tensor) -> Tensor:
-    """`op`'s forward on u [B, L, d_model]: in-projection, short filter, order-N FFT recurrence, out-projection."""
-    length, width, gated = u.shape[1], op.d_model, op.order * op.d_model
+def _forward(op: "HyenaOperator", u: Tensor) -> Tensor:
+    """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence, out-projection."""
+    batch, length, width, gated = u.shape[0], u.shape[1], op.d_model, op.order * op.d_model
     n = fft_size(length)
-    z = F.linear(u, op.in_proj.weight).transpose(1, 2)  # [B, (N + 1) D, L], a view: the kernels read it transposed
+    weight = op.in_proj.weight
+    z = torch.bmm(weight.expand(batch, -1, -1), u.transpose(1, 2))  # [B, (N + 1) D, L], channels first, no copy of u
     in_bias, conv_bias = op.in_proj.bias, op.short_filter.bias
     if in_bias is None or conv_bias is None:
         zeros = torch.zeros(z.shape[1], device=u.device)
@@ -108,3 +113,52 @@ def fast_forward(op: "HyenaOperator", u: Tensor) -> Tensor:
         x = gates[:, step * width : (step + 1) * width]
         v = _kernel("last_gate" if step == op.order - 1 else "gate", u.device)(y, v, x, skips[step])
     return op.out_proj(v)
+
+
+def _capture(op: "HyenaOperator", u: Tensor) -> tuple[Any, ...]:
+    """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the spectra it reads)."""
+    static_in = u.clone()
+    spectra = filter_spectra(op, u.shape[1])  # cached outside the graph; the state below keeps it alive
+    side, main = torch.cuda.Stream(u.device), torch.cuda.current_stream(u.device)
+    side.wait_stream(main)
+    with torch.cuda.stream(side):
+        _forward(op, static_in)  # warm-up: FFT plans, cuBLAS handles and compiled kernels exist before capture
+    main.wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    pool = _GRAPH_POOLS.setdefault(u.device, torch.cuda.graph_pool_handle())
+    with torch.cuda.graph(graph, pool=pool):
+        static_out = _forward(op, static_in)
+    return graph, static_in, static_out, spectra
+
+
+_GRAPH_POOLS: dict[torch.device, Any] = {}  # one memory pool per GPU, shared by all operators' graphs (replayed one at a time)
+
+
+def _graphed(op: "HyenaOperator", u: Tensor) -> Tensor:
+    """Inference on CUDA: run eagerly the first time a shape and parameter state is seen, record a CUDA graph the
+    second time, replay it from then on (one kernel launch from the CPU instead of a few dozen)."""
+    key = (tuple(u.shape), u.dtype, u.device, *((p.data_ptr(), p._version) for p in op.parameters()))
+    state = getattr(op, "_graph_state", None)
+    if state is None or state[0] != key:
+        op._graph_state = (key, None)  # a new shape or new weights: eager now, record if it comes again
+        return _forward(op, u)
+    if state[1] is None:
+        try:
+            op._graph_state = state = (key, _capture(op, u))
+        except RuntimeError as error:  # a PyTorch or driver that cannot record these kernels: carry on without graphs
+            global GRAPHS_ON_CUDA
+            GRAPHS_ON_CUDA, op._graph_state = False, None
+            warnings.warn(f"recording the Hyena forward as a CUDA graph failed ({error}); continuing without graphs")
+            return _forward(op, u)
+    graph, static_in, static_out, _ = state[1]
+    static_in.copy_(u)
+    graph.replay()
+    return static_out.clone()
+
+
+def fast_forward(op: "HyenaOperator", u: Tensor) -> Tensor:
+    """`op`'s forward on u [B, L, d_model] by the fast path (CUDA-graphed at inference on a GPU, see `_graphed`)."""
+    if (u.is_cuda and GRAPHS_ON_CUDA and not torch.is_grad_enabled()
+            and not torch.cuda.is_current_stream_capturing()):
+        return _graphed(op, u)
+    return _forward(op, u)
