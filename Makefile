@@ -50,9 +50,10 @@ unit: assets
 nbval: assets
 	HYENA_BOOK_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider book/
 
+# (MPLBACKEND is unset for the build: Agg in a kernel would drop every inline figure from the book.)
 book-smoke: assets book-js
 	rm -rf _build/html
-	HYENA_BOOK_PROFILE=smoke $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
+	env -u MPLBACKEND HYENA_BOOK_PROFILE=smoke $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
 
 # JavaScript the static book loads, bundled so that its pages work offline (see _config.yml):
 # the ipywidgets 8 HTML manager renders saved widget state, MathJax 3 typesets the equations.

@@ -34,7 +34,7 @@ WIDGET_VIEW_SELECTOR = 'script[type="application/vnd.jupyter.widget-view+json"]'
 PAGE_REPORT_JS = """
 ([outputSel, errorSel, widgetSel]) => ({
   images: Array.from(document.images, im => ({src: im.currentSrc || im.src,
-      ok: im.complete && im.naturalWidth > 0, alt: (im.getAttribute('alt') || '').trim()})),
+      ok: im.complete && im.naturalWidth > 0, alt: im.getAttribute('alt')})),
   links: Array.from(document.querySelectorAll('a[href]'), a => a.href),
   outputs: Array.from(document.querySelectorAll(outputSel), el => el.innerText),
   errorOutputs: document.querySelectorAll(errorSel).length,
@@ -119,9 +119,12 @@ def serve(root: Path) -> http.server.ThreadingHTTPServer:
 
 
 def has_alt_text(image: dict) -> bool:
-    """Whether an image has alt text of its own (Sphinx and myst-nb default it to the file name)."""
+    """Whether an image has alt text of its own, or alt="" that marks it decorative.
+
+    Sphinx and myst-nb set the alt text of an image without one to its file name.
+    """
     alt = image["alt"]
-    return bool(alt) and alt.rsplit("/", 1)[-1] != image["src"].rsplit("/", 1)[-1]
+    return alt is not None and alt.strip().rsplit("/", 1)[-1] != image["src"].rsplit("/", 1)[-1]
 
 
 def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | None,

@@ -64,7 +64,8 @@ def results(tmp_path_factory) -> dict[str, check_book.PageResult]:
 def test_images_without_alt_text_are_noted() -> None:
     assert check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": "attention costs L squared"})
     assert not check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": "../_images/a.png"})
-    assert not check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": ""})
+    assert check_book.has_alt_text({"src": "http://h/_static/logo.png", "alt": ""})  # decorative
+    assert not check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": None})
 
 
 def test_missing_alt_text_is_a_note_unless_required(results) -> None:
