@@ -61,6 +61,16 @@ def load_teacher(name: str, profile: Profile | None = None) -> tuple[PreTrainedM
                      f"{', '.join(HUB_TEACHERS)} (or any hub id 'org/name'); or a folder saved with save_pretrained")
 
 
+def profile_teacher(profile: Profile) -> tuple[str, PreTrainedModel, PreTrainedTokenizerBase]:
+    """(name, model, tokenizer) of the profile's teacher; SmolLM2 from its package when that is a hub teacher
+    and the hub is unreachable (and the reason is printed)."""
+    try:
+        return (profile.teacher, *load_teacher(profile.teacher, profile))
+    except TeacherUnavailable as error:
+        print(f"{error}\nUsing the offline teacher 'smollm2-135m' instead.")
+        return ("smollm2-135m", *smollm2())
+
+
 def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[PreTrainedModel, Any]:
     """Give a tokenizer without a pad token its eos token as pad (and tell generate())."""
     if tokenizer.pad_token is None:

