@@ -474,6 +474,84 @@ def compare(setup: Setup, tokens: int, recipes: tuple[str, ...] = ("paper", "bes
     return report
 
 
+def matmul_flops_per_token(model: nn.Module, seq_len: int, attention_layers: int = 0) -> float:
+    """Forward FLOPs per token in matrix products: 2 x the weights used per token (the head once, no position
+    table) plus 4 x seq_len x width per attention layer (scores and weighted sum); FFTs are not counted."""
+    weights = sum(p.numel() for n, p in model.named_parameters() if p.ndim >= 2 and "wpe" not in n
+                  and "filter_fn" not in n)
+    return 2.0 * weights + 4.0 * seq_len * model.config.hidden_size * attention_layers
+
+
+def throughput(teacher: nn.Module, stage: str, config: TrainConfig, skip: int = 5) -> dict[str, float]:
+    """Tokens per second and model FLOPs per second of `stage` ("kd", "ce" or "teacher": the teacher
+    itself trained with cross-entropy, for comparison) on random tokens, after `skip` warm-up steps."""
+    from hyena_lite.models import convert
+
+    vocab = teacher.config.vocab_size
+
+    def batches_fn(start: int):
+        g = torch.Generator().manual_seed(start)
+        while True:
+            yield torch.randint(0, vocab, (config.batch_size, config.seq_len), generator=g)
+
+    torch.manual_seed(config.seed)
+    layers = teacher.config.num_hidden_layers
+    if stage == "teacher":
+        model = type(teacher)(teacher.config)
+        result = ce(model, batches_fn, config)
+        flops = 3 * matmul_flops_per_token(model, config.seq_len, layers)
+    else:
+        model = convert(teacher, init="teacher")
+        result = kd(model, teacher, batches_fn, config, ce_weight=0.5) if stage == "kd" else ce(model, batches_fn, config)
+        flops = 3 * matmul_flops_per_token(model, config.seq_len)
+        if stage == "kd":
+            flops += matmul_flops_per_token(teacher, config.seq_len, layers)  # the teacher's forward pass
+    timed = result.records[skip:]
+    seconds = timed[-1]["wall_seconds"] - result.records[skip - 1]["wall_seconds"]
+    tokens = timed[-1]["tokens"] - result.records[skip - 1]["tokens"]
+    return {"tokens_per_second": tokens / seconds, "model_flops_per_token": flops,
+            "model_tflops_per_second": flops * tokens / seconds / 1e12, "timed_steps": len(timed),
+            "final_loss": result.losses[-1]}
+
+
+def matmul_ceiling(size: int = 8192, repeats: int = 10) -> float:
+    """Measured TFLOP/s of a bf16 [size x size] matrix product on the current GPU (the MFU denominator)."""
+    a, b = (torch.randn(size, size, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * size ** 3 * repeats / (start.elapsed_time(end) / 1e3) / 1e12
+
+
+def gpu_throughput(steps: int = 30, batch_size: int = 16, seq_len: int = 1024) -> dict[str, Any]:
+    """KD, CE and teacher training speed at GPT-2 124M shape (random weights) on one GPU, in bf16, with MFU."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("gpu_throughput needs a CUDA GPU; none is visible here")
+    torch.manual_seed(0)
+    teacher = freeze(GPT2LMHeadModel(GPT2Config(n_positions=seq_len)))
+    config = TrainConfig(steps=steps, lr=6e-4, warmup=2, batch_size=batch_size, seq_len=seq_len, progress=False)
+    ceiling = matmul_ceiling()
+    report = {"shape": "GPT-2 124M (12 layers, width 768, 12 heads, vocab 50257), random weights",
+              "batch_size": batch_size, "seq_len": seq_len, "steps": steps, "precision": "bf16 autocast",
+              "measured_bf16_matmul_tflops": ceiling, "datasheet_bf16_dense_tflops": 989.0, "stages": {}}
+    for stage in ("kd", "ce", "teacher"):
+        row = throughput(teacher, stage, config)
+        row["mfu_vs_measured_matmul"] = row["model_tflops_per_second"] / ceiling
+        row["mfu_vs_datasheet"] = row["model_tflops_per_second"] / 989.0
+        report["stages"][stage] = row
+        print(f"{stage:>8}: {row['tokens_per_second']:,.0f} tokens/s, {row['model_tflops_per_second']:.1f} TFLOP/s, "
+              f"MFU {row['mfu_vs_datasheet']:.1%} of the datasheet, {row['mfu_vs_measured_matmul']:.1%} of the "
+              f"measured matmul ({ceiling:.0f} TFLOP/s)")
+    return report
+
+
 # ------------------------------------------------------------------------------------------- CLI
 
 
@@ -486,6 +564,9 @@ def cli_arguments(parser) -> None:
     what.add_argument("--recipe", choices=sorted(RECIPES), help="run a recipe's stages on its student")
     what.add_argument("--compare", action="store_true",
                       help="teacher, paper, best, ce and scratch students on the same tokens; writes --results")
+    what.add_argument("--gpu-throughput", action="store_true",
+                      help="tokens/s and MFU of KD, CE and teacher training at GPT-2 124M shape on a GPU; "
+                           "writes --results")
     parser.add_argument("--tokens", type=int, default=None, help="training tokens per student (default: the profile's)")
     parser.add_argument("--init", choices=("teacher", "fresh", "random"), default="teacher",
                         help="--stage only: the student's initialisation (see hyena_lite.models.convert); "
@@ -504,6 +585,14 @@ def cli_main(args) -> int:
     from hyena_lite.paths import artifacts_dir
     from hyena_lite.profiles import get_profile
 
+    if args.gpu_throughput:
+        report = {**gpu_throughput(), "command": "python -m hyena_lite distill --gpu-throughput"
+                  + (f" --results {args.results}" if args.results else ""),
+                  "git_commit": _git_commit(), "hardware": _hardware()}
+        if args.results:
+            with open(args.results, "w") as f:
+                json.dump(report, f, indent=1)
+        return 0
     profile = get_profile(args.profile)
     tokens = args.tokens or profile.distill_tokens
     layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
