@@ -137,7 +137,11 @@ def convert(teacher: PreTrainedModel, hyena_layers: list[int] | None = None, ini
     if init != "random":
         _copy_from_teacher(student, teacher, family, layers if init == "teacher" else [])
     param = next(teacher.parameters())
-    return student.to(device=param.device, dtype=param.dtype).train(teacher.training)
+    student.to(device=param.device, dtype=param.dtype)
+    for name, buffer in teacher.named_buffers():  # e.g. RoPE frequencies, which stay float32 in a bf16 model
+        module, _, leaf = name.rpartition(".")
+        student.get_submodule(module)._buffers[leaf] = buffer.clone()
+    return student.train(teacher.training)
 
 
 def _copy_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, family: Family, layers: list[int]) -> None:

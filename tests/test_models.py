@@ -210,9 +210,14 @@ def test_hybrid_keeps_attention_where_asked_and_the_table_counts_it():
 
 
 def test_dtype_and_mode_follow_the_teacher():
-    teacher = tiny_teacher("llama").to(torch.bfloat16)
+    teacher = tiny_teacher("llama")
+    freqs = teacher.model.rotary_emb.inv_freq.clone()
+    teacher.to(torch.bfloat16)
+    teacher.model.rotary_emb.inv_freq = freqs  # float32, as from_pretrained(dtype=torch.bfloat16) keeps it
     student = convert(teacher)
     assert next(student.parameters()).dtype == torch.bfloat16 and not student.training
+    assert student.model.rotary_emb.inv_freq.dtype == teacher.model.rotary_emb.inv_freq.dtype
+    assert torch.equal(convert(teacher, hyena_layers=[])(ids()).logits, teacher(ids()).logits)
     assert torch.isfinite(student(ids()).logits.float()).all()
 
 
