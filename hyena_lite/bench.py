@@ -189,9 +189,10 @@ def benchmark_operator(
     forward + backward is a training step's work, input gradient included. Each row holds L, then per
     block (`attn`, `hyena` on its fast path, `hyena_plain` on the plain one) `{block}_ms` and
     `{block}_peak_mb`, with `{block}_fwdbwd_ms` and `{block}_fwdbwd_peak_mb` when `backward`;
-    on CUDA `attn_graph_ms`, the attention block replayed as a CUDA graph (the fast Hyena path replays
-    itself as one at inference), `hyena_fast_rel_err` (fast against plain output) and `hyena_bytes`
-    (see `hyena_forward_bytes`).
+    on CUDA the forward of `hyena` is timed with fastpath.GRAPHS_ON_CUDA on (replayed as a CUDA graph),
+    `hyena_nograph_ms` with it off, and `attn_graph_ms` is the attention block replayed as a CUDA graph too;
+    `hyena_fast_rel_err` is the fast output's error against the plain one (eager, recorded and replayed calls)
+    and `hyena_bytes` the traffic of the fast forward (see `hyena_forward_bytes`).
     """
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -201,46 +202,62 @@ def benchmark_operator(
     blocks["hyena_plain"].fast = False
     for block in blocks.values():
         block.to(device=dev, dtype=dtype)
-    rows = []
-    for length in tqdm(lengths, desc="operator", leave=False):
-        x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
-        row: dict[str, Any] = {"L": length, "batch": batch}
-        for name, block in blocks.items():
-            block.eval()
-
-            def forward(block: nn.Module = block) -> None:
-                with torch.no_grad():
-                    block(x)
-
-            m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
-            row[f"{name}_ms"], row[f"{name}_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
-            if name == "attn" and dev.type == "cuda":  # attention's best case too: no CPU launch cost either
-                try:
-                    m = _guarded(lambda: measure(graph_replay(forward, dev), dev, warmup, repeats), dev)
-                except RuntimeError as error:
-                    print(f"attention could not be recorded as a CUDA graph at L={length}: {error}")
-                    m = None
-                row["attn_graph_ms"] = m.median_ms if m else None
-            if backward:
-                block.train()
-                xg = x.detach().requires_grad_(True)
-                grad = torch.randn_like(x)
-
-                def step(block: nn.Module = block) -> None:
-                    block(xg).backward(grad)
-
-                m = _guarded(lambda: measure(step, dev, warmup, repeats), dev)
-                row[f"{name}_fwdbwd_ms"], row[f"{name}_fwdbwd_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
-                block.zero_grad(set_to_none=True)
-            block._spectra_cache = block._graph_state = None  # this block's memory: keep it out of the next one's peak
-        with torch.no_grad():  # three fast calls: eager, recorded as a CUDA graph and replayed, replayed
-            plain = blocks["hyena_plain"].eval()(x).float()
-            fast = [blocks["hyena"].eval()(x).float() for _ in range(3)]
-            row["hyena_fast_rel_err"] = max(((f - plain).norm() / plain.norm()).item() for f in fast)
-        blocks["hyena"]._spectra_cache = blocks["hyena"]._graph_state = None
-        row["hyena_bytes"] = hyena_forward_bytes(d_model, length, batch, blocks["hyena"].order, x.element_size())
-        rows.append(row)
+    rows, graphs = [], fastpath.GRAPHS_ON_CUDA
+    try:
+        for length in tqdm(lengths, desc="operator", leave=False):
+            rows.append(_operator_row(blocks, length, batch, dev, dtype, backward, warmup, repeats))
+    finally:
+        fastpath.GRAPHS_ON_CUDA = graphs
     return rows
+
+
+def _operator_row(blocks: dict[str, nn.Module], length: int, batch: int, dev: torch.device, dtype: torch.dtype,
+                  backward: bool, warmup: int, repeats: int) -> dict[str, Any]:
+    """One row of `benchmark_operator`."""
+    d_model = blocks["hyena"].d_model
+    x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
+    row: dict[str, Any] = {"L": length, "batch": batch}
+    for name, block in blocks.items():
+        block.eval()
+
+        def forward(block: nn.Module = block) -> None:
+            with torch.no_grad():
+                block(x)
+
+        fastpath.GRAPHS_ON_CUDA = name == "hyena"
+        m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
+        row[f"{name}_ms"], row[f"{name}_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
+        if name == "hyena" and dev.type == "cuda":
+            fastpath.GRAPHS_ON_CUDA, block._graph_state = False, None
+            m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
+            row["hyena_nograph_ms"] = m.median_ms if m else None
+        if name == "attn" and dev.type == "cuda":  # attention's best case too: no CPU launch cost either
+            try:
+                m = _guarded(lambda: measure(graph_replay(forward, dev), dev, warmup, repeats), dev)
+            except RuntimeError as error:
+                print(f"attention could not be recorded as a CUDA graph at L={length}: {error}")
+                m = None
+            row["attn_graph_ms"] = m.median_ms if m else None
+        if backward:
+            block.train()
+            xg = x.detach().requires_grad_(True)
+            grad = torch.randn_like(x)
+
+            def step(block: nn.Module = block) -> None:
+                block(xg).backward(grad)
+
+            m = _guarded(lambda: measure(step, dev, warmup, repeats), dev)
+            row[f"{name}_fwdbwd_ms"], row[f"{name}_fwdbwd_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
+            block.zero_grad(set_to_none=True)
+        block._spectra_cache = block._graph_state = None  # this block's memory: keep it out of the next one's peak
+    fastpath.GRAPHS_ON_CUDA = True
+    with torch.no_grad():  # three fast calls: eager, recorded as a CUDA graph and replayed, replayed
+        plain = blocks["hyena_plain"].eval()(x).float()
+        fast = [blocks["hyena"].eval()(x).float() for _ in range(3)]
+        row["hyena_fast_rel_err"] = max(((f - plain).norm() / plain.norm()).item() for f in fast)
+    blocks["hyena"]._spectra_cache = blocks["hyena"]._graph_state = None
+    row["hyena_bytes"] = hyena_forward_bytes(d_model, length, batch, blocks["hyena"].order, x.element_size())
+    return row
 
 
 def benchmark_levers(

@@ -2,15 +2,16 @@
 
 What makes it fast: the filter spectra are computed once per call for the whole batch (and cached at
 inference, keyed on the parameters' versions so that any update invalidates them); channels stay first
-from the in-projection to the gates without copies; the element-wise work around the FFTs (bias, short
-filter, zero padding, skip, gate, casts) runs as a few fused kernels made by torch.compile on CUDA, and as
-the same Python code, unfused, elsewhere; FFTs run in float32 on power-of-two sizes; at inference on a GPU
-the whole forward is replayed as a CUDA graph once its shape repeats, so launching kernels costs no CPU time.
+from the in-projection to the gates without copies; FFTs run in float32 on power-of-two sizes, with the
+inverse FFT's 1 / n folded into the filter. At inference on a GPU, once an input shape repeats, the
+element-wise work around the FFTs (bias, short filter, zero padding, skip, gate, casts) runs as a few
+kernels fused by torch.compile for that shape, and (opt-in) the whole forward is replayed as a CUDA graph
+so that launching kernels costs no CPU time. Elsewhere (CPU, training, a shape seen once, as in decoding
+by recomputation) the same Python code runs unfused.
 """
 from __future__ import annotations
 
 import os
-import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -22,19 +23,23 @@ from hyena_lite.fftconv import fft_size
 if TYPE_CHECKING:
     from hyena_lite.operator import HyenaOperator
 
-# Fuse the element-wise work with torch.compile on CUDA; set False (or HYENA_LITE_COMPILE=0) to run it unfused.
+# Fuse the element-wise work with torch.compile on CUDA for repeated shapes; False (or HYENA_LITE_COMPILE=0): never.
 COMPILE_ON_CUDA = os.environ.get("HYENA_LITE_COMPILE", "1") != "0"
-# Replay the inference forward as a CUDA graph once a shape repeats; set False (or HYENA_LITE_CUDA_GRAPHS=0) not to.
-GRAPHS_ON_CUDA = os.environ.get("HYENA_LITE_CUDA_GRAPHS", "1") != "0"
+# Replay the inference forward as a CUDA graph once a shape repeats (opt-in: each operator then keeps a
+# private memory pool per shape); True or HYENA_LITE_CUDA_GRAPHS=1 turns it on.
+GRAPHS_ON_CUDA = os.environ.get("HYENA_LITE_CUDA_GRAPHS", "0") == "1"
 
 
 def _causal_conv(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """Depthwise causal convolution of (z + in_bias) [B, C, L] with taps weight [C, 1, K] plus bias, in float32."""
+    """Depthwise causal convolution of (z + in_bias) [B, C, L], zero before step 0, with taps weight [C, 1, K]
+    plus bias, in float32. Each tap reads the input directly, so a compiler fuses it all into one pass."""
     taps, length = weight.shape[-1], z.shape[-1]
-    zp = F.pad(z.float() + in_bias.float()[:, None], (taps - 1, 0))
-    out = bias.float()[:, None] + weight[:, 0, 0].float()[:, None] * zp[..., :length]
-    for j in range(1, taps):
-        out = out + weight[:, 0, j].float()[:, None] * zp[..., j : j + length]
+    steps = torch.arange(length, device=z.device)
+    out = bias.float()[:, None]
+    for j in range(taps):
+        shift = taps - 1 - j  # tap j sees step t - shift
+        seen = F.pad(z, (shift, 0))[..., :length].float() + in_bias.float()[:, None] * (steps >= shift)
+        out = out + weight[:, 0, j].float()[:, None] * seen
     return out
 
 
@@ -63,16 +68,19 @@ def _last_gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
 
 
 _KERNELS: dict[str, Callable] = {"gates": _short_gates, "value": _short_value, "gate": _gate, "last_gate": _last_gate}
-_COMPILED: dict[str, Callable] = {}
+_FUSED: dict[str, Callable] = {}
 
 
-def _kernel(name: str, device: torch.device) -> Callable:
-    """The element-wise function `name`: compiled once (dynamic shapes) on CUDA, plain Python elsewhere."""
-    if device.type != "cuda" or not COMPILE_ON_CUDA:
+def _kernel(name: str, fused: bool) -> Callable:
+    """The element-wise function `name`: compiled by torch.compile for static shapes when `fused`, else plain Python."""
+    if not fused:
         return _KERNELS[name]
-    if name not in _COMPILED:
-        _COMPILED[name] = torch.compile(_KERNELS[name], dynamic=True, fullgraph=True)
-    return _COMPILED[name]
+    if name not in _FUSED:
+        for limit in ("recompile_limit", "cache_size_limit"):  # one compilation per (shape, dtype): allow many
+            if hasattr(torch._dynamo.config, limit):
+                setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
+        _FUSED[name] = torch.compile(_KERNELS[name], dynamic=False, fullgraph=True)
+    return _FUSED[name]
 
 
 def filter_spectra(op: "HyenaOperator", length: int) -> tuple[Tensor, Tensor]:
@@ -94,7 +102,7 @@ def filter_spectra(op: "HyenaOperator", length: int) -> tuple[Tensor, Tensor]:
     return spectra
 
 
-def _forward(op: "HyenaOperator", u: Tensor) -> Tensor:
+def _forward(op: "HyenaOperator", u: Tensor, fused: bool = False) -> Tensor:
     """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence, out-projection."""
     batch, length, width, gated = u.shape[0], u.shape[1], op.d_model, op.order * op.d_model
     n = fft_size(length)
@@ -105,51 +113,43 @@ def _forward(op: "HyenaOperator", u: Tensor) -> Tensor:
         zeros = torch.zeros(z.shape[1], device=u.device)
         in_bias, conv_bias = (zeros if in_bias is None else in_bias), (zeros if conv_bias is None else conv_bias)
     w = op.short_filter.weight
-    gates = _kernel("gates", u.device)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
-    v = _kernel("value", u.device)(z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:], n)
+    gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
+    v = _kernel("value", fused)(z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:], n)
     spectra, skips = filter_spectra(op, length)
     for step in range(op.order):
         y = torch.fft.irfft(torch.fft.rfft(v) * spectra[step], n=n, norm="forward")
         x = gates[:, step * width : (step + 1) * width]
-        v = _kernel("last_gate" if step == op.order - 1 else "gate", u.device)(y, v, x, skips[step])
+        v = _kernel("last_gate" if step == op.order - 1 else "gate", fused)(y, v, x, skips[step])
     return op.out_proj(v)
 
 
-def _capture(op: "HyenaOperator", u: Tensor) -> tuple[Any, ...]:
+def _capture(op: "HyenaOperator", u: Tensor, fused: bool) -> tuple[Any, ...]:
     """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the spectra it reads)."""
     static_in = u.clone()
     spectra = filter_spectra(op, u.shape[1])  # cached outside the graph; the state below keeps it alive
     side, main = torch.cuda.Stream(u.device), torch.cuda.current_stream(u.device)
     side.wait_stream(main)
     with torch.cuda.stream(side):
-        _forward(op, static_in)  # warm-up: FFT plans, cuBLAS handles and compiled kernels exist before capture
+        _forward(op, static_in, fused)  # warm-up: FFT plans, cuBLAS handles and compiled kernels exist before capture
     main.wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    pool = _GRAPH_POOLS.setdefault(u.device, torch.cuda.graph_pool_handle())
-    with torch.cuda.graph(graph, pool=pool):
-        static_out = _forward(op, static_in)
+    with torch.cuda.graph(graph):
+        static_out = _forward(op, static_in, fused)
     return graph, static_in, static_out, spectra
 
 
-_GRAPH_POOLS: dict[torch.device, Any] = {}  # one memory pool per GPU, shared by all operators' graphs (replayed one at a time)
-
-
-def _graphed(op: "HyenaOperator", u: Tensor) -> Tensor:
-    """Inference on CUDA: run eagerly the first time a shape and parameter state is seen, record a CUDA graph the
-    second time, replay it from then on (one kernel launch from the CPU instead of a few dozen)."""
+def _inference(op: "HyenaOperator", u: Tensor) -> Tensor:
+    """Inference on CUDA: eager and unfused the first time a shape and parameter state is seen; when it comes
+    again, fused kernels compiled for it, and with GRAPHS_ON_CUDA a CUDA graph recorded then and replayed after."""
     key = (tuple(u.shape), u.dtype, u.device, *((p.data_ptr(), p._version) for p in op.parameters()))
     state = getattr(op, "_graph_state", None)
     if state is None or state[0] != key:
-        op._graph_state = (key, None)  # a new shape or new weights: eager now, record if it comes again
+        op._graph_state = (key, None)  # a new shape or new weights: run eagerly, speed up if it comes again
         return _forward(op, u)
+    if not GRAPHS_ON_CUDA or torch.cuda.is_current_stream_capturing():
+        return _forward(op, u, fused=COMPILE_ON_CUDA)
     if state[1] is None:
-        try:
-            op._graph_state = state = (key, _capture(op, u))
-        except RuntimeError as error:  # a PyTorch or driver that cannot record these kernels: carry on without graphs
-            global GRAPHS_ON_CUDA
-            GRAPHS_ON_CUDA, op._graph_state = False, None
-            warnings.warn(f"recording the Hyena forward as a CUDA graph failed ({error}); continuing without graphs")
-            return _forward(op, u)
+        op._graph_state = state = (key, _capture(op, u, COMPILE_ON_CUDA))
     graph, static_in, static_out, _ = state[1]
     static_in.copy_(u)
     graph.replay()
@@ -157,8 +157,7 @@ def _graphed(op: "HyenaOperator", u: Tensor) -> Tensor:
 
 
 def fast_forward(op: "HyenaOperator", u: Tensor) -> Tensor:
-    """`op`'s forward on u [B, L, d_model] by the fast path (CUDA-graphed at inference on a GPU, see `_graphed`)."""
-    if (u.is_cuda and GRAPHS_ON_CUDA and not torch.is_grad_enabled()
-            and not torch.cuda.is_current_stream_capturing()):
-        return _graphed(op, u)
+    """`op`'s forward on u [B, L, d_model] by the fast path (see the module's doc for what runs where)."""
+    if u.is_cuda and not torch.is_grad_enabled():
+        return _inference(op, u)
     return _forward(op, u)
