@@ -127,6 +127,30 @@ def has_alt_text(image: dict) -> bool:
     return alt is not None and alt.strip().rsplit("/", 1)[-1] != image["src"].rsplit("/", 1)[-1]
 
 
+def judge(report: dict, root: Path, origin: str, path: Path, result: PageResult, require_alt: bool) -> None:
+    """Add to `result` what the page's report (PAGE_REPORT_JS) shows broken or worth noting."""
+    result.problems += [f"missing image {im['src']}" for im in report["images"] if not im["ok"]]
+    unlabelled = sorted({im["src"].rsplit("/", 1)[-1] for im in report["images"] if not has_alt_text(im)})
+    if unlabelled:
+        (result.problems if require_alt else result.notes).append(
+            f"{len(unlabelled)} images without alt text (set it with the cell metadata "
+            f"mystnb: {{image: {{alt: ...}}}}): {', '.join(unlabelled)[:200]}")
+    if report["errorOutputs"] or any(TRACEBACK_TEXT in text for text in report["outputs"]):
+        result.problems.append("a Python traceback or error in an output cell")
+    result.problems += filter(None, (check_link(root, origin, href) for href in set(report["links"])))
+    if report["widgetsRendered"] < report["widgetViews"]:
+        result.problems.append(f"{report['widgetViews'] - report['widgetsRendered']} of "
+                               f"{report['widgetViews']} widgets did not render from their saved state")
+    if report["mathElements"] and not report["mathRendered"]:
+        result.problems.append(f"{report['mathElements']} equations were not typeset by MathJax")
+    source = root / "_sources" / path.relative_to(root).with_suffix(".ipynb")
+    colab_links = [href for href in report["links"] if href.startswith(COLAB)]
+    if source.is_file() and not colab_links:
+        result.problems.append(f"no Open-in-Colab launch link (a chapter from {source.name})")
+    result.problems += [f"Colab link to a file Colab cannot open: {href}"
+                        for href in colab_links if not urlsplit(href).path.endswith(".ipynb")]
+
+
 def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | None,
                require_alt: bool = False) -> PageResult:
     """Load one page in the browser tab `page` and report its problems."""
@@ -174,26 +198,7 @@ def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | Non
         for event, handler in handlers.items():
             page.remove_listener(event, handler)
         page.unroute("**/*")
-    result.problems += [f"missing image {im['src']}" for im in report["images"] if not im["ok"]]
-    unlabelled = sorted({im["src"].rsplit("/", 1)[-1] for im in report["images"] if not has_alt_text(im)})
-    if unlabelled:
-        (result.problems if require_alt else result.notes).append(
-            f"{len(unlabelled)} images without alt text (set it with the cell metadata "
-            f"mystnb: {{image: {{alt: ...}}}}): {', '.join(unlabelled)[:200]}")
-    if report["errorOutputs"] or any(TRACEBACK_TEXT in text for text in report["outputs"]):
-        result.problems.append("a Python traceback or error in an output cell")
-    result.problems += filter(None, (check_link(root, origin, href) for href in set(report["links"])))
-    if report["widgetsRendered"] < report["widgetViews"]:
-        result.problems.append(f"{report['widgetViews'] - report['widgetsRendered']} of "
-                               f"{report['widgetViews']} widgets did not render from their saved state")
-    if report["mathElements"] and not report["mathRendered"]:
-        result.problems.append(f"{report['mathElements']} equations were not typeset by MathJax")
-    source = root / "_sources" / path.relative_to(root).with_suffix(".ipynb")
-    colab_links = [href for href in report["links"] if href.startswith(COLAB)]
-    if source.is_file() and not colab_links:
-        result.problems.append(f"no Open-in-Colab launch link (a chapter from {source.name})")
-    result.problems += [f"Colab link to a file Colab cannot open: {href}"
-                        for href in colab_links if not urlsplit(href).path.endswith(".ipynb")]
+    judge(report, root, origin, path, result, require_alt)
     if blocked:
         result.notes.append(f"{len(blocked)} external requests blocked: {sorted(set(blocked))[:3]}")
     return result
