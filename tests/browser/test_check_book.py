@@ -30,6 +30,7 @@ SITE = {
     "chapter.html": "<h1>A chapter from a notebook, without its Colab link</h1>",
     "markdown_notebook.html": '<a href="https://colab.research.google.com/github/o/r/blob/main/page.md">Colab</a>',
     "no_alt.html": '<img src="pixel.png" alt="pixel.png">',
+    "raw_math.html": '<p><span class="math notranslate nohighlight">\\(x^2\\)</span></p>',
     "_static/ignored.html": '<a href="nowhere.html">not a page of the book</a>',
 }
 EXPECTED = {
@@ -40,6 +41,7 @@ EXPECTED = {
     "widget.html": ["widgets did not render"],
     "chapter.html": ["Open-in-Colab"],
     "markdown_notebook.html": ["Colab cannot open"],
+    "raw_math.html": ["not typeset"],
 }
 
 
