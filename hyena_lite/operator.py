@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyena_lite.fastpath import fast_forward
+from hyena_lite.fastpath import fast_forward, pays_off
 from hyena_lite.fftconv import fftconv
 
 
@@ -124,7 +124,7 @@ class HyenaOperator(nn.Module):
         self.filter_fn = HyenaFilter(order * d_model, l_max, filter_order=filter_order, **filter_args)
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.fast = True  # forward through hyena_lite.fastpath: the same function, less memory traffic; False: plain
+        self.fast = True  # where it pays (CUDA inference), forward through hyena_lite.fastpath; False: always plain
 
     def _check(self, u: Tensor) -> None:
         """Raise ValueError saying what was expected when u is not [batch, length <= l_max, d_model]."""
@@ -163,7 +163,7 @@ class HyenaOperator(nn.Module):
     def forward(self, u: Tensor) -> Tensor:
         """Apply the operator to u [B, L, d_model]; the recurrence runs in float32, projections in u's dtype."""
         self._check(u)
-        if self.fast and not (self.training and self.dropout.p > 0):
+        if self.fast and pays_off(self, u):
             return fast_forward(self, u)
         gates, v = self.gates_and_value(u)
         k, bias = self.long_filters(u.shape[1])
