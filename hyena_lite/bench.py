@@ -249,13 +249,13 @@ def _operator_row(blocks: dict[str, nn.Module], length: int, batch: int, dev: to
             m = _guarded(lambda: measure(step, dev, warmup, repeats), dev)
             row[f"{name}_fwdbwd_ms"], row[f"{name}_fwdbwd_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
             block.zero_grad(set_to_none=True)
-        block._spectra_cache = block._graph_state = None  # this block's memory: keep it out of the next one's peak
+        fastpath.clear_caches(block)  # this block's memory: keep it out of the next one's peak
     fastpath.GRAPHS_ON_CUDA = True
     with torch.no_grad():  # three fast calls: eager, recorded as a CUDA graph and replayed, replayed
         plain = blocks["hyena_plain"].eval()(x).float()
         fast = [blocks["hyena"].eval()(x).float() for _ in range(3)]
         row["hyena_fast_rel_err"] = max(((f - plain).norm() / plain.norm()).item() for f in fast)
-    blocks["hyena"]._spectra_cache = blocks["hyena"]._graph_state = None
+    fastpath.clear_caches(blocks["hyena"])
     row["hyena_bytes"] = hyena_forward_bytes(d_model, length, batch, blocks["hyena"].order, x.element_size())
     return row
 
@@ -280,6 +280,7 @@ def benchmark_levers(
     torch.manual_seed(seed)
     dev = torch.device(device)
     op = HyenaOperator(d_model, max(lengths)).to(device=dev, dtype=dtype).eval()
+    op.fast = False  # op(x) is the plain forward; the fast variants call fastpath.fast_forward
     variants = {"plain": (False, False, True, False), "fast_nocache": (True, False, False, False),
                 "fast_unfused": (True, False, True, False)}
     if dev.type == "cuda":
@@ -291,23 +292,23 @@ def benchmark_levers(
             x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
             row: dict[str, Any] = {"L": length, "batch": batch}
             for name, (fast, fused, cache, graphs) in variants.items():
-                op.fast, fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA = fast, fused, graphs
-                op._graph_state = None
+                fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA = fused, graphs
+                fastpath.clear_caches(op)
 
-                def forward(cache: bool = cache) -> None:
+                def forward(fast: bool = fast, cache: bool = cache) -> None:
                     if not cache:
                         op._spectra_cache = None
                     with torch.no_grad():
-                        op(x)
+                        fastpath.fast_forward(op, x) if fast else op(x)
 
                 m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
                 row[f"{name}_ms"] = m.median_ms if m else None
             row.setdefault("fast_fused_ms", None)
             row.setdefault("fast_ms", None)
-            op._spectra_cache = op._graph_state = None
+            fastpath.clear_caches(op)
             rows.append(row)
     finally:
-        op.fast, (fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA) = True, settings
+        fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA = settings
     return rows
 
 
@@ -442,6 +443,7 @@ def benchmark_model(
         ids = torch.randint(0, vocab, (batch, length), device=dev)
         row: dict[str, Any] = {"L": length, "batch": batch}
         for name, model in models.items():
+            fastpath.clear_caches(model)  # filter spectra cached at another length are not this length's memory
             kwargs = _forward_kwargs(model, use_cache=False)
 
             def forward(model: nn.Module = model, kwargs: dict = kwargs) -> None:
@@ -532,6 +534,7 @@ def benchmark_generate(
         for label, (model, mode) in runs.items():
             if mode not in DECODERS:
                 raise ValueError(f"unknown decoder {mode!r}; choose one of {', '.join(DECODERS)}")
+            fastpath.clear_caches(model)
             result = _guarded(lambda: _decode_timed(DECODERS[mode](model), prompt, new_tokens, warmup, dev), dev)
             ms, peak, state = result if result else (None, None, None)
             row.update({f"{label}_ms_per_token": ms, f"{label}_peak_mb": peak, f"{label}_state_mb": state})
