@@ -14,7 +14,6 @@ import platform
 import shlex
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -672,7 +671,7 @@ def run_benchmark(
         raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
     torch_dtype, lengths = DTYPES[dtype], sorted(lengths)
     results = environment(device)
-    command = command or "python -m hyena_lite benchmark " + shlex.join(sys.argv[1:])
+    command = command or f"hyena_lite.bench.run_benchmark({whats!r}, {lengths!r}, device={device!r}, dtype={dtype!r}, ...)"
     settings = {"device": device, "dtype": dtype, "batch": batch, "d_model": d_model, "n_heads": n_heads,
                 "warmup": warmup, "repeats": repeats}
     if "operator" in whats:
@@ -746,13 +745,27 @@ def cli_main(args: Any) -> int:
     """Run the benchmarks, print a table per benchmark and write the JSON."""
     results = run_benchmark(args.what, args.lengths, args.device, args.dtype, args.batch, args.d_model, args.heads,
                             args.layers, args.vocab, not args.no_backward, args.new_tokens, tuple(args.student_modes),
-                            args.warmup, args.repeats, args.kernels_at)
+                            args.warmup, args.repeats, args.kernels_at, command=_command_line(args))
     for what in WHATS:
         if what in results:
             print(format_table(results[what]["rows"], what))
     if args.json:
         print(f"wrote {save_results(args.json, results)}")
     return 0
+
+
+def _command_line(args: Any) -> str:
+    """The command that reproduces these parsed options, every option spelled out."""
+    words = ["python", "-m", "hyena_lite", "benchmark"]
+    for key, value in vars(args).items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            words += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        elif value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def format_table(rows: list[dict[str, Any]], title: str = "") -> str:

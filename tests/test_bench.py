@@ -139,7 +139,8 @@ def test_cli_writes_operator_json(tmp_path) -> None:
     assert {"created", "git_commit", "hardware", "versions", "operator"} <= set(results)
     assert results["versions"]["torch"] == torch.__version__ and results["hardware"]["device"] == "cpu"
     section = results["operator"]
-    assert section["command"].startswith("python -m hyena_lite benchmark") and section["settings"]["d_model"] == 16
+    assert section["command"].startswith("python -m hyena_lite benchmark --what operator --lengths 16 32 --device cpu")
+    assert section["settings"]["d_model"] == 16
     assert [row["L"] for row in section["rows"]] == [16, 32]
     for row in section["rows"]:
         for key in ("attn_ms", "hyena_ms", "hyena_plain_ms", "attn_fwdbwd_ms", "hyena_fwdbwd_ms", "hyena_bytes"):
