@@ -238,13 +238,14 @@ def unigram_perplexity(train_tokens: torch.Tensor, targets: torch.Tensor, vocab_
 
 
 def domain_perplexities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile: Profile,
-                        split: str = "validation", max_tokens: int | None = None) -> pd.DataFrame:
-    """Per domain of the profile's corpus: the model's perplexity and the unigram baseline's, on the same tokens.
+                        split: str = "validation", max_tokens: int | None = None,
+                        corpus_name: str | None = None) -> pd.DataFrame:
+    """Per domain of a corpus (default the profile's): the model's perplexity and the unigram baseline's.
 
     Each domain is cut into windows of profile.seq_len (at most max_tokens, default eval_tokens split
     evenly over the domains); both models are scored on every token but the first of each window.
     """
-    corpus = load_corpus(profile.corpus)
+    corpus = load_corpus(corpus_name or profile.corpus)
     train_tokens = tokenize_split(corpus["train"], tokenizer)
     domains = tokens_by_domain(corpus[split], tokenizer)
     budget = max_tokens or max(profile.seq_len, profile.eval_tokens // len(domains))
