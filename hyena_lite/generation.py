@@ -1,0 +1,512 @@
+"""Fast generation with a Hyena student: cached and recurrent (modal state-space) decoding, and `generate`.
+
+Decoding a long-convolution model naively re-runs every convolution for each new token. Here each
+Hyena layer keeps a state instead:
+
+- cached: the past inputs of each long convolution; the next output is one dot product per channel,
+  O(L) time and memory, and equals the full forward pass;
+- recurrent: each long filter is fitted by a modal state-space model (`hyena_lite.modal`) of order r;
+  the state is r complex numbers per channel, O(r) per token whatever the context, and the prompt is
+  prefilled by FFT.
+
+Attention layers of hybrid students (and teachers) keep their key-value cache.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from hyena_lite.fftconv import fftconv
+from hyena_lite.modal import ModalFilter, fit_modal, relative_error
+from hyena_lite.students import family_of
+from hyena_lite.operator import HyenaOperator
+
+MODES = ("full", "cached", "recurrent")
+
+
+# ------------------------------------------------------------------------------------ one operator
+class OperatorDecoder:
+    """Decode one HyenaOperator step by step: the first call (prefill) takes the prompt, later calls new tokens.
+
+    Keeps the last `short_filter_order` projected inputs for the short filter; what each long convolution
+    keeps is the subclass's business (`_prefill_conv`, `_step_conv`). Call `reset()` to start a new sequence.
+    """
+
+    def __init__(self, op: HyenaOperator) -> None:
+        self.op = op
+        self.length = 0  # positions seen so far
+        self.window: Tensor | None = None  # [B, (N + 1) D, K] the last K in-projected inputs, oldest first
+        _, self.skips = op.long_filters(1)
+
+    def reset(self) -> None:
+        """Forget the sequence; the next call is a prefill."""
+        self.length, self.window = 0, None
+
+    def state_bytes(self) -> int:
+        """Bytes of the decoding state now held (short filter window and long convolution state)."""
+        return 0 if self.window is None else self.window.numel() * self.window.element_size()
+
+    def __call__(self, u: Tensor) -> Tensor:
+        """The operator's output [B, T, D] for the next T positions of u [B, T, D]."""
+        with torch.no_grad():
+            if self.length == 0:
+                return self._prefill(u)
+            return torch.cat([self._step(u[:, i]) for i in range(u.shape[1])], dim=1)
+
+    def _prefill(self, u: Tensor) -> Tensor:
+        op, length = self.op, u.shape[1]
+        wide = torch.promote_types(u.dtype, torch.float32)
+        p = op.in_proj(u).transpose(1, 2).to(wide)  # [B, W, T]
+        taps = op.short_filter.weight.shape[-1]
+        self.window = F.pad(p, (taps - 1, 0))[..., -taps:].contiguous()
+        z = F.conv1d(p, op.short_filter.weight.to(wide), op.short_filter.bias.to(wide), padding=taps - 1,
+                     groups=p.shape[1])[..., :length].to(u.dtype).to(wide)
+        *gates, y = z.split(op.d_model, dim=1)
+        for n, x in enumerate(gates):
+            y = x * self._prefill_conv(n, y)
+        self.length = length
+        return op.out_proj(y.to(u.dtype).transpose(1, 2))
+
+    def _step(self, u: Tensor) -> Tensor:
+        """One position: u [B, D] -> [B, 1, D]."""
+        op = self.op
+        wide = self.window.dtype
+        p = op.in_proj(u).to(wide)
+        self.window = torch.cat([self.window[..., 1:], p[..., None]], dim=-1)
+        z = (self.window * op.short_filter.weight[:, 0].to(wide)).sum(-1) + op.short_filter.bias.to(wide)
+        *gates, y = z.to(u.dtype).to(wide).split(op.d_model, dim=1)
+        for n, x in enumerate(gates):
+            y = x * self._step_conv(n, y)
+        self.length += 1
+        return op.out_proj(y.to(u.dtype))[:, None]
+
+    def _prefill_conv(self, n: int, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _step_conv(self, n: int, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class CachedDecoder(OperatorDecoder):
+    """Exact decoding: keep each long convolution's input history; the next output is a dot product with the filter.
+
+    O(L) time and memory per channel per token. The history grows (doubling) up to the filter length l_max.
+    """
+
+    def __init__(self, op: HyenaOperator, capacity: int | None = None) -> None:
+        super().__init__(op)
+        k, _ = op.long_filters(op.l_max)
+        self.flipped = k.flip(-1).contiguous()  # [N, D, l_max]: flipped[n, d, l_max - 1 - s] = h^n_s
+        self.capacity = capacity or 0
+        self.history: Tensor | None = None  # [N, D, B, capacity] inputs of each long convolution
+
+    def reset(self) -> None:
+        super().reset()
+        self.history = None
+
+    def state_bytes(self) -> int:
+        held = 0 if self.history is None else self.history.numel() * self.history.element_size()
+        return super().state_bytes() + held
+
+    def _reserve(self, needed: int, batch: int, like: Tensor) -> None:
+        l_max = self.op.l_max
+        if needed > l_max:
+            raise ValueError(f"position {needed} exceeds the filter length {l_max} of this Hyena operator: cached "
+                             f"decoding reaches l_max tokens; convert the student with a larger l_max, or decode "
+                             f"with mode='recurrent'")
+        if self.history is not None and self.history.shape[-1] >= needed:
+            return
+        size = min(l_max, max(needed, self.capacity, 2 * (0 if self.history is None else self.history.shape[-1])))
+        grown = torch.zeros(self.op.order, self.op.d_model, batch, size, dtype=like.dtype, device=like.device)
+        if self.history is not None:
+            grown[..., : self.history.shape[-1]] = self.history
+        self.history = grown
+
+    def _prefill_conv(self, n: int, y: Tensor) -> Tensor:
+        length = y.shape[-1]
+        self._reserve(length, y.shape[0], y)
+        self.history[n, :, :, :length] = y.transpose(0, 1)
+        k = self.flipped[n, :, self.op.l_max - length :].flip(-1)
+        return fftconv(y, k, self.skips[n])
+
+    def _step_conv(self, n: int, y: Tensor) -> Tensor:
+        t = self.length
+        self._reserve(t + 1, y.shape[0], y)
+        self.history[n, :, :, t] = y.transpose(0, 1)
+        past = self.history[n, :, :, : t + 1]  # [D, B, t + 1]
+        taps = self.flipped[n, :, self.op.l_max - 1 - t :, None].to(y.dtype)  # [D, t + 1, 1]
+        return torch.bmm(past, taps)[..., 0].transpose(0, 1) + self.skips[n].to(y.dtype) * y
+
+
+class RecurrentDecoder(OperatorDecoder):
+    """Decoding with modal state-space models of the long filters: O(r) time and memory per channel per token.
+
+    `fit` holds the order * d_model filters of the operator (stage-major, as `long_filters` lays them out).
+    The prompt's outputs come from the fitted filters by FFT; its final state from a Vandermonde product.
+    """
+
+    def __init__(self, op: HyenaOperator, fit: ModalFilter, chunk: int = 2048) -> None:
+        super().__init__(op)
+        device = op.out_proj.weight.device
+        fit = fit.to(device=device, dtype=torch.float32)
+        N, D = op.order, op.d_model
+        self.fit = fit
+        self.poles = fit.poles.view(N, D, -1)
+        self.residues = fit.residues.view(N, D, -1)
+        self.fir = fit.fir.view(N, D, -1).flip(-1).contiguous()  # reversed: fir[..., -1] is h_0
+        self.chunk = chunk
+        self.state: Tensor | None = None  # [N, B, D, modes] complex
+        self.recent: Tensor | None = None  # [N, B, D, F] the last F inputs of each convolution, oldest first
+
+    def reset(self) -> None:
+        super().reset()
+        self.state = self.recent = None
+
+    def state_bytes(self) -> int:
+        held = sum(t.numel() * t.element_size() for t in (self.state, self.recent) if t is not None)
+        return super().state_bytes() + held
+
+    def _prefill_conv(self, n: int, y: Tensor) -> Tensor:
+        batch, D, length = y.shape
+        head = self.fir.shape[-1]
+        if n == 0:
+            self.state = torch.zeros(self.op.order, batch, D, self.poles.shape[-1], dtype=self.poles.dtype,
+                                     device=y.device)
+            self.recent = torch.zeros(self.op.order, batch, D, head, dtype=y.dtype, device=y.device)
+        keep = min(head, length)
+        self.recent[n, ..., head - keep :] = y[..., length - keep :]
+        # state after the prompt: sum over j <= T - F of poles^(T - F - j) y_j
+        log_pole = torch.complex(self.poles[n].abs().clamp_min(1e-30).log(), self.poles[n].angle())  # [D, m]
+        last = length - head  # the newest input that has left the FIR head
+        for start in range(0, last + 1, self.chunk):
+            stop = min(start + self.chunk, last + 1)
+            powers = torch.exp(log_pole[..., None] * (last - torch.arange(start, stop, device=y.device)))
+            self.state[n] += torch.einsum("dmj,bdj->bdm", powers, y[..., start:stop].to(powers.dtype))
+        k = ModalFilter(self.fit.poles.view(self.op.order, D, -1)[n], self.fit.residues.view(self.op.order, D, -1)[n],
+                        self.fit.fir.view(self.op.order, D, -1)[n], self.fit.order).taps(length)
+        return fftconv(y, k, self.skips[n])
+
+    def _step_conv(self, n: int, y: Tensor) -> Tensor:
+        recent = torch.cat([self.recent[n, ..., 1:], y[..., None]], dim=-1)
+        self.recent[n] = recent
+        out = (recent * self.fir[n]).sum(-1) + self.skips[n] * y + (self.residues[n] * self.state[n]).sum(-1).real
+        self.state[n] = self.poles[n] * self.state[n] + recent[..., :1]
+        return out
+
+
+# ------------------------------------------------------------------------------------ fitting a student
+def hyena_operators(model: nn.Module) -> dict[int, HyenaOperator]:
+    """The Hyena operator of each Hyena layer of a student, by layer index (empty for a teacher)."""
+    layers = getattr(model.config, "hyena_layers", None) or []
+    family = family_of(model)
+    return {i: getattr(family.layers(model)[i], family.attention).operator for i in layers}
+
+
+@dataclass
+class StudentFit:
+    """Modal fits of every Hyena layer's long filters, and how well they fit."""
+
+    fits: dict[int, ModalFilter]
+    rows: list[dict[str, Any]]  # per layer: layer, order, modes, fir, mean/max relative error
+
+
+def fit_student(model: nn.Module, order: int = 16, fir: int = 2, size: int | None = None, refine_steps: int = 0,
+                lr: float = 1e-3, progress: bool = True) -> StudentFit:
+    """Fit each Hyena layer's filters (length l_max) with modal models of real order `order`; report the error per layer."""
+    fits, rows = {}, []
+    operators = hyena_operators(model)
+    if not operators:
+        raise ValueError(f"{type(model).__name__} has no Hyena layers to fit: recurrent decoding is for Hyena students")
+    for layer, op in tqdm(operators.items(), desc="modal fit", disable=not progress, leave=False):
+        with torch.no_grad():
+            k, _ = op.long_filters(op.l_max)
+        h = k.reshape(-1, op.l_max).detach().double().cpu()
+        fit = fit_modal(h, order, fir=fir, size=size, refine_steps=refine_steps, lr=lr)
+        error = relative_error(h, fit)
+        fits[layer] = fit
+        rows.append({"layer": layer, "order": order, "modes": int(fit.poles.shape[-1]), "fir": fir,
+                     "mean_error": float(error.mean()), "max_error": float(error.max())})
+    return StudentFit(fits, rows)
+
+
+# ------------------------------------------------------------------------------------ a whole model
+class _DecodingMixer(nn.Module):
+    """Stands in for a HyenaMixer while decoding: the same call, answered by an OperatorDecoder."""
+
+    def __init__(self, mixer: nn.Module, decoder: OperatorDecoder) -> None:
+        super().__init__()
+        self.mixer = mixer
+        self.decoder = decoder
+
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        return self.decoder(hidden), None
+
+
+def _cache_kwarg(model: nn.Module) -> str:
+    """The name of the key-value cache argument of this transformers version's forward."""
+    import inspect
+
+    inner = getattr(model, model.base_model_prefix, model)
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
+def _new_cache(model: nn.Module, hyena_layers: list[int]) -> Any:
+    """A key-value cache for the attention layers; Hyena layers get placeholders so that masks size correctly."""
+    from transformers import DynamicCache
+
+    if not hyena_layers:
+        return DynamicCache(config=model.config)
+    try:
+        from transformers.cache_utils import Cache, DummyLayer, DynamicLayer
+    except ImportError:  # older transformers 5.x: no placeholder layers
+        return DynamicCache(config=model.config)
+    n = model.config.num_hidden_layers
+    return Cache(layers=[DummyLayer() if i in hyena_layers else DynamicLayer() for i in range(n)])
+
+
+class Decoder:
+    """Decode a causal LM (teacher or student) token by token: `prefill(ids)`, then `step(tokens)`.
+
+    mode 'full' re-runs the whole sequence per token; 'cached' and 'recurrent' decode Hyena layers with
+    `CachedDecoder` / `RecurrentDecoder` (attention layers use their key-value cache; a teacher in 'cached'
+    mode is plain KV-cache decoding). Use it as a context manager: it swaps the Hyena mixers on entry.
+    """
+
+    def __init__(self, model: nn.Module, mode: str = "cached", fits: dict[int, ModalFilter] | None = None,
+                 order: int = 16, capacity: int | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown decoding mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.model, self.mode = model, mode
+        self.family = family_of(model)
+        self.operators = hyena_operators(model)
+        if mode == "recurrent" and not self.operators:
+            raise ValueError("mode='recurrent' needs a Hyena student; decode a transformer with mode='cached' (KV cache)")
+        if mode == "recurrent" and fits is None:
+            fits = fit_student(model, order).fits
+        if mode == "cached":
+            self.decoders = {i: CachedDecoder(op, capacity) for i, op in self.operators.items()}
+        elif mode == "recurrent":
+            missing = sorted(set(self.operators) - set(fits))
+            if missing:
+                raise ValueError(f"no modal fit for Hyena layers {missing}; fit them with fit_student(model)")
+            self.decoders = {i: RecurrentDecoder(op, fits[i]) for i, op in self.operators.items()}
+        else:
+            self.decoders = {}
+        self.cache_name = _cache_kwarg(model)
+        self.ids: Tensor | None = None
+        self.cache: Any = None
+        self.position = 0
+        self._swapped: list[tuple[nn.Module, nn.Module]] = []
+
+    def __enter__(self) -> "Decoder":
+        for i, decoder in self.decoders.items():
+            layer = self.family.layers(self.model)[i]
+            mixer = getattr(layer, self.family.attention)
+            setattr(layer, self.family.attention, _DecodingMixer(mixer, decoder))
+            self._swapped.append((layer, mixer))
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        for layer, mixer in self._swapped:
+            setattr(layer, self.family.attention, mixer)
+        self._swapped = []
+
+    def state_bytes(self) -> int:
+        """Bytes held for the sequence: Hyena decoding states plus the attention layers' key-value cache."""
+        held = sum(d.state_bytes() for d in self.decoders.values())
+        if self.mode == "full" and self.ids is not None:
+            held += self.ids.numel() * self.ids.element_size()
+        if self.cache is not None:
+            for layer in getattr(self.cache, "layers", []):
+                for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                    held += t.numel() * t.element_size() if isinstance(t, Tensor) else 0
+        return held
+
+    def _forward(self, ids: Tensor, all_logits: bool) -> Tensor:
+        kwargs: dict[str, Any] = {} if all_logits else {"logits_to_keep": 1}
+        if self.mode == "full":
+            return self.model(ids, use_cache=False, **kwargs).logits
+        positions = torch.arange(self.position, self.position + ids.shape[1], device=ids.device)
+        kwargs["position_ids"] = positions[None].expand(ids.shape[0], -1)
+        if len(self.operators) < self.model.config.num_hidden_layers:  # attention layers: key-value cache
+            out = self.model(ids, use_cache=True, **{self.cache_name: self.cache}, **kwargs)
+            self.cache = out["cache"] if "cache" in out else out.get("past_key_values")
+        else:
+            out = self.model(ids, use_cache=False, **kwargs)
+        self.position += ids.shape[1]
+        return out.logits
+
+    def prefill(self, ids: Tensor, all_logits: bool = False) -> Tensor:
+        """Start a new sequence with the prompt ids [B, T]; logits of its last position [B, V] (all: [B, T, V])."""
+        if self.mode != "full" and not self._swapped and self.decoders:
+            raise RuntimeError("use the Decoder as a context manager: `with Decoder(model, mode) as decoder: ...`")
+        for decoder in self.decoders.values():
+            decoder.reset()
+        self.position, self.ids = 0, ids
+        has_attention = len(self.operators) < self.model.config.num_hidden_layers
+        self.cache = _new_cache(self.model, list(self.operators)) if self.mode != "full" and has_attention else None
+        with torch.no_grad():
+            logits = self._forward(ids, all_logits)
+        return logits if all_logits else logits[:, -1]
+
+    def step(self, tokens: Tensor) -> Tensor:
+        """Feed the next tokens [B, 1] (or [B]); logits of the position after them, [B, V]."""
+        tokens = tokens.view(-1, 1)
+        with torch.no_grad():
+            if self.mode == "full":
+                self.ids = torch.cat([self.ids, tokens], dim=1)
+                return self._forward(self.ids, False)[:, -1]
+            return self._forward(tokens, False)[:, -1]
+
+
+# ------------------------------------------------------------------------------------ generate
+@dataclass
+class Generation:
+    """What `generate` produced: the new tokens [B, N] and how long it took."""
+
+    tokens: Tensor
+    prefill_s: float
+    decode_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        """New tokens per second of decoding (the prompt's prefill excluded), summed over the batch."""
+        steps = self.tokens.shape[1] - 1  # the first new token comes from the prefill
+        return self.tokens.shape[0] * steps / self.decode_s if steps > 0 and self.decode_s > 0 else float("nan")
+
+
+def _pick(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
+    """Greedy (temperature 0) or sampled next tokens [B, 1] from logits [B, V]."""
+    if temperature <= 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k:
+        threshold = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def generate(model: nn.Module, input_ids: Tensor, max_new_tokens: int = 32, mode: str = "recurrent",
+             order: int = 16, fits: dict[int, ModalFilter] | None = None, temperature: float = 0.0,
+             top_k: int | None = None, seed: int | None = None) -> Generation:
+    """Continue input_ids [B, T] by max_new_tokens tokens, decoding Hyena layers in `mode` (full|cached|recurrent).
+
+    Greedy unless temperature > 0 (then sampled, optionally from the top_k, with `seed`). A recurrent decode
+    fits the modal models first (order `order`) unless `fits` (from `fit_student`) are given.
+    """
+    if input_ids.dim() != 2 or input_ids.shape[1] < 1:
+        raise ValueError(f"input_ids must have shape [batch, length >= 1], got {tuple(input_ids.shape)}")
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    total = input_ids.shape[1] + max_new_tokens
+    if limit and total > limit and getattr(model.config, "model_type", "").endswith("gpt2"):
+        raise ValueError(f"prompt plus new tokens ({total}) exceed this GPT-2's {limit} learned positions; "
+                         f"ask for fewer new tokens or a shorter prompt")
+    generator = None if seed is None else torch.Generator(input_ids.device).manual_seed(seed)
+    device = input_ids.device
+    new = []
+    with Decoder(model, mode, fits=fits, order=order, capacity=total) as decoder:
+        _sync(device)
+        start = time.perf_counter()
+        logits = decoder.prefill(input_ids)
+        new.append(_pick(logits, temperature, top_k, generator))
+        _sync(device)
+        prefill_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(max_new_tokens - 1):
+            logits = decoder.step(new[-1])
+            new.append(_pick(logits, temperature, top_k, generator))
+        _sync(device)
+        decode_s = time.perf_counter() - start
+    return Generation(torch.cat(new, dim=1), prefill_s, decode_s)
+
+
+# ------------------------------------------------------------------------------------ benchmark
+def time_decoding(model: nn.Module, mode: str, context: int, batch: int = 1, new_tokens: int = 16, warmup: int = 3,
+                  fits: dict[int, ModalFilter] | None = None, seed: int = 0) -> dict[str, float]:
+    """Prefill a random prompt of `context` tokens, then time greedy steps: tokens/s, ms per step, memory (MiB).
+
+    state_mb is what the decoder holds for the sequences (KV cache, histories or states); peak_mb (CUDA only)
+    the peak memory allocated during the steps, weights included.
+    """
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed)
+    ids = torch.randint(0, model.config.vocab_size, (batch, context), device=device, generator=generator)
+    with Decoder(model, mode, fits=fits, capacity=context + warmup + new_tokens) as decoder:
+        logits = decoder.prefill(ids)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for i in range(warmup + new_tokens):
+            token = logits.argmax(-1, keepdim=True)
+            _sync(device)
+            start = time.perf_counter()
+            logits = decoder.step(token)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        step_s = statistics.median(times)
+        row = {"ms_per_step": step_s * 1e3, "tok_s": batch / step_s, "state_mb": decoder.state_bytes() / 2**20}
+        if device.type == "cuda":
+            row["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return row
+
+
+# ------------------------------------------------------------------------------------ command line
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m hyena_lite generate`."""
+    parser.add_argument("--model", required=True, help="a folder saved with save_pretrained (teacher or student) "
+                        "holding its tokenizer")
+    parser.add_argument("--prompt", required=True, help="the text to continue")
+    parser.add_argument("--mode", choices=MODES, default="recurrent",
+                        help="full: re-run the sequence per token; cached: exact O(L) state; recurrent: modal O(r) state")
+    parser.add_argument("--order", type=int, default=16, help="state dimension r of each filter's modal fit (recurrent)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="how many tokens to generate")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sample")
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """Load the model, continue the prompt, print the continuation, the fit errors and the tokens/s."""
+    from pathlib import Path
+
+    import hyena_lite.students  # noqa: F401  registers the student classes with AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(args.model)
+    if not (path / "config.json").is_file():
+        raise SystemExit(f"{path} holds no config.json: pass a model folder saved with save_pretrained")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    ids = torch.tensor([tokenizer.encode(args.prompt)], device=device)
+    if ids.shape[1] == 0:
+        raise SystemExit("the prompt encodes to no tokens; give some text")
+    fits = None
+    if args.mode == "recurrent":
+        fitted = fit_student(model, args.order)
+        fits = fitted.fits
+        for row in fitted.rows:
+            print(f"layer {row['layer']}: order {row['order']} ({row['modes']} complex modes), filter error "
+                  f"mean {row['mean_error']:.2e} max {row['max_error']:.2e}")
+    out = generate(model, ids, args.max_new_tokens, args.mode, args.order, fits, args.temperature, args.top_k, args.seed)
+    print(args.prompt + tokenizer.decode(out.tokens[0].tolist()))
+    print(f"{args.mode}: {out.tokens.shape[1]} new tokens, {out.tokens_per_s:.1f} tokens/s "
+          f"(prefill {out.prefill_s * 1e3:.1f} ms)")
+    return 0
