@@ -6,6 +6,7 @@ of rows that `save_results` writes as JSON with the hardware, versions, git comm
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -14,11 +15,12 @@ import platform
 import shlex
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +52,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5) -> Measurement:
-    """Call fn `warmup` times, then time `repeats` calls (CUDA events on GPU, perf_counter on CPU).
+def measure(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5,
+            clock: Callable[[], float] = time.perf_counter) -> Measurement:
+    """Call fn `warmup` times, then time `repeats` calls (CUDA events on GPU, `clock` in seconds on CPU).
 
     The peak is torch's largest allocation total during the timed calls (weights and inputs included),
     measured on CUDA only: PyTorch keeps no such counter for the CPU.
@@ -75,9 +78,9 @@ def measure(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: i
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         for _ in range(repeats):
-            start_s = time.perf_counter()
+            start_s = clock()
             fn()
-            times.append((time.perf_counter() - start_s) * 1e3)
+            times.append((clock() - start_s) * 1e3)
         peak = None
     return Measurement(statistics.median(times), times, peak)
 
@@ -311,6 +314,21 @@ def benchmark_levers(
     return rows
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the process's standard error (file descriptor 2) for a while: some builds of the profiler
+    print a line there at every start and stop, which would otherwise land in the book's pages."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def kernel_breakdown(fn: Callable[[], Any], device: str | torch.device, top: int = 12) -> list[dict[str, Any]]:
     """The kernels (CUDA) or operators (CPU) that one call of fn spends its time in, largest first.
 
@@ -323,7 +341,7 @@ def kernel_breakdown(fn: Callable[[], Any], device: str | torch.device, top: int
         fn()
     _sync(dev)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with _quiet_stderr(), profile(activities=activities) as prof:
         fn()
         _sync(dev)
     entries = []
@@ -364,8 +382,10 @@ def plot_scaling(
     ax: Any = None,
     ylabel: str = "time (ms)",
     title: str | None = None,
+    cross: tuple[str, str] | None = None,
 ) -> Any:
-    """Plot columns of `rows` (label -> key) against `x` on log-log axes; mark where the first two cross."""
+    """Plot columns of `rows` (label -> key) against `x` on log-log axes; mark where the columns `cross`
+    (default: the first two series) cross, the second becoming no slower than the first."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -374,7 +394,7 @@ def plot_scaling(
         points = sorted((r[x], r[key]) for r in rows if r.get(key) is not None)
         if points:
             ax.plot(*zip(*points), marker="o", label=label)
-    keys = list(series.values())
+    keys = list(cross or series.values())
     if len(keys) >= 2 and (where := crossover(rows, x, keys[0], keys[1])) is not None:
         ax.axvline(where, color="grey", linestyle="--", linewidth=1)
         ax.annotate(f"crossover ~{where:,.0f}", (where, 0.95), xycoords=("data", "axes fraction"),
