@@ -15,7 +15,6 @@ STAMP  := $(VENV)/.installed
 SYSTEM_STAMP := data/build/.system-packages
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: book test setup assets unit nbval book-smoke book-js browser clean
