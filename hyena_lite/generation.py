@@ -17,7 +17,7 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,19 @@ class OperatorDecoder:
         """Bytes of the decoding state now held (short filter window and long convolution state)."""
         return 0 if self.window is None else self.window.numel() * self.window.element_size()
 
+    def _tensors(self) -> list[Tensor]:
+        """The state tensors that a step updates in place."""
+        return [self.window]
+
+    def snapshot(self) -> list[Tensor]:
+        """Copies of the state, to undo warm-up steps (see `restore`)."""
+        return [t.clone() for t in self._tensors()]
+
+    def restore(self, saved: list[Tensor]) -> None:
+        """Put back a snapshot, in place (the tensors keep their addresses, as a captured CUDA graph needs)."""
+        for t, old in zip(self._tensors(), saved):
+            t.copy_(old)
+
     def __call__(self, u: Tensor) -> Tensor:
         """The operator's output [B, T, D] for the next T positions of u [B, T, D]."""
         with torch.no_grad():
@@ -80,7 +93,7 @@ class OperatorDecoder:
         op = self.op
         wide = self.window.dtype
         p = op.in_proj(u).to(wide)
-        self.window = torch.cat([self.window[..., 1:], p[..., None]], dim=-1)
+        self.window.copy_(torch.cat([self.window[..., 1:], p[..., None]], dim=-1))  # in place: CUDA-graph safe
         z = (self.window * op.short_filter.weight[:, 0].to(wide)).sum(-1) + op.short_filter.bias.to(wide)
         *gates, y = z.to(u.dtype).to(wide).split(op.d_model, dim=1)
         for n, x in enumerate(gates):
@@ -174,6 +187,9 @@ class RecurrentDecoder(OperatorDecoder):
         held = sum(t.numel() * t.element_size() for t in (self.state, self.recent) if t is not None)
         return super().state_bytes() + held
 
+    def _tensors(self) -> list[Tensor]:
+        return [self.window, self.state, self.recent]
+
     def _prefill_conv(self, n: int, y: Tensor) -> Tensor:
         batch, D, length = y.shape
         head = self.fir.shape[-1]
@@ -228,7 +244,7 @@ def fit_student(model: nn.Module, order: int = 16, fir: int = 2, size: int | Non
     for layer, op in tqdm(operators.items(), desc="modal fit", disable=not progress, leave=False):
         with torch.no_grad():
             k, _ = op.long_filters(op.l_max)
-        h = k.reshape(-1, op.l_max).detach().double().cpu()
+        h = k.reshape(-1, op.l_max).detach().double()
         fit = fit_modal(h, order, fir=fir, size=size, refine_steps=refine_steps, lr=lr)
         error = relative_error(h, fit)
         fits[layer] = fit
@@ -279,10 +295,14 @@ class Decoder:
     mode 'full' re-runs the whole sequence per token; 'cached' and 'recurrent' decode Hyena layers with
     `CachedDecoder` / `RecurrentDecoder` (attention layers use their key-value cache; a teacher in 'cached'
     mode is plain KV-cache decoding). Use it as a context manager: it swaps the Hyena mixers on entry.
+
+    cuda_graph=True (recurrent mode, CUDA, a student without attention layers) captures one decoding step
+    in a CUDA graph after the prefill and replays it: the state is fixed in size and updated in place, so
+    a step is one graph launch instead of hundreds of kernel launches.
     """
 
     def __init__(self, model: nn.Module, mode: str = "cached", fits: dict[int, ModalFilter] | None = None,
-                 order: int = 16, capacity: int | None = None) -> None:
+                 order: int = 16, capacity: int | None = None, cuda_graph: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown decoding mode {mode!r}; choose one of {', '.join(MODES)}")
         self.model, self.mode = model, mode
@@ -306,6 +326,12 @@ class Decoder:
         self.cache: Any = None
         self.position = 0
         self._swapped: list[tuple[nn.Module, nn.Module]] = []
+        self.cuda_graph = cuda_graph
+        if cuda_graph and (mode != "recurrent" or len(self.operators) < model.config.num_hidden_layers):
+            raise ValueError("cuda_graph=True needs mode='recurrent' and a student with no attention layers "
+                             "(a growing key-value cache cannot be captured)")
+        self._graph: Any = None
+        self._static: dict[str, Tensor] = {}
 
     def __enter__(self) -> "Decoder":
         for i, decoder in self.decoders.items():
@@ -351,7 +377,7 @@ class Decoder:
             raise RuntimeError("use the Decoder as a context manager: `with Decoder(model, mode) as decoder: ...`")
         for decoder in self.decoders.values():
             decoder.reset()
-        self.position, self.ids = 0, ids
+        self.position, self.ids, self._graph = 0, ids, None
         has_attention = len(self.operators) < self.model.config.num_hidden_layers
         self.cache = _new_cache(self.model, list(self.operators)) if self.mode != "full" and has_attention else None
         with torch.no_grad():
@@ -362,10 +388,45 @@ class Decoder:
         """Feed the next tokens [B, 1] (or [B]); logits of the position after them, [B, V]."""
         tokens = tokens.view(-1, 1)
         with torch.no_grad():
+            if self.cuda_graph and tokens.is_cuda:
+                return self._graph_step(tokens)
             if self.mode == "full":
                 self.ids = torch.cat([self.ids, tokens], dim=1)
                 return self._forward(self.ids, False)[:, -1]
             return self._forward(tokens, False)[:, -1]
+
+
+    def _static_forward(self) -> Tensor:
+        """One step from the static buffers (a 4-D mask skips the mask building, which would synchronise)."""
+        st = self._static
+        out = self.model(st["tokens"], use_cache=False, position_ids=st["positions"], attention_mask=st["mask"],
+                         logits_to_keep=1)
+        return out.logits[:, -1]
+
+    def _graph_step(self, tokens: Tensor) -> Tensor:
+        """A decoding step replayed from a CUDA graph (captured at the first step after a prefill)."""
+        if self._graph is None:
+            batch, device = tokens.shape[0], tokens.device
+            self._static = {"tokens": tokens.clone(),
+                            "positions": torch.full((batch, 1), self.position, dtype=torch.long, device=device),
+                            "mask": torch.ones(batch, 1, 1, 1, dtype=torch.bool, device=device)}
+            saved = [d.snapshot() for d in self.decoders.values()]
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):  # warm-up outside the graph, as CUDA graph capture requires
+                for _ in range(2):
+                    self._static_forward()
+            torch.cuda.current_stream(device).wait_stream(stream)
+            for decoder, state in zip(self.decoders.values(), saved):
+                decoder.restore(state)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._static["logits"] = self._static_forward()
+        self._static["tokens"].copy_(tokens)
+        self._static["positions"].fill_(self.position)
+        self._graph.replay()
+        self.position += 1
+        return self._static["logits"].clone()
 
 
 # ------------------------------------------------------------------------------------ generate
@@ -436,7 +497,7 @@ def generate(model: nn.Module, input_ids: Tensor, max_new_tokens: int = 32, mode
 
 # ------------------------------------------------------------------------------------ benchmark
 def time_decoding(model: nn.Module, mode: str, context: int, batch: int = 1, new_tokens: int = 16, warmup: int = 3,
-                  fits: dict[int, ModalFilter] | None = None, seed: int = 0) -> dict[str, float]:
+                  fits: dict[int, ModalFilter] | None = None, seed: int = 0, cuda_graph: bool = False) -> dict[str, float]:
     """Prefill a random prompt of `context` tokens, then time greedy steps: tokens/s, ms per step, memory (MiB).
 
     state_mb is what the decoder holds for the sequences (KV cache, histories or states); peak_mb (CUDA only)
@@ -445,7 +506,7 @@ def time_decoding(model: nn.Module, mode: str, context: int, batch: int = 1, new
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     ids = torch.randint(0, model.config.vocab_size, (batch, context), device=device, generator=generator)
-    with Decoder(model, mode, fits=fits, capacity=context + warmup + new_tokens) as decoder:
+    with Decoder(model, mode, fits=fits, capacity=context + warmup + new_tokens, cuda_graph=cuda_graph) as decoder:
         logits = decoder.prefill(ids)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -466,12 +527,87 @@ def time_decoding(model: nn.Module, mode: str, context: int, batch: int = 1, new
     return row
 
 
+def _gpt2_pair(context: int, n_layer: int, n_embd: int, n_head: int, vocab: int, device: str, dtype: torch.dtype):
+    """A GPT-2 teacher of the given shape with random weights, and its all-Hyena student (filters of `context`)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hyena_lite.models import convert
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_positions=context, n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab,
+                        bos_token_id=0, eos_token_id=0)
+    teacher = GPT2LMHeadModel(config).to(device=device, dtype=dtype).eval()
+    return teacher, convert(teacher, init="fresh", l_max=context).eval()
+
+
+def graph_mismatch(student: nn.Module, fits: dict[int, ModalFilter], context: int = 64, steps: int = 4) -> float:
+    """Largest |logit| difference between eager and CUDA-graph recurrent decoding of the same greedy steps."""
+    ids = torch.randint(0, student.config.vocab_size, (2, context), device=next(student.parameters()).device)
+    runs = []
+    for graph in (False, True):
+        with Decoder(student, "recurrent", fits=fits, cuda_graph=graph) as decoder:
+            logits, out = decoder.prefill(ids), []
+            for _ in range(steps):
+                logits = decoder.step(ids[:, :1])  # the same tokens for both runs
+                out.append(logits.float())
+        runs.append(torch.stack(out))
+    return float((runs[0] - runs[1]).abs().max())
+
+
+def speed_benchmark(contexts: list[int], batches: list[int], order: int = 16, new_tokens: int = 16, warmup: int = 3,
+                    device: str = "cuda", dtype: torch.dtype = torch.bfloat16, n_layer: int = 12, n_embd: int = 768,
+                    n_head: int = 12, vocab: int = 50257,
+                    on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Tokens/s and memory of decoding at each context: GPT-2 teacher (KV cache) vs its student, cached and recurrent.
+
+    Random weights (speed does not depend on them); GPT-2-124M shapes by default. Rows hold teacher_*,
+    cached_*, recurrent_* and (CUDA) recurrent_graph_* columns: tok_s, ms_per_step, state_mb, peak_mb.
+    A failed CUDA-graph capture is recorded in `graph_error` and those columns are left out. `on_row(results)`
+    is called with the results so far after each row (to save partial results).
+    """
+    longest = max(contexts) + warmup + new_tokens + 1
+    teacher, student = _gpt2_pair(longest, n_layer, n_embd, n_head, vocab, device, dtype)
+    start = time.perf_counter()
+    fitted = fit_student(student, order)
+    fit_s = time.perf_counter() - start
+    cuda = torch.device(device).type == "cuda"
+    runs = {"teacher": (teacher, "cached", False), "cached": (student, "cached", False),
+            "recurrent": (student, "recurrent", False)}
+    results: dict[str, Any] = {
+        "model": f"GPT-2 shapes: {n_layer} layers, width {n_embd}, {n_head} heads, vocabulary {vocab}, random weights, "
+                 f"{str(dtype).replace('torch.', '')}; student: every attention -> Hyena order 2",
+        "order": order, "fit_s": fit_s, "fit": fitted.rows, "graph_max_logit_diff": None, "graph_error": None,
+        "new_tokens": new_tokens, "warmup": warmup, "rows": []}
+    if cuda:
+        try:
+            results["graph_max_logit_diff"] = graph_mismatch(student, fitted.fits)
+            runs["recurrent_graph"] = (student, "recurrent", True)
+        except Exception as error:  # noqa: BLE001  a capture failure is a result to report, not a crash
+            results["graph_error"] = f"{type(error).__name__}: {error}"
+    rows = results["rows"]
+    for batch in batches:
+        for context in tqdm(contexts, desc=f"decode, batch {batch}", leave=False):
+            row: dict[str, Any] = {"batch": batch, "context": context}
+            for name, (model, mode, graph) in runs.items():
+                try:
+                    result = time_decoding(model, mode, context, batch, new_tokens, warmup, fitted.fits, cuda_graph=graph)
+                except torch.cuda.OutOfMemoryError:
+                    result = {}
+                for key in ("tok_s", "ms_per_step", "state_mb", "peak_mb"):
+                    row[f"{name}_{key}"] = result.get(key)
+                if cuda:
+                    torch.cuda.empty_cache()
+            rows.append(row)
+            if on_row is not None:
+                on_row(results)
+    return results
+
+
 # ------------------------------------------------------------------------------------ command line
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m hyena_lite generate`."""
-    parser.add_argument("--model", required=True, help="a folder saved with save_pretrained (teacher or student) "
-                        "holding its tokenizer")
-    parser.add_argument("--prompt", required=True, help="the text to continue")
+    parser.add_argument("--model", help="a folder saved with save_pretrained (teacher or student) holding its tokenizer")
+    parser.add_argument("--prompt", help="the text to continue")
     parser.add_argument("--mode", choices=MODES, default="recurrent",
                         help="full: re-run the sequence per token; cached: exact O(L) state; recurrent: modal O(r) state")
     parser.add_argument("--order", type=int, default=16, help="state dimension r of each filter's modal fit (recurrent)")
@@ -480,19 +616,71 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    bench = parser.add_argument_group("speed benchmark (instead of a prompt): GPT-2 teacher vs its Hyena student")
+    bench.add_argument("--benchmark", metavar="JSON", help="time decoding and write the results to this JSON file")
+    bench.add_argument("--contexts", default="1024,2048,4096,8192,16384,32768", help="comma-separated context lengths")
+    bench.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
+    bench.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16", help="weights' dtype")
+    bench.add_argument("--layers", type=int, default=12, help="layers of the GPT-2 shape (12: GPT-2-124M)")
+    bench.add_argument("--width", type=int, default=768, help="width of the GPT-2 shape")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
+    """Run `speed_benchmark`, print a table and write the JSON with the command, commit and hardware."""
+    import json
+    import platform
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    meta = {"command": "python -m hyena_lite generate " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+            "commit": commit, "hardware": hardware, "torch": torch.__version__, "transformers": transformers.__version__}
+    out = Path(args.benchmark)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(partial: dict[str, Any]) -> None:
+        out.write_text(json.dumps({**meta, **partial}, indent=1) + "\n")
+
+    results = speed_benchmark(_ints(args.contexts), _ints(args.batches), args.order, device=str(device),
+                              dtype=getattr(torch, args.dtype), n_layer=args.layers, n_embd=args.width,
+                              n_head=max(1, args.width // 64), on_row=save)
+    save(results)
+    for row in results["rows"]:
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                       if k in ("batch", "context") or k.endswith("tok_s") or k.endswith("state_mb")))
+    print(f"wrote {args.benchmark}")
+    return 0
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    """Load the model, continue the prompt, print the continuation, the fit errors and the tokens/s."""
+    """Continue a prompt and print the continuation, fit errors and tokens/s; or, with --benchmark, time decoding."""
     from pathlib import Path
 
     import hyena_lite.students  # noqa: F401  registers the student classes with AutoModelForCausalLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.benchmark:
+        return _benchmark_main(args, device)
+    if not args.model or args.prompt is None:
+        raise SystemExit("give --model DIR and --prompt TEXT (or --benchmark JSON for the speed benchmark)")
     path = Path(args.model)
     if not (path / "config.json").is_file():
         raise SystemExit(f"{path} holds no config.json: pass a model folder saved with save_pretrained")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = torch.tensor([tokenizer.encode(args.prompt)], device=device)
