@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyena_lite.models import layer_mixers
+from hyena_lite.models import HyenaMixer, layer_mixers
 from hyena_lite.training import Batch, BatchesFn, TrainConfig, TrainResult, train
 
 # ----------------------------------------------------------------------------------------- losses
@@ -272,10 +272,10 @@ def progressive(student: nn.Module, teacher: nn.Module, batches_fn: BatchesFn, c
         raise ValueError(f"input_from must be 'teacher' or 'student', got {input_from!r}")
     freeze(teacher)
     mixers, blocks = layer_mixers(student), _blocks(student)
-    n = len(mixers)
-    steps = _split_steps(config.steps, n * (2 if unfreeze else 1))
+    hyena = [i for i, m in enumerate(mixers) if isinstance(m, HyenaMixer)]  # a hybrid keeps its attention layers
+    steps = _split_steps(config.steps, len(hyena) * (2 if unfreeze else 1))
     results, used = [], 0
-    for layer in range(n):
+    for layer in hyena:
         c = _sub(config, steps.pop(0), f"layer{layer}")
         objective = alignment_objective(teacher, layer, student if input_from == "student" else None)
         results.append(train(MixerOnly(mixers[layer]), objective, _offset(batches_fn, used), c))
