@@ -566,6 +566,8 @@ def speed_benchmark(contexts: list[int], batches: list[int], order: int = 16, ne
     is called with the results so far after each row (to save partial results).
     """
     longest = max(contexts) + warmup + new_tokens + 1
+    if torch.device(device).type == "cuda":  # cuDNN attention re-plans for every new key length (ms of CPU per call)
+        torch.backends.cuda.enable_cudnn_sdp(False)  # so the teacher decodes with flash / memory-efficient attention
     teacher, student = _gpt2_pair(longest, n_layer, n_embd, n_head, vocab, device, dtype)
     start = time.perf_counter()
     fitted = fit_student(student, order)
