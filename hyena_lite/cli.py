@@ -12,6 +12,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("hyena_lite.assets", "build the offline assets (tokenizer, corpus) and print what was built"),
+    "teacher": ("hyena_lite.teachers", "load (or pre-train) a teacher; its size, training and perplexity per domain"),
     "benchmark": ("hyena_lite.bench", "time and memory of attention vs Hyena: operator, model, generation"),
     "distill": ("hyena_lite.distill", "distil a teacher into a Hyena student: progressive, kd, ce/scratch, recipes"),
     "evaluate": ("hyena_lite.evaluate", "perplexity, bits per byte, teacher agreement, cloze, recall, length"),

@@ -11,12 +11,16 @@
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import json
 import math
 import os
+import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,7 @@ from transformers import (
 
 from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
                              tokenize_split, tokens_by_domain)
-from hyena_lite.paths import artifacts_dir, assets_dir
+from hyena_lite.paths import artifacts_dir, assets_dir, home
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.training import TrainConfig, TrainResult, train
 
@@ -255,3 +259,50 @@ def domain_perplexities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
         rows[domain] = {"tokens": windows[:, 1:].numel(), "model": math.exp(mean_loss(model, windows)),
                         "unigram": unigram_perplexity(train_tokens, windows[:, 1:], len(tokenizer))}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("domain")
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def teacher_report(name: str, profile: Profile) -> dict[str, Any]:
+    """What a teacher is and how good: parameters, pre-training (mini-gpt2) and per-domain perplexity vs unigram."""
+    model, tokenizer = load_teacher(name, profile)
+    model.to(profile.device)
+    report: dict[str, Any] = {"teacher": name, "profile": profile.name,
+                              "parameters": sum(p.numel() for p in model.parameters())}
+    if name == "mini-gpt2":
+        summary = mini_gpt2_dir(profile) / "model" / "summary.json"
+        report["pretraining"] = json.loads(summary.read_text())
+        report["pretraining"]["tokens_per_second"] = report["pretraining"]["tokens"] / report["pretraining"][
+            "train_seconds"]
+    table = domain_perplexities(model, tokenizer, profile, corpus_name="offline")
+    report["validation_perplexity"] = table.to_dict(orient="index")
+    return report
+
+
+def _environment() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=home(), capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except OSError:
+        commit = None
+    return {"command": " ".join(["python -m hyena_lite teacher", *sys.argv[2:]]), "git_commit": commit,
+            "machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE, else by hardware)")
+    parser.add_argument("--name", default=None, help="teacher name (default: the profile's teacher)")
+    parser.add_argument("--json", default=None, help="also write the report, with the environment, to this file")
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """Load (pre-training it if needed) a teacher, print its size, training and per-domain perplexity."""
+    profile = get_profile(args.profile)
+    report = teacher_report(args.name or profile.teacher, profile)
+    print(json.dumps({k: v for k, v in report.items() if k != "validation_perplexity"}, indent=1))
+    print(pd.DataFrame.from_dict(report["validation_perplexity"], orient="index").round(2).to_string())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**report, "environment": _environment()}, indent=1) + "\n")
+        print(f"written to {args.json}")
+    return 0

@@ -96,3 +96,10 @@ def test_smollm2_when_built_is_a_llama_teacher_without_an_extra_bos():
     model, tokenizer = load_teacher("smollm2-135m")
     assert model.config.model_type == "llama" and len(tokenizer) == 49152
     assert tokenizer("Hello world").input_ids[0] != tokenizer.bos_token_id
+
+
+def test_teacher_report_gives_size_pretraining_and_perplexities(artifacts):
+    report = teachers.teacher_report("mini-gpt2", TINY)
+    assert report["parameters"] == report["pretraining"]["parameters"] > 0
+    assert report["pretraining"]["tokens"] == 256 and report["pretraining"]["tokens_per_second"] > 0
+    assert set(report["validation_perplexity"]) == {"shakespeare", "austen", "bible"}
