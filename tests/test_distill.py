@@ -125,3 +125,17 @@ def test_kd_lowers_the_divergence_and_mixers_only_subset():
     mixer_params = {id(p) for m in layer_mixers(student) for p in m.parameters()}
     changed = {id(p) for n, p in student.named_parameters() if not torch.equal(p, before[n])}
     assert changed and changed <= mixer_params
+
+
+def test_progressive_from_student_inputs_with_unfreezing_trains_blocks_below():
+    teacher = tiny_teacher()
+    student = convert(teacher, init="fresh")
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    results = distill.progressive(student, teacher, batches_from, config(steps=8), input_from="student",
+                                  unfreeze=True)
+    assert [len(r.losses) for r in results] == [2, 2, 2, 2], "align 0, blocks 0-0, align 1, blocks 0-1"
+    changed = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
+    assert any(".h.0.mlp." in n for n in changed) and any(".h.1.mlp." in n for n in changed)
+    assert not any(n.startswith(("transformer.wte", "transformer.wpe", "transformer.ln_f")) for n in changed)
+    with pytest.raises(ValueError, match="input_from"):
+        distill.progressive(student, teacher, batches_from, config(), input_from="nobody")
