@@ -14,10 +14,20 @@ TINY = get_profile("smoke").replace(seq_len=32, batch_size=2, teacher_layers=1, 
                                     teacher_tokens=256, eval_tokens=256)
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A folder in which the TINY mini teacher has been pre-trained once for this module."""
+    folder = tmp_path_factory.mktemp("artifacts")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(teachers, "artifacts_dir", lambda: folder)
+        load_teacher("mini-gpt2", TINY)
+    return folder
+
+
 @pytest.fixture
-def artifacts(tmp_path, monkeypatch):
-    monkeypatch.setattr(teachers, "artifacts_dir", lambda: tmp_path)
-    return tmp_path
+def artifacts(trained, monkeypatch):
+    monkeypatch.setattr(teachers, "artifacts_dir", lambda: trained)
+    return trained
 
 
 def test_unknown_teacher_names_the_known_ones():
@@ -57,10 +67,7 @@ def test_mini_gpt2_has_the_profile_size_and_gpt2_vocabulary():
     assert teachers.mini_gpt2_dir(cpu) != teachers.mini_gpt2_dir(cpu.replace(seed=1))
 
 
-def test_mini_gpt2_pretrains_once_reproducibly_and_is_then_loaded_from_the_cache(artifacts, monkeypatch):
-    model, tokenizer = load_teacher("mini-gpt2", TINY)
-    assert tokenizer("Hello world").input_ids == [15496, 995]
-    assert (model.config.n_embd, model.config.n_layer) == (32, 1) and not model.training
+def test_mini_gpt2_pretrains_once_reproducibly_and_is_then_loaded_from_the_cache(artifacts, monkeypatch, tmp_path):
     log = teachers.mini_gpt2_log(TINY)
     assert log["finished"] and log["records"][-1]["tokens"] == 256 and log["evals"]
 
@@ -68,11 +75,12 @@ def test_mini_gpt2_pretrains_once_reproducibly_and_is_then_loaded_from_the_cache
         raise AssertionError("a cached teacher must not be trained again")
 
     monkeypatch.setattr(teachers, "train", no_training)
-    cached, _ = load_teacher("mini-gpt2", TINY)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), cached.state_dict().values()))
+    model, tokenizer = load_teacher("mini-gpt2", TINY)
+    assert tokenizer("Hello world").input_ids == [15496, 995]
+    assert (model.config.n_embd, model.config.n_layer) == (32, 1) and not model.training
     monkeypatch.undo()
-    monkeypatch.setattr(teachers, "artifacts_dir", lambda: artifacts / "again")
-    again, _ = load_teacher("mini-gpt2", TINY)
+    monkeypatch.setattr(teachers, "artifacts_dir", lambda: tmp_path)
+    again, _ = load_teacher("mini-gpt2", TINY)  # trained again from scratch, elsewhere: the same weights
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
