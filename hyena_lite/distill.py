@@ -390,7 +390,7 @@ def run_stage(stage: str, student: nn.Module, setup: Setup, tokens: int, name: s
     steps = setup.steps_for(tokens)
     out = None if setup.config.out_dir is None else f"{setup.config.out_dir}/{name}"
     config = dataclasses.replace(setup.config, steps=steps, warmup=max(1, steps // 20), out_dir=out,
-                                 eval_every=max(1, steps // 5), tag=name)
+                                 eval_every=max(1, steps // 5), save_every=max(1, steps // 8), tag=name)
     batches = _offset(setup.batches_fn(), offset)
     eval_fn = perplexity_eval(setup.curve_windows)
     if stage == "progressive":
@@ -402,18 +402,30 @@ def run_stage(stage: str, student: nn.Module, setup: Setup, tokens: int, name: s
     raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
 
 
-def run_recipe(recipe: str, setup: Setup, tokens: int) -> tuple[nn.Module, dict[str, list[TrainResult]]]:
+@dataclass
+class RecipeRun:
+    """A trained student, its training runs per stage, and its validation perplexity (on the curve windows)
+    at initialisation and after each stage."""
+
+    student: nn.Module
+    runs: dict[str, list[TrainResult]]
+    ppl_after: dict[str, float]
+
+
+def run_recipe(recipe: str, setup: Setup, tokens: int) -> RecipeRun:
     """Build the recipe's student and train it through its stages on `tokens` tokens in all."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     spec = RECIPES[recipe]
     student = make_student(setup, spec["init"])
-    results, offset = {}, 0
+    run = RecipeRun(student, {}, {"init": math.exp(validation_loss(student, setup.curve_windows))})
+    offset = 0
     for i, (stage, share, options) in enumerate(spec["stages"]):
         runs = run_stage(stage, student, setup, int(tokens * share), f"{recipe}/{i}-{stage}", offset, **options)
-        results[stage] = runs
+        run.runs[stage] = runs
+        run.ppl_after[stage] = math.exp(validation_loss(student, setup.curve_windows))
         offset += sum(len(r.records) for r in runs) * setup.config.grad_accum
-    return student, results
+    return run
 
 
 def _downsample(values: list[float], points: int = 100) -> list[float]:
@@ -424,8 +436,9 @@ def _downsample(values: list[float], points: int = 100) -> list[float]:
     return [float(sum(values[a:b]) / (b - a)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def summarize(recipe: str, student: nn.Module, setup: Setup, results: dict[str, list[TrainResult]]) -> dict:
+def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:
     """Validation perplexity, tokens, wall time per stage and the curves of one trained student."""
+    student, results = run.student, run.runs
     records = [r for runs in results.values() for run in runs for r in run.records]
     offsets, curves = 0, {}
     for stage, runs in results.items():
@@ -440,7 +453,7 @@ def summarize(recipe: str, student: nn.Module, setup: Setup, results: dict[str, 
     return {"recipe": RECIPES[recipe], "val_ppl": math.exp(validation_loss(student, setup.valid_windows)),
             "tokens": sum(run.tokens for runs in results.values() for run in runs),
             "wall_seconds": {stage: sum(run.wall_seconds for run in runs) for stage, runs in results.items()},
-            "steps": len(records), "curves": curves}
+            "steps": len(records), "curve_ppl_after": run.ppl_after, "curves": curves}
 
 
 def _hardware() -> str:
@@ -465,11 +478,11 @@ def compare(setup: Setup, tokens: int, recipes: tuple[str, ...] = ("paper", "bes
     """Train one student per recipe on the same `tokens` tokens and measure them against the teacher."""
     report = {"teacher_ppl": math.exp(validation_loss(setup.teacher, setup.valid_windows)), "students": {}}
     for recipe in recipes:
-        student, results = run_recipe(recipe, setup, tokens)
-        report["students"][recipe] = summarize(recipe, student, setup, results)
+        run = run_recipe(recipe, setup, tokens)
+        report["students"][recipe] = summarize(recipe, run, setup)
         if setup.config.out_dir:
             folder = f"{setup.config.out_dir}/{recipe}/student"
-            student.save_pretrained(folder)
+            run.student.save_pretrained(folder)
             setup.tokenizer.save_pretrained(folder)
     return report
 
@@ -615,7 +628,7 @@ def cli_main(args) -> int:
             print(f"wrote {args.results}")
         return 0
     if args.recipe:
-        student, _ = run_recipe(args.recipe, setup, tokens)
+        student = run_recipe(args.recipe, setup, tokens).student
         name = args.recipe
     else:
         student = make_student(setup, "random" if args.stage == "scratch" else args.init)
