@@ -10,7 +10,7 @@ different tokenizers compare.
 The standard zero-shot suite runs online with lm-evaluation-harness, which loads a student through
 `AutoModelForCausalLM` once `hyena_lite` is imported (so use its Python API, not its bare command)::
 
-    pip install lm-eval
+    pip install "lm_eval[hf]"
     python -c "import hyena_lite, lm_eval, json; print(json.dumps(lm_eval.simple_evaluate(
         model='hf', model_args='pretrained=artifacts/students/kd,dtype=float32',
         tasks=['lambada_openai', 'wikitext', 'piqa', 'arc_easy', 'hellaswag'],
@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import shlex
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -40,6 +41,7 @@ from hyena_lite.profiles import Profile, get_profile
 
 TASKS = ("ppl", "agreement", "cloze", "recall", "length")
 DEFAULT_TASKS = ("ppl", "cloze", "recall", "length")  # plus agreement when a teacher is given
+_SLACK = 64  # tokens tokenized beyond a budget, so that cutting the text does not change the kept ones
 
 
 # --- tokens, bytes and windows ----------------------------------------------------------------
@@ -62,8 +64,13 @@ def encode_text(text: str, tokenizer, max_tokens: int = 0, name: str = "text") -
     """
     if not text.strip():
         raise ValueError(f"{name} is empty: there is nothing to evaluate")
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    chars = max_tokens * 8 if max_tokens else len(text)
+    while True:  # tokenize a prefix that holds the budget and some slack: a cut word changes only its own tokens
+        encoded = tokenizer(text[:chars], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        if chars >= len(text) or len(ids) >= max_tokens + _SLACK:
+            break
+        chars *= 2
     if max_tokens and len(ids) > max_tokens:
         ids, covered = ids[:max_tokens], text[:offsets[max_tokens - 1][1]]
     else:
@@ -97,26 +104,49 @@ def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int,
 
 def _window_logits(model: torch.nn.Module, ids: torch.Tensor, windows: Sequence[tuple[int, int]],
                    context: int, batch_size: int, desc: str) -> Iterator[tuple[int, torch.Tensor]]:
-    """For each window, (position of its first new target, float32 logits [n_new, vocab] predicting them)."""
+    """For each window, (position of its first new target, float32 logits [n_new, vocab] predicting them).
+
+    Only the logits a batch needs are computed (`logits_to_keep`): the head over a large vocabulary
+    costs more than a small model's layers.
+    """
     device = model_device(model)
     for i in tqdm(range(0, len(windows), batch_size), desc=desc, leave=False):
         chunk = windows[i:i + batch_size]
         batch = torch.stack([ids[begin:begin + context] for begin, _ in chunk]).to(device)
-        logits = model(input_ids=batch).logits
+        keep = max(n_new for _, n_new in chunk) + 1
+        logits = model(input_ids=batch, logits_to_keep=keep).logits[:, -keep:]
         for row, (begin, n_new) in enumerate(chunk):
-            yield begin + context - n_new, logits[row, context - n_new - 1:context - 1].float()
+            yield begin + context - n_new, logits[row, keep - n_new - 1:keep - 1].float()
 
 
 @torch.inference_mode()
-def token_nll(model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int,
-              batch_size: int = 8, desc: str = "perplexity") -> torch.Tensor:
-    """The NLL in nats of every target ids[1:], each scored once by sliding windows, as a float64 tensor."""
-    nll = torch.full((len(ids) - 1,), float("nan"), dtype=torch.float64)
+def window_scores(model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int, batch_size: int = 8,
+                  teacher: torch.nn.Module | None = None, desc: str = "perplexity") -> dict[str, torch.Tensor]:
+    """Per target ids[1:], each scored once by sliding windows: "nll" in nats (float64), and with a
+    teacher "top1" (the two argmaxes agree) and "kl" (KL(teacher || model) in nats)."""
     windows = sliding_windows(len(ids), context, stride)
+    scores = {"nll": torch.zeros(len(ids) - 1, dtype=torch.float64)}
+    if teacher is not None:
+        scores.update(top1=torch.zeros(len(ids) - 1, dtype=torch.bool), kl=torch.zeros(len(ids) - 1, dtype=torch.float64))
+        theirs = (_window_logits(teacher, ids, windows, context, batch_size, f"{desc} (teacher)")
+                  if teacher is not model else None)
     for first, logits in _window_logits(model, ids, windows, context, batch_size, desc):
+        where = slice(first - 1, first - 1 + len(logits))
+        log_q = F.log_softmax(logits, -1)
         targets = ids[first:first + len(logits)].to(logits.device)
-        nll[first - 1:first - 1 + len(logits)] = F.cross_entropy(logits, targets, reduction="none").double().cpu()
-    return nll
+        scores["nll"][where] = -log_q.gather(1, targets[:, None])[:, 0].double().cpu()
+        if teacher is not None:
+            teacher_logits = logits if theirs is None else next(theirs)[1].to(logits.device)
+            log_p = F.log_softmax(teacher_logits, -1)
+            scores["top1"][where] = (teacher_logits.argmax(-1) == logits.argmax(-1)).cpu()
+            scores["kl"][where] = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1).double().cpu()
+    return scores
+
+
+def token_nll(model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int,
+              batch_size: int = 8) -> torch.Tensor:
+    """The NLL in nats of every target ids[1:], each scored once by sliding windows, as a float64 tensor."""
+    return window_scores(model, ids, context, stride, batch_size)["nll"]
 
 
 def bits_per_byte(nll_nats: float, n_bytes: int) -> float:
@@ -124,27 +154,6 @@ def bits_per_byte(nll_nats: float, n_bytes: int) -> float:
     if n_bytes <= 0:
         raise ValueError(f"bits per byte needs a positive byte count, got {n_bytes}")
     return nll_nats / (math.log(2) * n_bytes)
-
-
-def _check_length(encoded: EncodedText, context: int, name: str) -> None:
-    """Raise if a text is shorter than one window, saying how to fix it."""
-    if len(encoded.ids) < context:
-        raise ValueError(f"{name} has {encoded.n_text_tokens} tokens, fewer than one window of {context}: "
-                         f"give a longer text or a smaller --context")
-
-
-def perplexity(model: torch.nn.Module, tokenizer, text: str, context: int, stride: int | None = None,
-               max_tokens: int = 0, batch_size: int = 8, name: str = "text") -> dict:
-    """Sliding-window perplexity and bits per byte of one text: {"tokens", "bytes", "ppl", "bpb"}."""
-    encoded = encode_text(text, tokenizer, max_tokens, name)
-    _check_length(encoded, context, name)
-    nll = token_nll(model, encoded.ids, context, stride or context // 2, batch_size, desc=f"ppl {name}")
-    total = float(nll.sum())
-    return {"tokens": len(nll), "bytes": encoded.n_bytes, "ppl": math.exp(total / len(nll)),
-            "bpb": bits_per_byte(total, encoded.n_bytes)}
-
-
-# --- agreement with a teacher -----------------------------------------------------------------
 
 
 def check_same_tokenizer(tokenizer, teacher_tokenizer) -> None:
@@ -155,22 +164,22 @@ def check_same_tokenizer(tokenizer, teacher_tokenizer) -> None:
                          f"different tokenizers by bits per byte instead")
 
 
-@torch.inference_mode()
-def agreement(model: torch.nn.Module, teacher: torch.nn.Module, tokenizer, text: str, context: int,
-              stride: int | None = None, max_tokens: int = 0, batch_size: int = 8, name: str = "text") -> dict:
-    """Top-1 agreement with the teacher and mean KL(teacher || model) in nats per token, on the same windows."""
+def score_text(model: torch.nn.Module, tokenizer, text: str, context: int, stride: int | None = None,
+               max_tokens: int = 0, batch_size: int = 8, name: str = "text",
+               teacher: torch.nn.Module | None = None) -> dict:
+    """Sliding-window scores of one text: {"tokens", "bytes", "ppl", "bpb"}, and with a teacher (same
+    tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token)."""
     encoded = encode_text(text, tokenizer, max_tokens, name)
-    _check_length(encoded, context, name)
-    windows = sliding_windows(len(encoded.ids), context, stride or context // 2)
-    same = kl = 0.0
-    pairs = zip(_window_logits(model, encoded.ids, windows, context, batch_size, f"agreement {name}"),
-                _window_logits(teacher, encoded.ids, windows, context, batch_size, f"teacher {name}"))
-    for (_, logits), (_, teacher_logits) in pairs:
-        log_p, log_q = F.log_softmax(teacher_logits, -1), F.log_softmax(logits.to(teacher_logits.device), -1)
-        same += float((log_p.argmax(-1) == log_q.argmax(-1)).sum())
-        kl += float(F.kl_div(log_q, log_p, log_target=True, reduction="sum"))
-    n = len(encoded.ids) - 1
-    return {"tokens": n, "top1": same / n, "kl": kl / n}
+    if len(encoded.ids) < context:
+        raise ValueError(f"{name} has {encoded.n_text_tokens} tokens, fewer than one window of {context}: "
+                         f"give a longer text or a smaller --context")
+    scores = window_scores(model, encoded.ids, context, stride or context // 2, batch_size, teacher, name)
+    total, n = float(scores["nll"].sum()), len(scores["nll"])
+    report = {"tokens": n, "bytes": encoded.n_bytes, "ppl": math.exp(total / n),
+              "bpb": bits_per_byte(total, encoded.n_bytes)}
+    if teacher is not None:
+        report.update(top1=float(scores["top1"].double().mean()), kl=float(scores["kl"].mean()))
+    return report
 
 
 # --- perplexity against position --------------------------------------------------------------
@@ -203,8 +212,8 @@ def length_curve(model: torch.nn.Module, ids: torch.Tensor, length: int, bins: i
     for i in tqdm(range(0, n_windows, batch_size), desc=f"length {length}", leave=False):
         batch = windows[i:i + batch_size].to(device)
         logits = model(input_ids=batch).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
-        total += nll.double().sum(0).cpu()
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none")
+        total += nll.view(len(batch), -1).double().sum(0).cpu()
     mean = (total / n_windows).numpy()
     edges = np.unique(np.geomspace(1, length, bins + 1).astype(int))
     return {"length": length, "windows": n_windows, "position": [int(e) - 1 for e in edges[1:]],
@@ -268,9 +277,9 @@ def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], pro
                    batch_size: int = 8) -> dict:
     """Run the chosen tasks on one model; the JSON-ready report of evaluate's CLI for that model.
 
-    Budgets come from the profile: at most profile.eval_tokens tokens per text (0: all), windows of
-    profile.seq_len tokens unless `context` says otherwise, and cloze passages worth about
-    eval_tokens tokens in all.
+    Budgets come from the profile: profile.eval_tokens tokens per evaluation (0: all), shared
+    equally by the texts; windows of profile.seq_len tokens unless `context` says otherwise; cloze
+    passages worth about eval_tokens tokens in all.
     """
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
@@ -279,18 +288,22 @@ def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], pro
         raise ValueError("no texts to evaluate: give --text FILE or --split NAME")
     context = context or profile.seq_len
     stride = stride or context // 2
-    budget, report = profile.eval_tokens, {}
-    if "ppl" in tasks:
-        report["texts"] = {name: perplexity(model, tokenizer, text, context, stride, budget, batch_size, name)
-                           for name, text in texts.items()}
+    budget = profile.eval_tokens and max(context, profile.eval_tokens // len(texts))  # per text
+    report: dict = {}
     if "agreement" in tasks:
         if teacher is None:
             raise ValueError("the agreement task needs a teacher: pass --teacher NAME_OR_DIR")
         check_same_tokenizer(tokenizer, teacher[1])
-        report["agreement"] = {name: agreement(model, teacher[0], tokenizer, text, context, stride, budget,
-                                               batch_size, name) for name, text in texts.items()}
+    if "ppl" in tasks or "agreement" in tasks:
+        scores = {name: score_text(model, tokenizer, text, context, stride, budget, batch_size, name,
+                                   teacher[0] if "agreement" in tasks else None) for name, text in texts.items()}
+        if "ppl" in tasks:
+            report["texts"] = {name: {k: s[k] for k in ("tokens", "bytes", "ppl", "bpb")} for name, s in scores.items()}
+        if "agreement" in tasks:
+            report["agreement"] = {name: {k: s[k] for k in ("tokens", "top1", "kl")} for name, s in scores.items()}
     if "cloze" in tasks:
-        examples = cloze_examples(list(texts.values()), tokenizer, max(16, (budget or 100_000) // context), context)
+        examples = cloze_examples(list(texts.values()), tokenizer, max(16, (profile.eval_tokens or 100_000) // context),
+                                  context)
         report["cloze"] = {"examples": len(examples), "length": context,
                            "accuracy": cloze_accuracy(model, examples, batch_size)}
     if "recall" in tasks:
@@ -301,14 +314,24 @@ def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], pro
     if "length" in tasks:
         length = min(length or max_length(model), max_length(model))
         ids = torch.cat([encode_text(text, tokenizer, budget, name).ids for name, text in texts.items()])
-        report["length"] = length_curve(model, ids, length, batch_size=batch_size)
+        report["length"] = length_curve(model, ids, length, batch_size=max(1, batch_size * context // length))
     return report
 
 
 # --- command line -----------------------------------------------------------------------------
 
 
-def _meta(profile: Profile) -> dict:
+def _command(args: argparse.Namespace) -> str:
+    """The command line that gives `args` (rebuilt from them, so it is right when called in-process too)."""
+    parts = ["python", "-m", "hyena_lite", "evaluate"]
+    for key, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                parts += [f"--{key.replace('_', '-')}", str(item)]
+    return shlex.join(parts)
+
+
+def _meta(args: argparse.Namespace, profile: Profile) -> dict:
     """Where a result came from: the command, git commit, hardware and versions."""
     import transformers
 
@@ -317,8 +340,9 @@ def _meta(profile: Profile) -> dict:
                                 cwd=Path(__file__).parent).stdout.strip() or "unknown"
     except OSError:
         commit = "unknown"
-    device = torch.cuda.get_device_name() if profile.device == "cuda" else f"{platform.processor() or 'cpu'}"
-    return {"command": "python -m hyena_lite " + " ".join(sys.argv[1:]), "git_commit": commit,
+    device = (torch.cuda.get_device_name() if profile.device == "cuda"
+              else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
+    return {"command": _command(args), "git_commit": commit,
             "profile": profile.name, "device": device, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "transformers": transformers.__version__}
 
@@ -340,6 +364,7 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest window of the length task (default and cap: each model's own limit)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     parser.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE)")
+    parser.add_argument("--note", default=None, help="a remark stored with the results (what the models are)")
     parser.add_argument("--json", required=True, metavar="OUT", help="where to write the results")
 
 
@@ -352,7 +377,8 @@ def cli_main(args: argparse.Namespace) -> int:
     if split:
         texts.update(corpus_texts(split, profile.corpus))
     teacher = load_model(args.teacher, profile) if args.teacher else None
-    results = {"meta": {**_meta(profile), "tasks": tasks, "teacher": args.teacher}, "models": {}}
+    results = {"meta": {**_meta(args, profile), "tasks": tasks, "teacher": args.teacher, "note": args.note},
+               "models": {}}
     for spec in args.model:
         label, _, where = spec.rpartition("=")
         model, tokenizer = load_model(where, profile)

@@ -26,10 +26,17 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 @torch.inference_mode()
 def greedy_hits(model: torch.nn.Module, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-    """For every position t with scored[b, t], whether the argmax of the logits at t - 1 is ids[b, t]."""
-    logits = model(input_ids=ids.to(model_device(model))).logits[:, :-1]
-    predicted = logits.argmax(-1).cpu()
-    return (predicted == ids[:, 1:]) & scored[:, 1:]
+    """For every position t with scored[b, t], whether the argmax of the logits at t - 1 is ids[b, t].
+
+    Aligned with ids[:, 1:]. Only the logits from the first scored position on are computed.
+    """
+    columns = scored[:, 1:].any(0).nonzero()
+    first = 1 + int(columns[0]) if len(columns) else ids.shape[1]
+    keep = ids.shape[1] - first + 1
+    logits = model(input_ids=ids.to(model_device(model)), logits_to_keep=keep).logits[:, -keep:]
+    hits = torch.zeros_like(scored[:, 1:])
+    hits[:, first - 1:] = (logits[:, :-1].argmax(-1).cpu() == ids[:, first:]) & scored[:, first:]
+    return hits
 
 
 def _accuracy(model: torch.nn.Module, ids: torch.Tensor, scored: torch.Tensor, batch_size: int) -> float:

@@ -5,6 +5,7 @@ and Llama models, and hand-built models whose answers are known (uniform, bigram
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from types import SimpleNamespace
@@ -118,7 +119,7 @@ def test_perplexity_is_exp_mean_nll_by_hand(gpt2, tokenizer):
     text = english(6, seed=1)
     encoded = ev.encode_text(text, tokenizer)
     ids = encoded.ids
-    result = ev.perplexity(gpt2, tokenizer, text, context=len(ids), stride=1)
+    result = ev.score_text(gpt2, tokenizer, text, context=len(ids), stride=1)
     with torch.no_grad():
         logits = gpt2(input_ids=ids[None]).logits[0, :-1]
     nll = torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none").double()
@@ -156,7 +157,7 @@ def test_bits_per_byte_formula_and_uniform_model(tokenizer):
         ev.bits_per_byte(1.0, 0)
     text = english(8, seed=4)
     assert len(text.encode()) > len(text)  # é takes two bytes: bytes, not characters, are counted
-    result = ev.perplexity(Uniform(len(tokenizer)), tokenizer, text, context=16)
+    result = ev.score_text(Uniform(len(tokenizer)), tokenizer, text, context=16)
     assert result["ppl"] == pytest.approx(len(tokenizer), rel=1e-6)
     assert result["bpb"] == pytest.approx(result["tokens"] * math.log2(len(tokenizer)) / len(text.encode()))
 
@@ -165,6 +166,7 @@ def test_token_budget_counts_the_bytes_it_covers(tokenizer):
     text = english(20, seed=5)
     encoded = ev.encode_text(text, tokenizer, max_tokens=50)
     assert encoded.n_text_tokens == 50 and len(encoded.ids) == 51
+    assert encoded.ids[1:].tolist() == tokenizer(text, add_special_tokens=False)["input_ids"][:50]
     assert encoded.n_bytes == len(tokenizer.decode(encoded.ids[1:]).encode())
 
 
@@ -173,12 +175,20 @@ def test_token_budget_counts_the_bytes_it_covers(tokenizer):
 
 def test_agreement_of_a_model_with_itself_is_perfect(gpt2, tokenizer):
     text = english(10, seed=6)
-    same = ev.agreement(gpt2, gpt2, tokenizer, text, context=32)
+    same = ev.score_text(gpt2, tokenizer, text, context=32, teacher=copy.deepcopy(gpt2))
     assert same["top1"] == 1.0 and same["kl"] == pytest.approx(0.0, abs=1e-6)
     torch.manual_seed(1)
     other = GPT2LMHeadModel(gpt2.config).eval()
-    differ = ev.agreement(other, gpt2, tokenizer, text, context=32)
+    differ = ev.score_text(other, tokenizer, text, context=32, teacher=gpt2)
     assert differ["top1"] < 1.0 and differ["kl"] > 0.0 and differ["tokens"] == same["tokens"]
+    # by hand on one window: the fraction of equal argmaxes and the mean KL(teacher || model)
+    ids = ev.encode_text(text, tokenizer).ids[:32]
+    with torch.no_grad():
+        log_p = torch.log_softmax(gpt2(input_ids=ids[None]).logits[0, :-1], -1)
+        log_q = torch.log_softmax(other(input_ids=ids[None]).logits[0, :-1], -1)
+    one = ev.score_text(other, tokenizer, tokenizer.decode(ids[1:]), context=32, teacher=gpt2)
+    assert one["top1"] == pytest.approx((log_p.argmax(-1) == log_q.argmax(-1)).double().mean().item())
+    assert one["kl"] == pytest.approx((log_p.exp() * (log_p - log_q)).sum(-1).mean().item(), rel=1e-4)
 
 
 def test_agreement_needs_the_same_tokenizer(tokenizer):
@@ -261,7 +271,7 @@ def test_cli_writes_the_json(saved, tmp_path):
                  "--profile", "smoke", "--context", "32", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["meta"]["command"].startswith("python -m hyena_lite") and result["meta"]["profile"] == "smoke"
+    assert result["meta"]["command"].startswith("python -m hyena_lite evaluate --model mine=") and result["meta"]["profile"] == "smoke"
     report = result["models"]["mine"]
     assert set(report["texts"][str(text)]) == {"tokens", "bytes", "ppl", "bpb"}
     assert report["agreement"][str(text)]["top1"] == 1.0
@@ -275,7 +285,7 @@ def test_errors_say_what_is_wrong(saved, tmp_path, gpt2, tokenizer):
     with pytest.raises(ValueError, match="empty"):
         main(["evaluate", "--model", str(saved), "--text", str(empty), "--json", str(tmp_path / "x.json")])
     with pytest.raises(ValueError, match="fewer than one window of 64: give a longer text or a smaller --context"):
-        ev.perplexity(gpt2, tokenizer, "A short text.", context=64, name="short.txt")
+        ev.score_text(gpt2, tokenizer, "A short text.", context=64, name="short.txt")
     with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
         ev.load_model("no-such-model", get_profile("smoke"))
     with pytest.raises(FileNotFoundError, match="no config.json"):
