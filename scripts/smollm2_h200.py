@@ -1,0 +1,257 @@
+"""Distil SmolLM2-135M into an all-Hyena and a hybrid student on one GPU, train the scratch baseline on the
+same tokens, and evaluate the teacher and all three students on the validation split, per domain.
+
+It runs in parts that each fit one device call: `scratch` needs only the teacher's config and tokenizer
+(it also measures the KD speed on random weights and turns a time budget into the token budget of every
+student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student and the
+hybrid, whose two attention layers are the two that Hyena imitated worst in the all-Hyena run. Each part
+rewrites its JSON after every model, so a run cut short still leaves what it finished. `merge` joins the
+parts into results/smollm2_h200.json and results/smollm2_h200_curves.csv:
+
+    python scripts/smollm2_h200.py scratch --seconds 75 --json $OUT/scratch.json
+    python scripts/smollm2_h200.py distill --tokens N --json $OUT/distill.json
+    python scripts/smollm2_h200.py merge scratch.json distill.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hyena_lite import distill, evaluate
+from hyena_lite.data import eval_windows, load_corpus, tokenize_split
+from hyena_lite.paths import results_dir
+from hyena_lite.profiles import get_profile
+from hyena_lite.teachers import load_teacher, smollm2_dir
+from hyena_lite.training import TrainConfig
+
+TEACHER = "smollm2-135m"
+RECIPE = "best"  # the book's best recipe (chapter 7): teacher-initialised mixers, progressive, then KD + CE
+SUITE = ("ppl", "cloze", "recall")  # plus agreement when the teacher's weights are loaded
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def teacher_shell():
+    """SmolLM2's architecture with random weights, and its tokenizer: all the scratch baseline needs."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder = smollm2_dir()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}/config.json is missing: run load_teacher('{TEACHER}') once here")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)), tokenizer
+
+
+def make_setup(teacher, tokenizer, args, hyena_layers: list[int] | None = None) -> distill.Setup:
+    """The shared training settings: offline corpus, windows of seq_len, float32 weights (bf16 autocast on GPU)."""
+    corpus = load_corpus("offline")
+    valid = tokenize_split(corpus["validation"], tokenizer)
+    config = TrainConfig(steps=1, lr=args.lr, batch_size=args.batch_size, seq_len=args.seq_len, seed=0,
+                         weight_decay=0.0, progress=not args.no_progress)
+    teacher = distill.freeze(teacher.float().to(device()))
+    return distill.Setup(teacher, tokenizer, tokenize_split(corpus["train"], tokenizer),
+                         eval_windows(valid, args.seq_len, args.eval_tokens or None),
+                         eval_windows(valid, args.seq_len, args.curve_tokens), config, hyena_layers)
+
+
+def kd_tokens_per_second(setup: distill.Setup, steps: int = 8) -> float:
+    """Tokens/s of the KD stage on an all-Hyena student of the setup's teacher (after two warm-up steps)."""
+    student = distill.make_student(setup, "teacher")
+    config = dataclasses.replace(setup.config, steps=steps, warmup=1, tag="speed")
+    records = distill.kd(student, setup.teacher, setup.batches_fn(), config, ce_weight=0.5).records
+    return (records[-1]["tokens"] - records[1]["tokens"]) / (records[-1]["wall_seconds"] - records[1]["wall_seconds"])
+
+
+def suite(model, setup: distill.Setup, args, with_teacher: bool) -> dict:
+    """Per-domain ppl and bits per byte (sliding windows, stride seq_len/2), cloze and recall; agreement with the teacher."""
+    profile = get_profile("gpu" if device() == "cuda" else "cpu").replace(
+        corpus="offline", teacher=TEACHER, seq_len=args.seq_len, eval_tokens=args.eval_tokens, device=device())
+    tasks = SUITE + (("agreement",) if with_teacher else ())
+    teacher = (setup.teacher, setup.tokenizer) if with_teacher else None
+    return evaluate.evaluate_model(model.eval(), setup.tokenizer, evaluate.corpus_texts("validation"), profile,
+                                   tasks, teacher=teacher, context=args.seq_len, batch_size=args.eval_batch)
+
+
+def layer_nmse(run: distill.RecipeRun) -> dict[int, float]:
+    """Per Hyena layer: the alignment loss (normalised MSE to the teacher's attention output) at the end of
+    its progressive sub-stage, the mean of its last three steps."""
+    losses = {}
+    for result in run.runs["progressive"]:
+        key = next(k for k in result.records[0] if k.startswith("nmse_layer"))
+        layer = int(key[len("nmse_layer"):])
+        tail = result.losses[-3:]
+        losses[layer] = sum(tail) / len(tail)
+    return losses
+
+
+def train_student(name: str, recipe: str, setup: distill.Setup, args, report: dict, with_teacher: bool):
+    """Train one student, evaluate it, and add it to the report (written at once)."""
+    if device() == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    clock = time.perf_counter()
+    run = distill.run_recipe(recipe, setup, args.tokens)
+    summary = distill.summarize(recipe, run, setup)
+    trained = time.perf_counter() - clock
+    clock = time.perf_counter()
+    evaluation = suite(run.student, setup, args, with_teacher)
+    report["models"][name] = {
+        "recipe": recipe, "hyena_layers": run.student.config.hyena_layers, "val_ppl": summary["val_ppl"],
+        "tokens": summary["tokens"], "steps": summary["steps"], "train_seconds": trained,
+        "eval_seconds": time.perf_counter() - clock, "stage_seconds": summary["wall_seconds"],
+        "curve_ppl_after": summary["curve_ppl_after"], "curves": summary["curves"], "suite": evaluation,
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if device() == "cuda" else None}
+    write(report, args.json)
+    print(f"{name}: val ppl {summary['val_ppl']:.2f} after {summary['tokens']:,} tokens, {trained:.0f} s training",
+          flush=True)
+    return run
+
+
+def write(report: dict, path: str) -> None:
+    """Write the report so far, with the seconds since its part started."""
+    report["wall_seconds"] = time.perf_counter() - report["_start"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({k: v for k, v in report.items() if k != "_start"}, indent=1))
+
+
+def new_report(args, part: str) -> dict:
+    return {"part": part, "command": shlex.join(["python", *sys.argv]), "git_commit": args.commit,
+            "hardware": distill._hardware(), "settings": {k: v for k, v in vars(args).items() if k != "func"},
+            "models": {}, "_start": time.perf_counter()}
+
+
+def run_scratch(args) -> None:
+    """The scratch baseline (random weights, cross-entropy) on the token budget, set from --seconds if no --tokens."""
+    report = new_report(args, "scratch")
+    shell, tokenizer = teacher_shell()
+    setup = make_setup(shell, tokenizer, args)
+    if not args.tokens:
+        rate = kd_tokens_per_second(setup)
+        step = setup.config.tokens_per_step
+        args.tokens = max(1, int(rate * args.seconds) // step) * step
+        report["kd_tokens_per_second_random_weights"] = rate
+        print(f"KD on an all-Hyena student: {rate:,.0f} tokens/s, so {args.seconds} s buy {args.tokens:,} tokens",
+              flush=True)
+    report["tokens_per_student"] = args.tokens
+    train_student("scratch", "scratch", setup, args, report, with_teacher=False)
+
+
+def run_distill(args) -> None:
+    """Teacher evaluation, the all-Hyena student, then the hybrid with the two worst-imitated layers kept as attention."""
+    report = new_report(args, "distill")
+    report["tokens_per_student"] = args.tokens
+    clock = time.perf_counter()
+    teacher, tokenizer = load_teacher(TEACHER)
+    report["teacher_load_seconds"] = time.perf_counter() - clock
+    setup = make_setup(teacher, tokenizer, args)
+    report["teacher"] = {"val_ppl": math.exp(distill.validation_loss(setup.teacher, setup.valid_windows)),
+                         "suite": suite(setup.teacher, setup, args, with_teacher=False),
+                         "parameters": sum(p.numel() for p in setup.teacher.parameters())}
+    write(report, args.json)
+    print(f"teacher: val ppl {report['teacher']['val_ppl']:.2f}", flush=True)
+    run = train_student("hyena", RECIPE, setup, args, report, with_teacher=True)
+    nmse = layer_nmse(run)
+    keep = args.attention_layers or sorted(sorted(nmse, key=nmse.get)[-2:])
+    report["layer_nmse"] = nmse
+    report["hybrid_attention_layers"] = keep
+    del run
+    if device() == "cuda":
+        torch.cuda.empty_cache()
+    hybrid = dataclasses.replace(setup, hyena_layers=[i for i in range(teacher.config.num_hidden_layers) if i not in keep])
+    train_student("hybrid", RECIPE, hybrid, args, report, with_teacher=True)
+
+
+# ----------------------------------------------------------------------------------------------- merge
+
+
+def curve_rows(name: str, model: dict) -> list[dict[str, Any]]:
+    """Long-format rows (model, stage, kind, tokens, value) of a model's training loss and validation perplexity."""
+    rows = []
+    for stage, curve in model["curves"].items():
+        for tokens, loss in zip(curve["tokens"], curve["loss"]):
+            rows.append({"model": name, "stage": stage, "kind": "loss", "tokens": tokens, "value": loss})
+        for tokens, ppl in curve["val_ppl"]:
+            rows.append({"model": name, "stage": stage, "kind": "val_ppl", "tokens": tokens, "value": ppl})
+    return rows
+
+
+def merge(args) -> None:
+    """Join the parts' JSON files into the results file (headline keys first) and the curves CSV."""
+    parts = [json.loads(Path(p).read_text()) for p in args.parts]
+    models = {name: m for p in parts for name, m in p["models"].items()}
+    teacher = next(p["teacher"] for p in parts if "teacher" in p)
+    tokens = {p["tokens_per_student"] for p in parts}
+    if len(tokens) != 1:
+        raise ValueError(f"the parts trained on different token budgets {sorted(tokens)}: they do not compare")
+    distilled = next(p for p in parts if p["part"] == "distill")
+    ratio = {name: m["val_ppl"] / teacher["val_ppl"] for name, m in models.items()}
+    out = {"teacher": TEACHER, "teacher_ppl": teacher["val_ppl"],
+           **{f"{name}_ppl": m["val_ppl"] for name, m in models.items()},
+           **{f"{name}_vs_teacher": r for name, r in ratio.items()},
+           "tokens": {name: m["tokens"] for name, m in models.items()},
+           "hybrid_attention_layers": distilled["hybrid_attention_layers"], "layer_nmse": distilled["layer_nmse"],
+           "gpu_minutes": {**{name: (m["train_seconds"] + m["eval_seconds"]) / 60 for name, m in models.items()},
+                           "parts_total": sum(p["wall_seconds"] for p in parts) / 60},
+           "per_domain": {name: m["suite"]["texts"] for name, m in [("teacher", teacher), *models.items()]},
+           "suite": {name: {k: v for k, v in m["suite"].items() if k != "texts"}
+                     for name, m in [("teacher", teacher), *models.items()]},
+           "students": {name: {k: v for k, v in m.items() if k not in ("curves", "suite")} for name, m in models.items()},
+           "commands": [p["command"] for p in parts], "git_commit": parts[0]["git_commit"],
+           "hardware": parts[0]["hardware"], "settings": distilled["settings"],
+           "kd_tokens_per_second_random_weights": next(
+               (p["kd_tokens_per_second_random_weights"] for p in parts if "kd_tokens_per_second_random_weights" in p),
+               None),
+           "teacher_load_seconds": distilled.get("teacher_load_seconds")}
+    results = Path(args.results)
+    results.write_text(json.dumps(out, indent=1))
+    with open(results.with_name(results.stem + "_curves.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["model", "stage", "kind", "tokens", "value"])
+        writer.writeheader()
+        for name, m in models.items():
+            writer.writerows(curve_rows(name, m))
+    print(f"wrote {results} and its curves: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(required=True)
+    for name, func in (("scratch", run_scratch), ("distill", run_distill)):
+        p = sub.add_parser(name)
+        p.set_defaults(func=func)
+        p.add_argument("--tokens", type=int, default=0, help="training tokens per student (scratch: 0 = from --seconds)")
+        p.add_argument("--seconds", type=float, default=75.0, help="scratch: the KD time per student that sets --tokens")
+        p.add_argument("--seq-len", type=int, default=1024)
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--lr", type=float, default=6e-4)
+        p.add_argument("--eval-tokens", type=int, default=0, help="validation tokens (0: the whole split)")
+        p.add_argument("--curve-tokens", type=int, default=32_768, help="validation tokens of the curves")
+        p.add_argument("--eval-batch", type=int, default=16)
+        p.add_argument("--attention-layers", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                       help="distill: the hybrid's attention layers (default: the two worst-imitated)")
+        p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or distill._git_commit())
+        p.add_argument("--json", required=True, help="where this part writes its results")
+        p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("merge")
+    p.set_defaults(func=merge)
+    p.add_argument("parts", nargs="+")
+    p.add_argument("--results", default=str(results_dir() / "smollm2_h200.json"))
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
