@@ -360,16 +360,22 @@ class Setup:
 
 
 def make_setup(profile, teacher_name: str | None = None, hyena_layers: list[int] | None = None,
-               out_dir: str | None = None, progress: bool = True) -> Setup:
-    """Load the teacher and the data of a profile, and the training settings shared by all students."""
+               out_dir: str | None = None, progress: bool = True, grad_accum: int = 1) -> Setup:
+    """Load the teacher and the data of a profile, and the training settings shared by all students.
+
+    Each optimiser step takes profile.batch_size sequences, in `grad_accum` micro-batches (less memory).
+    """
+    if grad_accum < 1 or profile.batch_size % grad_accum:
+        raise ValueError(f"grad_accum={grad_accum} must divide the profile's batch size {profile.batch_size}")
     from hyena_lite.data import eval_windows, load_corpus, tokenize_split
     from hyena_lite.teachers import load_teacher
 
     teacher, tokenizer = load_teacher(teacher_name or profile.teacher, profile)
     corpus = load_corpus(profile.corpus)
     valid = tokenize_split(corpus["validation"], tokenizer)
-    config = TrainConfig(steps=1, lr=profile.distill_lr, batch_size=profile.batch_size, seq_len=profile.seq_len,
-                         seed=profile.seed, out_dir=out_dir, progress=progress, weight_decay=0.0)
+    config = TrainConfig(steps=1, lr=profile.distill_lr, batch_size=profile.batch_size // grad_accum,
+                         grad_accum=grad_accum, seq_len=profile.seq_len, seed=profile.seed, out_dir=out_dir,
+                         progress=progress, weight_decay=0.0)
     return Setup(freeze(teacher), tokenizer, tokenize_split(corpus["train"], tokenizer),
                  eval_windows(valid, profile.seq_len, profile.eval_tokens),
                  eval_windows(valid, profile.seq_len, max(profile.eval_tokens // 8, profile.seq_len)),
@@ -588,6 +594,8 @@ def cli_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="folder of checkpoints, logs and students "
                                                    "(default: artifacts/distill/PROFILE)")
     parser.add_argument("--results", default=None, help="--compare: write the JSON summary here")
+    parser.add_argument("--grad-accum", type=int, default=1,
+                        help="split each step's batch into this many micro-batches (less memory, same tokens)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -610,13 +618,14 @@ def cli_main(args) -> int:
     tokens = args.tokens or profile.distill_tokens
     layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
     out = args.out or str(artifacts_dir() / "distill" / profile.name)
-    setup = make_setup(profile, args.teacher, layers, out, progress=not args.no_progress)
+    setup = make_setup(profile, args.teacher, layers, out, progress=not args.no_progress, grad_accum=args.grad_accum)
     if args.compare:
         clock = time.perf_counter()
         report = compare(setup, tokens)
         report = {"teacher": args.teacher or profile.teacher, "profile": profile.name, **report,
                   "command": f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
-                             f"--out {out}" + (f" --results {args.results}" if args.results else ""),
+                             f"--grad-accum {args.grad_accum} --out {out}"
+                             + (f" --results {args.results}" if args.results else ""),
                   "total_wall_seconds": time.perf_counter() - clock, "git_commit": _git_commit(),
                   "hardware": _hardware()}
         for recipe, student in report["students"].items():
