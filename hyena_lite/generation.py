@@ -14,6 +14,7 @@ Attention layers of hybrid students (and teachers) keep their key-value cache.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -429,6 +430,78 @@ class Decoder:
         return self._static["logits"].clone()
 
 
+# ------------------------------------------------------------------------------------ quality
+def perplexities(model: nn.Module, windows: Tensor, fits: dict[int, ModalFilter], batch_size: int = 8) -> dict[str, float]:
+    """Validation perplexity over windows [N, T] of the convolutional student and of its recurrent version.
+
+    The recurrent version's logits come from `RecurrentDecoder`'s prefill, i.e. the convolution with the fitted
+    filters, which is what token-by-token recurrent decoding computes (the tests check that they agree).
+    """
+    device = next(model.parameters()).device
+    totals = {"conv": 0.0, "recurrent": 0.0}
+    count = 0
+    with torch.no_grad(), Decoder(model, "recurrent", fits=fits) as decoder:
+        for start in range(0, len(windows), batch_size):
+            ids = windows[start : start + batch_size].to(device)
+            targets = ids[:, 1:].reshape(-1)
+            recurrent = decoder.prefill(ids, all_logits=True)
+            decoder.__exit__()  # the plain model for the convolutional logits, then swap back
+            conv = model(ids, use_cache=False).logits
+            decoder.__enter__()
+            for name, logits in (("conv", conv), ("recurrent", recurrent)):
+                loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets, reduction="sum")
+                totals[name] += float(loss)
+            count += targets.numel()
+    conv_ppl, recurrent_ppl = (math.exp(totals[k] / count) for k in ("conv", "recurrent"))
+    return {"conv_ppl": conv_ppl, "recurrent_ppl": recurrent_ppl, "relative_gap": recurrent_ppl / conv_ppl - 1}
+
+
+def quality_sweep(student: nn.Module, windows: Tensor, orders: tuple[int, ...] = (2, 4, 8, 16, 32), fir: int = 2,
+                  batch_size: int = 8) -> list[dict[str, Any]]:
+    """Per order: perplexity of the convolutional and of the recurrent student, and the filter fit errors."""
+    rows = []
+    for order in tqdm(orders, desc="orders", leave=False):
+        fitted = fit_student(student, order, fir, progress=False)
+        rows.append({"order": order, **perplexities(student, windows, fitted.fits, batch_size),
+                     "modes": max(row["modes"] for row in fitted.rows),
+                     "fit_mean_error": statistics.mean(row["mean_error"] for row in fitted.rows),
+                     "fit_max_error": max(row["max_error"] for row in fitted.rows), "layers": fitted.rows})
+    return rows
+
+
+def brief_student(steps: int = 300, seq_len: int = 256, width: int = 64, layers: int = 2, lr: float = 3e-3,
+                  batch_size: int = 4, eval_tokens: int = 32_768, seed: int = 0) -> tuple[nn.Module, Tensor, dict]:
+    """A small all-Hyena GPT-2 student trained briefly from scratch on the offline corpus, for quality checks.
+
+    Returns (student in eval mode, validation windows [N, seq_len], a description of the run).
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hyena_lite.data import eval_windows, gpt2_tokenizer, iterate_batches, load_corpus, tokenize_split
+    from hyena_lite.models import convert
+    from hyena_lite.training import TrainConfig, train
+
+    tokenizer = gpt2_tokenizer()
+    corpus = load_corpus("offline")
+    train_tokens, valid = tokenize_split(corpus["train"], tokenizer), tokenize_split(corpus["validation"], tokenizer)
+    torch.manual_seed(seed)
+    shape = GPT2Config(n_positions=seq_len, n_layer=layers, n_embd=width, n_head=max(1, width // 64),
+                       vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    student = convert(GPT2LMHeadModel(shape), init="random", l_max=seq_len)
+    config = TrainConfig(steps=steps, lr=lr, warmup=max(1, steps // 20), batch_size=batch_size, seq_len=seq_len,
+                         seed=seed, device="cpu" if not torch.cuda.is_available() else "auto", tag="generation-quality")
+
+    def loss_fn(model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+        loss = model(input_ids=batch, labels=batch).loss
+        return loss, {"loss": loss.item()}
+
+    result = train(student, loss_fn, lambda start: iterate_batches(train_tokens, batch_size, seq_len, seed, start), config)
+    info = {"student": f"GPT-2 shape, {layers} layers, width {width}, every attention -> Hyena order 2, l_max {seq_len}",
+            "training": f"cross-entropy from scratch on the offline corpus: {steps} steps of {batch_size} x {seq_len} "
+                        f"tokens, lr {lr}", "final_train_loss": result.records[-1].get("loss") if result.records else None}
+    return student.eval(), eval_windows(valid, seq_len, eval_tokens), info
+
+
 # ------------------------------------------------------------------------------------ generate
 @dataclass
 class Generation:
@@ -527,7 +600,8 @@ def time_decoding(model: nn.Module, mode: str, context: int, batch: int = 1, new
     return row
 
 
-def _gpt2_pair(context: int, n_layer: int, n_embd: int, n_head: int, vocab: int, device: str, dtype: torch.dtype):
+def random_gpt2_pair(context: int, n_layer: int, n_embd: int, n_head: int, vocab: int, device: str,
+                     dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
     """A GPT-2 teacher of the given shape with random weights, and its all-Hyena student (filters of `context`)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -568,7 +642,7 @@ def speed_benchmark(contexts: list[int], batches: list[int], order: int = 16, ne
     longest = max(contexts) + warmup + new_tokens + 1
     if torch.device(device).type == "cuda":  # cuDNN attention re-plans for every new key length (ms of CPU per call)
         torch.backends.cuda.enable_cudnn_sdp(False)  # so the teacher decodes with flash / memory-efficient attention
-    teacher, student = _gpt2_pair(longest, n_layer, n_embd, n_head, vocab, device, dtype)
+    teacher, student = random_gpt2_pair(longest, n_layer, n_embd, n_head, vocab, device, dtype)
     start = time.perf_counter()
     fitted = fit_student(student, order)
     fit_s = time.perf_counter() - start
@@ -625,6 +699,13 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     bench.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16", help="weights' dtype")
     bench.add_argument("--layers", type=int, default=12, help="layers of the GPT-2 shape (12: GPT-2-124M)")
     bench.add_argument("--width", type=int, default=768, help="width of the GPT-2 shape")
+    quality = parser.add_argument_group("quality (instead of a prompt): perplexity of the recurrent vs the "
+                                        "convolutional student, per order")
+    quality.add_argument("--quality", metavar="JSON", help="measure and write the results to this JSON file; on "
+                         "--model if given, else on a small student trained here briefly from scratch")
+    quality.add_argument("--orders", default="2,4,8,16,32", help="comma-separated orders r to fit")
+    quality.add_argument("--context", type=int, default=256, help="validation window length (tokens)")
+    quality.add_argument("--train-steps", type=int, default=300, help="training steps of the brief student")
 
 
 def _ints(text: str) -> list[int]:
@@ -634,8 +715,8 @@ def _ints(text: str) -> list[int]:
         raise SystemExit(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
-    """Run `speed_benchmark`, print a table and write the JSON with the command, commit and hardware."""
+def _saver(path: str, device: torch.device) -> Callable[[dict[str, Any]], None]:
+    """A function that writes results to `path` as JSON, with the command, git commit, hardware and versions."""
     import json
     import platform
     import subprocess
@@ -651,11 +732,52 @@ def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     meta = {"command": "python -m hyena_lite generate " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
             "commit": commit, "hardware": hardware, "torch": torch.__version__, "transformers": transformers.__version__}
-    out = Path(args.benchmark)
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    def save(partial: dict[str, Any]) -> None:
-        out.write_text(json.dumps({**meta, **partial}, indent=1) + "\n")
+    def save(results: dict[str, Any]) -> None:
+        out.write_text(json.dumps({**meta, **results}, indent=1) + "\n")
+
+    return save
+
+
+def _quality_main(args: argparse.Namespace, device: torch.device) -> int:
+    """Perplexity of the recurrent vs the convolutional student per order, on a saved or a briefly trained student."""
+    save = _saver(args.quality, device)
+    if args.model:
+        from hyena_lite.data import eval_windows, load_corpus, tokenize_split
+
+        student, tokenizer = _load(args.model, device)
+        windows = eval_windows(tokenize_split(load_corpus("offline")["validation"], tokenizer), args.context, 32_768)
+        info = {"student": f"{args.model}"}
+    else:
+        student, windows, info = brief_student(args.train_steps, args.context)
+    rows = quality_sweep(student.to(device), windows, tuple(_ints(args.orders)))
+    save({**info, "validation_tokens": windows.numel(), "rows": rows})
+    for row in rows:
+        print(f"order {row['order']:>3} ({row['modes']} modes): perplexity conv {row['conv_ppl']:.3f} recurrent "
+              f"{row['recurrent_ppl']:.3f} ({100 * row['relative_gap']:+.3f}%), filter error mean "
+              f"{row['fit_mean_error']:.2e} max {row['fit_max_error']:.2e}")
+    print(f"wrote {args.quality}")
+    return 0
+
+
+def _load(folder: str, device: torch.device) -> tuple[nn.Module, Any]:
+    """A saved model (teacher or student) in eval mode on `device`, and its tokenizer."""
+    from pathlib import Path
+
+    import hyena_lite.students  # noqa: F401  registers the student classes with AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise SystemExit(f"{path} holds no config.json: pass a model folder saved with save_pretrained")
+    return AutoModelForCausalLM.from_pretrained(path).to(device).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
+    """Run `speed_benchmark`, print a table and write the JSON with the command, commit and hardware."""
+    save = _saver(args.benchmark, device)
 
     results = speed_benchmark(_ints(args.contexts), _ints(args.batches), args.order, device=str(device),
                               dtype=getattr(torch, args.dtype), n_layer=args.layers, n_embd=args.width,
@@ -669,22 +791,15 @@ def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    """Continue a prompt and print the continuation, fit errors and tokens/s; or, with --benchmark, time decoding."""
-    from pathlib import Path
-
-    import hyena_lite.students  # noqa: F401  registers the student classes with AutoModelForCausalLM
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Continue a prompt and print the continuation, fit errors and tokens/s; or run --benchmark or --quality."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.benchmark:
         return _benchmark_main(args, device)
+    if args.quality:
+        return _quality_main(args, device)
     if not args.model or args.prompt is None:
-        raise SystemExit("give --model DIR and --prompt TEXT (or --benchmark JSON for the speed benchmark)")
-    path = Path(args.model)
-    if not (path / "config.json").is_file():
-        raise SystemExit(f"{path} holds no config.json: pass a model folder saved with save_pretrained")
-    model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+        raise SystemExit("give --model DIR and --prompt TEXT (or --benchmark JSON / --quality JSON)")
+    model, tokenizer = _load(args.model, device)
     ids = torch.tensor([tokenizer.encode(args.prompt)], device=device)
     if ids.shape[1] == 0:
         raise SystemExit("the prompt encodes to no tokens; give some text")
