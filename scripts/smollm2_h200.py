@@ -215,7 +215,7 @@ def merge(args) -> None:
            "kd_tokens_per_second_random_weights": next(
                (p["kd_tokens_per_second_random_weights"] for p in parts if "kd_tokens_per_second_random_weights" in p),
                None),
-           "teacher_load_seconds": distilled.get("teacher_load_seconds")}
+           "teacher_load_seconds": distilled.get("teacher_load_seconds"), "notes": args.note}
     results = Path(args.results)
     results.write_text(json.dumps(out, indent=1))
     with open(results.with_name(results.stem + "_curves.csv"), "w", newline="") as f:
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=merge)
     p.add_argument("parts", nargs="+")
     p.add_argument("--results", default=str(results_dir() / "smollm2_h200.json"))
+    p.add_argument("--note", default="", help="how the run was made, for the results file")
     args = parser.parse_args(argv)
     args.func(args)
 
