@@ -236,16 +236,21 @@ class StudentFit:
 
 
 def fit_student(model: nn.Module, order: int = 16, fir: int = 2, size: int | None = None, refine_steps: int = 0,
-                lr: float = 1e-3, progress: bool = True) -> StudentFit:
-    """Fit each Hyena layer's filters (length l_max) with modal models of real order `order`; report the error per layer."""
+                lr: float = 1e-3, length: int | None = None, progress: bool = True) -> StudentFit:
+    """Fit each Hyena layer's filters with modal models of real order `order`; report the error per layer.
+
+    The fit covers the first `length` taps (default: all l_max), the longest context it is meant for;
+    see `hyena_lite.modal.fit_modal` for fir, size, refine_steps and lr.
+    """
     fits, rows = {}, []
     operators = hyena_operators(model)
     if not operators:
         raise ValueError(f"{type(model).__name__} has no Hyena layers to fit: recurrent decoding is for Hyena students")
     for layer, op in tqdm(operators.items(), desc="modal fit", disable=not progress, leave=False):
+        taps = min(length or op.l_max, op.l_max)
         with torch.no_grad():
-            k, _ = op.long_filters(op.l_max)
-        h = k.reshape(-1, op.l_max).detach().double()
+            k, _ = op.long_filters(taps)
+        h = k.reshape(-1, taps).detach().double()
         fit = fit_modal(h, order, fir=fir, size=size, refine_steps=refine_steps, lr=lr)
         error = relative_error(h, fit)
         fits[layer] = fit
@@ -431,38 +436,36 @@ class Decoder:
 
 
 # ------------------------------------------------------------------------------------ quality
-def perplexities(model: nn.Module, windows: Tensor, fits: dict[int, ModalFilter], batch_size: int = 8) -> dict[str, float]:
-    """Validation perplexity over windows [N, T] of the convolutional student and of its recurrent version.
+def perplexity(model: nn.Module, windows: Tensor, fits: dict[int, ModalFilter] | None = None,
+               batch_size: int = 8) -> float:
+    """Perplexity over windows [N, T] of the convolutional student, or with `fits` of its recurrent version.
 
     The recurrent version's logits come from `RecurrentDecoder`'s prefill, i.e. the convolution with the fitted
     filters, which is what token-by-token recurrent decoding computes (the tests check that they agree).
     """
     device = next(model.parameters()).device
-    totals = {"conv": 0.0, "recurrent": 0.0}
-    count = 0
-    with torch.no_grad(), Decoder(model, "recurrent", fits=fits) as decoder:
+    total, count = 0.0, 0
+    with torch.no_grad(), Decoder(model, "recurrent" if fits else "full", fits=fits) as decoder:
         for start in range(0, len(windows), batch_size):
             ids = windows[start : start + batch_size].to(device)
-            targets = ids[:, 1:].reshape(-1)
-            recurrent = decoder.prefill(ids, all_logits=True)
-            decoder.__exit__()  # the plain model for the convolutional logits, then swap back
-            conv = model(ids, use_cache=False).logits
-            decoder.__enter__()
-            for name, logits in (("conv", conv), ("recurrent", recurrent)):
-                loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets, reduction="sum")
-                totals[name] += float(loss)
-            count += targets.numel()
-    conv_ppl, recurrent_ppl = (math.exp(totals[k] / count) for k in ("conv", "recurrent"))
-    return {"conv_ppl": conv_ppl, "recurrent_ppl": recurrent_ppl, "relative_gap": recurrent_ppl / conv_ppl - 1}
+            logits = decoder.prefill(ids, all_logits=True)
+            total += float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum"))
+            count += ids[:, 1:].numel()
+    return math.exp(total / count)
 
 
 def quality_sweep(student: nn.Module, windows: Tensor, orders: tuple[int, ...] = (2, 4, 8, 16, 32), fir: int = 2,
-                  batch_size: int = 8) -> list[dict[str, Any]]:
-    """Per order: perplexity of the convolutional and of the recurrent student, and the filter fit errors."""
+                  length: int | None = None, batch_size: int = 8) -> list[dict[str, Any]]:
+    """Per order: perplexity of the convolutional and of the recurrent student, and the filter fit errors.
+
+    Filters are fitted over their first `length` taps (default: the windows' length).
+    """
+    conv = perplexity(student, windows, None, batch_size)
     rows = []
     for order in tqdm(orders, desc="orders", leave=False):
-        fitted = fit_student(student, order, fir, progress=False)
-        rows.append({"order": order, **perplexities(student, windows, fitted.fits, batch_size),
+        fitted = fit_student(student, order, fir, length=length or windows.shape[1], progress=False)
+        recurrent = perplexity(student, windows, fitted.fits, batch_size)
+        rows.append({"order": order, "conv_ppl": conv, "recurrent_ppl": recurrent, "relative_gap": recurrent / conv - 1,
                      "modes": max(row["modes"] for row in fitted.rows),
                      "fit_mean_error": statistics.mean(row["mean_error"] for row in fitted.rows),
                      "fit_max_error": max(row["max_error"] for row in fitted.rows), "layers": fitted.rows})

@@ -85,14 +85,19 @@ def hankel_singular_values(h: Tensor, size: int | None = None, fir: int = 1) -> 
     return torch.linalg.svdvals(hankel(h, size, shift=fir))
 
 
-def hankel_times(h: Tensor, size: int, shift: int, X: Tensor) -> Tensor:
-    """Rows of X [C, k, size] times hankel(h, size, shift), by FFT (a Hankel product is a correlation): [C, k, size].
+def hankel_spectrum(h: Tensor, size: int, shift: int) -> Tensor:
+    """The FFT of the taps that hankel(h, size, shift) holds, as `hankel_times` uses it: [C, n // 2 + 1]."""
+    return torch.fft.rfft(h[:, shift : shift + 2 * size - 1], n=1 << (3 * size - 2).bit_length())
 
-    The Hankel matrix is symmetric, so this is also (H @ X^T)^T.
+
+def hankel_times(spectrum: Tensor, size: int, X: Tensor) -> Tensor:
+    """Rows of X [C, k, size] times the Hankel matrices whose `hankel_spectrum` is given, by FFT: [C, k, size].
+
+    A Hankel product is a correlation, hence a convolution with X reversed. The Hankel matrix is symmetric,
+    so this is also (H @ X^T)^T.
     """
-    g = h[:, shift : shift + 2 * size - 1]
-    n = 1 << (3 * size - 2).bit_length()
-    product = torch.fft.rfft(g, n=n)[:, None] * torch.fft.rfft(X.flip(-1), n=n)
+    n = 2 * (spectrum.shape[-1] - 1)
+    product = spectrum[:, None] * torch.fft.rfft(X.flip(-1), n=n)
     return torch.fft.irfft(product, n=n)[..., size - 1 : 2 * size - 1]
 
 
@@ -107,7 +112,7 @@ def _orthonormalize(Y: Tensor) -> Tensor:
     return Y
 
 
-def _top_svd(h: Tensor, size: int, shift: int, order: int, power_steps: int = 3) -> tuple[Tensor, Tensor, Tensor]:
+def _top_svd(h: Tensor, size: int, shift: int, order: int, power_steps: int = 2) -> tuple[Tensor, Tensor, Tensor]:
     """The `order` leading singular triplets (U, S, Vh) of the Hankel matrices of h: exact when small, else randomized.
 
     A Hankel matrix is symmetric, so its singular vectors are eigenvectors: a randomized range finder (a
@@ -117,11 +122,12 @@ def _top_svd(h: Tensor, size: int, shift: int, order: int, power_steps: int = 3)
     if size <= 2 * order + 32:
         U, S, Vh = torch.linalg.svd(hankel(h, size, shift), full_matrices=False)
         return U[..., :order], S[..., :order], Vh[..., :order, :]
+    spectrum = hankel_spectrum(h, size, shift)
     generator = torch.Generator(h.device).manual_seed(0)
     Q = torch.randn(h.shape[0], order + 16, size, generator=generator, dtype=h.dtype, device=h.device)  # rows
     for _ in range(power_steps + 1):
-        Q = _orthonormalize(hankel_times(h, size, shift, Q))
-    values, vectors = torch.linalg.eigh(hankel_times(h, size, shift, Q) @ Q.transpose(-1, -2))  # Rayleigh-Ritz
+        Q = _orthonormalize(hankel_times(spectrum, size, Q))
+    values, vectors = torch.linalg.eigh(hankel_times(spectrum, size, Q) @ Q.transpose(-1, -2))  # Rayleigh-Ritz
     top = values.abs().argsort(dim=-1, descending=True)[..., :order]
     values = values.gather(-1, top)
     U = Q.transpose(-1, -2) @ vectors.gather(-1, top[..., None, :].expand(-1, vectors.shape[-2], -1))
@@ -135,7 +141,7 @@ def _realize(h: Tensor, order: int, size: int, fir: int) -> tuple[Tensor, Tensor
     valid = S > S[..., :1] * 1e-10  # states beyond the numerical rank become poles at 0 with residue 0
     root = torch.where(valid, S, 0).sqrt()
     inverse = torch.where(valid, 1 / root.clamp_min(torch.finfo(S.dtype).tiny), 0)
-    shifted_V = hankel_times(h, size, fir + 1, Vh).transpose(-1, -2)  # H_shifted @ V
+    shifted_V = hankel_times(hankel_spectrum(h, size, fir + 1), size, Vh).transpose(-1, -2)  # H_shifted @ V
     A = (U.transpose(-1, -2) @ shifted_V) * (inverse[..., :, None] * inverse[..., None, :])
     B = root * Vh[..., :, 0]  # first column of the controllability matrix
     C = root * U[..., 0, :]  # first row of the observability matrix
