@@ -103,9 +103,11 @@ class OperatorDecoder:
         return op.out_proj(y.to(u.dtype))[:, None]
 
     def _prefill_conv(self, n: int, y: Tensor) -> Tensor:
+        """Stage n's long convolution (skip included) over the prompt, y [B, D, T] -> [B, D, T]; keep its state."""
         raise NotImplementedError
 
     def _step_conv(self, n: int, y: Tensor) -> Tensor:
+        """Stage n's long convolution at the next position, y [B, D] -> [B, D]; update its state."""
         raise NotImplementedError
 
 
