@@ -147,3 +147,12 @@ def test_recurrent_perplexity_matches_convolutional_at_high_order():
     assert rows[0]["conv_ppl"] == pytest.approx(perplexity(student, windows))
     assert abs(rows[1]["relative_gap"]) < 1e-4  # random filters are smooth: order 12 fits them almost exactly
     assert rows[0]["fit_mean_error"] > rows[1]["fit_mean_error"]
+
+
+def test_gradient_refinement_lowers_the_fit_error():
+    g = torch.Generator().manual_seed(2)
+    t = torch.arange(256, dtype=torch.float64)
+    h = torch.exp(-t / 40) * torch.cumsum(torch.randn(4, 256, generator=g, dtype=torch.float64), dim=-1) / 10
+    plain = relative_error(h, fit_modal(h, 8)).mean()
+    refined = relative_error(h, fit_modal(h, 8, refine_steps=50, lr=3e-3)).mean()
+    assert refined < plain, (float(refined), float(plain))
