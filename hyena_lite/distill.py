@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -444,22 +443,22 @@ def _downsample(values: list[float], points: int = 100) -> list[float]:
 
 def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:
     """Validation perplexity, tokens, wall time per stage and the curves of one trained student."""
-    student, results = run.student, run.runs
-    records = [r for runs in results.values() for run in runs for r in run.records]
-    offsets, curves = 0, {}
-    for stage, runs in results.items():
-        for i, run in enumerate(runs):
-            key = stage if len(runs) == 1 else f"{stage}/{i}"
-            curves[key] = {"tokens": _downsample([offsets + r["tokens"] for r in run.records]),
-                           "loss": _downsample(run.losses),
-                           "ce": _downsample([r["ce"] for r in run.records]) if "ce" in run.records[0] else None,
-                           "val_ppl": [[offsets + run.records[e["step"] - 1]["tokens"], e["val_ppl"]]
-                                       for e in run.evals if "val_ppl" in e]}
-            offsets += run.tokens
-    return {"recipe": RECIPES[recipe], "val_ppl": math.exp(validation_loss(student, setup.valid_windows)),
-            "tokens": sum(run.tokens for runs in results.values() for run in runs),
-            "wall_seconds": {stage: sum(run.wall_seconds for run in runs) for stage, runs in results.items()},
-            "steps": len(records), "curve_ppl_after": run.ppl_after, "curves": curves}
+    offset, curves = 0, {}
+    for stage, parts in run.runs.items():
+        for i, part in enumerate(parts):
+            records = part.records
+            curves[stage if len(parts) == 1 else f"{stage}/{i}"] = {
+                "tokens": _downsample([offset + r["tokens"] for r in records]),
+                "loss": _downsample(part.losses),
+                "ce": _downsample([r["ce"] for r in records]) if "ce" in records[0] else None,
+                "val_ppl": [[offset + records[e["step"] - 1]["tokens"], e["val_ppl"]] for e in part.evals
+                            if "val_ppl" in e]}
+            offset += part.tokens
+    return {"recipe": RECIPES[recipe], "val_ppl": math.exp(validation_loss(run.student, setup.valid_windows)),
+            "tokens": offset,
+            "wall_seconds": {stage: sum(part.wall_seconds for part in parts) for stage, parts in run.runs.items()},
+            "steps": sum(len(part.records) for parts in run.runs.values() for part in parts),
+            "curve_ppl_after": run.ppl_after, "curves": curves}
 
 
 def _hardware() -> str:
@@ -481,15 +480,27 @@ def _git_commit() -> str:
 
 
 def compare(setup: Setup, tokens: int, recipes: tuple[str, ...] = ("paper", "best", "ce", "scratch")) -> dict:
-    """Train one student per recipe on the same `tokens` tokens and measure them against the teacher."""
-    report = {"teacher_ppl": math.exp(validation_loss(setup.teacher, setup.valid_windows)), "students": {}}
+    """Train one student per recipe on the same `tokens` tokens and measure them against the teacher.
+
+    The summary has teacher_ppl, RECIPE_ppl for each recipe, distilled_ppl (the best recipe's),
+    tokens (per student), wall_seconds (per student and stage) and each student's details.
+    """
+    students = {}
     for recipe in recipes:
         run = run_recipe(recipe, setup, tokens)
-        report["students"][recipe] = summarize(recipe, run, setup)
+        students[recipe] = summarize(recipe, run, setup)
         if setup.config.out_dir:
             folder = f"{setup.config.out_dir}/{recipe}/student"
             run.student.save_pretrained(folder)
             setup.tokenizer.save_pretrained(folder)
+    if len({s["tokens"] for s in students.values()}) != 1:
+        raise RuntimeError(f"the students saw different numbers of tokens: { {k: s['tokens'] for k, s in students.items()} }")
+    report = {"teacher_ppl": math.exp(validation_loss(setup.teacher, setup.valid_windows)),
+              **{f"{name}_ppl": s["val_ppl"] for name, s in students.items()}}
+    if "best" in students:
+        report["distilled_recipe"], report["distilled_ppl"] = "best", students["best"]["val_ppl"]
+    report.update(tokens=next(iter(students.values()))["tokens"],
+                  wall_seconds={name: s["wall_seconds"] for name, s in students.items()}, students=students)
     return report
 
 
@@ -620,13 +631,15 @@ def cli_main(args) -> int:
     out = args.out or str(artifacts_dir() / "distill" / profile.name)
     setup = make_setup(profile, args.teacher, layers, out, progress=not args.no_progress, grad_accum=args.grad_accum)
     if args.compare:
-        clock = time.perf_counter()
         report = compare(setup, tokens)
-        report = {"teacher": args.teacher or profile.teacher, "profile": profile.name, **report,
+        teacher = args.teacher or profile.teacher
+        report = {"teacher": teacher, "profile": profile.name,
+                  "teacher_train_tokens": profile.teacher_tokens if teacher == "mini-gpt2" else None, **report,
                   "command": f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
                              f"--grad-accum {args.grad_accum} --out {out}"
                              + (f" --results {args.results}" if args.results else ""),
-                  "total_wall_seconds": time.perf_counter() - clock, "git_commit": _git_commit(),
+                  "total_train_seconds": sum(sum(w.values()) for w in report["wall_seconds"].values()),
+                  "git_commit": _git_commit(),
                   "hardware": _hardware()}
         for recipe, student in report["students"].items():
             print(f"{recipe:>8}: val ppl {student['val_ppl']:.2f} ({student['val_ppl'] / report['teacher_ppl']:.2f}x "
