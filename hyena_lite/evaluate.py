@@ -12,7 +12,7 @@ The standard zero-shot suite runs online with lm-evaluation-harness, which loads
 
     pip install "lm_eval[hf]"
     python -c "import hyena_lite, lm_eval, json; print(json.dumps(lm_eval.simple_evaluate(
-        model='hf', model_args='pretrained=artifacts/students/kd,dtype=float32',
+        model='hf', model_args='pretrained=artifacts/distill/gpu/best/student,dtype=float32',
         tasks=['lambada_openai', 'wikitext', 'piqa', 'arc_easy', 'hellaswag'],
         batch_size=16)['results'], indent=1))"
 
