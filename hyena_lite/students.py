@@ -156,6 +156,7 @@ class HyenaStudentMixin:
     def __init__(self, config: Any) -> None:
         check_hyena_config(config)
         super().__init__(config)
+        self.loss_type = "ForCausalLM"  # GPT2LMHeadModel's name does not tell transformers which loss it is
         family = FAMILIES_BY_STUDENT[config.model_type]
         for i in config.hyena_layers or []:
             setattr(family.layers(self)[i], family.attention, HyenaMixer(config, i))

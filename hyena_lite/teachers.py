@@ -80,7 +80,17 @@ def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tup
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _name_causal_lm_loss(model)
     return model, tokenizer
+
+
+def _name_causal_lm_loss(model: PreTrainedModel) -> None:
+    """Name the causal-LM loss where transformers cannot infer it from the class name (GPT2LMHeadModel).
+
+    Without it, the first `labels=` call logs a warning to stderr, which the book build treats as an error.
+    """
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
 
 
 # ---------------------------------------------------------------------------------------------------- hub

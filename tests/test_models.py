@@ -257,3 +257,11 @@ def test_importing_hyena_lite_registers_the_students():
                                       vocab_size=VOCAB, intermediate_size=32, hyena_layers=[0], hyena_l_max=8)
         model = AutoModelForCausalLM.from_config(config)
         assert type(model).__name__ == name and isinstance(layer_mixers(model)[0], HyenaMixer)
+
+
+def test_gpt2_student_loss_is_named_so_labels_log_nothing(capfd):
+    student = convert(tiny_teacher("gpt2"))
+    x = ids()
+    student(input_ids=x, labels=x)
+    assert student.loss_type == "ForCausalLM"
+    assert "loss_type" not in capfd.readouterr().err
