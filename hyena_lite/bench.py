@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from hyena_lite import fastpath
 from hyena_lite.fftconv import fft_size
 from hyena_lite.operator import HyenaOperator
+from hyena_lite.students import kv_cache_argument
 
 WHATS = ("operator", "levers", "model", "generate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -485,7 +486,7 @@ class KVCacheDecoder:
 
     def __init__(self, model: nn.Module) -> None:
         self.model, self.cache = model, None
-        self.cache_name = "cache" if "cache" in _forward_kwargs(model, cache=None) else "past_key_values"
+        self.cache_name = kv_cache_argument(model)
 
     def _call(self, ids: Tensor, **kwargs: Any) -> Tensor:
         out = self.model(ids, use_cache=True, **_forward_kwargs(self.model, logits_to_keep=1), **kwargs)

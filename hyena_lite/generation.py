@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from hyena_lite.fftconv import fftconv
 from hyena_lite.modal import ModalFilter, fit_modal, relative_error
-from hyena_lite.students import family_of
+from hyena_lite.students import family_of, kv_cache_argument
 from hyena_lite.operator import HyenaOperator
 
 MODES = ("full", "cached", "recurrent")
@@ -275,14 +275,6 @@ class _DecodingMixer(nn.Module):
         return self.decoder(hidden), None
 
 
-def _cache_kwarg(model: nn.Module) -> str:
-    """The name of the key-value cache argument of this transformers version's forward."""
-    import inspect
-
-    inner = getattr(model, model.base_model_prefix, model)
-    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
-
-
 def _new_cache(model: nn.Module, hyena_layers: list[int]) -> Any:
     """A key-value cache for the attention layers; Hyena layers get placeholders so that masks size correctly."""
     from transformers import DynamicCache
@@ -329,7 +321,7 @@ class Decoder:
             self.decoders = {i: RecurrentDecoder(op, fits[i]) for i, op in self.operators.items()}
         else:
             self.decoders = {}
-        self.cache_name = _cache_kwarg(model)
+        self.cache_name = kv_cache_argument(model)
         self.ids: Tensor | None = None
         self.cache: Any = None
         self.position = 0

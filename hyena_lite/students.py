@@ -13,6 +13,8 @@ with holes is refused. Hyena layers keep no key-value cache: students default to
 """
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -277,3 +279,12 @@ def _register() -> None:
 
 
 _register()
+
+
+def kv_cache_argument(model: nn.Module) -> str:
+    """The name of the key-value cache argument of this transformers version ("cache" or "past_key_values").
+
+    Read from the base model's forward: the causal-LM class takes **kwargs and would accept either name silently.
+    """
+    inner = getattr(model, model.base_model_prefix, model)
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"

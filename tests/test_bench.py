@@ -159,3 +159,19 @@ def test_merge_results_joins_sections_of_one_machine() -> None:
     assert merged["operator"] == {"rows": [1]} and merged["model"] == {"rows": [2]}
     with pytest.raises(ValueError, match="different hardware"):
         bench.merge_results(env, {**env, "hardware": {"gpu": "H"}})
+
+
+def test_kv_cache_decoder_really_grows_the_cache():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hyena_lite.bench import KVCacheDecoder
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)).eval()
+    decoder = KVCacheDecoder(model)
+    prompt = torch.randint(0, 64, (1, 5))
+    with torch.no_grad():
+        decoder.prefill(prompt)
+        logits = decoder.step(torch.tensor([[3]]))
+        full = model(torch.cat([prompt, torch.tensor([[3]])], dim=1)).logits[:, -1]
+    assert decoder.cache.get_seq_length() == 6
+    assert torch.allclose(logits, full, atol=1e-5)
