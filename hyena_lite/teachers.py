@@ -214,6 +214,7 @@ def mini_gpt2(profile: Profile, progress: bool = True) -> tuple[GPT2LMHeadModel,
     config.out_dir, config.progress = str(folder / "run"), progress
     torch.manual_seed(profile.seed)
     model = GPT2LMHeadModel(mini_gpt2_config(profile, len(tokenizer)))
+    _name_causal_lm_loss(model)  # before training, whose first labels= call would warn otherwise
 
     def batches(start: int):
         return iterate_batches(train_tokens, config.batch_size, config.seq_len, seed=profile.seed, start_step=start)
