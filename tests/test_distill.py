@@ -139,3 +139,38 @@ def test_progressive_from_student_inputs_with_unfreezing_trains_blocks_below():
     assert not any(n.startswith(("transformer.wte", "transformer.wpe", "transformer.ln_f")) for n in changed)
     with pytest.raises(ValueError, match="input_from"):
         distill.progressive(student, teacher, batches_from, config(), input_from="nobody")
+
+
+def tiny_setup(log: list[int]) -> distill.Setup:
+    """A Setup over random tokens whose batch stream records which batches it hands out."""
+    torch.manual_seed(0)
+    windows = torch.randint(0, VOCAB, (4, SEQ))
+    setup = distill.Setup(tiny_teacher(), None, torch.randint(0, VOCAB, (4096,)), windows, windows,
+                          TrainConfig(steps=1, lr=3e-3, batch_size=BATCH, seq_len=SEQ, device="cpu", progress=False))
+
+    def batches_fn():
+        def stream(start: int):
+            for i, batch in enumerate(batches_from(start), start):
+                log.append(i)
+                yield batch
+        return stream
+
+    setup.batches_fn = batches_fn
+    return setup
+
+
+def test_compare_gives_every_student_exactly_the_same_batches():
+    log: list[int] = []
+    setup = tiny_setup(log)
+    seen = {}
+    for recipe in distill.RECIPES:
+        log.clear()
+        run = distill.run_recipe(recipe, setup, tokens=8 * BATCH * SEQ)
+        seen[recipe] = sorted(log)
+        assert sum(r.tokens for runs in run.runs.values() for r in runs) == 8 * BATCH * SEQ
+    assert all(batches == list(range(8)) for batches in seen.values()), seen
+    report = distill.compare(setup, tokens=8 * BATCH * SEQ)
+    for key in ("teacher_ppl", "distilled_ppl", "paper_ppl", "ce_ppl", "scratch_ppl", "tokens", "wall_seconds"):
+        assert key in report, key
+    assert report["tokens"] == 8 * BATCH * SEQ
+    assert set(report["students"]["best"]["curve_ppl_after"]) == {"init", "progressive", "kd"}
