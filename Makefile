@@ -79,10 +79,11 @@ $(VENDOR_STAMP):
 
 # Headless Chromium (Debian's, driven by Playwright) opens every page of the smoke-built book:
 # it fails on a missing image, a traceback in an output, a broken internal link, a JavaScript
-# error or a widget that did not render, and saves a screenshot of each page in _build/screenshots.
+# error, a widget that did not render or a figure without alt text (--require-alt), and saves a
+# screenshot of each page in _build/screenshots.
 # (Its own unit test, tests/browser/test_check_book.py, runs with the unit tests.)
 browser: book-smoke
-	$(PY) tests/browser/check_book.py _build/html --screenshots _build/screenshots
+	$(PY) tests/browser/check_book.py _build/html --require-alt --screenshots _build/screenshots
 
 clean:
 	rm -rf _build

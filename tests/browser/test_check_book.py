@@ -75,6 +75,20 @@ def test_missing_alt_text_is_a_note_unless_required(results) -> None:
     assert any("without alt text" in note for note in results["no_alt.html"].notes)
 
 
+def test_missing_alt_text_fails_when_required(tmp_path) -> None:
+    report = {"images": [{"src": "http://h/_images/a.png", "ok": True, "alt": "../_images/a.png"},
+                         {"src": "data:image/png;base64,AAAA", "ok": True, "alt": None},
+                         {"src": "http://h/_images/b.png", "ok": True, "alt": "a labelled figure"}],
+              "links": [], "outputs": [], "errorOutputs": 0, "widgetViews": 0, "widgetsRendered": 0,
+              "mathElements": 0, "mathRendered": 0}
+    for require_alt in (False, True):
+        result = check_book.PageResult("page.html")
+        check_book.judge(report, tmp_path, "http://h", tmp_path / "page.html", result, require_alt)
+        flagged = result.problems if require_alt else result.notes
+        assert [m for m in flagged if m.startswith("2 images without alt text")], flagged
+        assert all("without alt text" not in m for m in (result.notes if require_alt else result.problems))
+
+
 def test_every_page_but_static_files_is_opened(results) -> None:
     assert sorted(results) == sorted(name for name in SITE if not name.startswith("_"))
 

@@ -1,0 +1,159 @@
+"""The chapters' shared conventions: one Colab cell, identical everywhere, that does nothing outside Colab
+and mounts Google Drive only when asked; a header that states the time per profile; alt text on figures."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from hyena_lite import paths
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+COLAB_MARK = "# Colab only:"
+DRIVE_HOME = "/content/drive/MyDrive/hyena_lite"
+# Calls that draw a new figure: plt.subplots / plt.figure, pandas' df.plot.bar(...), hyena_lite.bench.plot_scaling.
+FIGURE_CALLS = {"subplots", "figure", "plot_scaling"}
+PANDAS_PLOTS = {"bar", "barh", "line", "hist", "area", "scatter"}
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def colab_cell(path: Path) -> str:
+    """The source of the cell just before the `parameters` cell."""
+    all_cells = cells(path)
+    index = next(i for i, c in enumerate(all_cells) if "parameters" in c["metadata"].get("tags", []))
+    return source(all_cells[index - 1]) if index and all_cells[index - 1]["cell_type"] == "code" else ""
+
+
+def test_there_are_chapters() -> None:
+    assert len(CHAPTERS) >= 11, f"found only {[p.name for p in CHAPTERS]} in {BOOK}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_cell_sits_before_parameters_and_is_shared(path: Path) -> None:
+    cell, reference = colab_cell(path), colab_cell(CHAPTERS[-1])
+    assert cell.startswith(COLAB_MARK), f"{path.name}: the cell before `parameters` is not the Colab install cell"
+    assert cell == reference, (f"{path.name}: its Colab cell differs from {CHAPTERS[-1].name}'s; every chapter "
+                               "carries the same one (copy it)")
+
+
+def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive_env: str | None = None) -> dict:
+    """Execute the shared Colab cell with pip, find_spec and google.colab faked; what it did."""
+    did: dict = {"pip": [], "mounted": []}
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: did["pip"].append(args))
+    real_find_spec = __import__("importlib.util").util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec",
+                        lambda name, *a: (object() if installed else None) if name == "hyena_lite"
+                        else real_find_spec(name, *a))
+    monkeypatch.delenv("HYENA_LITE_HOME", raising=False)
+    if drive_env is None:
+        monkeypatch.delenv("HYENA_LITE_DRIVE", raising=False)
+    else:
+        monkeypatch.setenv("HYENA_LITE_DRIVE", drive_env)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    if on_colab:
+        drive = types.SimpleNamespace(mount=lambda where: did["mounted"].append(where))
+        monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(drive=drive))
+    exec(compile(colab_cell(CHAPTERS[-1]), "colab cell", "exec"), {})
+    did["home"] = __import__("os").environ.get("HYENA_LITE_HOME")
+    return did
+
+
+def test_colab_cell_does_nothing_outside_colab(monkeypatch) -> None:
+    did = run_colab_cell(monkeypatch, on_colab=False, installed=False, drive_env="1")
+    assert did == {"pip": [], "mounted": [], "home": None}
+
+
+def test_colab_cell_installs_on_colab_and_leaves_drive_alone_by_default(monkeypatch) -> None:
+    did = run_colab_cell(monkeypatch, on_colab=True, installed=False)
+    assert len(did["pip"]) == 1 and "pip" in did["pip"][0] and "install" in did["pip"][0]
+    assert did["mounted"] == [] and did["home"] is None
+    assert run_colab_cell(monkeypatch, on_colab=True, installed=True)["pip"] == []
+
+
+def test_colab_cell_keeps_files_on_drive_when_asked(monkeypatch) -> None:
+    did = run_colab_cell(monkeypatch, on_colab=True, drive_env="1")
+    assert did["mounted"] == ["/content/drive"] and did["home"] == DRIVE_HOME
+    monkeypatch.setenv("HYENA_LITE_HOME", DRIVE_HOME)
+    assert paths.artifacts_dir() == Path(DRIVE_HOME).resolve() / "artifacts"  # checkpoints land on Drive
+
+
+def test_colab_cell_turns_drive_on_with_use_drive() -> None:
+    cell = colab_cell(CHAPTERS[-1])
+    assert "USE_DRIVE = False" in cell and "if USE_DRIVE or" in cell, "the reader's switch is USE_DRIVE = True"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_header_states_time_per_profile(path: Path) -> None:
+    header = source(cells(path)[0])
+    time = next((p for p in header.split("\n\n") if p.startswith("**Time:**")), None)
+    assert time, f"{path.name}: the first cell has no '**Time:**' paragraph"
+    if "every profile" not in time:
+        missing = [p for p in ("smoke", "cpu", "gpu") if not re.search(rf"\b{p}\b", time, re.IGNORECASE)]
+        assert not missing, f"{path.name}: its Time paragraph does not say how long the {missing} profile takes"
+
+
+def draws_figure(node: ast.AST, makers: set[str]) -> bool:
+    """Whether `node` calls something that draws a figure (outside function definitions)."""
+    todo = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(item, ast.Call):
+            func = item.func
+            if isinstance(func, ast.Name) and func.id in makers:
+                return True
+            if isinstance(func, ast.Attribute) and (
+                    func.attr in FIGURE_CALLS
+                    or (func.attr in PANDAS_PLOTS and isinstance(func.value, ast.Attribute) and func.value.attr == "plot")):
+                return True
+        todo.extend(ast.iter_child_nodes(item))
+    return False
+
+
+def figure_cells(path: Path) -> list[int]:
+    """Indices of the code cells that draw a figure, directly or through a function the notebook defines."""
+    trees = {i: ast.parse(re.sub(r"^[%!].*$", "", source(c), flags=re.M))
+             for i, c in enumerate(cells(path)) if c["cell_type"] == "code"}
+    functions = [f for tree in trees.values() for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)]
+    makers: set[str] = set()
+    while True:
+        found = {f.name for f in functions if any(draws_figure(stmt, makers) for stmt in f.body)} - makers
+        if not found:
+            break
+        makers |= found
+    return [i for i, tree in trees.items() if draws_figure(tree, makers)]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_figures_have_alt_text(path: Path) -> None:
+    all_cells = cells(path)
+    missing = [i for i in figure_cells(path)
+               if not all_cells[i]["metadata"].get("mystnb", {}).get("image", {}).get("alt", "").strip()]
+    assert not missing, (f"{path.name}: code cells {missing} draw figures without alt text; give each the cell "
+                         'metadata "mystnb": {"image": {"alt": "<what the figure shows>"}}')
+
+
+def test_figure_detection_finds_plots_through_local_functions(tmp_path: Path) -> None:
+    notebook = {"cells": [
+        {"cell_type": "code", "metadata": {}, "source": "def show(x):\n    fig, ax = plt.subplots()\n"},
+        {"cell_type": "code", "metadata": {}, "source": "show(1)"},
+        {"cell_type": "code", "metadata": {}, "source": "interact(show, x=1)"},
+        {"cell_type": "code", "metadata": {}, "source": "df.plot.bar(rot=0)"},
+        {"cell_type": "code", "metadata": {}, "source": "print(1)"}]}
+    (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
+    assert figure_cells(tmp_path / "nb.ipynb") == [1, 3]
