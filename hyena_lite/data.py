@@ -11,14 +11,17 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import GPT2TokenizerFast, PreTrainedTokenizerBase
 
 from hyena_lite.paths import assets_dir
+
+if TYPE_CHECKING:  # imported where used: batches and windows need no `datasets` (a GPU machine may lack it)
+    import datasets
 
 DOMAINS = ("shakespeare", "austen", "bible")
 SPLITS = ("train", "validation", "test")
@@ -52,6 +55,8 @@ def gpt2_tokenizer() -> GPT2TokenizerFast:
 
 
 def _documents_dataset(rows: list[dict[str, str]]) -> datasets.Dataset:
+    import datasets
+
     features = datasets.Features({k: datasets.Value("string") for k in ("text", "domain", "title")})
     return datasets.Dataset.from_list(rows, features=features)
 
@@ -119,6 +124,8 @@ def load_corpus(name: str = "offline") -> datasets.DatasetDict:
     split_documents). "wikitext-103": WikiText-103 (raw) from the Hugging Face hub, one row per
     article; it fails at once when the hub is unreachable.
     """
+    import datasets
+
     if name == "offline":
         root = corpus_dir()
         docs = read_manifest()

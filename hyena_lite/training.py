@@ -1,7 +1,11 @@
 """The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact resume.
 
-Built on `accelerate`: bf16 autocast on CUDA, and several GPUs through `accelerate launch` or
-torchrun with no code change (each process trains on its slice of every global batch).
+Built on `accelerate`: bf16 autocast on CUDA, and several processes (GPUs, or CPU processes over gloo)
+through `accelerate launch` or torchrun with no code change. The global batch of one optimiser step is
+batch_size x grad_accum sequences whatever the number of processes N: every process draws the same
+global micro-batches of batch_size sequences and trains on its contiguous 1/N of the rows; DDP averages
+the gradients (the full-batch mean gradient when the shards hold equal numbers of tokens: no padding),
+the logged loss and metrics are means over processes, and only the main process writes files.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import math
 import os
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +47,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float | None = 1.0
     grad_accum: int = 1  # micro-batches per optimiser step
-    batch_size: int = 8  # sequences per global micro-batch (all processes together)
+    batch_size: int = 8  # sequences per global micro-batch (all processes together; divisible by their number)
     seq_len: int = 128
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on CUDA, else "no"; or "no" / "bf16"
@@ -161,6 +166,14 @@ def _shard(batch: Batch, rank: int, world: int) -> Batch:
     return _map_batch(batch, cut)
 
 
+def _mean_over_processes(accelerator, loss: torch.Tensor, metrics: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """The step's loss and metrics averaged over processes (one all-reduce); each process has its shard's."""
+    names = sorted(metrics)
+    values = torch.stack([loss.float(), *(torch.tensor(float(metrics[k]), device=loss.device) for k in names)])
+    values = accelerator.reduce(values, reduction="mean").tolist()
+    return values[0], dict(zip(names, values[1:]))
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -229,6 +242,10 @@ def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: Trai
         return TrainResult(log["records"], log["evals"], finished=True, skipped=True, out_dir=str(out_dir))
 
     accelerator = _make_accelerator(config)
+    if config.batch_size % accelerator.num_processes:
+        raise ValueError(f"a global micro-batch of batch_size={config.batch_size} sequences does not split over "
+                         f"{accelerator.num_processes} processes; use a batch size divisible by "
+                         f"{accelerator.num_processes}, or fewer processes")
     params, flags = _frozen_except(model, trainable)
     try:
         return _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result)
@@ -238,38 +255,41 @@ def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: Trai
 
 
 def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result) -> TrainResult:
+    from accelerate.utils import gather_object
+
     optimizer = _optimizer(params, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     checkpoint_path = out_dir / "checkpoint.pt" if out_dir else None
     start_step, wall_before = 0, 0.0
-    _seed_everything(config.seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    _seed_everything(config.seed + rank)  # independent dropout masks on each process's rows
     if checkpoint_path and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        _set_rng_state(_own_rng_state(state["rng"], rank, world))
         start_step = state["step"]
         result.records, result.evals = state["records"], state["evals"]
         wall_before = result.wall_seconds
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     base = accelerator.unwrap_model(wrapped)
-    rank, world = accelerator.process_index, accelerator.num_processes
 
     def save_checkpoint(step: int) -> None:
+        rng = gather_object([_rng_state()])  # every process's, for an exact resume of each
         if accelerator.is_main_process:
             _atomic_save({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": step,
+                          "scheduler": scheduler.state_dict(), "rng": rng, "step": step,
                           "records": result.records, "evals": result.evals}, checkpoint_path)
             _write_log(out_dir / "log.json", config, result, stopped=None)
         accelerator.wait_for_everyone()
 
     def evaluate(step: int) -> None:
         rng = _rng_state()  # validation must not change the random numbers training sees next
-        wrapped.eval()
+        base.eval()  # the bare model: every process validates alike, with no DDP collectives to keep in step
         with torch.no_grad(), accelerator.autocast():
-            metrics = eval_fn(wrapped)
-        wrapped.train()
+            metrics = eval_fn(base)
+        base.train()
         _set_rng_state(rng)
         result.evals.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
 
@@ -298,7 +318,7 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
             total += loss.detach().float() / config.grad_accum
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / config.grad_accum
-        mean_loss = accelerator.reduce(total, reduction="mean").item()
+        mean_loss, sums = _mean_over_processes(accelerator, total, sums)
         if not math.isfinite(mean_loss):
             bar.close()
             kept = f"the last good checkpoint (step {_checkpoint_step(checkpoint_path)}) is in {out_dir}" \
@@ -333,6 +353,16 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
     accelerator.wait_for_everyone()
     accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
     return result
+
+
+def _own_rng_state(saved: dict | list, rank: int, world: int) -> dict[str, Any]:
+    """This process's random state in a checkpoint (one state per process; older checkpoints hold one)."""
+    if isinstance(saved, dict):
+        saved = [saved]
+    if len(saved) != world:
+        warnings.warn(f"the checkpoint was written by {len(saved)} process(es), this run has {world}: the weights, "
+                      f"optimiser and data resume exactly, random numbers (dropout) do not", stacklevel=3)
+    return saved[rank % len(saved)]
 
 
 def _checkpoint_step(path: Path) -> int:
