@@ -391,10 +391,11 @@ def plot_scaling(
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))
-    for label, key in series.items():
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--")]  # readable without colour
+    for (label, key), (marker, line) in zip(series.items(), styles * len(series)):
         points = sorted((r[x], r[key]) for r in rows if r.get(key) is not None)
         if points:
-            ax.plot(*zip(*points), marker="o", label=label)
+            ax.plot(*zip(*points), marker=marker, linestyle=line, label=label)
     keys = list(cross or series.values())
     if len(keys) >= 2 and (where := crossover(rows, x, keys[0], keys[1])) is not None:
         ax.axvline(where, color="grey", linestyle="--", linewidth=1)
