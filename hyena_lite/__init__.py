@@ -9,5 +9,6 @@ from hyena_lite.fftconv import direct_conv, fftconv
 from hyena_lite.operator import HyenaFilter, HyenaOperator
 from hyena_lite.models import (HyenaGPT2LMHeadModel, HyenaGPTNeoXForCausalLM, HyenaLlamaForCausalLM, HyenaMixer,
                                convert, layer_mixers, parameter_table)  # registers the students with the Auto classes
+from hyena_lite.calibration import calibrate_mixers
 
 __version__ = "0.1.0"
