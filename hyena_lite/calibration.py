@@ -24,16 +24,18 @@ def calibrate_mixers(student: nn.Module, teacher: nn.Module, ids: torch.Tensor,
                      batch_size: int = 8) -> dict[int, dict[str, float]]:
     """Rescale each Hyena mixer of `student` on the teacher's inputs to its layer (teacher forcing), in place.
 
-    With gates=True, first scale each gate channel x^n (its short-filter row, weight and bias) so that every
-    step of the recurrence z^n = x^n * (h^n * z^(n-1) + D^n z^(n-1)), z^0 = v, keeps the RMS of v: the
-    operator's inner output then has a natural size, whatever the gates' and filters' sizes were. Then scale
-    out_proj (weight and bias) by the least-squares alpha = <s, t> / <s, s>, s the mixer's output and t the
-    teacher's attention output. Least squares, not RMS matching: alpha minimises ||alpha s - t||^2, so the
+    Scale out_proj (weight and bias) by the least-squares alpha = <s, t> / <s, s>, s the mixer's output and t
+    the teacher's attention output. Least squares, not RMS matching: alpha minimises ||alpha s - t||^2, so the
     normalised error becomes 1 - corr(s, t)^2 <= 1, whereas matching the RMS of an output uncorrelated with t
     (the usual case at initialisation) would leave an error of about 2, twice that of a mixer that outputs
-    zero. alpha may be small or negative: it keeps what s explains of t. Without the gate step, alpha alone
-    fixes the error, but it can be 1e-5 in front of a huge inner output, and the first optimiser steps on
-    out_proj then blow the error up again.
+    zero. alpha may be small or negative: it keeps what s explains of t.
+
+    With gates=True, first multiply each gate x^n (its short-filter rows, weight and bias) by one number, so
+    that every step of the recurrence z^n = x^n * (h^n * z^(n-1) + D^n z^(n-1)), z^0 = v, keeps the RMS of v.
+    That only moves the scale from out_proj into the gates (alpha then absorbs what is left, and the mixer
+    computes what alpha alone would give it, up to out_proj's bias), but it matters for training: alone,
+    alpha can be 1e-5 in front of a huge inner output, and the first optimiser steps on out_proj blow the
+    error up again. One number per gate, not per channel, keeps the direction of the seeded output.
 
     Sums run over the tokens of `ids` [batch, length] whose attention_mask is 1, in chunks of `batch_size`
     rows; calibrate at the sequence length you train at (the long filters' sums grow with it). Returns, per
@@ -54,8 +56,7 @@ def calibrate_mixers(student: nn.Module, teacher: nn.Module, ids: torch.Tensor,
     teacher.eval()
     try:
         before = {i: torch.zeros(3, dtype=torch.float64) for i in hyena}  # <s, t>, <s, s>, <t, t>
-        energy = {i: torch.zeros(mixers[i].operator.order + 1, mixers[i].operator.d_model, dtype=torch.float64)
-                  for i in hyena}
+        energy = {i: torch.zeros(mixers[i].operator.order + 1, dtype=torch.float64) for i in hyena}
         measure, recurrence = _output_sums(mixers, before), _recurrence_energy(mixers, energy)
         _teacher_pass(teacher, hyena, ids, attention_mask, batch_size,
                       (lambda *a: (measure(*a), recurrence(*a))) if gates else measure)
@@ -129,39 +130,35 @@ def _output_sums(mixers: list[nn.Module], sums: dict[int, torch.Tensor]) -> Laye
 
 
 def _recurrence_energy(mixers: list[nn.Module], energy: dict[int, torch.Tensor]) -> LayerFn:
-    """Add, per channel, the sum of squares of z^0 = v, z^1, ..., z^N of each mixer's recurrence (kept positions)."""
+    """Add the sums of squares of z^0 = v, z^1, ..., z^N of each mixer's recurrence (kept positions)."""
     def fn(layer: int, hidden: torch.Tensor, _target: torch.Tensor, mask: torch.Tensor | None) -> None:
         operator = mixers[layer].operator
         gates, v = operator.gates_and_value(_on(operator, hidden))
         filters, skips = operator.long_filters(v.shape[-1])
         keep = 1.0 if mask is None else mask[:, None, :].to(v.device, torch.float64)
         z, rows = v.double(), []
-        rows.append((z * keep).pow(2).sum(dim=(0, 2)))
+        rows.append((z * keep).pow(2).sum())
         for n, x in enumerate(gates):
             z = x.double() * fftconv(z, filters[n].double(), skips[n].double())
-            rows.append((z * keep).pow(2).sum(dim=(0, 2)))
+            rows.append((z * keep).pow(2).sum())
         energy[layer] += torch.stack(rows).cpu()
     return fn
 
 
 def _scale_gates(operator: nn.Module, energy: torch.Tensor) -> None:
-    """Scale gate n's channels by rms(z^(n-1)) / rms(z^n), so that each step keeps the RMS of v (1 where either is 0).
+    """Multiply gate n by rms(z^(n-1)) / rms(z^n), so that each step keeps the RMS of v (by 1 where either is 0).
 
-    The gates act channel by channel and the filters are depthwise, so a channel's scale passes through
-    unchanged: gate n's factor is the ratio of the unscaled energies of consecutive steps.
+    The recurrence is linear in each gate, so a factor on gate n scales z^n, z^(n+1), ... alike: gate n's
+    factor is the ratio of the unscaled energies of consecutive steps.
     """
     d = operator.d_model
-    live = (energy[:-1] > 0) & (energy[1:] > 0)
-    factors = torch.where(live, (energy[:-1] / energy[1:].where(live, torch.ones_like(energy[1:]))).sqrt(),
-                          torch.ones_like(energy[1:]))
     conv = operator.short_filter
     with torch.no_grad():
-        for n, f in enumerate(factors):
-            rows = slice(n * d, (n + 1) * d)
-            f = f.to(conv.weight)
-            conv.weight[rows] *= f[:, None, None]
+        for n, (previous, current) in enumerate(zip(energy[:-1].tolist(), energy[1:].tolist())):
+            factor = (previous / current) ** 0.5 if previous > 0 and current > 0 else 1.0
+            conv.weight[n * d:(n + 1) * d] *= factor
             if conv.bias is not None:
-                conv.bias[rows] *= f
+                conv.bias[n * d:(n + 1) * d] *= factor
 
 
 def _scale_output(mixer: HyenaMixer, before: list[float], after: list[float]) -> dict[str, float]:
