@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyena_lite.calibration import calibrate_mixers
 from hyena_lite.models import HyenaMixer, layer_mixers
 from hyena_lite.training import Batch, BatchesFn, TrainConfig, TrainResult, train
 
@@ -323,15 +324,16 @@ def _trainable(student: nn.Module, which: str) -> list[nn.Parameter] | None:
 
 # A recipe: its student's initialisation (see hyena_lite.models.convert) and its stages, each with
 # its share of the token budget and its options. "paper": the paper's recipe (teacher weights but fresh
-# Hyena mixers, progressive transfer, then logit KD); "best": ours (seeded mixers, and KD with
-# cross-entropy at a lower learning rate; chapter 7 says why). The baselines train on the same tokens
-# with cross-entropy alone: "ce" (the best recipe's initialisation) and "scratch" (every weight
-# random, the paper's "pre-training"). Alignment steps are cheap (no language-model head), so they
-# take one sequence each, at 3x the learning rate.
+# Hyena mixers, progressive transfer, then logit KD); "best": ours (seeded mixers, calibrated on the first
+# training batch by hyena_lite.calibration, so that they start no worse than silent rather than 100x too
+# loud, and KD with cross-entropy at a lower learning rate; chapter 7 says why). The baselines train on
+# the same tokens with cross-entropy alone: "ce" (the best recipe's initialisation, uncalibrated) and
+# "scratch" (every weight random, the paper's "pre-training"). Alignment steps are cheap (no language-model
+# head), so they take one sequence each, at 3x the learning rate.
 ALIGN = {"one_sequence_steps": True, "lr_scale": 3.0}
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"init": "fresh", "stages": [("progressive", 0.25, ALIGN), ("kd", 0.75, {})]},
-    "best": {"init": "teacher",
+    "best": {"init": "teacher", "calibrate": True,
              "stages": [("progressive", 0.25, ALIGN), ("kd", 0.75, {"ce_weight": 0.5, "lr_scale": 0.3})]},
     "ce": {"init": "teacher", "stages": [("ce", 1.0, {})]},
     "scratch": {"init": "random", "stages": [("ce", 1.0, {})]},
@@ -360,6 +362,13 @@ class Setup:
 
     def steps_for(self, tokens: int) -> int:
         return max(1, tokens // self.config.tokens_per_step)
+
+    def calibration_batch(self) -> torch.Tensor:
+        """What calibrates a recipe's student: the training stream's first micro-batch (no token beyond the budget)."""
+        from hyena_lite.data import iterate_batches
+
+        c = self.config
+        return next(iterate_batches(self.train_tokens, c.batch_size, c.seq_len, c.seed))
 
 
 def make_setup(profile, teacher_name: str | None = None, hyena_layers: list[int] | None = None,
@@ -433,12 +442,14 @@ def run_stage(stage: str, student: nn.Module, setup: Setup, tokens: int, name: s
 
 @dataclass
 class RecipeRun:
-    """A trained student, its training runs per stage, and its validation perplexity (on the curve windows)
-    at initialisation and after each stage."""
+    """A trained student, its training runs per stage, its validation perplexity (on the curve windows)
+    at initialisation, after calibration (if the recipe calibrates) and after each stage, and the
+    calibration's report per Hyena layer (see hyena_lite.calibration.calibrate_mixers)."""
 
     student: nn.Module
     runs: dict[str, list[TrainResult]]
     ppl_after: dict[str, float]
+    calibration: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 def run_recipe(recipe: str, setup: Setup, tokens: int) -> RecipeRun:
@@ -448,9 +459,14 @@ def run_recipe(recipe: str, setup: Setup, tokens: int) -> RecipeRun:
     spec = RECIPES[recipe]
     student = make_student(setup, spec["init"])
     run = RecipeRun(student, {}, {"init": math.exp(validation_loss(student, setup.curve_windows))})
+    prefix = recipe
+    if spec.get("calibrate"):
+        run.calibration = calibrate_mixers(student, setup.teacher, setup.calibration_batch())
+        run.ppl_after["calibrate"] = math.exp(validation_loss(student, setup.curve_windows))
+        prefix = f"{recipe}/calibrated"  # its own runs: finished runs of the uncalibrated recipe must not be reused
     offset = 0
     for i, (stage, share, options) in enumerate(spec["stages"]):
-        runs = run_stage(stage, student, setup, int(tokens * share), f"{recipe}/{i}-{stage}", offset, **options)
+        runs = run_stage(stage, student, setup, int(tokens * share), f"{prefix}/{i}-{stage}", offset, **options)
         run.runs[stage] = runs
         run.ppl_after[stage] = math.exp(validation_loss(student, setup.curve_windows))
         offset += sum(r.tokens for r in runs) // (setup.config.batch_size * setup.config.seq_len)
@@ -482,7 +498,7 @@ def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:
             "tokens": offset,
             "wall_seconds": {stage: sum(part.wall_seconds for part in parts) for stage, parts in run.runs.items()},
             "steps": sum(len(part.records) for parts in run.runs.values() for part in parts),
-            "curve_ppl_after": run.ppl_after, "curves": curves}
+            "curve_ppl_after": run.ppl_after, "calibration": run.calibration, "curves": curves}
 
 
 def _hardware() -> str:
@@ -517,13 +533,16 @@ def compare(setup: Setup, tokens: int, recipes: tuple[str, ...] = ("paper", "bes
             folder = f"{setup.config.out_dir}/{recipe}/student"
             run.student.save_pretrained(folder)
             setup.tokenizer.save_pretrained(folder)
-    if len({s["tokens"] for s in students.values()}) != 1:
-        raise RuntimeError(f"the students saw different numbers of tokens: { {k: s['tokens'] for k, s in students.items()} }")
+    tokens_seen = {name: s["tokens"] for name, s in students.items()}
+    step_tokens = setup.config.tokens_per_step
+    if max(tokens_seen.values()) - min(tokens_seen.values()) >= step_tokens * max(len(RECIPES[r]["stages"]) for r in students):
+        # each stage's share of the budget is rounded down to whole steps: up to one step per stage apart
+        raise RuntimeError(f"the students saw different numbers of tokens: {tokens_seen}")
     report = {"teacher_ppl": math.exp(validation_loss(setup.teacher, setup.valid_windows)),
               **{f"{name}_ppl": s["val_ppl"] for name, s in students.items()}}
     if "best" in students:
         report["distilled_recipe"], report["distilled_ppl"] = "best", students["best"]["val_ppl"]
-    report.update(tokens=next(iter(students.values()))["tokens"],
+    report.update(tokens=max(tokens_seen.values()), tokens_per_student=tokens_seen,
                   wall_seconds={name: s["wall_seconds"] for name, s in students.items()}, students=students)
     return report
 

@@ -173,4 +173,5 @@ def test_compare_gives_every_student_exactly_the_same_batches():
     for key in ("teacher_ppl", "distilled_ppl", "paper_ppl", "ce_ppl", "scratch_ppl", "tokens", "wall_seconds"):
         assert key in report, key
     assert report["tokens"] == 8 * BATCH * SEQ
-    assert set(report["students"]["best"]["curve_ppl_after"]) == {"init", "progressive", "kd"}
+    assert set(report["students"]["best"]["curve_ppl_after"]) == {"init", "calibrate", "progressive", "kd"}
+    assert set(report["students"]["best"]["calibration"]) == {0, 1} and not report["students"]["paper"]["calibration"]
