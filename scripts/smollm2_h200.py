@@ -151,27 +151,54 @@ def run_scratch(args) -> None:
     train_student("scratch", "scratch", setup, args, report, with_teacher=False)
 
 
+def layer_sensitivity(setup: distill.Setup) -> dict[int, float]:
+    """Per layer: how much the validation loss (curve windows) rises when that layer alone gets a calibrated Hyena
+    mixer for its attention; the layers the teacher misses most when converted alone are the hybrid's to keep."""
+    from hyena_lite.calibration import calibrate_mixers
+
+    base = distill.validation_loss(setup.teacher, setup.curve_windows)
+    rises = {}
+    for layer in range(setup.teacher.config.num_hidden_layers):
+        student = distill.make_student(dataclasses.replace(setup, hyena_layers=[layer]), "teacher")
+        calibrate_mixers(student, setup.teacher, setup.calibration_batch())
+        rises[layer] = distill.validation_loss(student, setup.curve_windows) - base
+        del student
+    return rises
+
+
 def run_distill(args) -> None:
-    """Teacher evaluation, the all-Hyena student, then the hybrid with the two worst-imitated layers kept as attention."""
-    report = new_report(args, "distill")
+    """Teacher evaluation, then the all-Hyena student and/or the hybrid (--only), whose attention layers are
+    --attention-layers or the two with the largest lone-layer sensitivity (see layer_sensitivity)."""
+    report = new_report(args, "distill" if args.only is None else f"distill-{args.only}")
     report["tokens_per_student"] = args.tokens
     clock = time.perf_counter()
     teacher, tokenizer = load_teacher(TEACHER)
     report["teacher_load_seconds"] = time.perf_counter() - clock
     setup = make_setup(teacher, tokenizer, args)
-    report["teacher"] = {"val_ppl": math.exp(distill.validation_loss(setup.teacher, setup.valid_windows)),
-                         "suite": suite(setup.teacher, setup, args, with_teacher=False),
-                         "parameters": sum(p.numel() for p in setup.teacher.parameters())}
-    write(report, args.json)
-    print(f"teacher: val ppl {report['teacher']['val_ppl']:.2f}", flush=True)
-    run = train_student("hyena", RECIPE, setup, args, report, with_teacher=True)
-    nmse = layer_nmse(run)
-    keep = args.attention_layers or sorted(sorted(nmse, key=nmse.get)[-2:])
-    report["layer_nmse"] = nmse
+    if args.only != "hybrid":
+        report["teacher"] = {"val_ppl": math.exp(distill.validation_loss(setup.teacher, setup.valid_windows)),
+                             "suite": suite(setup.teacher, setup, args, with_teacher=False),
+                             "parameters": sum(p.numel() for p in setup.teacher.parameters())}
+        write(report, args.json)
+        print(f"teacher: val ppl {report['teacher']['val_ppl']:.2f}", flush=True)
+        run = train_student("hyena", RECIPE, setup, args, report, with_teacher=True)
+        report["layer_nmse"] = layer_nmse(run)
+        write(report, args.json)
+        del run
+        if device() == "cuda":
+            torch.cuda.empty_cache()
+    if args.only == "hyena":
+        return
+    keep = args.attention_layers
+    if keep is None:
+        clock = time.perf_counter()
+        report["layer_sensitivity"] = layer_sensitivity(setup)
+        report["layer_sensitivity_seconds"] = time.perf_counter() - clock
+        keep = sorted(sorted(report["layer_sensitivity"], key=report["layer_sensitivity"].get)[-2:])
+        print("lone-layer sensitivity (validation loss rise): " + ", ".join(
+            f"{k}: {v:.3f}" for k, v in report["layer_sensitivity"].items()), flush=True)
     report["hybrid_attention_layers"] = keep
-    del run
-    if device() == "cuda":
-        torch.cuda.empty_cache()
+    write(report, args.json)
     hybrid = dataclasses.replace(setup, hyena_layers=[i for i in range(teacher.config.num_hidden_layers) if i not in keep])
     train_student("hybrid", RECIPE, hybrid, args, report, with_teacher=True)
 
@@ -198,13 +225,16 @@ def merge(args) -> None:
     tokens = {p["tokens_per_student"] for p in parts}
     if len(tokens) != 1:
         raise ValueError(f"the parts trained on different token budgets {sorted(tokens)}: they do not compare")
-    distilled = next(p for p in parts if p["part"] == "distill")
+    distilled = {k: v for p in parts if p["part"].startswith("distill") for k, v in p.items()
+                 if k in ("hybrid_attention_layers", "layer_nmse", "layer_sensitivity", "settings",
+                          "teacher_load_seconds")}
     ratio = {name: m["val_ppl"] / teacher["val_ppl"] for name, m in models.items()}
     out = {"teacher": TEACHER, "teacher_ppl": teacher["val_ppl"],
            **{f"{name}_ppl": m["val_ppl"] for name, m in models.items()},
            **{f"{name}_vs_teacher": r for name, r in ratio.items()},
            "tokens": {name: m["tokens"] for name, m in models.items()},
            "hybrid_attention_layers": distilled["hybrid_attention_layers"], "layer_nmse": distilled["layer_nmse"],
+           "layer_sensitivity": distilled.get("layer_sensitivity"),
            "gpu_minutes": {**{name: (m["train_seconds"] + m["eval_seconds"]) / 60 for name, m in models.items()},
                            "parts_total": sum(p["wall_seconds"] for p in parts) / 60},
            "per_domain": {name: m["suite"]["texts"] for name, m in [("teacher", teacher), *models.items()]},
@@ -242,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--curve-tokens", type=int, default=32_768, help="validation tokens of the curves")
         p.add_argument("--eval-batch", type=int, default=16)
         p.add_argument("--attention-layers", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                       help="distill: the hybrid's attention layers (default: the two worst-imitated)")
+                       help="distill: the hybrid's attention layers (default: the two of largest lone-layer sensitivity)")
+        p.add_argument("--only", choices=("hyena", "hybrid"), default=None,
+                       help="distill: train one of the two students (run both parts side by side on two GPUs)")
         p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or distill._git_commit())
         p.add_argument("--json", required=True, help="where this part writes its results")
         p.add_argument("--no-progress", action="store_true")
