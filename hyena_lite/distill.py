@@ -372,11 +372,13 @@ class Setup:
 
 
 def make_setup(profile, teacher_name: str | None = None, hyena_layers: list[int] | None = None,
-               out_dir: str | None = None, progress: bool = True, grad_accum: int = 1) -> Setup:
+               out_dir: str | None = None, progress: bool = True, grad_accum: int | None = None) -> Setup:
     """Load the teacher and the data of a profile, and the training settings shared by all students.
 
-    Each optimiser step takes profile.batch_size sequences, in `grad_accum` micro-batches (less memory).
+    Each optimiser step takes profile.batch_size sequences, in `grad_accum` micro-batches (less memory;
+    default: the profile's, results/peak_memory_h200.json).
     """
+    grad_accum = profile.grad_accum if grad_accum is None else grad_accum
     if grad_accum < 1 or profile.batch_size % grad_accum:
         raise ValueError(f"grad_accum={grad_accum} must divide the profile's batch size {profile.batch_size}")
     from hyena_lite.data import eval_windows, load_corpus, tokenize_split
@@ -648,8 +650,9 @@ def cli_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="folder of checkpoints, logs and students "
                                                    "(default: artifacts/distill/PROFILE)")
     parser.add_argument("--results", default=None, help="--compare: write the JSON summary here")
-    parser.add_argument("--grad-accum", type=int, default=1,
-                        help="split each step's batch into this many micro-batches (less memory, same tokens)")
+    parser.add_argument("--grad-accum", type=int, default=None,
+                        help="split each step's batch into this many micro-batches (less memory, same tokens; "
+                             "default: the profile's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -679,7 +682,7 @@ def cli_main(args) -> int:
         report = {"teacher": teacher, "profile": profile.name,
                   "teacher_train_tokens": profile.teacher_tokens if teacher == "mini-gpt2" else None, **report,
                   "command": f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
-                             f"--grad-accum {args.grad_accum} --out {out}"
+                             f"--grad-accum {setup.config.grad_accum} --out {out}"
                              + (f" --results {args.results}" if args.results else ""),
                   "total_train_seconds": sum(sum(w.values()) for w in report["wall_seconds"].values()),
                   "git_commit": _git_commit(),
