@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from hyena_lite.training import _own_rng_state
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "multi_gpu_check.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("multi_gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_two_cpu_processes_train_like_one_at_the_same_global_batch():
+def test_two_cpu_processes_train_like_one_at_the_same_global_batch(load_script):
     """The tiny KD run (16 steps, global batch 4 x 2 micro-batches) on 1 process and on 2 (torchrun, gloo).
 
     Tolerance: in float32 the two runs compute the same mathematics (the mean gradient over 4 rows is the
@@ -29,7 +18,7 @@ def test_two_cpu_processes_train_like_one_at_the_same_global_batch():
     process's loss instead of the mean is 1e-2 off, skipping the gradient all-reduce 5e-2, and another data
     order (the noise) 3e-2. Each process's rows, the weights and an exact resume are checked exactly.
     """
-    script = load_script()
+    script = load_script("multi_gpu_check")
     report = script.check(argparse.Namespace(size="tiny", processes=2, device="cpu", tokens=None, steps=None))
     checks = report["checks"]
     assert checks["shards_partition_each_global_batch"], "each process must train on its own rows, all together on all"

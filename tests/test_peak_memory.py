@@ -1,24 +1,13 @@
 """The peak-memory script (scripts/gpt2_peak_memory.py) runs every case on the CPU at a tiny GPT-2 shape."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpt2_peak_memory.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("gpt2_peak_memory", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_case_runs_on_the_cpu_and_the_report_is_written(tmp_path):
-    script = load_script()
+def test_every_case_runs_on_the_cpu_and_the_report_is_written(tmp_path, load_script):
+    script = load_script("gpt2_peak_memory")
     out = tmp_path / "peak.json"
     tiny = ["--device", "cpu", "--layers", "1", "--width", "16", "--heads", "2", "--vocab", "37", "--seq-len", "16"]
     report = script.main(tiny + ["--batch-size", "4", "--micro-batches", "4,2", "--eval-batches", "2", "--json", str(out)])
