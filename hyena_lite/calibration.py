@@ -12,7 +12,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from hyena_lite.fftconv import fftconv
 from hyena_lite.students import HyenaMixer, family_of, layer_mixers
 
 # fn(layer, teacher's input to the layer's mixer [B, L, D], its output [B, L, D], kept positions [B, L] or None)
@@ -133,14 +132,9 @@ def _recurrence_energy(mixers: list[nn.Module], energy: dict[int, torch.Tensor])
     """Add the sums of squares of z^0 = v, z^1, ..., z^N of each mixer's recurrence (kept positions)."""
     def fn(layer: int, hidden: torch.Tensor, _target: torch.Tensor, mask: torch.Tensor | None) -> None:
         operator = mixers[layer].operator
-        gates, v = operator.gates_and_value(_on(operator, hidden))
-        filters, skips = operator.long_filters(v.shape[-1])
-        keep = 1.0 if mask is None else mask[:, None, :].to(v.device, torch.float64)
-        z, rows = v.double(), []
-        rows.append((z * keep).pow(2).sum())
-        for n, x in enumerate(gates):
-            z = x.double() * fftconv(z, filters[n].double(), skips[n].double())
-            rows.append((z * keep).pow(2).sum())
+        u = _on(operator, hidden)
+        keep = 1.0 if mask is None else mask[:, None, :].to(u.device, torch.float64)
+        rows = [(z * keep).pow(2).sum() for z in operator.recurrence(u, torch.float64)]
         energy[layer] += torch.stack(rows).cpu()
     return fn
 

@@ -6,6 +6,7 @@ h^n_t = window_n(t) * FFN(posenc(t)) and the skips D^n; `HyenaOperator` projects
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -160,15 +161,23 @@ class HyenaOperator(nn.Module):
         bias = bias.to(torch.float32, copy=True)  # a copy: under no_grad it must not be the Parameter itself
         return k, bias.view(self.order, self.d_model)
 
+    def recurrence(self, u: Tensor, dtype: torch.dtype | None = None) -> Iterator[Tensor]:
+        """The steps z^0 = v, z^n = x^n * (h^n * z^(n-1) + D^n z^(n-1)) for n = 1..N (dropout on each), one at a
+        time, each [B, D, L] in `dtype` (default: float32, or float64 for a float64 module)."""
+        gates, v = self.gates_and_value(u)
+        k, bias = self.long_filters(u.shape[1])
+        wide = dtype or torch.promote_types(u.dtype, torch.float32)
+        z = v.to(wide)
+        yield z
+        for n, x in enumerate(gates):
+            z = self.dropout(x.to(wide) * fftconv(z, k[n].to(wide), bias[n].to(wide)))
+            yield z
+
     def forward(self, u: Tensor) -> Tensor:
         """Apply the operator to u [B, L, d_model]; the recurrence runs in float32, projections in u's dtype."""
         self._check(u)
         if self.fast and pays_off(self, u):
             return fast_forward(self, u)
-        gates, v = self.gates_and_value(u)
-        k, bias = self.long_filters(u.shape[1])
-        wide = torch.promote_types(u.dtype, torch.float32)  # float32, or float64 for a float64 module
-        y = v.to(wide)
-        for n, x in enumerate(gates):
-            y = self.dropout(x.to(wide) * fftconv(y, k[n], bias[n]))
+        for y in self.recurrence(u):  # a loop, not a list: each step is freed once the next exists
+            pass
         return self.out_proj(y.to(u.dtype).transpose(1, 2))
