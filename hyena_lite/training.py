@@ -14,9 +14,11 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -99,6 +101,33 @@ class TrainingDiverged(FloatingPointError):
     """Raised when the loss becomes NaN or infinite; the last good checkpoint is kept."""
 
 
+class TrainingStopped(RuntimeError):
+    """Raised when SIGTERM or SIGINT (a time limit, a pre-empted machine, a notebook's interrupt) stopped a
+    run; with an out_dir, the checkpoint of the last finished step was saved first, so a re-run resumes."""
+
+
+@contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+    """While training, the first SIGTERM or SIGINT asks the loop to stop after the current step; a second
+    one stops at once. Signals are only caught in the main thread (elsewhere Python cannot)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, _frame):
+        if received:
+            raise KeyboardInterrupt(f"signal {signum} twice: stopped without a checkpoint")
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def lr_factor(step: int, config: TrainConfig) -> float:
     """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up, then cosine."""
     if step < config.warmup:
@@ -166,12 +195,15 @@ def _shard(batch: Batch, rank: int, world: int) -> Batch:
     return _map_batch(batch, cut)
 
 
-def _mean_over_processes(accelerator, loss: torch.Tensor, metrics: dict[str, float]) -> tuple[float, dict[str, float]]:
-    """The step's loss and metrics averaged over processes (one all-reduce); each process has its shard's."""
+def _mean_over_processes(accelerator, loss: torch.Tensor, metrics: dict[str, float],
+                         stop: bool) -> tuple[float, dict[str, float], bool]:
+    """The step's loss and metrics averaged over processes (one all-reduce); each process has its shard's.
+    Also whether any process was asked to stop, so that all of them stop after the same step."""
     names = sorted(metrics)
-    values = torch.stack([loss.float(), *(torch.tensor(float(metrics[k]), device=loss.device) for k in names)])
+    values = torch.stack([loss.float(), torch.tensor(float(stop), device=loss.device),
+                          *(torch.tensor(float(metrics[k]), device=loss.device) for k in names)])
     values = accelerator.reduce(values, reduction="mean").tolist()
-    return values[0], dict(zip(names, values[1:]))
+    return values[0], dict(zip(names, values[2:])), values[1] > 0
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -248,13 +280,16 @@ def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: Trai
                          f"{accelerator.num_processes}, or fewer processes")
     params, flags = _frozen_except(model, trainable)
     try:
-        return _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result)
+        with _stop_requests() as stop_requests:
+            return _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
+                        stop_requests)
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
 
 
-def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result) -> TrainResult:
+def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
+         stop_requests: list[int]) -> TrainResult:
     from accelerate.utils import gather_object
 
     optimizer = _optimizer(params, config)
@@ -318,7 +353,7 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
             total += loss.detach().float() / config.grad_accum
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / config.grad_accum
-        mean_loss, sums = _mean_over_processes(accelerator, total, sums)
+        mean_loss, sums, stop = _mean_over_processes(accelerator, total, sums, bool(stop_requests))
         if not math.isfinite(mean_loss):
             bar.close()
             kept = f"the last good checkpoint (step {_checkpoint_step(checkpoint_path)}) is in {out_dir}" \
@@ -342,8 +377,14 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
         done = step + 1
         if eval_fn and (done == config.steps or (config.eval_every and done % config.eval_every == 0)):
             evaluate(done)
-        if checkpoint_path and config.save_every and done % config.save_every == 0 and done < config.steps:
+        stop = stop and done < config.steps
+        if checkpoint_path and done < config.steps and (stop or (config.save_every and done % config.save_every == 0)):
             save_checkpoint(done)
+        if stop:
+            bar.close()
+            kept = f"a checkpoint of step {done} is in {out_dir}: run again to resume" if checkpoint_path \
+                else "nothing was kept (no out_dir)"
+            raise TrainingStopped(f"{config.tag or 'train'} stopped by a signal after step {done} of {config.steps}; {kept}")
     bar.close()
     result.finished = True
     if out_dir and accelerator.is_main_process:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hyena_lite.training import TrainConfig, TrainingDiverged, lr_factor, train
+from hyena_lite.training import TrainConfig, TrainingDiverged, TrainingStopped, lr_factor, train
 
 VOCAB, SEQ, BATCH = 50, 16, 4
 
@@ -80,6 +82,29 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     assert len(resumed.losses) == len(reference)
     assert max(abs(a - b) for a, b in zip(resumed.losses, reference)) <= 1e-6
     assert resumed.records[6]["wall_seconds"] <= resumed.records[-1]["wall_seconds"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_rerun_resumes_exactly(tmp_path, signum):
+    reference = train(tiny_gpt2(), lm_loss, batches_from, config()).losses
+    calls = []
+
+    def signalled(model, batch):  # the signal arrives inside step 5 (micro-batches 8 and 9)
+        calls.append(1)
+        if len(calls) == 9:
+            os.kill(os.getpid(), signum)
+        return lm_loss(model, batch)
+
+    previous = signal.getsignal(signum)
+    with pytest.raises(TrainingStopped, match="after step 5 of .*checkpoint of step 5"):
+        train(tiny_gpt2(), signalled, batches_from, config(tmp_path))  # save_every=0: only the stop saves
+    assert len(calls) == 10, "the step under way when the signal came is finished, and no other"
+    assert signal.getsignal(signum) is previous, "the handlers in place before training are restored"
+    resumed = train(tiny_gpt2(seed=123), lm_loss, batches_from, config(tmp_path))
+    assert max(abs(a - b) for a, b in zip(resumed.losses, reference)) <= 1e-6
+    with pytest.raises(TrainingStopped, match="nothing was kept"):
+        calls.clear()
+        train(tiny_gpt2(), signalled, batches_from, config())
 
 
 def test_finished_run_is_skipped_and_weights_restored(tmp_path):
