@@ -1,7 +1,8 @@
 """Distillation of a transformer teacher into a Hyena student: losses, stages, recipes, CLI `distill`.
 
 Stages: `progressive` (the paper: layer by layer from the bottom, each Hyena mixer learns to
-reproduce the teacher's attention output from the teacher's input to that layer), `kd` (end-to-end
+reproduce the teacher's attention output from the teacher's input to that layer), `transfer` (the
+same alignment for every layer at once, so that each sees the whole budget), `kd` (end-to-end
 logit distillation, optionally with cross-entropy and hidden-state alignment), and `ce` (cross-
 entropy only: from a teacher-initialised student, or from a random one, the "scratch" baseline).
 """
@@ -93,24 +94,37 @@ def _first(output: Any) -> torch.Tensor:
 
 
 @contextmanager
+def capture_mixers(model: nn.Module, layers: list[int], stop: bool = True) -> Iterator[dict[int, dict[str, torch.Tensor]]]:
+    """Record the input and output of the token mixers of `layers` during the next forward pass, by layer.
+
+    With stop=True the pass ends right after the last of them (call the model inside `run_until_stop`).
+    """
+    captured: dict[int, dict[str, torch.Tensor]] = {}
+    mixers, last = layer_mixers(model), max(layers)
+
+    def hook_for(layer: int):
+        def hook(_module, args, kwargs, output):
+            captured.setdefault(layer, {}).update(input=_hidden_arg(args, kwargs), output=_first(output))
+            if stop and layer == last:
+                raise _Stop
+        return hook
+
+    handles = [mixers[layer].register_forward_hook(hook_for(layer), with_kwargs=True) for layer in layers]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def capture_mixer(model: nn.Module, layer: int, stop: bool = True) -> Iterator[dict[str, torch.Tensor]]:
     """Record the input and output of the token mixer of `layer` during the next forward pass.
 
     With stop=True the pass ends right after that mixer (call the model inside `run_until_stop`).
     """
-    captured: dict[str, torch.Tensor] = {}
-    mixer = layer_mixers(model)[layer]
-
-    def hook(_module, args, kwargs, output):
-        captured["input"], captured["output"] = _hidden_arg(args, kwargs), _first(output)
-        if stop:
-            raise _Stop
-
-    handle = mixer.register_forward_hook(hook, with_kwargs=True)
-    try:
-        yield captured
-    finally:
-        handle.remove()
+    with capture_mixers(model, [layer], stop) as captured:
+        yield captured.setdefault(layer, {})
 
 
 def run_until_stop(fn: Callable[[], Any]) -> None:
@@ -171,6 +185,31 @@ def alignment_objective(teacher: nn.Module, layer: int, student: nn.Module | Non
                 hidden = _teacher_mixer_io(_place(student, ids), layer, ids, mask)["input"]
         loss = normalized_mse(model(hidden), target["output"], mask)
         return loss, {f"nmse_layer{layer}": loss.item()}
+    return loss_fn
+
+
+class MixerSet(nn.Module):
+    """Several student mixers as one model, so that the training loop (and DDP) trains them together."""
+
+    def __init__(self, mixers: dict[int, nn.Module]):
+        super().__init__()
+        self.layers = list(mixers)
+        self.mixers = nn.ModuleList(mixers.values())
+
+    def forward(self, inputs: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        return {layer: _first(mixer(inputs[layer])) for layer, mixer in zip(self.layers, self.mixers)}
+
+
+def transfer_objective(teacher: nn.Module, layers: list[int]):
+    """Loss of a MixerSet: the mean over its layers of the normalised MSE to the teacher's mixer output,
+    each mixer fed the teacher's input to its layer (one teacher pass serves every layer)."""
+    def loss_fn(model: nn.Module, batch: Batch):
+        ids, mask = _ids_and_mask(batch)
+        with torch.no_grad(), capture_mixers(_place(teacher, ids), layers) as io:
+            run_until_stop(lambda: teacher(input_ids=ids, attention_mask=mask))
+        outputs = model({layer: io[layer]["input"] for layer in layers})
+        losses = torch.stack([normalized_mse(outputs[layer], io[layer]["output"], mask) for layer in layers])
+        return losses.mean(), {f"nmse_layer{layer}": v for layer, v in zip(layers, losses.detach().tolist())}
     return loss_fn
 
 
@@ -298,6 +337,22 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
     return found
 
 
+def transfer(student: nn.Module, teacher: nn.Module, batches_fn: BatchesFn, config: TrainConfig,
+             eval_fn=None) -> TrainResult:
+    """Attention transfer: every Hyena mixer at once learns to reproduce the teacher's attention output from
+    the teacher's input to its layer (the first step of LoLCATs); nothing else is trained.
+
+    The same alignment as `progressive` with input_from="teacher", but each layer sees the whole budget
+    instead of a 1/n_layers share of it. eval_fn, if given, sees the whole student.
+    """
+    freeze(teacher)
+    hyena = {i: m for i, m in enumerate(layer_mixers(student)) if isinstance(m, HyenaMixer)}
+    if not hyena:
+        raise ValueError("the student has no Hyena mixers to align; give it hyena_layers")
+    watch = None if eval_fn is None else (lambda _mixers: eval_fn(student))
+    return train(MixerSet(hyena), transfer_objective(teacher, list(hyena)), batches_fn, config, eval_fn=watch)
+
+
 def kd(student: nn.Module, teacher: nn.Module, batches_fn: BatchesFn, config: TrainConfig, kd_weight: float = 1.0,
        ce_weight: float = 0.0, hidden_weight: float = 0.0, temperature: float = 1.0, trainable: str = "all",
        eval_fn=None) -> TrainResult:
@@ -326,19 +381,23 @@ def _trainable(student: nn.Module, which: str) -> list[nn.Parameter] | None:
 # its share of the token budget and its options. "paper": the paper's recipe (teacher weights but fresh
 # Hyena mixers, progressive transfer, then logit KD); "best": ours (seeded mixers, calibrated on the first
 # training batch by hyena_lite.calibration, so that they start no worse than silent rather than 100x too
-# loud, and KD with cross-entropy at a lower learning rate; chapter 7 says why). The baselines train on
-# the same tokens with cross-entropy alone: "ce" (the best recipe's initialisation, uncalibrated) and
-# "scratch" (every weight random, the paper's "pre-training"). Alignment steps are cheap (no language-model
-# head), so they take one sequence each, at 3x the learning rate.
+# loud, and KD with cross-entropy at a lower learning rate; chapter 7 says why); "transfer": "best" with
+# every mixer aligned at once (attention transfer, as in LoLCATs) instead of one layer after another.
+# The baselines train on the same tokens with cross-entropy alone: "ce" (the best recipe's initialisation,
+# uncalibrated) and "scratch" (every weight random, the paper's "pre-training"). Progressive alignment steps
+# are cheap (no language-model head, one mixer), so they take one sequence each; alignment runs at 3x the
+# learning rate.
 ALIGN = {"one_sequence_steps": True, "lr_scale": 3.0}
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"init": "fresh", "stages": [("progressive", 0.25, ALIGN), ("kd", 0.75, {})]},
     "best": {"init": "teacher", "calibrate": True,
              "stages": [("progressive", 0.25, ALIGN), ("kd", 0.75, {"ce_weight": 0.5, "lr_scale": 0.3})]},
+    "transfer": {"init": "teacher", "calibrate": True,
+                 "stages": [("transfer", 0.25, {"lr_scale": 3.0}), ("kd", 0.75, {"ce_weight": 0.5, "lr_scale": 0.3})]},
     "ce": {"init": "teacher", "stages": [("ce", 1.0, {})]},
     "scratch": {"init": "random", "stages": [("ce", 1.0, {})]},
 }
-STAGES = ("progressive", "kd", "ce", "scratch")
+STAGES = ("progressive", "transfer", "kd", "ce", "scratch")
 
 
 @dataclass
@@ -435,6 +494,8 @@ def run_stage(stage: str, student: nn.Module, setup: Setup, tokens: int, name: s
     eval_fn = perplexity_eval(setup.curve_windows)
     if stage == "progressive":
         return progressive(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)
+    if stage == "transfer":
+        return [transfer(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)]
     if stage == "kd":
         return [kd(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)]
     if stage in ("ce", "scratch"):

@@ -88,6 +88,19 @@ def test_capture_mixer_records_the_attention_input_and_output():
     torch.testing.assert_close(io["output"], expected_out)
 
 
+def test_capture_mixers_records_every_layer_as_capture_mixer_does():
+    teacher = tiny_teacher()
+    ids = next(batches_from(0))
+    with torch.no_grad(), distill.capture_mixers(teacher, [0, 1]) as both:
+        distill.run_until_stop(lambda: teacher(input_ids=ids))
+    for layer in (0, 1):
+        with torch.no_grad(), distill.capture_mixer(teacher, layer) as one:
+            distill.run_until_stop(lambda: teacher(input_ids=ids))
+        torch.testing.assert_close(both[layer]["input"], one["input"])
+        torch.testing.assert_close(both[layer]["output"], one["output"])
+    assert not torch.equal(both[0]["output"], both[1]["output"])
+
+
 def config(**changes) -> TrainConfig:
     base = dict(steps=8, lr=3e-3, batch_size=BATCH, seq_len=SEQ, device="cpu", progress=False)
     return TrainConfig(**{**base, **changes})
@@ -113,6 +126,37 @@ def test_progressive_aligns_each_mixer_and_touches_nothing_else():
     changed = [n for n, p in student.named_parameters() if not torch.equal(p, before[n])]
     assert changed and all(id(dict(student.named_parameters())[n]) in mixer_params for n in changed)
     assert all(torch.equal(p, teacher_before[n]) for n, p in teacher.named_parameters())
+
+
+def test_transfer_aligns_every_mixer_at_once_and_touches_nothing_else():
+    teacher = tiny_teacher()
+    student = convert(tiny_teacher(), init="random")
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    seen = []
+    result = distill.transfer(student, teacher, batches_from, config(steps=32), eval_fn=lambda m: seen.append(m) or {})
+    for layer in (0, 1):
+        nmse = [r[f"nmse_layer{layer}"] for r in result.records]
+        assert nmse[-1] < 0.8 * nmse[0], f"layer {layer} alignment did not improve: {nmse[0]} -> {nmse[-1]}"
+    mean = [(r["nmse_layer0"] + r["nmse_layer1"]) / 2 for r in result.records]
+    assert result.losses == pytest.approx(mean, rel=1e-5), "the loss is the mean of the layers' NMSE"
+    mixer_params = {id(p) for m in layer_mixers(student) for p in m.parameters()}
+    changed = {id(p) for n, p in student.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == mixer_params, "every mixer parameter, and nothing else, trains"
+    assert seen and all(m is student for m in seen), "eval_fn sees the whole student"
+
+
+def test_transfer_of_one_layer_is_progressive_alignment_of_that_layer():
+    teacher = tiny_teacher()
+    students = [convert(tiny_teacher(), hyena_layers=[1], init="random") for _ in range(2)]
+    torch.manual_seed(0)
+    by_transfer = distill.transfer(students[0], teacher, batches_from, config(steps=12))
+    torch.manual_seed(0)
+    by_progressive = distill.progressive(students[1], teacher, batches_from, config(steps=12))[0]
+    assert by_transfer.losses == pytest.approx(by_progressive.losses, rel=1e-5)
+    for a, b in zip(students[0].parameters(), students[1].parameters()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="no Hyena mixers"):
+        distill.transfer(convert(tiny_teacher(), hyena_layers=[], init="random"), teacher, batches_from, config())
 
 
 def test_kd_lowers_the_divergence_and_mixers_only_subset():
