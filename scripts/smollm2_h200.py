@@ -1,16 +1,19 @@
 """Distil SmolLM2-135M into an all-Hyena and a hybrid student on one GPU, train the scratch baseline on the
-same tokens, and evaluate the teacher and all three students on the validation split, per domain.
+same tokens, and evaluate the teacher and every student on the validation split, per domain.
 
-It runs in parts that each fit one device call: `scratch` needs only the teacher's config and tokenizer
-(it also measures the KD speed on random weights and turns a time budget into the token budget of every
-student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student and the
-hybrid, whose two attention layers are the two that Hyena imitated worst in the all-Hyena run. Each part
-rewrites its JSON after every model, so a run cut short still leaves what it finished. `merge` joins the
-parts into results/smollm2_h200.json and results/smollm2_h200_curves.csv:
+It runs in parts, each on a GPU of its own: `scratch` needs only the teacher's config and tokenizer (it
+can also measure the KD speed on random weights and turn a time budget into the token budget of every
+student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student (--only
+hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers or else the
+two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part rewrites its JSON after
+every model. With --out, every stage keeps checkpoints: a part stopped by SIGTERM (`timeout`) saves the
+step it is on and resumes from it when run again. `merge` joins the parts into results/smollm2_h200.json
+and results/smollm2_h200_curves.csv:
 
-    python scripts/smollm2_h200.py scratch --seconds 75 --json $OUT/scratch.json
-    python scripts/smollm2_h200.py distill --tokens N --json $OUT/distill.json
-    python scripts/smollm2_h200.py merge scratch.json distill.json
+    python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json
+    python scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json
+    python scripts/smollm2_h200.py distill --only hybrid --attention-layers 10,20 --tokens N --out ckpt --json $OUT/hybrid.json
+    python scripts/smollm2_h200.py merge scratch.json hyena.json hybrid.json
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ from hyena_lite.teachers import load_teacher, smollm2_dir
 from hyena_lite.training import TrainConfig
 
 TEACHER = "smollm2-135m"
-RECIPE = "best"  # the book's best recipe (chapter 7): seeded mixers calibrated on one batch, progressive, KD + CE
+DISTILL_RECIPES = ("transfer", "best")  # distill --recipe: seeded, calibrated mixers, aligned at once or one by one
 SUITE = ("ppl", "cloze", "recall")  # plus agreement when the teacher's weights are loaded
 
 
@@ -61,7 +64,7 @@ def make_setup(teacher, tokenizer, args, hyena_layers: list[int] | None = None) 
     corpus = load_corpus("offline")
     valid = tokenize_split(corpus["validation"], tokenizer)
     config = TrainConfig(steps=1, lr=args.lr, batch_size=args.batch_size, seq_len=args.seq_len, seed=0,
-                         weight_decay=0.0, progress=not args.no_progress)
+                         weight_decay=0.0, progress=not args.no_progress, out_dir=args.out)
     teacher = distill.freeze(teacher.float().to(device()))
     return distill.Setup(teacher, tokenizer, tokenize_split(corpus["train"], tokenizer),
                          eval_windows(valid, args.seq_len, args.eval_tokens or None),
@@ -88,14 +91,10 @@ def suite(model, setup: distill.Setup, args, with_teacher: bool) -> dict:
 
 def layer_nmse(run: distill.RecipeRun) -> dict[int, float]:
     """Per Hyena layer: the alignment loss (normalised MSE to the teacher's attention output) at the end of
-    its progressive sub-stage, the mean of its last three steps."""
-    losses = {}
-    for result in run.runs["progressive"]:
-        key = next(k for k in result.records[0] if k.startswith("nmse_layer"))
-        layer = int(key[len("nmse_layer"):])
-        tail = result.losses[-3:]
-        losses[layer] = sum(tail) / len(tail)
-    return losses
+    its alignment, the mean of its last three steps (of the transfer stage, or of its progressive sub-stage)."""
+    tails = [result.records[-3:] for result in run.runs.get("transfer", run.runs.get("progressive", []))]
+    return {int(key[len("nmse_layer"):]): sum(r[key] for r in tail) / len(tail)
+            for tail in tails for key in tail[0] if key.startswith("nmse_layer")}
 
 
 def train_student(name: str, recipe: str, setup: distill.Setup, args, report: dict, with_teacher: bool):
@@ -103,6 +102,8 @@ def train_student(name: str, recipe: str, setup: distill.Setup, args, report: di
     if device() == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    if args.out:  # each student its own checkpoints: two students of one recipe must not share runs
+        setup = dataclasses.replace(setup, config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"))
     clock = time.perf_counter()
     run = distill.run_recipe(recipe, setup, args.tokens)
     summary = distill.summarize(recipe, run, setup)
@@ -114,6 +115,7 @@ def train_student(name: str, recipe: str, setup: distill.Setup, args, report: di
         "tokens": summary["tokens"], "steps": summary["steps"], "train_seconds": trained,
         "eval_seconds": time.perf_counter() - clock, "stage_seconds": summary["wall_seconds"],
         "curve_ppl_after": summary["curve_ppl_after"], "calibration": summary["calibration"],
+        "layer_nmse": layer_nmse(run),
         "curves": summary["curves"], "suite": evaluation,
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if device() == "cuda" else None}
     write(report, args.json)
@@ -169,6 +171,8 @@ def layer_sensitivity(setup: distill.Setup) -> dict[int, float]:
 def run_distill(args) -> None:
     """Teacher evaluation, then the all-Hyena student and/or the hybrid (--only), whose attention layers are
     --attention-layers or the two with the largest lone-layer sensitivity (see layer_sensitivity)."""
+    if args.name and args.only is None:
+        raise SystemExit("--name names the one student of --only hyena or --only hybrid; give --only too")
     report = new_report(args, "distill" if args.only is None else f"distill-{args.only}")
     report["tokens_per_student"] = args.tokens
     clock = time.perf_counter()
@@ -181,9 +185,7 @@ def run_distill(args) -> None:
                              "parameters": sum(p.numel() for p in setup.teacher.parameters())}
         write(report, args.json)
         print(f"teacher: val ppl {report['teacher']['val_ppl']:.2f}", flush=True)
-        run = train_student("hyena", RECIPE, setup, args, report, with_teacher=True)
-        report["layer_nmse"] = layer_nmse(run)
-        write(report, args.json)
+        run = train_student(args.name or "hyena", args.recipe, setup, args, report, with_teacher=True)
         del run
         if device() == "cuda":
             torch.cuda.empty_cache()
@@ -200,7 +202,7 @@ def run_distill(args) -> None:
     report["hybrid_attention_layers"] = keep
     write(report, args.json)
     hybrid = dataclasses.replace(setup, hyena_layers=[i for i in range(teacher.config.num_hidden_layers) if i not in keep])
-    train_student("hybrid", RECIPE, hybrid, args, report, with_teacher=True)
+    train_student(args.name or "hybrid", args.recipe, hybrid, args, report, with_teacher=True)
 
 
 # ----------------------------------------------------------------------------------------------- merge
@@ -226,16 +228,18 @@ def merge(args) -> None:
     if len(tokens) != 1:
         raise ValueError(f"the parts trained on different token budgets {sorted(tokens)}: they do not compare")
     distilled = {k: v for p in parts if p["part"].startswith("distill") for k, v in p.items()
-                 if k in ("hybrid_attention_layers", "layer_nmse", "layer_sensitivity", "settings",
-                          "teacher_load_seconds")}
+                 if k in ("hybrid_attention_layers", "layer_sensitivity", "settings", "teacher_load_seconds")}
     ratio = {name: m["val_ppl"] / teacher["val_ppl"] for name, m in models.items()}
     out = {"teacher": TEACHER, "teacher_ppl": teacher["val_ppl"],
            **{f"{name}_ppl": m["val_ppl"] for name, m in models.items()},
            **{f"{name}_vs_teacher": r for name, r in ratio.items()},
            "tokens": {name: m["tokens"] for name, m in models.items()},
-           "hybrid_attention_layers": distilled["hybrid_attention_layers"], "layer_nmse": distilled["layer_nmse"],
+           "hybrid_attention_layers": distilled["hybrid_attention_layers"],
+           "layer_nmse": {name: m["layer_nmse"] for name, m in models.items() if m.get("layer_nmse")},
            "layer_sensitivity": distilled.get("layer_sensitivity"),
-           "gpu_minutes": {**{name: (m["train_seconds"] + m["eval_seconds"]) / 60 for name, m in models.items()},
+           # training seconds from the loop's records (summed over the calls of a resumed run) plus evaluation
+           "gpu_minutes": {**{name: (sum(m["stage_seconds"].values()) + m["eval_seconds"]) / 60
+                              for name, m in models.items()},
                            "parts_total": sum(p["wall_seconds"] for p in parts) / 60},
            "per_domain": {name: m["suite"]["texts"] for name, m in [("teacher", teacher), *models.items()]},
            "suite": {name: {k: v for k, v in m["suite"].items() if k != "texts"}
@@ -275,6 +279,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="distill: the hybrid's attention layers (default: the two of largest lone-layer sensitivity)")
         p.add_argument("--only", choices=("hyena", "hybrid"), default=None,
                        help="distill: train one of the two students (run both parts side by side on two GPUs)")
+        p.add_argument("--recipe", choices=DISTILL_RECIPES, default="transfer", help="distill: the students' recipe")
+        p.add_argument("--name", default=None, help="distill --only: the student's name in the results (default: hyena or hybrid)")
+        p.add_argument("--out", default=None,
+                       help="checkpoints of every stage here: a run stopped by SIGTERM (timeout) resumes when run again")
         p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or distill._git_commit())
         p.add_argument("--json", required=True, help="where this part writes its results")
         p.add_argument("--no-progress", action="store_true")
