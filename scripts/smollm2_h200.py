@@ -240,7 +240,8 @@ def merge(args) -> None:
            # training seconds from the loop's records (summed over the calls of a resumed run) plus evaluation
            "gpu_minutes": {**{name: (sum(m["stage_seconds"].values()) + m["eval_seconds"]) / 60
                               for name, m in models.items()},
-                           "parts_total": sum(p["wall_seconds"] for p in parts) / 60},
+                           # wall time of the parts as last run (a resumed part: its last call only)
+                           "last_call_parts_total": sum(p["wall_seconds"] for p in parts) / 60},
            "per_domain": {name: m["suite"]["texts"] for name, m in [("teacher", teacher), *models.items()]},
            "suite": {name: {k: v for k, v in m["suite"].items() if k != "texts"}
                      for name, m in [("teacher", teacher), *models.items()]},
