@@ -63,7 +63,7 @@ def make_setup(teacher, tokenizer, args, hyena_layers: list[int] | None = None) 
     """The shared training settings: offline corpus, windows of seq_len, float32 weights (bf16 autocast on GPU)."""
     corpus = load_corpus("offline")
     valid = tokenize_split(corpus["validation"], tokenizer)
-    config = TrainConfig(steps=1, lr=args.lr, batch_size=args.batch_size, seq_len=args.seq_len, seed=0,
+    config = TrainConfig(steps=1, lr=args.lr, batch_size=args.batch_size, seq_len=args.seq_len, seed=args.seed,
                          weight_decay=0.0, progress=not args.no_progress, out_dir=args.out)
     teacher = distill.freeze(teacher.float().to(device()))
     return distill.Setup(teacher, tokenizer, tokenize_split(corpus["train"], tokenizer),
@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--seq-len", type=int, default=1024)
         p.add_argument("--batch-size", type=int, default=8)
         p.add_argument("--lr", type=float, default=6e-4)
+        p.add_argument("--seed", type=int, default=0, help="the students' initial weights and the order of the batches")
         p.add_argument("--eval-tokens", type=int, default=0, help="validation tokens (0: the whole split)")
         p.add_argument("--curve-tokens", type=int, default=32_768, help="validation tokens of the curves")
         p.add_argument("--eval-batch", type=int, default=16)
