@@ -117,7 +117,10 @@ def train_student(name: str, recipe: str, setup: distill.Setup, args, report: di
         "curve_ppl_after": summary["curve_ppl_after"], "calibration": summary["calibration"],
         "layer_nmse": layer_nmse(run),
         "curves": summary["curves"], "suite": evaluation,
-        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if device() == "cuda" else None}
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if device() == "cuda" else None,
+        "attention_layers": None if recipe == "scratch" else
+        [i for i in range(setup.teacher.config.num_hidden_layers) if i not in run.student.config.hyena_layers],
+        "seed": args.seed}
     write(report, args.json)
     print(f"{name}: val ppl {summary['val_ppl']:.2f} after {summary['tokens']:,} tokens, {trained:.0f} s training",
           flush=True)
@@ -219,9 +222,26 @@ def curve_rows(name: str, model: dict) -> list[dict[str, Any]]:
     return rows
 
 
+def attention_layers(model: dict, part: dict) -> list[int] | None:
+    """The layers a student kept as attention (None for scratch); parts written before the student recorded
+    them give their hybrid's layers, or none for an all-Hyena student."""
+    if "attention_layers" in model:
+        return model["attention_layers"]
+    return None if model["recipe"] == "scratch" else part.get("hybrid_attention_layers", [])
+
+
+def history_rows(parts: list[dict]) -> list[dict]:
+    """One row per student of these parts: tokens, name, recipe, attention layers, seed, validation ppl, commit."""
+    return [{"tokens": m["tokens"], "student": name, "recipe": m["recipe"], "attention_layers": attention_layers(m, p),
+             "seed": m.get("seed", p["settings"].get("seed", 0)), "ppl": m["val_ppl"], "git_commit": p["git_commit"]}
+            for p in parts for name, m in p["models"].items()]
+
+
 def merge(args) -> None:
-    """Join the parts' JSON files into the results file (headline keys first) and the curves CSV."""
+    """Join the parts' JSON files into the results file (headline keys first) and the curves CSV; with
+    --previous, the history of every run so far and the lone-layer sensitivity carry over from earlier files."""
     parts = [json.loads(Path(p).read_text()) for p in args.parts]
+    previous = [json.loads(Path(p).read_text()) for p in args.previous]
     models = {name: m for p in parts for name, m in p["models"].items()}
     teacher = next(p["teacher"] for p in parts if "teacher" in p)
     tokens = {p["tokens_per_student"] for p in parts}
@@ -234,7 +254,9 @@ def merge(args) -> None:
            **{f"{name}_ppl": m["val_ppl"] for name, m in models.items()},
            **{f"{name}_vs_teacher": r for name, r in ratio.items()},
            "tokens": {name: m["tokens"] for name, m in models.items()},
-           "hybrid_attention_layers": distilled["hybrid_attention_layers"],
+           "hybrid_attention_layers": next((attention_layers(m, p) for p in parts for name, m in p["models"].items()
+                                            if name == "hybrid"), distilled.get("hybrid_attention_layers")),
+           "attention_layers": {name: attention_layers(m, p) for p in parts for name, m in p["models"].items()},
            "layer_nmse": {name: m["layer_nmse"] for name, m in models.items() if m.get("layer_nmse")},
            "layer_sensitivity": distilled.get("layer_sensitivity"),
            # training seconds from the loop's records (summed over the calls of a resumed run) plus evaluation
@@ -252,6 +274,18 @@ def merge(args) -> None:
                (p["kd_tokens_per_second_random_weights"] for p in parts if "kd_tokens_per_second_random_weights" in p),
                None),
            "teacher_load_seconds": distilled.get("teacher_load_seconds"), "notes": args.note}
+    out["history"], seen = [], set()
+    for row in [row for old in previous for row in old.get("history", [])] + history_rows(parts):
+        key = (row["tokens"], row["student"], row["recipe"], str(row["attention_layers"]), round(row["ppl"], 6))
+        if key not in seen:  # a run already in an earlier file's history is listed once
+            seen.add(key)
+            out["history"].append(row)
+    for old in previous:
+        if "history_note" in old:
+            out["history_note"] = old["history_note"]
+        if out["layer_sensitivity"] is None and old.get("layer_sensitivity"):
+            out["layer_sensitivity"] = old["layer_sensitivity"]
+            out["layer_sensitivity_note"] = old.get("layer_sensitivity_note", "from an earlier run")
     results = Path(args.results)
     results.write_text(json.dumps(out, indent=1))
     with open(results.with_name(results.stem + "_curves.csv"), "w", newline="") as f:
@@ -293,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("parts", nargs="+")
     p.add_argument("--results", default=str(results_dir() / "smollm2_h200.json"))
     p.add_argument("--note", default="", help="how the run was made, for the results file")
+    p.add_argument("--previous", nargs="*", default=[],
+                   help="earlier results files whose history (and lone-layer sensitivity, if these parts lack it) carry over")
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -12,8 +12,9 @@ from hyena_lite.training import TrainResult
 
 
 def student(ppl: float, stage_seconds: dict[str, float], nmse: dict[int, float] | None = None) -> dict:
+    recipe = "scratch" if "ce" in stage_seconds else "transfer"
     curve = {"tokens": [10, 20], "loss": [3.0, 2.5], "ce": None, "val_ppl": [[20, ppl + 1]]}
-    return {"val_ppl": ppl, "tokens": 20, "steps": 2, "train_seconds": 1.0, "eval_seconds": 30.0,
+    return {"recipe": recipe, "val_ppl": ppl, "tokens": 20, "steps": 2, "train_seconds": 1.0, "eval_seconds": 30.0,
             "stage_seconds": stage_seconds, "curve_ppl_after": {"init": 1e6}, "calibration": {},
             "layer_nmse": nmse or {}, "curves": {"kd": curve},
             "suite": {"texts": {"validation/bible": {"ppl": ppl}}, "cloze": {"accuracy": 0.1}}}
@@ -51,9 +52,27 @@ def test_merge_joins_the_parts_into_headline_keys_and_curves(tmp_path, load_scri
     assert out["layer_nmse"] == {"hyena": {"0": 0.2, "1": 0.3}, "hybrid": {"1": 0.3}}, "only students that aligned"
     assert out["gpu_minutes"]["hyena"] == pytest.approx((120 + 450 + 30) / 60), "training from the records + eval"
     assert set(out["per_domain"]) == {"teacher", "hyena", "hybrid", "scratch"}
+    assert out["attention_layers"] == {"hyena": [], "hybrid": [0], "scratch": None}
+    assert [(r["student"], r["ppl"]) for r in out["history"]] == [("hyena", 33.0), ("hybrid", 26.0), ("scratch", 80.0)]
     rows = list(csv.DictReader(open(tmp_path / "smollm2_curves.csv")))
     assert {r["model"] for r in rows} == {"hyena", "hybrid", "scratch"}
     assert {r["kind"] for r in rows} == {"loss", "val_ppl"}
+
+
+def test_merge_carries_the_history_and_the_layer_sensitivity_of_earlier_files(tmp_path, load_script):
+    script = load_script("smollm2_h200")
+    earlier = tmp_path / "earlier.json"
+    old_row = {"tokens": 10, "student": "hyena", "recipe": "best", "attention_layers": [], "ppl": 60.0}
+    earlier.write_text(json.dumps({"history": [old_row], "history_note": "by hand", "layer_sensitivity": {"0": 1.5}}))
+    parts = [part("hyena", student(33.0, {"kd": 1.0}), teacher=True, hybrid_attention_layers=[0])]
+    results = tmp_path / "r.json"
+    args = ["merge", *write_parts(tmp_path, parts), "--results", str(results), "--previous", str(earlier)]
+    script.main(args)
+    out = json.loads(results.read_text())
+    assert out["history"][0] == old_row and out["history"][1]["ppl"] == 33.0 and len(out["history"]) == 2
+    assert out["layer_sensitivity"] == {"0": 1.5} and out["history_note"] == "by hand"
+    script.main([*args[:-1], str(results)])  # merging again on top of its own output lists each run once
+    assert len(json.loads(results.read_text())["history"]) == 2
 
 
 def test_merge_refuses_parts_trained_on_different_budgets(tmp_path, load_script):
