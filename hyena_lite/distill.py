@@ -582,7 +582,8 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def compare(setup: Setup, tokens: int, recipes: tuple[str, ...] = ("paper", "best", "ce", "scratch")) -> dict:
+def compare(setup: Setup, tokens: int,
+            recipes: tuple[str, ...] = ("paper", "best", "transfer", "ce", "scratch")) -> dict:
     """Train one student per recipe on the same `tokens` tokens and measure them against the teacher.
 
     The summary has teacher_ppl, RECIPE_ppl for each recipe, distilled_ppl (the best recipe's),
@@ -699,7 +700,7 @@ def cli_arguments(parser) -> None:
     what.add_argument("--stage", choices=STAGES, help="run one stage on one student")
     what.add_argument("--recipe", choices=sorted(RECIPES), help="run a recipe's stages on its student")
     what.add_argument("--compare", action="store_true",
-                      help="teacher, paper, best, ce and scratch students on the same tokens; writes --results")
+                      help="teacher, paper, best, transfer, ce and scratch students on the same tokens; writes --results")
     what.add_argument("--gpu-throughput", action="store_true",
                       help="tokens/s and MFU of KD, CE and teacher training at GPT-2 124M shape on a GPU; "
                            "writes --results")

@@ -1,4 +1,5 @@
-"""The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact resume.
+"""The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact resume
+(also after SIGTERM or SIGINT, which stop a run cleanly after the current step).
 
 Built on `accelerate`: bf16 autocast on CUDA, and several processes (GPUs, or CPU processes over gloo)
 through `accelerate launch` or torchrun with no code change. The global batch of one optimiser step is
@@ -264,7 +265,8 @@ def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: Trai
     `loss_fn(model, batch) -> (loss, metrics)` computes the loss of one micro-batch; `batches_fn(start)`
     yields global micro-batches from micro-batch index `start` on (so that a resumed run sees the same
     data); `eval_fn(model) -> metrics` validates; `trainable` restricts training to some parameters.
-    With an out_dir, a finished run of the same config is reused and an interrupted one resumes.
+    With an out_dir, a finished run of the same config is reused and an interrupted one resumes. A first
+    SIGTERM or SIGINT stops the run after the step under way, with a checkpoint, and raises TrainingStopped.
     """
     out_dir = Path(config.out_dir) if config.out_dir else None
     result = TrainResult(out_dir=str(out_dir) if out_dir else None)
