@@ -7,11 +7,12 @@ fixes the scale with one or two teacher forward passes and no training.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
+from hyena_lite.capture import capture_mixers, run_until_stop
 from hyena_lite.students import HyenaMixer, family_of, layer_mixers
 
 # fn(layer, teacher's input to the layer's mixer [B, L, D], its output [B, L, D], kept positions [B, L] or None)
@@ -89,26 +90,17 @@ def _check_pair(student: nn.Module, teacher: nn.Module) -> None:
 
 def _teacher_pass(teacher: nn.Module, layers: list[int], ids: torch.Tensor, mask: torch.Tensor | None,
                   batch_size: int, fn: LayerFn) -> None:
-    """Run the teacher's body (no head) over ids in chunks; at each attention of `layers`, call fn on its input
-    and output."""
-    def hook(layer: int):
-        def call(_module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            fn(layer, hidden, output[0] if isinstance(output, (tuple, list)) else output, chunk_mask)
-        return call
-
+    """Run the teacher's body over ids in chunks, up to the last of `layers`; call fn on the input and output of
+    each of their attentions."""
     device = next(teacher.parameters()).device
-    attention = layer_mixers(teacher)
-    handles = [attention[i].register_forward_hook(hook(i), with_kwargs=True) for i in layers]
-    try:
-        with torch.no_grad():
-            for start in range(0, len(ids), batch_size):
-                rows = slice(start, start + batch_size)
-                chunk_mask = None if mask is None else mask[rows].to(device)
-                teacher.base_model(input_ids=ids[rows].to(device), attention_mask=chunk_mask)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            rows = slice(start, start + batch_size)
+            chunk_mask = None if mask is None else mask[rows].to(device)
+            with capture_mixers(teacher, layers) as io:
+                run_until_stop(lambda: teacher.base_model(input_ids=ids[rows].to(device), attention_mask=chunk_mask))
+            for layer in layers:
+                fn(layer, io[layer]["input"], io[layer]["output"], chunk_mask)
 
 
 def _on(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

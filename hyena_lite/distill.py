@@ -11,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hyena_lite.calibration import calibrate_mixers
+from hyena_lite.capture import capture_mixer, capture_mixers, first_output, run_until_stop
 from hyena_lite.models import HyenaMixer, layer_mixers
 from hyena_lite.training import Batch, BatchesFn, TrainConfig, TrainResult, train
 
@@ -81,60 +81,6 @@ def _shifted(logits: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Ten
 # ---------------------------------------------------------------------------------- layer capture
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass early once the wanted activation is captured."""
-
-
-def _hidden_arg(args: tuple, kwargs: dict) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
-
-
-def _first(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
-@contextmanager
-def capture_mixers(model: nn.Module, layers: list[int], stop: bool = True) -> Iterator[dict[int, dict[str, torch.Tensor]]]:
-    """Record the input and output of the token mixers of `layers` during the next forward pass, by layer.
-
-    With stop=True the pass ends right after the last of them (call the model inside `run_until_stop`).
-    """
-    captured: dict[int, dict[str, torch.Tensor]] = {}
-    mixers, last = layer_mixers(model), max(layers)
-
-    def hook_for(layer: int):
-        def hook(_module, args, kwargs, output):
-            captured.setdefault(layer, {}).update(input=_hidden_arg(args, kwargs), output=_first(output))
-            if stop and layer == last:
-                raise _Stop
-        return hook
-
-    handles = [mixers[layer].register_forward_hook(hook_for(layer), with_kwargs=True) for layer in layers]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
-def capture_mixer(model: nn.Module, layer: int, stop: bool = True) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the input and output of the token mixer of `layer` during the next forward pass.
-
-    With stop=True the pass ends right after that mixer (call the model inside `run_until_stop`).
-    """
-    with capture_mixers(model, [layer], stop) as captured:
-        yield captured.setdefault(layer, {})
-
-
-def run_until_stop(fn: Callable[[], Any]) -> None:
-    """Call fn, treating an early stop raised by `capture_mixer` as normal completion."""
-    try:
-        fn()
-    except _Stop:
-        pass
-
-
 def _teacher_mixer_io(teacher: nn.Module, layer: int, ids: torch.Tensor, mask) -> dict[str, torch.Tensor]:
     with torch.no_grad(), capture_mixer(teacher, layer) as io:
         run_until_stop(lambda: teacher(input_ids=ids, attention_mask=mask))
@@ -167,7 +113,7 @@ class MixerOnly(nn.Module):
         self.mixer = mixer
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return _first(self.mixer(hidden))
+        return first_output(self.mixer(hidden))
 
 
 def alignment_objective(teacher: nn.Module, layer: int, student: nn.Module | None = None):
@@ -197,7 +143,7 @@ class MixerSet(nn.Module):
         self.mixers = nn.ModuleList(mixers.values())
 
     def forward(self, inputs: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-        return {layer: _first(mixer(inputs[layer])) for layer, mixer in zip(self.layers, self.mixers)}
+        return {layer: first_output(mixer(inputs[layer])) for layer, mixer in zip(self.layers, self.mixers)}
 
 
 def transfer_objective(teacher: nn.Module, layers: list[int]):
