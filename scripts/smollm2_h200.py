@@ -243,6 +243,7 @@ def merge(args) -> None:
     parts = [json.loads(Path(p).read_text()) for p in args.parts]
     previous = [json.loads(Path(p).read_text()) for p in args.previous]
     models = {name: m for p in parts for name, m in p["models"].items()}
+    kept = {name: attention_layers(m, p) for p in parts for name, m in p["models"].items()}
     teacher = next(p["teacher"] for p in parts if "teacher" in p)
     tokens = {p["tokens_per_student"] for p in parts}
     if len(tokens) != 1:
@@ -254,9 +255,8 @@ def merge(args) -> None:
            **{f"{name}_ppl": m["val_ppl"] for name, m in models.items()},
            **{f"{name}_vs_teacher": r for name, r in ratio.items()},
            "tokens": {name: m["tokens"] for name, m in models.items()},
-           "hybrid_attention_layers": next((attention_layers(m, p) for p in parts for name, m in p["models"].items()
-                                            if name == "hybrid"), distilled.get("hybrid_attention_layers")),
-           "attention_layers": {name: attention_layers(m, p) for p in parts for name, m in p["models"].items()},
+           "hybrid_attention_layers": kept.get("hybrid", distilled.get("hybrid_attention_layers")),
+           "attention_layers": kept,
            "layer_nmse": {name: m["layer_nmse"] for name, m in models.items() if m.get("layer_nmse")},
            "layer_sensitivity": distilled.get("layer_sensitivity"),
            # training seconds from the loop's records (summed over the calls of a resumed run) plus evaluation
