@@ -11,9 +11,7 @@ the logged loss and metrics are means over processes, and only the main process 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import random
 import signal
 import threading
@@ -29,13 +27,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hyena_lite import runs
+
 Batch = Any  # a tensor [B, ...] or a dict of tensors [B, ...]
 LossFn = Callable[[nn.Module, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 BatchesFn = Callable[[int], Iterable[Batch]]
 EvalFn = Callable[[nn.Module], "dict[str, float]"]
 
 # Fields that change how a run is watched, not what it computes: a finished run is reused across them.
-_COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every")
+_COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every", "save_seconds")
 
 
 @dataclass
@@ -57,16 +57,22 @@ class TrainConfig:
     device: str = "auto"  # "auto": CUDA when present; "cpu" forces the CPU
     eval_every: int = 0  # steps between validations (0: only at the end)
     save_every: int = 0  # steps between checkpoints (0: only at the end)
+    save_seconds: float = 300.0  # also a checkpoint after this much training time since the last (0: never)
     out_dir: str | None = None  # checkpoints and log.json; None: keep nothing
     tag: str = ""
     progress: bool = True
+    # What else decides the result (teacher and its weights, data, student, options): see hyena_lite.runs.
+    context: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide the result: two configs with equal identities train the same model."""
+        """The fields that decide the result: two configs with equal identities train the same model.
+        An empty context is left out, so that keys made from configs without one stay the same."""
         out = dataclasses.asdict(self)
         for name in _COSMETIC_FIELDS:
             out.pop(name)
         out["betas"] = list(out["betas"])
+        if not out["context"]:
+            out.pop("context")
         return out
 
     @property
@@ -104,7 +110,12 @@ class TrainingDiverged(FloatingPointError):
 
 class TrainingStopped(RuntimeError):
     """Raised when SIGTERM or SIGINT (a time limit, a pre-empted machine, a notebook's interrupt) stopped a
-    run; with an out_dir, the checkpoint of the last finished step was saved first, so a re-run resumes."""
+    run; with an out_dir, the checkpoint of the last finished step was saved first, so a re-run resumes.
+    `signum` is the signal's number (the command line exits with 128 + signum)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 @contextmanager
@@ -207,18 +218,10 @@ def _mean_over_processes(accelerator, loss: torch.Tensor, metrics: dict[str, flo
     return values[0], dict(zip(names, values[2:])), values[1] > 0
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _write_log(path: Path, config: TrainConfig, result: TrainResult, stopped: str | None) -> None:
     payload = {"config": config.identity(), "finished": result.finished, "stopped": stopped,
                "records": result.records, "evals": result.evals}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    runs.write_json(path, payload)
 
 
 def _read_log(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
@@ -226,9 +229,11 @@ def _read_log(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     path = out_dir / "log.json"
     if not path.exists():
         return None
-    log = json.loads(path.read_text())
+    log = runs.read_json(path)
     if log["config"] != config.identity():
-        diff = {k: (log["config"].get(k), v) for k, v in config.identity().items() if log["config"].get(k) != v}
+        new = config.identity()
+        diff = {k: (log["config"].get(k), new.get(k)) for k in sorted(set(new) | set(log["config"]))
+                if log["config"].get(k) != new.get(k)}
         raise ValueError(f"{out_dir} holds a run with another config (old, new): {diff}; "
                          f"choose another out_dir or delete that folder to start again")
     return log
@@ -270,9 +275,11 @@ def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: Trai
     """
     out_dir = Path(config.out_dir) if config.out_dir else None
     result = TrainResult(out_dir=str(out_dir) if out_dir else None)
+    # run identity (hyena_lite.runs): what is trained is part of it, so no other model reuses this run
+    config = dataclasses.replace(config, context={**config.context, "model": runs.architecture(model)})
     log = _read_log(out_dir, config) if out_dir else None
     if log and log["finished"] and (out_dir / "model.pt").exists():
-        model.load_state_dict(torch.load(out_dir / "model.pt", map_location="cpu"))
+        model.load_state_dict(runs.torch_load(out_dir / "model.pt"))
         return TrainResult(log["records"], log["evals"], finished=True, skipped=True, out_dir=str(out_dir))
 
     accelerator = _make_accelerator(config)
@@ -282,12 +289,20 @@ def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: Trai
                          f"{accelerator.num_processes}, or fewer processes")
     params, flags = _frozen_except(model, trainable)
     try:
-        with _stop_requests() as stop_requests:
+        with _stop_requests() as stop_requests, _output_lock(out_dir, accelerator.is_main_process):
             return _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
                         stop_requests)
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
+
+
+def _output_lock(out_dir: Path | None, main: bool):
+    """The main process proves out_dir writable and holds its lock (hyena_lite.runs) for the whole run."""
+    if out_dir is None or not main:
+        return nullcontext()
+    runs.ensure_writable_dir(out_dir)
+    return runs.folder_lock(out_dir)
 
 
 def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
@@ -296,12 +311,12 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
 
     optimizer = _optimizer(params, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    checkpoint_path = out_dir / "checkpoint.pt" if out_dir else None
+    checkpoint_path = out_dir / runs.CHECKPOINT if out_dir else None
     start_step, wall_before = 0, 0.0
     rank, world = accelerator.process_index, accelerator.num_processes
     _seed_everything(config.seed + rank)  # independent dropout masks on each process's rows
-    if checkpoint_path and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    state = runs.load_checkpoint(out_dir) if out_dir else None  # the newest good one of the last two
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -314,11 +329,12 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
 
     def save_checkpoint(step: int) -> None:
         rng = gather_object([_rng_state()])  # every process's, for an exact resume of each
-        if accelerator.is_main_process:
-            _atomic_save({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "rng": rng, "step": step,
-                          "records": result.records, "evals": result.evals}, checkpoint_path)
+        if accelerator.is_main_process:  # atomic, finite weights only, the previous one kept (hyena_lite.runs)
+            runs.save_checkpoint({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "scheduler": scheduler.state_dict(), "rng": rng, "step": step,
+                                  "records": result.records, "evals": result.evals}, out_dir)
             _write_log(out_dir / "log.json", config, result, stopped=None)
+        clock_checkpoints.saved()
         accelerator.wait_for_everyone()
 
     def evaluate(step: int) -> None:
@@ -336,6 +352,7 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
     batches: Iterator[Batch] = iter(batches_fn(start_step * config.grad_accum))
     wrapped.train()
     clock = time.perf_counter()
+    clock_checkpoints = runs.CheckpointClock(config.save_every, config.save_seconds)
     bar = tqdm(total=config.steps, initial=start_step, desc=config.tag or "train", leave=False,
                disable=not (config.progress and accelerator.is_main_process))
     for step in range(start_step, config.steps):
@@ -356,11 +373,14 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / config.grad_accum
         mean_loss, sums, stop = _mean_over_processes(accelerator, total, sums, bool(stop_requests))
-        if not math.isfinite(mean_loss):
+        bad_grads = runs.nonfinite_gradients(base)  # a finite loss can still have NaN gradients
+        if not math.isfinite(mean_loss) or bad_grads:
             bar.close()
             kept = f"the last good checkpoint (step {_checkpoint_step(checkpoint_path)}) is in {out_dir}" \
                 if checkpoint_path and checkpoint_path.exists() else "no checkpoint was saved"
-            message = (f"loss became {mean_loss} at step {step} ({config.tag or 'train'}); {kept}. "
+            what = f"loss became {mean_loss}" if not math.isfinite(mean_loss) else \
+                f"gradients became non-finite ({', '.join(bad_grads[:3])})"
+            message = (f"{what} at step {step} ({config.tag or 'train'}); {kept}. "
                        f"Lower the learning rate (now {config.lr}) or check the inputs, then run again.")
             if out_dir and accelerator.is_main_process:
                 _write_log(out_dir / "log.json", config, result, stopped=message)
@@ -380,19 +400,23 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
         if eval_fn and (done == config.steps or (config.eval_every and done % config.eval_every == 0)):
             evaluate(done)
         stop = stop and done < config.steps
-        if checkpoint_path and done < config.steps and (stop or (config.save_every and done % config.save_every == 0)):
+        due = clock_checkpoints.due(done)
+        if world > 1 and config.save_seconds:  # the clocks of processes differ: all save if any is due
+            due = bool(accelerator.reduce(torch.tensor(float(due), device=accelerator.device), "sum").item())
+        if checkpoint_path and done < config.steps and (stop or due):
             save_checkpoint(done)
         if stop:
             bar.close()
             kept = f"a checkpoint of step {done} is in {out_dir}: run again to resume" if checkpoint_path \
                 else "nothing was kept (no out_dir)"
-            raise TrainingStopped(f"{config.tag or 'train'} stopped by a signal after step {done} of {config.steps}; {kept}")
+            raise TrainingStopped(f"{config.tag or 'train'} stopped by a signal after step {done} of {config.steps}; "
+                                  f"{kept}", signum=stop_requests[0] if stop_requests else signal.SIGINT)
     bar.close()
     result.finished = True
     if out_dir and accelerator.is_main_process:
-        _atomic_save(base.state_dict(), out_dir / "model.pt")
+        runs.torch_save(base.state_dict(), out_dir / "model.pt")
         _write_log(out_dir / "log.json", config, result, stopped=None)
-        checkpoint_path.unlink(missing_ok=True)
+        runs.remove_checkpoints(out_dir)
     accelerator.wait_for_everyone()
     accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
     return result
@@ -409,4 +433,4 @@ def _own_rng_state(saved: dict | list, rank: int, world: int) -> dict[str, Any]:
 
 
 def _checkpoint_step(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+    return int(runs.torch_load(path, weights_only=False)["step"])
