@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from hyena_lite import fastpath
+from hyena_lite import fastpath, runs
 from hyena_lite.fftconv import fft_size
 from hyena_lite.operator import HyenaOperator
 from hyena_lite.students import kv_cache_argument
@@ -658,7 +658,7 @@ def save_results(path: str | Path, results: dict[str, Any]) -> Path:
     """Write results as indented JSON (creating folders); return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1) + "\n")
+    runs.write_json(path, results)  # atomic (hyena_lite.runs)
     return path
 
 

@@ -2,12 +2,21 @@
 
 Each subcommand lives in the module that does its work; that module defines
 `cli_arguments(parser)` and `cli_main(args) -> int | None`, and is imported only when used.
+Every value is checked before any work (CHECKS, hyena_lite.validation); every output file and folder is
+locked while the command runs; a mistake prints one line, no traceback (`--debug` shows it); SIGINT and
+SIGTERM exit with 130 and 143, after a training run saved its checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+
+from hyena_lite import validation as v
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,6 +29,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _tasks(text: str) -> str:
+    from hyena_lite.evaluate import TASKS
+
+    return v.names_from(TASKS)(text)
+
+
+def _profile(text: str) -> str:
+    from hyena_lite.profiles import PROFILES
+
+    return v.one_of(sorted(PROFILES), "profile")(text)
+
+
+# option -> its check, per subcommand; applied to the options each module declares
+CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
+    "data": {},
+    "teacher": {"--profile": _profile, "--name": v.model_reference, "--json": v.output_file},
+    "benchmark": {"--lengths": v.positive_int, "--device": v.device, "--batch": v.positive_int,
+                  "--d-model": v.positive_int, "--heads": v.positive_int, "--layers": v.positive_int,
+                  "--vocab": v.int_at_least(2), "--new-tokens": v.positive_int, "--warmup": v.nonnegative_int,
+                  "--repeats": v.positive_int, "--kernels-at": v.positive_int, "--json": v.output_file},
+    "distill": {"--profile": _profile, "--teacher": v.model_reference, "--tokens": v.positive_int,
+                "--hyena-layers": v.int_list(0), "--out": v.output_dir, "--results": v.output_file,
+                "--grad-accum": v.positive_int},
+    "evaluate": {"--model": v.model_reference, "--text": v.existing_file, "--split": v.one_of(
+                     ("train", "validation", "test"), "split"), "--tasks": _tasks, "--teacher": v.model_reference,
+                 "--context": v.int_at_least(2), "--stride": v.positive_int, "--length": v.int_at_least(2),
+                 "--batch-size": v.positive_int, "--profile": _profile, "--json": v.output_file},
+    "generate": {"--model": v.model_folder, "--order": v.positive_int, "--max-new-tokens": v.positive_int,
+                 "--temperature": v.float_at_least(0.0), "--top-k": v.positive_int, "--seed": v.nonnegative_int,
+                 "--device": v.device, "--benchmark": v.output_file, "--contexts": v.int_list(1),
+                 "--batches": v.int_list(1), "--layers": v.positive_int, "--width": v.positive_int,
+                 "--quality": v.output_file, "--orders": v.int_list(1), "--context": v.int_at_least(2),
+                 "--train-steps": v.positive_int},
+}
+# exceptions that mean "the user asked for something that cannot be done": shown as their message alone
+USER_ERRORS = (ValueError, TypeError, LookupError, OSError, RuntimeError, FloatingPointError)
+
+
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hyena_lite",
@@ -29,12 +76,66 @@ def _top_parser() -> argparse.ArgumentParser:
         + "\n\n`python -m hyena_lite SUBCOMMAND --help` for the options of one.",
     )
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="SUBCOMMAND", help="what to do")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback")
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a training loop: unwinds like KeyboardInterrupt, so that files and locks are closed."""
+
+
+def _on_sigterm(signum, _frame):
+    raise Terminated(signum)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to a subcommand; return the process exit code."""
+    """Run a subcommand; return the process exit code (1 on an error, 130 / 143 after SIGINT / SIGTERM).
+
+    A mistake prints one line on stderr; with --debug (anywhere on the line) the traceback too."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted (SIGINT)", file=sys.stderr)
+        return 130
+    except Terminated:
+        if debug:
+            raise
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    except Exception as error:  # the one place that turns errors into messages
+        from hyena_lite.training import TrainingStopped
+
+        if debug:
+            raise
+        if isinstance(error, TrainingStopped):
+            print(f"stopped: {_one_line(error)}", file=sys.stderr)
+            return 128 + error.signum
+        kind = "" if isinstance(error, USER_ERRORS) else f"{type(error).__name__}: "
+        print(f"error: {kind}{_one_line(error)} (--debug shows where)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _dispatch(argv: list[str]) -> int:
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
@@ -46,5 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"python -m hyena_lite {name}", description=help_text)
     module.cli_arguments(parser)
+    v.apply_checks(parser, CHECKS[name])
     args = parser.parse_args(rest)
-    return int(module.cli_main(args) or 0)
+    with ExitStack() as locks:
+        if os.environ.get("RANK", "0") == "0":  # in a multi-process run, the first process holds the locks
+            from hyena_lite import runs
+
+            for value in vars(args).values():
+                if isinstance(value, v.OutputFile):
+                    locks.enter_context(runs.file_lock(value))
+                elif isinstance(value, v.OutputDir):
+                    locks.enter_context(runs.folder_lock(value))
+        return int(module.cli_main(args) or 0)

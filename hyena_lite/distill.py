@@ -392,13 +392,25 @@ def make_setup(profile, teacher_name: str | None = None, hyena_layers: list[int]
     teacher, tokenizer = load_teacher(teacher_name or profile.teacher, profile)
     corpus = load_corpus(profile.corpus)
     valid = tokenize_split(corpus["validation"], tokenizer)
+    train_tokens = tokenize_split(corpus["train"], tokenizer)
     config = TrainConfig(steps=1, lr=profile.distill_lr, batch_size=profile.batch_size // grad_accum,
                          grad_accum=grad_accum, seq_len=profile.seq_len, seed=profile.seed, out_dir=out_dir,
-                         progress=progress, weight_decay=0.0)
-    return Setup(freeze(teacher), tokenizer, tokenize_split(corpus["train"], tokenizer),
+                         progress=progress, weight_decay=0.0,
+                         context=setup_identity(teacher_name or profile.teacher, teacher, train_tokens, hyena_layers))
+    return Setup(freeze(teacher), tokenizer, train_tokens,
                  eval_windows(valid, profile.seq_len, profile.eval_tokens),
                  eval_windows(valid, profile.seq_len, max(profile.eval_tokens // 8, profile.seq_len)),
                  config, hyena_layers)
+
+
+def setup_identity(teacher_name: str, teacher: nn.Module, train_tokens: torch.Tensor,
+                   hyena_layers: list[int] | None) -> dict[str, Any]:
+    """What a setup's runs depend on beyond their TrainConfig: the teacher (name and weights), the data, the
+    student's layers (hyena_lite.runs); part of every run's identity, so no other setup reuses its runs."""
+    from hyena_lite import runs
+
+    return {"teacher": teacher_name, "teacher_weights": runs.weights_digest(teacher),
+            "data": runs.tokens_digest(train_tokens), "hyena_layers": hyena_layers}
 
 
 def make_student(setup: Setup, init: str) -> nn.Module:
@@ -436,7 +448,8 @@ def run_stage(stage: str, student: nn.Module, setup: Setup, tokens: int, name: s
         c = dataclasses.replace(c, batch_size=1, grad_accum=1)
     out = None if c.out_dir is None else f"{c.out_dir}/{name}"
     config = dataclasses.replace(c, steps=steps, lr=c.lr * lr_scale, warmup=max(1, steps // 20), out_dir=out,
-                                 eval_every=max(1, steps // 5), save_every=max(1, steps // 8), tag=name)
+                                 eval_every=max(1, steps // 5), save_every=max(1, steps // 8), tag=name,
+                                 context={**c.context, "stage": stage, "options": options})
     eval_fn = perplexity_eval(setup.curve_windows)
     if stage == "progressive":
         return progressive(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)
@@ -664,11 +677,22 @@ def cli_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def default_out(profile, teacher: str | None, layers: list[int] | None) -> str:
+    """artifacts/distill/PROFILE for the profile's teacher with every layer converted; each other teacher or
+    choice of layers gets its own folder beside it, so that no run is ever found under another's name."""
+    from hyena_lite.paths import artifacts_dir
+
+    folder = artifacts_dir() / "distill" / profile.name
+    if teacher not in (None, profile.teacher):
+        folder = folder / ("teacher-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in teacher))
+    if layers is not None:
+        folder = folder.with_name(f"{folder.name}-hyena{'_'.join(map(str, layers))}")
+    return str(folder)
+
+
 def cli_main(args) -> int:
     """Run the chosen stage, recipe or comparison; print validation perplexities."""
-    import json
-
-    from hyena_lite.paths import artifacts_dir
+    from hyena_lite import runs
     from hyena_lite.profiles import get_profile
 
     if args.gpu_throughput:
@@ -676,13 +700,12 @@ def cli_main(args) -> int:
                   + (f" --results {args.results}" if args.results else ""),
                   "git_commit": _git_commit(), "hardware": _hardware()}
         if args.results:
-            with open(args.results, "w") as f:
-                json.dump(report, f, indent=1)
+            runs.write_json(args.results, report)  # atomic (hyena_lite.runs)
         return 0
     profile = get_profile(args.profile)
     tokens = args.tokens or profile.distill_tokens
     layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
-    out = args.out or str(artifacts_dir() / "distill" / profile.name)
+    out = args.out or default_out(profile, args.teacher, layers)
     setup = make_setup(profile, args.teacher, layers, out, progress=not args.no_progress, grad_accum=args.grad_accum)
     if args.compare:
         report = compare(setup, tokens)
@@ -699,8 +722,7 @@ def cli_main(args) -> int:
             print(f"{recipe:>8}: val ppl {student['val_ppl']:.2f} ({student['val_ppl'] / report['teacher_ppl']:.2f}x "
                   f"the teacher's {report['teacher_ppl']:.2f}), {student['tokens']:,} tokens")
         if args.results:
-            with open(args.results, "w") as f:
-                json.dump(report, f, indent=1)
+            runs.write_json(args.results, report)  # atomic (hyena_lite.runs)
             print(f"wrote {args.results}")
         return 0
     if args.recipe:

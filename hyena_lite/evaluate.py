@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from hyena_lite import runs
 from hyena_lite.probes import cloze_accuracy, cloze_examples, copy_curve, model_device, mqar_curve
 from hyena_lite.profiles import Profile, get_profile
 
@@ -386,6 +387,6 @@ def cli_main(args: argparse.Namespace) -> int:
                                                            args.context, args.stride, args.length, args.batch_size)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    runs.write_json(out, results)  # atomic (hyena_lite.runs)
     print(f"wrote {out}")
     return 0

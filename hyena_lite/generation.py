@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from hyena_lite import runs
 from hyena_lite.fftconv import fftconv
 from hyena_lite.modal import ModalFilter, fit_modal, relative_error
 from hyena_lite.students import family_of, kv_cache_argument
@@ -733,7 +734,7 @@ def _saver(path: str, device: torch.device) -> Callable[[dict[str, Any]], None]:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(results: dict[str, Any]) -> None:
-        out.write_text(json.dumps({**meta, **results}, indent=1) + "\n")
+        runs.write_json(out, {**meta, **results})  # atomic (hyena_lite.runs)
 
     return save
 

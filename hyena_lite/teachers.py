@@ -37,6 +37,7 @@ from transformers import (
 
 from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
                              tokenize_split, tokens_by_domain)
+from hyena_lite import runs
 from hyena_lite.paths import artifacts_dir, assets_dir, home
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.training import TrainConfig, TrainResult, train
@@ -314,6 +315,6 @@ def cli_main(args: argparse.Namespace) -> int:
     print(pd.DataFrame.from_dict(report["validation_perplexity"], orient="index").round(2).to_string())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({**report, "environment": _environment()}, indent=1) + "\n")
+        runs.write_json(args.json, {**report, "environment": _environment()})  # atomic (hyena_lite.runs)
         print(f"written to {args.json}")
     return 0
