@@ -21,7 +21,6 @@ It needs the hub (for the task data sets), so the offline book never runs it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform

@@ -715,7 +715,6 @@ def _ints(text: str) -> list[int]:
 
 def _saver(path: str, device: torch.device) -> Callable[[dict[str, Any]], None]:
     """A function that writes results to `path` as JSON, with the command, git commit, hardware and versions."""
-    import json
     import platform
     import subprocess
     import sys
