@@ -127,11 +127,13 @@ def load_corpus(name: str = "offline") -> datasets.DatasetDict:
     import datasets
 
     if name == "offline":
-        root = corpus_dir()
-        docs = read_manifest()
+        from hyena_lite.assets import read_checksums, verified_text
+
+        docs, checksums = read_manifest(), read_checksums()
         parts = split_documents(docs)
-        return datasets.DatasetDict({
-            s: _documents_dataset([{"text": (root / d["file"]).read_text(encoding="utf-8"),
+        prefix = corpus_dir().name
+        return datasets.DatasetDict({  # each file checked against its sha256: a damaged one is named
+            s: _documents_dataset([{"text": verified_text(f"{prefix}/{d['file']}", checksums),
                                     "domain": d["domain"], "title": d["title"]} for d in parts[s]])
             for s in SPLITS})
     if name == "wikitext-103":

@@ -271,6 +271,20 @@ def _powers_of_two(low: int, high: int) -> list[int]:
     return [low << i for i in range(max(0, (high // low).bit_length()))]
 
 
+def _check_windows(model: torch.nn.Module, context: int, stride: int, batch_size: int) -> None:
+    """Raise ValueError naming the value and the fix when windows of `context` tokens cannot be scored."""
+    if context < 2 or stride < 1 or batch_size < 1:
+        raise ValueError(f"context={context}, stride={stride}, batch_size={batch_size}: give a context >= 2 "
+                         f"tokens, a stride >= 1 and a batch size >= 1")
+    try:
+        limit = max_length(model)
+    except ValueError:  # a model that does not say: let it try
+        return
+    if context > limit:
+        raise ValueError(f"a context of {context} tokens exceeds the {limit} positions this "
+                         f"{type(model).__name__} accepts; give --context {limit} or less")
+
+
 def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], profile: Profile,
                    tasks: Sequence[str] = DEFAULT_TASKS, teacher: tuple[torch.nn.Module, object] | None = None,
                    context: int | None = None, stride: int | None = None, length: int | None = None,
@@ -286,8 +300,9 @@ def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], pro
         raise ValueError(f"unknown tasks {unknown}; choose among {', '.join(TASKS)}")
     if not texts:
         raise ValueError("no texts to evaluate: give --text FILE or --split NAME")
-    context = context or profile.seq_len
-    stride = stride or context // 2
+    context = profile.seq_len if context is None else context
+    stride = context // 2 if stride is None else stride
+    _check_windows(model, context, stride, batch_size)
     budget = profile.eval_tokens and max(context, profile.eval_tokens // len(texts))  # per text
     report: dict = {}
     if "agreement" in tasks:

@@ -24,7 +24,12 @@ def _compute_dtype(u: Tensor) -> torch.dtype:
 
 
 def _check(u: Tensor, k: Tensor, D: Tensor | None) -> None:
-    """Raise ValueError with what was expected when the shapes of u, k or D do not fit together."""
+    """Raise ValueError with what was expected when the shapes of u, k or D do not fit together (TypeError
+    when one is not floating point: an integer convolution would be rounded silently)."""
+    for name, t in (("u", u), ("k", k), ("D", D)):
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"{name} has dtype {t.dtype}; the convolution needs floating-point tensors: "
+                            f"pass {name}.float()")
     if u.dim() != 3:
         raise ValueError(f"u must have shape [batch, channels, length] (channels first), got {tuple(u.shape)}")
     batch, channels, length = u.shape

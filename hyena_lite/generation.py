@@ -542,6 +542,8 @@ def generate(model: nn.Module, input_ids: Tensor, max_new_tokens: int = 32, mode
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise ValueError(f"input_ids must have shape [batch, length >= 1], got {tuple(input_ids.shape)}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: ask for at least one new token")
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     total = input_ids.shape[1] + max_new_tokens
     if limit and total > limit and getattr(model.config, "model_type", "").endswith("gpt2"):

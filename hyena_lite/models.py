@@ -26,7 +26,7 @@ from transformers import PreTrainedModel
 
 from hyena_lite.students import (  # noqa: F401  re-exported: the student classes are part of this module's API
     FAMILIES, Family, HyenaGPT2Config, HyenaGPT2LMHeadModel, HyenaGPTNeoXConfig, HyenaGPTNeoXForCausalLM,
-    HyenaLlamaConfig, HyenaLlamaForCausalLM, HyenaMixer, check_hyena_config, family_of, layer_mixers)
+    HyenaLlamaConfig, HyenaLlamaForCausalLM, HyenaMixer, check_hyena_config, family_of, hyena_l_max, layer_mixers)
 from hyena_lite.operator import HyenaFilter, HyenaOperator
 
 INITS = ("teacher", "fresh", "random")
@@ -133,6 +133,11 @@ def convert(teacher: PreTrainedModel, hyena_layers: list[int] | None = None, ini
     layers = list(range(teacher.config.num_hidden_layers)) if hyena_layers is None else list(hyena_layers)
     config = student_config(teacher.config, family, layers, **hyena_kwargs)
     check_hyena_config(config)
+    positions = getattr(teacher.config, "n_positions", None)  # a learned position table (GPT-2) caps any length
+    if positions and hyena_l_max(config) > positions:
+        raise ValueError(f"l_max={hyena_l_max(config)} exceeds the {positions} learned positions of this "
+                         f"{type(teacher).__name__}: the student could never see that long an input; "
+                         f"give l_max <= {positions}")
     student = family.student_class(config)
     if init != "random":
         _copy_from_teacher(student, teacher, family, layers if init == "teacher" else [])

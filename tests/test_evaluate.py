@@ -283,7 +283,7 @@ def test_errors_say_what_is_wrong(saved, tmp_path, gpt2, tokenizer):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n", encoding="utf-8")
     with pytest.raises(ValueError, match="empty"):
-        main(["evaluate", "--model", str(saved), "--text", str(empty), "--json", str(tmp_path / "x.json")])
+        main(["evaluate", "--model", str(saved), "--text", str(empty), "--json", str(tmp_path / "x.json"), "--debug"])
     with pytest.raises(ValueError, match="fewer than one window of 64: give a longer text or a smaller --context"):
         ev.score_text(gpt2, tokenizer, "A short text.", context=64, name="short.txt")
     with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
