@@ -477,6 +477,7 @@ def brief_student(steps: int = 300, seq_len: int = 256, width: int = 64, layers:
 
     from hyena_lite.data import eval_windows, gpt2_tokenizer, iterate_batches, load_corpus, tokenize_split
     from hyena_lite.models import convert
+    from hyena_lite.paths import artifacts_dir
     from hyena_lite.training import TrainConfig, train
 
     tokenizer = gpt2_tokenizer()
@@ -487,7 +488,11 @@ def brief_student(steps: int = 300, seq_len: int = 256, width: int = 64, layers:
                        vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
     student = convert(GPT2LMHeadModel(shape), init="random", l_max=seq_len)
     config = TrainConfig(steps=steps, lr=lr, warmup=max(1, steps // 20), batch_size=batch_size, seq_len=seq_len,
-                         seed=seed, device="cpu" if not torch.cuda.is_available() else "auto", tag="generation-quality")
+                         seed=seed, device="cpu" if not torch.cuda.is_available() else "auto", tag="generation-quality",
+                         save_every=max(1, steps // 10), context={"student": runs.architecture(student),
+                                                                  "data": runs.tokens_digest(train_tokens)})
+    # a resumable run in a folder keyed by its identity (hyena_lite.runs): a kill loses one interval at most
+    config.out_dir = str(artifacts_dir() / "generation-quality" / f"brief-{runs.digest(config.identity())}")
 
     def loss_fn(model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
         loss = model(input_ids=batch, labels=batch).loss
