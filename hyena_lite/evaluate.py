@@ -256,13 +256,16 @@ def load_model(name_or_dir: str, profile: Profile) -> tuple[torch.nn.Module, obj
                                     f"tokenizer.save_pretrained({str(path)!r})")
         model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     else:
-        from hyena_lite.teachers import load_teacher
+        from hyena_lite.teachers import TeacherUnavailable, load_teacher
 
         try:
             model, tokenizer = load_teacher(name_or_dir, profile)
         except (ValueError, KeyError) as error:
             raise ValueError(f"unknown model {name_or_dir!r}: not a folder saved with save_pretrained, "
                              f"and not a teacher name ({error})") from None
+        except TeacherUnavailable as error:  # 'models/studnet' reads like a hub id: say both readings
+            raise TeacherUnavailable(f"{name_or_dir!r} is no folder here (check the path), and as a hub model: "
+                                     f"{error}") from None
     return model.to(profile.device).eval(), tokenizer
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -146,9 +147,11 @@ def _writable_ancestor(path: Path, text: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is a file, not a folder; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {parent} is not writable; "
-                                         f"choose another path")
+    try:  # a real file, not os.access: root, read-only mounts and ACLs answer differently
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {parent} is not writable "
+                                         f"({error.strerror or error}); choose another path") from None
 
 
 def output_file(text: str) -> OutputFile:
@@ -171,9 +174,7 @@ def output_dir(text: str) -> OutputDir:
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; choose a folder for the output")
-    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write in {text}: the folder is not writable; choose another")
-    _writable_ancestor(path, text)
+    _writable_ancestor(path / "file", text)
     return OutputDir(path)
 
 
