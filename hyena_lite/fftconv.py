@@ -47,6 +47,8 @@ def _check(u: Tensor, k: Tensor, D: Tensor | None) -> None:
 def fftconv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     """Causal convolution of each channel of u with its filter k (+ D * u), by FFT in float32; returns u's dtype."""
     _check(u, k, D)
+    if u.numel() == 0:  # an empty batch: nothing to convolve (and FFT libraries refuse empty transforms)
+        return torch.zeros_like(u)
     length, dtype = u.shape[-1], _compute_dtype(u)
     n = fft_size(length)
     u_wide = u.to(dtype)

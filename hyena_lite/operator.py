@@ -116,6 +116,8 @@ class HyenaOperator(nn.Module):
         super().__init__()
         if order < 1:
             raise ValueError(f"order must be at least 1, got {order}")
+        if d_model < 1 or l_max < 1:
+            raise ValueError(f"d_model={d_model} and l_max={l_max} must both be at least 1")
         self.d_model, self.l_max, self.order = d_model, l_max, order
         width = (order + 1) * d_model
         self.in_proj = nn.Linear(d_model, width)
@@ -143,6 +145,10 @@ class HyenaOperator(nn.Module):
             )
         if u.shape[1] < 1:
             raise ValueError(f"empty sequence (shape {tuple(u.shape)}); the length must be at least 1")
+        weight = self.in_proj.weight.dtype
+        if not u.is_floating_point() or (u.dtype != weight and not torch.is_autocast_enabled(u.device.type)):
+            raise TypeError(f"input dtype {u.dtype} does not match the operator's {weight}: pass u.to({weight}) "
+                            f"or convert the operator with .to(dtype)")
 
     def gates_and_value(self, u: Tensor) -> tuple[list[Tensor], Tensor]:
         """In-projection and short causal convolution of u [B, L, D]: gates x^1..x^N and value v, each [B, D, L]."""

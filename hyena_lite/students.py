@@ -168,6 +168,11 @@ class HyenaStudentMixin:
                 labels: torch.LongTensor | None = None, logits_to_keep: int | torch.Tensor = 0,
                 **kwargs: Any) -> Any:
         """The teacher class's forward; left-padded rows are rolled to right padding and back around it."""
+        given = input_ids if input_ids is not None else inputs_embeds
+        positions = getattr(self.config, "n_positions", None)  # a learned position table (GPT-2) caps the length
+        if given is not None and given.dim() >= 2 and positions and given.shape[1] > positions:
+            raise ValueError(f"an input of {given.shape[1]} tokens exceeds the {positions} learned positions of "
+                             f"this {type(self).__name__}; give at most {positions} tokens")
         shifts = None
         if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
             shifts = _left_pad_shifts(attention_mask)
