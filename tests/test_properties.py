@@ -14,7 +14,7 @@ from hyena_lite.fftconv import direct_conv, fftconv
 from hyena_lite.models import convert
 from hyena_lite.operator import HyenaOperator
 
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32, torch.bool,
           torch.complex64]
 CLEAR = (ValueError, TypeError)
@@ -45,7 +45,7 @@ def test_fftconv_returns_the_direct_convolution_or_refuses(batch, channels, leng
         return
     assert y.shape == u.shape and y.dtype == u.dtype
     assert u.is_floating_point() and k.is_floating_point(), "integer inputs must be refused, not rounded"
-    if u_dtype in (torch.float32, torch.float64) and length:
+    if u_dtype in (torch.float32, torch.float64) and u.numel():
         reference = direct_conv(u, k, d)
         torch.testing.assert_close(y, reference, rtol=1e-4, atol=1e-4 * (1 + reference.abs().max().item()))
 

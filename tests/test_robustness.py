@@ -2,11 +2,13 @@
 keyed by what made it. Tiny random GPT-2s, the smoke profile, a private HYENA_LITE_HOME; a few seconds in all."""
 from __future__ import annotations
 
-import json
-import math
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 import torch
@@ -21,6 +23,15 @@ from hyena_lite.models import convert
 from hyena_lite.training import TrainConfig, TrainingDiverged, train
 
 SEQ = 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run several times faster on one thread than on two of a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +262,25 @@ def test_a_damaged_corpus_file_is_named_with_the_command_that_rebuilds_it(tmp_pa
 
 
 # 10 ------------------------------------------------------------------------------------------------
+def test_sigterm_stops_a_training_command_with_exit_143_after_saving(tiny_teachers, tmp_path, capsys):
+    run = tmp_path / "runs" / "stage-ce-teacher"
+    killer = threading.Thread(target=lambda: (wait_for(run / "checkpoint.pt"), os.kill(os.getpid(), signal.SIGTERM)))
+    killer.start()
+    code, err = run_cli(["distill", "--stage", "ce", "--teacher", "a", "--profile", "smoke", "--tokens", str(64 * 4 * 32),
+                         "--out", str(tmp_path / "runs"), "--no-progress"], capsys)
+    killer.join()
+    assert code == 143 and "stopped: stage-ce-teacher stopped by a signal after step" in err and "Traceback" not in err
+    step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert f"after step {step} of 64" in err, "the checkpoint is of the step it stopped after"
+
+
+def wait_for(path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+
 def test_command_line_mistakes_print_one_line_and_no_traceback(folders, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
