@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,10 +103,15 @@ def folder_lock(folder: str | os.PathLike):
     return lock(Path(folder) / ".lock", f"the output folder {folder}")
 
 
+def file_lock_path(path: str | os.PathLike) -> Path:
+    """Where the lock of a results file lives: in the temporary folder (no lock files beside results)."""
+    key = hashlib.sha256(str(Path(path).expanduser().resolve()).encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / "hyena_lite-locks" / f"{key}.lock"
+
+
 def file_lock(path: str | os.PathLike):
     """The lock of a results file: one process at a time writes it."""
-    path = Path(path)
-    return lock(path.with_name(f".{path.name}.lock"), f"the results file {path}")
+    return lock(file_lock_path(path), f"the results file {path}")
 
 
 # -------------------------------------------------------------------------------------------- writing

@@ -330,10 +330,10 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
     def save_checkpoint(step: int) -> None:
         rng = gather_object([_rng_state()])  # every process's, for an exact resume of each
         if accelerator.is_main_process:  # atomic, finite weights only, the previous one kept (hyena_lite.runs)
+            _write_log(out_dir / "log.json", config, result, stopped=None)  # first: no checkpoint without its identity
             runs.save_checkpoint({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
                                   "scheduler": scheduler.state_dict(), "rng": rng, "step": step,
                                   "records": result.records, "evals": result.evals}, out_dir)
-            _write_log(out_dir / "log.json", config, result, stopped=None)
         clock_checkpoints.saved()
         accelerator.wait_for_everyone()
 

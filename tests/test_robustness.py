@@ -15,7 +15,7 @@ import torch
 from tiny_models import private_home, save_tiny_gpt2
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hyena_lite import assets, data, distill, evaluate, get_profile, profiles, teachers
+from hyena_lite import assets, data, distill, evaluate, get_profile, profiles, runs, teachers
 from hyena_lite.cli import main
 from hyena_lite.fftconv import fftconv
 from hyena_lite.generation import generate
@@ -176,7 +176,7 @@ def test_a_second_process_refuses_a_busy_output_folder_and_results_file(folders,
         child.kill()
         child.wait()
     out = tmp_path / "r.json"
-    child = holder(tmp_path / ".r.json.lock")
+    child = holder(runs.file_lock_path(out))
     try:
         code, err = run_cli(["evaluate", "--model", str(folders["a"]), "--text", str(folders["text"]), "--tasks",
                              "ppl", "--profile", "smoke", "--context", "32", "--json", str(out)], capsys)
