@@ -58,8 +58,8 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
         raise ValueError(f"need two or more (x, y) pairs, got {len(xs)} x and {len(ys)} y")
     if min(xs) <= 0 or min(ys) <= 0:
         raise ValueError("a log-log slope needs positive x and y; drop zero or negative values")
-    lx = torch.log(torch.tensor(xs, dtype=torch.float64))
-    ly = torch.log(torch.tensor(ys, dtype=torch.float64))
+    lx = torch.log(torch.tensor([float(x) for x in xs], dtype=torch.float64))
+    ly = torch.log(torch.tensor([float(y) for y in ys], dtype=torch.float64))
     lx, ly = lx - lx.mean(), ly - ly.mean()
     if not bool((lx != 0).any()):
         raise ValueError(f"all x are equal ({xs[0]}): a slope needs at least two different x")
