@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import matplotlib.pyplot as plt
 import torch

@@ -1,19 +1,20 @@
 """The helpers the chapters share (hyena_lite.book): values, edge cases and their errors."""
 from __future__ import annotations
 
+import ast
+import inspect
+import json
+import re
 import time
+from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from hyena_lite import book, direct_conv  # noqa: E402
-from hyena_lite.data import iterate_batches  # noqa: E402
+from hyena_lite import book, direct_conv
+from hyena_lite.data import iterate_batches
 
 
 @pytest.mark.parametrize("length", [1, 2, 9, 40])
@@ -40,7 +41,7 @@ def test_live_batches_resume_at_any_batch() -> None:
     first = [batch for _, batch in zip(range(5), stream(0))]
     assert all(batch.shape == (3, 16) for batch in first)
     assert torch.equal(next(stream(3)), first[3]), "stream(k) must start at batch k"
-    assert torch.equal(first[1], list(iterate_batches(tokens, 3, 16, 4, start_step=1, steps=1))[0])
+    assert torch.equal(first[1], next(iterate_batches(tokens, 3, 16, 4, start_step=1)))
     other_seed = book.live_batches(tokens, batch_size=3, seq_len=16, seed=5)
     assert not torch.equal(next(other_seed(0)), first[0])
 
@@ -102,3 +103,29 @@ def test_figure_html_keeps_the_alt_text_and_closes_the_figure() -> None:
     assert not plt.fignum_exists(fig.number)
     with pytest.raises(ValueError, match="alt text"):
         book.figure_html(plt.figure(), "  ")
+
+
+BOOK_DIR = Path(__file__).resolve().parent.parent / "book"
+# The chapter that builds a helper step by step keeps its own version and asserts that they agree.
+BUILDERS = {"toeplitz": "03_long_convolutions.ipynb"}
+
+
+def chapter_functions(path: Path) -> set[str]:
+    """Names of the functions a chapter's code cells define."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    trees = [ast.parse(re.sub(r"^[%!].*$", "", source, flags=re.MULTILINE)) for source in code]
+    return {node.name for tree in trees for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef)}
+
+
+def test_chapters_import_the_shared_helpers_instead_of_copying_them() -> None:
+    shared = {name for name, value in vars(book).items()
+              if inspect.isfunction(value) and value.__module__ == book.__name__}
+    copies = {path.name: sorted(shared & chapter_functions(path) - {
+        name for name, builder in BUILDERS.items() if builder == path.name})
+        for path in sorted(BOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
+    assert not any(copies.values()), (
+        f"chapters define their own copies of hyena_lite.book's helpers: "
+        f"{ {k: v for k, v in copies.items() if v} }; import them from hyena_lite.book")
+    assert "toeplitz" in chapter_functions(BOOK_DIR / BUILDERS["toeplitz"])
