@@ -125,6 +125,20 @@ def test_nan_gradients_stop_the_run_and_never_reach_a_checkpoint(tmp_path):
     assert torch.load(tmp_path / "checkpoint.prev.pt", weights_only=False)["step"] == 2, "the last two are kept"
 
 
+# 4 (the loop's part: the mini teacher's pre-training is a TrainConfig with no save_every) ----------------
+def test_a_run_without_save_every_still_checkpoints_by_time(tmp_path):
+    def stop_at_4(model, batch):
+        stop_at_4.calls += 1
+        if stop_at_4.calls == 4:
+            raise KeyboardInterrupt  # a kill: nothing is saved on the way out
+        return lm_loss(model, batch)
+    stop_at_4.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), stop_at_4, batches, config(tmp_path, save_every=0, save_seconds=1e-9))
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert TrainConfig(steps=1).save_seconds == 300, "by default a checkpoint at least every 5 minutes"
+
+
 # 5 -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def read_only(tmp_path):
