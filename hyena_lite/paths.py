@@ -1,10 +1,23 @@
-"""Where hyena_lite keeps what it builds: offline assets and cached artefacts."""
+"""Where hyena_lite keeps what it builds (offline assets, cached artefacts) and what it ships (results files).
+
+The results of real runs (JSON, CSV) and the assets' checksums are package data inside `hyena_lite`, read
+through importlib.resources, so that a wheel installed outside any checkout (Colab) finds them.
+"""
 from __future__ import annotations
 
+import atexit
+import contextlib
+import json
 import os
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE = "hyena_lite"
+_RESULTS = "results"
+_extracted = contextlib.ExitStack()  # folders extracted from a zipped install, removed at exit
+atexit.register(_extracted.close)
 
 
 def home() -> Path:
@@ -26,6 +39,35 @@ def artifacts_dir() -> Path:
     return home() / "artifacts"
 
 
+def package_file(name: str) -> Path:
+    """A file or folder shipped inside the hyena_lite package, as a real path (extracted once from a zip)."""
+    resource = resources.files(_PACKAGE).joinpath(name)
+    if isinstance(resource, Path):
+        return resource
+    return _extracted.enter_context(resources.as_file(resource))
+
+
 def results_dir() -> Path:
-    """Small committed results of real runs (JSON, CSV) shown by the book."""
-    return _REPO_ROOT / "results"
+    """The small results of real runs (JSON, CSV) that the book shows: hyena_lite/results in the package.
+
+    In a checkout it is the source folder, where scripts write new results; installed, the installed copy.
+    """
+    return package_file(_RESULTS)
+
+
+def load_result(name: str) -> Any:
+    """A shipped results file by name: a .json file as its object, a .csv file as a pandas DataFrame."""
+    resource = resources.files(_PACKAGE).joinpath(_RESULTS).joinpath(name)
+    if not resource.is_file():
+        shipped = sorted(r.name for r in resources.files(_PACKAGE).joinpath(_RESULTS).iterdir()
+                         if r.name.endswith((".json", ".csv")))
+        raise FileNotFoundError(f"no results file {name!r} in hyena_lite/{_RESULTS}; it ships {', '.join(shipped)}")
+    if name.endswith(".json"):
+        return json.loads(resource.read_text(encoding="utf-8"))
+    if name.endswith(".csv"):
+        import pandas as pd
+
+        with resource.open("r", encoding="utf-8") as handle:
+            return pd.read_csv(handle)
+    raise ValueError(f"results file {name!r}: load_result reads .json and .csv files; open "
+                     f"results_dir() / {name!r} yourself for anything else")
