@@ -17,7 +17,7 @@ SYSTEM_STAMP := data/build/.system-packages
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test setup assets unit nbval book-smoke book-js browser clean
+.PHONY: book test setup assets unit nbval book-smoke book-js browser clean colab-cells
 
 book: assets book-js
 	$(VENV)/bin/jupyter-book build --all .
@@ -84,6 +84,11 @@ $(VENDOR_STAMP):
 # (Its own unit test, tests/browser/test_check_book.py, runs with the unit tests.)
 browser: book-smoke
 	$(PY) tests/browser/check_book.py _build/html --require-alt --screenshots _build/screenshots
+
+# The first cell of every chapter, made from _config.yml's repository.url and branch (a fork changes those,
+# then runs this); tests/test_chapters.py fails while a chapter's cell disagrees.
+colab-cells: setup
+	$(PY) scripts/colab_cell.py
 
 clean:
 	rm -rf _build

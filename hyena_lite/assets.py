@@ -48,6 +48,15 @@ BIBLE_BOOKS = (
     "Jude", "Revelation",
 )
 KJV_VERSES = 31_102
+# The Debian bookworm files that data/README.md names (and the checksums pin), in the Debian archive's pool:
+# where apt knows other versions (Colab's Ubuntu), download_debian_files() fetches these by address instead.
+DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
+DEBIAN_FILES = {
+    "bible-kjv_4.38_amd64.deb": ("b/bible-kjv", "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d"),
+    "bible-kjv-text_4.38_all.deb": ("b/bible-kjv", "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a"),
+    "r-cran-janeaustenr_1.0.0-1_all.deb": ("r/r-cran-janeaustenr",
+                                           "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95"),
+}
 
 
 class AssetError(RuntimeError):
@@ -130,6 +139,27 @@ def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
             _run(["dpkg-deb", "-x", str(found[-1]), str(root)])
             stamp.touch()
     return root
+
+
+def download_debian_files(cache: Path, log: Callable[[str], None] = print) -> list[str]:
+    """Put the pinned Debian files into cache/debian from the Debian archive's pool (checked by sha256);
+    _debian_root then uses them instead of `apt-get download`. Returns the names it downloaded."""
+    import urllib.request
+
+    folder, fetched = cache / "debian", []
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (pool, digest) in DEBIAN_FILES.items():
+        if (folder / name).is_file() and _sha256(folder / name) == digest:
+            continue
+        url = f"{DEBIAN_POOL}/{pool}/{name}"
+        log(f"downloading {url}")
+        with urllib.request.urlopen(url, timeout=60) as response:
+            content = response.read()
+        if hashlib.sha256(content).hexdigest() != digest:
+            raise AssetError(f"{url} does not have the sha256 that data/README.md records ({digest[:16]}...)")
+        (folder / name).write_bytes(content)
+        fetched.append(name)
+    return fetched
 
 
 def _austen(cache: Path, log: Callable[[str], None]) -> list[dict]:
