@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -84,7 +85,7 @@ def run_chapter(path: Path, workdir: Path, timeout: int) -> dict:
 
 
 def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines() if line.strip()]
     return lines[-1].strip()[:500] if lines else "unknown error"
 
 

@@ -12,8 +12,10 @@ def write_chapter(folder, name: str, code: str) -> None:
     nbformat.write(notebook, folder / f"{name}.ipynb")
 
 
-def test_runs_on_after_a_failure_records_it_and_resumes(load_script, tmp_path, capsys):
+def test_runs_on_after_a_failure_records_it_and_resumes(load_script, tmp_path, capsys, monkeypatch):
     run_book = load_script("run_book")
+    for variable in ("HYENA_BOOK_PROFILE", "JUPYTER_PATH"):  # main() sets them for its kernels: restore them after
+        monkeypatch.setenv(variable, "")
     book, work, out = tmp_path / "book", tmp_path / "work", tmp_path / "run.json"
     book.mkdir()
     write_chapter(book, "01_first", "import os\nprint(os.getcwd())")
