@@ -56,8 +56,9 @@ def load_teacher(name: str, profile: Profile | None = None) -> tuple[PreTrainedM
     """(teacher in eval mode, its tokenizer) by name (see the module doc); `profile` sizes mini-gpt2."""
     if name == "mini-gpt2":
         return mini_gpt2(profile or get_profile())
-    if name == "smollm2-135m":
-        return smollm2()
+    if name == "smollm2-135m":  # float32 weights like every other teacher (bf16 autocast on a GPU)
+        model, tokenizer = smollm2()
+        return model.float(), tokenizer
     if Path(name).is_dir():
         return _with_pad(AutoModelForCausalLM.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name))
     if name in HUB_TEACHERS or name.count("/") == 1:
@@ -73,7 +74,7 @@ def profile_teacher(profile: Profile) -> tuple[str, PreTrainedModel, PreTrainedT
         return (profile.teacher, *load_teacher(profile.teacher, profile))
     except TeacherUnavailable as error:
         print(f"{error}\nUsing the offline teacher 'smollm2-135m' instead.")
-        return ("smollm2-135m", *smollm2())
+        return ("smollm2-135m", *load_teacher("smollm2-135m"))
 
 
 def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[PreTrainedModel, Any]:

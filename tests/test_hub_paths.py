@@ -139,9 +139,11 @@ def test_gpu_profile_uses_gpt2_and_wikitext_when_the_hub_answers(session, capsys
 
 def test_the_fallback_profile_loads_its_teacher_and_corpus_without_the_hub(session, monkeypatch, capsys):
     session.error = ConnectionError("unreachable")
-    monkeypatch.setattr(teachers, "smollm2", lambda: ("smollm2 model", "smollm2 tokenizer"))
+    stored = torch.nn.Linear(2, 2).to(torch.bfloat16)
+    monkeypatch.setattr(teachers, "smollm2", lambda: (stored, "smollm2 tokenizer"))
     profile = profiles.get_profile("gpu")
-    assert load_teacher(profile.teacher, profile) == ("smollm2 model", "smollm2 tokenizer")
+    model, tokenizer = load_teacher(profile.teacher, profile)
+    assert model is stored and model.weight.dtype == torch.float32 and tokenizer == "smollm2 tokenizer"
     assert teachers.profile_teacher(profile)[0] == "smollm2-135m"
     assert set(data.load_corpus(profile.corpus)) == set(data.SPLITS)
     assert session.urls == ["https://mirror.example/openai-community/gpt2/resolve/main/config.json"]
