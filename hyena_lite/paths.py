@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import json
 import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGE = "hyena_lite"
 _RESULTS = "results"
-_extracted = contextlib.ExitStack()  # folders extracted from a zipped install, removed at exit
+_extracted = contextlib.ExitStack()  # files copied out of a zipped install, removed at exit
+_copies: dict[str, Path] = {}
 atexit.register(_extracted.close)
 
 
@@ -40,11 +42,21 @@ def artifacts_dir() -> Path:
 
 
 def package_file(name: str) -> Path:
-    """A file or folder shipped inside the hyena_lite package, as a real path (extracted once from a zip)."""
+    """A file or folder shipped inside the hyena_lite package, as a real path (extracted from a zip, once)."""
     resource = resources.files(_PACKAGE).joinpath(name)
     if isinstance(resource, Path):
         return resource
-    return _extracted.enter_context(resources.as_file(resource))
+    if name not in _copies:
+        if resource.is_dir():  # as_file takes folders only from Python 3.12: copy the files out
+            folder = Path(_extracted.enter_context(tempfile.TemporaryDirectory(prefix="hyena_lite-"))) / name
+            folder.mkdir(parents=True)
+            for item in resource.iterdir():
+                if item.is_file():
+                    (folder / item.name).write_bytes(item.read_bytes())
+            _copies[name] = folder
+        else:
+            _copies[name] = _extracted.enter_context(resources.as_file(resource))
+    return _copies[name]
 
 
 def results_dir() -> Path:
