@@ -18,11 +18,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "# Colab only:"
 TEMPLATE = """\
-# Colab only: install hyena_lite ({url}, {branch}) and build its offline assets; elsewhere nothing happens.
-# use_drive=True keeps what the book builds and trains on Google Drive, so that a re-run resumes from it.
+# Colab only: install hyena_lite and build its offline assets (elsewhere nothing happens);
+# use_drive=True keeps the book's files on Google Drive, so that a re-run resumes from them.
 import importlib.util, subprocess, sys  # noqa: E401
 if "google.colab" in sys.modules and importlib.util.find_spec("hyena_lite") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hyena_lite[assets] @ git+{url}@{branch}"], check=True)
+    package = "hyena_lite[assets] @ git+{url}@{branch}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 import hyena_lite.colab  # noqa: E402
 hyena_lite.colab.setup(use_drive=False)"""
 

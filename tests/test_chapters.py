@@ -62,7 +62,7 @@ def test_colab_cells_agree_with_the_repository_of_config_yml(load_script) -> Non
 
 def test_colab_cell_is_short_and_delegates_to_the_library() -> None:
     code = [line for line in colab_cell(CHAPTERS[-1]).splitlines() if line.strip() and not line.startswith("#")]
-    assert len(code) <= 5 and code[-1] == "hyena_lite.colab.setup(use_drive=False)", code
+    assert len(code) <= 6 and code[-1] == "hyena_lite.colab.setup(use_drive=False)", code
 
 
 def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive_env: str | None = None,
