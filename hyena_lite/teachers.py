@@ -38,9 +38,8 @@ from transformers import (
 )
 
 from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
-                             tokenize_split, tokens_by_domain)
+                             ordinary_tokens, tokenize_split, tokens_by_domain)
 from hyena_lite.paths import artifacts_dir, assets_dir, home
-from hyena_lite.probes import ordinary_tokens
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.training import TrainConfig, TrainResult, train
 

@@ -23,8 +23,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -38,6 +36,7 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from hyena_lite import evaluate, probes, teachers
+from hyena_lite.bench import environment
 from hyena_lite.data import gpt2_tokenizer, load_corpus, tokenize_split
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.training import TrainingStopped
@@ -115,17 +114,6 @@ def run_variant(name: str, changes: dict[str, Any], args: argparse.Namespace) ->
             "wall_seconds": time.perf_counter() - start, **scores}
 
 
-def environment(device: str) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        commit = None
-    gpu = torch.cuda.get_device_name() if device == "cuda" else None
-    return {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "git_commit": commit or None,
-            "device": device, "gpu": gpu, "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.platform()}
-
-
 def write(path: Path, report: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n")
@@ -150,6 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="toy sizes: a dry run of the script on a CPU")
     parser.add_argument("--copy-n", type=int, default=64, help="copying sequences per length (default 64)")
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -166,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if report and report.get("tiny", False) != args.tiny:
         raise SystemExit(f"{args.out} holds a {'tiny' if report.get('tiny') else 'full'} sweep; choose another --out")
-    report.update(tiny=args.tiny, copy_lengths=list(COPY_LENGTHS), environment=environment(args.device))
+    report.update(tiny=args.tiny, copy_lengths=list(COPY_LENGTHS), command=" ".join(["python scripts/cpu_teacher_sweep.py", *args.argv]),
+                  environment=environment(args.device))
     variants = report.setdefault("variants", {})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(args.names, 1):

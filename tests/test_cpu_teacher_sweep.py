@@ -19,7 +19,7 @@ def test_the_sweep_scores_each_variant_records_failures_and_skips_what_is_done(s
     out = tmp_path / "sweep.json"
     assert sweep.main(["--out", str(out), "--tiny", "--device", "cpu", "--copy-n", "2"]) == 1
     report = json.loads(out.read_text())
-    assert report["tiny"] and report["environment"]["device"] == "cpu"
+    assert report["tiny"] and report["environment"]["hardware"]["device"] == "cpu" and "--tiny" in report["command"]
     done = report["variants"]["copy50-rand100"]
     assert done["profile"]["teacher_copy_fraction"] == 0.5 and done["profile"]["seq_len"] == 32
     assert done["tokens"] == 256 and done["wall_seconds"] > 0 and set(done["copy_accuracy"]) == {"32", "64", "128"}
