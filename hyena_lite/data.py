@@ -199,6 +199,12 @@ def _join_with_eos(tokens: np.ndarray, lengths: np.ndarray, keep: np.ndarray, eo
     return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int32)).long()
 
 
+def ordinary_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """The ids of every token that is not a special token, for random sequences."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+
+
 def _eos_id(tokenizer: PreTrainedTokenizerBase) -> int:
     if tokenizer.eos_token_id is None:
         raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no eos token to separate documents")

@@ -40,6 +40,11 @@ class Profile:
     bench_lengths: tuple[int, ...]  # sequence lengths of the profiling chapter
     bench_repeats: int
     seed: int = 0
+    # Induction data in the mini teacher's pre-training (hyena_lite.teachers.pretraining_batches): the
+    # fraction of sequences that repeat one span over and over, and the fraction of those whose span is
+    # random ordinary tokens (as the copy probe's) rather than a span of the corpus. 0: plain corpus windows.
+    teacher_copy_fraction: float = 0.0
+    teacher_copy_random: float = 0.0
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (for experiments in a chapter)."""
