@@ -1,8 +1,9 @@
 # The two commands of the README:
 #   make book   set up, build the offline assets, execute every chapter in the default profile,
 #               write the HTML book to _build/html
-#   make test   set up, then unit tests, nbval over every chapter in the smoke profile,
-#               and a smoke build of the book with Sphinx warnings as errors
+#   make test   set up, then unit tests, nbval over every chapter in the smoke profile, every chapter
+#               again from an installed wheel outside the checkout, and a smoke build of the book with
+#               Sphinx warnings as errors
 #
 # TORCH is what pip installs for PyTorch before the project. The default pins the CPU wheel that
 # CPU-only CI machines carry; on a GPU machine say `make book TORCH=torch` (a floor is in pyproject).
@@ -17,13 +18,14 @@ SYSTEM_STAMP := data/build/.system-packages
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test setup assets unit nbval book-smoke book-js browser clean
+.PHONY: book test setup assets unit nbval book-smoke book-js browser clean colab-cells installed
 
+# scripts/build_book.sh fails the build when a chapter raised (jupyter-book alone exits 0).
 book: assets book-js
-	$(VENV)/bin/jupyter-book build --all .
+	bash scripts/build_book.sh $(VENV)/bin/jupyter-book .
 	@echo "book written to _build/html/index.html"
 
-test: assets unit nbval book-smoke browser
+test: assets unit nbval installed book-smoke browser
 
 setup: $(STAMP)
 
@@ -49,10 +51,15 @@ unit: assets
 nbval: assets
 	HYENA_BOOK_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider book/
 
+# The book as a reader installs it: the wheel in a fresh environment outside the checkout, the assets built
+# there by the installed `python -m hyena_lite data`, every chapter executed there in the smoke profile.
+installed: assets
+	$(PY) tests/installed_book.py
+
 # (MPLBACKEND is unset for the build: Agg in a kernel would drop every inline figure from the book.)
 book-smoke: assets book-js
 	rm -rf _build/html
-	env -u MPLBACKEND HYENA_BOOK_PROFILE=smoke $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
+	env -u MPLBACKEND HYENA_BOOK_PROFILE=smoke bash scripts/build_book.sh $(VENV)/bin/jupyter-book . -W -n --keep-going
 
 # JavaScript the static book loads, bundled so that its pages work offline (see _config.yml):
 # the ipywidgets 8 HTML manager renders saved widget state, MathJax 3 typesets the equations.
@@ -84,6 +91,11 @@ $(VENDOR_STAMP):
 # (Its own unit test, tests/browser/test_check_book.py, runs with the unit tests.)
 browser: book-smoke
 	$(PY) tests/browser/check_book.py _build/html --require-alt --screenshots _build/screenshots
+
+# The first cell of every chapter, made from _config.yml's repository.url and branch (a fork changes those,
+# then runs this); tests/test_chapters.py fails while a chapter's cell disagrees.
+colab-cells: setup
+	$(PY) scripts/colab_cell.py
 
 clean:
 	rm -rf _build

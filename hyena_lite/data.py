@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPT2TokenizerFast, PreTrainedTokenizerBase
 
+from hyena_lite import hub
 from hyena_lite.paths import assets_dir
 
 if TYPE_CHECKING:  # imported where used: batches and windows need no `datasets` (a GPU machine may lack it)
@@ -28,7 +28,6 @@ SPLITS = ("train", "validation", "test")
 HELD_OUT_FRACTION = 0.05  # of each domain's bytes, for validation and for test
 BUILD_HINT = "build the offline assets with `python -m hyena_lite data` (or `make assets`)"
 WIKITEXT = ("Salesforce/wikitext", "wikitext-103-raw-v1")
-HUB_HOST = "huggingface.co"
 
 
 def tokenizer_dir() -> Path:
@@ -95,16 +94,6 @@ def split_documents(docs: list[dict], fraction: float = HELD_OUT_FRACTION) -> di
     return {s: sorted(v, key=lambda d: order[id(d)]) for s, v in splits.items()}
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        return False
-    try:
-        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _wikitext_documents(lines: list[str]) -> list[dict[str, str]]:
     """WikiText rows are lines; an article starts at a ` = Title = ` line (one pair of '=')."""
     docs: list[dict[str, str]] = []
@@ -137,10 +126,10 @@ def load_corpus(name: str = "offline") -> datasets.DatasetDict:
                                     "domain": d["domain"], "title": d["title"]} for d in parts[s]])
             for s in SPLITS})
     if name == "wikitext-103":
-        if not _hub_reachable():
+        if not hub.reachable():
             raise ConnectionError(
                 f"WikiText-103 ({WIKITEXT[0]}, {WIKITEXT[1]}) comes from the Hugging Face hub, which "
-                f"is unreachable from here (no connection to {HUB_HOST}, or HF_HUB_OFFLINE is set). "
+                f"is unreachable from here ({hub.describe()}). "
                 "Use the offline corpus instead: load_corpus('offline') (Shakespeare, Austen, the "
                 "King James Bible), e.g. HYENA_BOOK_PROFILE=cpu.")
         raw = datasets.load_dataset(*WIKITEXT)
@@ -210,6 +199,12 @@ def _join_with_eos(tokens: np.ndarray, lengths: np.ndarray, keep: np.ndarray, eo
     for i in np.flatnonzero(keep):
         parts += [tokens[ends[i] - lengths[i]:ends[i]], np.array([eos], dtype=np.int32)]
     return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int32)).long()
+
+
+def ordinary_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """The ids of every token that is not a special token, for random sequences."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
 
 
 def _eos_id(tokenizer: PreTrainedTokenizerBase) -> int:

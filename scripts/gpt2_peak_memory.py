@@ -26,7 +26,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite import distill
 from hyena_lite.models import convert
-from hyena_lite.profiles import get_profile
+from hyena_lite.profiles import PROFILES
 
 GIB = 2 ** 30
 T4_GIB = 14.5  # of a 16 GB T4's 15.0 GiB, what is left to PyTorch's tensors after the CUDA context (~0.5 GiB)
@@ -131,7 +131,7 @@ def peak_memory(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    profile = get_profile("gpu")
+    profile = PROFILES["gpu"]  # the hub preset: GPT-2-124M shapes
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=profile.batch_size)

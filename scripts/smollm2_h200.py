@@ -7,8 +7,8 @@ student); `distill` loads the real teacher, evaluates it, then distils the all-H
 hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers or else the
 two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part rewrites its JSON after
 every model. With --out, every stage keeps checkpoints: a part stopped by SIGTERM (`timeout`) saves the
-step it is on and resumes from it when run again. `merge` joins the parts into results/smollm2_h200.json
-and results/smollm2_h200_curves.csv:
+step it is on and resumes from it when run again. `merge` joins the parts into hyena_lite/results/smollm2_h200.json
+and hyena_lite/results/smollm2_h200_curves.csv:
 
     python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json
     python scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json

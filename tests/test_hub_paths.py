@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from hyena_lite import data, teachers
+from hyena_lite import data, hub, profiles, teachers
 from hyena_lite.teachers import load_teacher
 
 
@@ -39,7 +39,7 @@ def local_gpt2(tmp_path, monkeypatch) -> LocalHub:
 
 
 def test_gpt2_from_the_local_hub_cache_needs_no_network(local_gpt2, monkeypatch):
-    monkeypatch.setattr(teachers, "_hub_reachable", lambda: pytest.fail("the cache hit must not probe the hub"))
+    monkeypatch.setattr(hub, "reachable", lambda: pytest.fail("the cache hit must not probe the hub"))
     model, tokenizer = load_teacher("gpt2")
     assert isinstance(model, GPT2LMHeadModel) and not model.training
     assert tokenizer.pad_token == tokenizer.eos_token and model.generation_config.pad_token_id == tokenizer.eos_token_id
@@ -48,7 +48,7 @@ def test_gpt2_from_the_local_hub_cache_needs_no_network(local_gpt2, monkeypatch)
 
 def test_gpt2_is_downloaded_when_the_cache_misses_and_the_hub_answers(local_gpt2, monkeypatch, capsys):
     local_gpt2.cache_misses = True
-    monkeypatch.setattr(teachers, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(hub, "reachable", lambda: True)
     model, tokenizer = load_teacher("gpt2")
     assert "downloading 'gpt2'" in capsys.readouterr().out
     assert local_gpt2.calls == [True, False, False]
@@ -59,9 +59,99 @@ def test_gpt2_is_downloaded_when_the_cache_misses_and_the_hub_answers(local_gpt2
 def test_wikitext_103_becomes_articles_per_split_when_the_hub_answers(monkeypatch):
     lines = ["", " = Valkyria = \n", " Text one .\n", " = Tower = \n", " Two .\n"]
     raw = datasets.DatasetDict({s: datasets.Dataset.from_dict({"text": lines}) for s in data.SPLITS})
-    monkeypatch.setattr(data, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(hub, "reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", lambda *names: raw if names == data.WIKITEXT else pytest.fail(names))
     corpus = data.load_corpus("wikitext-103")
     assert set(corpus) == set(data.SPLITS)
     assert corpus["validation"]["title"] == ["Valkyria", "Tower"]
     assert set(corpus["train"]["domain"]) == {"wikitext"}
+
+
+# ---------------------------------------------------------------- detecting the hub, and the gpu profile without it
+class FakeSession:
+    """Stands for huggingface_hub's HTTP session: records HEAD requests and answers `status` (or raises `error`)."""
+
+    def __init__(self, status: int = 200, error: Exception | None = None):
+        self.status, self.error, self.urls = status, error, []
+
+    def head(self, url, timeout):
+        self.urls.append(url)
+        if self.error:
+            raise self.error
+        return type("Response", (), {"status_code": self.status})()
+
+
+@pytest.fixture
+def session(monkeypatch):
+    """A fresh hub cache, no offline switch, the endpoint of a mirror, and a fake session to answer."""
+    import huggingface_hub.constants
+    import huggingface_hub.utils
+
+    fake = FakeSession()
+    for variable in hub.OFFLINE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://mirror.example/")
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: fake)
+    monkeypatch.setattr(hub, "_answers", {})
+    monkeypatch.setattr(profiles, "_told", set())
+    return fake
+
+
+def test_the_hub_is_asked_through_huggingface_hubs_session_at_its_endpoint_once(session):
+    assert hub.reachable() and hub.reachable()
+    assert session.urls == ["https://mirror.example/openai-community/gpt2/resolve/main/config.json"]
+
+
+@pytest.mark.parametrize("answer", [FakeSession(status=503), FakeSession(status=403),
+                                    FakeSession(error=ConnectionError("name resolution failed")),
+                                    FakeSession(error=TimeoutError("timed out"))], ids=["503", "403", "dns", "timeout"])
+def test_an_error_or_no_answer_means_unreachable(session, monkeypatch, answer):
+    import huggingface_hub.utils
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: answer)
+    assert not hub.reachable()
+    assert "https://mirror.example does not answer" == hub.describe()
+
+
+def test_the_offline_switch_is_honoured_without_a_request(session, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not hub.reachable() and session.urls == []
+    assert "HF_HUB_OFFLINE" in hub.describe()
+
+
+def test_gpu_profile_falls_back_to_the_offline_teacher_and_corpus_saying_so_once(session, capsys):
+    session.error = ConnectionError("unreachable")
+    first, second = profiles.get_profile("gpu"), profiles.get_profile("GPU")
+    assert first is second is profiles.PROFILES["gpu-offline"]
+    assert first.teacher in teachers.OFFLINE_TEACHERS and first.teacher != "mini-gpt2" and first.corpus == "offline"
+    assert first.device == "cuda" and first.seq_len >= profiles.PROFILES["cpu"].seq_len
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "gpu-offline" in lines[0]
+    assert all(word in lines[0] for word in ("GPT-2", "WikiText-103", "HF_HUB_OFFLINE", "does not answer"))
+
+
+def test_gpu_profile_uses_gpt2_and_wikitext_when_the_hub_answers(session, capsys):
+    profile = profiles.get_profile("gpu")
+    assert (profile.name, profile.teacher, profile.corpus) == ("gpu", "gpt2", "wikitext-103")
+    assert capsys.readouterr().out == ""
+
+
+def test_the_fallback_profile_loads_its_teacher_and_corpus_without_the_hub(session, monkeypatch, capsys):
+    session.error = ConnectionError("unreachable")
+    stored = torch.nn.Linear(2, 2).to(torch.bfloat16)
+    monkeypatch.setattr(teachers, "smollm2", lambda: (stored, "smollm2 tokenizer"))
+    profile = profiles.get_profile("gpu")
+    model, tokenizer = load_teacher(profile.teacher, profile)
+    assert model is stored and model.weight.dtype == torch.float32 and tokenizer == "smollm2 tokenizer"
+    assert teachers.profile_teacher(profile)[0] == "smollm2-135m"
+    assert set(data.load_corpus(profile.corpus)) == set(data.SPLITS)
+    assert session.urls == ["https://mirror.example/openai-community/gpt2/resolve/main/config.json"]
+
+
+def test_the_fallback_keeps_a_micro_batch_smaller_than_the_measured_gpt2_one():
+    # GPT-2's KD peaks at 12.8 GiB with 4 x 1024 tokens in memory; SmolLM2 holds about twice its activations per token
+    gpu, offline = profiles.PROFILES["gpu"], profiles.PROFILES["gpu-offline"]
+    tokens_in_memory = {p.name: p.batch_size // p.grad_accum * p.seq_len for p in (gpu, offline)}
+    assert tokens_in_memory["gpu-offline"] * 2 <= tokens_in_memory["gpu"]
+    assert offline.batch_size % offline.grad_accum == 0

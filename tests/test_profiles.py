@@ -6,7 +6,7 @@ from hyena_lite.profiles import ENV_VAR, PROFILES, get_profile
 
 
 def test_named_profiles_exist():
-    assert set(PROFILES) == {"smoke", "cpu", "gpu"}
+    assert set(PROFILES) == {"smoke", "cpu", "gpu", "gpu-offline"}
     for name, profile in PROFILES.items():
         assert profile.name == name
 
@@ -20,6 +20,7 @@ def test_environment_variable_chooses(monkeypatch):
 
 def test_unset_follows_hardware(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr("hyena_lite.hub.reachable", lambda: True)
     monkeypatch.setattr(profiles, "_cuda_available", lambda: True)
     assert get_profile().name == "gpu"
     monkeypatch.setattr(profiles, "_cuda_available", lambda: False)
@@ -27,7 +28,7 @@ def test_unset_follows_hardware(monkeypatch):
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown profile 'laptop'; valid profiles are smoke, cpu, gpu"):
+    with pytest.raises(ValueError, match="unknown profile 'laptop'; valid profiles are smoke, cpu, gpu, gpu-offline"):
         get_profile("laptop")
 
 

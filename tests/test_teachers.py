@@ -45,9 +45,12 @@ def test_hub_teacher_offline_fails_at_once_naming_the_offline_teachers(monkeypat
 
 def test_profile_teacher_falls_back_to_smollm2_when_the_hub_is_unreachable(monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(teachers, "smollm2", lambda: ("smollm2 model", "smollm2 tokenizer"))
+    stored = torch.nn.Linear(2, 2).to(torch.bfloat16)  # SmolLM2's folder holds bf16 weights
+    monkeypatch.setattr(teachers, "smollm2", lambda: (stored, "smollm2 tokenizer"))
     profile = get_profile("smoke").replace(teacher="hyena-lite-tests/no-such-model")
-    assert teachers.profile_teacher(profile) == ("smollm2-135m", "smollm2 model", "smollm2 tokenizer")
+    name, model, tokenizer = teachers.profile_teacher(profile)
+    assert (name, model, tokenizer) == ("smollm2-135m", stored, "smollm2 tokenizer")
+    assert model.weight.dtype == torch.float32  # a teacher in float32, like the others
     assert "instead" in capsys.readouterr().out
 
 

@@ -1,6 +1,6 @@
 """Sphinx extension: an "Open in Colab" badge under the title of every page made from a notebook.
 
-The link is the one of the theme's Colab launch button (repository, branch and launch_buttons
+The link is the one of the theme's Colab launch button (repository.url, repository.branch and launch_buttons
 of _config.yml), shown where a reader starts instead of in a menu of the header.
 """
 from __future__ import annotations
