@@ -114,6 +114,16 @@ def file_lock(path: str | os.PathLike):
     return lock(file_lock_path(path), f"the results file {path}")
 
 
+def set_aside(folder: str | os.PathLike, why: str) -> Path:
+    """Rename a run folder that cannot be reused to FOLDER.unverified-TIME (nothing is deleted), saying so."""
+    folder = Path(folder)
+    aside = folder.with_name(f"{folder.name}.unverified-{time.strftime('%Y%m%dT%H%M%S')}")
+    with folder_lock(folder):  # never from under a process training in it
+        os.replace(folder, aside)
+    print(f"warning: {folder} {why}: moved to {aside}; training again", file=sys.stderr)
+    return aside
+
+
 # -------------------------------------------------------------------------------------------- writing
 
 

@@ -230,6 +230,9 @@ def _read_log(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
     log = runs.read_json(path)
+    if "context" in config.identity() and "context" not in log["config"]:  # written before run identities
+        runs.set_aside(out_dir, "holds a run that does not record its teacher, data and model")
+        return None
     if log["config"] != config.identity():
         new = config.identity()
         diff = {k: (log["config"].get(k), new.get(k)) for k in sorted(set(new) | set(log["config"]))

@@ -2,6 +2,7 @@
 keyed by what made it. Tiny random GPT-2s, the smoke profile, a private HYENA_LITE_HOME; a few seconds in all."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -97,6 +98,17 @@ def test_a_finished_run_is_never_reused_for_another_teacher_or_student(tiny_teac
     defaults = {distill.default_out(profile, t, layers) for t, layers in
                 [(None, None), ("a", None), ("b", None), (None, [0]), ("a", [0])]}
     assert len(defaults) == 5, "each teacher and choice of layers has its own default folder"
+
+
+def test_a_run_from_before_run_identities_is_set_aside_not_reused(tmp_path, capsys):
+    train(tiny_model(), lm_loss, batches, config(tmp_path / "run", steps=2))
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    del log["config"]["context"]  # as hyena_lite wrote it before
+    (tmp_path / "run" / "log.json").write_text(json.dumps(log))
+    result = train(tiny_model(seed=1), lm_loss, batches, config(tmp_path / "run", steps=2))
+    assert not result.skipped and result.finished
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.unverified-")]
+    assert len(aside) == 1 and (aside[0] / "model.pt").exists() and "moved to" in capsys.readouterr().err
 
 
 # 2 -------------------------------------------------------------------------------------------------
