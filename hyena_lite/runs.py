@@ -1,8 +1,9 @@
 """What keeps a run safe on disk: its identity, a lock per output folder or file, atomic writes, and
 checkpoints that are checked before they are kept, kept two deep, and read back with a fallback.
 
-Every function here is independent of the training loop: `training` calls them at a few marked places.
-"""
+Every function here is independent of the training loop: `training` calls them at a few marked
+places."""
+
 from __future__ import annotations
 
 import errno
@@ -13,9 +14,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ class CorruptFile(RuntimeError):
     """A file hyena_lite wrote earlier cannot be read back (truncated, or not what it should be)."""
 
 
-# ------------------------------------------------------------------------------------------ identity
+# ----------------------------------------------------------------------------------------- identity
 
 
 def digest(value: Any) -> str:
@@ -41,7 +43,8 @@ def digest(value: Any) -> str:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """A short sha256 of a model's parameters and buffers, names and bytes: which weights these are."""
+    """A short sha256 of a model's parameters and buffers, names and bytes: which weights these
+    are."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
@@ -53,28 +56,38 @@ def weights_digest(model: nn.Module) -> str:
 def tokens_digest(tokens: torch.Tensor) -> str:
     """A short sha256 of a token tensor (its values and shape): which data a run trains on."""
     t = tokens.detach().cpu().contiguous()
-    return hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes()).hexdigest()[:16]
+    return hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes()).hexdigest()[
+        :16
+    ]
 
 
 def architecture(model: nn.Module) -> dict[str, Any]:
-    """What a model is, without its weights: its class, its config (if it has one) and its parameters' shapes."""
+    """What a model is, without its weights: its class, its config (if it has one) and its
+    parameters' shapes."""
     config = getattr(model, "config", None)
     settings = None
     if config is not None and hasattr(config, "to_dict"):
-        settings = {k: v for k, v in config.to_dict().items()
-                    if k not in ("transformers_version", "_name_or_path", "name_or_path")}
+        settings = {
+            k: v
+            for k, v in config.to_dict().items()
+            if k not in ("transformers_version", "_name_or_path", "name_or_path")
+        }
     shapes = [[name, list(p.shape)] for name, p in model.named_parameters()]
-    return {"class": type(model).__name__, "config": None if settings is None else digest(settings),
-            "parameters": digest(shapes)}
+    return {
+        "class": type(model).__name__,
+        "config": None if settings is None else digest(settings),
+        "parameters": digest(shapes),
+    }
 
 
-# ------------------------------------------------------------------------------------------- locking
+# ------------------------------------------------------------------------------------------ locking
 
 
 @contextmanager
 def lock(path: str | os.PathLike, what: str) -> Iterator[Path]:
-    """Hold an exclusive lock on `path` (a lock file) while the block runs; refuse at once when another process
-    holds it. `what` names what is protected, for the message. The lock dies with its process (flock)."""
+    """Hold an exclusive lock on `path` (a lock file) while the block runs; refuse at once when
+    another process holds it. `what` names what is protected, for the message. The lock dies with
+    its process (flock)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")
@@ -86,8 +99,10 @@ def lock(path: str | os.PathLike, what: str) -> Iterator[Path]:
         handle.close()
         if error.errno not in (errno.EAGAIN, errno.EACCES):
             raise
-        raise RunLocked(f"{what} is in use by another process (pid {holder}); wait for it to finish, "
-                        f"or choose another output") from None
+        raise RunLocked(
+            f"{what} is in use by another process (pid {holder}); wait for it to finish, "
+            f"or choose another output"
+        ) from None
     try:
         handle.seek(0)
         handle.truncate()
@@ -104,7 +119,8 @@ def folder_lock(folder: str | os.PathLike):
 
 
 def file_lock_path(path: str | os.PathLike) -> Path:
-    """Where the lock of a results file lives: in the temporary folder (no lock files beside results)."""
+    """Where the lock of a results file lives: in the temporary folder (no lock files beside
+    results)."""
     key = hashlib.sha256(str(Path(path).expanduser().resolve()).encode()).hexdigest()[:24]
     return Path(tempfile.gettempdir()) / "hyena_lite-locks" / f"{key}.lock"
 
@@ -115,7 +131,8 @@ def file_lock(path: str | os.PathLike):
 
 
 def set_aside(folder: str | os.PathLike, why: str) -> Path:
-    """Rename a run folder that cannot be reused to FOLDER.unverified-TIME (nothing is deleted), saying so."""
+    """Rename a run folder that cannot be reused to FOLDER.unverified-TIME (nothing is deleted),
+    saying so."""
     folder = Path(folder)
     aside = folder.with_name(f"{folder.name}.unverified-{time.strftime('%Y%m%dT%H%M%S')}")
     with folder_lock(folder):  # never from under a process training in it
@@ -124,11 +141,12 @@ def set_aside(folder: str | os.PathLike, why: str) -> Path:
     return aside
 
 
-# -------------------------------------------------------------------------------------------- writing
+# ------------------------------------------------------------------------------------------ writing
 
 
 def ensure_writable_dir(folder: str | os.PathLike) -> Path:
-    """Create `folder` if needed and prove a file can be written in it; raise PermissionError naming it if not."""
+    """Create `folder` if needed and prove a file can be written in it; raise PermissionError naming
+    it if not."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -136,8 +154,10 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise PermissionError(f"cannot write in the output folder {folder} ({error.strerror or error}); "
-                              f"choose a writable folder") from None
+        raise PermissionError(
+            f"cannot write in the output folder {folder} ({error.strerror or error}); "
+            f"choose a writable folder"
+        ) from None
     return folder
 
 
@@ -148,7 +168,8 @@ def _replace_durably(tmp: Path, path: Path) -> None:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically: a reader sees the old file or the whole new one, never a part."""
+    """Write a text file atomically: a reader sees the old file or the whole new one, never a
+    part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -163,12 +184,15 @@ def write_json(path: str | os.PathLike, value: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file hyena_lite wrote; a truncated or garbled one raises CorruptFile naming it."""
+    """Read a JSON file hyena_lite wrote; a truncated or garbled one raises CorruptFile naming
+    it."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CorruptFile(f"{path} is corrupt ({error}); delete it to start that run again") from None
+        raise CorruptFile(
+            f"{path} is corrupt ({error}); delete it to start that run again"
+        ) from None
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -187,16 +211,23 @@ def torch_load(path: str | os.PathLike, weights_only: bool = True) -> Any:
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise CorruptFile(f"{path} is corrupt ({str(error).splitlines()[0]}); delete it to start again") from None
+        raise CorruptFile(
+            f"{path} is corrupt ({str(error).splitlines()[0]}); delete it to start again"
+        ) from None
 
 
-# ---------------------------------------------------------------------------------------- checkpoints
+# -------------------------------------------------------------------------------------- checkpoints
 
 
 def nonfinite(tensors: Iterable[tuple[str, torch.Tensor | None]]) -> list[str]:
-    """The names of the floating-point tensors that hold a NaN or an infinity (one device sync when none do)."""
-    named = [(name, t) for name, t in tensors if t is not None and t.is_floating_point() and t.numel()]
-    if not named or bool(torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named]).all()):
+    """The names of the floating-point tensors that hold a NaN or an infinity (one device sync when
+    none do)."""
+    named = [
+        (name, t) for name, t in tensors if t is not None and t.is_floating_point() and t.numel()
+    ]
+    if not named or bool(
+        torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named]).all()
+    ):
         return []
     return [name for name, t in named if not bool(torch.isfinite(t).all())]
 
@@ -207,11 +238,14 @@ def nonfinite_gradients(model: nn.Module) -> list[str]:
 
 
 def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike) -> Path:
-    """Write a checkpoint atomically, keeping the one before it as checkpoint.prev.pt; refuse non-finite weights."""
+    """Write a checkpoint atomically, keeping the one before it as checkpoint.prev.pt; refuse
+    non-finite weights."""
     bad = nonfinite(state["model"].items())
     if bad:
-        raise FloatingPointError(f"refusing to save a checkpoint with non-finite weights ({', '.join(bad[:3])}) "
-                                 f"in {folder}; the previous checkpoints are kept")
+        raise FloatingPointError(
+            f"refusing to save a checkpoint with non-finite weights ({', '.join(bad[:3])}) "
+            f"in {folder}; the previous checkpoints are kept"
+        )
     folder = Path(folder)
     current = folder / CHECKPOINT
     tmp = folder / f".{CHECKPOINT}.{os.getpid()}.tmp"
@@ -225,7 +259,8 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The newest readable checkpoint with finite weights in `folder`, or None; says so when it falls back."""
+    """The newest readable checkpoint with finite weights in `folder`, or None; says so when it
+    falls back."""
     folder = Path(folder)
     problems = []
     for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
@@ -242,10 +277,16 @@ def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any] | None:
             problems.append(f"{path} holds non-finite weights ({', '.join(bad[:3])})")
             continue
         if problems:
-            print(f"warning: {'; '.join(problems)}: resuming from {path} (step {state['step']})", file=sys.stderr)
+            print(
+                f"warning: {'; '.join(problems)}: resuming from {path} (step {state['step']})",
+                file=sys.stderr,
+            )
         return state
     if problems:
-        raise CorruptFile(f"no usable checkpoint in {folder}: {'; '.join(problems)}; delete the folder to start again")
+        raise CorruptFile(
+            f"no usable checkpoint in {folder}: {'; '.join(problems)}; delete the folder to start "
+            "again"
+        )
     return None
 
 
@@ -256,7 +297,8 @@ def remove_checkpoints(folder: str | os.PathLike) -> None:
 
 
 class CheckpointClock:
-    """Says when a periodic checkpoint is due: every `every_steps` steps and every `every_seconds` of training."""
+    """Says when a periodic checkpoint is due: every `every_steps` steps and every `every_seconds`
+    of training."""
 
     def __init__(self, every_steps: int = 0, every_seconds: float = 0.0):
         self.every_steps, self.every_seconds = every_steps, every_seconds

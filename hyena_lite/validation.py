@@ -1,9 +1,10 @@
-"""Checks of command-line values, as argparse `type=` functions: a bad value stops the command before any
-work, with one line that names the value and how to fix it.
+"""Checks of command-line values, as argparse `type=` functions: a bad value stops the command
+before any work, with one line that names the value and how to fix it.
 
-Output paths come back as `OutputFile` or `OutputDir`: the command line locks each one for the command's
-duration (hyena_lite.runs), so that two processes never write the same results or folder.
-"""
+Output paths come back as `OutputFile` or `OutputDir`: the command line locks each one for the
+command's duration (hyena_lite.runs), so that two processes never write the same results or
+folder."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,23 +15,31 @@ from pathlib import Path
 
 
 class OutputFile(str):
-    """A results file the command will write: checked writable, and locked while the command runs."""
+    """A results file the command will write: checked writable, and locked while the command
+    runs."""
 
 
 class OutputDir(str):
-    """An output folder the command will write: checked writable, and locked while the command runs."""
+    """An output folder the command will write: checked writable, and locked while the command
+    runs."""
 
 
 def int_at_least(low: int, what: str = "") -> Callable[[str], int]:
     """An argparse type: an integer >= low."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number >= {low}") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an integer; give a whole number >= {low}"
+            ) from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is too small; give {what or 'a number'} >= {low}")
+            raise argparse.ArgumentTypeError(
+                f"{value} is too small; give {what or 'a number'} >= {low}"
+            )
         return value
+
     parse.__name__ = f"integer >= {low}"
     return parse
 
@@ -47,40 +56,59 @@ def float_at_least(low: float, strict: bool = False) -> Callable[[str], float]:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a number {relation} {low}") from None
-        if value != value or value in (float("inf"), float("-inf")) or value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"{text} is out of range; give a finite number {relation} {low}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number; give a number {relation} {low}"
+            ) from None
+        if (
+            value != value
+            or value in (float("inf"), float("-inf"))
+            or value < low
+            or (strict and value == low)
+        ):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range; give a finite number {relation} {low}"
+            )
         return value
+
     parse.__name__ = f"number {relation} {low}"
     return parse
 
 
 def int_list(low: int = 1) -> Callable[[str], str]:
-    """An argparse type: comma-separated integers, each >= low, at least one (the text is kept as given)."""
+    """An argparse type: comma-separated integers, each >= low, at least one (the text is kept as
+    given)."""
     item = int_at_least(low)
 
     def parse(text: str) -> str:
         parts = [p.strip() for p in text.split(",") if p.strip()]
         if not parts:
-            raise argparse.ArgumentTypeError(f"{text!r} holds no numbers; give comma-separated integers >= {low}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} holds no numbers; give comma-separated integers >= {low}"
+            )
         try:
             [item(p) for p in parts]
         except argparse.ArgumentTypeError as error:
             raise argparse.ArgumentTypeError(f"in {text!r}: {error}") from None
         return text
+
     parse.__name__ = "comma-separated integers"
     return parse
 
 
 def names_from(allowed: tuple[str, ...] | list[str]) -> Callable[[str], str]:
-    """An argparse type: comma-separated names, each one of `allowed` (the text is kept as given)."""
+    """An argparse type: comma-separated names, each one of `allowed` (the text is kept as
+    given)."""
+
     def parse(text: str) -> str:
         names = [p.strip() for p in text.split(",") if p.strip()]
         unknown = [n for n in names if n not in allowed]
         if not names or unknown:
-            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown)) or 'empty list'} in {text!r}; "
-                                             f"choose from {','.join(allowed)}")
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(map(repr, unknown)) or 'empty list'} in {text!r}; "
+                f"choose from {','.join(allowed)}"
+            )
         return text
+
     parse.__name__ = "comma-separated names"
     return parse
 
@@ -116,22 +144,30 @@ def model_folder(text: str) -> Path:
     """An argparse type: a folder written by save_pretrained (it holds a config.json)."""
     path = Path(text).expanduser()
     if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: no such folder; give a model folder saved with save_pretrained")
+        raise argparse.ArgumentTypeError(
+            f"{text}: no such folder; give a model folder saved with save_pretrained"
+        )
     if not (path / "config.json").is_file():
-        raise argparse.ArgumentTypeError(f"{text} holds no config.json; give a model folder saved with save_pretrained")
+        raise argparse.ArgumentTypeError(
+            f"{text} holds no config.json; give a model folder saved with save_pretrained"
+        )
     return path
 
 
 def looks_like_path(text: str) -> bool:
-    """Whether a model reference is meant as a local path rather than a name or a hub id ('org/name')."""
+    """Whether a model reference is meant as a local path rather than a name or a hub id
+    ('org/name')."""
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or Path(text).exists():
         return True
     head = text.split("/", 1)[0]
-    return "/" in text and Path(head).is_dir()  # 'models/studnet' beside an existing 'models' folder
+    return (
+        "/" in text and Path(head).is_dir()
+    )  # 'models/studnet' beside an existing 'models' folder
 
 
 def model_reference(text: str) -> str:
-    """An argparse type: [LABEL=]FOLDER_OR_NAME; a path that is meant as a folder must be a model folder."""
+    """An argparse type: [LABEL=]FOLDER_OR_NAME; a path that is meant as a folder must be a model
+    folder."""
     where = text.rpartition("=")[2]
     if not where:
         raise argparse.ArgumentTypeError(f"{text!r} names no model; give [LABEL=]FOLDER_OR_NAME")
@@ -146,23 +182,30 @@ def _writable_ancestor(path: Path, text: str) -> None:
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is a file, not a folder; choose another path")
+        raise argparse.ArgumentTypeError(
+            f"cannot write {text}: {parent} is a file, not a folder; choose another path"
+        )
     try:  # a real file, not os.access: root, read-only mounts and ACLs answer differently
         tempfile.TemporaryFile(dir=parent).close()
     except OSError as error:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {parent} is not writable "
-                                         f"({error.strerror or error}); choose another path") from None
+        raise argparse.ArgumentTypeError(
+            f"cannot write {text}: the folder {parent} is not writable "
+            f"({error.strerror or error}); choose another path"
+        ) from None
 
 
 def output_file(text: str) -> OutputFile:
-    """An argparse type: a file to write (its folder is created if needed; an existing folder is refused)."""
+    """An argparse type: a file to write (its folder is created if needed; an existing folder is
+    refused)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty output path; give a file name")
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give the path of a file to write")
     if path.exists() and not os.access(path, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: the file is read-only; choose another path")
+        raise argparse.ArgumentTypeError(
+            f"cannot write {text}: the file is read-only; choose another path"
+        )
     _writable_ancestor(path, text)
     return OutputFile(path)
 
@@ -173,26 +216,37 @@ def output_dir(text: str) -> OutputDir:
         raise argparse.ArgumentTypeError("an empty output folder; give a folder name")
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; choose a folder for the output")
+        raise argparse.ArgumentTypeError(
+            f"{text} is a file, not a folder; choose a folder for the output"
+        )
     _writable_ancestor(path / "file", text)
     return OutputDir(path)
 
 
 def one_of(allowed: tuple[str, ...] | list[str], what: str) -> Callable[[str], str]:
     """An argparse type: one of `allowed` (`what` names the kind of value in the message)."""
+
     def parse(text: str) -> str:
         if text not in allowed:
-            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; choose one of {', '.join(allowed)}")
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {text!r}; choose one of {', '.join(allowed)}"
+            )
         return text
+
     parse.__name__ = what
     return parse
 
 
-def apply_checks(parser: argparse.ArgumentParser, checks: dict[str, Callable[[str], object]]) -> None:
-    """Give each option of `parser` named in `checks` ("--tokens": positive_int, ...) that check as its type."""
+def apply_checks(
+    parser: argparse.ArgumentParser, checks: dict[str, Callable[[str], object]]
+) -> None:
+    """Give each option of `parser` named in `checks` ("--tokens": positive_int, ...) that check as
+    its type."""
     actions = {option: action for action in parser._actions for option in action.option_strings}
     missing = sorted(set(checks) - set(actions))
     if missing:
-        raise KeyError(f"{parser.prog} has no options {missing}: update the checks of hyena_lite.cli")
+        raise KeyError(
+            f"{parser.prog} has no options {missing}: update the checks of hyena_lite.cli"
+        )
     for option, check in checks.items():
         actions[option].type = check

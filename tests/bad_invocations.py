@@ -1,12 +1,14 @@
-"""Random bad command lines, seeded: each must exit non-zero with a one-line message and no traceback.
+"""Random bad command lines, seeded: each must exit non-zero with a one-line message and no
+traceback.
 
-    python tests/bad_invocations.py --seed 0 --count 100     # prints each command line and its message
+    python tests/bad_invocations.py --seed 0 --count 100  # each command line and its message
 
-Each invocation is a valid command line of one subcommand with one mistake put in (a number out of range or
-not a number, an unknown choice, a missing or unwritable path, an unknown or incomplete option, a missing or
-conflicting required option, an unknown subcommand). Every mistake is caught before any work, so the
-invocations run in this process, through `hyena_lite.cli.main`, in about a second in all.
-"""
+Each invocation is a valid command line of one subcommand with one mistake put in (a number out of
+range or not a number, an unknown choice, a missing or unwritable path, an unknown or incomplete
+option, a missing or conflicting required option, an unknown subcommand). Every mistake is caught
+before any work, so the invocations run in this process, through `hyena_lite.cli.main`, in about a
+second in all."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,17 +49,25 @@ class Outcome:
 
 
 def places(root: Path) -> dict[str, str]:
-    """Files and folders the invocations point at: a model folder (config.json only: nothing is loaded), a text
-    file, a folder without a model, a regular file, and paths that cannot be written."""
+    """Files and folders the invocations point at: a model folder (config.json only: nothing is
+    loaded), a text file, a folder without a model, a regular file, and paths that cannot be
+    written."""
     model = root / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     (root / "text.txt").write_text("Some text to score.\n" * 10)
     (root / "empty-folder").mkdir()
     (root / "a-file").write_text("not a folder")
-    return {"model": str(model), "text": str(root / "text.txt"), "folder": str(root / "empty-folder"),
-            "file": str(root / "a-file"), "out": str(root / "out" / "r.json"), "outdir": str(root / "runs"),
-            "under_file": str(root / "a-file" / "r.json"), "missing": str(root / "no" / "such" / "thing")}
+    return {
+        "model": str(model),
+        "text": str(root / "text.txt"),
+        "folder": str(root / "empty-folder"),
+        "file": str(root / "a-file"),
+        "out": str(root / "out" / "r.json"),
+        "outdir": str(root / "runs"),
+        "under_file": str(root / "a-file" / "r.json"),
+        "missing": str(root / "no" / "such" / "thing"),
+    }
 
 
 def valid_commands(p: dict[str, str]) -> dict[str, list[str]]:
@@ -65,13 +75,65 @@ def valid_commands(p: dict[str, str]) -> dict[str, list[str]]:
     return {
         "data": ["data"],
         "teacher": ["teacher", "--profile", "smoke", "--json", p["out"]],
-        "benchmark": ["benchmark", "--what", "operator", "--lengths", "16", "32", "--device", "cpu", "--d-model", "16",
-                      "--heads", "2", "--repeats", "1", "--json", p["out"]],
-        "distill": ["distill", "--stage", "ce", "--profile", "smoke", "--tokens", "256", "--out", p["outdir"]],
-        "evaluate": ["evaluate", "--model", p["model"], "--text", p["text"], "--context", "32", "--stride", "16",
-                     "--batch-size", "2", "--json", p["out"]],
-        "generate": ["generate", "--model", p["model"], "--prompt", "Hi", "--order", "4", "--max-new-tokens", "4",
-                     "--temperature", "0.5", "--top-k", "5"],
+        "benchmark": [
+            "benchmark",
+            "--what",
+            "operator",
+            "--lengths",
+            "16",
+            "32",
+            "--device",
+            "cpu",
+            "--d-model",
+            "16",
+            "--heads",
+            "2",
+            "--repeats",
+            "1",
+            "--json",
+            p["out"],
+        ],
+        "distill": [
+            "distill",
+            "--stage",
+            "ce",
+            "--profile",
+            "smoke",
+            "--tokens",
+            "256",
+            "--out",
+            p["outdir"],
+        ],
+        "evaluate": [
+            "evaluate",
+            "--model",
+            p["model"],
+            "--text",
+            p["text"],
+            "--context",
+            "32",
+            "--stride",
+            "16",
+            "--batch-size",
+            "2",
+            "--json",
+            p["out"],
+        ],
+        "generate": [
+            "generate",
+            "--model",
+            p["model"],
+            "--prompt",
+            "Hi",
+            "--order",
+            "4",
+            "--max-new-tokens",
+            "4",
+            "--temperature",
+            "0.5",
+            "--top-k",
+            "5",
+        ],
     }
 
 
@@ -83,23 +145,70 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     outputs = [p["folder"], p["under_file"]]
     return {
         "data": {},
-        "teacher": {"--profile": ["huge", "SMOKEY", ""], "--json": outputs, "--name": [p["missing"], p["folder"]]},
-        "benchmark": {"--lengths": below_one, "--batch": below_one, "--d-model": below_one, "--heads": below_one,
-                      "--layers": below_one, "--vocab": below_two, "--new-tokens": below_one, "--repeats": below_one,
-                      "--warmup": below_zero, "--kernels-at": below_one, "--json": outputs,
-                      "--what": ["everything"], "--dtype": ["int8"], "--device": ["tpu", "cuda:x"]},
-        "distill": {"--tokens": below_one, "--grad-accum": below_one, "--hyena-layers": ["a,b", "", "-1", "0,,x"],
-                    "--out": [p["file"], p["under_file"]], "--results": outputs, "--profile": ["huge"],
-                    "--stage": ["everything"], "--init": ["zeros"], "--teacher": [p["missing"], p["folder"]]},
-        "evaluate": {"--model": [p["missing"], p["folder"], "./nowhere", "=", f"label={p['missing']}"],
-                     "--text": [p["missing"], p["folder"]], "--context": below_two, "--stride": below_one,
-                     "--length": below_two, "--batch-size": below_one, "--json": outputs, "--split": ["dev"],
-                     "--tasks": ["vibes", "ppl,vibes", ","], "--profile": ["huge"], "--teacher": [p["missing"]]},
-        "generate": {"--model": [p["missing"], p["folder"]], "--order": below_one, "--max-new-tokens": below_one,
-                     "--temperature": ["-0.5", "nan", "inf", "hot"], "--top-k": below_one, "--seed": below_zero,
-                     "--mode": ["teleport"], "--benchmark": outputs, "--quality": outputs,
-                     "--contexts": ["0,1", "x", ""], "--batches": ["-1"], "--orders": ["x,2"], "--context": below_two,
-                     "--train-steps": below_one, "--layers": below_one, "--width": below_one, "--device": ["tpu"]},
+        "teacher": {
+            "--profile": ["huge", "SMOKEY", ""],
+            "--json": outputs,
+            "--name": [p["missing"], p["folder"]],
+        },
+        "benchmark": {
+            "--lengths": below_one,
+            "--batch": below_one,
+            "--d-model": below_one,
+            "--heads": below_one,
+            "--layers": below_one,
+            "--vocab": below_two,
+            "--new-tokens": below_one,
+            "--repeats": below_one,
+            "--warmup": below_zero,
+            "--kernels-at": below_one,
+            "--json": outputs,
+            "--what": ["everything"],
+            "--dtype": ["int8"],
+            "--device": ["tpu", "cuda:x"],
+        },
+        "distill": {
+            "--tokens": below_one,
+            "--grad-accum": below_one,
+            "--hyena-layers": ["a,b", "", "-1", "0,,x"],
+            "--out": [p["file"], p["under_file"]],
+            "--results": outputs,
+            "--profile": ["huge"],
+            "--stage": ["everything"],
+            "--init": ["zeros"],
+            "--teacher": [p["missing"], p["folder"]],
+        },
+        "evaluate": {
+            "--model": [p["missing"], p["folder"], "./nowhere", "=", f"label={p['missing']}"],
+            "--text": [p["missing"], p["folder"]],
+            "--context": below_two,
+            "--stride": below_one,
+            "--length": below_two,
+            "--batch-size": below_one,
+            "--json": outputs,
+            "--split": ["dev"],
+            "--tasks": ["vibes", "ppl,vibes", ","],
+            "--profile": ["huge"],
+            "--teacher": [p["missing"]],
+        },
+        "generate": {
+            "--model": [p["missing"], p["folder"]],
+            "--order": below_one,
+            "--max-new-tokens": below_one,
+            "--temperature": ["-0.5", "nan", "inf", "hot"],
+            "--top-k": below_one,
+            "--seed": below_zero,
+            "--mode": ["teleport"],
+            "--benchmark": outputs,
+            "--quality": outputs,
+            "--contexts": ["0,1", "x", ""],
+            "--batches": ["-1"],
+            "--orders": ["x,2"],
+            "--context": below_two,
+            "--train-steps": below_one,
+            "--layers": below_one,
+            "--width": below_one,
+            "--device": ["tpu"],
+        },
     }
 
 
@@ -107,7 +216,7 @@ def _with(argv: list[str], option: str, value: str) -> list[str]:
     """argv with option set to value (replaced where it is, else appended)."""
     if option in argv:
         i = argv.index(option)
-        return argv[:i + 1] + [value] + argv[i + 2:]
+        return argv[: i + 1] + [value] + argv[i + 2 :]
     return argv + [option, value]
 
 
@@ -117,9 +226,13 @@ def invocations(seed: int, count: int, p: dict[str, str]) -> list[list[str]]:
     valid, bad = valid_commands(p), mistakes(p)
     structural = {
         "unknown option": lambda argv: argv + ["--frobnicate"],
-        "missing value": lambda argv: argv + [rng.choice([o for o in bad[argv[0]]] or ["--frobnicate"])],
+        "missing value": lambda argv: (
+            argv + [rng.choice([o for o in bad[argv[0]]] or ["--frobnicate"])]
+        ),
         "stray argument": lambda argv: argv + ["surplus"],
-        "unknown subcommand": lambda argv: [rng.choice(["fly", "train", "distil", "evaluat", "-x"])] + argv[1:],
+        "unknown subcommand": lambda argv: (
+            [rng.choice(["fly", "train", "distil", "evaluat", "-x"])] + argv[1:]
+        ),
     }
     required = {"evaluate": [["--model"], ["--json"]], "distill": [["--stage"]]}
     out = []
@@ -133,7 +246,7 @@ def invocations(seed: int, count: int, p: dict[str, str]) -> list[list[str]]:
         elif kind < 0.8 and name in required:
             for option in rng.choice(required[name]):
                 i = argv.index(option)
-                argv = argv[:i] + argv[i + 2:]
+                argv = argv[:i] + argv[i + 2 :]
         elif kind < 0.85 and name == "distill":
             argv = argv + ["--recipe", "best"]  # with --stage: mutually exclusive
         else:
@@ -143,7 +256,8 @@ def invocations(seed: int, count: int, p: dict[str, str]) -> list[list[str]]:
 
 
 def run(argv: list[str]) -> Outcome:
-    """Run one command line in this process; an exception that escapes main is printed as a traceback."""
+    """Run one command line in this process; an exception that escapes main is printed as a
+    traceback."""
     stream = io.StringIO()
     with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
         try:
@@ -163,7 +277,9 @@ def check(seed: int = 0, count: int = 100) -> list[Outcome]:
     with tempfile.TemporaryDirectory() as root:
         p = places(Path(root))
         outcomes = [run(argv) for argv in invocations(seed, count, p)]
-        assert not Path(p["out"]).exists() and not Path(p["outdir"]).exists(), "a bad invocation wrote output"
+        assert not Path(p["out"]).exists() and not Path(p["outdir"]).exists(), (
+            "a bad invocation wrote output"
+        )
     return outcomes
 
 
@@ -174,7 +290,10 @@ def _main() -> int:
     args = parser.parse_args()
     outcomes = check(args.seed, args.count)
     for i, o in enumerate(outcomes):
-        print(f"{i:3d} exit {o.code}  {' '.join(o.argv)[:100]}\n          {o.problem or 'ok'}: {o.message[:160]}")
+        print(
+            f"{i:3d} exit {o.code}  {' '.join(o.argv)[:100]}\n          {o.problem or 'ok'}: "
+            f"{o.message[:160]}"
+        )
     failed = [o for o in outcomes if o.problem]
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} refused clearly")
     return 1 if failed else 0

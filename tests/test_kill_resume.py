@@ -1,5 +1,6 @@
-"""A real training command killed with SIGKILL at a random moment loses at most one checkpoint interval, and
-run again finishes every step."""
+"""A real training command killed with SIGKILL at a random moment loses at most one checkpoint
+interval, and run again finishes every step."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,21 @@ INTERVAL = STEPS // 8  # distill's checkpoint interval
 
 def start(out: Path, teacher: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "TINY_TEACHERS": f"a={teacher}", "PYTHONPATH": os.pathsep.join(sys.path)}
-    argv = [sys.executable, str(WORKER), "distill", "--stage", "ce", "--teacher", "a", "--profile", "smoke",
-            "--tokens", str(STEPS * BATCH * SEQ), "--out", str(out)]
+    argv = [
+        sys.executable,
+        str(WORKER),
+        "distill",
+        "--stage",
+        "ce",
+        "--teacher",
+        "a",
+        "--profile",
+        "smoke",
+        "--tokens",
+        str(STEPS * BATCH * SEQ),
+        "--out",
+        str(out),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("w"), env=env)
 
 
@@ -31,7 +45,9 @@ def checkpoint_step(run: Path) -> int:
     return int(torch.load(path, weights_only=False)["step"]) if path.exists() else 0
 
 
-def wait_for_checkpoint(run: Path, after: int, process: subprocess.Popen, timeout: float = 180) -> int:
+def wait_for_checkpoint(
+    run: Path, after: int, process: subprocess.Popen, timeout: float = 180
+) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -50,7 +66,11 @@ def shown_step(log: Path) -> int:
 
 
 def test_kill_9_at_a_random_moment_loses_at_most_one_checkpoint_interval(tmp_path):
-    teacher, out, log = save_tiny_gpt2(tmp_path / "teacher"), tmp_path / "out", tmp_path / "stderr.txt"
+    teacher, out, log = (
+        save_tiny_gpt2(tmp_path / "teacher"),
+        tmp_path / "out",
+        tmp_path / "stderr.txt",
+    )
     run = out / "stage-ce-teacher"
 
     process = start(out, teacher, log)
@@ -59,10 +79,14 @@ def test_kill_9_at_a_random_moment_loses_at_most_one_checkpoint_interval(tmp_pat
     process.kill()  # SIGKILL: no handler runs
     process.wait(timeout=60)
     reached, kept = shown_step(log), checkpoint_step(run)
-    assert 0 < kept and reached - kept <= INTERVAL, f"killed at step {reached} or later, kept step {kept}"
+    assert 0 < kept and reached - kept <= INTERVAL, (
+        f"killed at step {reached} or later, kept step {kept}"
+    )
 
     process = start(out, teacher, log)
     assert process.wait(timeout=300) == 0, log.read_text()[-2000:]
     history = json.loads((run / "log.json").read_text())
-    assert history["finished"] and [r["step"] for r in history["records"]] == list(range(1, STEPS + 1))
+    assert history["finished"] and [r["step"] for r in history["records"]] == list(
+        range(1, STEPS + 1)
+    )
     assert "Traceback" not in log.read_text() and not (run / "checkpoint.pt").exists()

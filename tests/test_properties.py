@@ -1,6 +1,8 @@
-"""Property tests of the library's entry points over random shapes, sizes and dtypes (hypothesis): each call
-either returns what its docstring promises or raises ValueError / TypeError with a message; never an
-IndexError, a bare RuntimeError from deep inside torch, or a silently wrong result."""
+"""Property tests of the library's entry points over random shapes, sizes and dtypes (hypothesis):
+each call either returns what its docstring promises or raises ValueError / TypeError with a
+message; never an IndexError, a bare RuntimeError from deep inside torch, or a silently wrong
+result."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,9 +16,19 @@ from hyena_lite.fftconv import direct_conv, fftconv
 from hyena_lite.models import convert
 from hyena_lite.operator import HyenaOperator
 
-FAST = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32, torch.bool,
-          torch.complex64]
+FAST = settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+DTYPES = [
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.int64,
+    torch.int32,
+    torch.bool,
+    torch.complex64,
+]
 CLEAR = (ValueError, TypeError)
 
 
@@ -30,11 +42,20 @@ def tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 @FAST
-@given(batch=st.integers(0, 3), channels=st.integers(1, 4), length=st.integers(0, 24), taps=st.integers(1, 30),
-       u_dtype=st.sampled_from(DTYPES), k_dtype=st.sampled_from(DTYPES), k_batched=st.booleans(),
-       k_channels_off=st.sampled_from([0, 0, 0, 1]), with_d=st.booleans())
-def test_fftconv_returns_the_direct_convolution_or_refuses(batch, channels, length, taps, u_dtype, k_dtype, k_batched,
-                                                           k_channels_off, with_d):
+@given(
+    batch=st.integers(0, 3),
+    channels=st.integers(1, 4),
+    length=st.integers(0, 24),
+    taps=st.integers(1, 30),
+    u_dtype=st.sampled_from(DTYPES),
+    k_dtype=st.sampled_from(DTYPES),
+    k_batched=st.booleans(),
+    k_channels_off=st.sampled_from([0, 0, 0, 1]),
+    with_d=st.booleans(),
+)
+def test_fftconv_returns_the_direct_convolution_or_refuses(
+    batch, channels, length, taps, u_dtype, k_dtype, k_batched, k_channels_off, with_d
+):
     u = tensor((batch, channels, length), u_dtype)
     k = tensor(((batch,) if k_batched else ()) + (channels + k_channels_off, taps), k_dtype)
     d = tensor((channels,), torch.float32) if with_d else None
@@ -44,24 +65,37 @@ def test_fftconv_returns_the_direct_convolution_or_refuses(batch, channels, leng
         assert refused_clearly(error), f"{type(error).__name__}: {error}"
         return
     assert y.shape == u.shape and y.dtype == u.dtype
-    assert u.is_floating_point() and k.is_floating_point(), "integer inputs must be refused, not rounded"
+    assert u.is_floating_point() and k.is_floating_point(), (
+        "integer inputs must be refused, not rounded"
+    )
     if u_dtype in (torch.float32, torch.float64) and u.numel():
         reference = direct_conv(u, k, d)
-        torch.testing.assert_close(y, reference, rtol=1e-4, atol=1e-4 * (1 + reference.abs().max().item()))
+        torch.testing.assert_close(
+            y, reference, rtol=1e-4, atol=1e-4 * (1 + reference.abs().max().item())
+        )
 
 
 @FAST
-@given(d_model=st.integers(-1, 6), l_max=st.integers(-1, 16), order=st.integers(0, 3), batch=st.integers(1, 2),
-       length=st.integers(0, 20), width_off=st.sampled_from([0, 0, 1]), dtype=st.sampled_from(DTYPES),
-       rank=st.sampled_from([3, 3, 2]))
-def test_hyena_operator_maps_shapes_or_refuses(d_model, l_max, order, batch, length, width_off, dtype, rank):
+@given(
+    d_model=st.integers(-1, 6),
+    l_max=st.integers(-1, 16),
+    order=st.integers(0, 3),
+    batch=st.integers(1, 2),
+    length=st.integers(0, 20),
+    width_off=st.sampled_from([0, 0, 1]),
+    dtype=st.sampled_from(DTYPES),
+    rank=st.sampled_from([3, 3, 2]),
+)
+def test_hyena_operator_maps_shapes_or_refuses(
+    d_model, l_max, order, batch, length, width_off, dtype, rank
+):
     try:
         op = HyenaOperator(d_model, l_max, order=order, filter_order=8)
     except Exception as error:  # noqa: BLE001
         assert refused_clearly(error), f"{type(error).__name__}: {error}"
         assert d_model < 1 or l_max < 1 or order < 1
         return
-    u = tensor((batch, length, d_model + width_off)[3 - rank:], dtype)
+    u = tensor((batch, length, d_model + width_off)[3 - rank :], dtype)
     try:
         with torch.no_grad():
             y = op(u)
@@ -74,13 +108,19 @@ def test_hyena_operator_maps_shapes_or_refuses(d_model, l_max, order, batch, len
 @pytest.fixture(scope="module")
 def teacher():
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=30, n_positions=16, n_embd=8, n_layer=3, n_head=2)).eval()
+    return GPT2LMHeadModel(
+        GPT2Config(vocab_size=30, n_positions=16, n_embd=8, n_layer=3, n_head=2)
+    ).eval()
 
 
 @FAST
-@given(layers=st.one_of(st.none(), st.lists(st.integers(-2, 4), max_size=4)),
-       init=st.sampled_from(["teacher", "fresh", "random", "zeros"]), l_max=st.sampled_from([None, 0, 8, 16, 32]),
-       order=st.integers(0, 3), length=st.integers(1, 20))
+@given(
+    layers=st.one_of(st.none(), st.lists(st.integers(-2, 4), max_size=4)),
+    init=st.sampled_from(["teacher", "fresh", "random", "zeros"]),
+    l_max=st.sampled_from([None, 0, 8, 16, 32]),
+    order=st.integers(0, 3),
+    length=st.integers(1, 20),
+)
 def test_convert_builds_a_working_student_or_refuses(teacher, layers, init, l_max, order, length):
     kwargs = {"order": order} | ({} if l_max is None else {"l_max": l_max})
     try:
@@ -100,11 +140,17 @@ def test_convert_builds_a_working_student_or_refuses(teacher, layers, init, l_ma
 
 
 @FAST
-@given(tokens=st.integers(0, 200), seq_len=st.integers(-1, 40), batch=st.integers(-1, 5),
-       max_tokens=st.one_of(st.none(), st.integers(0, 300)), dtype=st.sampled_from([torch.int64, torch.int32,
-                                                                                       torch.float32]),
-       rank=st.sampled_from([1, 1, 2]))
-def test_batches_and_windows_have_their_shape_or_refuse(tokens, seq_len, batch, max_tokens, dtype, rank):
+@given(
+    tokens=st.integers(0, 200),
+    seq_len=st.integers(-1, 40),
+    batch=st.integers(-1, 5),
+    max_tokens=st.one_of(st.none(), st.integers(0, 300)),
+    dtype=st.sampled_from([torch.int64, torch.int32, torch.float32]),
+    rank=st.sampled_from([1, 1, 2]),
+)
+def test_batches_and_windows_have_their_shape_or_refuse(
+    tokens, seq_len, batch, max_tokens, dtype, rank
+):
     ids = torch.arange(tokens).to(dtype).reshape((tokens,) if rank == 1 else (1, tokens))
     try:
         windows = eval_windows(ids, seq_len, max_tokens)

@@ -1,5 +1,7 @@
-"""Issue 21's reproductions, one test each: every mistake a clear message, every run recoverable, every cache
-keyed by what made it. Tiny random GPT-2s, the smoke profile, a private HYENA_LITE_HOME; a few seconds in all."""
+"""Issue 21's reproductions, one test each: every mistake a clear message, every run recoverable,
+every cache keyed by what made it. Tiny random GPT-2s, the smoke profile, a private HYENA_LITE_HOME;
+a few seconds in all."""
+
 from __future__ import annotations
 
 import json
@@ -40,25 +42,40 @@ def folders(tmp_path_factory):
     """Two tiny GPT-2 teachers (different weights) saved as folders, and a short text file."""
     root = tmp_path_factory.mktemp("models")
     text = root / "text.txt"
-    text.write_text("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-                    "must be in want of a wife. " * 20, encoding="utf-8")
-    return {"a": save_tiny_gpt2(root / "a", seed=0), "b": save_tiny_gpt2(root / "b", seed=1), "text": text}
+    text.write_text(
+        "It is a truth universally acknowledged, that a single man in possession of a good "
+        "fortune, "
+        "must be in want of a wife. " * 20,
+        encoding="utf-8",
+    )
+    return {
+        "a": save_tiny_gpt2(root / "a", seed=0),
+        "b": save_tiny_gpt2(root / "b", seed=1),
+        "text": text,
+    }
 
 
 @pytest.fixture
 def tiny_teachers(folders, monkeypatch):
-    """Teacher names 'a' and 'b' load the tiny folders with the offline tokenizer (whose corpus tokens are
-    cached), and the smoke profile validates on fewer tokens: a distill command takes a second or two."""
+    """Teacher names 'a' and 'b' load the tiny folders with the offline tokenizer (whose corpus
+    tokens are cached), and the smoke profile validates on fewer tokens: a distill command takes a
+    second or two."""
+
     def load(name, profile=None):
         model = GPT2LMHeadModel.from_pretrained(folders[name]).eval()
         return model, data.gpt2_tokenizer()
+
     monkeypatch.setattr(teachers, "load_teacher", load)
-    monkeypatch.setitem(profiles.PROFILES, "smoke", get_profile("smoke").replace(seq_len=32, eval_tokens=256))
+    monkeypatch.setitem(
+        profiles.PROFILES, "smoke", get_profile("smoke").replace(seq_len=32, eval_tokens=256)
+    )
 
 
 def tiny_model(seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=SEQ, n_embd=16, n_layer=1, n_head=2))
+    return GPT2LMHeadModel(
+        GPT2Config(vocab_size=40, n_positions=SEQ, n_embd=16, n_layer=1, n_head=2)
+    )
 
 
 def batches(start: int):
@@ -72,12 +89,23 @@ def lm_loss(model, batch):
 
 
 def config(out, **changes) -> TrainConfig:
-    return TrainConfig(**{"steps": 6, "lr": 1e-3, "batch_size": 2, "seq_len": SEQ, "device": "cpu",
-                          "progress": False, "out_dir": str(out) if out else None, **changes})
+    return TrainConfig(
+        **{
+            "steps": 6,
+            "lr": 1e-3,
+            "batch_size": 2,
+            "seq_len": SEQ,
+            "device": "cpu",
+            "progress": False,
+            "out_dir": str(out) if out else None,
+            **changes,
+        }
+    )
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    """The exit code of `python -m hyena_lite ARGV` run in this process, and what it printed on stderr."""
+    """The exit code of `python -m hyena_lite ARGV` run in this process, and what it printed on
+    stderr."""
     try:
         code = main(argv)
     except SystemExit as stop:
@@ -85,18 +113,34 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-# 1 -------------------------------------------------------------------------------------------------
-def test_a_finished_run_is_never_reused_for_another_teacher_or_student(tiny_teachers, tmp_path, capsys):
+# 1
+# -------------------------------------------------------------------------------------------------
+def test_a_finished_run_is_never_reused_for_another_teacher_or_student(
+    tiny_teachers, tmp_path, capsys
+):
     out = str(tmp_path / "runs")
-    common = ["distill", "--stage", "ce", "--profile", "smoke", "--tokens", "256", "--out", out, "--no-progress"]
+    common = [
+        "distill",
+        "--stage",
+        "ce",
+        "--profile",
+        "smoke",
+        "--tokens",
+        "256",
+        "--out",
+        out,
+        "--no-progress",
+    ]
     assert run_cli([*common, "--teacher", "a"], capsys)[0] == 0
     code, err = run_cli([*common, "--teacher", "b"], capsys)
     assert code != 0 and "another config" in err and "teacher_weights" in err, err
     code, err = run_cli([*common, "--teacher", "a", "--hyena-layers", "0"], capsys)
     assert code != 0 and "another config" in err and "load_state_dict" not in err, err
     profile = get_profile("smoke")
-    defaults = {distill.default_out(profile, t, layers) for t, layers in
-                [(None, None), ("a", None), ("b", None), (None, [0]), ("a", [0])]}
+    defaults = {
+        distill.default_out(profile, t, layers)
+        for t, layers in [(None, None), ("a", None), ("b", None), (None, [0]), ("a", [0])]
+    }
     assert len(defaults) == 5, "each teacher and choice of layers has its own default folder"
 
 
@@ -108,50 +152,85 @@ def test_a_run_from_before_run_identities_is_set_aside_not_reused(tmp_path, caps
     result = train(tiny_model(seed=1), lm_loss, batches, config(tmp_path / "run", steps=2))
     assert not result.skipped and result.finished
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.unverified-")]
-    assert len(aside) == 1 and (aside[0] / "model.pt").exists() and "moved to" in capsys.readouterr().err
+    assert (
+        len(aside) == 1
+        and (aside[0] / "model.pt").exists()
+        and "moved to" in capsys.readouterr().err
+    )
 
 
-# 2 -------------------------------------------------------------------------------------------------
+# 2
+# -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", ["-1", "0"])
 def test_evaluate_refuses_a_batch_size_below_one(folders, tmp_path, capsys, size):
-    code, err = run_cli(["evaluate", "--model", str(folders["a"]), "--text", str(folders["text"]), "--tasks", "ppl",
-                         "--profile", "smoke", "--batch-size", size, "--json", str(tmp_path / "r.json")], capsys)
+    code, err = run_cli(
+        [
+            "evaluate",
+            "--model",
+            str(folders["a"]),
+            "--text",
+            str(folders["text"]),
+            "--tasks",
+            "ppl",
+            "--profile",
+            "smoke",
+            "--batch-size",
+            size,
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capsys,
+    )
     assert code == 2 and "--batch-size" in err and ">= 1" in err, err
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "runs").exists()
 
 
-# 3 -------------------------------------------------------------------------------------------------
+# 3
+# -------------------------------------------------------------------------------------------------
 def test_nan_gradients_stop_the_run_and_never_reach_a_checkpoint(tmp_path):
     def poisoned(model, batch):
         loss, _ = lm_loss(model, batch)
-        if poisoned.calls == 3:  # a finite loss whose gradient is NaN: d sqrt(x)/dx at 0 is inf, times 0
+        if (
+            poisoned.calls == 3
+        ):  # a finite loss whose gradient is NaN: d sqrt(x)/dx at 0 is inf, times 0
             loss = loss + (next(model.parameters()).flatten()[0] * 0).sqrt()
         poisoned.calls += 1
         return loss, {}
+
     poisoned.calls = 0
-    with pytest.raises(TrainingDiverged, match=r"gradients became non-finite.*step 3.*last good checkpoint \(step 3\)"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"gradients became non-finite.*step 3.*last good checkpoint \(step 3\)",
+    ):
         train(tiny_model(), poisoned, batches, config(tmp_path, save_every=1))
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):
         state = torch.load(tmp_path / name, weights_only=False)
         assert all(torch.isfinite(t).all() for t in state["model"].values()), name
-    assert torch.load(tmp_path / "checkpoint.prev.pt", weights_only=False)["step"] == 2, "the last two are kept"
+    assert torch.load(tmp_path / "checkpoint.prev.pt", weights_only=False)["step"] == 2, (
+        "the last two are kept"
+    )
 
 
-# 4 (the loop's part: the mini teacher's pre-training is a TrainConfig with no save_every) ----------------
+# 4 (the loop's part: the mini teacher's pre-training is a TrainConfig with no save_every)
+# ----------------
 def test_a_run_without_save_every_still_checkpoints_by_time(tmp_path):
     def stop_at_4(model, batch):
         stop_at_4.calls += 1
         if stop_at_4.calls == 4:
             raise KeyboardInterrupt  # a kill: nothing is saved on the way out
         return lm_loss(model, batch)
+
     stop_at_4.calls = 0
     with pytest.raises(KeyboardInterrupt):
         train(tiny_model(), stop_at_4, batches, config(tmp_path, save_every=0, save_seconds=1e-9))
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 3
-    assert TrainConfig(steps=1).save_seconds == 300, "by default a checkpoint at least every 5 minutes"
+    assert TrainConfig(steps=1).save_seconds == 300, (
+        "by default a checkpoint at least every 5 minutes"
+    )
 
 
-# 5 -------------------------------------------------------------------------------------------------
+# 5
+# -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def read_only(tmp_path):
     folder = tmp_path / "read-only"
@@ -169,15 +248,22 @@ def read_only(tmp_path):
 def test_an_unwritable_output_folder_is_refused_before_any_training(read_only, capsys):
     calls = []
     with pytest.raises(PermissionError, match=f"cannot write in the output folder {read_only}"):
-        train(tiny_model(), lambda m, b: calls.append(1) or lm_loss(m, b), batches, config(read_only / "run"))
+        train(
+            tiny_model(),
+            lambda m, b: calls.append(1) or lm_loss(m, b),
+            batches,
+            config(read_only / "run"),
+        )
     assert not calls, "nothing may train before the output folder is known to be writable"
     code, err = run_cli(["distill", "--stage", "ce", "--out", str(read_only / "run")], capsys)
     assert code == 2 and str(read_only) in err
 
 
-# 6 -------------------------------------------------------------------------------------------------
+# 6
+# -------------------------------------------------------------------------------------------------
 def holder(lock_file):
-    """A second process holding the lock file (as another training run or evaluate would), until killed."""
+    """A second process holding the lock file (as another training run or evaluate would), until
+    killed."""
     code = textwrap.dedent(f"""
         import fcntl, os, sys, time
         f = open({str(lock_file)!r}, "a+")
@@ -195,8 +281,11 @@ def holder(lock_file):
 def test_a_second_process_refuses_a_busy_output_folder_and_results_file(folders, tmp_path, capsys):
     child = holder(tmp_path / "run" / ".lock")
     try:
-        with pytest.raises(RuntimeError, match=rf"output folder {tmp_path / 'run'} is in use by another process "
-                                               rf"\(pid {child.pid}\)"):
+        with pytest.raises(
+            RuntimeError,
+            match=rf"output folder {tmp_path / 'run'} is in use by another process "
+            rf"\(pid {child.pid}\)",
+        ):
             train(tiny_model(), lm_loss, batches, config(tmp_path / "run"))
     finally:
         child.kill()
@@ -204,8 +293,24 @@ def test_a_second_process_refuses_a_busy_output_folder_and_results_file(folders,
     out = tmp_path / "r.json"
     child = holder(runs.file_lock_path(out))
     try:
-        code, err = run_cli(["evaluate", "--model", str(folders["a"]), "--text", str(folders["text"]), "--tasks",
-                             "ppl", "--profile", "smoke", "--context", "32", "--json", str(out)], capsys)
+        code, err = run_cli(
+            [
+                "evaluate",
+                "--model",
+                str(folders["a"]),
+                "--text",
+                str(folders["text"]),
+                "--tasks",
+                "ppl",
+                "--profile",
+                "smoke",
+                "--context",
+                "32",
+                "--json",
+                str(out),
+            ],
+            capsys,
+        )
     finally:
         child.kill()
         child.wait()
@@ -213,27 +318,61 @@ def test_a_second_process_refuses_a_busy_output_folder_and_results_file(folders,
     assert not out.exists()
 
 
-# 7 -------------------------------------------------------------------------------------------------
+# 7
+# -------------------------------------------------------------------------------------------------
 def test_a_context_beyond_the_position_table_is_refused_clearly(folders):
     model, tokenizer = evaluate.load_model(str(folders["a"]), get_profile("smoke"))
     text = folders["text"].read_text()
-    with pytest.raises(ValueError, match="context of 128 tokens exceeds the 64 positions.*--context 64 or less"):
-        evaluate.evaluate_model(model, tokenizer, {"t": text}, get_profile("smoke"), tasks=["ppl"], context=128)
+    with pytest.raises(
+        ValueError, match="context of 128 tokens exceeds the 64 positions.*--context 64 or less"
+    ):
+        evaluate.evaluate_model(
+            model, tokenizer, {"t": text}, get_profile("smoke"), tasks=["ppl"], context=128
+        )
     with pytest.raises(ValueError, match="l_max=128 exceeds the 64 learned positions"):
         convert(model, l_max=128)
 
 
-# 8 -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv, option", [
-    (["distill", "--stage", "ce", "--teacher", "a", "--tokens", "-100", "--out", "{runs}"], "--tokens"),
-    (["distill", "--stage", "ce", "--teacher", "a", "--tokens", "0", "--out", "{runs}"], "--tokens"),
-    (["generate", "--model", "{a}", "--prompt", "Hello", "--max-new-tokens", "0"], "--max-new-tokens"),
-    (["evaluate", "--model", "{a}", "--text", "{text}", "--length", "1", "--json", "{out}"], "--length"),
-    (["evaluate", "--model", "{a}", "--text", "{text}", "--context", "0", "--json", "{out}"], "--context"),
-    (["evaluate", "--model", "{a}", "--text", "{text}", "--stride", "0", "--json", "{out}"], "--stride"),
-])
-def test_invalid_numbers_are_refused_before_any_work(tiny_teachers, folders, tmp_path, capsys, argv, option):
-    names = {"a": folders["a"], "text": folders["text"], "out": tmp_path / "r.json", "runs": tmp_path / "runs"}
+# 8
+# -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (
+            ["distill", "--stage", "ce", "--teacher", "a", "--tokens", "-100", "--out", "{runs}"],
+            "--tokens",
+        ),
+        (
+            ["distill", "--stage", "ce", "--teacher", "a", "--tokens", "0", "--out", "{runs}"],
+            "--tokens",
+        ),
+        (
+            ["generate", "--model", "{a}", "--prompt", "Hello", "--max-new-tokens", "0"],
+            "--max-new-tokens",
+        ),
+        (
+            ["evaluate", "--model", "{a}", "--text", "{text}", "--length", "1", "--json", "{out}"],
+            "--length",
+        ),
+        (
+            ["evaluate", "--model", "{a}", "--text", "{text}", "--context", "0", "--json", "{out}"],
+            "--context",
+        ),
+        (
+            ["evaluate", "--model", "{a}", "--text", "{text}", "--stride", "0", "--json", "{out}"],
+            "--stride",
+        ),
+    ],
+)
+def test_invalid_numbers_are_refused_before_any_work(
+    tiny_teachers, folders, tmp_path, capsys, argv, option
+):
+    names = {
+        "a": folders["a"],
+        "text": folders["text"],
+        "out": tmp_path / "r.json",
+        "runs": tmp_path / "runs",
+    }
     code, err = run_cli([a.format(**names) for a in argv], capsys)
     assert code == 2 and f"argument {option}" in err, err
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "runs").exists()
@@ -247,22 +386,29 @@ def test_library_entry_points_refuse_nonsense_numbers(folders):
         generate(model, torch.tensor([[1, 2]]), max_new_tokens=0, mode="full")
 
 
-# 9 -------------------------------------------------------------------------------------------------
+# 9
+# -------------------------------------------------------------------------------------------------
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     def stop_at_5(model, batch):
         stop_at_5.calls += 1
         if stop_at_5.calls == 5:
             raise KeyboardInterrupt
         return lm_loss(model, batch)
+
     stop_at_5.calls = 0
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_model(), stop_at_5, batches, config(tmp_path, save_every=2))  # checkpoints of steps 2 and 4
+        train(
+            tiny_model(), stop_at_5, batches, config(tmp_path, save_every=2)
+        )  # checkpoints of steps 2 and 4
     newest = tmp_path / "checkpoint.pt"
     newest.write_bytes(newest.read_bytes()[:1000])  # a crash or a full disk mid-copy
     result = train(tiny_model(), lm_loss, batches, config(tmp_path, save_every=2))
     assert result.finished and [r["step"] for r in result.records] == [1, 2, 3, 4, 5, 6]
     err = capsys.readouterr().err
-    assert f"{newest} is corrupt" in err and f"resuming from {tmp_path / 'checkpoint.prev.pt'} (step 2)" in err, err
+    assert (
+        f"{newest} is corrupt" in err
+        and f"resuming from {tmp_path / 'checkpoint.prev.pt'} (step 2)" in err
+    ), err
 
 
 def test_a_truncated_log_names_its_file(tmp_path):
@@ -272,30 +418,64 @@ def test_a_truncated_log_names_its_file(tmp_path):
         train(tiny_model(), lm_loss, batches, config(tmp_path, steps=2))
 
 
-def test_a_damaged_corpus_file_is_named_with_the_command_that_rebuilds_it(tmp_path, monkeypatch, capsys):
+def test_a_damaged_corpus_file_is_named_with_the_command_that_rebuilds_it(
+    tmp_path, monkeypatch, capsys
+):
     home = private_home(tmp_path / "home", copy_corpus=True)
     monkeypatch.setenv("HYENA_LITE_HOME", str(home))
     damaged = data.corpus_dir() / data.read_manifest()[0]["file"]
     damaged.write_text(damaged.read_text(encoding="utf-8").replace("e", "x", 1), encoding="utf-8")
-    with pytest.raises(assets.AssetError, match=rf"{damaged} is damaged: sha256 .* `python -m hyena_lite data --force`"):
+    with pytest.raises(
+        assets.AssetError,
+        match=rf"{damaged} is damaged: sha256 .* `python -m hyena_lite data --force`",
+    ):
         data.load_corpus("offline")
 
     def no_download(*args):
         raise AssertionError("`data` must name the damaged file, not download the sources again")
+
     monkeypatch.setattr(assets, "GROUPS", {k: no_download for k in assets.GROUPS})
     code, err = run_cli(["data"], capsys)
-    assert code == 1 and damaged.relative_to(assets.assets_dir()).as_posix() in err and "--force" in err, err
+    assert (
+        code == 1
+        and damaged.relative_to(assets.assets_dir()).as_posix() in err
+        and "--force" in err
+    ), err
 
 
-# 10 ------------------------------------------------------------------------------------------------
-def test_sigterm_stops_a_training_command_with_exit_143_after_saving(tiny_teachers, tmp_path, capsys):
+# 10
+# ------------------------------------------------------------------------------------------------
+def test_sigterm_stops_a_training_command_with_exit_143_after_saving(
+    tiny_teachers, tmp_path, capsys
+):
     run = tmp_path / "runs" / "stage-ce-teacher"
-    killer = threading.Thread(target=lambda: (wait_for(run / "checkpoint.pt"), os.kill(os.getpid(), signal.SIGTERM)))
+    killer = threading.Thread(
+        target=lambda: (wait_for(run / "checkpoint.pt"), os.kill(os.getpid(), signal.SIGTERM))
+    )
     killer.start()
-    code, err = run_cli(["distill", "--stage", "ce", "--teacher", "a", "--profile", "smoke", "--tokens", str(64 * 4 * 32),
-                         "--out", str(tmp_path / "runs"), "--no-progress"], capsys)
+    code, err = run_cli(
+        [
+            "distill",
+            "--stage",
+            "ce",
+            "--teacher",
+            "a",
+            "--profile",
+            "smoke",
+            "--tokens",
+            str(64 * 4 * 32),
+            "--out",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     killer.join()
-    assert code == 143 and "stopped: stage-ce-teacher stopped by a signal after step" in err and "Traceback" not in err
+    assert (
+        code == 143
+        and "stopped: stage-ce-teacher stopped by a signal after step" in err
+        and "Traceback" not in err
+    )
     step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
     assert f"after step {step} of 64" in err, "the checkpoint is of the step it stopped after"
 
@@ -306,16 +486,45 @@ def wait_for(path, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
-
-def test_command_line_mistakes_print_one_line_and_no_traceback(folders, tmp_path, monkeypatch, capsys):
+def test_command_line_mistakes_print_one_line_and_no_traceback(
+    folders, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
     code, err = run_cli(["evaluate", "--model", "models/studnet", "--json", "r.json"], capsys)
     assert code == 2 and "models/studnet: no such folder" in err and "hub" not in err, err
-    code, err = run_cli(["generate", "--model", str(folders["a"]), "--prompt", "Hi", "--order", "0"], capsys)
+    code, err = run_cli(
+        ["generate", "--model", str(folders["a"]), "--prompt", "Hi", "--order", "0"], capsys
+    )
     assert code == 2 and "argument --order: 0 is too small" in err and "filter" not in err, err
-    code, err = run_cli(["evaluate", "--model", "no-such-teacher", "--text", str(folders["text"]), "--json", "r.json"],
-                        capsys)
-    assert code == 1 and err.count("\n") == 1 and "unknown model 'no-such-teacher'" in err and "Traceback" not in err
+    code, err = run_cli(
+        [
+            "evaluate",
+            "--model",
+            "no-such-teacher",
+            "--text",
+            str(folders["text"]),
+            "--json",
+            "r.json",
+        ],
+        capsys,
+    )
+    assert (
+        code == 1
+        and err.count("\n") == 1
+        and "unknown model 'no-such-teacher'" in err
+        and "Traceback" not in err
+    )
     with pytest.raises(ValueError, match="unknown model"):
-        main(["evaluate", "--model", "no-such-teacher", "--text", str(folders["text"]), "--json", "r.json", "--debug"])
+        main(
+            [
+                "evaluate",
+                "--model",
+                "no-such-teacher",
+                "--text",
+                str(folders["text"]),
+                "--json",
+                "r.json",
+                "--debug",
+            ]
+        )
