@@ -17,13 +17,13 @@ SYSTEM_STAMP := data/build/.system-packages
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test setup assets unit nbval book-smoke book-js browser clean
+.PHONY: book test setup assets lint unit nbval book-smoke book-js browser clean
 
 book: assets book-js
 	$(VENV)/bin/jupyter-book build --all .
 	@echo "book written to _build/html/index.html"
 
-test: assets unit nbval book-smoke browser
+test: lint assets unit nbval book-smoke browser
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ $(SYSTEM_STAMP): data/debian-packages.txt data/install_system_packages.sh
 
 assets: setup $(SYSTEM_STAMP)
 	$(PY) -m hyena_lite data
+
+# ruff: the rule set and the 100-character limit are in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check .
 
 unit: assets
 	$(PY) -m pytest -q tests

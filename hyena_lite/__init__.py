@@ -4,11 +4,19 @@ The library of the book "Scavenging Hyena": the Hyena operator, student models, 
 distillation, evaluation, profiling and generation. Data flows
 data -> teachers -> models -> distill -> evaluate / bench / generation.
 """
-from hyena_lite.profiles import Profile, get_profile
-from hyena_lite.fftconv import direct_conv, fftconv
-from hyena_lite.operator import HyenaFilter, HyenaOperator
-from hyena_lite.models import (HyenaGPT2LMHeadModel, HyenaGPTNeoXForCausalLM, HyenaLlamaForCausalLM, HyenaMixer,
-                               convert, layer_mixers, parameter_table)  # registers the students with the Auto classes
+
 from hyena_lite.calibration import calibrate_mixers
+from hyena_lite.fftconv import direct_conv, fftconv
+from hyena_lite.models import (
+    HyenaGPT2LMHeadModel,
+    HyenaGPTNeoXForCausalLM,
+    HyenaLlamaForCausalLM,
+    HyenaMixer,
+    convert,  # registers the students with the Auto classes
+    layer_mixers,
+    parameter_table,
+)
+from hyena_lite.operator import HyenaFilter, HyenaOperator
+from hyena_lite.profiles import Profile, get_profile
 
 __version__ = "0.1.0"

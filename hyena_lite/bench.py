@@ -1,9 +1,13 @@
-"""Profiling: time and peak memory of attention against Hyena, for one block, a whole model and generation.
+"""Profiling: time and peak memory of attention against Hyena, for one block, a whole model and
+generation.
 
-Every time is the median over repeats after warm-up (CUDA events on GPU); every result is a plain dict
-of rows that `save_results` writes as JSON with the hardware, versions, git commit and command behind it.
+Every time is the median over repeats after warm-up (CUDA events on GPU); every result is a plain
+dict
+of rows that `save_results` writes as JSON with the hardware, versions, git commit and command
+behind it.
 `plot_scaling` draws rows on log-log axes and marks where the two curves cross.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,10 +21,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,12 +41,14 @@ WHATS = ("operator", "levers", "model", "generate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-# --------------------------------------------------------------------------------------------- timing
+# ---------------------------------------------------------------------------------------------
+# timing
 
 
 @dataclass
 class Measurement:
-    """Median and all times (ms) of repeated calls, and the peak memory they reached (MiB; None on CPU)."""
+    """Median and all times (ms) of repeated calls, and the peak memory they reached (MiB; None
+    on CPU)."""
 
     median_ms: float
     times_ms: list[float]
@@ -53,15 +60,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5,
-            clock: Callable[[], float] = time.perf_counter) -> Measurement:
-    """Call fn `warmup` times, then time `repeats` calls (CUDA events on GPU, `clock` in seconds on CPU).
+def measure(
+    fn: Callable[[], Any],
+    device: str | torch.device = "cpu",
+    warmup: int = 2,
+    repeats: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Measurement:
+    """Call fn `warmup` times, then time `repeats` calls (CUDA events on GPU, `clock` in seconds on
+    CPU).
 
-    The peak is torch's largest allocation total during the timed calls (weights and inputs included),
+    The peak is torch's largest allocation total during the timed calls (weights and inputs
+    included),
     measured on CUDA only: PyTorch keeps no such counter for the CPU.
     """
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+        raise ValueError(
+            f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}"
+        )
     device = torch.device(device)
     for _ in range(warmup):
         fn()
@@ -86,13 +102,16 @@ def measure(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: i
     return Measurement(statistics.median(times), times, peak)
 
 
-def median_ms(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5) -> float:
+def median_ms(
+    fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5
+) -> float:
     """The median time of fn in milliseconds (see `measure`)."""
     return measure(fn, device, warmup, repeats).median_ms
 
 
 def graph_replay(fn: Callable[[], Any], device: str | torch.device) -> Callable[[], None]:
-    """fn recorded once as a CUDA graph (after two warm-up calls on a side stream); returns its replay."""
+    """fn recorded once as a CUDA graph (after two warm-up calls on a side stream); returns its
+    replay."""
     device = torch.device(device)
     side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
     side.wait_stream(main)
@@ -107,7 +126,8 @@ def graph_replay(fn: Callable[[], Any], device: str | torch.device) -> Callable[
 
 
 def _guarded(fn: Callable[[], Measurement], device: torch.device) -> Measurement | None:
-    """Run a measurement; on CUDA out-of-memory return None (recorded as a missing point) instead of failing."""
+    """Run a measurement; on CUDA out-of-memory return None (recorded as a missing point) instead
+    of failing."""
     try:
         return fn()
     except torch.OutOfMemoryError:
@@ -116,13 +136,16 @@ def _guarded(fn: Callable[[], Measurement], device: torch.device) -> Measurement
         return None
 
 
-# --------------------------------------------------------------------------------------------- blocks
+# ---------------------------------------------------------------------------------------------
+# blocks
 
 
 class CausalSelfAttention(nn.Module):
-    """GPT-2's attention block: q/k/v projections, causal scaled dot-product attention over heads, out projection.
+    """GPT-2's attention block: q/k/v projections, causal scaled dot-product attention over heads,
+    out projection.
 
-    F.scaled_dot_product_attention picks FlashAttention on a GPU that has it, and a fused CPU kernel otherwise.
+    F.scaled_dot_product_attention picks FlashAttention on a GPU that has it, and a fused CPU kernel
+    otherwise.
     """
 
     def __init__(self, d_model: int, n_heads: int) -> None:
@@ -135,35 +158,57 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, width = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(x)
+            .view(batch, length, 3, self.n_heads, width // self.n_heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 
 
-def hyena_forward_bytes(d_model: int, length: int, batch: int = 1, order: int = 2, act_bytes: int = 2) -> int:
-    """Bytes the Hyena block's forward moves through memory if each of its passes reads and writes once.
+def hyena_forward_bytes(
+    d_model: int, length: int, batch: int = 1, order: int = 2, act_bytes: int = 2
+) -> int:
+    """Bytes the Hyena block's forward moves through memory if each of its passes reads and writes
+    once.
 
-    The passes: in-projection, short filter (writing gates and the zero-padded float32 value), then per
-    order an rfft, a product with the cached filter spectrum, an irfft and the gate, and the out-projection.
-    Weights are left out (under 2% at L >= 1K). Dividing by the memory bandwidth gives the time a perfect
+    The passes: in-projection, short filter (writing gates and the zero-padded float32 value), then
+    per
+    order an rfft, a product with the cached filter spectrum, an irfft and the gate, and the
+    out-projection.
+    Weights are left out (under 2% at L >= 1K). Dividing by the memory bandwidth gives the time a
+    perfect
     implementation of these passes would take.
     """
     n = fft_size(length)
-    act, signal = batch * length * d_model * act_bytes, batch * d_model * n * 4  # a [B, D, L] activation; a padded fp32 signal
+    act, signal = (
+        batch * length * d_model * act_bytes,
+        batch * d_model * n * 4,
+    )  # a [B, D, L] activation; a padded fp32 signal
     total = act + (order + 1) * act  # in-projection: read u, write z
-    total += (order + 1) * act + order * act + signal  # short filter: read z, write gates and padded v
+    total += (
+        (order + 1) * act + order * act + signal
+    )  # short filter: read z, write gates and padded v
     for step in range(order):
-        total += 2 * signal  # rfft (a half spectrum of complex64 is the same size as the padded real signal)
-        total += 2 * signal + d_model * n * 4  # spectrum product, in place, reading the filter spectrum
+        total += (
+            2 * signal
+        )  # rfft (a half spectrum of complex64 is the same size as the padded real signal)
+        total += (
+            2 * signal + d_model * n * 4
+        )  # spectrum product, in place, reading the filter spectrum
         total += 2 * signal  # irfft
         last = step == order - 1
-        total += signal // 2 + signal // 2 + act + (act if last else signal)  # gate: read y, v, x; write next input
+        total += (
+            signal // 2 + signal // 2 + act + (act if last else signal)
+        )  # gate: read y, v, x; write next input
     total += act + act  # out-projection: read y, write out
     return total
 
 
 def copy_bandwidth_gbs(device: str | torch.device, mib: int = 1024, repeats: int = 10) -> float:
-    """Measured memory bandwidth of a large device-to-device copy, counting bytes read plus written, GB/s."""
+    """Measured memory bandwidth of a large device-to-device copy, counting bytes read plus
+    written, GB/s."""
     device = torch.device(device)
     src = torch.randn(mib * 2**18, device=device)
     dst = torch.empty_like(src)
@@ -171,7 +216,8 @@ def copy_bandwidth_gbs(device: str | torch.device, mib: int = 1024, repeats: int
     return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
 
 
-# --------------------------------------------------------------------------------------------- operator
+# ---------------------------------------------------------------------------------------------
+# operator
 
 
 def benchmark_operator(
@@ -186,21 +232,29 @@ def benchmark_operator(
     repeats: int = 5,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Attention block against Hyena block of the same width, forward (and forward + backward), per length.
+    """Attention block against Hyena block of the same width, forward (and forward + backward), per
+    length.
 
     Forward runs under torch.no_grad (inference: the Hyena block uses its cached filter spectra);
-    forward + backward is a training step's work, input gradient included. Each row holds L, then per
+    forward + backward is a training step's work, input gradient included. Each row holds L, then
+    per
     block (`attn`, `hyena` on its fast path, `hyena_plain` on the plain one) `{block}_ms` and
     `{block}_peak_mb`, with `{block}_fwdbwd_ms` and `{block}_fwdbwd_peak_mb` when `backward`;
-    on CUDA the forward of `hyena` is timed with fastpath.GRAPHS_ON_CUDA on (replayed as a CUDA graph),
-    `hyena_nograph_ms` with it off, and `attn_graph_ms` is the attention block replayed as a CUDA graph too;
-    `hyena_fast_rel_err` is the fast output's error against the plain one (eager, recorded and replayed calls)
+    on CUDA the forward of `hyena` is timed with fastpath.GRAPHS_ON_CUDA on (replayed as a CUDA
+    graph),
+    `hyena_nograph_ms` with it off, and `attn_graph_ms` is the attention block replayed as a CUDA
+    graph too;
+    `hyena_fast_rel_err` is the fast output's error against the plain one (eager, recorded and
+    replayed calls)
     and `hyena_bytes` the traffic of the fast forward (see `hyena_forward_bytes`).
     """
     torch.manual_seed(seed)
     dev = torch.device(device)
     l_max = max(lengths)
-    blocks: dict[str, nn.Module] = {"attn": CausalSelfAttention(d_model, n_heads), "hyena": HyenaOperator(d_model, l_max)}
+    blocks: dict[str, nn.Module] = {
+        "attn": CausalSelfAttention(d_model, n_heads),
+        "hyena": HyenaOperator(d_model, l_max),
+    }
     blocks["hyena_plain"] = copy.deepcopy(blocks["hyena"])
     blocks["hyena_plain"].fast = False
     for block in blocks.values():
@@ -214,8 +268,16 @@ def benchmark_operator(
     return rows
 
 
-def _operator_row(blocks: dict[str, nn.Module], length: int, batch: int, dev: torch.device, dtype: torch.dtype,
-                  backward: bool, warmup: int, repeats: int) -> dict[str, Any]:
+def _operator_row(
+    blocks: dict[str, nn.Module],
+    length: int,
+    batch: int,
+    dev: torch.device,
+    dtype: torch.dtype,
+    backward: bool,
+    warmup: int,
+    repeats: int,
+) -> dict[str, Any]:
     """One row of `benchmark_operator`."""
     d_model = blocks["hyena"].d_model
     x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
@@ -234,7 +296,9 @@ def _operator_row(blocks: dict[str, nn.Module], length: int, batch: int, dev: to
             fastpath.GRAPHS_ON_CUDA, block._graph_state = False, None
             m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
             row["hyena_nograph_ms"] = m.median_ms if m else None
-        if name == "attn" and dev.type == "cuda":  # attention's best case too: no CPU launch cost either
+        if (
+            name == "attn" and dev.type == "cuda"
+        ):  # attention's best case too: no CPU launch cost either
             try:
                 m = _guarded(lambda: measure(graph_replay(forward, dev), dev, warmup, repeats), dev)
             except RuntimeError as error:
@@ -250,16 +314,22 @@ def _operator_row(blocks: dict[str, nn.Module], length: int, batch: int, dev: to
                 block(xg).backward(grad)
 
             m = _guarded(lambda: measure(step, dev, warmup, repeats), dev)
-            row[f"{name}_fwdbwd_ms"], row[f"{name}_fwdbwd_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
+            row[f"{name}_fwdbwd_ms"], row[f"{name}_fwdbwd_peak_mb"] = (
+                (m.median_ms, m.peak_mb) if m else (None, None)
+            )
             block.zero_grad(set_to_none=True)
         fastpath.clear_caches(block)  # this block's memory: keep it out of the next one's peak
     fastpath.GRAPHS_ON_CUDA = True
-    with torch.no_grad():  # three fast calls: eager, recorded as a CUDA graph and replayed, replayed
+    with (
+        torch.no_grad()
+    ):  # three fast calls: eager, recorded as a CUDA graph and replayed, replayed
         plain = blocks["hyena_plain"].eval()(x).float()
         fast = [blocks["hyena"].eval()(x).float() for _ in range(3)]
         row["hyena_fast_rel_err"] = max(((f - plain).norm() / plain.norm()).item() for f in fast)
     fastpath.clear_caches(blocks["hyena"])
-    row["hyena_bytes"] = hyena_forward_bytes(d_model, length, batch, blocks["hyena"].order, x.element_size())
+    row["hyena_bytes"] = hyena_forward_bytes(
+        d_model, length, batch, blocks["hyena"].order, x.element_size()
+    )
     return row
 
 
@@ -275,8 +345,10 @@ def benchmark_levers(
 ) -> list[dict[str, Any]]:
     """The Hyena block's forward time (ms, under no_grad) as each speed lever is added, per length.
 
-    `plain_ms`: the plain forward; `fast_nocache_ms`: the fast path, unfused, filters recomputed every call;
-    `fast_unfused_ms`: plus the cached filter spectra; on CUDA only (None on CPU, where the fast path runs
+    `plain_ms`: the plain forward; `fast_nocache_ms`: the fast path, unfused, filters recomputed
+    every call;
+    `fast_unfused_ms`: plus the cached filter spectra; on CUDA only (None on CPU, where the fast
+    path runs
     unfused and without graphs): `fast_fused_ms`: plus the element-wise work fused by torch.compile;
     `fast_ms`: plus the replay of the whole forward as a CUDA graph.
     """
@@ -284,8 +356,11 @@ def benchmark_levers(
     dev = torch.device(device)
     op = HyenaOperator(d_model, max(lengths)).to(device=dev, dtype=dtype).eval()
     op.fast = False  # op(x) is the plain forward; the fast variants call fastpath.fast_forward
-    variants = {"plain": (False, False, True, False), "fast_nocache": (True, False, False, False),
-                "fast_unfused": (True, False, True, False)}
+    variants = {
+        "plain": (False, False, True, False),
+        "fast_nocache": (True, False, False, False),
+        "fast_unfused": (True, False, True, False),
+    }
     if dev.type == "cuda":
         variants.update(fast_fused=(True, True, True, False), fast=(True, True, True, True))
     settings = fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA
@@ -317,7 +392,8 @@ def benchmark_levers(
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Silence the process's standard error (file descriptor 2) for a while: some builds of the profiler
+    """Silence the process's standard error (file descriptor 2) for a while: some builds of the
+    profiler
     print a line there at every start and stop, which would otherwise land in the book's pages."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -330,10 +406,13 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def kernel_breakdown(fn: Callable[[], Any], device: str | torch.device, top: int = 12) -> list[dict[str, Any]]:
+def kernel_breakdown(
+    fn: Callable[[], Any], device: str | torch.device, top: int = 12
+) -> list[dict[str, Any]]:
     """The kernels (CUDA) or operators (CPU) that one call of fn spends its time in, largest first.
 
-    Each entry: name, ms (total over the call) and calls; fn is called twice first so compilation stays out.
+    Each entry: name, ms (total over the call) and calls; fn is called twice first so compilation
+    stays out.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -350,7 +429,9 @@ def kernel_breakdown(fn: Callable[[], Any], device: str | torch.device, top: int
         if dev.type == "cuda":
             if event.device_type != torch.autograd.DeviceType.CUDA:
                 continue
-            us = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+            us = getattr(event, "self_device_time_total", None) or getattr(
+                event, "self_cuda_time_total", 0
+            )
         else:
             us = event.self_cpu_time_total
         if us > 0:
@@ -358,11 +439,13 @@ def kernel_breakdown(fn: Callable[[], Any], device: str | torch.device, top: int
     return sorted(entries, key=lambda e: -e["ms"])[:top]
 
 
-# --------------------------------------------------------------------------------------------- plots
+# ---------------------------------------------------------------------------------------------
+# plots
 
 
 def crossover(rows: list[dict[str, Any]], x: str, a: str, b: str) -> float | None:
-    """The x where series b first becomes no slower than series a, interpolated on log-log axes; None if never."""
+    """The x where series b first becomes no slower than series a, interpolated on log-log axes;
+    None if never."""
     points = [(r[x], r[a], r[b]) for r in rows if r.get(a) and r.get(b)]
     points.sort()
     for i, (xi, ai, bi) in enumerate(points):
@@ -385,13 +468,21 @@ def plot_scaling(
     title: str | None = None,
     cross: tuple[str, str] | None = None,
 ) -> Any:
-    """Plot columns of `rows` (label -> key) against `x` on log-log axes; mark where the columns `cross`
+    """Plot columns of `rows` (label -> key) against `x` on log-log axes; mark where the columns
+    `cross`
     (default: the first two series) cross, the second becoming no slower than the first."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))
-    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--")]  # readable without colour
+    styles = [
+        ("o", "-"),
+        ("s", "--"),
+        ("^", ":"),
+        ("D", "-."),
+        ("v", "-"),
+        ("P", "--"),
+    ]  # readable without colour
     for (label, key), (marker, line) in zip(series.items(), styles * len(series)):
         points = sorted((r[x], r[key]) for r in rows if r.get(key) is not None)
         if points:
@@ -399,8 +490,16 @@ def plot_scaling(
     keys = list(cross or series.values())
     if len(keys) >= 2 and (where := crossover(rows, x, keys[0], keys[1])) is not None:
         ax.axvline(where, color="grey", linestyle="--", linewidth=1)
-        ax.annotate(f"crossover ~{where:,.0f}", (where, 0.95), xycoords=("data", "axes fraction"),
-                    ha="right", va="top", rotation=90, fontsize=8, color="grey")
+        ax.annotate(
+            f"crossover ~{where:,.0f}",
+            (where, 0.95),
+            xycoords=("data", "axes fraction"),
+            ha="right",
+            va="top",
+            rotation=90,
+            fontsize=8,
+            color="grey",
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(x)
@@ -412,30 +511,49 @@ def plot_scaling(
     return ax
 
 
-# --------------------------------------------------------------------------------------------- models
+# ---------------------------------------------------------------------------------------------
+# models
 
 
-def gpt2_teacher(n_positions: int, n_layer: int = 12, n_embd: int = 768, n_head: int = 12, vocab_size: int = 50257) -> nn.Module:
-    """A GPT2LMHeadModel of the given shape (GPT-2-124M by default) with random weights: speed does not depend on them."""
+def gpt2_teacher(
+    n_positions: int,
+    n_layer: int = 12,
+    n_embd: int = 768,
+    n_head: int = 12,
+    vocab_size: int = 50257,
+) -> nn.Module:
+    """A GPT2LMHeadModel of the given shape (GPT-2-124M by default) with random weights: speed
+    does not depend on them."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_positions=n_positions, n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab_size,
-                        bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        n_positions=n_positions,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        vocab_size=vocab_size,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
 def hyena_student(teacher: nn.Module, l_max: int) -> nn.Module:
-    """The teacher's Hyena student built by `hyena_lite.convert` (every attention replaced by Hyena)."""
+    """The teacher's Hyena student built by `hyena_lite.convert` (every attention replaced by
+    Hyena)."""
     import hyena_lite
 
     if not hasattr(hyena_lite, "convert"):
-        raise RuntimeError("the model and generation benchmarks need hyena_lite.convert, which this checkout lacks; "
-                           "benchmark the operator alone with --what operator")
+        raise RuntimeError(
+            "the model and generation benchmarks need hyena_lite.convert, which this checkout lacks; "
+            "benchmark the operator alone with --what operator"
+        )
     return hyena_lite.convert(teacher, l_max=l_max).eval()
 
 
 def _forward_kwargs(model: nn.Module, **kwargs: Any) -> dict[str, Any]:
-    """Keep only the keyword arguments that this model's forward accepts (they differ across transformers 5.x)."""
+    """Keep only the keyword arguments that this model's forward accepts (they differ across
+    transformers 5.x)."""
     import inspect
 
     accepted = inspect.signature(model.forward).parameters
@@ -453,9 +571,11 @@ def benchmark_model(
     repeats: int = 5,
     vocab_size: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Forward time, tokens/s and peak memory of each model (name -> model, on `device`) on random tokens, per length.
+    """Forward time, tokens/s and peak memory of each model (name -> model, on `device`) on random
+    tokens, per length.
 
-    A forward computes the logits at every position, as a perplexity evaluation does; no cache is kept.
+    A forward computes the logits at every position, as a perplexity evaluation does; no cache is
+    kept.
     """
     dev = torch.device(device)
     vocab = vocab_size or next(iter(models.values())).config.vocab_size
@@ -464,7 +584,9 @@ def benchmark_model(
         ids = torch.randint(0, vocab, (batch, length), device=dev)
         row: dict[str, Any] = {"L": length, "batch": batch}
         for name, model in models.items():
-            fastpath.clear_caches(model)  # filter spectra cached at another length are not this length's memory
+            fastpath.clear_caches(
+                model
+            )  # filter spectra cached at another length are not this length's memory
             kwargs = _forward_kwargs(model, use_cache=False)
 
             def forward(model: nn.Module = model, kwargs: dict = kwargs) -> None:
@@ -479,18 +601,22 @@ def benchmark_model(
     return rows
 
 
-# --------------------------------------------------------------------------------------------- generation
+# ---------------------------------------------------------------------------------------------
+# generation
 
 
 class KVCacheDecoder:
-    """Decode with the transformer's key-value cache: each new token attends to the cached keys and values."""
+    """Decode with the transformer's key-value cache: each new token attends to the cached keys
+    and values."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model, self.cache = model, None
         self.cache_name = kv_cache_argument(model)
 
     def _call(self, ids: Tensor, **kwargs: Any) -> Tensor:
-        out = self.model(ids, use_cache=True, **_forward_kwargs(self.model, logits_to_keep=1), **kwargs)
+        out = self.model(
+            ids, use_cache=True, **_forward_kwargs(self.model, logits_to_keep=1), **kwargs
+        )
         self.cache = out.get("cache", out.get("past_key_values"))
         return out.logits[:, -1]
 
@@ -504,7 +630,8 @@ class KVCacheDecoder:
 
 
 class RecomputeDecoder:
-    """Decode by running the whole context through the model again for every new token (no cache)."""
+    """Decode by running the whole context through the model again for every new token (no
+    cache)."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model, self.ids = model, None
@@ -540,10 +667,13 @@ def benchmark_generate(
     device: str = "cpu",
     vocab_size: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Time per new token (median over `new_tokens` greedy steps after `warmup` steps) and memory, per context length.
+    """Time per new token (median over `new_tokens` greedy steps after `warmup` steps) and memory,
+    per context length.
 
-    `runs` maps a label to (model, decoder name in DECODERS). Per label a row holds `{label}_ms_per_token`,
-    `{label}_peak_mb` (prefill included) and `{label}_state_mb` (memory the prefill left behind: the KV cache
+    `runs` maps a label to (model, decoder name in DECODERS). Per label a row holds
+    `{label}_ms_per_token`,
+    `{label}_peak_mb` (prefill included) and `{label}_state_mb` (memory the prefill left behind: the
+    KV cache
     for a transformer); the memory columns are None on CPU.
     """
     dev = torch.device(device)
@@ -556,15 +686,22 @@ def benchmark_generate(
             if mode not in DECODERS:
                 raise ValueError(f"unknown decoder {mode!r}; choose one of {', '.join(DECODERS)}")
             fastpath.clear_caches(model)
-            result = _guarded(lambda: _decode_timed(DECODERS[mode](model), prompt, new_tokens, warmup, dev), dev)
+            result = _guarded(
+                lambda: _decode_timed(DECODERS[mode](model), prompt, new_tokens, warmup, dev), dev
+            )
             ms, peak, state = result if result else (None, None, None)
-            row.update({f"{label}_ms_per_token": ms, f"{label}_peak_mb": peak, f"{label}_state_mb": state})
+            row.update(
+                {f"{label}_ms_per_token": ms, f"{label}_peak_mb": peak, f"{label}_state_mb": state}
+            )
         rows.append(row)
     return rows
 
 
-def _decode_timed(decoder: Any, prompt: Tensor, new_tokens: int, warmup: int, dev: torch.device) -> tuple[float, float | None, float | None]:
-    """Prefill, then greedy-decode warmup + new_tokens tokens; median ms of the timed steps, peak and state MiB."""
+def _decode_timed(
+    decoder: Any, prompt: Tensor, new_tokens: int, warmup: int, dev: torch.device
+) -> tuple[float, float | None, float | None]:
+    """Prefill, then greedy-decode warmup + new_tokens tokens; median ms of the timed steps, peak
+    and state MiB."""
     cuda = dev.type == "cuda"
     with torch.no_grad():
         if cuda:
@@ -577,7 +714,10 @@ def _decode_timed(decoder: Any, prompt: Tensor, new_tokens: int, warmup: int, de
         for i in range(warmup + new_tokens):
             token = logits.argmax(-1, keepdim=True)
             if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start, end = (
+                    torch.cuda.Event(enable_timing=True),
+                    torch.cuda.Event(enable_timing=True),
+                )
                 start.record()
                 logits = decoder.step(token)
                 end.record()
@@ -593,16 +733,23 @@ def _decode_timed(decoder: Any, prompt: Tensor, new_tokens: int, warmup: int, de
     return statistics.median(times), peak, state
 
 
-# --------------------------------------------------------------------------------------------- results
+# ---------------------------------------------------------------------------------------------
+# results
 
 
 def git_commit() -> str | None:
-    """The checkout's commit ($HYENA_LITE_GIT_COMMIT where the tree travelled without its .git), else None."""
+    """The checkout's commit ($HYENA_LITE_GIT_COMMIT where the tree travelled without its .git),
+    else None."""
     if env := os.environ.get("HYENA_LITE_GIT_COMMIT"):
         return env
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None
@@ -624,32 +771,51 @@ def environment(device: str) -> dict[str, Any]:
     }
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)
-        hardware.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                        multiprocessors=props.multi_processor_count, capability=f"{props.major}.{props.minor}",
-                        copy_bandwidth_gbs=round(copy_bandwidth_gbs(dev), 1))
+        hardware.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            multiprocessors=props.multi_processor_count,
+            capability=f"{props.major}.{props.minor}",
+            copy_bandwidth_gbs=round(copy_bandwidth_gbs(dev), 1),
+        )
     versions = {
-        "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
-        "transformers": transformers.__version__, "hyena_lite": hyena_lite.__version__,
+        "transformers": transformers.__version__,
+        "hyena_lite": hyena_lite.__version__,
     }
-    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
-            "hardware": hardware, "versions": versions}
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "hardware": hardware,
+        "versions": versions,
+    }
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a results file written by `save_results`; say how to make one if it is missing."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no benchmark results at {path}; make them with `python -m hyena_lite benchmark --json {path}`")
+        raise FileNotFoundError(
+            f"no benchmark results at {path}; make them with `python -m hyena_lite benchmark --json {path}`"
+        )
     return json.loads(path.read_text())
 
 
 def merge_results(*parts: dict[str, Any]) -> dict[str, Any]:
-    """One results dict from several runs on the same hardware (sections of later parts win); each section keeps its command."""
+    """One results dict from several runs on the same hardware (sections of later parts win);
+    each section keeps its command."""
     merged = dict(parts[0])
     for part in parts[1:]:
-        if part["hardware"].get("gpu") != merged["hardware"].get("gpu") or part["versions"] != merged["versions"]:
-            raise ValueError("these results come from different hardware or versions; keep them in separate files")
+        if (
+            part["hardware"].get("gpu") != merged["hardware"].get("gpu")
+            or part["versions"] != merged["versions"]
+        ):
+            raise ValueError(
+                "these results come from different hardware or versions; keep them in separate files"
+            )
         merged.update({key: value for key, value in part.items() if key in WHATS})
     return merged
 
@@ -682,7 +848,8 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run the benchmarks named in `whats` (see WHATS) and return results with their environment.
 
-    `levers` also lists the kernels of one forward of each block at length `kernels_at` (default: the largest).
+    `levers` also lists the kernels of one forward of each block at length `kernels_at` (default:
+    the largest).
     """
     unknown = [w for w in whats if w not in WHATS]
     if unknown:
@@ -690,14 +857,28 @@ def run_benchmark(
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+        raise RuntimeError(
+            "--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu"
+        )
     torch_dtype, lengths = DTYPES[dtype], sorted(lengths)
     results = environment(device)
-    command = command or f"hyena_lite.bench.run_benchmark({whats!r}, {lengths!r}, device={device!r}, dtype={dtype!r}, ...)"
-    settings = {"device": device, "dtype": dtype, "batch": batch, "d_model": d_model, "n_heads": n_heads,
-                "warmup": warmup, "repeats": repeats}
+    command = (
+        command
+        or f"hyena_lite.bench.run_benchmark({whats!r}, {lengths!r}, device={device!r}, dtype={dtype!r}, ...)"
+    )
+    settings = {
+        "device": device,
+        "dtype": dtype,
+        "batch": batch,
+        "d_model": d_model,
+        "n_heads": n_heads,
+        "warmup": warmup,
+        "repeats": repeats,
+    }
     if "operator" in whats:
-        rows = benchmark_operator(lengths, d_model, n_heads, batch, device, torch_dtype, backward, warmup, repeats)
+        rows = benchmark_operator(
+            lengths, d_model, n_heads, batch, device, torch_dtype, backward, warmup, repeats
+        )
         if bandwidth := results["hardware"].get("copy_bandwidth_gbs"):
             for row in rows:
                 row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
@@ -706,7 +887,10 @@ def run_benchmark(
         rows = benchmark_levers(lengths, d_model, batch, device, torch_dtype, warmup, repeats)
         at = kernels_at or max(lengths)
         x = torch.randn(batch, at, d_model, device=device, dtype=torch_dtype)
-        blocks = {"attn": CausalSelfAttention(d_model, n_heads), "hyena": HyenaOperator(d_model, at)}
+        blocks = {
+            "attn": CausalSelfAttention(d_model, n_heads),
+            "hyena": HyenaOperator(d_model, at),
+        }
         kernels, graphs = {}, fastpath.GRAPHS_ON_CUDA
         fastpath.GRAPHS_ON_CUDA = False  # a replayed graph hides its kernels from the profiler
         for name, block in blocks.items():
@@ -714,10 +898,16 @@ def run_benchmark(
             with torch.no_grad():
                 kernels[name] = kernel_breakdown(lambda block=block: block(x), device)
             xg, grad = x.detach().requires_grad_(True), torch.randn_like(x)
-            kernels[f"{name}_fwdbwd"] = kernel_breakdown(lambda block=block: block.train()(xg).backward(grad), device)
+            kernels[f"{name}_fwdbwd"] = kernel_breakdown(
+                lambda block=block: block.train()(xg).backward(grad), device
+            )
         fastpath.GRAPHS_ON_CUDA = graphs
-        results["levers"] = {"command": command, "settings": settings, "rows": rows,
-                             "kernels": {"L": at, **kernels}}
+        results["levers"] = {
+            "command": command,
+            "settings": settings,
+            "rows": rows,
+            "kernels": {"L": at, **kernels},
+        }
     if "model" in whats or "generate" in whats:
         extra = new_tokens + warmup + 1
         teacher = gpt2_teacher(max(lengths) + extra, n_layers, d_model, n_heads, vocab_size)
@@ -726,48 +916,95 @@ def run_benchmark(
         student.to(device=device, dtype=torch_dtype)
         model_settings = {**settings, "n_layers": n_layers, "vocab_size": vocab_size}
         if "model" in whats:
-            rows = benchmark_model({"teacher": teacher, "student": student}, lengths, batch, device, warmup, repeats)
+            rows = benchmark_model(
+                {"teacher": teacher, "student": student}, lengths, batch, device, warmup, repeats
+            )
             results["model"] = {"command": command, "settings": model_settings, "rows": rows}
         if "generate" in whats:
             runs = {"teacher_kv_cache": (teacher, "kv_cache")}
             runs.update({f"student_{mode}": (student, mode) for mode in student_modes})
             rows = benchmark_generate(runs, lengths, new_tokens, warmup, device)
-            results["generate"] = {"command": command, "settings": {**model_settings, "new_tokens": new_tokens}, "rows": rows}
+            results["generate"] = {
+                "command": command,
+                "settings": {**model_settings, "new_tokens": new_tokens},
+                "rows": rows,
+            }
     return results
 
 
-# --------------------------------------------------------------------------------------------- command line
+# ---------------------------------------------------------------------------------------------
+# command line
 
 
 def cli_arguments(parser: Any) -> None:
     """Options of `python -m hyena_lite benchmark`."""
-    parser.add_argument("--what", nargs="+", choices=WHATS, default=["operator"],
-                        help="operator: attention vs Hyena block; levers: what each Hyena speed-up buys; "
-                             "model: teacher vs student forward; generate: per-token decoding")
-    parser.add_argument("--lengths", nargs="+", type=int, default=[256, 512, 1024],
-                        help="sequence lengths (operator, model) or context lengths (generate)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--what",
+        nargs="+",
+        choices=WHATS,
+        default=["operator"],
+        help="operator: attention vs Hyena block; levers: what each Hyena speed-up buys; "
+        "model: teacher vs student forward; generate: per-token decoding",
+    )
+    parser.add_argument(
+        "--lengths",
+        nargs="+",
+        type=int,
+        default=[256, 512, 1024],
+        help="sequence lengths (operator, model) or context lengths (generate)",
+    )
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda"
+    )
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--d-model", type=int, default=768, help="width (GPT-2-124M: 768)")
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--layers", type=int, default=12, help="layers of the model benchmarks")
-    parser.add_argument("--vocab", type=int, default=50257, help="vocabulary of the model benchmarks")
-    parser.add_argument("--no-backward", action="store_true", help="operator: time the forward only")
-    parser.add_argument("--new-tokens", type=int, default=16, help="generate: timed new tokens per context")
-    parser.add_argument("--student-modes", nargs="+", choices=sorted(DECODERS), default=["recompute"],
-                        help="generate: how the student decodes")
+    parser.add_argument(
+        "--vocab", type=int, default=50257, help="vocabulary of the model benchmarks"
+    )
+    parser.add_argument(
+        "--no-backward", action="store_true", help="operator: time the forward only"
+    )
+    parser.add_argument(
+        "--new-tokens", type=int, default=16, help="generate: timed new tokens per context"
+    )
+    parser.add_argument(
+        "--student-modes",
+        nargs="+",
+        choices=sorted(DECODERS),
+        default=["recompute"],
+        help="generate: how the student decodes",
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--kernels-at", type=int, default=None, help="levers: length of the kernel breakdown")
+    parser.add_argument(
+        "--kernels-at", type=int, default=None, help="levers: length of the kernel breakdown"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
 
 
 def cli_main(args: Any) -> int:
     """Run the benchmarks, print a table per benchmark and write the JSON."""
-    results = run_benchmark(args.what, args.lengths, args.device, args.dtype, args.batch, args.d_model, args.heads,
-                            args.layers, args.vocab, not args.no_backward, args.new_tokens, tuple(args.student_modes),
-                            args.warmup, args.repeats, args.kernels_at, command=_command_line(args))
+    results = run_benchmark(
+        args.what,
+        args.lengths,
+        args.device,
+        args.dtype,
+        args.batch,
+        args.d_model,
+        args.heads,
+        args.layers,
+        args.vocab,
+        not args.no_backward,
+        args.new_tokens,
+        tuple(args.student_modes),
+        args.warmup,
+        args.repeats,
+        args.kernels_at,
+        command=_command_line(args),
+    )
     for what in WHATS:
         if what in results:
             print(format_table(results[what]["rows"], what))
@@ -791,7 +1028,8 @@ def _command_line(args: Any) -> str:
 
 
 def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
-    """Rows as a fixed-width text table (numbers to 4 significant digits; '-' where a point is missing)."""
+    """Rows as a fixed-width text table (numbers to 4 significant digits; '-' where a point is
+    missing)."""
     if not rows:
         return f"{title}: no rows"
     keys = list(rows[0])

@@ -4,17 +4,22 @@ A checker is a function that takes the reader's answer and raises AssertionError
 message that says what is wrong. `attempt` never raises, so an unfinished exercise does not
 stop a notebook; the hidden solution is checked with `checker(solution)` directly, which does.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def attempt(checker: Callable[[Any], None], answer: Any) -> bool:
-    """Check a reader's answer; print "correct", "not attempted yet" or what is wrong; return success."""
+    """Check a reader's answer; print "correct", "not attempted yet" or what is wrong; return
+    success."""
     try:
         checker(answer)
     except NotImplementedError:
-        print("Not attempted yet: replace the `raise NotImplementedError` with your code, then run again.")
+        print(
+            "Not attempted yet: replace the `raise NotImplementedError` with your code, then run again."
+        )
         return False
     except AssertionError as error:
         print(f"Not yet: {error}")

@@ -1,13 +1,19 @@
-"""The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact resume
+"""The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact
+resume
 (also after SIGTERM or SIGINT, which stop a run cleanly after the current step).
 
-Built on `accelerate`: bf16 autocast on CUDA, and several processes (GPUs, or CPU processes over gloo)
-through `accelerate launch` or torchrun with no code change. The global batch of one optimiser step is
+Built on `accelerate`: bf16 autocast on CUDA, and several processes (GPUs, or CPU processes over
+gloo)
+through `accelerate launch` or torchrun with no code change. The global batch of one optimiser step
+is
 batch_size x grad_accum sequences whatever the number of processes N: every process draws the same
-global micro-batches of batch_size sequences and trains on its contiguous 1/N of the rows; DDP averages
-the gradients (the full-batch mean gradient when the shards hold equal numbers of tokens: no padding),
+global micro-batches of batch_size sequences and trains on its contiguous 1/N of the rows; DDP
+averages
+the gradients (the full-batch mean gradient when the shards hold equal numbers of tokens: no
+padding),
 the logged loss and metrics are means over processes, and only the main process writes files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,10 +25,11 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,13 +41,15 @@ LossFn = Callable[[nn.Module, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 BatchesFn = Callable[[int], Iterable[Batch]]
 EvalFn = Callable[[nn.Module], "dict[str, float]"]
 
-# Fields that change how a run is watched, not what it computes: a finished run is reused across them.
+# Fields that change how a run is watched, not what it computes: a finished run is reused across
+# them.
 _COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every")
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; `tag` names what is trained (stage, teacher, data)."""
+    """Everything that defines a training run; `tag` names what is trained (stage, teacher,
+    data)."""
 
     steps: int
     lr: float = 1e-3
@@ -50,7 +59,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float | None = 1.0
     grad_accum: int = 1  # micro-batches per optimiser step
-    batch_size: int = 8  # sequences per global micro-batch (all processes together; divisible by their number)
+    batch_size: int = (
+        8  # sequences per global micro-batch (all processes together; divisible by their number)
+    )
     seq_len: int = 128
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on CUDA, else "no"; or "no" / "bf16"
@@ -62,7 +73,8 @@ class TrainConfig:
     progress: bool = True
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide the result: two configs with equal identities train the same model."""
+        """The fields that decide the result: two configs with equal identities train the same
+        model."""
         out = dataclasses.asdict(self)
         for name in _COSMETIC_FIELDS:
             out.pop(name)
@@ -71,7 +83,8 @@ class TrainConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        """Tokens consumed by one optimiser step, if every batch holds batch_size x seq_len tokens."""
+        """Tokens consumed by one optimiser step, if every batch holds batch_size x seq_len
+        tokens."""
         return self.batch_size * self.seq_len * self.grad_accum
 
 
@@ -103,13 +116,16 @@ class TrainingDiverged(FloatingPointError):
 
 
 class TrainingStopped(RuntimeError):
-    """Raised when SIGTERM or SIGINT (a time limit, a pre-empted machine, a notebook's interrupt) stopped a
-    run; with an out_dir, the checkpoint of the last finished step was saved first, so a re-run resumes."""
+    """Raised when SIGTERM or SIGINT (a time limit, a pre-empted machine, a notebook's interrupt)
+    stopped a
+    run; with an out_dir, the checkpoint of the last finished step was saved first, so a re-run
+    resumes."""
 
 
 @contextmanager
 def _stop_requests() -> Iterator[list[int]]:
-    """While training, the first SIGTERM or SIGINT asks the loop to stop after the current step; a second
+    """While training, the first SIGTERM or SIGINT asks the loop to stop after the current step; a
+    second
     one stops at once. Signals are only caught in the main thread (elsewhere Python cannot)."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -130,7 +146,8 @@ def _stop_requests() -> Iterator[list[int]]:
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up, then cosine."""
+    """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up,
+    then cosine."""
     if step < config.warmup:
         return (step + 1) / config.warmup
     min_ratio = (config.lr / 10 if config.min_lr is None else config.min_lr) / config.lr
@@ -142,12 +159,19 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas)
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -177,7 +201,9 @@ def _map_batch(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batc
 
 def _batch_tokens(batch: Batch) -> int:
     if isinstance(batch, dict):
-        batch = batch.get("input_ids", next(v for v in batch.values() if isinstance(v, torch.Tensor)))
+        batch = batch.get(
+            "input_ids", next(v for v in batch.values() if isinstance(v, torch.Tensor))
+        )
     return int(batch.numel())
 
 
@@ -188,21 +214,30 @@ def _shard(batch: Batch, rank: int, world: int) -> Batch:
 
     def cut(t: torch.Tensor) -> torch.Tensor:
         if t.shape[0] % world:
-            raise ValueError(f"global batch of {t.shape[0]} sequences does not split over {world} processes; "
-                             f"use a batch size divisible by {world}")
+            raise ValueError(
+                f"global batch of {t.shape[0]} sequences does not split over {world} processes; "
+                f"use a batch size divisible by {world}"
+            )
         n = t.shape[0] // world
-        return t[rank * n:(rank + 1) * n]
+        return t[rank * n : (rank + 1) * n]
 
     return _map_batch(batch, cut)
 
 
-def _mean_over_processes(accelerator, loss: torch.Tensor, metrics: dict[str, float],
-                         stop: bool) -> tuple[float, dict[str, float], bool]:
-    """The step's loss and metrics averaged over processes (one all-reduce); each process has its shard's.
+def _mean_over_processes(
+    accelerator, loss: torch.Tensor, metrics: dict[str, float], stop: bool
+) -> tuple[float, dict[str, float], bool]:
+    """The step's loss and metrics averaged over processes (one all-reduce); each process has its
+    shard's.
     Also whether any process was asked to stop, so that all of them stop after the same step."""
     names = sorted(metrics)
-    values = torch.stack([loss.float(), torch.tensor(float(stop), device=loss.device),
-                          *(torch.tensor(float(metrics[k]), device=loss.device) for k in names)])
+    values = torch.stack(
+        [
+            loss.float(),
+            torch.tensor(float(stop), device=loss.device),
+            *(torch.tensor(float(metrics[k]), device=loss.device) for k in names),
+        ]
+    )
     values = accelerator.reduce(values, reduction="mean").tolist()
     return values[0], dict(zip(names, values[2:])), values[1] > 0
 
@@ -214,23 +249,35 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _write_log(path: Path, config: TrainConfig, result: TrainResult, stopped: str | None) -> None:
-    payload = {"config": config.identity(), "finished": result.finished, "stopped": stopped,
-               "records": result.records, "evals": result.evals}
+    payload = {
+        "config": config.identity(),
+        "finished": result.finished,
+        "stopped": stopped,
+        "records": result.records,
+        "evals": result.evals,
+    }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1))
     os.replace(tmp, path)
 
 
 def _read_log(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The log of an earlier run in out_dir, or None; raises when it was a run with another config."""
+    """The log of an earlier run in out_dir, or None; raises when it was a run with another
+    config."""
     path = out_dir / "log.json"
     if not path.exists():
         return None
     log = json.loads(path.read_text())
     if log["config"] != config.identity():
-        diff = {k: (log["config"].get(k), v) for k, v in config.identity().items() if log["config"].get(k) != v}
-        raise ValueError(f"{out_dir} holds a run with another config (old, new): {diff}; "
-                         f"choose another out_dir or delete that folder to start again")
+        diff = {
+            k: (log["config"].get(k), v)
+            for k, v in config.identity().items()
+            if log["config"].get(k) != v
+        }
+        raise ValueError(
+            f"{out_dir} holds a run with another config (old, new): {diff}; "
+            f"choose another out_dir or delete that folder to start again"
+        )
     return log
 
 
@@ -244,8 +291,11 @@ def _make_accelerator(config: TrainConfig):
     return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
-def _frozen_except(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> tuple[list[nn.Parameter], dict]:
-    """Turn off gradients of every parameter not in `trainable`; return the trainable list and the old flags."""
+def _frozen_except(
+    model: nn.Module, trainable: Iterable[nn.Parameter] | None
+) -> tuple[list[nn.Parameter], dict]:
+    """Turn off gradients of every parameter not in `trainable`; return the trainable list and
+    the old flags."""
     flags = {p: p.requires_grad for p in model.parameters()}
     if trainable is None:
         return [p for p in model.parameters() if p.requires_grad], flags
@@ -254,44 +304,80 @@ def _frozen_except(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -
     for p in model.parameters():
         p.requires_grad_(id(p) in ids)
     if not chosen:
-        raise ValueError("`trainable` is empty: pass the parameters to train, or None for all of them")
+        raise ValueError(
+            "`trainable` is empty: pass the parameters to train, or None for all of them"
+        )
     return chosen, flags
 
 
-def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: TrainConfig,
-          eval_fn: EvalFn | None = None, trainable: Iterable[nn.Parameter] | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches_fn: BatchesFn,
+    config: TrainConfig,
+    eval_fn: EvalFn | None = None,
+    trainable: Iterable[nn.Parameter] | None = None,
+) -> TrainResult:
     """Train `model` in place for config.steps optimiser steps and return what happened.
 
-    `loss_fn(model, batch) -> (loss, metrics)` computes the loss of one micro-batch; `batches_fn(start)`
-    yields global micro-batches from micro-batch index `start` on (so that a resumed run sees the same
+    `loss_fn(model, batch) -> (loss, metrics)` computes the loss of one micro-batch;
+    `batches_fn(start)`
+    yields global micro-batches from micro-batch index `start` on (so that a resumed run sees the
+    same
     data); `eval_fn(model) -> metrics` validates; `trainable` restricts training to some parameters.
-    With an out_dir, a finished run of the same config is reused and an interrupted one resumes. A first
-    SIGTERM or SIGINT stops the run after the step under way, with a checkpoint, and raises TrainingStopped.
+    With an out_dir, a finished run of the same config is reused and an interrupted one resumes. A
+    first
+    SIGTERM or SIGINT stops the run after the step under way, with a checkpoint, and raises
+    TrainingStopped.
     """
     out_dir = Path(config.out_dir) if config.out_dir else None
     result = TrainResult(out_dir=str(out_dir) if out_dir else None)
     log = _read_log(out_dir, config) if out_dir else None
     if log and log["finished"] and (out_dir / "model.pt").exists():
         model.load_state_dict(torch.load(out_dir / "model.pt", map_location="cpu"))
-        return TrainResult(log["records"], log["evals"], finished=True, skipped=True, out_dir=str(out_dir))
+        return TrainResult(
+            log["records"], log["evals"], finished=True, skipped=True, out_dir=str(out_dir)
+        )
 
     accelerator = _make_accelerator(config)
     if config.batch_size % accelerator.num_processes:
-        raise ValueError(f"a global micro-batch of batch_size={config.batch_size} sequences does not split over "
-                         f"{accelerator.num_processes} processes; use a batch size divisible by "
-                         f"{accelerator.num_processes}, or fewer processes")
+        raise ValueError(
+            f"a global micro-batch of batch_size={config.batch_size} sequences does not split over "
+            f"{accelerator.num_processes} processes; use a batch size divisible by "
+            f"{accelerator.num_processes}, or fewer processes"
+        )
     params, flags = _frozen_except(model, trainable)
     try:
         with _stop_requests() as stop_requests:
-            return _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
-                        stop_requests)
+            return _run(
+                model,
+                loss_fn,
+                batches_fn,
+                config,
+                eval_fn,
+                params,
+                accelerator,
+                out_dir,
+                result,
+                stop_requests,
+            )
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
 
 
-def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
-         stop_requests: list[int]) -> TrainResult:
+def _run(
+    model,
+    loss_fn,
+    batches_fn,
+    config,
+    eval_fn,
+    params,
+    accelerator,
+    out_dir,
+    result,
+    stop_requests: list[int],
+) -> TrainResult:
     from accelerate.utils import gather_object
 
     optimizer = _optimizer(params, config)
@@ -315,9 +401,18 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
     def save_checkpoint(step: int) -> None:
         rng = gather_object([_rng_state()])  # every process's, for an exact resume of each
         if accelerator.is_main_process:
-            _atomic_save({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "rng": rng, "step": step,
-                          "records": result.records, "evals": result.evals}, checkpoint_path)
+            _atomic_save(
+                {
+                    "model": base.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng,
+                    "step": step,
+                    "records": result.records,
+                    "evals": result.evals,
+                },
+                checkpoint_path,
+            )
             _write_log(out_dir / "log.json", config, result, stopped=None)
         accelerator.wait_for_everyone()
 
@@ -336,20 +431,27 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
     batches: Iterator[Batch] = iter(batches_fn(start_step * config.grad_accum))
     wrapped.train()
     clock = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start_step, desc=config.tag or "train", leave=False,
-               disable=not (config.progress and accelerator.is_main_process))
+    bar = tqdm(
+        total=config.steps,
+        initial=start_step,
+        desc=config.tag or "train",
+        leave=False,
+        disable=not (config.progress and accelerator.is_main_process),
+    )
     for step in range(start_step, config.steps):
         total, sums = torch.zeros((), device=accelerator.device), {}
         for micro in range(config.grad_accum):
             try:
                 batch = next(batches)
             except StopIteration:
-                raise ValueError(f"batches_fn ran out of batches at step {step}, micro-batch {micro}; "
-                                 f"give it more data or train for fewer steps") from None
+                raise ValueError(
+                    f"batches_fn ran out of batches at step {step}, micro-batch {micro}; "
+                    f"give it more data or train for fewer steps"
+                ) from None
             tokens += _batch_tokens(batch)
             local = _map_batch(_shard(batch, rank, world), lambda t: t.to(accelerator.device))
             last = micro == config.grad_accum - 1
-            with (nullcontext() if last else accelerator.no_sync(wrapped)), accelerator.autocast():
+            with nullcontext() if last else accelerator.no_sync(wrapped), accelerator.autocast():
                 loss, metrics = loss_fn(wrapped, local)
                 accelerator.backward(loss / config.grad_accum)
             total += loss.detach().float() / config.grad_accum
@@ -358,10 +460,15 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
         mean_loss, sums, stop = _mean_over_processes(accelerator, total, sums, bool(stop_requests))
         if not math.isfinite(mean_loss):
             bar.close()
-            kept = f"the last good checkpoint (step {_checkpoint_step(checkpoint_path)}) is in {out_dir}" \
-                if checkpoint_path and checkpoint_path.exists() else "no checkpoint was saved"
-            message = (f"loss became {mean_loss} at step {step} ({config.tag or 'train'}); {kept}. "
-                       f"Lower the learning rate (now {config.lr}) or check the inputs, then run again.")
+            kept = (
+                f"the last good checkpoint (step {_checkpoint_step(checkpoint_path)}) is in {out_dir}"
+                if checkpoint_path and checkpoint_path.exists()
+                else "no checkpoint was saved"
+            )
+            message = (
+                f"loss became {mean_loss} at step {step} ({config.tag or 'train'}); {kept}. "
+                f"Lower the learning rate (now {config.lr}) or check the inputs, then run again."
+            )
             if out_dir and accelerator.is_main_process:
                 _write_log(out_dir / "log.json", config, result, stopped=message)
             raise TrainingDiverged(message)
@@ -372,21 +479,40 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         wall = wall_before + time.perf_counter() - clock
-        result.records.append({"step": step + 1, "loss": mean_loss, "lr": lr, "tokens": tokens,
-                               "wall_seconds": wall, **sums})
+        result.records.append(
+            {
+                "step": step + 1,
+                "loss": mean_loss,
+                "lr": lr,
+                "tokens": tokens,
+                "wall_seconds": wall,
+                **sums,
+            }
+        )
         bar.update(1)
         bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
         done = step + 1
-        if eval_fn and (done == config.steps or (config.eval_every and done % config.eval_every == 0)):
+        if eval_fn and (
+            done == config.steps or (config.eval_every and done % config.eval_every == 0)
+        ):
             evaluate(done)
         stop = stop and done < config.steps
-        if checkpoint_path and done < config.steps and (stop or (config.save_every and done % config.save_every == 0)):
+        if (
+            checkpoint_path
+            and done < config.steps
+            and (stop or (config.save_every and done % config.save_every == 0))
+        ):
             save_checkpoint(done)
         if stop:
             bar.close()
-            kept = f"a checkpoint of step {done} is in {out_dir}: run again to resume" if checkpoint_path \
+            kept = (
+                f"a checkpoint of step {done} is in {out_dir}: run again to resume"
+                if checkpoint_path
                 else "nothing was kept (no out_dir)"
-            raise TrainingStopped(f"{config.tag or 'train'} stopped by a signal after step {done} of {config.steps}; {kept}")
+            )
+            raise TrainingStopped(
+                f"{config.tag or 'train'} stopped by a signal after step {done} of {config.steps}; {kept}"
+            )
     bar.close()
     result.finished = True
     if out_dir and accelerator.is_main_process:
@@ -399,12 +525,16 @@ def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_d
 
 
 def _own_rng_state(saved: dict | list, rank: int, world: int) -> dict[str, Any]:
-    """This process's random state in a checkpoint (one state per process; older checkpoints hold one)."""
+    """This process's random state in a checkpoint (one state per process; older checkpoints hold
+    one)."""
     if isinstance(saved, dict):
         saved = [saved]
     if len(saved) != world:
-        warnings.warn(f"the checkpoint was written by {len(saved)} process(es), this run has {world}: the weights, "
-                      f"optimiser and data resume exactly, random numbers (dropout) do not", stacklevel=3)
+        warnings.warn(
+            f"the checkpoint was written by {len(saved)} process(es), this run has {world}: the weights, "
+            f"optimiser and data resume exactly, random numbers (dropout) do not",
+            stacklevel=3,
+        )
     return saved[rank % len(saved)]
 
 

@@ -1,4 +1,6 @@
-"""The fast path equals the plain path; the timing helper returns medians; the benchmark CLI writes documented JSON."""
+"""The fast path equals the plain path; the timing helper returns medians; the benchmark CLI
+writes documented JSON."""
+
 import json
 
 import pytest
@@ -38,7 +40,10 @@ def test_fast_path_in_bfloat16_stays_close_to_plain_path() -> None:
     op = _operator().bfloat16()
     u = torch.randn(2, 40, 8, dtype=torch.bfloat16)
     got, want = fastpath.fast_forward(op, u), op(u)
-    assert got.dtype == torch.bfloat16 and (got.float() - want.float()).norm() / want.float().norm() < 2e-2
+    assert (
+        got.dtype == torch.bfloat16
+        and (got.float() - want.float()).norm() / want.float().norm() < 2e-2
+    )
 
 
 def test_fused_kernels_are_the_same_functions() -> None:
@@ -59,13 +64,17 @@ def test_inference_cache_is_reused_and_invalidated_by_updates() -> None:
         assert cached is not None and op._spectra_cache is cached  # reused
         op.filter_fn.head.weight.mul_(2.0)  # an in-place update, as an optimiser step makes
         after = fastpath.fast_forward(op, u)
-        assert op._spectra_cache is not cached and torch.allclose(after, op(u), atol=1e-6, rtol=1e-5)
+        assert op._spectra_cache is not cached and torch.allclose(
+            after, op(u), atol=1e-6, rtol=1e-5
+        )
         assert not torch.allclose(after, first)
         fastpath.fast_forward(op, torch.randn(1, 21, 8))  # another length: recomputed
         assert op._spectra_cache[0][0] == 21
         fastpath.clear_caches(op)
         assert op._spectra_cache is None
-    fastpath.fast_forward(op, u)  # with autograd on nothing is cached, so gradients reach the filter
+    fastpath.fast_forward(
+        op, u
+    )  # with autograd on nothing is cached, so gradients reach the filter
     assert op._spectra_cache is None
 
 
@@ -89,7 +98,11 @@ def test_operator_takes_the_fast_path_only_where_it_pays(monkeypatch) -> None:
 def test_measure_returns_the_median() -> None:
     ticks = iter([0.0, 0.005, 1.0, 1.001, 2.0, 2.003])  # calls of 5, 1 and 3 ms
     m = bench.measure(lambda: None, "cpu", warmup=1, repeats=3, clock=lambda: next(ticks))
-    assert m.times_ms == pytest.approx([5.0, 1.0, 3.0]) and m.median_ms == pytest.approx(3.0) and m.peak_mb is None
+    assert (
+        m.times_ms == pytest.approx([5.0, 1.0, 3.0])
+        and m.median_ms == pytest.approx(3.0)
+        and m.peak_mb is None
+    )
     with pytest.raises(ValueError, match="repeats >= 1"):
         bench.measure(lambda: None, "cpu", repeats=0)
 
@@ -112,13 +125,23 @@ def test_model_and_generate_benchmarks_give_rows() -> None:
     model = bench.gpt2_teacher(64, n_layer=1, n_embd=16, n_head=2, vocab_size=50)
     rows = bench.benchmark_model({"teacher": model}, [8, 16], warmup=0, repeats=2)
     assert [r["L"] for r in rows] == [8, 16] and all(r["teacher_tokens_per_s"] > 0 for r in rows)
-    rows = bench.benchmark_generate({"t": (model, "kv_cache"), "r": (model, "recompute")}, [8], new_tokens=2, warmup=1)
-    assert rows[0]["context"] == 8 and rows[0]["t_ms_per_token"] > 0 and rows[0]["r_ms_per_token"] > 0
+    rows = bench.benchmark_generate(
+        {"t": (model, "kv_cache"), "r": (model, "recompute")}, [8], new_tokens=2, warmup=1
+    )
+    assert (
+        rows[0]["context"] == 8 and rows[0]["t_ms_per_token"] > 0 and rows[0]["r_ms_per_token"] > 0
+    )
 
 
 def test_crossover_interpolates_on_log_axes() -> None:
-    rows = [{"L": 1, "a": 1.0, "b": 4.0}, {"L": 4, "a": 4.0, "b": 4.0 * 0.25}, {"L": 16, "a": 16.0, "b": 2.0}]
-    assert bench.crossover(rows, "L", "a", "b") == pytest.approx(2.0)  # log ratio +log4 at 1, -log4 at 4
+    rows = [
+        {"L": 1, "a": 1.0, "b": 4.0},
+        {"L": 4, "a": 4.0, "b": 4.0 * 0.25},
+        {"L": 16, "a": 16.0, "b": 2.0},
+    ]
+    assert bench.crossover(rows, "L", "a", "b") == pytest.approx(
+        2.0
+    )  # log ratio +log4 at 1, -log4 at 4
     assert bench.crossover(rows, "L", "b", "a") == 1.0  # a is no slower from the start
     assert bench.crossover([{"L": 1, "a": 1.0, "b": 2.0}], "L", "a", "b") is None
 
@@ -131,18 +154,49 @@ def test_hyena_bytes_grow_like_the_fft_size() -> None:
 
 def test_cli_writes_operator_json(tmp_path) -> None:
     out = tmp_path / "bench.json"
-    code = main(["benchmark", "--what", "operator", "--lengths", "16", "32", "--device", "cpu", "--d-model", "16",
-                 "--heads", "2", "--warmup", "1", "--repeats", "2", "--json", str(out)])
+    code = main(
+        [
+            "benchmark",
+            "--what",
+            "operator",
+            "--lengths",
+            "16",
+            "32",
+            "--device",
+            "cpu",
+            "--d-model",
+            "16",
+            "--heads",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads(out.read_text())
     assert {"created", "git_commit", "hardware", "versions", "operator"} <= set(results)
-    assert results["versions"]["torch"] == torch.__version__ and results["hardware"]["device"] == "cpu"
+    assert (
+        results["versions"]["torch"] == torch.__version__ and results["hardware"]["device"] == "cpu"
+    )
     section = results["operator"]
-    assert section["command"].startswith("python -m hyena_lite benchmark --what operator --lengths 16 32 --device cpu")
+    assert section["command"].startswith(
+        "python -m hyena_lite benchmark --what operator --lengths 16 32 --device cpu"
+    )
     assert section["settings"]["d_model"] == 16
     assert [row["L"] for row in section["rows"]] == [16, 32]
     for row in section["rows"]:
-        for key in ("attn_ms", "hyena_ms", "hyena_plain_ms", "attn_fwdbwd_ms", "hyena_fwdbwd_ms", "hyena_bytes"):
+        for key in (
+            "attn_ms",
+            "hyena_ms",
+            "hyena_plain_ms",
+            "attn_fwdbwd_ms",
+            "hyena_fwdbwd_ms",
+            "hyena_bytes",
+        ):
             assert row[key] > 0, key
 
 
@@ -155,7 +209,9 @@ def test_unknown_choices_fail_clearly() -> None:
 
 def test_merge_results_joins_sections_of_one_machine() -> None:
     env = {"created": "t", "git_commit": "c", "hardware": {"gpu": "G"}, "versions": {"torch": "1"}}
-    merged = bench.merge_results({**env, "operator": {"rows": [1]}}, {**env, "model": {"rows": [2]}})
+    merged = bench.merge_results(
+        {**env, "operator": {"rows": [1]}}, {**env, "model": {"rows": [2]}}
+    )
     assert merged["operator"] == {"rows": [1]} and merged["model"] == {"rows": [2]}
     with pytest.raises(ValueError, match="different hardware"):
         bench.merge_results(env, {**env, "hardware": {"gpu": "H"}})
@@ -166,7 +222,9 @@ def test_kv_cache_decoder_really_grows_the_cache():
 
     from hyena_lite.bench import KVCacheDecoder
 
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)
+    ).eval()
     decoder = KVCacheDecoder(model)
     prompt = torch.randint(0, 64, (1, 5))
     with torch.no_grad():

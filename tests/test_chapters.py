@@ -1,5 +1,8 @@
-"""The chapters' shared conventions: one Colab cell, identical everywhere, that does nothing outside Colab
-and mounts Google Drive only when asked; a header that states the time per profile; alt text on figures."""
+"""The chapters' shared conventions: one Colab cell, identical everywhere, that does nothing outside
+Colab
+and mounts Google Drive only when asked; a header that states the time per profile; alt text on
+figures."""
+
 from __future__ import annotations
 
 import ast
@@ -18,7 +21,8 @@ BOOK = Path(__file__).resolve().parent.parent / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 COLAB_MARK = "# Colab only:"
 DRIVE_HOME = "/content/drive/MyDrive/hyena_lite"
-# Calls that draw a new figure: plt.subplots / plt.figure, pandas' df.plot.bar(...), hyena_lite.bench.plot_scaling.
+# Calls that draw a new figure: plt.subplots / plt.figure, pandas' df.plot.bar(...),
+# hyena_lite.bench.plot_scaling.
 FIGURE_CALLS = {"subplots", "figure", "plot_scaling"}
 PANDAS_PLOTS = {"bar", "barh", "line", "hist", "area", "scatter"}
 
@@ -34,8 +38,14 @@ def source(cell: dict) -> str:
 def colab_cell(path: Path) -> str:
     """The source of the cell just before the `parameters` cell."""
     all_cells = cells(path)
-    index = next(i for i, c in enumerate(all_cells) if "parameters" in c["metadata"].get("tags", []))
-    return source(all_cells[index - 1]) if index and all_cells[index - 1]["cell_type"] == "code" else ""
+    index = next(
+        i for i, c in enumerate(all_cells) if "parameters" in c["metadata"].get("tags", [])
+    )
+    return (
+        source(all_cells[index - 1])
+        if index and all_cells[index - 1]["cell_type"] == "code"
+        else ""
+    )
 
 
 def test_there_are_chapters() -> None:
@@ -45,19 +55,28 @@ def test_there_are_chapters() -> None:
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_colab_cell_sits_before_parameters_and_is_shared(path: Path) -> None:
     cell, reference = colab_cell(path), colab_cell(CHAPTERS[-1])
-    assert cell.startswith(COLAB_MARK), f"{path.name}: the cell before `parameters` is not the Colab install cell"
-    assert cell == reference, (f"{path.name}: its Colab cell differs from {CHAPTERS[-1].name}'s; every chapter "
-                               "carries the same one (copy it)")
+    assert cell.startswith(COLAB_MARK), (
+        f"{path.name}: the cell before `parameters` is not the Colab install cell"
+    )
+    assert cell == reference, (
+        f"{path.name}: its Colab cell differs from {CHAPTERS[-1].name}'s; every chapter "
+        "carries the same one (copy it)"
+    )
 
 
-def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive_env: str | None = None) -> dict:
+def run_colab_cell(
+    monkeypatch, *, on_colab: bool, installed: bool = True, drive_env: str | None = None
+) -> dict:
     """Execute the shared Colab cell with pip, find_spec and google.colab faked; what it did."""
     did: dict = {"pip": [], "mounted": []}
     monkeypatch.setattr(subprocess, "run", lambda args, **kw: did["pip"].append(args))
     real_find_spec = __import__("importlib.util").util.find_spec
-    monkeypatch.setattr("importlib.util.find_spec",
-                        lambda name, *a: (object() if installed else None) if name == "hyena_lite"
-                        else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *a: (
+            (object() if installed else None) if name == "hyena_lite" else real_find_spec(name, *a)
+        ),
+    )
     monkeypatch.delenv("HYENA_LITE_HOME", raising=False)
     if drive_env is None:
         monkeypatch.delenv("HYENA_LITE_DRIVE", raising=False)
@@ -88,12 +107,16 @@ def test_colab_cell_keeps_files_on_drive_when_asked(monkeypatch) -> None:
     did = run_colab_cell(monkeypatch, on_colab=True, drive_env="1")
     assert did["mounted"] == ["/content/drive"] and did["home"] == DRIVE_HOME
     monkeypatch.setenv("HYENA_LITE_HOME", DRIVE_HOME)
-    assert paths.artifacts_dir() == Path(DRIVE_HOME).resolve() / "artifacts"  # checkpoints land on Drive
+    assert (
+        paths.artifacts_dir() == Path(DRIVE_HOME).resolve() / "artifacts"
+    )  # checkpoints land on Drive
 
 
 def test_colab_cell_turns_drive_on_with_use_drive() -> None:
     cell = colab_cell(CHAPTERS[-1])
-    assert "USE_DRIVE = False" in cell and "if USE_DRIVE or" in cell, "the reader's switch is USE_DRIVE = True"
+    assert "USE_DRIVE = False" in cell and "if USE_DRIVE or" in cell, (
+        "the reader's switch is USE_DRIVE = True"
+    )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -102,8 +125,12 @@ def test_header_states_time_per_profile(path: Path) -> None:
     time = next((p for p in header.split("\n\n") if p.startswith("**Time:**")), None)
     assert time, f"{path.name}: the first cell has no '**Time:**' paragraph"
     if "every profile" not in time:
-        missing = [p for p in ("smoke", "cpu", "gpu") if not re.search(rf"\b{p}\b", time, re.IGNORECASE)]
-        assert not missing, f"{path.name}: its Time paragraph does not say how long the {missing} profile takes"
+        missing = [
+            p for p in ("smoke", "cpu", "gpu") if not re.search(rf"\b{p}\b", time, re.IGNORECASE)
+        ]
+        assert not missing, (
+            f"{path.name}: its Time paragraph does not say how long the {missing} profile takes"
+        )
 
 
 def draws_figure(node: ast.AST, makers: set[str]) -> bool:
@@ -118,21 +145,34 @@ def draws_figure(node: ast.AST, makers: set[str]) -> bool:
             if isinstance(func, ast.Name) and func.id in makers:
                 return True
             if isinstance(func, ast.Attribute) and (
-                    func.attr in FIGURE_CALLS
-                    or (func.attr in PANDAS_PLOTS and isinstance(func.value, ast.Attribute) and func.value.attr == "plot")):
+                func.attr in FIGURE_CALLS
+                or (
+                    func.attr in PANDAS_PLOTS
+                    and isinstance(func.value, ast.Attribute)
+                    and func.value.attr == "plot"
+                )
+            ):
                 return True
         todo.extend(ast.iter_child_nodes(item))
     return False
 
 
 def figure_cells(path: Path) -> list[int]:
-    """Indices of the code cells that draw a figure, directly or through a function the notebook defines."""
-    trees = {i: ast.parse(re.sub(r"^[%!].*$", "", source(c), flags=re.M))
-             for i, c in enumerate(cells(path)) if c["cell_type"] == "code"}
-    functions = [f for tree in trees.values() for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)]
+    """Indices of the code cells that draw a figure, directly or through a function the notebook
+    defines."""
+    trees = {
+        i: ast.parse(re.sub(r"^[%!].*$", "", source(c), flags=re.M))
+        for i, c in enumerate(cells(path))
+        if c["cell_type"] == "code"
+    }
+    functions = [
+        f for tree in trees.values() for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+    ]
     makers: set[str] = set()
     while True:
-        found = {f.name for f in functions if any(draws_figure(stmt, makers) for stmt in f.body)} - makers
+        found = {
+            f.name for f in functions if any(draws_figure(stmt, makers) for stmt in f.body)
+        } - makers
         if not found:
             break
         makers |= found
@@ -142,18 +182,30 @@ def figure_cells(path: Path) -> list[int]:
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_figures_have_alt_text(path: Path) -> None:
     all_cells = cells(path)
-    missing = [i for i in figure_cells(path)
-               if not all_cells[i]["metadata"].get("mystnb", {}).get("image", {}).get("alt", "").strip()]
-    assert not missing, (f"{path.name}: code cells {missing} draw figures without alt text; give each the cell "
-                         'metadata "mystnb": {"image": {"alt": "<what the figure shows>"}}')
+    missing = [
+        i
+        for i in figure_cells(path)
+        if not all_cells[i]["metadata"].get("mystnb", {}).get("image", {}).get("alt", "").strip()
+    ]
+    assert not missing, (
+        f"{path.name}: code cells {missing} draw figures without alt text; give each the cell "
+        'metadata "mystnb": {"image": {"alt": "<what the figure shows>"}}'
+    )
 
 
 def test_figure_detection_finds_plots_through_local_functions(tmp_path: Path) -> None:
-    notebook = {"cells": [
-        {"cell_type": "code", "metadata": {}, "source": "def show(x):\n    fig, ax = plt.subplots()\n"},
-        {"cell_type": "code", "metadata": {}, "source": "show(1)"},
-        {"cell_type": "code", "metadata": {}, "source": "interact(show, x=1)"},
-        {"cell_type": "code", "metadata": {}, "source": "df.plot.bar(rot=0)"},
-        {"cell_type": "code", "metadata": {}, "source": "print(1)"}]}
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "def show(x):\n    fig, ax = plt.subplots()\n",
+            },
+            {"cell_type": "code", "metadata": {}, "source": "show(1)"},
+            {"cell_type": "code", "metadata": {}, "source": "interact(show, x=1)"},
+            {"cell_type": "code", "metadata": {}, "source": "df.plot.bar(rot=0)"},
+            {"cell_type": "code", "metadata": {}, "source": "print(1)"},
+        ]
+    }
     (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
     assert figure_cells(tmp_path / "nb.ipynb") == [1, 3]

@@ -1,4 +1,5 @@
 """Tests of the distillation losses, the layer capture and the stages, on tiny random models."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,16 @@ def test_kd_loss_is_the_scaled_kl_of_softened_distributions():
     torch.manual_seed(0)
     s, t = torch.randn(2, 5, VOCAB), torch.randn(2, 5, VOCAB)
     for temperature in (1.0, 2.0):
-        expected = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
-                            log_target=True, reduction="sum") / 10 * temperature ** 2
+        expected = (
+            F.kl_div(
+                F.log_softmax(s / temperature, -1),
+                F.log_softmax(t / temperature, -1),
+                log_target=True,
+                reduction="sum",
+            )
+            / 10
+            * temperature**2
+        )
         assert distill.kd_loss(s, t, temperature).item() == pytest.approx(expected.item(), rel=1e-5)
     assert distill.kd_loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
 
@@ -29,7 +38,9 @@ def test_kd_loss_ignores_padded_positions():
     mask = torch.tensor([[1, 1, 0, 0]])
     noisy = s.clone()
     noisy[:, 2:] += 10 * torch.randn(1, 2, VOCAB)
-    assert distill.kd_loss(noisy, t, mask=mask).item() == pytest.approx(distill.kd_loss(s[:, :2], t[:, :2]).item(), rel=1e-6)
+    assert distill.kd_loss(noisy, t, mask=mask).item() == pytest.approx(
+        distill.kd_loss(s[:, :2], t[:, :2]).item(), rel=1e-6
+    )
 
 
 def test_normalized_mse_scale_and_mask():
@@ -54,8 +65,16 @@ def test_weighted_sum_skips_zero_weights_and_refuses_all_zero():
 
 def tiny_teacher(seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=32, n_layer=2, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        vocab_size=VOCAB,
+        n_positions=SEQ,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
@@ -71,7 +90,9 @@ def test_cross_entropy_matches_hugging_face_loss():
     teacher = tiny_teacher()
     ids = next(batches_from(0))
     out = teacher(input_ids=ids, labels=ids)
-    assert distill.lm_cross_entropy(out.logits, ids).item() == pytest.approx(out.loss.item(), rel=1e-5)
+    assert distill.lm_cross_entropy(out.logits, ids).item() == pytest.approx(
+        out.loss.item(), rel=1e-5
+    )
 
 
 def test_capture_mixer_records_the_attention_input_and_output():
@@ -121,7 +142,9 @@ def test_progressive_aligns_each_mixer_and_touches_nothing_else():
     assert starts == [0, 16], "each layer's sub-stage must continue the data stream"
     for layer, result in enumerate(results):
         losses = result.losses
-        assert losses[-1] < 0.8 * losses[0], f"layer {layer} alignment did not improve: {losses[0]} -> {losses[-1]}"
+        assert losses[-1] < 0.8 * losses[0], (
+            f"layer {layer} alignment did not improve: {losses[0]} -> {losses[-1]}"
+        )
     mixer_params = {id(p) for m in layer_mixers(student) for p in m.parameters()}
     changed = [n for n, p in student.named_parameters() if not torch.equal(p, before[n])]
     assert changed and all(id(dict(student.named_parameters())[n]) in mixer_params for n in changed)
@@ -133,12 +156,18 @@ def test_transfer_aligns_every_mixer_at_once_and_touches_nothing_else():
     student = convert(tiny_teacher(), init="random")
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
     seen = []
-    result = distill.transfer(student, teacher, batches_from, config(steps=32), eval_fn=lambda m: seen.append(m) or {})
+    result = distill.transfer(
+        student, teacher, batches_from, config(steps=32), eval_fn=lambda m: seen.append(m) or {}
+    )
     for layer in (0, 1):
         nmse = [r[f"nmse_layer{layer}"] for r in result.records]
-        assert nmse[-1] < 0.8 * nmse[0], f"layer {layer} alignment did not improve: {nmse[0]} -> {nmse[-1]}"
+        assert nmse[-1] < 0.8 * nmse[0], (
+            f"layer {layer} alignment did not improve: {nmse[0]} -> {nmse[-1]}"
+        )
     mean = [(r["nmse_layer0"] + r["nmse_layer1"]) / 2 for r in result.records]
-    assert result.losses == pytest.approx(mean, rel=1e-5), "the loss is the mean of the layers' NMSE"
+    assert result.losses == pytest.approx(mean, rel=1e-5), (
+        "the loss is the mean of the layers' NMSE"
+    )
     mixer_params = {id(p) for m in layer_mixers(student) for p in m.parameters()}
     changed = {id(p) for n, p in student.named_parameters() if not torch.equal(p, before[n])}
     assert changed == mixer_params, "every mixer parameter, and nothing else, trains"
@@ -156,14 +185,18 @@ def test_transfer_of_one_layer_is_progressive_alignment_of_that_layer():
     for a, b in zip(students[0].parameters(), students[1].parameters()):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="no Hyena mixers"):
-        distill.transfer(convert(tiny_teacher(), hyena_layers=[], init="random"), teacher, batches_from, config())
+        distill.transfer(
+            convert(tiny_teacher(), hyena_layers=[], init="random"), teacher, batches_from, config()
+        )
 
 
 def test_kd_lowers_the_divergence_and_mixers_only_subset():
     teacher = tiny_teacher()
     student = convert(teacher, init="fresh")  # the teacher but for its mixers
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
-    result = distill.kd(student, teacher, batches_from, config(steps=24), hidden_weight=0.1, trainable="mixers")
+    result = distill.kd(
+        student, teacher, batches_from, config(steps=24), hidden_weight=0.1, trainable="mixers"
+    )
     kd = [r["kd"] for r in result.records]
     assert sum(kd[-4:]) < 0.7 * sum(kd[:4]), f"KD did not fall: {kd[:4]} ... {kd[-4:]}"
     mixer_params = {id(p) for m in layer_mixers(student) for p in m.parameters()}
@@ -175,12 +208,17 @@ def test_progressive_from_student_inputs_with_unfreezing_trains_blocks_below():
     teacher = tiny_teacher()
     student = convert(teacher, init="fresh")
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
-    results = distill.progressive(student, teacher, batches_from, config(steps=8), input_from="student",
-                                  unfreeze=True)
-    assert [len(r.losses) for r in results] == [2, 2, 2, 2], "align 0, blocks 0-0, align 1, blocks 0-1"
+    results = distill.progressive(
+        student, teacher, batches_from, config(steps=8), input_from="student", unfreeze=True
+    )
+    assert [len(r.losses) for r in results] == [2, 2, 2, 2], (
+        "align 0, blocks 0-0, align 1, blocks 0-1"
+    )
     changed = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
     assert any(".h.0.mlp." in n for n in changed) and any(".h.1.mlp." in n for n in changed)
-    assert not any(n.startswith(("transformer.wte", "transformer.wpe", "transformer.ln_f")) for n in changed)
+    assert not any(
+        n.startswith(("transformer.wte", "transformer.wpe", "transformer.ln_f")) for n in changed
+    )
     with pytest.raises(ValueError, match="input_from"):
         distill.progressive(student, teacher, batches_from, config(), input_from="nobody")
 
@@ -189,14 +227,21 @@ def tiny_setup(log: list[int]) -> distill.Setup:
     """A Setup over random tokens whose batch stream records which batches it hands out."""
     torch.manual_seed(0)
     windows = torch.randint(0, VOCAB, (4, SEQ))
-    setup = distill.Setup(tiny_teacher(), None, torch.randint(0, VOCAB, (4096,)), windows, windows,
-                          TrainConfig(steps=1, lr=3e-3, batch_size=BATCH, seq_len=SEQ, device="cpu", progress=False))
+    setup = distill.Setup(
+        tiny_teacher(),
+        None,
+        torch.randint(0, VOCAB, (4096,)),
+        windows,
+        windows,
+        TrainConfig(steps=1, lr=3e-3, batch_size=BATCH, seq_len=SEQ, device="cpu", progress=False),
+    )
 
     def batches_fn():
         def stream(start: int):
             for i, batch in enumerate(batches_from(start), start):
                 log.append(i)
                 yield batch
+
         return stream
 
     setup.batches_fn = batches_fn
@@ -214,8 +259,24 @@ def test_compare_gives_every_student_exactly_the_same_batches():
         assert sum(r.tokens for runs in run.runs.values() for r in runs) == 8 * BATCH * SEQ
     assert all(batches == list(range(8)) for batches in seen.values()), seen
     report = distill.compare(setup, tokens=8 * BATCH * SEQ)
-    for key in ("teacher_ppl", "distilled_ppl", "paper_ppl", "ce_ppl", "scratch_ppl", "tokens", "wall_seconds"):
+    for key in (
+        "teacher_ppl",
+        "distilled_ppl",
+        "paper_ppl",
+        "ce_ppl",
+        "scratch_ppl",
+        "tokens",
+        "wall_seconds",
+    ):
         assert key in report, key
     assert report["tokens"] == 8 * BATCH * SEQ
-    assert set(report["students"]["best"]["curve_ppl_after"]) == {"init", "calibrate", "progressive", "kd"}
-    assert set(report["students"]["best"]["calibration"]) == {0, 1} and not report["students"]["paper"]["calibration"]
+    assert set(report["students"]["best"]["curve_ppl_after"]) == {
+        "init",
+        "calibrate",
+        "progressive",
+        "kd",
+    }
+    assert (
+        set(report["students"]["best"]["calibration"]) == {0, 1}
+        and not report["students"]["paper"]["calibration"]
+    )

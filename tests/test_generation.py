@@ -1,4 +1,6 @@
-"""Cached and recurrent decoding equal the full forward pass; modal fits converge; the generate CLI runs."""
+"""Cached and recurrent decoding equal the full forward pass; modal fits converge; the generate
+CLI runs."""
+
 import math
 
 import pytest
@@ -6,14 +8,22 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite.cli import main
-from hyena_lite.generation import CachedDecoder, Decoder, RecurrentDecoder, fit_student, generate, time_decoding
+from hyena_lite.generation import (
+    CachedDecoder,
+    Decoder,
+    RecurrentDecoder,
+    fit_student,
+    generate,
+    time_decoding,
+)
 from hyena_lite.modal import fit_modal, hankel_singular_values, relative_error
 from hyena_lite.models import convert
 from hyena_lite.operator import HyenaOperator
 
 
 def _sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) -> torch.Tensor:
-    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real order 2 * modes."""
+    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real
+    order 2 * modes."""
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(length, dtype=torch.float64)
     radius = 0.85 + 0.14 * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
@@ -25,13 +35,25 @@ def _sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) 
 
 
 def _decode_in_steps(decoder, u: torch.Tensor, prompt: int) -> torch.Tensor:
-    return torch.cat([decoder(u[:, :prompt])] + [decoder(u[:, i : i + 1]) for i in range(prompt, u.shape[1])], dim=1)
+    return torch.cat(
+        [decoder(u[:, :prompt])] + [decoder(u[:, i : i + 1]) for i in range(prompt, u.shape[1])],
+        dim=1,
+    )
 
 
 def _student(hyena_layers=None, seed: int = 0, vocab: int = 97):
     torch.manual_seed(seed)
-    teacher = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=vocab, n_positions=64,
-                                         bos_token_id=0, eos_token_id=0)).eval()
+    teacher = GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=2,
+            n_embd=32,
+            n_head=2,
+            vocab_size=vocab,
+            n_positions=64,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    ).eval()
     return teacher, convert(teacher, hyena_layers=hyena_layers).eval()
 
 
@@ -49,7 +71,10 @@ def test_recurrent_reproduces_full_forward_on_exact_exponentials():
     torch.manual_seed(0)
     op = HyenaOperator(8, 64, order=2).eval()
     h, skip = _sum_of_exponentials(16, 64, modes=3), torch.randn(2, 8)
-    op.long_filters = lambda length: (h[:, :length].float().view(2, 8, length), skip)  # the filters used everywhere
+    op.long_filters = lambda length: (
+        h[:, :length].float().view(2, 8, length),
+        skip,
+    )  # the filters used everywhere
     op.fast = False
     u = torch.randn(2, 50, 8)
     with torch.no_grad():
@@ -65,8 +90,12 @@ def test_modal_fit_error_decreases_with_order():
     g = torch.Generator().manual_seed(1)
     t = torch.arange(512, dtype=torch.float64)
     window = torch.exp(-t / 80)
-    h = window * torch.cumsum(torch.randn(8, 512, generator=g, dtype=torch.float64), dim=-1) / 10  # not low order
-    errors = [relative_error(h, fit_modal(h, order, fir=2)).mean().item() for order in (2, 4, 8, 16, 32)]
+    h = (
+        window * torch.cumsum(torch.randn(8, 512, generator=g, dtype=torch.float64), dim=-1) / 10
+    )  # not low order
+    errors = [
+        relative_error(h, fit_modal(h, order, fir=2)).mean().item() for order in (2, 4, 8, 16, 32)
+    ]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 0.5 * errors[0], errors
 
@@ -108,10 +137,16 @@ def test_recurrent_state_is_constant_and_cached_state_grows():
 def test_generate_modes_agree_and_errors_are_clear():
     teacher, student = _student()
     ids = torch.randint(0, 97, (1, 6))
-    tokens = {mode: generate(student, ids, 8, mode=mode, order=16).tokens for mode in ("full", "cached", "recurrent")}
+    tokens = {
+        mode: generate(student, ids, 8, mode=mode, order=16).tokens
+        for mode in ("full", "cached", "recurrent")
+    }
     assert torch.equal(tokens["full"], tokens["cached"])
     assert torch.equal(tokens["full"], tokens["recurrent"])
-    assert torch.equal(generate(teacher, ids, 8, mode="cached").tokens, generate(teacher, ids, 8, mode="full").tokens)
+    assert torch.equal(
+        generate(teacher, ids, 8, mode="cached").tokens,
+        generate(teacher, ids, 8, mode="full").tokens,
+    )
     with pytest.raises(ValueError, match="needs a Hyena student"):
         generate(teacher, ids, 4, mode="recurrent")
     with pytest.raises(ValueError, match="unknown decoding mode"):
@@ -130,10 +165,24 @@ def test_cli_generates_from_a_saved_student(tmp_path, capsys):
     _, student = _student(vocab=tokenizer.vocab_size)
     student.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    args = ["generate", "--model", str(tmp_path), "--prompt", "To be or not", "--max-new-tokens", "5", "--device", "cpu"]
+    args = [
+        "generate",
+        "--model",
+        str(tmp_path),
+        "--prompt",
+        "To be or not",
+        "--max-new-tokens",
+        "5",
+        "--device",
+        "cpu",
+    ]
     assert main(args + ["--mode", "recurrent", "--order", "8"]) == 0
     out = capsys.readouterr().out
-    assert out.count("layer ") == 2 and "tokens/s" in out and out.splitlines()[-2].startswith("To be or not")
+    assert (
+        out.count("layer ") == 2
+        and "tokens/s" in out
+        and out.splitlines()[-2].startswith("To be or not")
+    )
     assert main(args + ["--mode", "cached"]) == 0
     assert capsys.readouterr().out.splitlines()[-2] == out.splitlines()[-2]
 
@@ -145,14 +194,20 @@ def test_recurrent_perplexity_matches_convolutional_at_high_order():
     windows = torch.randint(0, 97, (4, 32))
     rows = quality_sweep(student, windows, orders=(1, 12))
     assert rows[0]["conv_ppl"] == pytest.approx(perplexity(student, windows))
-    assert abs(rows[1]["relative_gap"]) < 1e-4  # random filters are smooth: order 12 fits them almost exactly
+    assert (
+        abs(rows[1]["relative_gap"]) < 1e-4
+    )  # random filters are smooth: order 12 fits them almost exactly
     assert rows[0]["fit_mean_error"] > rows[1]["fit_mean_error"]
 
 
 def test_gradient_refinement_lowers_the_fit_error():
     g = torch.Generator().manual_seed(2)
     t = torch.arange(256, dtype=torch.float64)
-    h = torch.exp(-t / 40) * torch.cumsum(torch.randn(4, 256, generator=g, dtype=torch.float64), dim=-1) / 10
+    h = (
+        torch.exp(-t / 40)
+        * torch.cumsum(torch.randn(4, 256, generator=g, dtype=torch.float64), dim=-1)
+        / 10
+    )
     plain = relative_error(h, fit_modal(h, 8)).mean()
     refined = relative_error(h, fit_modal(h, 8, refine_steps=50, lr=3e-3)).mean()
     assert refined < plain, (float(refined), float(plain))
