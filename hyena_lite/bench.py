@@ -16,14 +16,11 @@ import json
 import math
 import os
 import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from tqdm.auto import tqdm
 from hyena_lite import fastpath
 from hyena_lite.fftconv import fft_size
 from hyena_lite.operator import HyenaOperator
+from hyena_lite.provenance import command_line, provenance
 from hyena_lite.students import kv_cache_argument
 
 WHATS = ("operator", "levers", "model", "generate")
@@ -737,32 +735,11 @@ def _decode_timed(
 # results
 
 
-def git_commit() -> str | None:
-    """The checkout's commit ($HYENA_LITE_GIT_COMMIT where the tree travelled without its .git),
-    else None."""
-    if env := os.environ.get("HYENA_LITE_GIT_COMMIT"):
-        return env
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
-def environment(device: str) -> dict[str, Any]:
-    """Hardware, versions, git commit and time of a benchmark run on `device`."""
-    import transformers
-
-    import hyena_lite
-
+def environment(device: str, command: str) -> dict[str, Any]:
+    """The provenance of a benchmark run on `device`, and the device's details (threads, GPU
+    memory, copy bandwidth)."""
     dev = torch.device(device)
-    hardware: dict[str, Any] = {
+    details: dict[str, Any] = {
         "device": device,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -771,27 +748,15 @@ def environment(device: str) -> dict[str, Any]:
     }
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)
-        hardware.update(
+        details.update(
             gpu=props.name,
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
             multiprocessors=props.multi_processor_count,
             capability=f"{props.major}.{props.minor}",
             copy_bandwidth_gbs=round(copy_bandwidth_gbs(dev), 1),
+            cudnn=torch.backends.cudnn.version(),
         )
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
-        "transformers": transformers.__version__,
-        "hyena_lite": hyena_lite.__version__,
-    }
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-        "hardware": hardware,
-        "versions": versions,
-    }
+    return {**provenance(command), "device": details}
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -810,7 +775,7 @@ def merge_results(*parts: dict[str, Any]) -> dict[str, Any]:
     merged = dict(parts[0])
     for part in parts[1:]:
         if (
-            part["hardware"].get("gpu") != merged["hardware"].get("gpu")
+            part["device"].get("gpu") != merged["device"].get("gpu")
             or part["versions"] != merged["versions"]
         ):
             raise ValueError(
@@ -861,11 +826,12 @@ def run_benchmark(
             "--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu"
         )
     torch_dtype, lengths = DTYPES[dtype], sorted(lengths)
-    results = environment(device)
     command = (
         command
-        or f"hyena_lite.bench.run_benchmark({whats!r}, {lengths!r}, device={device!r}, dtype={dtype!r}, ...)"
+        or f"hyena_lite.bench.run_benchmark({whats!r}, {lengths!r}, device={device!r}, "
+        f"dtype={dtype!r}, ...)"
     )
+    results = environment(device, command)
     settings = {
         "device": device,
         "dtype": dtype,
@@ -879,7 +845,7 @@ def run_benchmark(
         rows = benchmark_operator(
             lengths, d_model, n_heads, batch, device, torch_dtype, backward, warmup, repeats
         )
-        if bandwidth := results["hardware"].get("copy_bandwidth_gbs"):
+        if bandwidth := results["device"].get("copy_bandwidth_gbs"):
             for row in rows:
                 row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
         results["operator"] = {"command": command, "settings": settings, "rows": rows}
@@ -1015,16 +981,7 @@ def cli_main(args: Any) -> int:
 
 def _command_line(args: Any) -> str:
     """The command that reproduces these parsed options, every option spelled out."""
-    words = ["python", "-m", "hyena_lite", "benchmark"]
-    for key, value in vars(args).items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            words += [flag] if value else []
-        elif isinstance(value, (list, tuple)):
-            words += [flag, *map(str, value)]
-        elif value is not None:
-            words += [flag, str(value)]
-    return shlex.join(words)
+    return command_line(["python", "-m", "hyena_lite", "benchmark"], vars(args))
 
 
 def format_table(rows: list[dict[str, Any]], title: str = "") -> str:

@@ -23,6 +23,7 @@ from torch import nn
 from hyena_lite.calibration import calibrate_mixers
 from hyena_lite.capture import capture_mixer, capture_mixers, first_output, run_until_stop
 from hyena_lite.models import HyenaMixer, layer_mixers
+from hyena_lite.provenance import provenance
 from hyena_lite.training import Batch, BatchesFn, TrainConfig, TrainResult, train
 
 # ----------------------------------------------------------------------------------------- losses
@@ -696,29 +697,6 @@ def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:
     }
 
 
-def _hardware() -> str:
-    import platform
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
-
-
-def _git_commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=os.path.dirname(__file__),
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def compare(
     setup: Setup,
     tokens: int,
@@ -937,12 +915,10 @@ def cli_main(args) -> int:
     from hyena_lite.profiles import get_profile
 
     if args.gpu_throughput:
+        command = "python -m hyena_lite distill --gpu-throughput"
         report = {
+            **provenance(command + (f" --results {args.results}" if args.results else "")),
             **gpu_throughput(),
-            "command": "python -m hyena_lite distill --gpu-throughput"
-            + (f" --results {args.results}" if args.results else ""),
-            "git_commit": _git_commit(),
-            "hardware": _hardware(),
         }
         if args.results:
             with open(args.results, "w") as f:
@@ -963,17 +939,18 @@ def cli_main(args) -> int:
     if args.compare:
         report = compare(setup, tokens)
         teacher = args.teacher or profile.teacher
+        command = (
+            f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
+            f"--grad-accum {setup.config.grad_accum} --out {out}"
+            + (f" --results {args.results}" if args.results else "")
+        )
         report = {
+            **provenance(command),
             "teacher": teacher,
             "profile": profile.name,
             "teacher_train_tokens": profile.teacher_tokens if teacher == "mini-gpt2" else None,
             **report,
-            "command": f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
-            f"--grad-accum {setup.config.grad_accum} --out {out}"
-            + (f" --results {args.results}" if args.results else ""),
             "total_train_seconds": sum(sum(w.values()) for w in report["wall_seconds"].values()),
-            "git_commit": _git_commit(),
-            "hardware": _hardware(),
         }
         for recipe, student in report["students"].items():
             print(

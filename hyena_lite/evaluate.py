@@ -24,10 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import shlex
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +35,7 @@ from tqdm.auto import tqdm
 
 from hyena_lite.probes import cloze_accuracy, cloze_examples, copy_curve, model_device, mqar_curve
 from hyena_lite.profiles import Profile, get_profile
+from hyena_lite.provenance import command_line, provenance
 
 TASKS = ("ppl", "agreement", "cloze", "recall", "length")
 DEFAULT_TASKS = ("ppl", "cloze", "recall", "length")  # plus agreement when a teacher is given
@@ -455,48 +452,11 @@ def evaluate_model(
 # --- command line -----------------------------------------------------------------------------
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The command line that gives `args` (rebuilt from them, so it is right when called
-    in-process too)."""
-    parts = ["python", "-m", "hyena_lite", "evaluate"]
-    for key, value in vars(args).items():
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None:
-                parts += [f"--{key.replace('_', '-')}", str(item)]
-    return shlex.join(parts)
-
-
 def _meta(args: argparse.Namespace, profile: Profile) -> dict:
-    """Where a result came from: the command, git commit, hardware and versions."""
-    import transformers
-
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                cwd=Path(__file__).parent,
-            ).stdout.strip()
-            or "unknown"
-        )
-    except OSError:
-        commit = "unknown"
-    device = (
-        torch.cuda.get_device_name()
-        if profile.device == "cuda"
-        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
-    )
-    return {
-        "command": _command(args),
-        "git_commit": commit,
-        "profile": profile.name,
-        "device": device,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
+    """Where a result came from (the command that gives `args`, rebuilt from them so that it is
+    right when called in-process too), the profile and the threads."""
+    command = command_line(["python", "-m", "hyena_lite", "evaluate"], vars(args), True)
+    return {**provenance(command), "profile": profile.name, "threads": torch.get_num_threads()}
 
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:

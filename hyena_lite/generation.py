@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from hyena_lite.fftconv import fftconv
 from hyena_lite.modal import ModalFilter, fit_modal, relative_error
 from hyena_lite.operator import HyenaOperator
+from hyena_lite.provenance import provenance
 from hyena_lite.students import family_of, kv_cache_argument
 
 MODES = ("full", "cached", "recurrent")
@@ -1038,36 +1039,15 @@ def _ints(text: str) -> list[int]:
         raise SystemExit(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _saver(path: str, device: torch.device) -> Callable[[dict[str, Any]], None]:
+def _saver(path: str) -> Callable[[dict[str, Any]], None]:
     """A function that writes results to `path` as JSON, with the command, git commit, hardware
     and versions."""
     import json
-    import platform
-    import subprocess
+    import shlex
     import sys
     from pathlib import Path
 
-    import transformers
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    hardware = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine()
-    )
-    meta = {
-        "command": "python -m hyena_lite generate "
-        + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
-        "commit": commit,
-        "hardware": hardware,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
+    meta = provenance(shlex.join(["python", "-m", "hyena_lite", "generate", *sys.argv[2:]]))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -1080,7 +1060,7 @@ def _saver(path: str, device: torch.device) -> Callable[[dict[str, Any]], None]:
 def _quality_main(args: argparse.Namespace, device: torch.device) -> int:
     """Perplexity of the recurrent vs the convolutional student per order, on a saved or a
     briefly trained student."""
-    save = _saver(args.quality, device)
+    save = _saver(args.quality)
     if args.model:
         from hyena_lite.data import eval_windows, load_corpus, tokenize_split
 
@@ -1124,7 +1104,7 @@ def _load(folder: str, device: torch.device) -> tuple[nn.Module, Any]:
 def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
     """Run `speed_benchmark`, print a table and write the JSON with the command, commit and
     hardware."""
-    save = _saver(args.benchmark, device)
+    save = _saver(args.benchmark)
 
     results = speed_benchmark(
         _ints(args.contexts),

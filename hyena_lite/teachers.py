@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, itera
                              tokenize_split, tokens_by_domain)
 from hyena_lite.paths import artifacts_dir, assets_dir, home
 from hyena_lite.profiles import Profile, get_profile
+from hyena_lite.provenance import provenance
 from hyena_lite.training import TrainConfig, TrainResult, train
 
 OFFLINE_TEACHERS = ("mini-gpt2", "smollm2-135m")
@@ -290,14 +290,9 @@ def teacher_report(name: str, profile: Profile) -> dict[str, Any]:
 
 
 def _environment() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=home(), capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except OSError:
-        commit = None
-    return {"command": " ".join(["python -m hyena_lite teacher", *sys.argv[2:]]), "git_commit": commit,
-            "machine": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+    command = " ".join(["python -m hyena_lite teacher", *sys.argv[2:]])
+    return {**provenance(command), "machine": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:

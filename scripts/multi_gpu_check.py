@@ -53,6 +53,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from hyena_lite.data import iterate_batches
 from hyena_lite.distill import freeze, kd_objective
 from hyena_lite.models import convert
+from hyena_lite.provenance import provenance
 from hyena_lite.training import TrainConfig, train
 
 # Shapes and schedules. Global batch = batch_size x grad_accum sequences per optimiser step,
@@ -438,25 +439,6 @@ def export_tokens(path: str, limit: int) -> None:
     print(f"wrote {len(tokens):,} tokens to {path} ({Path(path).stat().st_size / 2**20:.1f} MiB)")
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git here)"
-
-
-def _hardware() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}, torch {torch.__version__}"
-    return f"{os.cpu_count()} CPU cores, torch {torch.__version__}"
-
-
 def check(args) -> dict[str, Any]:
     """All three runs and their comparison, as one report."""
     spec = SIZES[args.size]
@@ -494,13 +476,13 @@ def check(args) -> dict[str, Any]:
         },
         **report,
         "total_seconds": time.perf_counter() - start,
-        "command": f"python scripts/multi_gpu_check.py --size {args.size} --processes {args.processes} "
-        f"--device {args.device}"
-        + (f" --tokens {args.tokens}" if args.tokens else "")
-        + (f" --steps {args.steps}" if args.steps else "")
-        + " --json FILE",
-        "git_commit": _git_commit(),
-        "hardware": _hardware(),
+        **provenance(
+            f"python scripts/multi_gpu_check.py --size {args.size} --processes {args.processes} "
+            f"--device {args.device}"
+            + (f" --tokens {args.tokens}" if args.tokens else "")
+            + (f" --steps {args.steps}" if args.steps else "")
+            + " --json FILE"
+        ),
     }
 
 

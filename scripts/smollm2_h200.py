@@ -44,6 +44,7 @@ from hyena_lite import distill, evaluate
 from hyena_lite.data import eval_windows, load_corpus, tokenize_split
 from hyena_lite.paths import results_dir
 from hyena_lite.profiles import get_profile
+from hyena_lite.provenance import git_commit, hardware
 from hyena_lite.teachers import load_teacher, smollm2_dir
 from hyena_lite.training import TrainConfig
 
@@ -212,8 +213,8 @@ def new_report(args, part: str) -> dict:
     return {
         "part": part,
         "command": shlex.join(["python", *sys.argv]),
-        "git_commit": args.commit,
-        "hardware": distill._hardware(),
+        "commit": args.commit,
+        "hardware": hardware(),
         "settings": {k: v for k, v in vars(args).items() if k != "func"},
         "models": {},
         "_start": time.perf_counter(),
@@ -346,7 +347,7 @@ def history_rows(parts: list[dict]) -> list[dict]:
             "attention_layers": attention_layers(m, p),
             "seed": m.get("seed", p["settings"].get("seed", 0)),
             "ppl": m["val_ppl"],
-            "git_commit": p["git_commit"],
+            "commit": p["commit"],
         }
         for p in parts
         for name, m in p["models"].items()
@@ -408,7 +409,7 @@ def merge(args) -> None:
             for name, m in models.items()
         },
         "commands": [p["command"] for p in parts],
-        "git_commit": parts[0]["git_commit"],
+        "commit": parts[0]["commit"],
         "hardware": parts[0]["hardware"],
         "settings": distilled["settings"],
         "kd_tokens_per_second_random_weights": next(
@@ -514,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
             default=None,
             help="checkpoints of every stage here: a run stopped by SIGTERM (timeout) resumes when run again",
         )
-        p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or distill._git_commit())
+        p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or git_commit())
         p.add_argument("--json", required=True, help="where this part writes its results")
         p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("merge")

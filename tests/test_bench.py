@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from hyena_lite import HyenaOperator, bench, fastpath
+from hyena_lite import HyenaOperator, bench, fastpath, provenance
 from hyena_lite.cli import main
 
 
@@ -178,9 +178,10 @@ def test_cli_writes_operator_json(tmp_path) -> None:
     )
     assert code == 0
     results = json.loads(out.read_text())
-    assert {"created", "git_commit", "hardware", "versions", "operator"} <= set(results)
+    assert set(provenance.KEYS) | {"device", "operator"} <= set(results)
+    assert results["command"].startswith("python -m hyena_lite benchmark --what operator")
     assert (
-        results["versions"]["torch"] == torch.__version__ and results["hardware"]["device"] == "cpu"
+        results["versions"]["torch"] == torch.__version__ and results["device"]["device"] == "cpu"
     )
     section = results["operator"]
     assert section["command"].startswith(
@@ -208,13 +209,13 @@ def test_unknown_choices_fail_clearly() -> None:
 
 
 def test_merge_results_joins_sections_of_one_machine() -> None:
-    env = {"created": "t", "git_commit": "c", "hardware": {"gpu": "G"}, "versions": {"torch": "1"}}
+    env = {"created": "t", "commit": "c", "device": {"gpu": "G"}, "versions": {"torch": "1"}}
     merged = bench.merge_results(
         {**env, "operator": {"rows": [1]}}, {**env, "model": {"rows": [2]}}
     )
     assert merged["operator"] == {"rows": [1]} and merged["model"] == {"rows": [2]}
     with pytest.raises(ValueError, match="different hardware"):
-        bench.merge_results(env, {**env, "hardware": {"gpu": "H"}})
+        bench.merge_results(env, {**env, "device": {"gpu": "H"}})
 
 
 def test_kv_cache_decoder_really_grows_the_cache():

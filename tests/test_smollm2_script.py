@@ -37,7 +37,7 @@ def part(name: str, model: dict, tokens: int = 20, teacher: bool = False, **extr
     out = {
         "part": "scratch" if name == "scratch" else f"distill-{name}",
         "command": f"python x {name}",
-        "git_commit": "abc",
+        "commit": "abc",
         "hardware": "H200",
         "settings": {"tokens": tokens},
         "models": {name: model},
