@@ -2,10 +2,8 @@
 generation.
 
 Every time is the median over repeats after warm-up (CUDA events on GPU); every result is a plain
-dict
-of rows that `save_results` writes as JSON with the hardware, versions, git commit and command
-behind it.
-`plot_scaling` draws rows on log-log axes and marks where the two curves cross.
+dict of rows that `save_results` writes as JSON with the hardware, versions, git commit and command
+behind it. `plot_scaling` draws rows on log-log axes and marks where the two curves cross.
 """
 
 from __future__ import annotations
@@ -39,14 +37,13 @@ WHATS = ("operator", "levers", "model", "generate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-# ---------------------------------------------------------------------------------------------
-# timing
+# ------------------------------------------------------------------------------------------- timing
 
 
 @dataclass
 class Measurement:
-    """Median and all times (ms) of repeated calls, and the peak memory they reached (MiB; None
-    on CPU)."""
+    """Median and all times (ms) of repeated calls, and the peak memory they reached (MiB; None on
+    CPU)."""
 
     median_ms: float
     times_ms: list[float]
@@ -69,8 +66,7 @@ def measure(
     CPU).
 
     The peak is torch's largest allocation total during the timed calls (weights and inputs
-    included),
-    measured on CUDA only: PyTorch keeps no such counter for the CPU.
+    included), measured on CUDA only: PyTorch keeps no such counter for the CPU.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(
@@ -124,8 +120,8 @@ def graph_replay(fn: Callable[[], Any], device: str | torch.device) -> Callable[
 
 
 def _guarded(fn: Callable[[], Measurement], device: torch.device) -> Measurement | None:
-    """Run a measurement; on CUDA out-of-memory return None (recorded as a missing point) instead
-    of failing."""
+    """Run a measurement; on CUDA out-of-memory return None (recorded as a missing point) instead of
+    failing."""
     try:
         return fn()
     except torch.OutOfMemoryError:
@@ -134,8 +130,7 @@ def _guarded(fn: Callable[[], Measurement], device: torch.device) -> Measurement
         return None
 
 
-# ---------------------------------------------------------------------------------------------
-# blocks
+# ------------------------------------------------------------------------------------------- blocks
 
 
 class CausalSelfAttention(nn.Module):
@@ -172,12 +167,9 @@ def hyena_forward_bytes(
     once.
 
     The passes: in-projection, short filter (writing gates and the zero-padded float32 value), then
-    per
-    order an rfft, a product with the cached filter spectrum, an irfft and the gate, and the
-    out-projection.
-    Weights are left out (under 2% at L >= 1K). Dividing by the memory bandwidth gives the time a
-    perfect
-    implementation of these passes would take.
+    per order an rfft, a product with the cached filter spectrum, an irfft and the gate, and the
+    out-projection. Weights are left out (under 2% at L >= 1K). Dividing by the memory bandwidth
+    gives the time a perfect implementation of these passes would take.
     """
     n = fft_size(length)
     act, signal = (
@@ -205,8 +197,8 @@ def hyena_forward_bytes(
 
 
 def copy_bandwidth_gbs(device: str | torch.device, mib: int = 1024, repeats: int = 10) -> float:
-    """Measured memory bandwidth of a large device-to-device copy, counting bytes read plus
-    written, GB/s."""
+    """Measured memory bandwidth of a large device-to-device copy, counting bytes read plus written,
+    GB/s."""
     device = torch.device(device)
     src = torch.randn(mib * 2**18, device=device)
     dst = torch.empty_like(src)
@@ -214,8 +206,7 @@ def copy_bandwidth_gbs(device: str | torch.device, mib: int = 1024, repeats: int
     return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
 
 
-# ---------------------------------------------------------------------------------------------
-# operator
+# ----------------------------------------------------------------------------------------- operator
 
 
 def benchmark_operator(
@@ -235,16 +226,13 @@ def benchmark_operator(
 
     Forward runs under torch.no_grad (inference: the Hyena block uses its cached filter spectra);
     forward + backward is a training step's work, input gradient included. Each row holds L, then
-    per
-    block (`attn`, `hyena` on its fast path, `hyena_plain` on the plain one) `{block}_ms` and
-    `{block}_peak_mb`, with `{block}_fwdbwd_ms` and `{block}_fwdbwd_peak_mb` when `backward`;
-    on CUDA the forward of `hyena` is timed with fastpath.GRAPHS_ON_CUDA on (replayed as a CUDA
-    graph),
+    per block (`attn`, `hyena` on its fast path, `hyena_plain` on the plain one) `{block}_ms` and
+    `{block}_peak_mb`, with `{block}_fwdbwd_ms` and `{block}_fwdbwd_peak_mb` when `backward`; on
+    CUDA the forward of `hyena` is timed with fastpath.GRAPHS_ON_CUDA on (replayed as a CUDA graph),
     `hyena_nograph_ms` with it off, and `attn_graph_ms` is the attention block replayed as a CUDA
-    graph too;
-    `hyena_fast_rel_err` is the fast output's error against the plain one (eager, recorded and
-    replayed calls)
-    and `hyena_bytes` the traffic of the fast forward (see `hyena_forward_bytes`).
+    graph too; `hyena_fast_rel_err` is the fast output's error against the plain one (eager,
+    recorded and replayed calls) and `hyena_bytes` the traffic of the fast forward (see
+    `hyena_forward_bytes`).
     """
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -344,11 +332,9 @@ def benchmark_levers(
     """The Hyena block's forward time (ms, under no_grad) as each speed lever is added, per length.
 
     `plain_ms`: the plain forward; `fast_nocache_ms`: the fast path, unfused, filters recomputed
-    every call;
-    `fast_unfused_ms`: plus the cached filter spectra; on CUDA only (None on CPU, where the fast
-    path runs
-    unfused and without graphs): `fast_fused_ms`: plus the element-wise work fused by torch.compile;
-    `fast_ms`: plus the replay of the whole forward as a CUDA graph.
+    every call; `fast_unfused_ms`: plus the cached filter spectra; on CUDA only (None on CPU, where
+    the fast path runs unfused and without graphs): `fast_fused_ms`: plus the element-wise work
+    fused by torch.compile; `fast_ms`: plus the replay of the whole forward as a CUDA graph.
     """
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -391,8 +377,8 @@ def benchmark_levers(
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence the process's standard error (file descriptor 2) for a while: some builds of the
-    profiler
-    print a line there at every start and stop, which would otherwise land in the book's pages."""
+    profiler print a line there at every start and stop, which would otherwise land in the book's
+    pages."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -437,8 +423,7 @@ def kernel_breakdown(
     return sorted(entries, key=lambda e: -e["ms"])[:top]
 
 
-# ---------------------------------------------------------------------------------------------
-# plots
+# -------------------------------------------------------------------------------------------- plots
 
 
 def crossover(rows: list[dict[str, Any]], x: str, a: str, b: str) -> float | None:
@@ -467,8 +452,7 @@ def plot_scaling(
     cross: tuple[str, str] | None = None,
 ) -> Any:
     """Plot columns of `rows` (label -> key) against `x` on log-log axes; mark where the columns
-    `cross`
-    (default: the first two series) cross, the second becoming no slower than the first."""
+    `cross` (default: the first two series) cross, the second becoming no slower than the first."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -509,8 +493,7 @@ def plot_scaling(
     return ax
 
 
-# ---------------------------------------------------------------------------------------------
-# models
+# ------------------------------------------------------------------------------------------- models
 
 
 def gpt2_teacher(
@@ -520,8 +503,8 @@ def gpt2_teacher(
     n_head: int = 12,
     vocab_size: int = 50257,
 ) -> nn.Module:
-    """A GPT2LMHeadModel of the given shape (GPT-2-124M by default) with random weights: speed
-    does not depend on them."""
+    """A GPT2LMHeadModel of the given shape (GPT-2-124M by default) with random weights: speed does
+    not depend on them."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
@@ -599,13 +582,12 @@ def benchmark_model(
     return rows
 
 
-# ---------------------------------------------------------------------------------------------
-# generation
+# --------------------------------------------------------------------------------------- generation
 
 
 class KVCacheDecoder:
-    """Decode with the transformer's key-value cache: each new token attends to the cached keys
-    and values."""
+    """Decode with the transformer's key-value cache: each new token attends to the cached keys and
+    values."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model, self.cache = model, None
@@ -669,10 +651,8 @@ def benchmark_generate(
     per context length.
 
     `runs` maps a label to (model, decoder name in DECODERS). Per label a row holds
-    `{label}_ms_per_token`,
-    `{label}_peak_mb` (prefill included) and `{label}_state_mb` (memory the prefill left behind: the
-    KV cache
-    for a transformer); the memory columns are None on CPU.
+    `{label}_ms_per_token`, `{label}_peak_mb` (prefill included) and `{label}_state_mb` (memory the
+    prefill left behind: the KV cache for a transformer); the memory columns are None on CPU.
     """
     dev = torch.device(device)
     vocab = vocab_size or next(iter(runs.values()))[0].config.vocab_size
@@ -731,13 +711,12 @@ def _decode_timed(
     return statistics.median(times), peak, state
 
 
-# ---------------------------------------------------------------------------------------------
-# results
+# ------------------------------------------------------------------------------------------ results
 
 
 def environment(device: str, command: str) -> dict[str, Any]:
-    """The provenance of a benchmark run on `device`, and the device's details (threads, GPU
-    memory, copy bandwidth)."""
+    """The provenance of a benchmark run on `device`, and the device's details (threads, GPU memory,
+    copy bandwidth)."""
     dev = torch.device(device)
     details: dict[str, Any] = {
         "device": device,
@@ -770,8 +749,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def merge_results(*parts: dict[str, Any]) -> dict[str, Any]:
-    """One results dict from several runs on the same hardware (sections of later parts win);
-    each section keeps its command."""
+    """One results dict from several runs on the same hardware (sections of later parts win); each
+    section keeps its command."""
     merged = dict(parts[0])
     for part in parts[1:]:
         if (
@@ -898,8 +877,7 @@ def run_benchmark(
     return results
 
 
-# ---------------------------------------------------------------------------------------------
-# command line
+# ------------------------------------------------------------------------------------- command line
 
 
 def cli_arguments(parser: Any) -> None:

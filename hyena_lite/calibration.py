@@ -2,10 +2,9 @@
 attention it replaces.
 
 A teacher-seeded Hyena operator computes q * (h * (k * v)) channel by channel, with no softmax to
-bound
-it, so its output can be orders of magnitude larger than the attention output it stands for (SmolLM2
-at 256 tokens: 50x to 460x), and the student starts at a perplexity of millions. `calibrate_mixers`
-fixes the scale with one or two teacher forward passes and no training.
+bound it, so its output can be orders of magnitude larger than the attention output it stands for
+(SmolLM2 at 256 tokens: 50x to 460x), and the student starts at a perplexity of millions.
+`calibrate_mixers` fixes the scale with one or two teacher forward passes and no training.
 """
 
 from __future__ import annotations
@@ -35,14 +34,11 @@ def calibrate_mixers(
     in place.
 
     Scale out_proj (weight and bias) by the least-squares alpha = <s, t> / <s, s>, s the mixer's
-    output and t
-    the teacher's attention output. Least squares, not RMS matching: alpha minimises ||alpha s -
-    t||^2, so the
-    normalised error becomes 1 - corr(s, t)^2 <= 1, whereas matching the RMS of an output
-    uncorrelated with t
-    (the usual case at initialisation) would leave an error of about 2, twice that of a mixer that
-    outputs
-    zero. alpha may be small or negative: it keeps what s explains of t.
+    output and t the teacher's attention output. Least squares, not RMS matching: alpha minimises
+    ||alpha s - t||^2, so the normalised error becomes 1 - corr(s, t)^2 <= 1, whereas matching the
+    RMS of an output uncorrelated with t (the usual case at initialisation) would leave an error of
+    about 2, twice that of a mixer that outputs zero. alpha may be small or negative: it keeps what
+    s explains of t.
 
     With gates=True, first multiply each gate x^n (its short-filter rows, weight and bias) by one
     number, so
@@ -57,10 +53,9 @@ def calibrate_mixers(
     error up again. One number per gate, not per channel, keeps the direction of the seeded output.
 
     Sums run over the tokens of `ids` [batch, length] whose attention_mask is 1, in chunks of
-    `batch_size`
-    rows; calibrate at the sequence length you train at (the long filters' sums grow with it).
-    Returns, per
-    Hyena layer: alpha, the normalised MSE before and after, and the RMS ratio |s| / |t| before.
+    `batch_size` rows; calibrate at the sequence length you train at (the long filters' sums grow
+    with it). Returns, per Hyena layer: alpha, the normalised MSE before and after, and the RMS
+    ratio |s| / |t| before.
     """
     if not torch.is_tensor(ids) or ids.dim() != 2 or ids.numel() == 0 or ids.is_floating_point():
         shape = tuple(ids.shape) if torch.is_tensor(ids) else type(ids).__name__
@@ -107,8 +102,8 @@ def calibrate_mixers(
 
 
 def _check_pair(student: nn.Module, teacher: nn.Module) -> None:
-    """ValueError unless `student` is a Hyena student and `teacher` a teacher of the same family
-    and shape."""
+    """ValueError unless `student` is a Hyena student and `teacher` a teacher of the same family and
+    shape."""
     family = family_of(student)
     if not isinstance(student, family.student_class):
         raise ValueError(
@@ -139,8 +134,7 @@ def _teacher_pass(
     fn: LayerFn,
 ) -> None:
     """Run the teacher's body over ids in chunks, up to the last of `layers`; call fn on the input
-    and output of
-    each of their attentions."""
+    and output of each of their attentions."""
     device = next(teacher.parameters()).device
     with torch.no_grad():
         for start in range(0, len(ids), batch_size):
@@ -162,8 +156,8 @@ def _on(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _output_sums(mixers: list[nn.Module], sums: dict[int, torch.Tensor]) -> LayerFn:
-    """Add <s, t>, <s, s>, <t, t> (float64, kept positions) of each student mixer's output s and
-    the teacher's t."""
+    """Add <s, t>, <s, s>, <t, t> (float64, kept positions) of each student mixer's output s and the
+    teacher's t."""
 
     def fn(
         layer: int, hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
@@ -213,8 +207,8 @@ def _scale_gates(operator: nn.Module, energy: torch.Tensor) -> None:
 
 
 def _scale_output(mixer: HyenaMixer, before: list[float], after: list[float]) -> dict[str, float]:
-    """Multiply out_proj by the least-squares alpha of the sums `after` (1 when s is all zeros),
-    and report."""
+    """Multiply out_proj by the least-squares alpha of the sums `after` (1 when s is all zeros), and
+    report."""
     st, ss, tt = after
     alpha = st / ss if ss > 0 else 1.0
     out = mixer.operator.out_proj

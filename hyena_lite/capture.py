@@ -1,6 +1,5 @@
 """Forward hooks that record what the token mixers of a model see and produce, layer by layer, and
-can
-end the forward pass once the last wanted layer has run."""
+can end the forward pass once the last wanted layer has run."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The command line, `python -m hyena_lite SUBCOMMAND ...`.
 
-Each subcommand lives in the module that does its work; that module defines
-`cli_arguments(parser)` and `cli_main(args) -> int | None`, and is imported only when used.
+Each subcommand lives in the module that does its work; that module defines `cli_arguments(parser)`
+and `cli_main(args) -> int | None`, and is imported only when used.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 
 Stages: `progressive` (the paper: layer by layer from the bottom, each Hyena mixer learns to
 reproduce the teacher's attention output from the teacher's input to that layer), `transfer` (the
-same alignment for every layer at once, so that each sees the whole budget), `kd` (end-to-end
-logit distillation, optionally with cross-entropy and hidden-state alignment), and `ce` (cross-
-entropy only: from a teacher-initialised student, or from a random one, the "scratch" baseline).
+same alignment for every layer at once, so that each sees the whole budget), `kd` (end-to-end logit
+distillation, optionally with cross-entropy and hidden-state alignment), and `ce` (cross- entropy
+only: from a teacher-initialised student, or from a random one, the "scratch" baseline).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def kd_loss(
 def normalized_mse(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """||pred - target||^2 / ||target||^2 over kept positions: 0 is a perfect match, 1 is as bad
-    as zeros."""
+    """||pred - target||^2 / ||target||^2 over kept positions: 0 is a perfect match, 1 is as bad as
+    zeros."""
     error = (pred.float() - target.float()).pow(2).sum(-1)
     energy = target.float().pow(2).sum(-1)
     if mask is not None:
@@ -81,8 +81,8 @@ def _ids_and_mask(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
 def lm_cross_entropy(
     logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Next-token cross-entropy (nats per token) of logits [B, L, V] on ids [B, L], ignoring
-    padded targets."""
+    """Next-token cross-entropy (nats per token) of logits [B, L, V] on ids [B, L], ignoring padded
+    targets."""
     per_token = F.cross_entropy(
         logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(), reduction="none"
     )
@@ -140,8 +140,8 @@ class MixerOnly(nn.Module):
 def alignment_objective(teacher: nn.Module, layer: int, student: nn.Module | None = None):
     """Loss of a MixerOnly: normalised MSE to the teacher's mixer output of `layer`.
 
-    The mixer's input is the teacher's input to that layer (teacher forcing), or, when `student`
-    is given, the student's own input to that layer (its lower layers as trained so far).
+    The mixer's input is the teacher's input to that layer (teacher forcing), or, when `student` is
+    given, the student's own input to that layer (its lower layers as trained so far).
     """
 
     def loss_fn(model: nn.Module, batch: Batch):
@@ -175,8 +175,8 @@ class MixerSet(nn.Module):
 
 def transfer_objective(teacher: nn.Module, layers: list[int]):
     """Loss of a MixerSet: the mean over its layers of the normalised MSE to the teacher's mixer
-    output,
-    each mixer fed the teacher's input to its layer (one teacher pass serves every layer)."""
+    output, each mixer fed the teacher's input to its layer (one teacher pass serves every
+    layer)."""
 
     def loss_fn(model: nn.Module, batch: Batch):
         ids, mask = _ids_and_mask(batch)
@@ -194,8 +194,8 @@ def transfer_objective(teacher: nn.Module, layers: list[int]):
 
 
 def hidden_objective(teacher: nn.Module, layer: int):
-    """Loss of a whole student: normalised MSE between its hidden state after block `layer` and
-    the teacher's."""
+    """Loss of a whole student: normalised MSE between its hidden state after block `layer` and the
+    teacher's."""
 
     def loss_fn(model: nn.Module, batch: Batch):
         ids, mask = _ids_and_mask(batch)
@@ -372,12 +372,11 @@ def transfer(
     student: nn.Module, teacher: nn.Module, batches_fn: BatchesFn, config: TrainConfig, eval_fn=None
 ) -> TrainResult:
     """Attention transfer: every Hyena mixer at once learns to reproduce the teacher's attention
-    output from
-    the teacher's input to its layer (the first step of LoLCATs); nothing else is trained.
+    output from the teacher's input to its layer (the first step of LoLCATs); nothing else is
+    trained.
 
     The same alignment as `progressive` with input_from="teacher", but each layer sees the whole
-    budget
-    instead of a 1/n_layers share of it. eval_fn, if given, sees the whole student.
+    budget instead of a 1/n_layers share of it. eval_fn, if given, sees the whole student.
     """
     freeze(teacher)
     hyena = {i: m for i, m in enumerate(layer_mixers(student)) if isinstance(m, HyenaMixer)}
@@ -433,22 +432,14 @@ def _trainable(student: nn.Module, which: str) -> list[nn.Parameter] | None:
 
 # A recipe: its student's initialisation (see hyena_lite.models.convert) and its stages, each with
 # its share of the token budget and its options. "paper": the paper's recipe (teacher weights but
-# fresh
-# Hyena mixers, progressive transfer, then logit KD); "best": ours (seeded mixers, calibrated on the
-# first
-# training batch by hyena_lite.calibration, so that they start no worse than silent rather than 100x
-# too
-# loud, and KD with cross-entropy at a lower learning rate; chapter 7 says why); "transfer": "best"
-# with
-# every mixer aligned at once (attention transfer, as in LoLCATs) instead of one layer after
-# another.
-# The baselines train on the same tokens with cross-entropy alone: "ce" (the best recipe's
-# initialisation,
-# uncalibrated) and "scratch" (every weight random, the paper's "pre-training"). Progressive
-# alignment steps
-# are cheap (no language-model head, one mixer), so they take one sequence each; alignment runs at
-# 3x the
-# learning rate.
+# fresh Hyena mixers, progressive transfer, then logit KD); "best": ours (seeded mixers, calibrated
+# on the first training batch by hyena_lite.calibration, so that they start no worse than silent
+# rather than 100x too loud, and KD with cross-entropy at a lower learning rate; chapter 7 says
+# why); "transfer": "best" with every mixer aligned at once (attention transfer, as in LoLCATs)
+# instead of one layer after another. The baselines train on the same tokens with cross-entropy
+# alone: "ce" (the best recipe's initialisation, uncalibrated) and "scratch" (every weight random,
+# the paper's "pre-training"). Progressive alignment steps are cheap (no language-model head, one
+# mixer), so they take one sequence each; alignment runs at 3x the learning rate.
 ALIGN = {"one_sequence_steps": True, "lr_scale": 3.0}
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"init": "fresh", "stages": [("progressive", 0.25, ALIGN), ("kd", 0.75, {})]},
@@ -561,8 +552,8 @@ def make_student(setup: Setup, init: str) -> nn.Module:
 
 
 def _rows(batches_fn: BatchesFn, rows: int) -> BatchesFn:
-    """The same stream cut into one-sequence micro-batches: item k is row k % rows of micro-batch
-    k // rows."""
+    """The same stream cut into one-sequence micro-batches: item k is row k % rows of micro-batch k
+    // rows."""
 
     def fn(start: int):
         skip = start % rows
@@ -624,9 +615,8 @@ def run_stage(
 @dataclass
 class RecipeRun:
     """A trained student, its training runs per stage, its validation perplexity (on the curve
-    windows)
-    at initialisation, after calibration (if the recipe calibrates) and after each stage, and the
-    calibration's report per Hyena layer (see hyena_lite.calibration.calibrate_mixers)."""
+    windows) at initialisation, after calibration (if the recipe calibrates) and after each stage,
+    and the calibration's report per Hyena layer (see hyena_lite.calibration.calibrate_mixers)."""
 
     student: nn.Module
     runs: dict[str, list[TrainResult]]
@@ -741,9 +731,8 @@ def compare(
 
 def matmul_flops_per_token(model: nn.Module, seq_len: int, attention_layers: int = 0) -> float:
     """Forward FLOPs per token in matrix products: 2 x the weights used per token (the head once, no
-    position
-    table) plus 4 x seq_len x width per attention layer (scores and weighted sum); FFTs are not
-    counted."""
+    position table) plus 4 x seq_len x width per attention layer (scores and weighted sum); FFTs are
+    not counted."""
     weights = sum(
         p.numel()
         for n, p in model.named_parameters()
@@ -813,8 +802,8 @@ def matmul_ceiling(size: int = 8192, repeats: int = 10) -> float:
 
 
 def gpu_throughput(steps: int = 30, batch_size: int = 16, seq_len: int = 1024) -> dict[str, Any]:
-    """KD, CE and teacher training speed at GPT-2 124M shape (random weights) on one GPU, in
-    bf16, with MFU."""
+    """KD, CE and teacher training speed at GPT-2 124M shape (random weights) on one GPU, in bf16,
+    with MFU."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     if not torch.cuda.is_available():

@@ -208,8 +208,7 @@ def score_text(
     teacher: torch.nn.Module | None = None,
 ) -> dict:
     """Sliding-window scores of one text: {"tokens", "bytes", "ppl", "bpb"}, and with a teacher
-    (same
-    tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token)."""
+    (same tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token)."""
     encoded = encode_text(text, tokenizer, max_tokens, name)
     if len(encoded.ids) < context:
         raise ValueError(
@@ -305,8 +304,8 @@ def corpus_texts(split: str, corpus: str = "offline") -> dict[str, str]:
 
 
 def file_texts(paths: Sequence[str]) -> dict[str, str]:
-    """Each UTF-8 text file by its path (missing, empty, binary or non-UTF-8 files are errors
-    that say so)."""
+    """Each UTF-8 text file by its path (missing, empty, binary or non-UTF-8 files are errors that
+    say so)."""
     from hyena_lite.data import load_text
 
     return {str(path): load_text(path)[0]["text"] for path in paths}

@@ -1,8 +1,8 @@
 """Exercises in the chapters: run a reader's answer through a checker and say what is wrong.
 
-A checker is a function that takes the reader's answer and raises AssertionError with a
-message that says what is wrong. `attempt` never raises, so an unfinished exercise does not
-stop a notebook; the hidden solution is checked with `checker(solution)` directly, which does.
+A checker is a function that takes the reader's answer and raises AssertionError with a message that
+says what is wrong. `attempt` never raises, so an unfinished exercise does not stop a notebook; the
+hidden solution is checked with `checker(solution)` directly, which does.
 """
 
 from __future__ import annotations

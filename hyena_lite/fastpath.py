@@ -3,17 +3,12 @@ less memory traffic.
 
 What makes it fast: the filter spectra are computed once per call for the whole batch (and cached at
 inference, keyed on the parameters' versions so that any update invalidates them); channels stay
-first
-from the in-projection to the gates without copies; FFTs run in float32 on power-of-two sizes, with
-the
-inverse FFT's 1 / n folded into the filter. At inference on a GPU, once an input shape repeats, the
-element-wise work around the FFTs (bias, short filter, zero padding, skip, gate, casts) runs as a
-few
-kernels fused by torch.compile for that shape, and (opt-in) the whole forward is replayed as a CUDA
-graph
-so that launching kernels costs no CPU time. Elsewhere (CPU, training, a shape seen once, as in
-decoding
-by recomputation) the same Python code runs unfused.
+first from the in-projection to the gates without copies; FFTs run in float32 on power-of-two sizes,
+with the inverse FFT's 1 / n folded into the filter. At inference on a GPU, once an input shape
+repeats, the element-wise work around the FFTs (bias, short filter, zero padding, skip, gate, casts)
+runs as a few kernels fused by torch.compile for that shape, and (opt-in) the whole forward is
+replayed as a CUDA graph so that launching kernels costs no CPU time. Elsewhere (CPU, training, a
+shape seen once, as in decoding by recomputation) the same Python code runs unfused.
 """
 
 from __future__ import annotations
@@ -35,16 +30,14 @@ if TYPE_CHECKING:
 # HYENA_LITE_COMPILE=0): never.
 COMPILE_ON_CUDA = os.environ.get("HYENA_LITE_COMPILE", "1") != "0"
 # Replay the inference forward as a CUDA graph once a shape repeats (opt-in: each operator then
-# keeps a
-# private memory pool per shape); True or HYENA_LITE_CUDA_GRAPHS=1 turns it on.
+# keeps a private memory pool per shape); True or HYENA_LITE_CUDA_GRAPHS=1 turns it on.
 GRAPHS_ON_CUDA = os.environ.get("HYENA_LITE_CUDA_GRAPHS", "0") == "1"
 
 
 def _causal_conv(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """Depthwise causal convolution of (z + in_bias) [B, C, L], zero before step 0, with taps weight
-    [C, 1, K]
-    plus bias, in float32. Each tap reads the input directly, so a compiler fuses it all into one
-    pass."""
+    [C, 1, K] plus bias, in float32. Each tap reads the input directly, so a compiler fuses it all
+    into one pass."""
     taps, length = weight.shape[-1], z.shape[-1]
     steps = torch.arange(length, device=z.device)
     out = bias.float()[:, None]
@@ -63,14 +56,14 @@ def _short_gates(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Te
 
 
 def _short_value(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor, n: int) -> Tensor:
-    """The value: the short filter over the value channels of z [B, D, L], float32, zero-padded
-    to n steps."""
+    """The value: the short filter over the value channels of z [B, D, L], float32, zero-padded to n
+    steps."""
     return F.pad(_causal_conv(z, in_bias, weight, bias), (0, n - z.shape[-1]))
 
 
 def _gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
-    """x * (y + skip * v) on the first L steps of the padded float32 y and v; zero-padded again
-    for the next FFT."""
+    """x * (y + skip * v) on the first L steps of the padded float32 y and v; zero-padded again for
+    the next FFT."""
     length, n = x.shape[-1], y.shape[-1]
     g = x.float() * (y[..., :length] + skip[:, None] * v[..., :length])
     return F.pad(g, (0, n - length))
@@ -93,8 +86,8 @@ _FUSED: dict[str, Callable] = {}
 
 
 def _kernel(name: str, fused: bool) -> Callable:
-    """The element-wise function `name`: compiled by torch.compile for static shapes when
-    `fused`, else plain Python."""
+    """The element-wise function `name`: compiled by torch.compile for static shapes when `fused`,
+    else plain Python."""
     if not fused:
         return _KERNELS[name]
     if name not in _FUSED:
@@ -113,12 +106,10 @@ def filter_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
     and the skips [order, D].
 
     The 1 / n of the inverse FFT rides on the filter (so irfft runs with norm="forward" and needs no
-    extra
-    pass over its output). Computed once per call for the whole batch; with autograd off (inference)
-    the
-    result is cached on the operator and reused until the length, device or any filter parameter
-    changes
-    (an optimiser step or load_state_dict bumps a parameter's version, .to() moves its storage).
+    extra pass over its output). Computed once per call for the whole batch; with autograd off
+    (inference) the result is cached on the operator and reused until the length, device or any
+    filter parameter changes (an optimiser step or load_state_dict bumps a parameter's version,
+    .to() moves its storage).
     """
     params = tuple(op.filter_fn.parameters())
     key = (length, *((p.data_ptr(), p._version) for p in params))
@@ -159,8 +150,8 @@ def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:
 
 
 def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
-    """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output,
-    the spectra it reads)."""
+    """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the
+    spectra it reads)."""
     static_in = u.clone()
     spectra = filter_spectra(
         op, u.shape[1]
@@ -180,9 +171,8 @@ def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
 
 def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
     """Inference on CUDA: eager and unfused the first time a shape and parameter state is seen; when
-    it comes
-    again, fused kernels compiled for it, and with GRAPHS_ON_CUDA a CUDA graph recorded then and
-    replayed after."""
+    it comes again, fused kernels compiled for it, and with GRAPHS_ON_CUDA a CUDA graph recorded
+    then and replayed after."""
     key = (
         tuple(u.shape),
         u.dtype,
@@ -208,15 +198,14 @@ def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
 
 def pays_off(op: HyenaOperator, u: Tensor) -> bool:
     """Whether the fast path is the faster one for this call: inference on CUDA. Measured on an
-    H200: in training
-    its unfused route was slower than the plain forward (13.5 against 8.9 ms forward + backward
-    at L = 16K)."""
+    H200: in training its unfused route was slower than the plain forward (13.5 against 8.9 ms
+    forward + backward at L = 16K)."""
     return u.is_cuda and not torch.is_grad_enabled() and not (op.training and op.dropout.p > 0)
 
 
 def clear_caches(module: torch.nn.Module) -> None:
-    """Drop the cached filter spectra and CUDA graphs of every Hyena operator in `module` (they
-    are rebuilt on use)."""
+    """Drop the cached filter spectra and CUDA graphs of every Hyena operator in `module` (they are
+    rebuilt on use)."""
     for sub in module.modules():
         if hasattr(sub, "_spectra_cache") or hasattr(sub, "_graph_state"):
             sub._spectra_cache = sub._graph_state = None

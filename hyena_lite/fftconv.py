@@ -3,8 +3,7 @@ teaching.
 
 Both take u of shape [B, C, L] (channels first), a filter k of shape [C, Lk] or [B, C, Lk] and an
 optional skip D of shape [C], and return y[b, c, t] = sum_{s<=t} k[c, s] u[b, c, t-s] + D[c] u[b, c,
-t].
-Taps of k beyond L cannot reach any output and are ignored; a shorter k acts as if zero-padded.
+t]. Taps of k beyond L cannot reach any output and are ignored; a shorter k acts as if zero-padded.
 Both compute in float32 (float64 for float64 inputs) and return u's dtype.
 """
 

@@ -44,9 +44,8 @@ class OperatorDecoder:
     new tokens.
 
     Keeps the last `short_filter_order` projected inputs for the short filter; what each long
-    convolution
-    keeps is the subclass's business (`_prefill_conv`, `_step_conv`). Call `reset()` to start a new
-    sequence.
+    convolution keeps is the subclass's business (`_prefill_conv`, `_step_conv`). Call `reset()` to
+    start a new sequence.
     """
 
     def __init__(self, op: HyenaOperator) -> None:
@@ -74,8 +73,8 @@ class OperatorDecoder:
         return [t.clone() for t in self._tensors()]
 
     def restore(self, saved: list[Tensor]) -> None:
-        """Put back a snapshot, in place (the tensors keep their addresses, as a captured CUDA
-        graph needs)."""
+        """Put back a snapshot, in place (the tensors keep their addresses, as a captured CUDA graph
+        needs)."""
         for t, old in zip(self._tensors(), saved):
             t.copy_(old)
 
@@ -203,9 +202,8 @@ class RecurrentDecoder(OperatorDecoder):
     per token.
 
     `fit` holds the order * d_model filters of the operator (stage-major, as `long_filters` lays
-    them out).
-    The prompt's outputs come from the fitted filters by FFT; its final state from a Vandermonde
-    product.
+    them out). The prompt's outputs come from the fitted filters by FFT; its final state from a
+    Vandermonde product.
     """
 
     def __init__(self, op: HyenaOperator, fit: ModalFilter, chunk: int = 2048) -> None:
@@ -313,8 +311,7 @@ def fit_student(
     layer.
 
     The fit covers the first `length` taps (default: all l_max), the longest context it is meant
-    for;
-    see `hyena_lite.modal.fit_modal` for fir, size, refine_steps and lr.
+    for; see `hyena_lite.modal.fit_modal` for fir, size, refine_steps and lr.
     """
     fits, rows = {}, []
     operators = hyena_operators(model)
@@ -358,8 +355,8 @@ class _DecodingMixer(nn.Module):
 
 
 def _new_cache(model: nn.Module, hyena_layers: list[int]) -> Any:
-    """A key-value cache for the attention layers; Hyena layers get placeholders so that masks
-    size correctly."""
+    """A key-value cache for the attention layers; Hyena layers get placeholders so that masks size
+    correctly."""
     from transformers import DynamicCache
 
     if not hyena_layers:
@@ -376,17 +373,13 @@ class Decoder:
     """Decode a causal LM (teacher or student) token by token: `prefill(ids)`, then `step(tokens)`.
 
     mode 'full' re-runs the whole sequence per token; 'cached' and 'recurrent' decode Hyena layers
-    with
-    `CachedDecoder` / `RecurrentDecoder` (attention layers use their key-value cache; a teacher in
-    'cached'
-    mode is plain KV-cache decoding). Use it as a context manager: it swaps the Hyena mixers on
-    entry.
+    with `CachedDecoder` / `RecurrentDecoder` (attention layers use their key-value cache; a teacher
+    in 'cached' mode is plain KV-cache decoding). Use it as a context manager: it swaps the Hyena
+    mixers on entry.
 
     cuda_graph=True (recurrent mode, CUDA, a student without attention layers) captures one decoding
-    step
-    in a CUDA graph after the prefill and replays it: the state is fixed in size and updated in
-    place, so
-    a step is one graph launch instead of hundreds of kernel launches.
+    step in a CUDA graph after the prefill and replays it: the state is fixed in size and updated in
+    place, so a step is one graph launch instead of hundreds of kernel launches.
     """
 
     def __init__(
@@ -450,8 +443,8 @@ class Decoder:
         self._swapped = []
 
     def state_bytes(self) -> int:
-        """Bytes held for the sequence: Hyena decoding states plus the attention layers'
-        key-value cache."""
+        """Bytes held for the sequence: Hyena decoding states plus the attention layers' key-value
+        cache."""
         held = sum(d.state_bytes() for d in self.decoders.values())
         if self.mode == "full" and self.ids is not None:
             held += self.ids.numel() * self.ids.element_size()
@@ -478,8 +471,8 @@ class Decoder:
         return out.logits
 
     def prefill(self, ids: Tensor, all_logits: bool = False) -> Tensor:
-        """Start a new sequence with the prompt ids [B, T]; logits of its last position [B, V]
-        (all: [B, T, V])."""
+        """Start a new sequence with the prompt ids [B, T]; logits of its last position [B, V] (all:
+        [B, T, V])."""
         if self.mode != "full" and not self._swapped and self.decoders:
             raise RuntimeError(
                 "use the Decoder as a context manager: `with Decoder(model, mode) as decoder: ...`"
@@ -563,9 +556,8 @@ def perplexity(
     version.
 
     The recurrent version's logits come from `RecurrentDecoder`'s prefill, i.e. the convolution with
-    the fitted
-    filters, which is what token-by-token recurrent decoding computes (the tests check that they
-    agree).
+    the fitted filters, which is what token-by-token recurrent decoding computes (the tests check
+    that they agree).
     """
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -743,8 +735,8 @@ def generate(
     (full|cached|recurrent).
 
     Greedy unless temperature > 0 (then sampled, optionally from the top_k, with `seed`). A
-    recurrent decode
-    fits the modal models first (order `order`) unless `fits` (from `fit_student`) are given.
+    recurrent decode fits the modal models first (order `order`) unless `fits` (from `fit_student`)
+    are given.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise ValueError(
@@ -794,8 +786,7 @@ def time_decoding(
     memory (MiB).
 
     state_mb is what the decoder holds for the sequences (KV cache, histories or states); peak_mb
-    (CUDA only)
-    the peak memory allocated during the steps, weights included.
+    (CUDA only) the peak memory allocated during the steps, weights included.
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
@@ -838,8 +829,8 @@ def random_gpt2_pair(
     device: str,
     dtype: torch.dtype,
 ) -> tuple[nn.Module, nn.Module]:
-    """A GPT-2 teacher of the given shape with random weights, and its all-Hyena student (filters
-    of `context`)."""
+    """A GPT-2 teacher of the given shape with random weights, and its all-Hyena student (filters of
+    `context`)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from hyena_lite.models import convert
@@ -861,8 +852,8 @@ def random_gpt2_pair(
 def graph_mismatch(
     student: nn.Module, fits: dict[int, ModalFilter], context: int = 64, steps: int = 4
 ) -> float:
-    """Largest |logit| difference between eager and CUDA-graph recurrent decoding of the same
-    greedy steps."""
+    """Largest |logit| difference between eager and CUDA-graph recurrent decoding of the same greedy
+    steps."""
     ids = torch.randint(
         0, student.config.vocab_size, (2, context), device=next(student.parameters()).device
     )
@@ -895,12 +886,10 @@ def speed_benchmark(
     cached and recurrent.
 
     Random weights (speed does not depend on them); GPT-2-124M shapes by default. Rows hold
-    teacher_*,
-    cached_*, recurrent_* and (CUDA) recurrent_graph_* columns: tok_s, ms_per_step, state_mb,
-    peak_mb.
-    A failed CUDA-graph capture is recorded in `graph_error` and those columns are left out.
-    `on_row(results)`
-    is called with the results so far after each row (to save partial results).
+    teacher_*, cached_*, recurrent_* and (CUDA) recurrent_graph_* columns: tok_s, ms_per_step,
+    state_mb, peak_mb. A failed CUDA-graph capture is recorded in `graph_error` and those columns
+    are left out. `on_row(results)` is called with the results so far after each row (to save
+    partial results).
     """
     longest = max(contexts) + warmup + new_tokens + 1
     if (
@@ -1040,8 +1029,8 @@ def _ints(text: str) -> list[int]:
 
 
 def _saver(path: str) -> Callable[[dict[str, Any]], None]:
-    """A function that writes results to `path` as JSON, with the command, git commit, hardware
-    and versions."""
+    """A function that writes results to `path` as JSON, with the command, git commit, hardware and
+    versions."""
     import json
     import shlex
     import sys
@@ -1058,8 +1047,8 @@ def _saver(path: str) -> Callable[[dict[str, Any]], None]:
 
 
 def _quality_main(args: argparse.Namespace, device: torch.device) -> int:
-    """Perplexity of the recurrent vs the convolutional student per order, on a saved or a
-    briefly trained student."""
+    """Perplexity of the recurrent vs the convolutional student per order, on a saved or a briefly
+    trained student."""
     save = _saver(args.quality)
     if args.model:
         from hyena_lite.data import eval_windows, load_corpus, tokenize_split
@@ -1131,8 +1120,8 @@ def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    """Continue a prompt and print the continuation, fit errors and tokens/s; or run --benchmark
-    or --quality."""
+    """Continue a prompt and print the continuation, fit errors and tokens/s; or run --benchmark or
+    --quality."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.benchmark:
         return _benchmark_main(args, device)

@@ -87,8 +87,8 @@ MAX_HANKEL = (
 
 
 def hankel_size(length: int, order: int, size: int | None = None, fir: int = 1) -> int:
-    """The Hankel size for filters of `length`: `size`, by default as large as the filter allows
-    up to MAX_HANKEL."""
+    """The Hankel size for filters of `length`: `size`, by default as large as the filter allows up
+    to MAX_HANKEL."""
     wanted = MAX_HANKEL if size is None else size
     largest = (length - fir) // 2
     if order < 1 or fir < 1 or largest < order:
@@ -109,8 +109,8 @@ def hankel_singular_values(h: Tensor, size: int | None = None, fir: int = 1) -> 
 
 
 def hankel_spectrum(h: Tensor, size: int, shift: int) -> Tensor:
-    """The FFT of the taps that hankel(h, size, shift) holds, as `hankel_times` uses it: [C, n //
-    2 + 1]."""
+    """The FFT of the taps that hankel(h, size, shift) holds, as `hankel_times` uses it: [C, n // 2
+    + 1]."""
     return torch.fft.rfft(h[:, shift : shift + 2 * size - 1], n=1 << (3 * size - 2).bit_length())
 
 
@@ -119,8 +119,7 @@ def hankel_times(spectrum: Tensor, size: int, X: Tensor) -> Tensor:
     [C, k, size].
 
     A Hankel product is a correlation, hence a convolution with X reversed. The Hankel matrix is
-    symmetric,
-    so this is also (H @ X^T)^T.
+    symmetric, so this is also (H @ X^T)^T.
     """
     n = 2 * (spectrum.shape[-1] - 1)
     product = spectrum[:, None] * torch.fft.rfft(X.flip(-1), n=n)
@@ -128,8 +127,8 @@ def hankel_times(spectrum: Tensor, size: int, X: Tensor) -> Tensor:
 
 
 def _orthonormalize(Y: Tensor) -> Tensor:
-    """Orthonormal rows spanning the rows of Y [C, k, n], by Cholesky QR done twice (cheap for
-    few rows)."""
+    """Orthonormal rows spanning the rows of Y [C, k, n], by Cholesky QR done twice (cheap for few
+    rows)."""
     eye = torch.eye(Y.shape[-2], dtype=Y.dtype, device=Y.device)
     for _ in range(2):
         gram = Y @ Y.transpose(-1, -2)
@@ -148,10 +147,9 @@ def _top_svd(
     small, else randomized.
 
     A Hankel matrix is symmetric, so its singular vectors are eigenvectors: a randomized range
-    finder (a
-    seeded Gaussian test matrix, `power_steps` power iterations) and a small symmetric eigenproblem
-    on that
-    range need only products of the Hankel matrix with a few vectors, done by FFT.
+    finder (a seeded Gaussian test matrix, `power_steps` power iterations) and a small symmetric
+    eigenproblem on that range need only products of the Hankel matrix with a few vectors, done by
+    FFT.
     """
     if size <= 2 * order + 32:
         U, S, Vh = torch.linalg.svd(hankel(h, size, shift), full_matrices=False)
@@ -178,8 +176,8 @@ def _top_svd(
 
 
 def _realize(h: Tensor, order: int, size: int, fir: int) -> tuple[Tensor, Tensor]:
-    """Ho-Kalman: poles [C, order] and residues [C, order] of the best order-`order` realization
-    of h[:, fir:]."""
+    """Ho-Kalman: poles [C, order] and residues [C, order] of the best order-`order` realization of
+    h[:, fir:]."""
     U, S, Vh = _top_svd(h, size, fir, order)
     valid = (
         S > S[..., :1] * 1e-10
@@ -199,8 +197,8 @@ def _realize(h: Tensor, order: int, size: int, fir: int) -> tuple[Tensor, Tensor
 
 
 def _pair(poles: Tensor, residues: Tensor) -> tuple[Tensor, Tensor]:
-    """Keep one pole of each conjugate pair (residue doubled) and every real pole; pad channels
-    to equal size."""
+    """Keep one pole of each conjugate pair (residue doubled) and every real pole; pad channels to
+    equal size."""
     scale = poles.abs().clamp_min(1e-300)
     is_real = poles.imag.abs() <= 1e-9 * scale
     keep = is_real | (poles.imag > 0)
@@ -286,12 +284,9 @@ def fit_modal(
     real order `order`.
 
     Works in float64. Poles come from the size x size Hankel matrix of h_fir.. (`hankel_size`);
-    poles outside
-    radius `max_radius` are pulled inside so that the recurrence is stable; residues are then
-    refitted by least
-    squares over all taps t >= fir (`refit`), and refined by `refine_steps` steps of Adam if asked.
-    Channels
-    are processed `chunk` at a time to bound memory.
+    poles outside radius `max_radius` are pulled inside so that the recurrence is stable; residues
+    are then refitted by least squares over all taps t >= fir (`refit`), and refined by
+    `refine_steps` steps of Adam if asked. Channels are processed `chunk` at a time to bound memory.
     """
     h = torch.as_tensor(h).double()
     h = h[None] if h.dim() == 1 else h

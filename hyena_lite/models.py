@@ -2,8 +2,7 @@
 changed.
 
 The student classes live in hyena_lite.students (re-exported here); importing either module
-registers
-them with AutoConfig and AutoModelForCausalLM.
+registers them with AutoConfig and AutoModelForCausalLM.
 
 `convert` copies everything but the replaced attention (embeddings, norms, MLPs, head) and, with
 init="teacher", starts each Hyena operator's projections from the attention it replaces, by the
@@ -188,18 +187,13 @@ def convert(
     attention.
 
     init="teacher": everything but the replaced attention is copied, and each Hyena operator's
-    in/out
-    projections start from that attention's q, k, v, o (key -> x^1, query -> x^N, value -> v, o ->
-    out_proj;
-    see the module doc); the filters start fresh. init="fresh": the teacher's weights everywhere but
-    in the
-    Hyena operators, which keep their own initialisation. init="random": the same architecture, all
-    untrained.
-    `hyena_kwargs` are HyenaOperator arguments (l_max, order, filter_order, short_filter_order,
-    dropout)
-    and HyenaFilter ones; l_max defaults to the teacher's max_position_embeddings. The student has
-    the
-    teacher's dtype and device and is in eval mode unless the teacher is training.
+    in/out projections start from that attention's q, k, v, o (key -> x^1, query -> x^N, value -> v,
+    o -> out_proj; see the module doc); the filters start fresh. init="fresh": the teacher's weights
+    everywhere but in the Hyena operators, which keep their own initialisation. init="random": the
+    same architecture, all untrained. `hyena_kwargs` are HyenaOperator arguments (l_max, order,
+    filter_order, short_filter_order, dropout) and HyenaFilter ones; l_max defaults to the teacher's
+    max_position_embeddings. The student has the teacher's dtype and device and is in eval mode
+    unless the teacher is training.
     """
     family = family_of(teacher)
     if isinstance(teacher, family.student_class):
@@ -252,8 +246,8 @@ def _copy_from_teacher(
 
 
 def _parts(model: PreTrainedModel) -> dict[str, str]:
-    """The table row of each parameter name: embeddings, layer i mixer, layer i MLP + norms,
-    final norm, head."""
+    """The table row of each parameter name: embeddings, layer i mixer, layer i MLP + norms, final
+    norm, head."""
     family = family_of(model)
     layers = family.layers(model)
     prefix = next(n for n, m in model.named_modules() if m is layers) + "."
@@ -272,8 +266,8 @@ def _parts(model: PreTrainedModel) -> dict[str, str]:
 
 
 def _row_order(part: str) -> tuple[int, int]:
-    """Rows in model order: embeddings, then each layer's mixer and MLP + norms, then final norm
-    and head."""
+    """Rows in model order: embeddings, then each layer's mixer and MLP + norms, then final norm and
+    head."""
     fixed = {"embeddings": (-1, 0), "final norm": (1 << 30, 0), "head": (1 << 30, 1)}
     return fixed.get(part) or (int(part.split()[1]), int(part.endswith("MLP + norms")))
 

@@ -35,14 +35,10 @@ class HyenaFilter(nn.Module):
     `bias` (D) per channel.
 
     The positional encoding of step t is [t / (l_max - 1), cos(2 pi f_b t / l_max), sin(2 pi f_b t /
-    l_max)] for
-    `(emb_dim - 1) // 2` bands f_b spread over [1e-4, bands - 1]. The decay rates are spread across
-    channels so that
-    the window falls to `target` after `fast_decay_pct` (fastest channel) to `slow_decay_pct`
-    (slowest) of l_max.
-    Filters are computed in float32 whatever the module's dtype; the filter of length L is the first
-    L taps of the
-    filter of length l_max.
+    l_max)] for `(emb_dim - 1) // 2` bands f_b spread over [1e-4, bands - 1]. The decay rates are
+    spread across channels so that the window falls to `target` after `fast_decay_pct` (fastest
+    channel) to `slow_decay_pct` (slowest) of l_max. Filters are computed in float32 whatever the
+    module's dtype; the filter of length L is the first L taps of the filter of length l_max.
     """
 
     def __init__(
@@ -109,14 +105,12 @@ class HyenaOperator(nn.Module):
     """Causal Hyena mixer of order N: [B, L, d_model] -> [B, L, d_model], any L <= l_max.
 
     `in_proj` maps u to (N + 1) * d_model channels laid out as [x^1, ..., x^N, v]; a depthwise
-    causal
-    `short_filter` (size `short_filter_order`) mixes neighbouring steps; then for n = 1..N
-    v <- x^n * (h^n * v + D^n v), with h^n, D^n from `filter_fn` and * the causal FFT convolution,
+    causal `short_filter` (size `short_filter_order`) mixes neighbouring steps; then for n = 1..N v
+    <- x^n * (h^n * v + D^n v), with h^n, D^n from `filter_fn` and * the causal FFT convolution,
     computed in float32; `out_proj` maps back to d_model. With N = 2 and a near-identity h^1 this is
-    linear attention y = q * (h * (k * v)), which is why a teacher's attention maps onto it as
-    x^1 <- key, x^N <- query, v <- value. Extra keyword arguments (emb_dim, w, decay settings, bias)
-    go to
-    `HyenaFilter`.
+    linear attention y = q * (h * (k * v)), which is why a teacher's attention maps onto it as x^1
+    <- key, x^N <- query, v <- value. Extra keyword arguments (emb_dim, w, decay settings, bias) go
+    to `HyenaFilter`.
     """
 
     def __init__(
@@ -190,8 +184,8 @@ class HyenaOperator(nn.Module):
 
     def recurrence(self, u: Tensor, dtype: torch.dtype | None = None) -> Iterator[Tensor]:
         """The steps z^0 = v, z^n = x^n * (h^n * z^(n-1) + D^n z^(n-1)) for n = 1..N (dropout on
-        each), one at a
-        time, each [B, D, L] in `dtype` (default: float32, or float64 for a float64 module)."""
+        each), one at a time, each [B, D, L] in `dtype` (default: float32, or float64 for a float64
+        module)."""
         gates, v = self.gates_and_value(u)
         k, bias = self.long_filters(u.shape[1])
         wide = dtype or torch.promote_types(u.dtype, torch.float32)
@@ -202,8 +196,8 @@ class HyenaOperator(nn.Module):
             yield z
 
     def forward(self, u: Tensor) -> Tensor:
-        """Apply the operator to u [B, L, d_model]; the recurrence runs in float32, projections
-        in u's dtype."""
+        """Apply the operator to u [B, L, d_model]; the recurrence runs in float32, projections in
+        u's dtype."""
         self._check(u)
         if self.fast and pays_off(self, u):
             return fast_forward(self, u)

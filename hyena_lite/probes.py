@@ -167,8 +167,7 @@ def mqar_batch(
     query).
 
     [start, k_1 v_1 ... k_D v_D, then every key again in a random order, each followed by its
-    value].
-    Keys are distinct and come from the first half of `vocab`, values from the second half
+    value]. Keys are distinct and come from the first half of `vocab`, values from the second half
     (the two vocabularies of Zoology's MQAR). Scored: each value in the query part.
     """
     half = len(vocab) // 2

@@ -8,12 +8,9 @@ registered with `AutoConfig` and `AutoModelForCausalLM` when this module is impo
 `hyena_lite.models.convert` builds a student from a teacher.
 
 Padding: right padding needs nothing (every layer is causal, so a token never sees the pads after
-it);
-left padding is turned into right padding by rolling each row, and the outputs are rolled back; a
-mask
-with holes is refused. Hyena layers keep no key-value cache: students default to `use_cache=False`,
-and
-`generate()` re-runs the whole prefix at every step.
+it); left padding is turned into right padding by rolling each row, and the outputs are rolled back;
+a mask with holes is refused. Hyena layers keep no key-value cache: students default to
+`use_cache=False`, and `generate()` re-runs the whole prefix at every step.
 """
 
 from __future__ import annotations
@@ -42,8 +39,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from hyena_lite.operator import HyenaOperator
 
 
-# -----------------------------------------------------------------------------------------------
-# configs
+# ------------------------------------------------------------------------------------------ configs
 @dataclass(kw_only=True)
 class HyenaFields:
     """The student's extra config fields: where the Hyena layers are and how they are built.
@@ -103,13 +99,11 @@ def check_hyena_config(config: Any) -> None:
         )
 
 
-# ------------------------------------------------------------------------------------------------
-# mixer
+# -------------------------------------------------------------------------------------------- mixer
 class HyenaMixer(nn.Module):
     """A Hyena operator in the place of a decoder layer's attention: it takes the attention's call
     (normalised hidden states [B, L, D] first, positionally or as `hidden_states=`; the rest
-    ignored)
-    and returns what the layer unpacks, (output [B, L, D], None)."""
+    ignored) and returns what the layer unpacks, (output [B, L, D], None)."""
 
     def __init__(self, config: Any, layer_idx: int) -> None:
         super().__init__()
@@ -143,8 +137,7 @@ class HyenaMixer(nn.Module):
         return self.operator(hidden_states), None
 
 
-# -----------------------------------------------------------------------------------------------
-# padding
+# ------------------------------------------------------------------------------------------ padding
 def _left_pad_shifts(mask: torch.Tensor) -> torch.Tensor | None:
     """Per-row number of leading pads of a [B, L] 0/1 mask; None when no row is left-padded.
 
@@ -174,8 +167,7 @@ def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index)
 
 
-# ------------------------------------------------------------------------------------------------
-# models
+# ------------------------------------------------------------------------------------------- models
 class HyenaStudentMixin:
     """What every student class adds to its teacher's class: Hyena mixers in the chosen layers,
     padding."""
@@ -200,8 +192,8 @@ class HyenaStudentMixin:
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
     ) -> Any:
-        """The teacher class's forward; left-padded rows are rolled to right padding and back
-        around it."""
+        """The teacher class's forward; left-padded rows are rolled to right padding and back around
+        it."""
         shifts = None
         if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
             shifts = _left_pad_shifts(attention_mask)
@@ -238,8 +230,8 @@ class HyenaStudentMixin:
         return_dict: bool | None = None,
         **kwargs,
     ) -> Any:
-        """Forward of a left-padded batch: roll the inputs to right padding, run, roll the
-        outputs back."""
+        """Forward of a left-padded batch: roll the inputs to right padding, run, roll the outputs
+        back."""
         batch = attention_mask.shape[0]
         if position_ids is not None:
             position_ids = position_ids.expand(batch, -1)
@@ -297,12 +289,11 @@ class HyenaLlamaForCausalLM(HyenaStudentMixin, LlamaForCausalLM):
     config: HyenaLlamaConfig
 
 
-# ----------------------------------------------------------------------------------------------
-# families
+# ----------------------------------------------------------------------------------------- families
 @dataclass(frozen=True)
 class Family:
-    """One supported architecture: its teacher and student classes, and where its layers and
-    mixers live."""
+    """One supported architecture: its teacher and student classes, and where its layers and mixers
+    live."""
 
     name: str
     teacher_type: str  # config.model_type of the teacher
@@ -364,11 +355,9 @@ def layer_mixers(model: nn.Module) -> list[nn.Module]:
     mixer output.
 
     That is the attention module of a teacher, or of a student's attention layers, and the
-    `HyenaMixer` of
-    a student's Hyena layers. A forward hook registered with `with_kwargs=True` sees the input as
-    `args[0]` (GPT-2, GPT-NeoX) or `kwargs["hidden_states"]` (Llama), and the output as a tuple
-    whose
-    first element is the mixer output [B, L, D], before the residual addition.
+    `HyenaMixer` of a student's Hyena layers. A forward hook registered with `with_kwargs=True` sees
+    the input as `args[0]` (GPT-2, GPT-NeoX) or `kwargs["hidden_states"]` (Llama), and the output as
+    a tuple whose first element is the mixer output [B, L, D], before the residual addition.
     """
     family = family_of(model)
     return [getattr(layer, family.attention) for layer in family.layers(model)]

@@ -1,17 +1,13 @@
 """The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact
-resume
-(also after SIGTERM or SIGINT, which stop a run cleanly after the current step).
+resume (also after SIGTERM or SIGINT, which stop a run cleanly after the current step).
 
 Built on `accelerate`: bf16 autocast on CUDA, and several processes (GPUs, or CPU processes over
-gloo)
-through `accelerate launch` or torchrun with no code change. The global batch of one optimiser step
-is
-batch_size x grad_accum sequences whatever the number of processes N: every process draws the same
-global micro-batches of batch_size sequences and trains on its contiguous 1/N of the rows; DDP
-averages
-the gradients (the full-batch mean gradient when the shards hold equal numbers of tokens: no
-padding),
-the logged loss and metrics are means over processes, and only the main process writes files.
+gloo) through `accelerate launch` or torchrun with no code change. The global batch of one optimiser
+step is batch_size x grad_accum sequences whatever the number of processes N: every process draws
+the same global micro-batches of batch_size sequences and trains on its contiguous 1/N of the rows;
+DDP averages the gradients (the full-batch mean gradient when the shards hold equal numbers of
+tokens: no padding), the logged loss and metrics are means over processes, and only the main process
+writes files.
 """
 
 from __future__ import annotations
@@ -117,16 +113,15 @@ class TrainingDiverged(FloatingPointError):
 
 class TrainingStopped(RuntimeError):
     """Raised when SIGTERM or SIGINT (a time limit, a pre-empted machine, a notebook's interrupt)
-    stopped a
-    run; with an out_dir, the checkpoint of the last finished step was saved first, so a re-run
-    resumes."""
+    stopped a run; with an out_dir, the checkpoint of the last finished step was saved first, so a
+    re-run resumes."""
 
 
 @contextmanager
 def _stop_requests() -> Iterator[list[int]]:
     """While training, the first SIGTERM or SIGINT asks the loop to stop after the current step; a
-    second
-    one stops at once. Signals are only caught in the main thread (elsewhere Python cannot)."""
+    second one stops at once. Signals are only caught in the main thread (elsewhere Python
+    cannot)."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -146,8 +141,8 @@ def _stop_requests() -> Iterator[list[int]]:
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up,
-    then cosine."""
+    """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up, then
+    cosine."""
     if step < config.warmup:
         return (step + 1) / config.warmup
     min_ratio = (config.lr / 10 if config.min_lr is None else config.min_lr) / config.lr
@@ -228,8 +223,8 @@ def _mean_over_processes(
     accelerator, loss: torch.Tensor, metrics: dict[str, float], stop: bool
 ) -> tuple[float, dict[str, float], bool]:
     """The step's loss and metrics averaged over processes (one all-reduce); each process has its
-    shard's.
-    Also whether any process was asked to stop, so that all of them stop after the same step."""
+    shard's. Also whether any process was asked to stop, so that all of them stop after the same
+    step."""
     names = sorted(metrics)
     values = torch.stack(
         [
@@ -294,8 +289,8 @@ def _make_accelerator(config: TrainConfig):
 def _frozen_except(
     model: nn.Module, trainable: Iterable[nn.Parameter] | None
 ) -> tuple[list[nn.Parameter], dict]:
-    """Turn off gradients of every parameter not in `trainable`; return the trainable list and
-    the old flags."""
+    """Turn off gradients of every parameter not in `trainable`; return the trainable list and the
+    old flags."""
     flags = {p: p.requires_grad for p in model.parameters()}
     if trainable is None:
         return [p for p in model.parameters() if p.requires_grad], flags
@@ -321,14 +316,11 @@ def train(
     """Train `model` in place for config.steps optimiser steps and return what happened.
 
     `loss_fn(model, batch) -> (loss, metrics)` computes the loss of one micro-batch;
-    `batches_fn(start)`
-    yields global micro-batches from micro-batch index `start` on (so that a resumed run sees the
-    same
-    data); `eval_fn(model) -> metrics` validates; `trainable` restricts training to some parameters.
-    With an out_dir, a finished run of the same config is reused and an interrupted one resumes. A
-    first
-    SIGTERM or SIGINT stops the run after the step under way, with a checkpoint, and raises
-    TrainingStopped.
+    `batches_fn(start)` yields global micro-batches from micro-batch index `start` on (so that a
+    resumed run sees the same data); `eval_fn(model) -> metrics` validates; `trainable` restricts
+    training to some parameters. With an out_dir, a finished run of the same config is reused and an
+    interrupted one resumes. A first SIGTERM or SIGINT stops the run after the step under way, with
+    a checkpoint, and raises TrainingStopped.
     """
     out_dir = Path(config.out_dir) if config.out_dir else None
     result = TrainResult(out_dir=str(out_dir) if out_dir else None)

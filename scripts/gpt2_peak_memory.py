@@ -2,24 +2,18 @@
 T4 fits them.
 
 GPT-2 124M with random weights (transformers' GPT2Config defaults, nothing from the hub) is the
-teacher; its
-all-Hyena student (init="teacher") trains with the library's losses, in bf16 autocast with float32
-weights and
-AdamW, as `hyena_lite.training` does (without accelerate, which adds no memory on one GPU): KD (the
-best recipe's
-KD + 0.5 CE) at the profile's batch, whole or in gradient-accumulation micro-batches; cross-entropy
-alone (the ce
-and scratch baselines); and the evaluation forward of `distill.validation_loss` (batches of 8, as
-during
-training). Each case starts from an empty allocator and runs two optimiser steps (the second holds
-the AdamW
-state); its peak is torch.cuda.max_memory_allocated. Prints, and with --json writes, one JSON
-object. With
---device cpu it runs the same steps at any size and reports no memory (a test of the script):
+teacher; its all-Hyena student (init="teacher") trains with the library's losses, in bf16 autocast
+with float32 weights and AdamW, as `hyena_lite.training` does (without accelerate, which adds no
+memory on one GPU): KD (the best recipe's KD + 0.5 CE) at the profile's batch, whole or in
+gradient-accumulation micro-batches; cross-entropy alone (the ce and scratch baselines); and the
+evaluation forward of `distill.validation_loss` (batches of 8, as during training). Each case starts
+from an empty allocator and runs two optimiser steps (the second holds the AdamW state); its peak is
+torch.cuda.max_memory_allocated. Prints, and with --json writes, one JSON object. With --device cpu
+it runs the same steps at any size and reports no memory (a test of the script):
 
-    python scripts/gpt2_peak_memory.py --json $OUT/peak_memory.json
-    python scripts/gpt2_peak_memory.py --device cpu --layers 2 --width 32 --heads 2 --vocab 97
-    --seq-len 32 --batch-size 4
+    python scripts/gpt2_peak_memory.py --json $OUT/peak_memory.json python
+    scripts/gpt2_peak_memory.py --device cpu --layers 2 --width 32 --heads 2 --vocab 97 --seq-len 32
+    --batch-size 4
 """
 
 from __future__ import annotations
@@ -70,8 +64,8 @@ def autocast(args):
 
 
 def train_steps(args, student: torch.nn.Module, loss_fn, micro: int, steps: int = 2) -> None:
-    """`steps` AdamW steps of args.batch_size sequences each, in micro-batches of `micro`
-    (gradient accumulation)."""
+    """`steps` AdamW steps of args.batch_size sequences each, in micro-batches of `micro` (gradient
+    accumulation)."""
     accum = args.batch_size // micro
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-4)
     for step in range(steps):
@@ -85,8 +79,8 @@ def train_steps(args, student: torch.nn.Module, loss_fn, micro: int, steps: int 
 
 
 def measure(args, name: str, case: Callable[[], None]) -> dict:
-    """Run one case from an empty allocator: its peak allocated and reserved GiB (None off CUDA)
-    and seconds."""
+    """Run one case from an empty allocator: its peak allocated and reserved GiB (None off CUDA) and
+    seconds."""
     gc.collect()
     cuda = torch.device(args.device).type == "cuda"
     if cuda:

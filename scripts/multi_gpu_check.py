@@ -2,33 +2,24 @@
 run-to-run noise.
 
 Three runs of one distillation (a random-weight GPT-2 teacher, its all-Hyena student, KD + 0.5 CE,
-fixed
-seeds and data): `single` (one process, data seed 0), `noise` (one process, data seed 1: how much
-two
-equally good runs differ) and `multi` (N processes through torchrun, data seed 0, same global
-batch).
-Writes one JSON: the three loss curves; |multi - single| (max, mean) against |noise - single| and
-the
-step-to-step spread of the loss; a verdict; and checks of the loop itself: each process trained on
-its own
-contiguous rows of every global batch and together on all of them, every process ended with the same
-weights, and an interrupted N-process run with dropout resumes exactly.
+fixed seeds and data): `single` (one process, data seed 0), `noise` (one process, data seed 1: how
+much two equally good runs differ) and `multi` (N processes through torchrun, data seed 0, same
+global batch). Writes one JSON: the three loss curves; |multi - single| (max, mean) against |noise -
+single| and the step-to-step spread of the loss; a verdict; and checks of the loop itself: each
+process trained on its own contiguous rows of every global batch and together on all of them, every
+process ended with the same weights, and an interrupted N-process run with dropout resumes exactly.
 
     python scripts/multi_gpu_check.py --size tiny --device cpu --json check.json   # CPU: 2
-    processes, gloo
-    python scripts/multi_gpu_check.py --export-tokens .carry/gpt2_train_tokens.npy  # real text, to
-    carry
-    python scripts/multi_gpu_check.py --size gpt2 --processes 2 --tokens
-    .carry/gpt2_train_tokens.npy \
-        --json $OUT/multi_gpu.json                                      # 2 GPUs: GPT-2 124M shapes,
-        bf16
+    processes, gloo python scripts/multi_gpu_check.py --export-tokens .carry/gpt2_train_tokens.npy
+    # real text, to carry python scripts/multi_gpu_check.py --size gpt2 --processes 2 --tokens
+    .carry/gpt2_train_tokens.npy \ --json $OUT/multi_gpu.json                                      #
+    2 GPUs: GPT-2 124M shapes, bf16
 
 `gpt2` trains on --tokens (GPT-2 ids of the offline corpus, written by --export-tokens) when given,
-else
-on a synthetic stream (runs of counting ids). With two or more GPUs the two one-process runs go side
-by
-side, one per GPU; elsewhere one after the other, in this process. Run it from the repository root
-(PYTHONPATH=. where hyena_lite is not installed); the N-process run is started with torchrun.
+else on a synthetic stream (runs of counting ids). With two or more GPUs the two one-process runs go
+side by side, one per GPU; elsewhere one after the other, in this process. Run it from the
+repository root (PYTHONPATH=. where hyena_lite is not installed); the N-process run is started with
+torchrun.
 """
 
 from __future__ import annotations
@@ -57,8 +48,7 @@ from hyena_lite.provenance import provenance
 from hyena_lite.training import TrainConfig, train
 
 # Shapes and schedules. Global batch = batch_size x grad_accum sequences per optimiser step,
-# whatever the
-# number of processes (each takes batch_size / N rows of every micro-batch).
+# whatever the number of processes (each takes batch_size / N rows of every micro-batch).
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
         "teacher": {
@@ -124,8 +114,8 @@ def teacher_and_student(
 
 
 def load_tokens(size: str, path: str | None) -> torch.Tensor:
-    """The token stream: ids from a .npy file, or a fixed synthetic stream that can be learnt
-    (see `counting`)."""
+    """The token stream: ids from a .npy file, or a fixed synthetic stream that can be learnt (see
+    `counting`)."""
     vocab = GPT2Config(**SIZES[size]["teacher"]).vocab_size
     if path is None:
         return counting(SIZES[size]["synthetic_tokens"], vocab)
@@ -139,8 +129,8 @@ def load_tokens(size: str, path: str | None) -> torch.Tensor:
 
 
 def counting(n: int, vocab: int, run: int = 16) -> torch.Tensor:
-    """n ids that count up by one (mod vocab) in runs of `run`, each run from a random start
-    (seed 1234)."""
+    """n ids that count up by one (mod vocab) in runs of `run`, each run from a random start (seed
+    1234)."""
     starts = torch.randint(0, vocab, (-(-n // run),), generator=torch.Generator().manual_seed(1234))
     return (starts.repeat_interleave(run)[:n] + torch.arange(n) % run) % vocab
 

@@ -1,7 +1,8 @@
 """Rewrite the provenance keys of committed results files to the one schema of
 `hyena_lite.provenance` (issue 18); every other value is left as it is.
 
-`git_commit` becomes `commit` (also in the SmolLM2 history's rows) (an "unknown..." commit becomes null); the benchmark's device
+`git_commit` becomes `commit` (also in the SmolLM2 history's rows) (an "unknown..." commit becomes
+null); the benchmark's device
 dictionary, once under `hardware`, moves to `device` and `hardware` names its GPU; the
 evaluation's and the teacher's `device`, `torch` and `transformers` become `hardware` and
 `versions`.

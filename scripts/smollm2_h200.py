@@ -1,27 +1,19 @@
 """Distil SmolLM2-135M into an all-Hyena and a hybrid student on one GPU, train the scratch baseline
-on the
-same tokens, and evaluate the teacher and every student on the validation split, per domain.
+on the same tokens, and evaluate the teacher and every student on the validation split, per domain.
 
 It runs in parts, each on a GPU of its own: `scratch` needs only the teacher's config and tokenizer
-(it
-can also measure the KD speed on random weights and turn a time budget into the token budget of
-every
-student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student (--only
-hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers or else
-the
-two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part rewrites its JSON
-after
-every model. With --out, every stage keeps checkpoints: a part stopped by SIGTERM (`timeout`) saves
-the
-step it is on and resumes from it when run again. `merge` joins the parts into
-results/smollm2_h200.json
-and results/smollm2_h200_curves.csv:
+(it can also measure the KD speed on random weights and turn a time budget into the token budget of
+every student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student
+(--only hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers
+or else the two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part
+rewrites its JSON after every model. With --out, every stage keeps checkpoints: a part stopped by
+SIGTERM (`timeout`) saves the step it is on and resumes from it when run again. `merge` joins the
+parts into results/smollm2_h200.json and results/smollm2_h200_curves.csv:
 
-    python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json
-    python scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json
-    python scripts/smollm2_h200.py distill --only hybrid --attention-layers 10,20 --tokens N --out
-    ckpt --json $OUT/hybrid.json
-    python scripts/smollm2_h200.py merge scratch.json hyena.json hybrid.json
+    python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json python
+    scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json python
+    scripts/smollm2_h200.py distill --only hybrid --attention-layers 10,20 --tokens N --out ckpt
+    --json $OUT/hybrid.json python scripts/smollm2_h200.py merge scratch.json hyena.json hybrid.json
 """
 
 from __future__ import annotations
@@ -139,9 +131,8 @@ def suite(model, setup: distill.Setup, args, with_teacher: bool) -> dict:
 
 def layer_nmse(run: distill.RecipeRun) -> dict[int, float]:
     """Per Hyena layer: the alignment loss (normalised MSE to the teacher's attention output) at the
-    end of
-    its alignment, the mean of its last three steps (of the transfer stage, or of its progressive
-    sub-stage)."""
+    end of its alignment, the mean of its last three steps (of the transfer stage, or of its
+    progressive sub-stage)."""
     tails = [
         result.records[-3:] for result in run.runs.get("transfer", run.runs.get("progressive", []))
     ]
@@ -222,8 +213,8 @@ def new_report(args, part: str) -> dict:
 
 
 def run_scratch(args) -> None:
-    """The scratch baseline (random weights, cross-entropy) on the token budget, set from
-    --seconds if no --tokens."""
+    """The scratch baseline (random weights, cross-entropy) on the token budget, set from --seconds
+    if no --tokens."""
     report = new_report(args, "scratch")
     shell, tokenizer = teacher_shell()
     setup = make_setup(shell, tokenizer, args)
@@ -242,9 +233,8 @@ def run_scratch(args) -> None:
 
 def layer_sensitivity(setup: distill.Setup) -> dict[int, float]:
     """Per layer: how much the validation loss (curve windows) rises when that layer alone gets a
-    calibrated Hyena
-    mixer for its attention; the layers the teacher misses most when converted alone are the
-    hybrid's to keep."""
+    calibrated Hyena mixer for its attention; the layers the teacher misses most when converted
+    alone are the hybrid's to keep."""
     from hyena_lite.calibration import calibrate_mixers
 
     base = distill.validation_loss(setup.teacher, setup.curve_windows)
@@ -259,8 +249,7 @@ def layer_sensitivity(setup: distill.Setup) -> dict[int, float]:
 
 def run_distill(args) -> None:
     """Teacher evaluation, then the all-Hyena student and/or the hybrid (--only), whose attention
-    layers are
-    --attention-layers or the two with the largest lone-layer sensitivity (see
+    layers are --attention-layers or the two with the largest lone-layer sensitivity (see
     layer_sensitivity)."""
     if args.name and args.only is None:
         raise SystemExit(
@@ -307,8 +296,7 @@ def run_distill(args) -> None:
     train_student(args.name or "hybrid", args.recipe, hybrid, args, report, with_teacher=True)
 
 
-# -----------------------------------------------------------------------------------------------
-# merge
+# -------------------------------------------------------------------------------------------- merge
 
 
 def curve_rows(name: str, model: dict) -> list[dict[str, Any]]:
@@ -329,16 +317,15 @@ def curve_rows(name: str, model: dict) -> list[dict[str, Any]]:
 
 def attention_layers(model: dict, part: dict) -> list[int] | None:
     """The layers a student kept as attention (None for scratch); parts written before the student
-    recorded
-    them give their hybrid's layers, or none for an all-Hyena student."""
+    recorded them give their hybrid's layers, or none for an all-Hyena student."""
     if "attention_layers" in model:
         return model["attention_layers"]
     return None if model["recipe"] == "scratch" else part.get("hybrid_attention_layers", [])
 
 
 def history_rows(parts: list[dict]) -> list[dict]:
-    """One row per student of these parts: tokens, name, recipe, attention layers, seed,
-    validation ppl, commit."""
+    """One row per student of these parts: tokens, name, recipe, attention layers, seed, validation
+    ppl, commit."""
     return [
         {
             "tokens": m["tokens"],
@@ -356,8 +343,7 @@ def history_rows(parts: list[dict]) -> list[dict]:
 
 def merge(args) -> None:
     """Join the parts' JSON files into the results file (headline keys first) and the curves CSV;
-    with
-    --previous, the history of every run so far and the lone-layer sensitivity carry over from
+    with --previous, the history of every run so far and the lone-layer sensitivity carry over from
     earlier files."""
     parts = [json.loads(Path(p).read_text()) for p in args.parts]
     previous = [json.loads(Path(p).read_text()) for p in args.previous]

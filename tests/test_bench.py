@@ -1,5 +1,5 @@
-"""The fast path equals the plain path; the timing helper returns medians; the benchmark CLI
-writes documented JSON."""
+"""The fast path equals the plain path; the timing helper returns medians; the benchmark CLI writes
+documented JSON."""
 
 import json
 

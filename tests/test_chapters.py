@@ -1,7 +1,6 @@
 """The chapters' shared conventions: one Colab cell, identical everywhere, that does nothing outside
-Colab
-and mounts Google Drive only when asked; a header that states the time per profile; alt text on
-figures."""
+Colab and mounts Google Drive only when asked; a header that states the time per profile; alt text
+on figures."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Evaluation: sliding-window perplexity, bits per byte, agreement, probes, the CLI and its errors.
 
-Offline and fast: a byte-level BPE tokenizer trained here on a few sentences, tiny random GPT-2
-and Llama models, and hand-built models whose answers are known (uniform, bigram, induction oracle).
+Offline and fast: a byte-level BPE tokenizer trained here on a few sentences, tiny random GPT-2 and
+Llama models, and hand-built models whose answers are known (uniform, bigram, induction oracle).
 """
 
 from __future__ import annotations

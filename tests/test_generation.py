@@ -1,5 +1,5 @@
-"""Cached and recurrent decoding equal the full forward pass; modal fits converge; the generate
-CLI runs."""
+"""Cached and recurrent decoding equal the full forward pass; modal fits converge; the generate CLI
+runs."""
 
 import math
 
@@ -22,8 +22,8 @@ from hyena_lite.operator import HyenaOperator
 
 
 def _sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) -> torch.Tensor:
-    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real
-    order 2 * modes."""
+    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real order
+    2 * modes."""
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(length, dtype=torch.float64)
     radius = 0.85 + 0.14 * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)

@@ -25,8 +25,8 @@ FAMILIES = ("gpt2", "gpt_neox", "llama")
 
 
 def tiny_teacher(family: str, seed: int = 0):
-    """A two-layer random teacher of `family` (Llama with grouped-query attention: 4 query heads,
-    2 kv heads)."""
+    """A two-layer random teacher of `family` (Llama with grouped-query attention: 4 query heads, 2
+    kv heads)."""
     torch.manual_seed(seed)
     common = dict(
         vocab_size=VOCAB, bos_token_id=None, eos_token_id=None, pad_token_id=0

@@ -1,5 +1,5 @@
-"""Tests of the training loop on several processes: 2 CPU processes over gloo train like one at
-the same global batch."""
+"""Tests of the training loop on several processes: 2 CPU processes over gloo train like one at the
+same global batch."""
 
 from __future__ import annotations
 
@@ -63,14 +63,13 @@ def test_two_cpu_processes_train_like_one_at_the_same_global_batch(load_script):
 
 def test_attention_transfer_on_two_cpu_processes_keeps_the_mixers_in_step(tmp_path):
     """distill.transfer trains a MixerSet (a module called with a dict of layers) through DDP on two
-    processes
-    (torchrun, gloo): both must hold identical mixers after every step's all-reduce, and learn.
+    processes (torchrun, gloo): both must hold identical mixers after every step's all-reduce, and
+    learn.
 
     The two runs are not the one-process run to rounding, unlike KD: the normalised MSE is a ratio
-    (error over
-    the target's energy), and each process takes it over its own rows, so the 2-process loss is the
-    mean of two
-    half-batch ratios, not the whole batch's ratio (measured 3% apart at the first step).
+    (error over the target's energy), and each process takes it over its own rows, so the 2-process
+    loss is the mean of two half-batch ratios, not the whole batch's ratio (measured 3% apart at the
+    first step).
     """
     worker = str(Path(__file__).with_name("transfer_worker.py"))
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"

@@ -17,8 +17,8 @@ def _operator(
 
 
 def _toeplitz(h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """S_h with entries S[t, s] = h[t - s] for s <= t, zero above the diagonal, plus the skip on
-    the diagonal."""
+    """S_h with entries S[t, s] = h[t - s] for s <= t, zero above the diagonal, plus the skip on the
+    diagonal."""
     length = h.shape[0]
     matrix = torch.zeros(length, length)
     for t in range(length):
@@ -49,8 +49,8 @@ def test_shapes(length: int, batch: int) -> None:
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_recurrence_equals_explicit_matrix_form(order: int) -> None:
-    """y = D_x^N S_h^N ... D_x^1 S_h^1 v per channel, then the out-projection (Poli et al. 2023,
-    eq. 3)."""
+    """y = D_x^N S_h^N ... D_x^1 S_h^1 v per channel, then the out-projection (Poli et al. 2023, eq.
+    3)."""
     op = _operator(order=order, d_model=4, l_max=16, seed=order)
     length = 6
     u = torch.randn(2, length, 4)

@@ -1,5 +1,5 @@
-"""The peak-memory script (scripts/gpt2_peak_memory.py) runs every case on the CPU at a tiny
-GPT-2 shape."""
+"""The peak-memory script (scripts/gpt2_peak_memory.py) runs every case on the CPU at a tiny GPT-2
+shape."""
 
 from __future__ import annotations
 

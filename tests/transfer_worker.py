@@ -1,7 +1,6 @@
 """Worker of tests/test_multi_process.py: attention transfer on a tiny GPT-2, in this process or one
-of N under
-torchrun; writes the losses and the mixers' weights to the path in argv[1] (with .rankR under
-torchrun)."""
+of N under torchrun; writes the losses and the mixers' weights to the path in argv[1] (with .rankR
+under torchrun)."""
 
 from __future__ import annotations
 
