@@ -22,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from hyena_lite.fftconv import fftconv
+from hyena_lite.losses import validation_loss
 from hyena_lite.modal import ModalFilter, fit_modal, relative_error
 from hyena_lite.operator import HyenaOperator
 from hyena_lite.provenance import provenance
@@ -559,19 +561,9 @@ def perplexity(
     the fitted filters, which is what token-by-token recurrent decoding computes (the tests check
     that they agree).
     """
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    with torch.no_grad(), Decoder(model, "recurrent" if fits else "full", fits=fits) as decoder:
-        for start in range(0, len(windows), batch_size):
-            ids = windows[start : start + batch_size].to(device)
-            logits = decoder.prefill(ids, all_logits=True)
-            total += float(
-                F.cross_entropy(
-                    logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum"
-                )
-            )
-            count += ids[:, 1:].numel()
-    return math.exp(total / count)
+    with Decoder(model, "recurrent" if fits else "full", fits=fits) as decoder:
+        prefill = partial(decoder.prefill, all_logits=True)
+        return math.exp(validation_loss(model, windows, batch_size, logits=prefill))
 
 
 def quality_sweep(

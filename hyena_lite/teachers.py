@@ -36,6 +36,7 @@ from transformers import (
 
 from hyena_lite.data import (_hub_reachable, eval_windows, gpt2_tokenizer, iterate_batches, load_corpus,
                              tokenize_split, tokens_by_domain)
+from hyena_lite.losses import validation_loss
 from hyena_lite.paths import artifacts_dir, assets_dir, home
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.provenance import provenance
@@ -188,19 +189,6 @@ def _lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor,
     return model(input_ids=batch, labels=batch).loss, {}
 
 
-def mean_loss(model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 8) -> float:
-    """Mean next-token cross-entropy (nats) of `model` over token windows [N, L]."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(windows), batch_size):
-            batch = windows[start:start + batch_size].to(device)
-            n = batch[:, 1:].numel()
-            total += float(model(input_ids=batch, labels=batch).loss) * n
-            count += n
-    return total / count
-
-
 def mini_gpt2(profile: Profile, progress: bool = True) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
     """The profile's mini GPT-2 teacher: loaded from its cache, else pre-trained now (resumable) and cached."""
     folder, tokenizer = mini_gpt2_dir(profile), gpt2_tokenizer()
@@ -219,7 +207,7 @@ def mini_gpt2(profile: Profile, progress: bool = True) -> tuple[GPT2LMHeadModel,
     def batches(start: int):
         return iterate_batches(train_tokens, config.batch_size, config.seq_len, seed=profile.seed, start_step=start)
 
-    result = train(model, _lm_loss, batches, config, eval_fn=lambda m: {"val_loss": mean_loss(m, val_windows)})
+    result = train(model, _lm_loss, batches, config, eval_fn=lambda m: {"val_loss": validation_loss(m, val_windows)})
     model = model.cpu().eval()
     _with_pad(model, tokenizer)
     tmp = folder / "model.tmp"
@@ -267,7 +255,7 @@ def domain_perplexities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     rows = {}
     for domain, tokens in domains.items():
         windows = eval_windows(tokens, profile.seq_len, budget)
-        rows[domain] = {"tokens": windows[:, 1:].numel(), "model": math.exp(mean_loss(model, windows)),
+        rows[domain] = {"tokens": windows[:, 1:].numel(), "model": math.exp(validation_loss(model, windows)),
                         "unigram": unigram_perplexity(train_tokens, windows[:, 1:], len(tokenizer))}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("domain")
 

@@ -11,9 +11,9 @@ from an empty allocator and runs two optimiser steps (the second holds the AdamW
 torch.cuda.max_memory_allocated. Prints, and with --json writes, one JSON object. With --device cpu
 it runs the same steps at any size and reports no memory (a test of the script):
 
-    python scripts/gpt2_peak_memory.py --json $OUT/peak_memory.json python
-    scripts/gpt2_peak_memory.py --device cpu --layers 2 --width 32 --heads 2 --vocab 97 --seq-len 32
-    --batch-size 4
+    python scripts/gpt2_peak_memory.py --json $OUT/peak_memory.json
+    python scripts/gpt2_peak_memory.py --device cpu --layers 2 --width 32 --heads 2 --vocab 97 \
+        --seq-len 32 --batch-size 4
 """
 
 from __future__ import annotations

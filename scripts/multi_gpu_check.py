@@ -9,11 +9,13 @@ single| and the step-to-step spread of the loss; a verdict; and checks of the lo
 process trained on its own contiguous rows of every global batch and together on all of them, every
 process ended with the same weights, and an interrupted N-process run with dropout resumes exactly.
 
-    python scripts/multi_gpu_check.py --size tiny --device cpu --json check.json   # CPU: 2
-    processes, gloo python scripts/multi_gpu_check.py --export-tokens .carry/gpt2_train_tokens.npy
-    # real text, to carry python scripts/multi_gpu_check.py --size gpt2 --processes 2 --tokens
-    .carry/gpt2_train_tokens.npy \ --json $OUT/multi_gpu.json                                      #
-    2 GPUs: GPT-2 124M shapes, bf16
+    # CPU: 2 processes, gloo
+    python scripts/multi_gpu_check.py --size tiny --device cpu --json check.json
+    # real text, to carry
+    python scripts/multi_gpu_check.py --export-tokens .carry/gpt2_train_tokens.npy
+    # 2 GPUs: GPT-2 124M shapes, bf16
+    python scripts/multi_gpu_check.py --size gpt2 --processes 2 --tokens .carry/gpt2_train_tokens.npy \
+        --json $OUT/multi_gpu.json
 
 `gpt2` trains on --tokens (GPT-2 ids of the offline corpus, written by --export-tokens) when given,
 else on a synthetic stream (runs of counting ids). With two or more GPUs the two one-process runs go

@@ -10,10 +10,11 @@ rewrites its JSON after every model. With --out, every stage keeps checkpoints: 
 SIGTERM (`timeout`) saves the step it is on and resumes from it when run again. `merge` joins the
 parts into results/smollm2_h200.json and results/smollm2_h200_curves.csv:
 
-    python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json python
-    scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json python
-    scripts/smollm2_h200.py distill --only hybrid --attention-layers 10,20 --tokens N --out ckpt
-    --json $OUT/hybrid.json python scripts/smollm2_h200.py merge scratch.json hyena.json hybrid.json
+    python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json
+    python scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json
+    python scripts/smollm2_h200.py distill --only hybrid --attention-layers 10,20 --tokens N \
+        --out ckpt --json $OUT/hybrid.json
+    python scripts/smollm2_h200.py merge scratch.json hyena.json hybrid.json
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite import distill
+from hyena_lite.experiments import distill as experiments_distill
 from hyena_lite.models import convert, layer_mixers
 from hyena_lite.training import TrainConfig
 
@@ -258,7 +259,7 @@ def test_compare_gives_every_student_exactly_the_same_batches():
         seen[recipe] = sorted(log)
         assert sum(r.tokens for runs in run.runs.values() for r in runs) == 8 * BATCH * SEQ
     assert all(batches == list(range(8)) for batches in seen.values()), seen
-    report = distill.compare(setup, tokens=8 * BATCH * SEQ)
+    report = experiments_distill.compare(setup, tokens=8 * BATCH * SEQ)
     for key in (
         "teacher_ppl",
         "distilled_ppl",
