@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "load (or pre-train) a teacher; its size, training and perplexity per domain",
     ),
     "benchmark": (
-        "hyena_lite.bench",
+        "hyena_lite.experiments.bench",
         "time and memory of attention vs Hyena: operator, model, generation",
     ),
     "distill": (
@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "perplexity, bits per byte, teacher agreement, cloze, recall, length",
     ),
     "generate": (
-        "hyena_lite.generation",
+        "hyena_lite.experiments.generation",
         "continue a prompt: full, cached or recurrent (state-space) decoding",
     ),
 }

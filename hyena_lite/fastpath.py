@@ -15,23 +15,41 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fft_size
 
 if TYPE_CHECKING:
     from hyena_lite.operator import HyenaOperator
 
-# Fuse the element-wise work with torch.compile on CUDA for repeated shapes; False (or
-# HYENA_LITE_COMPILE=0): never.
-COMPILE_ON_CUDA = os.environ.get("HYENA_LITE_COMPILE", "1") != "0"
-# Replay the inference forward as a CUDA graph once a shape repeats (opt-in: each operator then
-# keeps a private memory pool per shape); True or HYENA_LITE_CUDA_GRAPHS=1 turns it on.
-GRAPHS_ON_CUDA = os.environ.get("HYENA_LITE_CUDA_GRAPHS", "0") == "1"
+
+@dataclass
+class FastPath:
+    """One operator's fast-path settings (`op.fastpath`), and what it keeps between calls.
+
+    `compile`: fuse the element-wise work with torch.compile on CUDA for repeated shapes
+    (default on; HYENA_LITE_COMPILE=0 turns it off). `cuda_graphs`: replay the inference forward
+    as a CUDA graph once a shape repeats (opt-in, HYENA_LITE_CUDA_GRAPHS=1: the operator then
+    keeps a private memory pool per shape). `cache_spectra`: keep the filter spectra at inference.
+    """
+
+    compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
+    cuda_graphs: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_CUDA_GRAPHS", "0") == "1"
+    )
+    cache_spectra: bool = True
+    spectra: tuple | None = field(default=None, repr=False)  # (key, (spectra, skips))
+    graph: tuple | None = field(default=None, repr=False)  # (key, recorded graph or None)
+
+    def clear(self) -> None:
+        """Drop the cached spectra and CUDA graph (they are rebuilt on use)."""
+        self.spectra = self.graph = None
 
 
 def _causal_conv(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -113,12 +131,12 @@ def filter_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
     """
     params = tuple(op.filter_fn.parameters())
     key = (length, *((p.data_ptr(), p._version) for p in params))
-    cached = getattr(op, "_spectra_cache", None)
-    if not torch.is_grad_enabled() and cached is not None and cached[0] == key:
-        return cached[1]
+    state, keep = op.fastpath, op.fastpath.cache_spectra and not torch.is_grad_enabled()
+    if keep and state.spectra is not None and state.spectra[0] == key:
+        return state.spectra[1]
     k, skip = op.long_filters(length)
     spectra = (torch.fft.rfft(k, n=fft_size(length), norm="forward"), skip)
-    op._spectra_cache = (key, spectra) if not torch.is_grad_enabled() else None
+    state.spectra = (key, spectra) if keep else None
     return spectra
 
 
@@ -153,44 +171,30 @@ def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
     """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the
     spectra it reads)."""
     static_in = u.clone()
-    spectra = filter_spectra(
-        op, u.shape[1]
-    )  # cached outside the graph; the state below keeps it alive
-    side, main = torch.cuda.Stream(u.device), torch.cuda.current_stream(u.device)
-    side.wait_stream(main)
-    with torch.cuda.stream(side):
-        _forward(
-            op, static_in, fused
-        )  # warm-up: FFT plans, cuBLAS handles and compiled kernels exist before capture
-    main.wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = _forward(op, static_in, fused)
+    spectra = filter_spectra(op, u.shape[1])  # cached outside the graph; kept alive below
+    graph, static_out = record(lambda: _forward(op, static_in, fused), u.device)
     return graph, static_in, static_out, spectra
 
 
 def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
     """Inference on CUDA: eager and unfused the first time a shape and parameter state is seen; when
-    it comes again, fused kernels compiled for it, and with GRAPHS_ON_CUDA a CUDA graph recorded
-    then and replayed after."""
+    it comes again, fused kernels compiled for it, and with `op.fastpath.cuda_graphs` a CUDA graph
+    recorded then and replayed after."""
     key = (
         tuple(u.shape),
         u.dtype,
         u.device,
         *((p.data_ptr(), p._version) for p in op.parameters()),
     )
-    state = getattr(op, "_graph_state", None)
-    if state is None or state[0] != key:
-        op._graph_state = (
-            key,
-            None,
-        )  # a new shape or new weights: run eagerly, speed up if it comes again
+    settings = op.fastpath
+    if settings.graph is None or settings.graph[0] != key:
+        settings.graph = (key, None)  # a new shape or new weights: run eagerly, faster next time
         return _forward(op, u)
-    if not GRAPHS_ON_CUDA or torch.cuda.is_current_stream_capturing():
-        return _forward(op, u, fused=COMPILE_ON_CUDA)
-    if state[1] is None:
-        op._graph_state = state = (key, _capture(op, u, COMPILE_ON_CUDA))
-    graph, static_in, static_out, _ = state[1]
+    if not settings.cuda_graphs or torch.cuda.is_current_stream_capturing():
+        return _forward(op, u, fused=settings.compile)
+    if settings.graph[1] is None:
+        settings.graph = (key, _capture(op, u, settings.compile))
+    graph, static_in, static_out, _ = settings.graph[1]
     static_in.copy_(u)
     graph.replay()
     return static_out.clone()
@@ -207,8 +211,8 @@ def clear_caches(module: torch.nn.Module) -> None:
     """Drop the cached filter spectra and CUDA graphs of every Hyena operator in `module` (they are
     rebuilt on use)."""
     for sub in module.modules():
-        if hasattr(sub, "_spectra_cache") or hasattr(sub, "_graph_state"):
-            sub._spectra_cache = sub._graph_state = None
+        if isinstance(getattr(sub, "fastpath", None), FastPath):
+            sub.fastpath.clear()
 
 
 def fast_forward(op: HyenaOperator, u: Tensor) -> Tensor:

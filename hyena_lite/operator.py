@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyena_lite.fastpath import fast_forward, pays_off
+from hyena_lite.fastpath import FastPath, fast_forward, pays_off
 from hyena_lite.fftconv import fftconv
 
 
@@ -137,7 +137,9 @@ class HyenaOperator(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.fast = True  # where it pays (CUDA inference), forward through hyena_lite.fastpath; False: always plain
+        # Where it pays (CUDA inference), forward through hyena_lite.fastpath; False: always plain.
+        self.fast = True
+        self.fastpath = FastPath()  # the fast path's settings and caches for this operator
 
     def _check(self, u: Tensor) -> None:
         """Raise ValueError saying what was expected when u is not [batch, length <= l_max,

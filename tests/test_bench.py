@@ -6,93 +6,9 @@ import json
 import pytest
 import torch
 
-from hyena_lite import HyenaOperator, bench, fastpath, provenance
+from hyena_lite import provenance
 from hyena_lite.cli import main
-
-
-def _operator(order: int = 2, d_model: int = 8, l_max: int = 64, seed: int = 0) -> HyenaOperator:
-    """An operator whose own forward is the plain path (the reference the fast path must equal)."""
-    torch.manual_seed(seed)
-    op = HyenaOperator(d_model, l_max, order=order, filter_order=16)
-    op.fast = False
-    return op
-
-
-@pytest.mark.parametrize("order", [1, 2, 3])
-@pytest.mark.parametrize("length", [1, 7, 64])
-def test_fast_path_equals_plain_path(order: int, length: int) -> None:
-    op = _operator(order)
-    u = torch.randn(3, length, 8)
-    assert torch.allclose(fastpath.fast_forward(op, u), op(u), atol=1e-6, rtol=1e-5)
-
-
-def test_fast_path_gradients_equal_plain_path() -> None:
-    op = _operator(order=2)
-    u = torch.randn(2, 33, 8, requires_grad=True)
-    params = [u, *op.parameters()]
-    got = torch.autograd.grad(fastpath.fast_forward(op, u).square().sum(), params)
-    want = torch.autograd.grad(op(u).square().sum(), params)
-    for g, w in zip(got, want):
-        assert torch.allclose(g, w, atol=1e-5, rtol=1e-4), (g - w).abs().max()
-
-
-def test_fast_path_in_bfloat16_stays_close_to_plain_path() -> None:
-    op = _operator().bfloat16()
-    u = torch.randn(2, 40, 8, dtype=torch.bfloat16)
-    got, want = fastpath.fast_forward(op, u), op(u)
-    assert (
-        got.dtype == torch.bfloat16
-        and (got.float() - want.float()).norm() / want.float().norm() < 2e-2
-    )
-
-
-def test_fused_kernels_are_the_same_functions() -> None:
-    """Off CUDA `_kernel` hands out the plain Python functions that torch.compile fuses on CUDA."""
-    assert fastpath._kernel("gate", fused=False) is fastpath._gate
-    op = _operator(order=3)
-    u = torch.randn(2, 20, 8)
-    assert torch.equal(fastpath._forward(op, u, fused=False), fastpath.fast_forward(op, u))
-
-
-def test_inference_cache_is_reused_and_invalidated_by_updates() -> None:
-    op = _operator()
-    u = torch.randn(1, 20, 8)
-    with torch.no_grad():
-        first = fastpath.fast_forward(op, u)
-        cached = op._spectra_cache
-        fastpath.fast_forward(op, u)
-        assert cached is not None and op._spectra_cache is cached  # reused
-        op.filter_fn.head.weight.mul_(2.0)  # an in-place update, as an optimiser step makes
-        after = fastpath.fast_forward(op, u)
-        assert op._spectra_cache is not cached and torch.allclose(
-            after, op(u), atol=1e-6, rtol=1e-5
-        )
-        assert not torch.allclose(after, first)
-        fastpath.fast_forward(op, torch.randn(1, 21, 8))  # another length: recomputed
-        assert op._spectra_cache[0][0] == 21
-        fastpath.clear_caches(op)
-        assert op._spectra_cache is None
-    fastpath.fast_forward(
-        op, u
-    )  # with autograd on nothing is cached, so gradients reach the filter
-    assert op._spectra_cache is None
-
-
-def test_operator_takes_the_fast_path_only_where_it_pays(monkeypatch) -> None:
-    op = _operator()
-    op.fast = True
-    u = torch.randn(1, 16, 8)
-    with torch.no_grad():
-        assert not fastpath.pays_off(op, u)  # CPU: the plain path
-        op(u)
-        assert getattr(op, "_spectra_cache", None) is None
-        import hyena_lite.operator as operator_module
-
-        monkeypatch.setattr(operator_module, "pays_off", lambda *_: True)
-        op(u)
-        assert op._spectra_cache is not None  # dispatched to the fast path
-    op.dropout.p = 0.5
-    assert not fastpath.pays_off(op.train(), u)  # the fast path has no dropout
+from hyena_lite.experiments import bench
 
 
 def test_measure_returns_the_median() -> None:
@@ -203,9 +119,9 @@ def test_cli_writes_operator_json(tmp_path) -> None:
 
 def test_unknown_choices_fail_clearly() -> None:
     with pytest.raises(ValueError, match="unknown benchmark"):
-        bench.run_benchmark(["speed"], [16])
+        bench.BenchmarkConfig(["speed"], [16])
     with pytest.raises(ValueError, match="unknown dtype"):
-        bench.run_benchmark(["operator"], [16], dtype="int8")
+        bench.BenchmarkConfig(["operator"], [16], dtype="int8")
 
 
 def test_merge_results_joins_sections_of_one_machine() -> None:
@@ -221,12 +137,10 @@ def test_merge_results_joins_sections_of_one_machine() -> None:
 def test_kv_cache_decoder_really_grows_the_cache():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from hyena_lite.bench import KVCacheDecoder
-
     model = GPT2LMHeadModel(
         GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)
     ).eval()
-    decoder = KVCacheDecoder(model)
+    decoder = bench.DECODERS["kv_cache"](model)
     prompt = torch.randint(0, 64, (1, 5))
     with torch.no_grad():
         decoder.prefill(prompt)

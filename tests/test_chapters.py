@@ -21,7 +21,7 @@ CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 COLAB_MARK = "# Colab only:"
 DRIVE_HOME = "/content/drive/MyDrive/hyena_lite"
 # Calls that draw a new figure: plt.subplots / plt.figure, pandas' df.plot.bar(...),
-# hyena_lite.bench.plot_scaling.
+# hyena_lite.experiments.bench.plot_scaling.
 FIGURE_CALLS = {"subplots", "figure", "plot_scaling"}
 PANDAS_PLOTS = {"bar", "barh", "line", "hist", "area", "scatter"}
 

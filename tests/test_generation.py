@@ -8,14 +8,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite.cli import main
-from hyena_lite.generation import (
-    CachedDecoder,
-    Decoder,
-    RecurrentDecoder,
-    fit_student,
-    generate,
-    time_decoding,
-)
+from hyena_lite.decoding import CachedDecoder, RecurrentDecoder, fit_student
+from hyena_lite.experiments.generation import time_decoding
+from hyena_lite.generation import Decoder, generate
 from hyena_lite.modal import fit_modal, hankel_singular_values, relative_error
 from hyena_lite.models import convert
 from hyena_lite.operator import HyenaOperator
@@ -188,7 +183,8 @@ def test_cli_generates_from_a_saved_student(tmp_path, capsys):
 
 
 def test_recurrent_perplexity_matches_convolutional_at_high_order():
-    from hyena_lite.generation import perplexity, quality_sweep
+    from hyena_lite.experiments.generation import quality_sweep
+    from hyena_lite.generation import perplexity
 
     _, student = _student()
     windows = torch.randint(0, 97, (4, 32))

@@ -18,7 +18,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from hyena_lite import fastpath
+from hyena_lite.cudagraph import record
+from hyena_lite.fastpath import FastPath
 from hyena_lite.fftconv import fft_size
+from hyena_lite.generation import Decoder, synchronize
 from hyena_lite.operator import HyenaOperator
 from hyena_lite.provenance import command_line, provenance
-from hyena_lite.students import kv_cache_argument
 
 WHATS = ("operator", "levers", "model", "generate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -48,11 +51,6 @@ class Measurement:
     median_ms: float
     times_ms: list[float]
     peak_mb: float | None
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure(
@@ -75,7 +73,7 @@ def measure(
     device = torch.device(device)
     for _ in range(warmup):
         fn()
-    _sync(device)
+    synchronize(device)
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -106,16 +104,7 @@ def median_ms(
 def graph_replay(fn: Callable[[], Any], device: str | torch.device) -> Callable[[], None]:
     """fn recorded once as a CUDA graph (after two warm-up calls on a side stream); returns its
     replay."""
-    device = torch.device(device)
-    side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
-    side.wait_stream(main)
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
-    main.wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
+    graph, _ = record(fn, device, warmup=2)
     return graph.replay
 
 
@@ -228,7 +217,7 @@ def benchmark_operator(
     forward + backward is a training step's work, input gradient included. Each row holds L, then
     per block (`attn`, `hyena` on its fast path, `hyena_plain` on the plain one) `{block}_ms` and
     `{block}_peak_mb`, with `{block}_fwdbwd_ms` and `{block}_fwdbwd_peak_mb` when `backward`; on
-    CUDA the forward of `hyena` is timed with fastpath.GRAPHS_ON_CUDA on (replayed as a CUDA graph),
+    CUDA the forward of `hyena` is timed with `fastpath.cuda_graphs` on (replayed as a CUDA graph),
     `hyena_nograph_ms` with it off, and `attn_graph_ms` is the attention block replayed as a CUDA
     graph too; `hyena_fast_rel_err` is the fast output's error against the plain one (eager,
     recorded and replayed calls) and `hyena_bytes` the traffic of the fast forward (see
@@ -243,15 +232,13 @@ def benchmark_operator(
     }
     blocks["hyena_plain"] = copy.deepcopy(blocks["hyena"])
     blocks["hyena_plain"].fast = False
+    blocks["hyena"].fastpath.cuda_graphs = True
     for block in blocks.values():
         block.to(device=dev, dtype=dtype)
-    rows, graphs = [], fastpath.GRAPHS_ON_CUDA
-    try:
-        for length in tqdm(lengths, desc="operator", leave=False):
-            rows.append(_operator_row(blocks, length, batch, dev, dtype, backward, warmup, repeats))
-    finally:
-        fastpath.GRAPHS_ON_CUDA = graphs
-    return rows
+    return [
+        _operator_row(blocks, length, batch, dev, dtype, backward, warmup, repeats)
+        for length in tqdm(lengths, desc="operator", leave=False)
+    ]
 
 
 def _operator_row(
@@ -275,13 +262,14 @@ def _operator_row(
             with torch.no_grad():
                 block(x)
 
-        fastpath.GRAPHS_ON_CUDA = name == "hyena"
         m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
         row[f"{name}_ms"], row[f"{name}_peak_mb"] = (m.median_ms, m.peak_mb) if m else (None, None)
         if name == "hyena" and dev.type == "cuda":
-            fastpath.GRAPHS_ON_CUDA, block._graph_state = False, None
+            block.fastpath.cuda_graphs = False
+            block.fastpath.clear()
             m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
             row["hyena_nograph_ms"] = m.median_ms if m else None
+            block.fastpath.cuda_graphs = True
         if (
             name == "attn" and dev.type == "cuda"
         ):  # attention's best case too: no CPU launch cost either
@@ -305,7 +293,6 @@ def _operator_row(
             )
             block.zero_grad(set_to_none=True)
         fastpath.clear_caches(block)  # this block's memory: keep it out of the next one's peak
-    fastpath.GRAPHS_ON_CUDA = True
     with (
         torch.no_grad()
     ):  # three fast calls: eager, recorded as a CUDA graph and replayed, replayed
@@ -347,30 +334,23 @@ def benchmark_levers(
     }
     if dev.type == "cuda":
         variants.update(fast_fused=(True, True, True, False), fast=(True, True, True, True))
-    settings = fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA
     rows = []
-    try:
-        for length in tqdm(lengths, desc="levers", leave=False):
-            x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
-            row: dict[str, Any] = {"L": length, "batch": batch}
-            for name, (fast, fused, cache, graphs) in variants.items():
-                fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA = fused, graphs
-                fastpath.clear_caches(op)
+    for length in tqdm(lengths, desc="levers", leave=False):
+        x = torch.randn(batch, length, d_model, device=dev, dtype=dtype)
+        row: dict[str, Any] = {"L": length, "batch": batch}
+        for name, (fast, fused, cache, graphs) in variants.items():
+            op.fastpath = FastPath(compile=fused, cuda_graphs=graphs, cache_spectra=cache)
 
-                def forward(fast: bool = fast, cache: bool = cache) -> None:
-                    if not cache:
-                        op._spectra_cache = None
-                    with torch.no_grad():
-                        fastpath.fast_forward(op, x) if fast else op(x)
+            def forward(fast: bool = fast) -> None:
+                with torch.no_grad():
+                    fastpath.fast_forward(op, x) if fast else op(x)
 
-                m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
-                row[f"{name}_ms"] = m.median_ms if m else None
-            row.setdefault("fast_fused_ms", None)
-            row.setdefault("fast_ms", None)
-            fastpath.clear_caches(op)
-            rows.append(row)
-    finally:
-        fastpath.COMPILE_ON_CUDA, fastpath.GRAPHS_ON_CUDA = settings
+            m = _guarded(lambda: measure(forward, dev, warmup, repeats), dev)
+            row[f"{name}_ms"] = m.median_ms if m else None
+        row.setdefault("fast_fused_ms", None)
+        row.setdefault("fast_ms", None)
+        op.fastpath.clear()
+        rows.append(row)
     return rows
 
 
@@ -403,11 +383,11 @@ def kernel_breakdown(
     dev = torch.device(device)
     for _ in range(2):
         fn()
-    _sync(dev)
+    synchronize(dev)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with _quiet_stderr(), profile(activities=activities) as prof:
         fn()
-        _sync(dev)
+        synchronize(dev)
     entries = []
     for event in prof.key_averages():
         if dev.type == "cuda":
@@ -585,57 +565,11 @@ def benchmark_model(
 # --------------------------------------------------------------------------------------- generation
 
 
-class KVCacheDecoder:
-    """Decode with the transformer's key-value cache: each new token attends to the cached keys and
-    values."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.cache = model, None
-        self.cache_name = kv_cache_argument(model)
-
-    def _call(self, ids: Tensor, **kwargs: Any) -> Tensor:
-        out = self.model(
-            ids, use_cache=True, **_forward_kwargs(self.model, logits_to_keep=1), **kwargs
-        )
-        self.cache = out.get("cache", out.get("past_key_values"))
-        return out.logits[:, -1]
-
-    def prefill(self, ids: Tensor) -> Tensor:
-        """Run the prompt, keep its cache, return the logits of its last position."""
-        return self._call(ids)
-
-    def step(self, token: Tensor) -> Tensor:
-        """Feed one token [B, 1]; return the logits of the next."""
-        return self._call(token, **{self.cache_name: self.cache})
-
-
-class RecomputeDecoder:
-    """Decode by running the whole context through the model again for every new token (no
-    cache)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.ids = model, None
-        self.kwargs = _forward_kwargs(model, use_cache=False, logits_to_keep=1)
-
-    def _last(self) -> Tensor:
-        return self.model(self.ids, **self.kwargs).logits[:, -1]
-
-    def prefill(self, ids: Tensor) -> Tensor:
-        """Remember the prompt; return the logits of its last position."""
-        self.ids = ids
-        return self._last()
-
-    def step(self, token: Tensor) -> Tensor:
-        """Append one token [B, 1]; return the logits of the next."""
-        self.ids = torch.cat([self.ids, token], dim=1)
-        return self._last()
-
-
 # name -> factory(model) of an object with prefill(ids) -> logits and step(token) -> logits.
 # Faster ways to decode a student register here with one line.
-DECODERS: dict[str, Callable[[nn.Module], Any]] = {
-    "kv_cache": KVCacheDecoder,
-    "recompute": RecomputeDecoder,
+DECODERS: dict[str, Callable[[nn.Module], Decoder]] = {
+    "kv_cache": partial(Decoder, mode="cached"),  # a transformer's key-value cache
+    "recompute": partial(Decoder, mode="full"),  # the whole context again for every new token
 }
 
 
@@ -676,12 +610,12 @@ def benchmark_generate(
 
 
 def _decode_timed(
-    decoder: Any, prompt: Tensor, new_tokens: int, warmup: int, dev: torch.device
+    decoder: Decoder, prompt: Tensor, new_tokens: int, warmup: int, dev: torch.device
 ) -> tuple[float, float | None, float | None]:
     """Prefill, then greedy-decode warmup + new_tokens tokens; median ms of the timed steps, peak
     and state MiB."""
     cuda = dev.type == "cuda"
-    with torch.no_grad():
+    with torch.no_grad(), decoder:
         if cuda:
             torch.cuda.synchronize(dev)
             torch.cuda.reset_peak_memory_stats(dev)
@@ -772,106 +706,128 @@ def save_results(path: str | Path, results: dict[str, Any]) -> Path:
     return path
 
 
-def run_benchmark(
-    whats: list[str],
-    lengths: list[int],
-    device: str = "cpu",
-    dtype: str = "float32",
-    batch: int = 1,
-    d_model: int = 768,
-    n_heads: int = 12,
-    n_layers: int = 12,
-    vocab_size: int = 50257,
-    backward: bool = True,
-    new_tokens: int = 16,
-    student_modes: tuple[str, ...] = ("recompute",),
-    warmup: int = 2,
-    repeats: int = 5,
-    kernels_at: int | None = None,
-    command: str | None = None,
-) -> dict[str, Any]:
-    """Run the benchmarks named in `whats` (see WHATS) and return results with their environment.
+@dataclass
+class BenchmarkConfig:
+    """What `run_benchmark` measures (`whats`, see WHATS) and at which sizes: the options of
+    `python -m hyena_lite benchmark`. `levers` also lists the kernels of one forward of each block
+    at length `kernels_at` (default: the largest)."""
 
-    `levers` also lists the kernels of one forward of each block at length `kernels_at` (default:
-    the largest).
-    """
-    unknown = [w for w in whats if w not in WHATS]
-    if unknown:
-        raise ValueError(f"unknown benchmark {unknown}; choose from {', '.join(WHATS)}")
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            "--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu"
-        )
-    torch_dtype, lengths = DTYPES[dtype], sorted(lengths)
+    whats: list[str] = field(default_factory=lambda: ["operator"])
+    lengths: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch: int = 1
+    d_model: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    vocab_size: int = 50257
+    backward: bool = True
+    new_tokens: int = 16
+    student_modes: tuple[str, ...] = ("recompute",)
+    warmup: int = 2
+    repeats: int = 5
+    kernels_at: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [w for w in self.whats if w not in WHATS]
+        if unknown:
+            raise ValueError(f"unknown benchmark {unknown}; choose from {', '.join(WHATS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(
+                "--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu"
+            )
+        self.lengths = sorted(self.lengths)
+
+
+def run_benchmark(config: BenchmarkConfig, command: str | None = None) -> dict[str, Any]:
+    """Run the benchmarks of `config` and return their results with their provenance."""
+
+    c, torch_dtype = config, DTYPES[config.dtype]
     command = (
         command
-        or f"hyena_lite.bench.run_benchmark({whats!r}, {lengths!r}, device={device!r}, "
-        f"dtype={dtype!r}, ...)"
+        or f"hyena_lite.experiments.bench.run_benchmark({c.whats!r}, {c.lengths!r}, device={c.device!r}, "
+        f"dtype={c.dtype!r}, ...)"
     )
-    results = environment(device, command)
+    results = environment(c.device, command)
     settings = {
-        "device": device,
-        "dtype": dtype,
-        "batch": batch,
-        "d_model": d_model,
-        "n_heads": n_heads,
-        "warmup": warmup,
-        "repeats": repeats,
+        "device": c.device,
+        "dtype": c.dtype,
+        "batch": c.batch,
+        "d_model": c.d_model,
+        "n_heads": c.n_heads,
+        "warmup": c.warmup,
+        "repeats": c.repeats,
     }
-    if "operator" in whats:
+    if "operator" in c.whats:
         rows = benchmark_operator(
-            lengths, d_model, n_heads, batch, device, torch_dtype, backward, warmup, repeats
+            c.lengths,
+            c.d_model,
+            c.n_heads,
+            c.batch,
+            c.device,
+            torch_dtype,
+            c.backward,
+            c.warmup,
+            c.repeats,
         )
         if bandwidth := results["device"].get("copy_bandwidth_gbs"):
             for row in rows:
                 row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
         results["operator"] = {"command": command, "settings": settings, "rows": rows}
-    if "levers" in whats:
-        rows = benchmark_levers(lengths, d_model, batch, device, torch_dtype, warmup, repeats)
-        at = kernels_at or max(lengths)
-        x = torch.randn(batch, at, d_model, device=device, dtype=torch_dtype)
+    if "levers" in c.whats:
+        rows = benchmark_levers(
+            c.lengths, c.d_model, c.batch, c.device, torch_dtype, c.warmup, c.repeats
+        )
+        at = c.kernels_at or max(c.lengths)
+        x = torch.randn(c.batch, at, c.d_model, device=c.device, dtype=torch_dtype)
         blocks = {
-            "attn": CausalSelfAttention(d_model, n_heads),
-            "hyena": HyenaOperator(d_model, at),
+            "attn": CausalSelfAttention(c.d_model, c.n_heads),
+            "hyena": HyenaOperator(c.d_model, at),
         }
-        kernels, graphs = {}, fastpath.GRAPHS_ON_CUDA
-        fastpath.GRAPHS_ON_CUDA = False  # a replayed graph hides its kernels from the profiler
+        kernels = {}
+        blocks["hyena"].fastpath.cuda_graphs = False  # a replayed graph hides its kernels
         for name, block in blocks.items():
-            block.to(device=device, dtype=torch_dtype).eval()
+            block.to(device=c.device, dtype=torch_dtype).eval()
             with torch.no_grad():
-                kernels[name] = kernel_breakdown(lambda block=block: block(x), device)
+                kernels[name] = kernel_breakdown(lambda block=block: block(x), c.device)
             xg, grad = x.detach().requires_grad_(True), torch.randn_like(x)
             kernels[f"{name}_fwdbwd"] = kernel_breakdown(
-                lambda block=block: block.train()(xg).backward(grad), device
+                lambda block=block: block.train()(xg).backward(grad), c.device
             )
-        fastpath.GRAPHS_ON_CUDA = graphs
         results["levers"] = {
             "command": command,
             "settings": settings,
             "rows": rows,
             "kernels": {"L": at, **kernels},
         }
-    if "model" in whats or "generate" in whats:
-        extra = new_tokens + warmup + 1
-        teacher = gpt2_teacher(max(lengths) + extra, n_layers, d_model, n_heads, vocab_size)
-        student = hyena_student(teacher, max(lengths) + extra)
-        teacher.to(device=device, dtype=torch_dtype)
-        student.to(device=device, dtype=torch_dtype)
-        model_settings = {**settings, "n_layers": n_layers, "vocab_size": vocab_size}
-        if "model" in whats:
+    if "model" in c.whats or "generate" in c.whats:
+        extra = c.new_tokens + c.warmup + 1
+        teacher = gpt2_teacher(
+            max(c.lengths) + extra, c.n_layers, c.d_model, c.n_heads, c.vocab_size
+        )
+        student = hyena_student(teacher, max(c.lengths) + extra)
+        teacher.to(device=c.device, dtype=torch_dtype)
+        student.to(device=c.device, dtype=torch_dtype)
+        model_settings = {**settings, "n_layers": c.n_layers, "vocab_size": c.vocab_size}
+        if "model" in c.whats:
             rows = benchmark_model(
-                {"teacher": teacher, "student": student}, lengths, batch, device, warmup, repeats
+                {"teacher": teacher, "student": student},
+                c.lengths,
+                c.batch,
+                c.device,
+                c.warmup,
+                c.repeats,
             )
             results["model"] = {"command": command, "settings": model_settings, "rows": rows}
-        if "generate" in whats:
+        if "generate" in c.whats:
             runs = {"teacher_kv_cache": (teacher, "kv_cache")}
-            runs.update({f"student_{mode}": (student, mode) for mode in student_modes})
-            rows = benchmark_generate(runs, lengths, new_tokens, warmup, device)
+            runs.update({f"student_{mode}": (student, mode) for mode in c.student_modes})
+            rows = benchmark_generate(runs, c.lengths, c.new_tokens, c.warmup, c.device)
             results["generate"] = {
                 "command": command,
-                "settings": {**model_settings, "new_tokens": new_tokens},
+                "settings": {**model_settings, "new_tokens": c.new_tokens},
                 "rows": rows,
             }
     return results
@@ -931,24 +887,24 @@ def cli_arguments(parser: Any) -> None:
 
 def cli_main(args: Any) -> int:
     """Run the benchmarks, print a table per benchmark and write the JSON."""
-    results = run_benchmark(
-        args.what,
-        args.lengths,
-        args.device,
-        args.dtype,
-        args.batch,
-        args.d_model,
-        args.heads,
-        args.layers,
-        args.vocab,
-        not args.no_backward,
-        args.new_tokens,
-        tuple(args.student_modes),
-        args.warmup,
-        args.repeats,
-        args.kernels_at,
-        command=_command_line(args),
+    config = BenchmarkConfig(
+        whats=args.what,
+        lengths=args.lengths,
+        device=args.device,
+        dtype=args.dtype,
+        batch=args.batch,
+        d_model=args.d_model,
+        n_heads=args.heads,
+        n_layers=args.layers,
+        vocab_size=args.vocab,
+        backward=not args.no_backward,
+        new_tokens=args.new_tokens,
+        student_modes=tuple(args.student_modes),
+        warmup=args.warmup,
+        repeats=args.repeats,
+        kernels_at=args.kernels_at,
     )
+    results = run_benchmark(config, command=_command_line(args))
     for what in WHATS:
         if what in results:
             print(format_table(results[what]["rows"], what))
