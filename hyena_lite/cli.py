@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "distil a teacher into a Hyena student: progressive, kd, ce/scratch, recipes",
     ),
     "evaluate": (
-        "hyena_lite.evaluate",
+        "hyena_lite.experiments.evaluate",
         "perplexity, bits per byte, teacher agreement, cloze, recall, length",
     ),
     "generate": (

@@ -54,7 +54,6 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-
 def lm_cross_entropy(
     logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:

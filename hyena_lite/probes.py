@@ -187,6 +187,17 @@ def mqar_batch(
     return ids, scored
 
 
+def _curve(model, tokenizer, sizes, key, desc, make_batch, n, batch_size, seed) -> list[dict]:
+    """Accuracy on the batch `make_batch(vocab, start, size, n, seed)` of each size:
+    [{key, "accuracy"}]."""
+    vocab, start = ordinary_tokens(tokenizer), _start(tokenizer)
+    curve = []
+    for size in tqdm(sizes, desc=desc, leave=False):
+        ids, scored = make_batch(vocab, start, size, n, seed)
+        curve.append({key: int(size), "accuracy": _accuracy(model, ids, scored, batch_size)})
+    return curve
+
+
 def copy_curve(
     model: torch.nn.Module,
     tokenizer,
@@ -196,12 +207,7 @@ def copy_curve(
     seed: int = 0,
 ) -> list[dict]:
     """Copying accuracy on the second copy, for each sequence length: [{"length", "accuracy"}]."""
-    vocab, start = ordinary_tokens(tokenizer), _start(tokenizer)
-    curve = []
-    for length in tqdm(lengths, desc="copying", leave=False):
-        ids, scored = copy_batch(vocab, start, length, n, seed)
-        curve.append({"length": int(length), "accuracy": _accuracy(model, ids, scored, batch_size)})
-    return curve
+    return _curve(model, tokenizer, lengths, "length", "copying", copy_batch, n, batch_size, seed)
 
 
 def mqar_curve(
@@ -213,9 +219,5 @@ def mqar_curve(
     seed: int = 0,
 ) -> list[dict]:
     """Associative recall accuracy for each number of key-value pairs: [{"pairs", "accuracy"}]."""
-    vocab, start = ordinary_tokens(tokenizer), _start(tokenizer)
-    curve = []
-    for count in tqdm(pairs, desc="associative recall", leave=False):
-        ids, scored = mqar_batch(vocab, start, count, n, seed)
-        curve.append({"pairs": int(count), "accuracy": _accuracy(model, ids, scored, batch_size)})
-    return curve
+    desc = "associative recall"
+    return _curve(model, tokenizer, pairs, "pairs", desc, mqar_batch, n, batch_size, seed)

@@ -1,11 +1,10 @@
 """Rewrite the provenance keys of committed results files to the one schema of
 `hyena_lite.provenance` (issue 18); every other value is left as it is.
 
-`git_commit` becomes `commit` (also in the SmolLM2 history's rows) (an "unknown..." commit becomes
-null); the benchmark's device
-dictionary, once under `hardware`, moves to `device` and `hardware` names its GPU; the
-evaluation's and the teacher's `device`, `torch` and `transformers` become `hardware` and
-`versions`.
+`git_commit` becomes `commit` (also in the SmolLM2 history's rows; an "unknown..." commit becomes
+null); the benchmark's device dictionary, once under `hardware`, moves to `device` and `hardware`
+names its GPU; the evaluation's and the teacher's `device` becomes `hardware`; `torch` and
+`transformers` go into `versions`.
 Run once: `python scripts/provenance_schema.py results/*.json`.
 """
 
@@ -28,7 +27,7 @@ def migrate(record: dict, nested: bool = False) -> dict:
             out["device"] = value
         elif key == "device" and nested:
             out["hardware"] = value
-        elif key in ("torch", "transformers") and nested:
+        elif key in ("torch", "transformers") and (nested or "versions" not in record):
             out.setdefault("versions", {})[key] = value
         else:
             out[key] = value

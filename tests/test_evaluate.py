@@ -25,6 +25,7 @@ from transformers import (
 from hyena_lite import evaluate as ev
 from hyena_lite import probes
 from hyena_lite.cli import main
+from hyena_lite.experiments.evaluate import load_model
 from hyena_lite.profiles import get_profile
 
 WORDS = (
@@ -376,9 +377,9 @@ def test_errors_say_what_is_wrong(saved, tmp_path, gpt2, tokenizer):
     ):
         ev.score_text(gpt2, tokenizer, "A short text.", context=64, name="short.txt")
     with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
-        ev.load_model("no-such-model", get_profile("smoke"))
+        load_model("no-such-model", get_profile("smoke"))
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        ev.load_model(str(tmp_path), get_profile("smoke"))
+        load_model(str(tmp_path), get_profile("smoke"))
     with pytest.raises(ValueError, match="needs a teacher"):
         ev.evaluate_model(
             gpt2, tokenizer, {"t": english(40)}, get_profile("smoke"), tasks=["agreement"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hyena_lite.training import _own_rng_state
+from hyena_lite.checkpoints import own_rng_state
 
 
 def test_two_cpu_processes_train_like_one_at_the_same_global_batch(load_script):
@@ -105,9 +105,9 @@ def test_attention_transfer_on_two_cpu_processes_keeps_the_mixers_in_step(tmp_pa
 
 def test_checkpoint_random_states_per_process():
     states = [{"process": 0}, {"process": 1}]
-    assert _own_rng_state(states, 1, 2) == {"process": 1}
-    assert _own_rng_state({"process": 0}, 0, 1) == {"process": 0}, (
+    assert own_rng_state(states, 1, 2) == {"process": 1}
+    assert own_rng_state({"process": 0}, 0, 1) == {"process": 0}, (
         "a checkpoint of one process holds one state"
     )
     with pytest.warns(UserWarning, match="written by 2 process"):
-        assert _own_rng_state(states, 0, 1) == {"process": 0}
+        assert own_rng_state(states, 0, 1) == {"process": 0}

@@ -37,3 +37,4 @@ def test_committed_results_use_the_one_schema() -> None:
         for record in records:
             if "hardware" in record:
                 assert isinstance(record["hardware"], str), path.name
+            assert "torch" not in record, f"{path.name}: versions belong under 'versions'"

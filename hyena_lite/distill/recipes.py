@@ -192,9 +192,13 @@ def run_stage(
     )
     eval_fn = stages.perplexity_eval(setup.curve_windows)
     if stage == "progressive":
-        return stages.progressive(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)
+        return stages.progressive(
+            student, setup.teacher, batches, config, eval_fn=eval_fn, **options
+        )
     if stage == "transfer":
-        return [stages.transfer(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)]
+        return [
+            stages.transfer(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)
+        ]
     if stage == "kd":
         return [stages.kd(student, setup.teacher, batches, config, eval_fn=eval_fn, **options)]
     if stage in ("ce", "scratch"):

@@ -262,7 +262,9 @@ def progressive(
         objective = alignment_objective(
             teacher, layer, student if input_from == "student" else None
         )
-        results.append(train(MixerOnly(mixers[layer]), objective, offset_batches(batches_fn, used), c))
+        results.append(
+            train(MixerOnly(mixers[layer]), objective, offset_batches(batches_fn, used), c)
+        )
         used += c.steps * c.grad_accum
         if unfreeze:
             c = _sub(config, steps.pop(0), f"blocks0-{layer}")

@@ -33,6 +33,7 @@ from hyena_lite.cudagraph import record
 from hyena_lite.fastpath import FastPath
 from hyena_lite.fftconv import fft_size
 from hyena_lite.generation import Decoder, synchronize
+from hyena_lite.models import convert
 from hyena_lite.operator import HyenaOperator
 from hyena_lite.provenance import command_line, provenance
 
@@ -502,14 +503,7 @@ def gpt2_teacher(
 def hyena_student(teacher: nn.Module, l_max: int) -> nn.Module:
     """The teacher's Hyena student built by `hyena_lite.convert` (every attention replaced by
     Hyena)."""
-    import hyena_lite
-
-    if not hasattr(hyena_lite, "convert"):
-        raise RuntimeError(
-            "the model and generation benchmarks need hyena_lite.convert, which this checkout lacks; "
-            "benchmark the operator alone with --what operator"
-        )
-    return hyena_lite.convert(teacher, l_max=l_max).eval()
+    return convert(teacher, l_max=l_max).eval()
 
 
 def _forward_kwargs(model: nn.Module, **kwargs: Any) -> dict[str, Any]:

@@ -13,24 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from hyena_lite.distill import stages
-from hyena_lite.distill.recipes import (
-    RECIPES,
-    STAGES,
-    Setup,
-    make_setup,
-    make_student,
-    run_recipe,
-    run_stage,
-    summarize,
-)
+from hyena_lite import distill
 from hyena_lite.losses import validation_loss
 from hyena_lite.provenance import provenance
 from hyena_lite.training import TrainConfig
 
 
 def compare(
-    setup: Setup,
+    setup: distill.Setup,
     tokens: int,
     recipes: tuple[str, ...] = ("paper", "best", "transfer", "ce", "scratch"),
 ) -> dict:
@@ -42,8 +32,8 @@ def compare(
     """
     students = {}
     for recipe in recipes:
-        run = run_recipe(recipe, setup, tokens)
-        students[recipe] = summarize(recipe, run, setup)
+        run = distill.run_recipe(recipe, setup, tokens)
+        students[recipe] = distill.summarize(recipe, run, setup)
         if setup.config.out_dir:
             folder = f"{setup.config.out_dir}/{recipe}/student"
             run.student.save_pretrained(folder)
@@ -51,7 +41,7 @@ def compare(
     tokens_seen = {name: s["tokens"] for name, s in students.items()}
     step_tokens = setup.config.tokens_per_step
     if max(tokens_seen.values()) - min(tokens_seen.values()) >= step_tokens * max(
-        len(RECIPES[r]["stages"]) for r in students
+        len(distill.RECIPES[r]["stages"]) for r in students
     ):
         # each stage's share of the budget is rounded down to whole steps: up to one step per stage
         # apart
@@ -102,14 +92,14 @@ def throughput(
     layers = teacher.config.num_hidden_layers
     if stage == "teacher":
         model = type(teacher)(teacher.config)
-        result = stages.ce(model, batches_fn, config)
+        result = distill.ce(model, batches_fn, config)
         flops = 3 * matmul_flops_per_token(model, config.seq_len, layers)
     else:
         model = convert(teacher, init="teacher")
         result = (
-            stages.kd(model, teacher, batches_fn, config, ce_weight=0.5)
+            distill.kd(model, teacher, batches_fn, config, ce_weight=0.5)
             if stage == "kd"
-            else stages.ce(model, batches_fn, config)
+            else distill.ce(model, batches_fn, config)
         )
         flops = 3 * matmul_flops_per_token(model, config.seq_len)
         if stage == "kd":
@@ -151,7 +141,7 @@ def gpu_throughput(steps: int = 30, batch_size: int = 16, seq_len: int = 1024) -
     if not torch.cuda.is_available():
         raise RuntimeError("gpu_throughput needs a CUDA GPU; none is visible here")
     torch.manual_seed(0)
-    teacher = stages.freeze(GPT2LMHeadModel(GPT2Config(n_positions=seq_len)))
+    teacher = distill.freeze(GPT2LMHeadModel(GPT2Config(n_positions=seq_len)))
     config = TrainConfig(
         steps=steps, lr=6e-4, warmup=2, batch_size=batch_size, seq_len=seq_len, progress=False
     )
@@ -191,9 +181,9 @@ def cli_arguments(parser) -> None:
     )
     parser.add_argument("--teacher", default=None, help="teacher name (default: the profile's)")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--stage", choices=STAGES, help="run one stage on one student")
+    what.add_argument("--stage", choices=distill.STAGES, help="run one stage on one student")
     what.add_argument(
-        "--recipe", choices=sorted(RECIPES), help="run a recipe's stages on its student"
+        "--recipe", choices=sorted(distill.RECIPES), help="run a recipe's stages on its student"
     )
     what.add_argument(
         "--compare",
@@ -259,7 +249,7 @@ def cli_main(args) -> int:
     tokens = args.tokens or profile.distill_tokens
     layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
     out = args.out or str(artifacts_dir() / "distill" / profile.name)
-    setup = make_setup(
+    setup = distill.make_setup(
         profile,
         args.teacher,
         layers,
@@ -294,12 +284,12 @@ def cli_main(args) -> int:
             print(f"wrote {args.results}")
         return 0
     if args.recipe:
-        student = run_recipe(args.recipe, setup, tokens).student
+        student = distill.run_recipe(args.recipe, setup, tokens).student
         name = args.recipe
     else:
-        student = make_student(setup, "random" if args.stage == "scratch" else args.init)
+        student = distill.make_student(setup, "random" if args.stage == "scratch" else args.init)
         name = f"stage-{args.stage}-{args.init}"
-        run_stage(args.stage, student, setup, tokens, name)
+        distill.run_stage(args.stage, student, setup, tokens, name)
     folder = f"{out}/{name}/student"
     student.save_pretrained(folder)
     setup.tokenizer.save_pretrained(folder)

@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from hyena_lite.decoding import fit_student
+from hyena_lite.experiments.bench import gpt2_teacher
 from hyena_lite.generation import MODES, Decoder, generate, perplexity, synchronize
 from hyena_lite.modal import ModalFilter
+from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
 
 
@@ -189,21 +191,8 @@ def random_gpt2_pair(
 ) -> tuple[nn.Module, nn.Module]:
     """A GPT-2 teacher of the given shape with random weights, and its all-Hyena student (filters of
     `context`)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from hyena_lite.models import convert
-
     torch.manual_seed(0)
-    config = GPT2Config(
-        n_positions=context,
-        n_layer=n_layer,
-        n_embd=n_embd,
-        n_head=n_head,
-        vocab_size=vocab,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    teacher = GPT2LMHeadModel(config).to(device=device, dtype=dtype).eval()
+    teacher = gpt2_teacher(context, n_layer, n_embd, n_head, vocab).to(device=device, dtype=dtype)
     return teacher, convert(teacher, init="fresh", l_max=context).eval()
 
 
