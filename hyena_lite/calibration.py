@@ -64,7 +64,8 @@ def calibrate_mixers(
         )
     if attention_mask is not None and attention_mask.shape != ids.shape:
         raise ValueError(
-            f"attention_mask {tuple(attention_mask.shape)} must have the shape of ids {tuple(ids.shape)}"
+            f"attention_mask {tuple(attention_mask.shape)} must have the shape of ids "
+            f"{tuple(ids.shape)}"
         )
     _check_pair(student, teacher)
     mixers = layer_mixers(student)
@@ -142,7 +143,7 @@ def _teacher_pass(
             chunk_mask = None if mask is None else mask[rows].to(device)
             with capture_mixers(teacher, layers) as io:
                 run_until_stop(
-                    lambda: teacher.base_model(
+                    lambda rows=rows, chunk_mask=chunk_mask: teacher.base_model(
                         input_ids=ids[rows].to(device), attention_mask=chunk_mask
                     )
                 )
@@ -199,7 +200,9 @@ def _scale_gates(operator: nn.Module, energy: torch.Tensor) -> None:
     d = operator.d_model
     conv = operator.short_filter
     with torch.no_grad():
-        for n, (previous, current) in enumerate(zip(energy[:-1].tolist(), energy[1:].tolist())):
+        for n, (previous, current) in enumerate(
+            zip(energy[:-1].tolist(), energy[1:].tolist(), strict=False)
+        ):
             factor = (previous / current) ** 0.5 if previous > 0 and current > 0 else 1.0
             conv.weight[n * d : (n + 1) * d] *= factor
             if conv.bias is not None:

@@ -93,7 +93,8 @@ def own_rng_state(saved: dict | list, rank: int, world: int) -> dict[str, Any]:
         saved = [saved]
     if len(saved) != world:
         warnings.warn(
-            f"the checkpoint was written by {len(saved)} process(es), this run has {world}: the weights, "
+            f"the checkpoint was written by {len(saved)} process(es), this run has {world}: the "
+            f"weights, "
             f"optimiser and data resume exactly, random numbers (dropout) do not",
             stacklevel=3,
         )

@@ -64,7 +64,7 @@ class OperatorDecoder:
     def restore(self, saved: list[Tensor]) -> None:
         """Put back a snapshot, in place (the tensors keep their addresses, as a captured CUDA graph
         needs)."""
-        for t, old in zip(self._tensors(), saved):
+        for t, old in zip(self._tensors(), saved, strict=False):
             t.copy_(old)
 
     def __call__(self, u: Tensor) -> Tensor:
@@ -153,8 +153,10 @@ class CachedDecoder(OperatorDecoder):
         l_max = self.op.l_max
         if needed > l_max:
             raise ValueError(
-                f"position {needed} exceeds the filter length {l_max} of this Hyena operator: cached "
-                f"decoding reaches l_max tokens; convert the student with a larger l_max, or decode "
+                f"position {needed} exceeds the filter length {l_max} of this Hyena operator: "
+                f"cached "
+                f"decoding reaches l_max tokens; convert the student with a larger l_max, or "
+                f"decode "
                 f"with mode='recurrent'"
             )
         if self.history is not None and self.history.shape[-1] >= needed:
@@ -306,7 +308,8 @@ def fit_student(
     operators = hyena_operators(model)
     if not operators:
         raise ValueError(
-            f"{type(model).__name__} has no Hyena layers to fit: recurrent decoding is for Hyena students"
+            f"{type(model).__name__} has no Hyena layers to fit: recurrent decoding is for Hyena "
+            f"students"
         )
     for layer, op in tqdm(operators.items(), desc="modal fit", disable=not progress, leave=False):
         taps = min(length or op.l_max, op.l_max)

@@ -63,7 +63,8 @@ def encode_text(text: str, tokenizer, max_tokens: int = 0, name: str = "text") -
     if not text.strip():
         raise ValueError(f"{name} is empty: there is nothing to evaluate")
     chars = max_tokens * 8 if max_tokens else len(text)
-    while True:  # tokenize a prefix that holds the budget and some slack: a cut word changes only its own tokens
+    # Tokenize a prefix that holds the budget and some slack: a cut word changes only its tokens.
+    while True:
         encoded = tokenizer(
             text[:chars], add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )
@@ -258,7 +259,8 @@ def length_curve(
     n_windows = len(ids) // length
     if n_windows == 0:
         raise ValueError(
-            f"the text has {len(ids)} tokens, fewer than one window of {length} for the length curve"
+            f"the text has {len(ids)} tokens, fewer than one window of {length} for the length "
+            f"curve"
         )
     windows = ids[: n_windows * length].view(n_windows, length)
     device, total = model_device(model), torch.zeros(length - 1, dtype=torch.float64)
@@ -275,7 +277,10 @@ def length_curve(
         "length": length,
         "windows": n_windows,
         "position": [int(e) - 1 for e in edges[1:]],
-        "ppl": [float(np.exp(mean[a - 1 : b - 1].mean())) for a, b in zip(edges[:-1], edges[1:])],
+        "ppl": [
+            float(np.exp(mean[a - 1 : b - 1].mean()))
+            for a, b in zip(edges[:-1], edges[1:], strict=False)
+        ],
     }
 
 
@@ -293,7 +298,7 @@ def corpus_texts(split: str, corpus: str = "offline") -> dict[str, str]:
     rows = documents[split]
     return {
         f"{split}/{domain}": "\n\n".join(
-            t for t, d in zip(rows["text"], rows["domain"]) if d == domain
+            t for t, d in zip(rows["text"], rows["domain"], strict=False) if d == domain
         )
         for domain in dict.fromkeys(rows["domain"])
     }

@@ -18,7 +18,8 @@ def attempt(checker: Callable[[Any], None], answer: Any) -> bool:
         checker(answer)
     except NotImplementedError:
         print(
-            "Not attempted yet: replace the `raise NotImplementedError` with your code, then run again."
+            "Not attempted yet: replace the `raise NotImplementedError` with your code, then run "
+            "again."
         )
         return False
     except AssertionError as error:

@@ -44,7 +44,8 @@ def _check(u: Tensor, k: Tensor, D: Tensor | None) -> None:
         or (k.dim() == 3 and k.shape[0] not in (1, batch))
     ):
         raise ValueError(
-            f"k must have shape [channels, length] or [batch, channels, length] matching u {tuple(u.shape)}, "
+            f"k must have shape [channels, length] or [batch, channels, length] matching u "
+            f"{tuple(u.shape)}, "
             f"got {tuple(k.shape)}"
         )
     if D is not None and tuple(D.shape) != (channels,):

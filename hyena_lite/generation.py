@@ -89,7 +89,8 @@ class Decoder:
         self.operators = hyena_operators(model)
         if mode == "recurrent" and not self.operators:
             raise ValueError(
-                "mode='recurrent' needs a Hyena student; decode a transformer with mode='cached' (KV cache)"
+                "mode='recurrent' needs a Hyena student; decode a transformer with mode='cached' "
+                "(KV cache)"
             )
         if mode == "recurrent" and fits is None:
             fits = fit_student(model, order).fits

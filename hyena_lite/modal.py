@@ -93,8 +93,10 @@ def hankel_size(length: int, order: int, size: int | None = None, fir: int = 1) 
     largest = (length - fir) // 2
     if order < 1 or fir < 1 or largest < order:
         raise ValueError(
-            f"cannot fit order {order} after a head of fir={fir} taps to filters of length {length}: the Hankel "
-            f"matrix needs length >= fir + 2 * order = {fir + 2 * order}; use a smaller order or longer filters"
+            f"cannot fit order {order} after a head of fir={fir} taps to filters of length "
+            f"{length}: the Hankel "
+            f"matrix needs length >= fir + 2 * order = {fir + 2 * order}; use a smaller order or "
+            f"longer filters"
         )
     return max(order, min(wanted, largest))
 

@@ -202,7 +202,8 @@ def convert(
         )
     if init not in INITS:
         raise ValueError(
-            f"init={init!r}; choose 'teacher' (copy the teacher's weights, seed Hyena from attention), "
+            f"init={init!r}; choose 'teacher' (copy the teacher's weights, seed Hyena from "
+            f"attention), "
             f"'fresh' (copy them, Hyena as initialised) or 'random' (nothing copied)"
         )
     layers = (

@@ -9,6 +9,7 @@ convolves.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 
 import torch
@@ -65,7 +66,9 @@ class HyenaFilter(nn.Module):
             )
         self.channels, self.l_max, self.bands = channels, l_max, (emb_dim - 1) // 2
         sizes = [emb_dim] + [filter_order] * (num_inner_mlps + 1)
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.linears = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=False)
+        )
         self.activations = nn.ModuleList(Sin(filter_order, w) for _ in self.linears)
         self.head = nn.Linear(filter_order, channels, bias=False)
         fastest, slowest = math.log(target) / fast_decay_pct, math.log(target) / slow_decay_pct
@@ -91,11 +94,12 @@ class HyenaFilter(nn.Module):
         """The filters for sequences of `length` <= l_max: [channels, length] in float32."""
         if length > self.l_max:
             raise ValueError(
-                f"sequence length {length} exceeds the filter length {self.l_max} of this HyenaFilter; "
+                f"sequence length {length} exceeds the filter length {self.l_max} of this "
+                f"HyenaFilter; "
                 f"build it with l_max >= {length}"
             )
         h = self.positional_encoding(length)
-        for linear, activation in zip(self.linears, self.activations):
+        for linear, activation in zip(self.linears, self.activations, strict=False):
             h = activation(F.linear(h, linear.weight.float(), linear.bias.float()))
         h = F.linear(h, self.head.weight.float())  # [length, channels]
         return h.transpose(0, 1) * self.window(length)
@@ -146,16 +150,19 @@ class HyenaOperator(nn.Module):
         d_model]."""
         if u.dim() != 3:
             raise ValueError(
-                f"expected input of shape [batch, length, {self.d_model}], got rank {u.dim()} {tuple(u.shape)}"
+                f"expected input of shape [batch, length, {self.d_model}], got rank {u.dim()} "
+                f"{tuple(u.shape)}"
             )
         if u.shape[-1] != self.d_model:
             raise ValueError(
-                f"expected input width d_model={self.d_model} in the last dimension, got {u.shape[-1]} "
+                f"expected input width d_model={self.d_model} in the last dimension, got "
+                f"{u.shape[-1]} "
                 f"(shape {tuple(u.shape)}; inputs are [batch, length, d_model])"
             )
         if u.shape[1] > self.l_max:
             raise ValueError(
-                f"sequence length {u.shape[1]} exceeds the filter length {self.l_max} of this operator; "
+                f"sequence length {u.shape[1]} exceeds the filter length {self.l_max} of this "
+                f"operator; "
                 f"build it (or convert the student) with l_max >= {u.shape[1]}"
             )
         if u.shape[1] < 1:
@@ -203,6 +210,6 @@ class HyenaOperator(nn.Module):
         self._check(u)
         if self.fast and pays_off(self, u):
             return fast_forward(self, u)
-        for y in self.recurrence(u):  # a loop, not a list: each step is freed once the next exists
-            pass
+        # The last step; a deque of one, not a list: each step is freed once the next exists.
+        y = deque(self.recurrence(u), maxlen=1).pop()
         return self.out_proj(y.to(u.dtype).transpose(1, 2))

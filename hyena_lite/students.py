@@ -125,14 +125,17 @@ class HyenaMixer(nn.Module):
         overlong inputs."""
         if any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "layer_past")):
             raise ValueError(
-                "this student's Hyena layers keep no key-value cache: call it with use_cache=False (the "
+                "this student's Hyena layers keep no key-value cache: call it with "
+                "use_cache=False (the "
                 "students' default, so generate() re-runs the whole prefix each step)"
             )
         length, l_max = hidden_states.shape[1], self.operator.l_max
         if length > l_max:
             raise ValueError(
-                f"sequence length {length} exceeds the filter length {l_max} of this student's Hyena layers; "
-                f"convert the teacher with a larger one: hyena_lite.convert(teacher, l_max={length}) or more"
+                f"sequence length {length} exceeds the filter length {l_max} of this student's "
+                f"Hyena layers; "
+                f"convert the teacher with a larger one: hyena_lite.convert(teacher, "
+                f"l_max={length}) or more"
             )
         return self.operator(hidden_states), None
 

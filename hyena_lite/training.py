@@ -198,7 +198,7 @@ def _mean_over_processes(
         ]
     )
     values = accelerator.reduce(values, reduction="mean").tolist()
-    return values[0], dict(zip(names, values[2:])), values[1] > 0
+    return values[0], dict(zip(names, values[2:], strict=False)), values[1] > 0
 
 
 def _make_accelerator(config: TrainConfig):

@@ -33,7 +33,8 @@ from hyena_lite.models import convert
 from hyena_lite.profiles import get_profile
 
 GIB = 2**30
-T4_GIB = 14.5  # of a 16 GB T4's 15.0 GiB, what is left to PyTorch's tensors after the CUDA context (~0.5 GiB)
+# Of a 16 GB T4's 15.0 GiB, what is left to PyTorch's tensors after the CUDA context (~0.5 GiB).
+T4_GIB = 14.5
 
 
 def build(args, init: str) -> tuple[GPT2LMHeadModel, torch.nn.Module]:

@@ -14,8 +14,8 @@ process ended with the same weights, and an interrupted N-process run with dropo
     # real text, to carry
     python scripts/multi_gpu_check.py --export-tokens .carry/gpt2_train_tokens.npy
     # 2 GPUs: GPT-2 124M shapes, bf16
-    python scripts/multi_gpu_check.py --size gpt2 --processes 2 --tokens .carry/gpt2_train_tokens.npy \
-        --json $OUT/multi_gpu.json
+    python scripts/multi_gpu_check.py --size gpt2 --processes 2 \
+        --tokens .carry/gpt2_train_tokens.npy --json $OUT/multi_gpu.json
 
 `gpt2` trains on --tokens (GPT-2 ids of the offline corpus, written by --export-tokens) when given,
 else on a synthetic stream (runs of counting ids). With two or more GPUs the two one-process runs go
@@ -125,7 +125,8 @@ def load_tokens(size: str, path: str | None) -> torch.Tensor:
     if tokens.dim() != 1 or int(tokens.max()) >= vocab:
         raise ValueError(
             f"{path}: expected a 1-D array of ids below the vocabulary size {vocab}, got shape "
-            f"{tuple(tokens.shape)} with largest id {int(tokens.max())}; write it with --export-tokens"
+            f"{tuple(tokens.shape)} with largest id {int(tokens.max())}; write it with "
+            f"--export-tokens"
         )
     return tokens
 
@@ -210,7 +211,7 @@ def resume_check(size: str, tokens: torch.Tensor, device: str, work_dir: str) ->
     return {
         "reference": reference,
         "resumed": resumed,
-        "max_abs_diff": max(abs(a - b) for a, b in zip(reference, resumed)),
+        "max_abs_diff": max(abs(a - b) for a, b in zip(reference, resumed, strict=False)),
         **RESUME,
     }
 
@@ -395,7 +396,8 @@ def compare(
         "within_noise": bool(within),
         "verdict": (
             f"{world} processes {'agree with' if within else 'DIFFER from'} one process within the "
-            f"run-to-run noise: mean |diff| {agree['mean_abs']:.3g} vs {noise_diff['mean_abs']:.3g} between "
+            f"run-to-run noise: mean |diff| {agree['mean_abs']:.3g} vs "
+            f"{noise_diff['mean_abs']:.3g} between "
             f"two one-process runs with other data orders (max {agree['max_abs']:.3g} vs "
             f"{noise_diff['max_abs']:.3g}; step-to-step std {spread:.3g})"
         ),
@@ -436,7 +438,8 @@ def check(args) -> dict[str, Any]:
     spec = SIZES[args.size]
     if spec["batch_size"] % args.processes:
         raise ValueError(
-            f"--processes {args.processes} must divide the batch size {spec['batch_size']} of --size {args.size}"
+            f"--processes {args.processes} must divide the batch size {spec['batch_size']} of "
+            f"--size {args.size}"
         )
     gpus = torch.cuda.device_count() if args.device != "cpu" else 0
     if 0 < gpus < args.processes:
@@ -461,7 +464,8 @@ def check(args) -> dict[str, Any]:
             "precision": precision,
             "global_batch": spec["batch_size"] * spec["grad_accum"],
             "loss": "KD (T=1) + 0.5 CE",
-            "teacher": "GPT-2 with random weights (seed 0), GPT2Config defaults but for teacher_config, "
+            "teacher": "GPT-2 with random weights (seed 0), GPT2Config defaults but for "
+            "teacher_config, "
             "dropout 0",
             "student": "all-Hyena, convert(teacher, init='teacher')",
             "data": args.tokens or f"{spec['synthetic_tokens']:,} synthetic ids (see counting())",

@@ -188,7 +188,8 @@ def train_student(
     }
     write(report, args.json)
     print(
-        f"{name}: val ppl {summary['val_ppl']:.2f} after {summary['tokens']:,} tokens, {trained:.0f} s training",
+        f"{name}: val ppl {summary['val_ppl']:.2f} after {summary['tokens']:,} tokens, "
+        f"{trained:.0f} s training",
         flush=True,
     )
     return run
@@ -225,7 +226,8 @@ def run_scratch(args) -> None:
         args.tokens = max(1, int(rate * args.seconds) // step) * step
         report["kd_tokens_per_second_random_weights"] = rate
         print(
-            f"KD on an all-Hyena student: {rate:,.0f} tokens/s, so {args.seconds} s buy {args.tokens:,} tokens",
+            f"KD on an all-Hyena student: {rate:,.0f} tokens/s, so {args.seconds} s buy "
+            f"{args.tokens:,} tokens",
             flush=True,
         )
     report["tokens_per_student"] = args.tokens
@@ -305,7 +307,7 @@ def curve_rows(name: str, model: dict) -> list[dict[str, Any]]:
     validation perplexity."""
     rows = []
     for stage, curve in model["curves"].items():
-        for tokens, loss in zip(curve["tokens"], curve["loss"]):
+        for tokens, loss in zip(curve["tokens"], curve["loss"], strict=False):
             rows.append(
                 {"model": name, "stage": stage, "kind": "loss", "tokens": tokens, "value": loss}
             )
@@ -478,7 +480,8 @@ def main(argv: list[str] | None = None) -> None:
             "--attention-layers",
             type=lambda s: [int(x) for x in s.split(",")],
             default=None,
-            help="distill: the hybrid's attention layers (default: the two of largest lone-layer sensitivity)",
+            help="distill: the hybrid's attention layers (default: the two of largest lone-layer "
+            "sensitivity)",
         )
         p.add_argument(
             "--only",
@@ -500,7 +503,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(
             "--out",
             default=None,
-            help="checkpoints of every stage here: a run stopped by SIGTERM (timeout) resumes when run again",
+            help="checkpoints of every stage here: a run stopped by SIGTERM (timeout) resumes "
+            "when run again",
         )
         p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or git_commit())
         p.add_argument("--json", required=True, help="where this part writes its results")
@@ -514,7 +518,8 @@ def main(argv: list[str] | None = None) -> None:
         "--previous",
         nargs="*",
         default=[],
-        help="earlier results files whose history (and lone-layer sensitivity, if these parts lack it) carry over",
+        help="earlier results files whose history (and lone-layer sensitivity, if these parts "
+        "lack it) carry over",
     )
     args = parser.parse_args(argv)
     args.func(args)

@@ -156,7 +156,7 @@ def test_gate_step_moves_the_scale_but_not_what_the_mixer_computes():
         students[1].load_state_dict(students[0].state_dict())
     reports = [
         calibrate_mixers(student, teacher, ids, gates=gates)
-        for student, gates in zip(students, (True, False))
+        for student, gates in zip(students, (True, False), strict=False)
     ]
     for layer in range(2):
         torch.testing.assert_close(

@@ -91,7 +91,7 @@ def test_modal_fit_error_decreases_with_order():
     errors = [
         relative_error(h, fit_modal(h, order, fir=2)).mean().item() for order in (2, 4, 8, 16, 32)
     ]
-    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
     assert errors[-1] < 0.5 * errors[0], errors
 
 

@@ -111,7 +111,7 @@ def test_copied_weights_equal_the_teachers_and_projections_map_k_q_v_o(family):
     assert len(shared) == len(s_state) - sum(1 for k in s_state if ".operator." in k)
     assert all(torch.equal(s_state[k], t_state[k]) for k in shared)
     x = torch.randn(2, 5, WIDTH)
-    for attention, mixer in zip(layer_mixers(teacher), layer_mixers(student)):
+    for attention, mixer in zip(layer_mixers(teacher), layer_mixers(student), strict=False):
         q, k, v, o = teacher_qkvo(family, attention, x)
         x1, x2, value = mixer.operator.in_proj(x).split(WIDTH, dim=2)
         assert torch.allclose(x1, k, atol=1e-6) and torch.allclose(x2, q, atol=1e-6)
@@ -135,7 +135,9 @@ def test_order_three_middle_gate_and_the_fresh_and_random_inits():
     assert torch.equal(fresh.transformer.wte.weight, teacher.transformer.wte.weight)
     assert all(
         torch.equal(a, b)
-        for a, b in zip(layer_mixers(fresh)[0].parameters(), layer_mixers(random)[0].parameters())
+        for a, b in zip(
+            layer_mixers(fresh)[0].parameters(), layer_mixers(random)[0].parameters(), strict=False
+        )
     )
 
 

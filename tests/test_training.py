@@ -66,7 +66,9 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     c = TrainConfig(steps=100, lr=1.0, min_lr=0.1, warmup=10)
     factors = [lr_factor(s, c) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:])), "the cosine must not increase"
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False)), (
+        "the cosine must not increase"
+    )
     assert lr_factor(100, c) == pytest.approx(0.1)
 
 
@@ -106,7 +108,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     resumed_model = tiny_gpt2(seed=123)  # different weights: the checkpoint must overwrite them
     resumed = train(resumed_model, lm_loss, batches_from, config(tmp_path, save_every=3))
     assert len(resumed.losses) == len(reference)
-    assert max(abs(a - b) for a, b in zip(resumed.losses, reference)) <= 1e-6
+    assert max(abs(a - b) for a, b in zip(resumed.losses, reference, strict=False)) <= 1e-6
     assert resumed.records[6]["wall_seconds"] <= resumed.records[-1]["wall_seconds"]
 
 
@@ -133,7 +135,7 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_rerun_resumes_e
         "the handlers in place before training are restored"
     )
     resumed = train(tiny_gpt2(seed=123), lm_loss, batches_from, config(tmp_path))
-    assert max(abs(a - b) for a, b in zip(resumed.losses, reference)) <= 1e-6
+    assert max(abs(a - b) for a, b in zip(resumed.losses, reference, strict=False)) <= 1e-6
     with pytest.raises(TrainingStopped, match="nothing was kept"):
         calls.clear()
         train(tiny_gpt2(), signalled, batches_from, config())
@@ -145,7 +147,7 @@ def test_finished_run_is_skipped_and_weights_restored(tmp_path):
     again = tiny_gpt2(seed=5)
     second = train(again, lm_loss, batches_from, config(tmp_path))
     assert second.skipped and second.losses == first.losses
-    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=False):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="another config"):
         train(tiny_gpt2(), lm_loss, batches_from, config(tmp_path, lr=1e-2))

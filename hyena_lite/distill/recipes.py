@@ -229,7 +229,8 @@ def run_recipe(recipe: str, setup: Setup, tokens: int) -> RecipeRun:
     if spec.get("calibrate"):
         run.calibration = calibrate_mixers(student, setup.teacher, setup.calibration_batch())
         run.ppl_after["calibrate"] = math.exp(validation_loss(student, setup.curve_windows))
-        prefix = f"{recipe}/calibrated"  # its own runs: finished runs of the uncalibrated recipe must not be reused
+        # its own runs: finished runs of the uncalibrated recipe must not be reused
+        prefix = f"{recipe}/calibrated"
     offset = 0
     for i, (stage, share, options) in enumerate(spec["stages"]):
         runs = run_stage(
@@ -247,7 +248,7 @@ def _downsample(values: list[float], points: int = 100) -> list[float]:
     if len(values) <= points:
         return [float(v) for v in values]
     edges = [round(i * len(values) / points) for i in range(points + 1)]
-    return [float(sum(values[a:b]) / (b - a)) for a, b in zip(edges[:-1], edges[1:])]
+    return [float(sum(values[a:b]) / (b - a)) for a, b in zip(edges[:-1], edges[1:], strict=False)]
 
 
 def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:

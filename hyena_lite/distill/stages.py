@@ -110,7 +110,7 @@ class MixerSet(nn.Module):
     def forward(self, inputs: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         return {
             layer: first_output(mixer(inputs[layer]))
-            for layer, mixer in zip(self.layers, self.mixers)
+            for layer, mixer in zip(self.layers, self.mixers, strict=False)
         }
 
 
@@ -128,7 +128,8 @@ def transfer_objective(teacher: nn.Module, layers: list[int]):
             [normalized_mse(outputs[layer], io[layer]["output"], mask) for layer in layers]
         )
         return losses.mean(), {
-            f"nmse_layer{layer}": v for layer, v in zip(layers, losses.detach().tolist())
+            f"nmse_layer{layer}": v
+            for layer, v in zip(layers, losses.detach().tolist(), strict=False)
         }
 
     return loss_fn
@@ -175,7 +176,7 @@ def kd_objective(
             "ce": lm_cross_entropy(s_out.logits, ids, mask),
         }
         if hidden:
-            pairs = list(zip(s_out.hidden_states[1:], t_out.hidden_states[1:]))
+            pairs = list(zip(s_out.hidden_states[1:], t_out.hidden_states[1:], strict=False))
             terms["hidden"] = torch.stack([normalized_mse(s, t, mask) for s, t in pairs]).mean()
         return weighted_sum(terms, weights), {k: v.item() for k, v in terms.items()}
 

@@ -285,7 +285,7 @@ def _operator_row(
             xg = x.detach().requires_grad_(True)
             grad = torch.randn_like(x)
 
-            def step(block: nn.Module = block) -> None:
+            def step(block: nn.Module = block, xg: Tensor = xg, grad: Tensor = grad) -> None:
                 block(xg).backward(grad)
 
             m = _guarded(lambda: measure(step, dev, warmup, repeats), dev)
@@ -342,7 +342,7 @@ def benchmark_levers(
         for name, (fast, fused, cache, graphs) in variants.items():
             op.fastpath = FastPath(compile=fused, cuda_graphs=graphs, cache_spectra=cache)
 
-            def forward(fast: bool = fast) -> None:
+            def forward(fast: bool = fast, x: Tensor = x) -> None:
                 with torch.no_grad():
                     fastpath.fast_forward(op, x) if fast else op(x)
 
@@ -446,10 +446,10 @@ def plot_scaling(
         ("v", "-"),
         ("P", "--"),
     ]  # readable without colour
-    for (label, key), (marker, line) in zip(series.items(), styles * len(series)):
+    for (label, key), (marker, line) in zip(series.items(), styles * len(series), strict=False):
         points = sorted((r[x], r[key]) for r in rows if r.get(key) is not None)
         if points:
-            ax.plot(*zip(*points), marker=marker, linestyle=line, label=label)
+            ax.plot(*zip(*points, strict=False), marker=marker, linestyle=line, label=label)
     keys = list(cross or series.values())
     if len(keys) >= 2 and (where := crossover(rows, x, keys[0], keys[1])) is not None:
         ax.axvline(where, color="grey", linestyle="--", linewidth=1)
@@ -544,7 +544,7 @@ def benchmark_model(
             )  # filter spectra cached at another length are not this length's memory
             kwargs = _forward_kwargs(model, use_cache=False)
 
-            def forward(model: nn.Module = model, kwargs: dict = kwargs) -> None:
+            def forward(model: nn.Module = model, kwargs: dict = kwargs, ids: Tensor = ids) -> None:
                 with torch.no_grad():
                     model(ids, **kwargs)
 
@@ -593,7 +593,10 @@ def benchmark_generate(
                 raise ValueError(f"unknown decoder {mode!r}; choose one of {', '.join(DECODERS)}")
             fastpath.clear_caches(model)
             result = _guarded(
-                lambda: _decode_timed(DECODERS[mode](model), prompt, new_tokens, warmup, dev), dev
+                lambda mode=mode, model=model, prompt=prompt: _decode_timed(
+                    DECODERS[mode](model), prompt, new_tokens, warmup, dev
+                ),
+                dev,
             )
             ms, peak, state = result if result else (None, None, None)
             row.update(
@@ -671,7 +674,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"no benchmark results at {path}; make them with `python -m hyena_lite benchmark --json {path}`"
+            f"no benchmark results at {path}; make them with `python -m hyena_lite benchmark "
+            f"--json {path}`"
         )
     return json.loads(path.read_text())
 
@@ -686,7 +690,8 @@ def merge_results(*parts: dict[str, Any]) -> dict[str, Any]:
             or part["versions"] != merged["versions"]
         ):
             raise ValueError(
-                "these results come from different hardware or versions; keep them in separate files"
+                "these results come from different hardware or versions; keep them in separate "
+                "files"
             )
         merged.update({key: value for key, value in part.items() if key in WHATS})
     return merged
@@ -741,7 +746,8 @@ def run_benchmark(config: BenchmarkConfig, command: str | None = None) -> dict[s
     c, torch_dtype = config, DTYPES[config.dtype]
     command = (
         command
-        or f"hyena_lite.experiments.bench.run_benchmark({c.whats!r}, {c.lengths!r}, device={c.device!r}, "
+        or f"hyena_lite.experiments.bench.run_benchmark({c.whats!r}, {c.lengths!r}, "
+        f"device={c.device!r}, "
         f"dtype={c.dtype!r}, ...)"
     )
     results = environment(c.device, command)
@@ -788,7 +794,7 @@ def run_benchmark(config: BenchmarkConfig, command: str | None = None) -> dict[s
                 kernels[name] = kernel_breakdown(lambda block=block: block(x), c.device)
             xg, grad = x.detach().requires_grad_(True), torch.randn_like(x)
             kernels[f"{name}_fwdbwd"] = kernel_breakdown(
-                lambda block=block: block.train()(xg).backward(grad), c.device
+                lambda block=block, xg=xg, grad=grad: block.train()(xg).backward(grad), c.device
             )
         results["levers"] = {
             "command": command,
@@ -920,6 +926,8 @@ def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
     keys = list(rows[0])
     cell = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     widths = [max(len(k), *(len(cell(r.get(k))) for r in rows)) for k in keys]
-    lines = [title, "  ".join(k.rjust(w) for k, w in zip(keys, widths))]
-    lines += ["  ".join(cell(r.get(k)).rjust(w) for k, w in zip(keys, widths)) for r in rows]
+    lines = [title, "  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=False))]
+    lines += [
+        "  ".join(cell(r.get(k)).rjust(w) for k, w in zip(keys, widths, strict=False)) for r in rows
+    ]
     return "\n".join(lines)

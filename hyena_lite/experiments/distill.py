@@ -162,8 +162,10 @@ def gpu_throughput(steps: int = 30, batch_size: int = 16, seq_len: int = 1024) -
         row["mfu_vs_datasheet"] = row["model_tflops_per_second"] / 989.0
         report["stages"][stage] = row
         print(
-            f"{stage:>8}: {row['tokens_per_second']:,.0f} tokens/s, {row['model_tflops_per_second']:.1f} TFLOP/s, "
-            f"MFU {row['mfu_vs_datasheet']:.1%} of the datasheet, {row['mfu_vs_measured_matmul']:.1%} of the "
+            f"{stage:>8}: {row['tokens_per_second']:,.0f} tokens/s, "
+            f"{row['model_tflops_per_second']:.1f} TFLOP/s, "
+            f"MFU {row['mfu_vs_datasheet']:.1%} of the datasheet, "
+            f"{row['mfu_vs_measured_matmul']:.1%} of the "
             f"measured matmul ({ceiling:.0f} TFLOP/s)"
         )
     return report
@@ -188,7 +190,8 @@ def cli_arguments(parser) -> None:
     what.add_argument(
         "--compare",
         action="store_true",
-        help="teacher, paper, best, transfer, ce and scratch students on the same tokens; writes --results",
+        help="teacher, paper, best, transfer, ce and scratch students on the same tokens; writes "
+        "--results",
     )
     what.add_argument(
         "--gpu-throughput",
@@ -275,7 +278,8 @@ def cli_main(args) -> int:
         }
         for recipe, student in report["students"].items():
             print(
-                f"{recipe:>8}: val ppl {student['val_ppl']:.2f} ({student['val_ppl'] / report['teacher_ppl']:.2f}x "
+                f"{recipe:>8}: val ppl {student['val_ppl']:.2f} "
+                f"({student['val_ppl'] / report['teacher_ppl']:.2f}x "
                 f"the teacher's {report['teacher_ppl']:.2f}), {student['tokens']:,} tokens"
             )
         if args.results:

@@ -122,8 +122,10 @@ def brief_student(
         config,
     )
     info = {
-        "student": f"GPT-2 shape, {layers} layers, width {width}, every attention -> Hyena order 2, l_max {seq_len}",
-        "training": f"cross-entropy from scratch on the offline corpus: {steps} steps of {batch_size} x {seq_len} "
+        "student": f"GPT-2 shape, {layers} layers, width {width}, every attention -> Hyena order "
+        f"2, l_max {seq_len}",
+        "training": f"cross-entropy from scratch on the offline corpus: {steps} steps of "
+        f"{batch_size} x {seq_len} "
         f"tokens, lr {lr}",
         "final_train_loss": result.records[-1].get("loss") if result.records else None,
     }
@@ -256,7 +258,8 @@ def speed_benchmark(
         "recurrent": (student, "recurrent", False),
     }
     results: dict[str, Any] = {
-        "model": f"GPT-2 shapes: {n_layer} layers, width {n_embd}, {n_head} heads, vocabulary {vocab}, random weights, "
+        "model": f"GPT-2 shapes: {n_layer} layers, width {n_embd}, {n_head} heads, vocabulary "
+        f"{vocab}, random weights, "
         f"{str(dtype).replace('torch.', '')}; student: every attention -> Hyena order 2",
         "order": order,
         "fit_s": fit_s,
@@ -313,7 +316,8 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=MODES,
         default="recurrent",
-        help="full: re-run the sequence per token; cached: exact O(L) state; recurrent: modal O(r) state",
+        help="full: re-run the sequence per token; cached: exact O(L) state; recurrent: modal "
+        "O(r) state",
     )
     parser.add_argument(
         "--order",
@@ -411,7 +415,8 @@ def _quality_main(args: argparse.Namespace, device: torch.device) -> int:
     save({**info, "validation_tokens": windows.numel(), "rows": rows})
     for row in rows:
         print(
-            f"order {row['order']:>3} ({row['modes']} modes): perplexity conv {row['conv_ppl']:.3f} recurrent "
+            f"order {row['order']:>3} ({row['modes']} modes): perplexity conv "
+            f"{row['conv_ppl']:.3f} recurrent "
             f"{row['recurrent_ppl']:.3f} ({100 * row['relative_gap']:+.3f}%), filter error mean "
             f"{row['fit_mean_error']:.2e} max {row['fit_max_error']:.2e}"
         )
@@ -488,7 +493,8 @@ def cli_main(args: argparse.Namespace) -> int:
         fits = fitted.fits
         for row in fitted.rows:
             print(
-                f"layer {row['layer']}: order {row['order']} ({row['modes']} complex modes), filter error "
+                f"layer {row['layer']}: order {row['order']} ({row['modes']} complex modes), "
+                f"filter error "
                 f"mean {row['mean_error']:.2e} max {row['max_error']:.2e}"
             )
     out = generate(
