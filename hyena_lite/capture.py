@@ -38,6 +38,7 @@ def capture_mixers(
 
     With stop=True the pass ends right after the last of them (call the model inside
     `run_until_stop`).
+    Taught in chapter 6.
     """
     captured: dict[int, dict[str, torch.Tensor]] = {}
     mixers, last = layer_mixers(model), max(layers)
@@ -69,13 +70,15 @@ def capture_mixer(
     """Record the input and output of the token mixer of `layer` during the next forward pass.
 
     With stop=True the pass ends right after that mixer (call the model inside `run_until_stop`).
+    Taught in chapter 6.
     """
     with capture_mixers(model, [layer], stop) as captured:
         yield captured.setdefault(layer, {})
 
 
 def run_until_stop(fn: Callable[[], Any]) -> None:
-    """Call fn, treating an early stop raised by `capture_mixer` as normal completion."""
+    """Call fn, treating an early stop raised by `capture_mixer` as normal completion.
+    Taught in chapter 6."""
     try:
         fn()
     except _Stop:

@@ -303,6 +303,7 @@ def fit_student(
 
     The fit covers the first `length` taps (default: all l_max), the longest context it is meant
     for; see `hyena_lite.modal.fit_modal` for fir, size, refine_steps and lr.
+    Taught in chapter 10.
     """
     fits, rows = {}, []
     operators = hyena_operators(model)

@@ -59,6 +59,7 @@ def encode_text(text: str, tokenizer, max_tokens: int = 0, name: str = "text") -
 
     The start token lets the model predict the text's first token too, so that the NLL covers every
     byte counted. Without BOS and EOS the first token is context only.
+    Taught in chapter 8.
     """
     if not text.strip():
         raise ValueError(f"{name} is empty: there is nothing to evaluate")
@@ -88,6 +89,7 @@ def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int,
     Target t (t >= 1) is predicted from positions < t. The first window scores targets 1..context-1,
     every later window the next `stride` ones (the last is moved back to end at the text's end, so
     all windows have `context` tokens); together they score targets 1..n_tokens-1 exactly once.
+    Taught in chapter 8.
     """
     if context < 2:
         raise ValueError(f"context must be at least 2 tokens, got {context}")
@@ -171,12 +173,12 @@ def token_nll(
     model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int, batch_size: int = 8
 ) -> torch.Tensor:
     """The NLL in nats of every target ids[1:], each scored once by sliding windows, as a float64
-    tensor."""
+    tensor. Taught in chapter 8."""
     return window_scores(model, ids, context, stride, batch_size)["nll"]
 
 
 def bits_per_byte(nll_nats: float, n_bytes: int) -> float:
-    """Bits per UTF-8 byte from a summed NLL in nats: nll / (ln 2 * bytes)."""
+    """Bits per UTF-8 byte from a summed NLL in nats: nll / (ln 2 * bytes). Taught in chapter 8."""
     if n_bytes <= 0:
         raise ValueError(f"bits per byte needs a positive byte count, got {n_bytes}")
     return nll_nats / (math.log(2) * n_bytes)
@@ -205,7 +207,8 @@ def score_text(
     teacher: torch.nn.Module | None = None,
 ) -> dict:
     """Sliding-window scores of one text: {"tokens", "bytes", "ppl", "bpb"}, and with a teacher
-    (same tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token)."""
+    (same tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token).
+    Taught in chapter 8."""
     encoded = encode_text(text, tokenizer, max_tokens, name)
     if len(encoded.ids) < context:
         raise ValueError(
@@ -232,7 +235,7 @@ def score_text(
 
 def max_length(model: torch.nn.Module) -> int:
     """The longest input the model accepts: the Hyena filters' l_max or the learned position
-    table."""
+    table. Taught in chapter 8."""
     config = model.config
     limits = [
         getattr(config, key)
@@ -289,7 +292,7 @@ def length_curve(
 
 def corpus_texts(split: str, corpus: str = "offline") -> dict[str, str]:
     """One text per domain of a corpus split ("split/domain" -> its documents joined by blank
-    lines)."""
+    lines). Taught in chapter 8."""
     from hyena_lite.data import load_corpus
 
     documents = load_corpus(corpus)
@@ -326,6 +329,7 @@ def evaluate_model(
     Budgets come from the profile: profile.eval_tokens tokens per evaluation (0: all), shared
     equally by the texts; windows of profile.seq_len tokens unless `context` says otherwise; cloze
     passages worth about eval_tokens tokens in all.
+    Taught in chapter 8.
     """
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:

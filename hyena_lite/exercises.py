@@ -13,7 +13,7 @@ from typing import Any
 
 def attempt(checker: Callable[[Any], None], answer: Any) -> bool:
     """Check a reader's answer; print "correct", "not attempted yet" or what is wrong; return
-    success."""
+    success. Taught in chapter 2."""
     try:
         checker(answer)
     except NotImplementedError:
@@ -30,5 +30,6 @@ def attempt(checker: Callable[[Any], None], answer: Any) -> bool:
 
 
 def unfinished(*_args: Any, **_kwargs: Any) -> Any:
-    """The body of an exercise stub: tells the checker that the reader has not answered yet."""
+    """The body of an exercise stub: tells the checker that the reader has not answered yet.
+    Taught in chapter 2."""
     raise NotImplementedError("replace this call with your answer")

@@ -15,7 +15,7 @@ from torch import Tensor
 
 def fft_size(length: int) -> int:
     """The FFT length used for sequences of `length`: the next power of two >= 2 * length, so
-    nothing wraps."""
+    nothing wraps. Taught in chapter 3."""
     if length < 1:
         raise ValueError(f"sequence length must be at least 1, got {length}")
     return 1 << (2 * length - 1).bit_length()
@@ -54,7 +54,7 @@ def _check(u: Tensor, k: Tensor, D: Tensor | None) -> None:
 
 def fftconv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     """Causal convolution of each channel of u with its filter k (+ D * u), by FFT in float32;
-    returns u's dtype."""
+    returns u's dtype. Taught in chapter 3."""
     _check(u, k, D)
     length, dtype = u.shape[-1], _compute_dtype(u)
     n = fft_size(length)
@@ -68,7 +68,8 @@ def fftconv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
 
 
 def direct_conv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
-    """The same causal convolution as `fftconv`, computed directly in O(L^2) (the reference)."""
+    """The same causal convolution as `fftconv`, computed directly in O(L^2) (the reference).
+    Taught in chapter 3."""
     _check(u, k, D)
     length, dtype = u.shape[-1], _compute_dtype(u)
     u_wide = u.to(dtype)

@@ -71,6 +71,7 @@ class Decoder:
     cuda_graph=True (recurrent mode, CUDA, a student without attention layers) captures one decoding
     step in a CUDA graph after the prefill and replays it: the state is fixed in size and updated in
     place, so a step is one graph launch instead of hundreds of kernel launches.
+    Taught in chapter 10.
     """
 
     def __init__(
@@ -245,6 +246,7 @@ def perplexity(
     The recurrent version's logits come from `RecurrentDecoder`'s prefill, i.e. the convolution with
     the fitted filters, which is what token-by-token recurrent decoding computes (the tests check
     that they agree).
+    Taught in chapter 10.
     """
     with Decoder(model, "recurrent" if fits else "full", fits=fits) as decoder:
         prefill = partial(decoder.prefill, all_logits=True)
@@ -308,6 +310,7 @@ def generate(
     Greedy unless temperature > 0 (then sampled, optionally from the top_k, with `seed`). A
     recurrent decode fits the modal models first (order `order`) unless `fits` (from `fit_student`)
     are given.
+    Taught in chapter 10.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise ValueError(

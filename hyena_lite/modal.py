@@ -76,7 +76,8 @@ def modal_sum(poles: Tensor, residues: Tensor, steps: Tensor) -> Tensor:
 
 
 def hankel(h: Tensor, size: int, shift: int = 1) -> Tensor:
-    """The Hankel matrices H[c, i, j] = h[c, i + j + shift] of size x size, for filters h [C, L]."""
+    """The Hankel matrices H[c, i, j] = h[c, i + j + shift] of size x size, for filters h [C, L].
+    Taught in chapter 10."""
     index = torch.arange(size, device=h.device)
     return h[:, index[:, None] + index[None, :] + shift]
 
@@ -103,7 +104,7 @@ def hankel_size(length: int, order: int, size: int | None = None, fir: int = 1) 
 
 def hankel_singular_values(h: Tensor, size: int | None = None, fir: int = 1) -> Tensor:
     """Singular values of the Hankel matrix of each filter's taps t >= fir, [C, size], float64:
-    how many states it needs."""
+    how many states it needs. Taught in chapter 10."""
     h = torch.as_tensor(h).double()
     h = h[None] if h.dim() == 1 else h
     size = hankel_size(h.shape[-1], 1, size if size is not None else (h.shape[-1] - fir) // 2, fir)
@@ -289,6 +290,7 @@ def fit_modal(
     poles outside radius `max_radius` are pulled inside so that the recurrence is stable; residues
     are then refitted by least squares over all taps t >= fir (`refit`), and refined by
     `refine_steps` steps of Adam if asked. Channels are processed `chunk` at a time to bound memory.
+    Taught in chapter 10.
     """
     h = torch.as_tensor(h).double()
     h = h[None] if h.dim() == 1 else h
@@ -310,7 +312,7 @@ def fit_modal(
 
 
 def relative_error(h: Tensor, fit: ModalFilter) -> Tensor:
-    """||h - fit|| / ||h|| per channel over all taps, [C], float64."""
+    """||h - fit|| / ||h|| per channel over all taps, [C], float64. Taught in chapter 10."""
     h = torch.as_tensor(h).double()
     h = h[None] if h.dim() == 1 else h
     approx = fit.taps(h.shape[-1]).double().to(h.device)

@@ -99,6 +99,7 @@ def attention_projections(
     GPT-2 keeps them in Conv1D layers (weight [in, out], q|k|v side by side); GPT-NeoX interleaves
     q, k, v per head; Llama's grouped-query k and v are repeated for the query heads that share
     them.
+    Taught in chapter 5.
     """
 
     def linear(
@@ -194,6 +195,7 @@ def convert(
     filter_order, short_filter_order, dropout) and HyenaFilter ones; l_max defaults to the teacher's
     max_position_embeddings. The student has the teacher's dtype and device and is in eval mode
     unless the teacher is training.
+    Taught in chapter 5.
     """
     family = family_of(teacher)
     if isinstance(teacher, family.student_class):
@@ -280,6 +282,7 @@ def parameter_table(teacher: PreTrainedModel, student: PreTrainedModel) -> pd.Da
     Columns: teacher, student, new (student parameters with no teacher parameter of that name and
     shape:
     the Hyena operators), and the student's mixer kind. A tied head counts once, under embeddings.
+    Taught in chapter 5.
     """
     t_params, s_params = dict(teacher.named_parameters()), dict(student.named_parameters())
     t_parts, s_parts = _parts(teacher), _parts(student)

@@ -40,6 +40,7 @@ class HyenaFilter(nn.Module):
     spread across channels so that the window falls to `target` after `fast_decay_pct` (fastest
     channel) to `slow_decay_pct` (slowest) of l_max. Filters are computed in float32 whatever the
     module's dtype; the filter of length L is the first L taps of the filter of length l_max.
+    Taught in chapter 4.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class HyenaOperator(nn.Module):
     linear attention y = q * (h * (k * v)), which is why a teacher's attention maps onto it as x^1
     <- key, x^N <- query, v <- value. Extra keyword arguments (emb_dim, w, decay settings, bias) go
     to `HyenaFilter`.
+    Taught in chapter 4.
     """
 
     def __init__(

@@ -72,6 +72,7 @@ def cloze_examples(texts: Sequence[str], tokenizer, n: int, length: int) -> list
     Deterministic: candidates are taken in text order, never overlapping, and the texts are visited
     in turn (round robin) so that every text contributes. The target is the word with its leading
     space, tokenized on its own, as BPE tokenizers split it inside running text.
+    Taught in chapter 8.
     """
     if length < 4:
         raise ValueError(f"cloze passages need at least 4 tokens, got length={length}")
@@ -106,7 +107,8 @@ def _cloze_candidates(text: str, tokenizer, length: int, span: int) -> list[Cloz
 def cloze_accuracy(
     model: torch.nn.Module, examples: Sequence[ClozeExample], batch_size: int = 16
 ) -> float:
-    """The fraction of passages whose final word is predicted greedily, all of its tokens."""
+    """The fraction of passages whose final word is predicted greedily, all of its tokens.
+    Taught in chapter 8."""
     if not examples:
         raise ValueError(
             "no cloze passages: the texts are too short or have no sentence-final words"
@@ -127,7 +129,8 @@ def cloze_accuracy(
 
 
 def ordinary_tokens(tokenizer) -> torch.Tensor:
-    """The ids of every token that is not a special token, for random sequences."""
+    """The ids of every token that is not a special token, for random sequences.
+    Taught in chapter 8."""
     special = set(tokenizer.all_special_ids)
     return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
 
@@ -147,6 +150,7 @@ def copy_batch(
     mask.
 
     Scored are r_2..r_length of the second copy: r_1 cannot be known before the copy begins.
+    Taught in chapter 8.
     """
     if not 2 <= length <= len(vocab):
         raise ValueError(f"copy length must be in [2, {len(vocab)}], got {length}")
@@ -169,6 +173,7 @@ def mqar_batch(
     [start, k_1 v_1 ... k_D v_D, then every key again in a random order, each followed by its
     value]. Keys are distinct and come from the first half of `vocab`, values from the second half
     (the two vocabularies of Zoology's MQAR). Scored: each value in the query part.
+    Taught in chapter 8.
     """
     half = len(vocab) // 2
     if not 1 <= pairs <= half:
@@ -206,7 +211,8 @@ def copy_curve(
     batch_size: int = 16,
     seed: int = 0,
 ) -> list[dict]:
-    """Copying accuracy on the second copy, for each sequence length: [{"length", "accuracy"}]."""
+    """Copying accuracy on the second copy, for each sequence length: [{"length", "accuracy"}].
+    Taught in chapter 8."""
     return _curve(model, tokenizer, lengths, "length", "copying", copy_batch, n, batch_size, seed)
 
 

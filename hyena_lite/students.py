@@ -83,7 +83,7 @@ class HyenaLlamaConfig(HyenaFields, LlamaConfig):
 
 def hyena_l_max(config: Any) -> int:
     """The filter length of a student config: hyena_l_max, else the model's
-    max_position_embeddings."""
+    max_position_embeddings. Taught in chapter 10."""
     return int(config.hyena_l_max or config.max_position_embeddings)
 
 
@@ -361,6 +361,7 @@ def layer_mixers(model: nn.Module) -> list[nn.Module]:
     `HyenaMixer` of a student's Hyena layers. A forward hook registered with `with_kwargs=True` sees
     the input as `args[0]` (GPT-2, GPT-NeoX) or `kwargs["hidden_states"]` (Llama), and the output as
     a tuple whose first element is the mixer output [B, L, D], before the residual addition.
+    Taught in chapter 5.
     """
     family = family_of(model)
     return [getattr(layer, family.attention) for layer in family.layers(model)]

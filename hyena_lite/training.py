@@ -51,7 +51,7 @@ _COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every")
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; `tag` names what is trained (stage, teacher,
-    data)."""
+    data). Taught in chapter 6."""
 
     steps: int
     lr: float = 1e-3
@@ -246,6 +246,7 @@ def train(
     training to some parameters. With an out_dir, a finished run of the same config is reused and an
     interrupted one resumes. A first SIGTERM or SIGINT stops the run after the step under way, with
     a checkpoint, and raises TrainingStopped.
+    Taught in chapter 6.
     """
     out_dir = Path(config.out_dir) if config.out_dir else None
     result = TrainResult(out_dir=str(out_dir) if out_dir else None)

@@ -98,6 +98,7 @@ def make_setup(
     Each optimiser step takes profile.batch_size sequences, in `grad_accum` micro-batches (less
     memory;
     default: the profile's, results/peak_memory_h200.json).
+    Taught in chapter 6.
     """
     grad_accum = profile.grad_accum if grad_accum is None else grad_accum
     if grad_accum < 1 or profile.batch_size % grad_accum:
@@ -134,7 +135,7 @@ def make_setup(
 
 def make_student(setup: Setup, init: str) -> nn.Module:
     """A Hyena student of the setup's teacher, seeded: init "teacher", "fresh" or "random" (see
-    convert)."""
+    convert). Taught in chapter 6."""
     from hyena_lite.models import convert
 
     torch.manual_seed(setup.config.seed)
@@ -172,6 +173,7 @@ def run_stage(
     lr_scale multiplies the setup's learning rate; one_sequence_steps makes each optimiser step take
     one sequence of the same stream (more, smaller steps on the same tokens: right for the cheap
     progressive stage, whose steps skip the language-model head).
+    Taught in chapter 10.
     """
     c = setup.config
     batches = stages.offset_batches(setup.batches_fn(), offset)

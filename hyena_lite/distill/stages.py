@@ -68,7 +68,7 @@ def freeze(model: nn.Module) -> nn.Module:
 
 class MixerOnly(nn.Module):
     """One student mixer as a model of its own, so that the training loop (and DDP) trains just
-    it."""
+    it. Taught in chapter 6."""
 
     def __init__(self, mixer: nn.Module):
         super().__init__()
@@ -83,6 +83,7 @@ def alignment_objective(teacher: nn.Module, layer: int, student: nn.Module | Non
 
     The mixer's input is the teacher's input to that layer (teacher forcing), or, when `student` is
     given, the student's own input to that layer (its lower layers as trained so far).
+    Taught in chapter 6.
     """
 
     def loss_fn(model: nn.Module, batch: Batch):
@@ -100,7 +101,7 @@ def alignment_objective(teacher: nn.Module, layer: int, student: nn.Module | Non
 
 class MixerSet(nn.Module):
     """Several student mixers as one model, so that the training loop (and DDP) trains them
-    together."""
+    together. Taught in chapter 6."""
 
     def __init__(self, mixers: dict[int, nn.Module]):
         super().__init__()
@@ -117,7 +118,7 @@ class MixerSet(nn.Module):
 def transfer_objective(teacher: nn.Module, layers: list[int]):
     """Loss of a MixerSet: the mean over its layers of the normalised MSE to the teacher's mixer
     output, each mixer fed the teacher's input to its layer (one teacher pass serves every
-    layer)."""
+    layer). Taught in chapter 6."""
 
     def loss_fn(model: nn.Module, batch: Batch):
         ids, mask = _ids_and_mask(batch)
@@ -248,6 +249,7 @@ def progressive(
     feeds each mixer the teacher's input to its layer; "student" the student's own. With unfreeze,
     each alignment is followed by training blocks 0..l together to match the teacher's hidden state
     after block l (MobileBERT-style progressive unfreezing).
+    Taught in chapter 6.
     """
     if input_from not in ("teacher", "student"):
         raise ValueError(f"input_from must be 'teacher' or 'student', got {input_from!r}")
@@ -304,6 +306,7 @@ def transfer(
 
     The same alignment as `progressive` with input_from="teacher", but each layer sees the whole
     budget instead of a 1/n_layers share of it. eval_fn, if given, sees the whole student.
+    Taught in chapter 6.
     """
     freeze(teacher)
     hyena = {i: m for i, m in enumerate(layer_mixers(student)) if isinstance(m, HyenaMixer)}
@@ -328,7 +331,7 @@ def kd(
     eval_fn=None,
 ) -> TrainResult:
     """End-to-end distillation on the logits (plus optional CE and hidden alignment); trainable:
-    all | mixers."""
+    all | mixers. Taught in chapter 7."""
     freeze(teacher)
     objective = kd_objective(teacher, kd_weight, ce_weight, hidden_weight, temperature)
     return train(
@@ -343,7 +346,7 @@ def kd(
 
 def ce(student: nn.Module, batches_fn: BatchesFn, config: TrainConfig, eval_fn=None) -> TrainResult:
     """Cross-entropy training on the data alone (the baselines: teacher-initialised, or from
-    scratch)."""
+    scratch). Taught in chapter 7."""
     return train(student, ce_objective(), batches_fn, config, eval_fn=eval_fn)
 
 

@@ -66,6 +66,7 @@ def measure(
 
     The peak is torch's largest allocation total during the timed calls (weights and inputs
     included), measured on CUDA only: PyTorch keeps no such counter for the CPU.
+    Taught in chapter 9.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(
@@ -98,7 +99,7 @@ def measure(
 def median_ms(
     fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 2, repeats: int = 5
 ) -> float:
-    """The median time of fn in milliseconds (see `measure`)."""
+    """The median time of fn in milliseconds (see `measure`). Taught in chapter 2."""
     return measure(fn, device, warmup, repeats).median_ms
 
 
@@ -129,6 +130,7 @@ class CausalSelfAttention(nn.Module):
 
     F.scaled_dot_product_attention picks FlashAttention on a GPU that has it, and a fused CPU kernel
     otherwise.
+    Taught in chapter 9.
     """
 
     def __init__(self, d_model: int, n_heads: int) -> None:
@@ -160,6 +162,7 @@ def hyena_forward_bytes(
     per order an rfft, a product with the cached filter spectrum, an irfft and the gate, and the
     out-projection. Weights are left out (under 2% at L >= 1K). Dividing by the memory bandwidth
     gives the time a perfect implementation of these passes would take.
+    Taught in chapter 9.
     """
     n = fft_size(length)
     act, signal = (
@@ -223,6 +226,7 @@ def benchmark_operator(
     graph too; `hyena_fast_rel_err` is the fast output's error against the plain one (eager,
     recorded and replayed calls) and `hyena_bytes` the traffic of the fast forward (see
     `hyena_forward_bytes`).
+    Taught in chapter 9.
     """
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -378,6 +382,7 @@ def kernel_breakdown(
 
     Each entry: name, ms (total over the call) and calls; fn is called twice first so compilation
     stays out.
+    Taught in chapter 9.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -409,7 +414,7 @@ def kernel_breakdown(
 
 def crossover(rows: list[dict[str, Any]], x: str, a: str, b: str) -> float | None:
     """The x where series b first becomes no slower than series a, interpolated on log-log axes;
-    None if never."""
+    None if never. Taught in chapter 9."""
     points = [(r[x], r[a], r[b]) for r in rows if r.get(a) and r.get(b)]
     points.sort()
     for i, (xi, ai, bi) in enumerate(points):
@@ -433,7 +438,8 @@ def plot_scaling(
     cross: tuple[str, str] | None = None,
 ) -> Any:
     """Plot columns of `rows` (label -> key) against `x` on log-log axes; mark where the columns
-    `cross` (default: the first two series) cross, the second becoming no slower than the first."""
+    `cross` (default: the first two series) cross, the second becoming no slower than the first.
+    Taught in chapter 9."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -670,7 +676,8 @@ def environment(device: str, command: str) -> dict[str, Any]:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a results file written by `save_results`; say how to make one if it is missing."""
+    """Read a results file written by `save_results`; say how to make one if it is missing.
+    Taught in chapter 9."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -920,7 +927,7 @@ def _command_line(args: Any) -> str:
 
 def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
     """Rows as a fixed-width text table (numbers to 4 significant digits; '-' where a point is
-    missing)."""
+    missing). Taught in chapter 9."""
     if not rows:
         return f"{title}: no rows"
     keys = list(rows[0])

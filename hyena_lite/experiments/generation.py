@@ -35,6 +35,7 @@ def quality_sweep(
     errors.
 
     Filters are fitted over their first `length` taps (default: the windows' length).
+    Taught in chapter 10.
     """
     conv = perplexity(student, windows, None, batch_size)
     rows = []
@@ -149,6 +150,7 @@ def time_decoding(
 
     state_mb is what the decoder holds for the sequences (KV cache, histories or states); peak_mb
     (CUDA only) the peak memory allocated during the steps, weights included.
+    Taught in chapter 10.
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
@@ -192,7 +194,7 @@ def random_gpt2_pair(
     dtype: torch.dtype,
 ) -> tuple[nn.Module, nn.Module]:
     """A GPT-2 teacher of the given shape with random weights, and its all-Hyena student (filters of
-    `context`)."""
+    `context`). Taught in chapter 10."""
     torch.manual_seed(0)
     teacher = gpt2_teacher(context, n_layer, n_embd, n_head, vocab).to(device=device, dtype=dtype)
     return teacher, convert(teacher, init="fresh", l_max=context).eval()
