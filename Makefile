@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make book   set up, build the offline assets, execute every chapter in the default profile,
 #               write the HTML book to _build/html
-#   make test   set up, then unit tests, nbval over every chapter in the smoke profile,
+#   make test   set up, then ruff (lint), unit tests, nbval over every chapter in the smoke profile,
 #               and a smoke build of the book with Sphinx warnings as errors
 #
 # TORCH is what pip installs for PyTorch before the project. The default pins the CPU wheel that

@@ -21,7 +21,7 @@ KEYS = ("command", "commit", "hardware", "created", "versions")
 
 def git_commit() -> str | None:
     """The checkout's commit: $HYENA_LITE_GIT_COMMIT where the tree travelled without its .git,
-    else `git rev-parse HEAD`, else None (an installed wheel has no commit)."""
+    else the HEAD of the git checkout, else None (an installed wheel has no commit)."""
     if env := os.environ.get("HYENA_LITE_GIT_COMMIT"):
         return env
     try:
