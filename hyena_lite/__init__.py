@@ -1,8 +1,12 @@
 """hyena_lite: distil transformers into Hyena long-convolution models.
 
-The library of the book "Scavenging Hyena": the Hyena operator, student models, teachers,
-distillation, evaluation, profiling and generation. Data flows
-data -> teachers -> models -> distill -> evaluate / bench / generation.
+The library of the book "Scavenging Hyena". The core, one job a module: fftconv, operator (and
+its fastpath, cudagraph), students and models, capture, calibration, losses, distill (stages,
+recipes), training (and checkpoints), data, teachers, evaluate and probes, decoding and
+generation, modal, provenance, profiles, cli. Data flows
+data -> teachers -> models -> distill -> evaluate / decoding / generation.
+`hyena_lite.experiments` (benchmarks, sweeps, comparisons, the commands that write results files)
+builds on the core and is never imported by it.
 """
 
 from hyena_lite.calibration import calibrate_mixers
