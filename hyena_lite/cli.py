@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "time and memory of attention vs Hyena: operator, model, generation",
     ),
     "distill": (
-        "hyena_lite.distill",
+        "hyena_lite.experiments.distill",
         "distil a teacher into a Hyena student: progressive, kd, ce/scratch, recipes",
     ),
     "evaluate": (

@@ -26,3 +26,12 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "hyena_lite", "--help"], capture_output=True, text=True, check=True
     )
     assert "data" in done.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_subcommand_has_its_options(name, capsys):
+    """Each subcommand's module is found and defines its options: `--help` prints them."""
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    assert done.value.code == 0
+    assert f"python -m hyena_lite {name}" in capsys.readouterr().out
