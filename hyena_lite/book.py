@@ -3,6 +3,7 @@
 Each chapter that first builds an idea keeps its own teaching code and asserts that the helper
 here agrees with it; the chapters after it import the helper. The docstrings name the chapters.
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,6 +43,7 @@ def live_batches(
     Batch k depends only on (seed, k) (see `data.iterate_batches`), so every live run of a
     chapter sees the same batches. Chapters 6 and 7 train on it.
     """
+
     def stream(start: int) -> Iterator[Tensor]:
         return iterate_batches(tokens, batch_size, seq_len, seed, start_step=start)
 

@@ -5,6 +5,7 @@ Chosen by the environment variable HYENA_BOOK_PROFILE; unset, `gpu` when CUDA is
 `gpu-offline` instead (a mini GPT-2 pre-trained by the book on the offline corpus, sized for a 16 GB T4)
 and says so in one line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,7 +47,7 @@ class Profile:
     teacher_copy_fraction: float = 0.0
     teacher_copy_random: float = 0.0
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes) -> Profile:
         """A copy with some fields changed (for experiments in a chapter)."""
         return dataclasses.replace(self, **changes)
 
@@ -170,8 +171,10 @@ def get_profile(name: str | None = None) -> Profile:
         if not hub.reachable():
             if key not in _told:
                 _told.add(key)
-                print(f"the gpu profile needs the Hugging Face hub and {hub.describe()}: using the "
-                      f"'{OFFLINE_GPU_PROFILE}' profile (a mini GPT-2 pre-trained on the offline corpus); "
-                      f"{hub.GET_IT}")
+                print(
+                    f"the gpu profile needs the Hugging Face hub and {hub.describe()}: using the "
+                    f"'{OFFLINE_GPU_PROFILE}' profile (a mini GPT-2 pre-trained on the offline corpus); "
+                    f"{hub.GET_IT}"
+                )
             return PROFILES[OFFLINE_GPU_PROFILE]
     return PROFILES[key]
