@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-from hyena_lite import bench
 from hyena_lite.data import iterate_batches
+from hyena_lite.experiments import bench
 
 # One hatching per bar group (chapters 5, 8 and 11), so that bars read without colour.
 HATCHES = ("", "//", "..", "xx", "\\\\")

@@ -39,9 +39,9 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from hyena_lite import evaluate, probes, teachers
-from hyena_lite.bench import environment
 from hyena_lite.data import gpt2_tokenizer, load_corpus, tokenize_split
 from hyena_lite.profiles import Profile, get_profile
+from hyena_lite.provenance import provenance
 from hyena_lite.training import TrainingStopped
 
 COPY_LENGTHS = (32, 64, 128)
@@ -289,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.out} holds a {'tiny' if report.get('tiny') else 'full'} sweep; choose another --out"
         )
     report.update(
+        provenance(" ".join(["python scripts/cpu_teacher_sweep.py", *args.argv])),
         tiny=args.tiny,
+        device=args.device,
         copy_lengths=list(COPY_LENGTHS),
-        command=" ".join(["python scripts/cpu_teacher_sweep.py", *args.argv]),
-        environment=environment(args.device),
     )
     variants = report.setdefault("variants", {})
     args.out.parent.mkdir(parents=True, exist_ok=True)

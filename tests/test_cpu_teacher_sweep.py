@@ -30,7 +30,8 @@ def test_the_sweep_scores_each_variant_records_failures_and_skips_what_is_done(
     report = json.loads(out.read_text())
     assert (
         report["tiny"]
-        and report["environment"]["hardware"]["device"] == "cpu"
+        and report["device"] == "cpu"
+        and report["hardware"]
         and "--tiny" in report["command"]
     )
     done = report["variants"]["copy50-rand100"]
