@@ -1,9 +1,9 @@
 # The two commands of the README:
 #   make book   set up, build the offline assets, execute every chapter in the default profile,
 #               write the HTML book to _build/html
-#   make test   set up, then unit tests, nbval over every chapter in the smoke profile, every chapter
-#               again from an installed wheel outside the checkout, and a smoke build of the book with
-#               Sphinx warnings as errors
+#   make test   set up, then ruff (lint), unit tests, nbval over every chapter in the smoke profile,
+#               every chapter again from an installed wheel outside the checkout, and a smoke build
+#               of the book with Sphinx warnings as errors
 #
 # TORCH is what pip installs for PyTorch before the project. The default pins the CPU wheel that
 # CPU-only CI machines carry; on a GPU machine say `make book TORCH=torch` (a floor is in pyproject).
@@ -18,14 +18,14 @@ SYSTEM_STAMP := data/build/.system-packages
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test setup assets unit nbval book-smoke book-js browser clean colab-cells installed
+.PHONY: book test setup assets lint unit nbval book-smoke book-js browser clean colab-cells installed
 
 # scripts/build_book.sh fails the build when a chapter raised (jupyter-book alone exits 0).
 book: assets book-js
 	bash scripts/build_book.sh $(VENV)/bin/jupyter-book .
 	@echo "book written to _build/html/index.html"
 
-test: assets unit nbval installed book-smoke browser
+test: lint assets unit nbval installed book-smoke browser
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ $(SYSTEM_STAMP): data/debian-packages.txt data/install_system_packages.sh
 
 assets: setup $(SYSTEM_STAMP)
 	$(PY) -m hyena_lite data
+
+# ruff: the rule set and the 100-character limit are in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check .
 
 unit: assets
 	$(PY) -m pytest -q tests

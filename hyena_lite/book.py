@@ -3,6 +3,7 @@
 Each chapter that first builds an idea keeps its own teaching code and asserts that the helper
 here agrees with it; the chapters after it import the helper. The docstrings name the chapters.
 """
+
 from __future__ import annotations
 
 import base64
@@ -14,8 +15,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-from hyena_lite import bench
 from hyena_lite.data import iterate_batches
+from hyena_lite.experiments import bench
 
 # One hatching per bar group (chapters 5, 8 and 11), so that bars read without colour.
 HATCHES = ("", "//", "..", "xx", "\\\\")
@@ -42,6 +43,7 @@ def live_batches(
     Batch k depends only on (seed, k) (see `data.iterate_batches`), so every live run of a
     chapter sees the same batches. Chapters 6 and 7 train on it.
     """
+
     def stream(start: int) -> Iterator[Tensor]:
         return iterate_batches(tokens, batch_size, seq_len, seed, start_step=start)
 

@@ -1,11 +1,11 @@
 """The command line, `python -m hyena_lite SUBCOMMAND ...`.
 
-Each subcommand lives in the module that does its work; that module defines
-`cli_arguments(parser)` and `cli_main(args) -> int | None`, and is imported only when used.
-Every value is checked before any work (CHECKS, hyena_lite.validation); every output file and folder is
-locked while the command runs; a mistake prints one line, no traceback (`--debug` shows it); SIGINT and
-SIGTERM exit with 130 and 143, after a training run saved its checkpoint.
-"""
+Each subcommand lives in the module that does its work; that module defines `cli_arguments(parser)`
+and `cli_main(args) -> int | None`, and is imported only when used. Every value is checked before
+any work (CHECKS, hyena_lite.validation); every output file and folder is locked while the command
+runs; a mistake prints one line, no traceback (`--debug` shows it); SIGINT and SIGTERM exit with 130
+and 143, after a training run saved its checkpoint."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +20,30 @@ from hyena_lite import validation as v
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("hyena_lite.assets", "build the offline assets (tokenizer, corpus) and print what was built"),
-    "teacher": ("hyena_lite.teachers", "load (or pre-train) a teacher; its size, training and perplexity per domain"),
-    "benchmark": ("hyena_lite.bench", "time and memory of attention vs Hyena: operator, model, generation"),
-    "distill": ("hyena_lite.distill", "distil a teacher into a Hyena student: progressive, kd, ce/scratch, recipes"),
-    "evaluate": ("hyena_lite.evaluate", "perplexity, bits per byte, teacher agreement, cloze, recall, length"),
-    "generate": ("hyena_lite.generation", "continue a prompt: full, cached or recurrent (state-space) decoding"),
+    "data": (
+        "hyena_lite.assets",
+        "build the offline assets (tokenizer, corpus) and print what was built",
+    ),
+    "teacher": (
+        "hyena_lite.teachers",
+        "load (or pre-train) a teacher; its size, training and perplexity per domain",
+    ),
+    "benchmark": (
+        "hyena_lite.experiments.bench",
+        "time and memory of attention vs Hyena: operator, model, generation",
+    ),
+    "distill": (
+        "hyena_lite.experiments.distill",
+        "distil a teacher into a Hyena student: progressive, kd, ce/scratch, recipes",
+    ),
+    "evaluate": (
+        "hyena_lite.experiments.evaluate",
+        "perplexity, bits per byte, teacher agreement, cloze, recall, length",
+    ),
+    "generate": (
+        "hyena_lite.experiments.generation",
+        "continue a prompt: full, cached or recurrent (state-space) decoding",
+    ),
 }
 
 
@@ -45,25 +63,63 @@ def _profile(text: str) -> str:
 CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
     "data": {},
     "teacher": {"--profile": _profile, "--name": v.model_reference, "--json": v.output_file},
-    "benchmark": {"--lengths": v.positive_int, "--device": v.device, "--batch": v.positive_int,
-                  "--d-model": v.positive_int, "--heads": v.positive_int, "--layers": v.positive_int,
-                  "--vocab": v.int_at_least(2), "--new-tokens": v.positive_int, "--warmup": v.nonnegative_int,
-                  "--repeats": v.positive_int, "--kernels-at": v.positive_int, "--json": v.output_file},
-    "distill": {"--profile": _profile, "--teacher": v.model_reference, "--tokens": v.positive_int,
-                "--hyena-layers": v.int_list(0), "--out": v.output_dir, "--results": v.output_file,
-                "--grad-accum": v.positive_int},
-    "evaluate": {"--model": v.model_reference, "--text": v.existing_file, "--split": v.one_of(
-                     ("train", "validation", "test"), "split"), "--tasks": _tasks, "--teacher": v.model_reference,
-                 "--context": v.int_at_least(2), "--stride": v.positive_int, "--length": v.int_at_least(2),
-                 "--batch-size": v.positive_int, "--profile": _profile, "--json": v.output_file},
-    "generate": {"--model": v.model_folder, "--order": v.positive_int, "--max-new-tokens": v.positive_int,
-                 "--temperature": v.float_at_least(0.0), "--top-k": v.positive_int, "--seed": v.nonnegative_int,
-                 "--device": v.device, "--benchmark": v.output_file, "--contexts": v.int_list(1),
-                 "--batches": v.int_list(1), "--layers": v.positive_int, "--width": v.positive_int,
-                 "--quality": v.output_file, "--orders": v.int_list(1), "--context": v.int_at_least(2),
-                 "--train-steps": v.positive_int},
+    "benchmark": {
+        "--lengths": v.positive_int,
+        "--device": v.device,
+        "--batch": v.positive_int,
+        "--d-model": v.positive_int,
+        "--heads": v.positive_int,
+        "--layers": v.positive_int,
+        "--vocab": v.int_at_least(2),
+        "--new-tokens": v.positive_int,
+        "--warmup": v.nonnegative_int,
+        "--repeats": v.positive_int,
+        "--kernels-at": v.positive_int,
+        "--json": v.output_file,
+    },
+    "distill": {
+        "--profile": _profile,
+        "--teacher": v.model_reference,
+        "--tokens": v.positive_int,
+        "--hyena-layers": v.int_list(0),
+        "--out": v.output_dir,
+        "--results": v.output_file,
+        "--grad-accum": v.positive_int,
+    },
+    "evaluate": {
+        "--model": v.model_reference,
+        "--text": v.existing_file,
+        "--split": v.one_of(("train", "validation", "test"), "split"),
+        "--tasks": _tasks,
+        "--teacher": v.model_reference,
+        "--context": v.int_at_least(2),
+        "--stride": v.positive_int,
+        "--length": v.int_at_least(2),
+        "--batch-size": v.positive_int,
+        "--profile": _profile,
+        "--json": v.output_file,
+    },
+    "generate": {
+        "--model": v.model_folder,
+        "--order": v.positive_int,
+        "--max-new-tokens": v.positive_int,
+        "--temperature": v.float_at_least(0.0),
+        "--top-k": v.positive_int,
+        "--seed": v.nonnegative_int,
+        "--device": v.device,
+        "--benchmark": v.output_file,
+        "--contexts": v.int_list(1),
+        "--batches": v.int_list(1),
+        "--layers": v.positive_int,
+        "--width": v.positive_int,
+        "--quality": v.output_file,
+        "--orders": v.int_list(1),
+        "--context": v.int_at_least(2),
+        "--train-steps": v.positive_int,
+    },
 }
-# exceptions that mean "the user asked for something that cannot be done": shown as their message alone
+# exceptions that mean "the user asked for something that cannot be done": shown as their message
+# alone
 USER_ERRORS = (ValueError, TypeError, LookupError, OSError, RuntimeError, FloatingPointError)
 
 
@@ -72,16 +128,22 @@ def _top_parser() -> argparse.ArgumentParser:
         prog="python -m hyena_lite",
         description="Distil transformers into Hyena long-convolution models.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="subcommands:\n" + "\n".join(f"  {n:<10} {h}" for n, (_, h) in COMMANDS.items())
+        epilog="subcommands:\n"
+        + "\n".join(f"  {n:<10} {h}" for n, (_, h) in COMMANDS.items())
         + "\n\n`python -m hyena_lite SUBCOMMAND --help` for the options of one.",
     )
-    parser.add_argument("command", choices=sorted(COMMANDS), metavar="SUBCOMMAND", help="what to do")
-    parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback")
+    parser.add_argument(
+        "command", choices=sorted(COMMANDS), metavar="SUBCOMMAND", help="what to do"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the Python traceback"
+    )
     return parser
 
 
 class Terminated(BaseException):
-    """SIGTERM outside a training loop: unwinds like KeyboardInterrupt, so that files and locks are closed."""
+    """SIGTERM outside a training loop: unwinds like KeyboardInterrupt, so that files and locks are
+    closed."""
 
 
 def _on_sigterm(signum, _frame):
@@ -94,7 +156,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a subcommand; return the process exit code (1 on an error, 130 / 143 after SIGINT / SIGTERM).
+    """Run a subcommand; return the process exit code (1 on an error, 130 / 143 after SIGINT /
+    SIGTERM).
 
     A mistake prints one line on stderr; with --debug (anywhere on the line) the traceback too."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -150,7 +213,9 @@ def _dispatch(argv: list[str]) -> int:
     v.apply_checks(parser, CHECKS[name])
     args = parser.parse_args(rest)
     with ExitStack() as locks:
-        if os.environ.get("RANK", "0") == "0":  # in a multi-process run, the first process holds the locks
+        if (
+            os.environ.get("RANK", "0") == "0"
+        ):  # in a multi-process run, the first process holds the locks
             from hyena_lite import runs
 
             for value in vars(args).values():

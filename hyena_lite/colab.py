@@ -6,6 +6,7 @@ builds the offline assets (tokenizer, corpus) and, when asked, keeps everything 
 From apt it needs only libreadline8 (the unpacked `bible` program links against it; Colab has it) and
 dpkg-deb, which every Ubuntu has.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,7 +36,9 @@ def setup(use_drive: bool = False) -> None:
         keep_on_drive()
     missing = [pip for module, pip in NODEPS.items() if importlib.util.find_spec(module) is None]
     if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *missing], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *missing], check=True
+        )
     _apt_install_missing()
     from hyena_lite import assets
     from hyena_lite.paths import assets_dir
@@ -55,8 +58,15 @@ def keep_on_drive() -> None:
 
 def _apt_install_missing() -> None:
     """apt-get install the system libraries the assets need where the dynamic linker does not find them."""
-    known = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout if shutil.which("ldconfig") else ""
+    known = (
+        subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+        if shutil.which("ldconfig")
+        else ""
+    )
     missing = [package for library, package in APT_PACKAGES.items() if library not in known]
     if missing:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )

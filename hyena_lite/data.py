@@ -3,6 +3,7 @@
 The offline assets (GPT-2 tokenizer files, the public-domain corpus) are built by
 `python -m hyena_lite data` (hyena_lite.assets); this module only reads them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,9 @@ from transformers import GPT2TokenizerFast, PreTrainedTokenizerBase
 from hyena_lite import hub
 from hyena_lite.paths import assets_dir
 
-if TYPE_CHECKING:  # imported where used: batches and windows need no `datasets` (a GPU machine may lack it)
+if (
+    TYPE_CHECKING
+):  # imported where used: batches and windows need no `datasets` (a GPU machine may lack it)
     import datasets
 
 DOMAINS = ("shakespeare", "austen", "bible")
@@ -49,8 +52,12 @@ def gpt2_tokenizer() -> GPT2TokenizerFast:
     folder = tokenizer_dir()
     missing = [n for n in ("vocab.json", "merges.txt") if not (folder / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"GPT-2 tokenizer files {missing} are missing from {folder}: {BUILD_HINT}")
-    return GPT2TokenizerFast.from_pretrained(str(folder), model_max_length=1024, pad_token="<|endoftext|>")
+        raise FileNotFoundError(
+            f"GPT-2 tokenizer files {missing} are missing from {folder}: {BUILD_HINT}"
+        )
+    return GPT2TokenizerFast.from_pretrained(
+        str(folder), model_max_length=1024, pad_token="<|endoftext|>"
+    )
 
 
 def _documents_dataset(rows: list[dict[str, str]]) -> datasets.Dataset:
@@ -64,7 +71,9 @@ def read_manifest() -> list[dict]:
     """The corpus documents in canonical order: domain, title, file (relative to corpus_dir()), bytes."""
     path = corpus_dir() / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(f"the offline corpus is not built ({path} is missing): {BUILD_HINT}")
+        raise FileNotFoundError(
+            f"the offline corpus is not built ({path} is missing): {BUILD_HINT}"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -79,7 +88,9 @@ def split_documents(docs: list[dict], fraction: float = HELD_OUT_FRACTION) -> di
     for domain in dict.fromkeys(d["domain"] for d in docs):
         mine = [d for d in docs if d["domain"] == domain]
         budget = fraction * sum(d["bytes"] for d in mine)
-        left = sorted(mine, key=lambda d: hashlib.sha256(f"{domain}/{d['title']}".encode()).hexdigest())
+        left = sorted(
+            mine, key=lambda d: hashlib.sha256(f"{domain}/{d['title']}".encode()).hexdigest()
+        )
         for name in ("test", "validation"):
             taken = []
             for d in left:
@@ -121,20 +132,33 @@ def load_corpus(name: str = "offline") -> datasets.DatasetDict:
         docs, checksums = read_manifest(), read_checksums()
         parts = split_documents(docs)
         prefix = corpus_dir().name
-        return datasets.DatasetDict({  # each file checked against its sha256: a damaged one is named
-            s: _documents_dataset([{"text": verified_text(f"{prefix}/{d['file']}", checksums),
-                                    "domain": d["domain"], "title": d["title"]} for d in parts[s]])
-            for s in SPLITS})
+        return datasets.DatasetDict(  # each file checked against its sha256: a damaged one is named
+            {
+                s: _documents_dataset(
+                    [
+                        {
+                            "text": verified_text(f"{prefix}/{d['file']}", checksums),
+                            "domain": d["domain"],
+                            "title": d["title"],
+                        }
+                        for d in parts[s]
+                    ]
+                )
+                for s in SPLITS
+            }
+        )
     if name == "wikitext-103":
         if not hub.reachable():
             raise ConnectionError(
                 f"WikiText-103 ({WIKITEXT[0]}, {WIKITEXT[1]}) comes from the Hugging Face hub, which "
                 f"is unreachable from here ({hub.describe()}). "
                 "Use the offline corpus instead: load_corpus('offline') (Shakespeare, Austen, the "
-                "King James Bible), e.g. HYENA_BOOK_PROFILE=cpu.")
+                "King James Bible), e.g. HYENA_BOOK_PROFILE=cpu."
+            )
         raw = datasets.load_dataset(*WIKITEXT)
-        return datasets.DatasetDict({
-            s: _documents_dataset(_wikitext_documents(raw[s]["text"])) for s in SPLITS})
+        return datasets.DatasetDict(
+            {s: _documents_dataset(_wikitext_documents(raw[s]["text"])) for s in SPLITS}
+        )
     raise ValueError(f"unknown corpus {name!r}; choose 'offline' or 'wikitext-103'")
 
 
@@ -147,15 +171,20 @@ def load_text(path: str | os.PathLike) -> datasets.Dataset:
         raise IsADirectoryError(f"{path} is not a regular file (a folder?); give a UTF-8 text file")
     data = path.read_bytes()
     if not data.strip():
-        raise ValueError(f"{path} is empty ({len(data)} bytes, no text): nothing to train or evaluate on")
+        raise ValueError(
+            f"{path} is empty ({len(data)} bytes, no text): nothing to train or evaluate on"
+        )
     if (nul := data.find(b"\0")) >= 0:
-        raise ValueError(f"{path} looks binary, not text (a NUL byte at offset {nul}); give a UTF-8 text file")
+        raise ValueError(
+            f"{path} looks binary, not text (a NUL byte at offset {nul}); give a UTF-8 text file"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(
             f"{path} is not UTF-8 (byte {data[err.start]:#04x} at offset {err.start} is invalid); "
-            "convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+            "convert it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
     return _documents_dataset([{"text": text, "domain": path.stem, "title": path.name}])
 
 
@@ -168,8 +197,9 @@ def _cache_key(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> str:
     return digest.hexdigest()[:32]
 
 
-def _document_tokens(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
-                     cache: bool) -> tuple[np.ndarray, np.ndarray]:
+def _document_tokens(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, cache: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """The tokens of every document, flat, and each document's length; cached on disk."""
     texts = list(split["text"])
     path = assets_dir() / "tokens" / f"{_cache_key(texts, tokenizer)}.npz"
@@ -177,10 +207,15 @@ def _document_tokens(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
         with np.load(path) as saved:
             return saved["tokens"], saved["lengths"]
     pieces = []
-    with tqdm(total=sum(len(t) for t in texts), unit="char", unit_scale=True, desc="tokenizing",
-              leave=False) as bar:
+    with tqdm(
+        total=sum(len(t) for t in texts),
+        unit="char",
+        unit_scale=True,
+        desc="tokenizing",
+        leave=False,
+    ) as bar:
         for start in range(0, len(texts), 64):
-            chunk = texts[start:start + 64]
+            chunk = texts[start : start + 64]
             pieces += tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
             bar.update(sum(len(t) for t in chunk))
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
@@ -193,11 +228,13 @@ def _document_tokens(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
     return tokens, lengths
 
 
-def _join_with_eos(tokens: np.ndarray, lengths: np.ndarray, keep: np.ndarray, eos: int) -> torch.Tensor:
+def _join_with_eos(
+    tokens: np.ndarray, lengths: np.ndarray, keep: np.ndarray, eos: int
+) -> torch.Tensor:
     ends = np.cumsum(lengths)
     parts = []
     for i in np.flatnonzero(keep):
-        parts += [tokens[ends[i] - lengths[i]:ends[i]], np.array([eos], dtype=np.int32)]
+        parts += [tokens[ends[i] - lengths[i] : ends[i]], np.array([eos], dtype=np.int32)]
     return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int32)).long()
 
 
@@ -209,12 +246,15 @@ def ordinary_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
 
 def _eos_id(tokenizer: PreTrainedTokenizerBase) -> int:
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no eos token to separate documents")
+        raise ValueError(
+            f"tokenizer {tokenizer.name_or_path!r} has no eos token to separate documents"
+        )
     return int(tokenizer.eos_token_id)
 
 
-def tokenize_split(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
-                   cache: bool = True) -> torch.Tensor:
+def tokenize_split(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, cache: bool = True
+) -> torch.Tensor:
     """All documents' tokens as one 1-D int64 tensor, each document followed by the eos token.
 
     Cached under assets_dir()/tokens, keyed by the tokenizer's name_or_path and size and a hash
@@ -224,24 +264,37 @@ def tokenize_split(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
     return _join_with_eos(tokens, lengths, np.ones(len(lengths), bool), _eos_id(tokenizer))
 
 
-def tokens_by_domain(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
+def tokens_by_domain(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
+) -> dict[str, torch.Tensor]:
     """Like tokenize_split, one tensor per domain (in order of first appearance); shares its cache."""
     tokens, lengths = _document_tokens(split, tokenizer, cache=True)
     domains = np.array(split["domain"])
     eos = _eos_id(tokenizer)
-    return {d: _join_with_eos(tokens, lengths, domains == d, eos) for d in dict.fromkeys(split["domain"])}
+    return {
+        d: _join_with_eos(tokens, lengths, domains == d, eos)
+        for d in dict.fromkeys(split["domain"])
+    }
 
 
 def _check_windows(tokens: torch.Tensor, seq_len: int) -> None:
     if tokens.dim() != 1:
         raise ValueError(f"expected a 1-D tensor of token ids, got shape {tuple(tokens.shape)}")
     if seq_len < 1 or len(tokens) < seq_len:
-        raise ValueError(f"{len(tokens)} tokens cannot fill one window of seq_len={seq_len}; "
-                         "use a shorter seq_len or more text")
+        raise ValueError(
+            f"{len(tokens)} tokens cannot fill one window of seq_len={seq_len}; "
+            "use a shorter seq_len or more text"
+        )
 
 
-def iterate_batches(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int = 0,
-                    start_step: int = 0, steps: int | None = None) -> Iterator[torch.Tensor]:
+def iterate_batches(
+    tokens: torch.Tensor,
+    batch_size: int,
+    seq_len: int,
+    seed: int = 0,
+    start_step: int = 0,
+    steps: int | None = None,
+) -> Iterator[torch.Tensor]:
     """Training batches: LongTensor [batch_size, seq_len] windows at random offsets.
 
     Batch k depends only on (seed, k): its offsets are drawn from a generator seeded with

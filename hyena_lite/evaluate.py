@@ -18,30 +18,26 @@ The standard zero-shot suite runs online with lm-evaluation-harness, which loads
 
 It needs the hub (for the task data sets), so the offline book never runs it.
 """
+
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import platform
-import shlex
-import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from hyena_lite import runs
 from hyena_lite.probes import cloze_accuracy, cloze_examples, copy_curve, model_device, mqar_curve
-from hyena_lite.profiles import Profile, get_profile
+from hyena_lite.profiles import Profile
 
 TASKS = ("ppl", "agreement", "cloze", "recall", "length")
 DEFAULT_TASKS = ("ppl", "cloze", "recall", "length")  # plus agreement when a teacher is given
-_SLACK = 64  # tokens tokenized beyond a budget, so that cutting the text does not change the kept ones
+_SLACK = (
+    64  # tokens tokenized beyond a budget, so that cutting the text does not change the kept ones
+)
 
 
 # --- tokens, bytes and windows ----------------------------------------------------------------
@@ -49,7 +45,8 @@ _SLACK = 64  # tokens tokenized beyond a budget, so that cutting the text does n
 
 @dataclass(frozen=True)
 class EncodedText:
-    """Token ids of a text (after a start token when the tokenizer has one) and the bytes they cover."""
+    """Token ids of a text (after a start token when the tokenizer has one) and the bytes they
+    cover."""
 
     ids: torch.Tensor
     n_bytes: int
@@ -57,22 +54,27 @@ class EncodedText:
 
 
 def encode_text(text: str, tokenizer, max_tokens: int = 0, name: str = "text") -> EncodedText:
-    """Tokenize `text`, keep its first `max_tokens` tokens (0: all), prepend BOS (or EOS) when there is one.
+    """Tokenize `text`, keep its first `max_tokens` tokens (0: all), prepend BOS (or EOS) when there
+    is one.
 
     The start token lets the model predict the text's first token too, so that the NLL covers every
     byte counted. Without BOS and EOS the first token is context only.
+    Taught in chapter 8.
     """
     if not text.strip():
         raise ValueError(f"{name} is empty: there is nothing to evaluate")
     chars = max_tokens * 8 if max_tokens else len(text)
-    while True:  # tokenize a prefix that holds the budget and some slack: a cut word changes only its own tokens
-        encoded = tokenizer(text[:chars], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    # Tokenize a prefix that holds the budget and some slack: a cut word changes only its tokens.
+    while True:
+        encoded = tokenizer(
+            text[:chars], add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         if chars >= len(text) or len(ids) >= max_tokens + _SLACK:
             break
         chars *= 2
     if max_tokens and len(ids) > max_tokens:
-        ids, covered = ids[:max_tokens], text[:offsets[max_tokens - 1][1]]
+        ids, covered = ids[:max_tokens], text[: offsets[max_tokens - 1][1]]
     else:
         covered = text
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -81,11 +83,13 @@ def encode_text(text: str, tokenizer, max_tokens: int = 0, name: str = "text") -
 
 
 def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int]]:
-    """Windows over n_tokens ids as (begin, n_new): ids[begin:begin + context] scores its last n_new targets.
+    """Windows over n_tokens ids as (begin, n_new): ids[begin:begin + context] scores its last n_new
+    targets.
 
     Target t (t >= 1) is predicted from positions < t. The first window scores targets 1..context-1,
     every later window the next `stride` ones (the last is moved back to end at the text's end, so
     all windows have `context` tokens); together they score targets 1..n_tokens-1 exactly once.
+    Taught in chapter 8.
     """
     if context < 2:
         raise ValueError(f"context must be at least 2 tokens, got {context}")
@@ -102,81 +106,125 @@ def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int,
         scored_end, begin = end, begin + stride
 
 
-def _window_logits(model: torch.nn.Module, ids: torch.Tensor, windows: Sequence[tuple[int, int]],
-                   context: int, batch_size: int, desc: str) -> Iterator[tuple[int, torch.Tensor]]:
-    """For each window, (position of its first new target, float32 logits [n_new, vocab] predicting them).
+def _window_logits(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    windows: Sequence[tuple[int, int]],
+    context: int,
+    batch_size: int,
+    desc: str,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """For each window, (position of its first new target, float32 logits [n_new, vocab] predicting
+    them).
 
     Only the logits a batch needs are computed (`logits_to_keep`): the head over a large vocabulary
     costs more than a small model's layers.
     """
     device = model_device(model)
     for i in tqdm(range(0, len(windows), batch_size), desc=desc, leave=False):
-        chunk = windows[i:i + batch_size]
-        batch = torch.stack([ids[begin:begin + context] for begin, _ in chunk]).to(device)
+        chunk = windows[i : i + batch_size]
+        batch = torch.stack([ids[begin : begin + context] for begin, _ in chunk]).to(device)
         keep = max(n_new for _, n_new in chunk) + 1
         logits = model(input_ids=batch, logits_to_keep=keep).logits[:, -keep:]
         for row, (begin, n_new) in enumerate(chunk):
-            yield begin + context - n_new, logits[row, keep - n_new - 1:keep - 1].float()
+            yield begin + context - n_new, logits[row, keep - n_new - 1 : keep - 1].float()
 
 
 @torch.inference_mode()
-def window_scores(model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int, batch_size: int = 8,
-                  teacher: torch.nn.Module | None = None, desc: str = "perplexity") -> dict[str, torch.Tensor]:
+def window_scores(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    context: int,
+    stride: int,
+    batch_size: int = 8,
+    teacher: torch.nn.Module | None = None,
+    desc: str = "perplexity",
+) -> dict[str, torch.Tensor]:
     """Per target ids[1:], each scored once by sliding windows: "nll" in nats (float64), and with a
     teacher "top1" (the two argmaxes agree) and "kl" (KL(teacher || model) in nats)."""
     windows = sliding_windows(len(ids), context, stride)
     scores = {"nll": torch.zeros(len(ids) - 1, dtype=torch.float64)}
     if teacher is not None:
-        scores.update(top1=torch.zeros(len(ids) - 1, dtype=torch.bool), kl=torch.zeros(len(ids) - 1, dtype=torch.float64))
-        theirs = (_window_logits(teacher, ids, windows, context, batch_size, f"{desc} (teacher)")
-                  if teacher is not model else None)
+        scores.update(
+            top1=torch.zeros(len(ids) - 1, dtype=torch.bool),
+            kl=torch.zeros(len(ids) - 1, dtype=torch.float64),
+        )
+        theirs = (
+            _window_logits(teacher, ids, windows, context, batch_size, f"{desc} (teacher)")
+            if teacher is not model
+            else None
+        )
     for first, logits in _window_logits(model, ids, windows, context, batch_size, desc):
         where = slice(first - 1, first - 1 + len(logits))
         log_q = F.log_softmax(logits, -1)
-        targets = ids[first:first + len(logits)].to(logits.device)
+        targets = ids[first : first + len(logits)].to(logits.device)
         scores["nll"][where] = -log_q.gather(1, targets[:, None])[:, 0].double().cpu()
         if teacher is not None:
             teacher_logits = logits if theirs is None else next(theirs)[1].to(logits.device)
             log_p = F.log_softmax(teacher_logits, -1)
             scores["top1"][where] = (teacher_logits.argmax(-1) == logits.argmax(-1)).cpu()
-            scores["kl"][where] = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1).double().cpu()
+            scores["kl"][where] = (
+                F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1).double().cpu()
+            )
     return scores
 
 
-def token_nll(model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int,
-              batch_size: int = 8) -> torch.Tensor:
-    """The NLL in nats of every target ids[1:], each scored once by sliding windows, as a float64 tensor."""
+def token_nll(
+    model: torch.nn.Module, ids: torch.Tensor, context: int, stride: int, batch_size: int = 8
+) -> torch.Tensor:
+    """The NLL in nats of every target ids[1:], each scored once by sliding windows, as a float64
+    tensor. Taught in chapter 8."""
     return window_scores(model, ids, context, stride, batch_size)["nll"]
 
 
 def bits_per_byte(nll_nats: float, n_bytes: int) -> float:
-    """Bits per UTF-8 byte from a summed NLL in nats: nll / (ln 2 * bytes)."""
+    """Bits per UTF-8 byte from a summed NLL in nats: nll / (ln 2 * bytes). Taught in chapter 8."""
     if n_bytes <= 0:
         raise ValueError(f"bits per byte needs a positive byte count, got {n_bytes}")
     return nll_nats / (math.log(2) * n_bytes)
 
 
 def check_same_tokenizer(tokenizer, teacher_tokenizer) -> None:
-    """Raise unless the two tokenizers have the same vocabulary (agreement compares token by token)."""
+    """Raise unless the two tokenizers have the same vocabulary (agreement compares token by
+    token)."""
     if tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
-        raise ValueError(f"agreement needs the teacher's tokenizer, but the vocabularies differ "
-                         f"({len(tokenizer)} vs {len(teacher_tokenizer)} tokens): compare models with "
-                         f"different tokenizers by bits per byte instead")
+        raise ValueError(
+            f"agreement needs the teacher's tokenizer, but the vocabularies differ "
+            f"({len(tokenizer)} vs {len(teacher_tokenizer)} tokens): compare models with "
+            f"different tokenizers by bits per byte instead"
+        )
 
 
-def score_text(model: torch.nn.Module, tokenizer, text: str, context: int, stride: int | None = None,
-               max_tokens: int = 0, batch_size: int = 8, name: str = "text",
-               teacher: torch.nn.Module | None = None) -> dict:
-    """Sliding-window scores of one text: {"tokens", "bytes", "ppl", "bpb"}, and with a teacher (same
-    tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token)."""
+def score_text(
+    model: torch.nn.Module,
+    tokenizer,
+    text: str,
+    context: int,
+    stride: int | None = None,
+    max_tokens: int = 0,
+    batch_size: int = 8,
+    name: str = "text",
+    teacher: torch.nn.Module | None = None,
+) -> dict:
+    """Sliding-window scores of one text: {"tokens", "bytes", "ppl", "bpb"}, and with a teacher
+    (same tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token).
+    Taught in chapter 8."""
     encoded = encode_text(text, tokenizer, max_tokens, name)
     if len(encoded.ids) < context:
-        raise ValueError(f"{name} has {encoded.n_text_tokens} tokens, fewer than one window of {context}: "
-                         f"give a longer text or a smaller --context")
-    scores = window_scores(model, encoded.ids, context, stride or context // 2, batch_size, teacher, name)
+        raise ValueError(
+            f"{name} has {encoded.n_text_tokens} tokens, fewer than one window of {context}: "
+            f"give a longer text or a smaller --context"
+        )
+    scores = window_scores(
+        model, encoded.ids, context, stride or context // 2, batch_size, teacher, name
+    )
     total, n = float(scores["nll"].sum()), len(scores["nll"])
-    report = {"tokens": n, "bytes": encoded.n_bytes, "ppl": math.exp(total / n),
-              "bpb": bits_per_byte(total, encoded.n_bytes)}
+    report = {
+        "tokens": n,
+        "bytes": encoded.n_bytes,
+        "ppl": math.exp(total / n),
+        "bpb": bits_per_byte(total, encoded.n_bytes),
+    }
     if teacher is not None:
         report.update(top1=float(scores["top1"].double().mean()), kl=float(scores["kl"].mean()))
     return report
@@ -186,19 +234,26 @@ def score_text(model: torch.nn.Module, tokenizer, text: str, context: int, strid
 
 
 def max_length(model: torch.nn.Module) -> int:
-    """The longest input the model accepts: the Hyena filters' l_max or the learned position table."""
+    """The longest input the model accepts: the Hyena filters' l_max or the learned position
+    table. Taught in chapter 8."""
     config = model.config
-    limits = [getattr(config, key) for key in ("l_max", "hyena_l_max", "n_positions", "max_position_embeddings")
-              if isinstance(getattr(config, key, None), int)]
+    limits = [
+        getattr(config, key)
+        for key in ("l_max", "hyena_l_max", "n_positions", "max_position_embeddings")
+        if isinstance(getattr(config, key, None), int)
+    ]
     if not limits:
-        raise ValueError(f"cannot tell the longest input of a {type(model).__name__}: its config has none of "
-                         f"l_max, n_positions, max_position_embeddings; pass --length")
+        raise ValueError(
+            f"cannot tell the longest input of a {type(model).__name__}: its config has none of "
+            f"l_max, n_positions, max_position_embeddings; pass --length"
+        )
     return min(limits)
 
 
 @torch.inference_mode()
-def length_curve(model: torch.nn.Module, ids: torch.Tensor, length: int, bins: int = 12,
-                 batch_size: int = 8) -> dict:
+def length_curve(
+    model: torch.nn.Module, ids: torch.Tensor, length: int, bins: int = 12, batch_size: int = 8
+) -> dict:
     """Perplexity against position: NLL at position p (given p tokens) averaged over non-overlapping
     windows of `length` tokens, grouped into geometric bins of positions.
 
@@ -206,67 +261,50 @@ def length_curve(model: torch.nn.Module, ids: torch.Tensor, length: int, bins: i
     """
     n_windows = len(ids) // length
     if n_windows == 0:
-        raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {length} for the length curve")
-    windows = ids[:n_windows * length].view(n_windows, length)
+        raise ValueError(
+            f"the text has {len(ids)} tokens, fewer than one window of {length} for the length "
+            f"curve"
+        )
+    windows = ids[: n_windows * length].view(n_windows, length)
     device, total = model_device(model), torch.zeros(length - 1, dtype=torch.float64)
     for i in tqdm(range(0, n_windows, batch_size), desc=f"length {length}", leave=False):
-        batch = windows[i:i + batch_size].to(device)
+        batch = windows[i : i + batch_size].to(device)
         logits = model(input_ids=batch).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none")
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
+        )
         total += nll.view(len(batch), -1).double().sum(0).cpu()
     mean = (total / n_windows).numpy()
     edges = np.unique(np.geomspace(1, length, bins + 1).astype(int))
-    return {"length": length, "windows": n_windows, "position": [int(e) - 1 for e in edges[1:]],
-            "ppl": [float(np.exp(mean[a - 1:b - 1].mean())) for a, b in zip(edges[:-1], edges[1:])]}
+    return {
+        "length": length,
+        "windows": n_windows,
+        "position": [int(e) - 1 for e in edges[1:]],
+        "ppl": [
+            float(np.exp(mean[a - 1 : b - 1].mean()))
+            for a, b in zip(edges[:-1], edges[1:], strict=False)
+        ],
+    }
 
 
 # --- texts and models -------------------------------------------------------------------------
 
 
 def corpus_texts(split: str, corpus: str = "offline") -> dict[str, str]:
-    """One text per domain of a corpus split ("split/domain" -> its documents joined by blank lines)."""
+    """One text per domain of a corpus split ("split/domain" -> its documents joined by blank
+    lines). Taught in chapter 8."""
     from hyena_lite.data import load_corpus
 
     documents = load_corpus(corpus)
     if split not in documents:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(documents)}")
     rows = documents[split]
-    return {f"{split}/{domain}": "\n\n".join(t for t, d in zip(rows["text"], rows["domain"]) if d == domain)
-            for domain in dict.fromkeys(rows["domain"])}
-
-
-def file_texts(paths: Sequence[str]) -> dict[str, str]:
-    """Each UTF-8 text file by its path (missing, empty, binary or non-UTF-8 files are errors that say so)."""
-    from hyena_lite.data import load_text
-
-    return {str(path): load_text(path)[0]["text"] for path in paths}
-
-
-def load_model(name_or_dir: str, profile: Profile) -> tuple[torch.nn.Module, object]:
-    """(model in eval mode, tokenizer) from a saved folder (teacher or student) or a teacher name."""
-    path = Path(name_or_dir)
-    if path.is_dir():
-        import hyena_lite.models  # noqa: F401  registers the student classes with AutoModelForCausalLM
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} holds no config.json: it is not a model saved with save_pretrained")
-        if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-            raise FileNotFoundError(f"{path} holds a model but no tokenizer: save one beside it with "
-                                    f"tokenizer.save_pretrained({str(path)!r})")
-        model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    else:
-        from hyena_lite.teachers import TeacherUnavailable, load_teacher
-
-        try:
-            model, tokenizer = load_teacher(name_or_dir, profile)
-        except (ValueError, KeyError) as error:
-            raise ValueError(f"unknown model {name_or_dir!r}: not a folder saved with save_pretrained, "
-                             f"and not a teacher name ({error})") from None
-        except TeacherUnavailable as error:  # 'models/studnet' reads like a hub id: say both readings
-            raise TeacherUnavailable(f"{name_or_dir!r} is no folder here (check the path), and as a hub model: "
-                                     f"{error}") from None
-    return model.to(profile.device).eval(), tokenizer
+    return {
+        f"{split}/{domain}": "\n\n".join(
+            t for t, d in zip(rows["text"], rows["domain"], strict=False) if d == domain
+        )
+        for domain in dict.fromkeys(rows["domain"])
+    }
 
 
 def _powers_of_two(low: int, high: int) -> list[int]:
@@ -275,28 +313,42 @@ def _powers_of_two(low: int, high: int) -> list[int]:
 
 
 def _check_windows(model: torch.nn.Module, context: int, stride: int, batch_size: int) -> None:
-    """Raise ValueError naming the value and the fix when windows of `context` tokens cannot be scored."""
+    """Raise ValueError naming the value and the fix when windows of `context` tokens cannot be
+    scored."""
     if context < 2 or stride < 1 or batch_size < 1:
-        raise ValueError(f"context={context}, stride={stride}, batch_size={batch_size}: give a context >= 2 "
-                         f"tokens, a stride >= 1 and a batch size >= 1")
+        raise ValueError(
+            f"context={context}, stride={stride}, batch_size={batch_size}: give a context >= 2 "
+            f"tokens, a stride >= 1 and a batch size >= 1"
+        )
     try:
         limit = max_length(model)
     except ValueError:  # a model that does not say: let it try
         return
     if context > limit:
-        raise ValueError(f"a context of {context} tokens exceeds the {limit} positions this "
-                         f"{type(model).__name__} accepts; give --context {limit} or less")
+        raise ValueError(
+            f"a context of {context} tokens exceeds the {limit} positions this "
+            f"{type(model).__name__} accepts; give --context {limit} or less"
+        )
 
 
-def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], profile: Profile,
-                   tasks: Sequence[str] = DEFAULT_TASKS, teacher: tuple[torch.nn.Module, object] | None = None,
-                   context: int | None = None, stride: int | None = None, length: int | None = None,
-                   batch_size: int = 8) -> dict:
+def evaluate_model(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: dict[str, str],
+    profile: Profile,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    teacher: tuple[torch.nn.Module, object] | None = None,
+    context: int | None = None,
+    stride: int | None = None,
+    length: int | None = None,
+    batch_size: int = 8,
+) -> dict:
     """Run the chosen tasks on one model; the JSON-ready report of evaluate's CLI for that model.
 
     Budgets come from the profile: profile.eval_tokens tokens per evaluation (0: all), shared
     equally by the texts; windows of profile.seq_len tokens unless `context` says otherwise; cloze
     passages worth about eval_tokens tokens in all.
+    Taught in chapter 8.
     """
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
@@ -313,97 +365,64 @@ def evaluate_model(model: torch.nn.Module, tokenizer, texts: dict[str, str], pro
             raise ValueError("the agreement task needs a teacher: pass --teacher NAME_OR_DIR")
         check_same_tokenizer(tokenizer, teacher[1])
     if "ppl" in tasks or "agreement" in tasks:
-        scores = {name: score_text(model, tokenizer, text, context, stride, budget, batch_size, name,
-                                   teacher[0] if "agreement" in tasks else None) for name, text in texts.items()}
+        scores = {
+            name: score_text(
+                model,
+                tokenizer,
+                text,
+                context,
+                stride,
+                budget,
+                batch_size,
+                name,
+                teacher[0] if "agreement" in tasks else None,
+            )
+            for name, text in texts.items()
+        }
         if "ppl" in tasks:
-            report["texts"] = {name: {k: s[k] for k in ("tokens", "bytes", "ppl", "bpb")} for name, s in scores.items()}
+            report["texts"] = {
+                name: {k: s[k] for k in ("tokens", "bytes", "ppl", "bpb")}
+                for name, s in scores.items()
+            }
         if "agreement" in tasks:
-            report["agreement"] = {name: {k: s[k] for k in ("tokens", "top1", "kl")} for name, s in scores.items()}
+            report["agreement"] = {
+                name: {k: s[k] for k in ("tokens", "top1", "kl")} for name, s in scores.items()
+            }
     if "cloze" in tasks:
-        examples = cloze_examples(list(texts.values()), tokenizer, max(16, (profile.eval_tokens or 100_000) // context),
-                                  context)
-        report["cloze"] = {"examples": len(examples), "length": context,
-                           "accuracy": cloze_accuracy(model, examples, batch_size)}
+        examples = cloze_examples(
+            list(texts.values()),
+            tokenizer,
+            max(16, (profile.eval_tokens or 100_000) // context),
+            context,
+        )
+        report["cloze"] = {
+            "examples": len(examples),
+            "length": context,
+            "accuracy": cloze_accuracy(model, examples, batch_size),
+        }
     if "recall" in tasks:
-        report["recall"] = {"copy": copy_curve(model, tokenizer, _powers_of_two(4, (context - 1) // 2),
-                                               batch_size=batch_size, seed=profile.seed),
-                            "mqar": mqar_curve(model, tokenizer, _powers_of_two(2, (context - 1) // 4),
-                                               batch_size=batch_size, seed=profile.seed)}
+        report["recall"] = {
+            "copy": copy_curve(
+                model,
+                tokenizer,
+                _powers_of_two(4, (context - 1) // 2),
+                batch_size=batch_size,
+                seed=profile.seed,
+            ),
+            "mqar": mqar_curve(
+                model,
+                tokenizer,
+                _powers_of_two(2, (context - 1) // 4),
+                batch_size=batch_size,
+                seed=profile.seed,
+            ),
+        }
     if "length" in tasks:
         length = min(length or max_length(model), max_length(model))
-        ids = torch.cat([encode_text(text, tokenizer, budget, name).ids for name, text in texts.items()])
-        report["length"] = length_curve(model, ids, length, batch_size=max(1, batch_size * context // length))
+        ids = torch.cat(
+            [encode_text(text, tokenizer, budget, name).ids for name, text in texts.items()]
+        )
+        report["length"] = length_curve(
+            model, ids, length, batch_size=max(1, batch_size * context // length)
+        )
     return report
-
-
-# --- command line -----------------------------------------------------------------------------
-
-
-def _command(args: argparse.Namespace) -> str:
-    """The command line that gives `args` (rebuilt from them, so it is right when called in-process too)."""
-    parts = ["python", "-m", "hyena_lite", "evaluate"]
-    for key, value in vars(args).items():
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None:
-                parts += [f"--{key.replace('_', '-')}", str(item)]
-    return shlex.join(parts)
-
-
-def _meta(args: argparse.Namespace, profile: Profile) -> dict:
-    """Where a result came from: the command, git commit, hardware and versions."""
-    import transformers
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    device = (torch.cuda.get_device_name() if profile.device == "cuda"
-              else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
-    return {"command": _command(args), "git_commit": commit,
-            "profile": profile.name, "device": device, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `python -m hyena_lite evaluate`."""
-    parser.add_argument("--model", action="append", required=True, metavar="[LABEL=]DIR_OR_NAME",
-                        help="a saved model folder or a teacher name; repeat to compare several")
-    parser.add_argument("--text", action="append", default=[], metavar="FILE", help="a UTF-8 text file; repeatable")
-    parser.add_argument("--split", default=None,
-                        help="a split of the profile's corpus, per domain (default: validation without --text)")
-    parser.add_argument("--tasks", default=None,
-                        help=f"comma-separated, among {','.join(TASKS)} (default: "
-                             f"{','.join(DEFAULT_TASKS)}, plus agreement with --teacher)")
-    parser.add_argument("--teacher", default=None, help="a model folder or teacher name for the agreement task")
-    parser.add_argument("--context", type=int, default=None, help="window in tokens (default: the profile's seq_len)")
-    parser.add_argument("--stride", type=int, default=None, help="window stride in tokens (default: context / 2)")
-    parser.add_argument("--length", type=int, default=None,
-                        help="longest window of the length task (default and cap: each model's own limit)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    parser.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE)")
-    parser.add_argument("--note", default=None, help="a remark stored with the results (what the models are)")
-    parser.add_argument("--json", required=True, metavar="OUT", help="where to write the results")
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """Evaluate every --model on the texts and write {"meta", "models": {label: report}} to --json."""
-    profile = get_profile(args.profile)
-    tasks = args.tasks.split(",") if args.tasks else list(DEFAULT_TASKS) + (["agreement"] if args.teacher else [])
-    texts = file_texts(args.text)
-    split = args.split or (None if args.text else "validation")
-    if split:
-        texts.update(corpus_texts(split, profile.corpus))
-    teacher = load_model(args.teacher, profile) if args.teacher else None
-    results = {"meta": {**_meta(args, profile), "tasks": tasks, "teacher": args.teacher, "note": args.note},
-               "models": {}}
-    for spec in args.model:
-        label, _, where = spec.rpartition("=")
-        model, tokenizer = load_model(where, profile)
-        results["models"][label or where] = evaluate_model(model, tokenizer, texts, profile, tasks, teacher,
-                                                           args.context, args.stride, args.length, args.batch_size)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out, results)  # atomic (hyena_lite.runs)
-    print(f"wrote {out}")
-    return 0

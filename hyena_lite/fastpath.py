@@ -1,44 +1,69 @@
-"""The Hyena operator's fast forward: the same function as `HyenaOperator`'s plain forward, with less memory traffic.
+"""The Hyena operator's fast forward: the same function as `HyenaOperator`'s plain forward, with
+less memory traffic.
 
 What makes it fast: the filter spectra are computed once per call for the whole batch (and cached at
-inference, keyed on the parameters' versions so that any update invalidates them); channels stay first
-from the in-projection to the gates without copies; FFTs run in float32 on power-of-two sizes, with the
-inverse FFT's 1 / n folded into the filter. At inference on a GPU, once an input shape repeats, the
-element-wise work around the FFTs (bias, short filter, zero padding, skip, gate, casts) runs as a few
-kernels fused by torch.compile for that shape, and (opt-in) the whole forward is replayed as a CUDA graph
-so that launching kernels costs no CPU time. Elsewhere (CPU, training, a shape seen once, as in decoding
-by recomputation) the same Python code runs unfused.
+inference, keyed on the parameters' versions so that any update invalidates them); channels stay
+first from the in-projection to the gates without copies; FFTs run in float32 on power-of-two sizes,
+with the inverse FFT's 1 / n folded into the filter. At inference on a GPU, once an input shape
+repeats, the element-wise work around the FFTs (bias, short filter, zero padding, skip, gate, casts)
+runs as a few kernels fused by torch.compile for that shape, and (opt-in) the whole forward is
+replayed as a CUDA graph so that launching kernels costs no CPU time. Elsewhere (CPU, training, a
+shape seen once, as in decoding by recomputation) the same Python code runs unfused.
 """
+
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fft_size
 
 if TYPE_CHECKING:
     from hyena_lite.operator import HyenaOperator
 
-# Fuse the element-wise work with torch.compile on CUDA for repeated shapes; False (or HYENA_LITE_COMPILE=0): never.
-COMPILE_ON_CUDA = os.environ.get("HYENA_LITE_COMPILE", "1") != "0"
-# Replay the inference forward as a CUDA graph once a shape repeats (opt-in: each operator then keeps a
-# private memory pool per shape); True or HYENA_LITE_CUDA_GRAPHS=1 turns it on.
-GRAPHS_ON_CUDA = os.environ.get("HYENA_LITE_CUDA_GRAPHS", "0") == "1"
+
+@dataclass
+class FastPath:
+    """One operator's fast-path settings (`op.fastpath`), and what it keeps between calls.
+
+    `compile`: fuse the element-wise work with torch.compile on CUDA for repeated shapes
+    (default on; HYENA_LITE_COMPILE=0 turns it off). `cuda_graphs`: replay the inference forward
+    as a CUDA graph once a shape repeats (opt-in, HYENA_LITE_CUDA_GRAPHS=1: the operator then
+    keeps a private memory pool per shape). `cache_spectra`: keep the filter spectra at inference.
+    """
+
+    compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
+    cuda_graphs: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_CUDA_GRAPHS", "0") == "1"
+    )
+    cache_spectra: bool = True
+    spectra: tuple | None = field(default=None, repr=False)  # (key, (spectra, skips))
+    graph: tuple | None = field(default=None, repr=False)  # (key, recorded graph or None)
+
+    def clear(self) -> None:
+        """Drop the cached spectra and CUDA graph (they are rebuilt on use)."""
+        self.spectra = self.graph = None
 
 
 def _causal_conv(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """Depthwise causal convolution of (z + in_bias) [B, C, L], zero before step 0, with taps weight [C, 1, K]
-    plus bias, in float32. Each tap reads the input directly, so a compiler fuses it all into one pass."""
+    """Depthwise causal convolution of (z + in_bias) [B, C, L], zero before step 0, with taps weight
+    [C, 1, K] plus bias, in float32. Each tap reads the input directly, so a compiler fuses it all
+    into one pass."""
     taps, length = weight.shape[-1], z.shape[-1]
     steps = torch.arange(length, device=z.device)
     out = bias.float()[:, None]
     for j in range(taps):
         shift = taps - 1 - j  # tap j sees step t - shift
-        seen = F.pad(z, (shift, 0))[..., :length].float() + in_bias.float()[:, None] * (steps >= shift)
+        seen = F.pad(z, (shift, 0))[..., :length].float() + in_bias.float()[:, None] * (
+            steps >= shift
+        )
         out = out + weight[:, 0, j].float()[:, None] * seen
     return out
 
@@ -49,12 +74,14 @@ def _short_gates(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Te
 
 
 def _short_value(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor, n: int) -> Tensor:
-    """The value: the short filter over the value channels of z [B, D, L], float32, zero-padded to n steps."""
+    """The value: the short filter over the value channels of z [B, D, L], float32, zero-padded to n
+    steps."""
     return F.pad(_causal_conv(z, in_bias, weight, bias), (0, n - z.shape[-1]))
 
 
 def _gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
-    """x * (y + skip * v) on the first L steps of the padded float32 y and v; zero-padded again for the next FFT."""
+    """x * (y + skip * v) on the first L steps of the padded float32 y and v; zero-padded again for
+    the next FFT."""
     length, n = x.shape[-1], y.shape[-1]
     g = x.float() * (y[..., :length] + skip[:, None] * v[..., :length])
     return F.pad(g, (0, n - length))
@@ -67,51 +94,68 @@ def _last_gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
     return g.to(x.dtype).transpose(1, 2).contiguous()
 
 
-_KERNELS: dict[str, Callable] = {"gates": _short_gates, "value": _short_value, "gate": _gate, "last_gate": _last_gate}
+_KERNELS: dict[str, Callable] = {
+    "gates": _short_gates,
+    "value": _short_value,
+    "gate": _gate,
+    "last_gate": _last_gate,
+}
 _FUSED: dict[str, Callable] = {}
 
 
 def _kernel(name: str, fused: bool) -> Callable:
-    """The element-wise function `name`: compiled by torch.compile for static shapes when `fused`, else plain Python."""
+    """The element-wise function `name`: compiled by torch.compile for static shapes when `fused`,
+    else plain Python."""
     if not fused:
         return _KERNELS[name]
     if name not in _FUSED:
-        for limit in ("recompile_limit", "cache_size_limit"):  # one compilation per (shape, dtype): allow many
+        for limit in (
+            "recompile_limit",
+            "cache_size_limit",
+        ):  # one compilation per (shape, dtype): allow many
             if hasattr(torch._dynamo.config, limit):
                 setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
         _FUSED[name] = torch.compile(_KERNELS[name], dynamic=False, fullgraph=True)
     return _FUSED[name]
 
 
-def filter_spectra(op: "HyenaOperator", length: int) -> tuple[Tensor, Tensor]:
-    """The long filters' spectra for `length`, [order, D, n // 2 + 1] complex64, scaled by 1 / n, and the skips [order, D].
+def filter_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
+    """The long filters' spectra for `length`, [order, D, n // 2 + 1] complex64, scaled by 1 / n,
+    and the skips [order, D].
 
-    The 1 / n of the inverse FFT rides on the filter (so irfft runs with norm="forward" and needs no extra
-    pass over its output). Computed once per call for the whole batch; with autograd off (inference) the
-    result is cached on the operator and reused until the length, device or any filter parameter changes
-    (an optimiser step or load_state_dict bumps a parameter's version, .to() moves its storage).
+    The 1 / n of the inverse FFT rides on the filter (so irfft runs with norm="forward" and needs no
+    extra pass over its output). Computed once per call for the whole batch; with autograd off
+    (inference) the result is cached on the operator and reused until the length, device or any
+    filter parameter changes (an optimiser step or load_state_dict bumps a parameter's version,
+    .to() moves its storage).
     """
     params = tuple(op.filter_fn.parameters())
     key = (length, *((p.data_ptr(), p._version) for p in params))
-    cached = getattr(op, "_spectra_cache", None)
-    if not torch.is_grad_enabled() and cached is not None and cached[0] == key:
-        return cached[1]
+    state, keep = op.fastpath, op.fastpath.cache_spectra and not torch.is_grad_enabled()
+    if keep and state.spectra is not None and state.spectra[0] == key:
+        return state.spectra[1]
     k, skip = op.long_filters(length)
     spectra = (torch.fft.rfft(k, n=fft_size(length), norm="forward"), skip)
-    op._spectra_cache = (key, spectra) if not torch.is_grad_enabled() else None
+    state.spectra = (key, spectra) if keep else None
     return spectra
 
 
-def _forward(op: "HyenaOperator", u: Tensor, fused: bool = False) -> Tensor:
-    """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence, out-projection."""
+def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:
+    """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence,
+    out-projection."""
     batch, length, width, gated = u.shape[0], u.shape[1], op.d_model, op.order * op.d_model
     n = fft_size(length)
     weight = op.in_proj.weight
-    z = torch.bmm(weight.expand(batch, -1, -1), u.transpose(1, 2))  # [B, (N + 1) D, L], channels first, no copy of u
+    z = torch.bmm(
+        weight.expand(batch, -1, -1), u.transpose(1, 2)
+    )  # [B, (N + 1) D, L], channels first, no copy of u
     in_bias, conv_bias = op.in_proj.bias, op.short_filter.bias
     if in_bias is None or conv_bias is None:
         zeros = torch.zeros(z.shape[1], device=u.device)
-        in_bias, conv_bias = (zeros if in_bias is None else in_bias), (zeros if conv_bias is None else conv_bias)
+        in_bias, conv_bias = (
+            (zeros if in_bias is None else in_bias),
+            (zeros if conv_bias is None else conv_bias),
+        )
     w = op.short_filter.weight
     gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
     v = _kernel("value", fused)(z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:], n)
@@ -123,54 +167,57 @@ def _forward(op: "HyenaOperator", u: Tensor, fused: bool = False) -> Tensor:
     return op.out_proj(v)
 
 
-def _capture(op: "HyenaOperator", u: Tensor, fused: bool) -> tuple[Any, ...]:
-    """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the spectra it reads)."""
+def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
+    """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the
+    spectra it reads)."""
     static_in = u.clone()
-    spectra = filter_spectra(op, u.shape[1])  # cached outside the graph; the state below keeps it alive
-    side, main = torch.cuda.Stream(u.device), torch.cuda.current_stream(u.device)
-    side.wait_stream(main)
-    with torch.cuda.stream(side):
-        _forward(op, static_in, fused)  # warm-up: FFT plans, cuBLAS handles and compiled kernels exist before capture
-    main.wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = _forward(op, static_in, fused)
+    spectra = filter_spectra(op, u.shape[1])  # cached outside the graph; kept alive below
+    graph, static_out = record(lambda: _forward(op, static_in, fused), u.device)
     return graph, static_in, static_out, spectra
 
 
-def _inference(op: "HyenaOperator", u: Tensor) -> Tensor:
-    """Inference on CUDA: eager and unfused the first time a shape and parameter state is seen; when it comes
-    again, fused kernels compiled for it, and with GRAPHS_ON_CUDA a CUDA graph recorded then and replayed after."""
-    key = (tuple(u.shape), u.dtype, u.device, *((p.data_ptr(), p._version) for p in op.parameters()))
-    state = getattr(op, "_graph_state", None)
-    if state is None or state[0] != key:
-        op._graph_state = (key, None)  # a new shape or new weights: run eagerly, speed up if it comes again
+def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
+    """Inference on CUDA: eager and unfused the first time a shape and parameter state is seen; when
+    it comes again, fused kernels compiled for it, and with `op.fastpath.cuda_graphs` a CUDA graph
+    recorded then and replayed after."""
+    key = (
+        tuple(u.shape),
+        u.dtype,
+        u.device,
+        *((p.data_ptr(), p._version) for p in op.parameters()),
+    )
+    settings = op.fastpath
+    if settings.graph is None or settings.graph[0] != key:
+        settings.graph = (key, None)  # a new shape or new weights: run eagerly, faster next time
         return _forward(op, u)
-    if not GRAPHS_ON_CUDA or torch.cuda.is_current_stream_capturing():
-        return _forward(op, u, fused=COMPILE_ON_CUDA)
-    if state[1] is None:
-        op._graph_state = state = (key, _capture(op, u, COMPILE_ON_CUDA))
-    graph, static_in, static_out, _ = state[1]
+    if not settings.cuda_graphs or torch.cuda.is_current_stream_capturing():
+        return _forward(op, u, fused=settings.compile)
+    if settings.graph[1] is None:
+        settings.graph = (key, _capture(op, u, settings.compile))
+    graph, static_in, static_out, _ = settings.graph[1]
     static_in.copy_(u)
     graph.replay()
     return static_out.clone()
 
 
-def pays_off(op: "HyenaOperator", u: Tensor) -> bool:
-    """Whether the fast path is the faster one for this call: inference on CUDA. Measured on an H200: in training
-    its unfused route was slower than the plain forward (13.5 against 8.9 ms forward + backward at L = 16K)."""
+def pays_off(op: HyenaOperator, u: Tensor) -> bool:
+    """Whether the fast path is the faster one for this call: inference on CUDA. Measured on an
+    H200: in training its unfused route was slower than the plain forward (13.5 against 8.9 ms
+    forward + backward at L = 16K)."""
     return u.is_cuda and not torch.is_grad_enabled() and not (op.training and op.dropout.p > 0)
 
 
 def clear_caches(module: torch.nn.Module) -> None:
-    """Drop the cached filter spectra and CUDA graphs of every Hyena operator in `module` (they are rebuilt on use)."""
+    """Drop the cached filter spectra and CUDA graphs of every Hyena operator in `module` (they are
+    rebuilt on use)."""
     for sub in module.modules():
-        if hasattr(sub, "_spectra_cache") or hasattr(sub, "_graph_state"):
-            sub._spectra_cache = sub._graph_state = None
+        if isinstance(getattr(sub, "fastpath", None), FastPath):
+            sub.fastpath.clear()
 
 
-def fast_forward(op: "HyenaOperator", u: Tensor) -> Tensor:
-    """`op`'s forward on u [B, L, d_model] by the fast path (see the module's doc for what runs where)."""
+def fast_forward(op: HyenaOperator, u: Tensor) -> Tensor:
+    """`op`'s forward on u [B, L, d_model] by the fast path (see the module's doc for what runs
+    where)."""
     if u.is_cuda and not torch.is_grad_enabled():
         return _inference(op, u)
     return _forward(op, u)

@@ -1,13 +1,18 @@
 """Whether the Hugging Face hub answers, asked the way huggingface_hub asks: its offline switches, its endpoint
 (HF_ENDPOINT, a mirror) and its HTTP session (which honours HTTPS_PROXY); the network answer is cached per process."""
+
 from __future__ import annotations
 
 import os
 
-PROBE_FILE = "openai-community/gpt2/resolve/main/config.json"  # what the gpu profile downloads first
+PROBE_FILE = (
+    "openai-community/gpt2/resolve/main/config.json"  # what the gpu profile downloads first
+)
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-GET_IT = ("for GPT-2 and WikiText-103, run where the hub answers (Colab does; behind a proxy set HTTPS_PROXY, "
-          "for a mirror HF_ENDPOINT) with HF_HUB_OFFLINE unset")
+GET_IT = (
+    "for GPT-2 and WikiText-103, run where the hub answers (Colab does; behind a proxy set HTTPS_PROXY, "
+    "for a mirror HF_ENDPOINT) with HF_HUB_OFFLINE unset"
+)
 _answers: dict[str, bool] = {}
 
 
@@ -22,9 +27,16 @@ def offline_mode() -> bool:
     """Whether the hub is switched off: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE, now or when huggingface_hub loaded."""
     from huggingface_hub import constants
 
-    if any(os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for v in OFFLINE_VARIABLES):
+    if any(
+        os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+        for v in OFFLINE_VARIABLES
+    ):
         return True
-    return bool(constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE)
+    return bool(
+        constants.is_offline_mode()
+        if hasattr(constants, "is_offline_mode")
+        else constants.HF_HUB_OFFLINE
+    )
 
 
 def reachable(timeout: float = 5.0) -> bool:
@@ -37,7 +49,9 @@ def reachable(timeout: float = 5.0) -> bool:
 
         try:
             status = get_session().head(f"{address}/{PROBE_FILE}", timeout=timeout).status_code
-        except Exception:  # DNS, refused, proxy, TLS, timeout: whatever the HTTP backend raises, no answer came
+        except (
+            Exception
+        ):  # DNS, refused, proxy, TLS, timeout: whatever the HTTP backend raises, no answer came
             status = None
         _answers[address] = status is not None and status < 400
     return _answers[address]

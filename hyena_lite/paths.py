@@ -3,6 +3,7 @@
 The results of real runs (JSON, CSV) and the assets' checksums are package data inside `hyena_lite`, read
 through importlib.resources, so that a wheel installed outside any checkout (Colab) finds them.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -48,7 +49,10 @@ def package_file(name: str) -> Path:
         return resource
     if name not in _copies:
         if resource.is_dir():  # as_file takes folders only from Python 3.12: copy the files out
-            folder = Path(_extracted.enter_context(tempfile.TemporaryDirectory(prefix="hyena_lite-"))) / name
+            folder = (
+                Path(_extracted.enter_context(tempfile.TemporaryDirectory(prefix="hyena_lite-")))
+                / name
+            )
             folder.mkdir(parents=True)
             for item in resource.iterdir():
                 if item.is_file():
@@ -71,9 +75,14 @@ def load_result(name: str) -> Any:
     """A shipped results file by name: a .json file as its object, a .csv file as a pandas DataFrame."""
     resource = resources.files(_PACKAGE).joinpath(_RESULTS).joinpath(name)
     if not resource.is_file():
-        shipped = sorted(r.name for r in resources.files(_PACKAGE).joinpath(_RESULTS).iterdir()
-                         if r.name.endswith((".json", ".csv")))
-        raise FileNotFoundError(f"no results file {name!r} in hyena_lite/{_RESULTS}; it ships {', '.join(shipped)}")
+        shipped = sorted(
+            r.name
+            for r in resources.files(_PACKAGE).joinpath(_RESULTS).iterdir()
+            if r.name.endswith((".json", ".csv"))
+        )
+        raise FileNotFoundError(
+            f"no results file {name!r} in hyena_lite/{_RESULTS}; it ships {', '.join(shipped)}"
+        )
     if name.endswith(".json"):
         return json.loads(resource.read_text(encoding="utf-8"))
     if name.endswith(".csv"):
@@ -81,5 +90,7 @@ def load_result(name: str) -> Any:
 
         with resource.open("r", encoding="utf-8") as handle:
             return pd.read_csv(handle)
-    raise ValueError(f"results file {name!r}: load_result reads .json and .csv files; open "
-                     f"results_dir() / {name!r} yourself for anything else")
+    raise ValueError(
+        f"results file {name!r}: load_result reads .json and .csv files; open "
+        f"results_dir() / {name!r} yourself for anything else"
+    )

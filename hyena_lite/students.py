@@ -1,4 +1,5 @@
-"""Hyena students as Hugging Face models: GPT-2, GPT-NeoX (Pythia) and Llama (SmolLM2) with Hyena mixers.
+"""Hyena students as Hugging Face models: GPT-2, GPT-NeoX (Pythia) and Llama (SmolLM2) with Hyena
+mixers.
 
 A student is its teacher's architecture in which the layers listed in `config.hyena_layers` hold a
 `HyenaMixer` where the teacher has attention. Each family has a config class and a causal-LM class,
@@ -6,17 +7,18 @@ registered with `AutoConfig` and `AutoModelForCausalLM` when this module is impo
 `import hyena_lite` does), so `AutoModelForCausalLM.from_pretrained(folder)` loads a saved student.
 `hyena_lite.models.convert` builds a student from a teacher.
 
-Padding: right padding needs nothing (every layer is causal, so a token never sees the pads after it);
-left padding is turned into right padding by rolling each row, and the outputs are rolled back; a mask
-with holes is refused. Hyena layers keep no key-value cache: students default to `use_cache=False`, and
-`generate()` re-runs the whole prefix at every step.
+Padding: right padding needs nothing (every layer is causal, so a token never sees the pads after
+it); left padding is turned into right padding by rolling each row, and the outputs are rolled back;
+a mask with holes is refused. Hyena layers keep no key-value cache: students default to
+`use_cache=False`, and `generate()` re-runs the whole prefix at every step.
 """
+
 from __future__ import annotations
 
 import inspect
-
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from huggingface_hub.dataclasses import strict
@@ -37,16 +39,19 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from hyena_lite.operator import HyenaOperator
 
 
-# ----------------------------------------------------------------------------------------------- configs
+# ------------------------------------------------------------------------------------------ configs
 @dataclass(kw_only=True)
 class HyenaFields:
     """The student's extra config fields: where the Hyena layers are and how they are built.
 
-    hyena_filter_args holds further keyword arguments of `HyenaFilter` (emb_dim, w, decay settings, bias).
+    hyena_filter_args holds further keyword arguments of `HyenaFilter` (emb_dim, w, decay settings,
+    bias).
     """
 
     hyena_layers: list[int] | None = None  # indices of the layers whose attention is replaced
-    hyena_l_max: int | None = None  # longest sequence the filters cover; None: max_position_embeddings
+    hyena_l_max: int | None = (
+        None  # longest sequence the filters cover; None: max_position_embeddings
+    )
     hyena_order: int = 2
     hyena_filter_order: int = 64
     hyena_short_filter_order: int = 3
@@ -77,24 +82,28 @@ class HyenaLlamaConfig(HyenaFields, LlamaConfig):
 
 
 def hyena_l_max(config: Any) -> int:
-    """The filter length of a student config: hyena_l_max, else the model's max_position_embeddings."""
+    """The filter length of a student config: hyena_l_max, else the model's
+    max_position_embeddings. Taught in chapter 10."""
     return int(config.hyena_l_max or config.max_position_embeddings)
 
 
 def check_hyena_config(config: Any) -> None:
-    """Raise ValueError naming the problem when hyena_layers is not a list of distinct layer indices."""
+    """Raise ValueError naming the problem when hyena_layers is not a list of distinct layer
+    indices."""
     layers, n = config.hyena_layers or [], config.num_hidden_layers
     bad = [i for i in layers if not isinstance(i, int) or not 0 <= i < n]
     if bad or len(set(layers)) != len(layers):
-        raise ValueError(f"hyena_layers={layers} must list distinct layer indices in 0..{n - 1} "
-                         f"(this model has {n} layers); bad or repeated: {bad or 'repeated entries'}")
+        raise ValueError(
+            f"hyena_layers={layers} must list distinct layer indices in 0..{n - 1} "
+            f"(this model has {n} layers); bad or repeated: {bad or 'repeated entries'}"
+        )
 
 
-# ------------------------------------------------------------------------------------------------ mixer
+# -------------------------------------------------------------------------------------------- mixer
 class HyenaMixer(nn.Module):
     """A Hyena operator in the place of a decoder layer's attention: it takes the attention's call
-    (normalised hidden states [B, L, D] first, positionally or as `hidden_states=`; the rest ignored)
-    and returns what the layer unpacks, (output [B, L, D], None)."""
+    (normalised hidden states [B, L, D] first, positionally or as `hidden_states=`; the rest
+    ignored) and returns what the layer unpacks, (output [B, L, D], None)."""
 
     def __init__(self, config: Any, layer_idx: int) -> None:
         super().__init__()
@@ -109,21 +118,29 @@ class HyenaMixer(nn.Module):
             **(config.hyena_filter_args or {}),
         )
 
-    def forward(self, hidden_states: torch.Tensor, *_args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
-        """Mix positions of hidden_states with the Hyena operator; refuse key-value caches and overlong inputs."""
+    def forward(
+        self, hidden_states: torch.Tensor, *_args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, None]:
+        """Mix positions of hidden_states with the Hyena operator; refuse key-value caches and
+        overlong inputs."""
         if any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "layer_past")):
             raise ValueError(
-                "this student's Hyena layers keep no key-value cache: call it with use_cache=False (the "
-                "students' default, so generate() re-runs the whole prefix each step)")
+                "this student's Hyena layers keep no key-value cache: call it with "
+                "use_cache=False (the "
+                "students' default, so generate() re-runs the whole prefix each step)"
+            )
         length, l_max = hidden_states.shape[1], self.operator.l_max
         if length > l_max:
             raise ValueError(
-                f"sequence length {length} exceeds the filter length {l_max} of this student's Hyena layers; "
-                f"convert the teacher with a larger one: hyena_lite.convert(teacher, l_max={length}) or more")
+                f"sequence length {length} exceeds the filter length {l_max} of this student's "
+                f"Hyena layers; "
+                f"convert the teacher with a larger one: hyena_lite.convert(teacher, "
+                f"l_max={length}) or more"
+            )
         return self.operator(hidden_states), None
 
 
-# ----------------------------------------------------------------------------------------------- padding
+# ------------------------------------------------------------------------------------------ padding
 def _left_pad_shifts(mask: torch.Tensor) -> torch.Tensor | None:
     """Per-row number of leading pads of a [B, L] 0/1 mask; None when no row is left-padded.
 
@@ -137,8 +154,10 @@ def _left_pad_shifts(mask: torch.Tensor) -> torch.Tensor | None:
     right = (valid == (pos < count[:, None])).all(dim=1)
     if not bool((left | right).all()):
         rows = torch.nonzero(~(left | right)).flatten().tolist()
-        raise ValueError(f"attention_mask rows {rows} have padding between tokens; a Hyena student accepts "
-                         f"left or right padding only (pad at one end of each sequence)")
+        raise ValueError(
+            f"attention_mask rows {rows} have padding between tokens; a Hyena student accepts "
+            f"left or right padding only (pad at one end of each sequence)"
+        )
     shifts = torch.where(right, torch.zeros_like(lead), lead) % length
     return shifts if bool(shifts.any()) else None
 
@@ -151,58 +170,111 @@ def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index)
 
 
-# ------------------------------------------------------------------------------------------------ models
+# ------------------------------------------------------------------------------------------- models
 class HyenaStudentMixin:
-    """What every student class adds to its teacher's class: Hyena mixers in the chosen layers, padding."""
+    """What every student class adds to its teacher's class: Hyena mixers in the chosen layers,
+    padding."""
 
     def __init__(self, config: Any) -> None:
         check_hyena_config(config)
         super().__init__(config)
-        self.loss_type = "ForCausalLM"  # GPT2LMHeadModel's name does not tell transformers which loss it is
+        self.loss_type = (
+            "ForCausalLM"  # GPT2LMHeadModel's name does not tell transformers which loss it is
+        )
         family = FAMILIES_BY_STUDENT[config.model_type]
         for i in config.hyena_layers or []:
             setattr(family.layers(self)[i], family.attention, HyenaMixer(config, i))
 
-    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                labels: torch.LongTensor | None = None, logits_to_keep: int | torch.Tensor = 0,
-                **kwargs: Any) -> Any:
-        """The teacher class's forward; left-padded rows are rolled to right padding and back around it."""
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> Any:
+        """The teacher class's forward; left-padded rows are rolled to right padding and back around
+        it."""
         given = input_ids if input_ids is not None else inputs_embeds
-        positions = getattr(self.config, "n_positions", None)  # a learned position table (GPT-2) caps the length
+        positions = getattr(self.config, "n_positions", None)  # a learned table (GPT-2) caps length
         if given is not None and given.dim() >= 2 and positions and given.shape[1] > positions:
-            raise ValueError(f"an input of {given.shape[1]} tokens exceeds the {positions} learned positions of "
-                             f"this {type(self).__name__}; give at most {positions} tokens")
+            raise ValueError(
+                f"an input of {given.shape[1]} tokens exceeds the {positions} learned positions of "
+                f"this {type(self).__name__}; give at most {positions} tokens"
+            )
         shifts = None
         if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
             shifts = _left_pad_shifts(attention_mask)
         if shifts is None:
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                   inputs_embeds=inputs_embeds, labels=labels, logits_to_keep=logits_to_keep,
-                                   **kwargs)
-        return self._forward_left_padded(shifts, input_ids, attention_mask, position_ids, inputs_embeds, labels,
-                                         logits_to_keep, **kwargs)
+            return super().forward(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
+        return self._forward_left_padded(
+            shifts,
+            input_ids,
+            attention_mask,
+            position_ids,
+            inputs_embeds,
+            labels,
+            logits_to_keep,
+            **kwargs,
+        )
 
-    def _forward_left_padded(self, shifts, input_ids, attention_mask, position_ids, inputs_embeds, labels,
-                             logits_to_keep, return_dict: bool | None = None, **kwargs) -> Any:
-        """Forward of a left-padded batch: roll the inputs to right padding, run, roll the outputs back."""
+    def _forward_left_padded(
+        self,
+        shifts,
+        input_ids,
+        attention_mask,
+        position_ids,
+        inputs_embeds,
+        labels,
+        logits_to_keep,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Any:
+        """Forward of a left-padded batch: roll the inputs to right padding, run, roll the outputs
+        back."""
         batch = attention_mask.shape[0]
         if position_ids is not None:
             position_ids = position_ids.expand(batch, -1)
-        rolled = {name: None if t is None else _roll_rows(t, shifts) for name, t in
-                  dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       inputs_embeds=inputs_embeds, token_type_ids=kwargs.pop("token_type_ids", None)).items()}
+        rolled = {
+            name: None if t is None else _roll_rows(t, shifts)
+            for name, t in dict(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                token_type_ids=kwargs.pop("token_type_ids", None),
+            ).items()
+        }
         rolled = {k: v for k, v in rolled.items() if v is not None}
         out = super().forward(**rolled, **kwargs, return_dict=True)
         logits = _roll_rows(out.logits, -shifts)
-        loss = None if labels is None else self.loss_function(logits=logits, labels=labels,
-                                                              vocab_size=self.config.vocab_size)
+        loss = (
+            None
+            if labels is None
+            else self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size)
+        )
         if isinstance(logits_to_keep, int):
             logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
         else:
             logits = logits[:, logits_to_keep]
-        hidden = None if out.hidden_states is None else tuple(_roll_rows(h, -shifts) for h in out.hidden_states)
-        result = CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=hidden, attentions=out.attentions)
+        hidden = (
+            None
+            if out.hidden_states is None
+            else tuple(_roll_rows(h, -shifts) for h in out.hidden_states)
+        )
+        result = CausalLMOutputWithPast(
+            loss=loss, logits=logits, hidden_states=hidden, attentions=out.attentions
+        )
         return result if return_dict is not False else result.to_tuple()
 
 
@@ -227,10 +299,11 @@ class HyenaLlamaForCausalLM(HyenaStudentMixin, LlamaForCausalLM):
     config: HyenaLlamaConfig
 
 
-# ---------------------------------------------------------------------------------------------- families
+# ----------------------------------------------------------------------------------------- families
 @dataclass(frozen=True)
 class Family:
-    """One supported architecture: its teacher and student classes, and where its layers and mixers live."""
+    """One supported architecture: its teacher and student classes, and where its layers and mixers
+    live."""
 
     name: str
     teacher_type: str  # config.model_type of the teacher
@@ -242,34 +315,60 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "gpt2": Family("GPT-2", "gpt2", GPT2LMHeadModel, HyenaGPT2Config, HyenaGPT2LMHeadModel,
-                   lambda m: m.transformer.h, "attn"),
-    "gpt_neox": Family("GPT-NeoX (Pythia)", "gpt_neox", GPTNeoXForCausalLM, HyenaGPTNeoXConfig,
-                       HyenaGPTNeoXForCausalLM, lambda m: m.gpt_neox.layers, "attention"),
-    "llama": Family("Llama (SmolLM2)", "llama", LlamaForCausalLM, HyenaLlamaConfig, HyenaLlamaForCausalLM,
-                    lambda m: m.model.layers, "self_attn"),
+    "gpt2": Family(
+        "GPT-2",
+        "gpt2",
+        GPT2LMHeadModel,
+        HyenaGPT2Config,
+        HyenaGPT2LMHeadModel,
+        lambda m: m.transformer.h,
+        "attn",
+    ),
+    "gpt_neox": Family(
+        "GPT-NeoX (Pythia)",
+        "gpt_neox",
+        GPTNeoXForCausalLM,
+        HyenaGPTNeoXConfig,
+        HyenaGPTNeoXForCausalLM,
+        lambda m: m.gpt_neox.layers,
+        "attention",
+    ),
+    "llama": Family(
+        "Llama (SmolLM2)",
+        "llama",
+        LlamaForCausalLM,
+        HyenaLlamaConfig,
+        HyenaLlamaForCausalLM,
+        lambda m: m.model.layers,
+        "self_attn",
+    ),
 }
 FAMILIES_BY_STUDENT: dict[str, Family] = {f.config_class.model_type: f for f in FAMILIES.values()}
 
 
 def family_of(model: nn.Module) -> Family:
-    """The family of a teacher or student causal LM; ValueError naming the supported ones otherwise."""
+    """The family of a teacher or student causal LM; ValueError naming the supported ones
+    otherwise."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     family = FAMILIES.get(model_type) or FAMILIES_BY_STUDENT.get(model_type)
     if family is None or not isinstance(model, (family.teacher_class, family.student_class)):
         supported = ", ".join(f"{f.name} ({f.teacher_class.__name__})" for f in FAMILIES.values())
-        raise ValueError(f"{type(model).__name__} (model_type {model_type!r}) is not supported; hyena_lite "
-                         f"converts these causal LMs: {supported}")
+        raise ValueError(
+            f"{type(model).__name__} (model_type {model_type!r}) is not supported; hyena_lite "
+            f"converts these causal LMs: {supported}"
+        )
     return family
 
 
 def layer_mixers(model: nn.Module) -> list[nn.Module]:
-    """Each layer's token mixer: the module that maps the layer's normalised hidden states to its mixer output.
+    """Each layer's token mixer: the module that maps the layer's normalised hidden states to its
+    mixer output.
 
-    That is the attention module of a teacher, or of a student's attention layers, and the `HyenaMixer` of
-    a student's Hyena layers. A forward hook registered with `with_kwargs=True` sees the input as
-    `args[0]` (GPT-2, GPT-NeoX) or `kwargs["hidden_states"]` (Llama), and the output as a tuple whose
-    first element is the mixer output [B, L, D], before the residual addition.
+    That is the attention module of a teacher, or of a student's attention layers, and the
+    `HyenaMixer` of a student's Hyena layers. A forward hook registered with `with_kwargs=True` sees
+    the input as `args[0]` (GPT-2, GPT-NeoX) or `kwargs["hidden_states"]` (Llama), and the output as
+    a tuple whose first element is the mixer output [B, L, D], before the residual addition.
+    Taught in chapter 5.
     """
     family = family_of(model)
     return [getattr(layer, family.attention) for layer in family.layers(model)]
@@ -287,9 +386,11 @@ _register()
 
 
 def kv_cache_argument(model: nn.Module) -> str:
-    """The name of the key-value cache argument of this transformers version ("cache" or "past_key_values").
+    """The name of the key-value cache argument of this transformers version ("cache" or
+    "past_key_values").
 
-    Read from the base model's forward: the causal-LM class takes **kwargs and would accept either name silently.
+    Read from the base model's forward: the causal-LM class takes **kwargs and would accept either
+    name silently.
     """
     inner = getattr(model, model.base_model_prefix, model)
     return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"

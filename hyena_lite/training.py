@@ -1,26 +1,27 @@
-"""The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact resume
-(also after SIGTERM or SIGINT, which stop a run cleanly after the current step).
+"""The one training loop of hyena_lite: AdamW, warm-up plus cosine, accumulation, checkpoints, exact
+resume (also after SIGTERM or SIGINT, which stop a run cleanly after the current step).
 
-Built on `accelerate`: bf16 autocast on CUDA, and several processes (GPUs, or CPU processes over gloo)
-through `accelerate launch` or torchrun with no code change. The global batch of one optimiser step is
-batch_size x grad_accum sequences whatever the number of processes N: every process draws the same
-global micro-batches of batch_size sequences and trains on its contiguous 1/N of the rows; DDP averages
-the gradients (the full-batch mean gradient when the shards hold equal numbers of tokens: no padding),
-the logged loss and metrics are means over processes, and only the main process writes files.
+Built on `accelerate`: bf16 autocast on CUDA, and several processes (GPUs, or CPU processes over
+gloo) through `accelerate launch` or torchrun with no code change. The global batch of one optimiser
+step is batch_size x grad_accum sequences whatever the number of processes N: every process draws
+the same global micro-batches of batch_size sequences and trains on its contiguous 1/N of the rows;
+DDP averages the gradients (the full-batch mean gradient when the shards hold equal numbers of
+tokens: no padding), the logged loss and metrics are means over processes, and only the main process
+writes files.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import random
 import signal
-import threading
 import time
-import warnings
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,19 +29,30 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyena_lite import runs
+from hyena_lite.checkpoints import (
+    checkpoint_step,
+    own_rng_state,
+    read_log,
+    rng_state,
+    set_rng_state,
+    stop_requests,
+    write_log,
+)
 
 Batch = Any  # a tensor [B, ...] or a dict of tensors [B, ...]
 LossFn = Callable[[nn.Module, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 BatchesFn = Callable[[int], Iterable[Batch]]
 EvalFn = Callable[[nn.Module], "dict[str, float]"]
 
-# Fields that change how a run is watched, not what it computes: a finished run is reused across them.
+# Fields that change how a run is watched, not what it computes: a finished run is reused across
+# them.
 _COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every", "save_seconds")
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; `tag` names what is trained (stage, teacher, data)."""
+    """Everything that defines a training run; `tag` names what is trained (stage, teacher,
+    data). Taught in chapter 6."""
 
     steps: int
     lr: float = 1e-3
@@ -50,23 +62,25 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float | None = 1.0
     grad_accum: int = 1  # micro-batches per optimiser step
-    batch_size: int = 8  # sequences per global micro-batch (all processes together; divisible by their number)
+    batch_size: int = (
+        8  # sequences per global micro-batch (all processes together; divisible by their number)
+    )
     seq_len: int = 128
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on CUDA, else "no"; or "no" / "bf16"
     device: str = "auto"  # "auto": CUDA when present; "cpu" forces the CPU
     eval_every: int = 0  # steps between validations (0: only at the end)
     save_every: int = 0  # steps between checkpoints (0: only at the end)
-    save_seconds: float = 300.0  # also a checkpoint after this much training time since the last (0: never)
+    save_seconds: float = 300.0  # also a checkpoint after this much training since the last (0: no)
     out_dir: str | None = None  # checkpoints and log.json; None: keep nothing
     tag: str = ""
     progress: bool = True
-    # What else decides the result (teacher and its weights, data, student, options): see hyena_lite.runs.
+    # What else decides the result (teacher and its weights, data, student, options); see runs
     context: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide the result: two configs with equal identities train the same model.
-        An empty context is left out, so that keys made from configs without one stay the same."""
+        """The fields that decide the result: two configs with equal identities train the same
+        model. An empty context is left out, so that keys made from configs without one stay."""
         out = dataclasses.asdict(self)
         for name in _COSMETIC_FIELDS:
             out.pop(name)
@@ -77,7 +91,8 @@ class TrainConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        """Tokens consumed by one optimiser step, if every batch holds batch_size x seq_len tokens."""
+        """Tokens consumed by one optimiser step, if every batch holds batch_size x seq_len
+        tokens."""
         return self.batch_size * self.seq_len * self.grad_accum
 
 
@@ -109,39 +124,18 @@ class TrainingDiverged(FloatingPointError):
 
 
 class TrainingStopped(RuntimeError):
-    """Raised when SIGTERM or SIGINT (a time limit, a pre-empted machine, a notebook's interrupt) stopped a
-    run; with an out_dir, the checkpoint of the last finished step was saved first, so a re-run resumes.
-    `signum` is the signal's number (the command line exits with 128 + signum)."""
+    """Raised when SIGTERM or SIGINT (a time limit, a pre-empted machine, a notebook's interrupt)
+    stopped a run; with an out_dir, the checkpoint of the last finished step was saved first, so a
+    re-run resumes. `signum` is the signal's number (the command line exits with 128 + signum)."""
 
     def __init__(self, message: str, signum: int = signal.SIGINT):
         super().__init__(message)
         self.signum = int(signum)
 
 
-@contextmanager
-def _stop_requests() -> Iterator[list[int]]:
-    """While training, the first SIGTERM or SIGINT asks the loop to stop after the current step; a second
-    one stops at once. Signals are only caught in the main thread (elsewhere Python cannot)."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum, _frame):
-        if received:
-            raise KeyboardInterrupt(f"signal {signum} twice: stopped without a checkpoint")
-        received.append(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield received
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up, then cosine."""
+    """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up, then
+    cosine."""
     if step < config.warmup:
         return (step + 1) / config.warmup
     min_ratio = (config.lr / 10 if config.min_lr is None else config.min_lr) / config.lr
@@ -153,23 +147,11 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _seed_everything(seed: int) -> None:
@@ -188,7 +170,9 @@ def _map_batch(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batc
 
 def _batch_tokens(batch: Batch) -> int:
     if isinstance(batch, dict):
-        batch = batch.get("input_ids", next(v for v in batch.values() if isinstance(v, torch.Tensor)))
+        batch = batch.get(
+            "input_ids", next(v for v in batch.values() if isinstance(v, torch.Tensor))
+        )
     return int(batch.numel())
 
 
@@ -199,47 +183,32 @@ def _shard(batch: Batch, rank: int, world: int) -> Batch:
 
     def cut(t: torch.Tensor) -> torch.Tensor:
         if t.shape[0] % world:
-            raise ValueError(f"global batch of {t.shape[0]} sequences does not split over {world} processes; "
-                             f"use a batch size divisible by {world}")
+            raise ValueError(
+                f"global batch of {t.shape[0]} sequences does not split over {world} processes; "
+                f"use a batch size divisible by {world}"
+            )
         n = t.shape[0] // world
-        return t[rank * n:(rank + 1) * n]
+        return t[rank * n : (rank + 1) * n]
 
     return _map_batch(batch, cut)
 
 
-def _mean_over_processes(accelerator, loss: torch.Tensor, metrics: dict[str, float],
-                         stop: bool) -> tuple[float, dict[str, float], bool]:
-    """The step's loss and metrics averaged over processes (one all-reduce); each process has its shard's.
-    Also whether any process was asked to stop, so that all of them stop after the same step."""
+def _mean_over_processes(
+    accelerator, loss: torch.Tensor, metrics: dict[str, float], stop: bool
+) -> tuple[float, dict[str, float], bool]:
+    """The step's loss and metrics averaged over processes (one all-reduce); each process has its
+    shard's. Also whether any process was asked to stop, so that all of them stop after the same
+    step."""
     names = sorted(metrics)
-    values = torch.stack([loss.float(), torch.tensor(float(stop), device=loss.device),
-                          *(torch.tensor(float(metrics[k]), device=loss.device) for k in names)])
+    values = torch.stack(
+        [
+            loss.float(),
+            torch.tensor(float(stop), device=loss.device),
+            *(torch.tensor(float(metrics[k]), device=loss.device) for k in names),
+        ]
+    )
     values = accelerator.reduce(values, reduction="mean").tolist()
-    return values[0], dict(zip(names, values[2:])), values[1] > 0
-
-
-def _write_log(path: Path, config: TrainConfig, result: TrainResult, stopped: str | None) -> None:
-    payload = {"config": config.identity(), "finished": result.finished, "stopped": stopped,
-               "records": result.records, "evals": result.evals}
-    runs.write_json(path, payload)
-
-
-def _read_log(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The log of an earlier run in out_dir, or None; raises when it was a run with another config."""
-    path = out_dir / "log.json"
-    if not path.exists():
-        return None
-    log = runs.read_json(path)
-    if "context" in config.identity() and "context" not in log["config"]:  # written before run identities
-        runs.set_aside(out_dir, "holds a run that does not record its teacher, data and model")
-        return None
-    if log["config"] != config.identity():
-        new = config.identity()
-        diff = {k: (log["config"].get(k), new.get(k)) for k in sorted(set(new) | set(log["config"]))
-                if log["config"].get(k) != new.get(k)}
-        raise ValueError(f"{out_dir} holds a run with another config (old, new): {diff}; "
-                         f"choose another out_dir or delete that folder to start again")
-    return log
+    return values[0], dict(zip(names, values[2:], strict=False)), values[1] > 0
 
 
 def _make_accelerator(config: TrainConfig):
@@ -252,8 +221,11 @@ def _make_accelerator(config: TrainConfig):
     return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
-def _frozen_except(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> tuple[list[nn.Parameter], dict]:
-    """Turn off gradients of every parameter not in `trainable`; return the trainable list and the old flags."""
+def _frozen_except(
+    model: nn.Module, trainable: Iterable[nn.Parameter] | None
+) -> tuple[list[nn.Parameter], dict]:
+    """Turn off gradients of every parameter not in `trainable`; return the trainable list and the
+    old flags."""
     flags = {p: p.requires_grad for p in model.parameters()}
     if trainable is None:
         return [p for p in model.parameters() if p.requires_grad], flags
@@ -262,178 +234,253 @@ def _frozen_except(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -
     for p in model.parameters():
         p.requires_grad_(id(p) in ids)
     if not chosen:
-        raise ValueError("`trainable` is empty: pass the parameters to train, or None for all of them")
+        raise ValueError(
+            "`trainable` is empty: pass the parameters to train, or None for all of them"
+        )
     return chosen, flags
 
 
-def train(model: nn.Module, loss_fn: LossFn, batches_fn: BatchesFn, config: TrainConfig,
-          eval_fn: EvalFn | None = None, trainable: Iterable[nn.Parameter] | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches_fn: BatchesFn,
+    config: TrainConfig,
+    eval_fn: EvalFn | None = None,
+    trainable: Iterable[nn.Parameter] | None = None,
+) -> TrainResult:
     """Train `model` in place for config.steps optimiser steps and return what happened.
 
-    `loss_fn(model, batch) -> (loss, metrics)` computes the loss of one micro-batch; `batches_fn(start)`
-    yields global micro-batches from micro-batch index `start` on (so that a resumed run sees the same
-    data); `eval_fn(model) -> metrics` validates; `trainable` restricts training to some parameters.
-    With an out_dir, a finished run of the same config is reused and an interrupted one resumes. A first
-    SIGTERM or SIGINT stops the run after the step under way, with a checkpoint, and raises TrainingStopped.
+    `loss_fn(model, batch) -> (loss, metrics)` computes the loss of one micro-batch;
+    `batches_fn(start)` yields global micro-batches from micro-batch index `start` on (so that a
+    resumed run sees the same data); `eval_fn(model) -> metrics` validates; `trainable` restricts
+    training to some parameters. With an out_dir, a finished run of the same config is reused and an
+    interrupted one resumes. A first SIGTERM or SIGINT stops the run after the step under way, with
+    a checkpoint, and raises TrainingStopped.
+    Taught in chapter 6.
     """
     out_dir = Path(config.out_dir) if config.out_dir else None
     result = TrainResult(out_dir=str(out_dir) if out_dir else None)
-    # run identity (hyena_lite.runs): what is trained is part of it, so no other model reuses this run
-    config = dataclasses.replace(config, context={**config.context, "model": runs.architecture(model)})
-    log = _read_log(out_dir, config) if out_dir else None
+    # run identity (hyena_lite.runs): what is trained is part of it, so no other model reuses a run
+    context = {**config.context, "model": runs.architecture(model)}
+    config = dataclasses.replace(config, context=context)
+    log = read_log(out_dir, config) if out_dir else None
     if log and log["finished"] and (out_dir / "model.pt").exists():
         model.load_state_dict(runs.torch_load(out_dir / "model.pt"))
-        return TrainResult(log["records"], log["evals"], finished=True, skipped=True, out_dir=str(out_dir))
+        return TrainResult(
+            log["records"], log["evals"], finished=True, skipped=True, out_dir=str(out_dir)
+        )
 
     accelerator = _make_accelerator(config)
     if config.batch_size % accelerator.num_processes:
-        raise ValueError(f"a global micro-batch of batch_size={config.batch_size} sequences does not split over "
-                         f"{accelerator.num_processes} processes; use a batch size divisible by "
-                         f"{accelerator.num_processes}, or fewer processes")
+        raise ValueError(
+            f"a global micro-batch of batch_size={config.batch_size} sequences does not split over "
+            f"{accelerator.num_processes} processes; use a batch size divisible by "
+            f"{accelerator.num_processes}, or fewer processes"
+        )
     params, flags = _frozen_except(model, trainable)
+    loop = _Loop(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result)
     try:
-        with _stop_requests() as stop_requests, _output_lock(out_dir, accelerator.is_main_process):
-            return _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
-                        stop_requests)
+        with stop_requests() as requests, _output_lock(out_dir, accelerator.is_main_process):
+            return loop.run(requests)
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
 
 
 def _output_lock(out_dir: Path | None, main: bool):
-    """The main process proves out_dir writable and holds its lock (hyena_lite.runs) for the whole run."""
+    """The main process proves out_dir writable and holds its lock (hyena_lite.runs) for the run."""
     if out_dir is None or not main:
         return nullcontext()
     runs.ensure_writable_dir(out_dir)
     return runs.folder_lock(out_dir)
 
 
-def _run(model, loss_fn, batches_fn, config, eval_fn, params, accelerator, out_dir, result,
-         stop_requests: list[int]) -> TrainResult:
-    from accelerate.utils import gather_object
+@dataclass
+class _Loop:
+    """One run of `train`: the model wrapped by accelerate, its optimiser and schedule, and the
+    steps from the first (or the checkpoint's) to config.steps."""
 
-    optimizer = _optimizer(params, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    checkpoint_path = out_dir / runs.CHECKPOINT if out_dir else None
-    start_step, wall_before = 0, 0.0
-    rank, world = accelerator.process_index, accelerator.num_processes
-    _seed_everything(config.seed + rank)  # independent dropout masks on each process's rows
-    state = runs.load_checkpoint(out_dir) if out_dir else None  # the newest good one of the last two
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(_own_rng_state(state["rng"], rank, world))
-        start_step = state["step"]
-        result.records, result.evals = state["records"], state["evals"]
-        wall_before = result.wall_seconds
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-    base = accelerator.unwrap_model(wrapped)
+    model: nn.Module
+    loss_fn: LossFn
+    batches_fn: BatchesFn
+    config: TrainConfig
+    eval_fn: EvalFn | None
+    params: list[nn.Parameter]
+    accelerator: Any
+    out_dir: Path | None
+    result: TrainResult
 
-    def save_checkpoint(step: int) -> None:
-        rng = gather_object([_rng_state()])  # every process's, for an exact resume of each
-        if accelerator.is_main_process:  # atomic, finite weights only, the previous one kept (hyena_lite.runs)
-            _write_log(out_dir / "log.json", config, result, stopped=None)  # first: no checkpoint without its identity
-            runs.save_checkpoint({"model": base.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "scheduler": scheduler.state_dict(), "rng": rng, "step": step,
-                                  "records": result.records, "evals": result.evals}, out_dir)
-        clock_checkpoints.saved()
-        accelerator.wait_for_everyone()
+    def __post_init__(self) -> None:
+        config, accelerator = self.config, self.accelerator
+        self.optimizer = _optimizer(self.params, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, config)
+        )
+        self.checkpoint = self.out_dir / "checkpoint.pt" if self.out_dir else None
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        _seed_everything(config.seed + self.rank)  # independent dropout masks on each process
+        self.start_step, self.wall_before = self._resume(), self.result.wall_seconds
+        self.wrapped, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        self.base = accelerator.unwrap_model(self.wrapped)
 
-    def evaluate(step: int) -> None:
-        rng = _rng_state()  # validation must not change the random numbers training sees next
-        base.eval()  # the bare model: every process validates alike, with no DDP collectives to keep in step
-        with torch.no_grad(), accelerator.autocast():
-            metrics = eval_fn(base)
-        base.train()
-        _set_rng_state(rng)
-        result.evals.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+    def _resume(self) -> int:
+        """Load the newest good checkpoint of the last two, if any; the step it was written at,
+        else 0."""
+        state = runs.load_checkpoint(self.out_dir) if self.out_dir else None
+        if state is None:
+            return 0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(own_rng_state(state["rng"], self.rank, self.world))
+        self.result.records, self.result.evals = state["records"], state["evals"]
+        return state["step"]
 
-    if out_dir and accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    tokens = int(result.records[-1]["tokens"]) if result.records else 0
-    batches: Iterator[Batch] = iter(batches_fn(start_step * config.grad_accum))
-    wrapped.train()
-    clock = time.perf_counter()
-    clock_checkpoints = runs.CheckpointClock(config.save_every, config.save_seconds)
-    bar = tqdm(total=config.steps, initial=start_step, desc=config.tag or "train", leave=False,
-               disable=not (config.progress and accelerator.is_main_process))
-    for step in range(start_step, config.steps):
-        total, sums = torch.zeros((), device=accelerator.device), {}
+    def _save_checkpoint(self, step: int) -> None:
+        from accelerate.utils import gather_object
+
+        rng = gather_object([rng_state()])  # every process's, for an exact resume of each
+        if self.accelerator.is_main_process:
+            state = {
+                "model": self.base.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng,
+                "step": step,
+                "records": self.result.records,
+                "evals": self.result.evals,
+            }
+            # the log first (no checkpoint without its identity), then the checkpoint: atomic,
+            # finite weights only, the previous one kept (hyena_lite.runs)
+            write_log(self.out_dir / "log.json", self.config, self.result, stopped=None)
+            runs.save_checkpoint(state, self.out_dir)
+        self.clock.saved()
+        self.accelerator.wait_for_everyone()
+
+    def _evaluate(self, step: int) -> None:
+        saved = rng_state()  # validation must not change the random numbers training sees next
+        self.base.eval()  # the bare model: every process validates alike, no DDP collectives
+        with torch.no_grad(), self.accelerator.autocast():
+            metrics = self.eval_fn(self.base)
+        self.base.train()
+        set_rng_state(saved)
+        self.result.evals.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+    def _accumulate(
+        self, step: int, batches: Iterator[Batch]
+    ) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Forward and backward over the step's micro-batches: the mean loss, the mean metrics and
+        the tokens of the global micro-batches."""
+        config, accelerator = self.config, self.accelerator
+        total, sums, tokens = torch.zeros((), device=accelerator.device), {}, 0
         for micro in range(config.grad_accum):
             try:
                 batch = next(batches)
             except StopIteration:
-                raise ValueError(f"batches_fn ran out of batches at step {step}, micro-batch {micro}; "
-                                 f"give it more data or train for fewer steps") from None
+                raise ValueError(
+                    f"batches_fn ran out of batches at step {step}, micro-batch {micro}; "
+                    f"give it more data or train for fewer steps"
+                ) from None
             tokens += _batch_tokens(batch)
-            local = _map_batch(_shard(batch, rank, world), lambda t: t.to(accelerator.device))
+            shard = _shard(batch, self.rank, self.world)
+            local = _map_batch(shard, lambda t: t.to(accelerator.device))
             last = micro == config.grad_accum - 1
-            with (nullcontext() if last else accelerator.no_sync(wrapped)), accelerator.autocast():
-                loss, metrics = loss_fn(wrapped, local)
+            sync = nullcontext() if last else accelerator.no_sync(self.wrapped)
+            with sync, accelerator.autocast():
+                loss, metrics = self.loss_fn(self.wrapped, local)
                 accelerator.backward(loss / config.grad_accum)
             total += loss.detach().float() / config.grad_accum
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / config.grad_accum
-        mean_loss, sums, stop = _mean_over_processes(accelerator, total, sums, bool(stop_requests))
-        bad_grads = runs.nonfinite_gradients(base)  # a finite loss can still have NaN gradients
-        if not math.isfinite(mean_loss) or bad_grads:
-            bar.close()
-            kept = f"the last good checkpoint (step {_checkpoint_step(checkpoint_path)}) is in {out_dir}" \
-                if checkpoint_path and checkpoint_path.exists() else "no checkpoint was saved"
-            what = f"loss became {mean_loss}" if not math.isfinite(mean_loss) else \
-                f"gradients became non-finite ({', '.join(bad_grads[:3])})"
-            message = (f"{what} at step {step} ({config.tag or 'train'}); {kept}. "
-                       f"Lower the learning rate (now {config.lr}) or check the inputs, then run again.")
-            if out_dir and accelerator.is_main_process:
-                _write_log(out_dir / "log.json", config, result, stopped=message)
-            raise TrainingDiverged(message)
-        if config.max_grad_norm:
-            accelerator.clip_grad_norm_(params, config.max_grad_norm)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        wall = wall_before + time.perf_counter() - clock
-        result.records.append({"step": step + 1, "loss": mean_loss, "lr": lr, "tokens": tokens,
-                               "wall_seconds": wall, **sums})
-        bar.update(1)
-        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
-        done = step + 1
-        if eval_fn and (done == config.steps or (config.eval_every and done % config.eval_every == 0)):
-            evaluate(done)
-        stop = stop and done < config.steps
-        due = clock_checkpoints.due(done)
-        if world > 1 and config.save_seconds:  # the clocks of processes differ: all save if any is due
-            due = bool(accelerator.reduce(torch.tensor(float(due), device=accelerator.device), "sum").item())
-        if checkpoint_path and done < config.steps and (stop or due):
-            save_checkpoint(done)
-        if stop:
-            bar.close()
-            kept = f"a checkpoint of step {done} is in {out_dir}: run again to resume" if checkpoint_path \
-                else "nothing was kept (no out_dir)"
-            raise TrainingStopped(f"{config.tag or 'train'} stopped by a signal after step {done} of {config.steps}; "
-                                  f"{kept}", signum=stop_requests[0] if stop_requests else signal.SIGINT)
-    bar.close()
-    result.finished = True
-    if out_dir and accelerator.is_main_process:
-        runs.torch_save(base.state_dict(), out_dir / "model.pt")
-        _write_log(out_dir / "log.json", config, result, stopped=None)
-        runs.remove_checkpoints(out_dir)
-    accelerator.wait_for_everyone()
-    accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
-    return result
+        return total, sums, tokens
 
+    def _diverged(self, step: int, loss: float, bad_grads: list[str]) -> TrainingDiverged:
+        """The error of a loss or gradients that became NaN or infinite, written to the log too."""
+        config, out_dir = self.config, self.out_dir
+        kept = (
+            f"the last good checkpoint (step {checkpoint_step(self.checkpoint)}) is in {out_dir}"
+            if self.checkpoint and self.checkpoint.exists()
+            else "no checkpoint was saved"
+        )
+        what = (
+            f"loss became {loss}"
+            if not math.isfinite(loss)
+            else f"gradients became non-finite ({', '.join(bad_grads[:3])})"
+        )
+        message = (
+            f"{what} at step {step} ({config.tag or 'train'}); {kept}. "
+            f"Lower the learning rate (now {config.lr}) or check the inputs, then run again."
+        )
+        if out_dir and self.accelerator.is_main_process:
+            write_log(out_dir / "log.json", config, self.result, stopped=message)
+        return TrainingDiverged(message)
 
-def _own_rng_state(saved: dict | list, rank: int, world: int) -> dict[str, Any]:
-    """This process's random state in a checkpoint (one state per process; older checkpoints hold one)."""
-    if isinstance(saved, dict):
-        saved = [saved]
-    if len(saved) != world:
-        warnings.warn(f"the checkpoint was written by {len(saved)} process(es), this run has {world}: the weights, "
-                      f"optimiser and data resume exactly, random numbers (dropout) do not", stacklevel=3)
-    return saved[rank % len(saved)]
-
-
-def _checkpoint_step(path: Path) -> int:
-    return int(runs.torch_load(path, weights_only=False)["step"])
+    def run(self, stop_requests: list[int]) -> TrainResult:
+        """Train from the start step to config.steps; stop cleanly after a step when asked."""
+        config, accelerator, result = self.config, self.accelerator, self.result
+        if self.out_dir and accelerator.is_main_process:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        tokens = int(result.records[-1]["tokens"]) if result.records else 0
+        batches = iter(self.batches_fn(self.start_step * config.grad_accum))
+        self.wrapped.train()
+        clock = time.perf_counter()
+        self.clock = runs.CheckpointClock(config.save_every, config.save_seconds)
+        bar = tqdm(
+            total=config.steps,
+            initial=self.start_step,
+            desc=config.tag or "train",
+            leave=False,
+            disable=not (config.progress and accelerator.is_main_process),
+        )
+        for step in range(self.start_step, config.steps):
+            total, sums, new_tokens = self._accumulate(step, batches)
+            tokens += new_tokens
+            loss, sums, stop = _mean_over_processes(accelerator, total, sums, bool(stop_requests))
+            bad_grads = runs.nonfinite_gradients(self.base)  # a finite loss can hide NaN gradients
+            if not math.isfinite(loss) or bad_grads:
+                bar.close()
+                raise self._diverged(step, loss, bad_grads)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(self.params, config.max_grad_norm)
+            lr = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            wall = self.wall_before + time.perf_counter() - clock
+            record = {"step": step + 1, "loss": loss, "lr": lr, "tokens": tokens}
+            result.records.append({**record, "wall_seconds": wall, **sums})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            done = step + 1
+            every = config.eval_every and done % config.eval_every == 0
+            if self.eval_fn and (done == config.steps or every):
+                self._evaluate(done)
+            stop = stop and done < config.steps
+            due = self.clock.due(done)  # every save_every steps and save_seconds (hyena_lite.runs)
+            if self.world > 1 and config.save_seconds:  # clocks differ: all save if any is due
+                flag = torch.tensor(float(due), device=accelerator.device)
+                due = bool(accelerator.reduce(flag, "sum").item())
+            save = stop or due
+            if self.checkpoint and done < config.steps and save:
+                self._save_checkpoint(done)
+            if stop:
+                bar.close()
+                kept = (
+                    f"a checkpoint of step {done} is in {self.out_dir}: run again to resume"
+                    if self.checkpoint
+                    else "nothing was kept (no out_dir)"
+                )
+                raise TrainingStopped(
+                    f"{config.tag or 'train'} stopped by a signal after step {done} of "
+                    f"{config.steps}; {kept}",
+                    signum=stop_requests[0] if stop_requests else signal.SIGINT,
+                )
+        bar.close()
+        result.finished = True
+        if self.out_dir and accelerator.is_main_process:
+            runs.torch_save(self.base.state_dict(), self.out_dir / "model.pt")
+            write_log(self.out_dir / "log.json", config, result, stopped=None)
+            runs.remove_checkpoints(self.out_dir)
+        accelerator.wait_for_everyone()
+        accelerator.unwrap_model(self.wrapped, keep_fp32_wrapper=False)
+        return result

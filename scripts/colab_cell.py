@@ -6,6 +6,7 @@
 
 The cell must carry the install address itself: it runs before hyena_lite exists on Colab.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,9 @@ def repository(config: Path = ROOT / "_config.yml") -> tuple[str, str]:
     section = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("repository") or {}
     url, branch = str(section.get("url", "")).rstrip("/"), str(section.get("branch", "main"))
     if not url.startswith("https://"):
-        raise SystemExit(f"{config}: repository.url must be the https address of the repository, not {url!r}")
+        raise SystemExit(
+            f"{config}: repository.url must be the https address of the repository, not {url!r}"
+        )
     return url, branch
 
 
@@ -44,13 +47,23 @@ def cell_source(url: str, branch: str) -> str:
 
 def colab_cell_index(cells: list[dict]) -> int:
     """Index of the Colab cell: the code cell just before the one tagged `parameters`."""
-    at = next((i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])), None)
-    if not at or cells[at - 1]["cell_type"] != "code" or not "".join(cells[at - 1]["source"]).startswith(MARK):
-        raise ValueError(f"no Colab cell (a code cell starting {MARK!r}) just before the `parameters` cell")
+    at = next(
+        (i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])), None
+    )
+    if (
+        not at
+        or cells[at - 1]["cell_type"] != "code"
+        or not "".join(cells[at - 1]["source"]).startswith(MARK)
+    ):
+        raise ValueError(
+            f"no Colab cell (a code cell starting {MARK!r}) just before the `parameters` cell"
+        )
     return at - 1
 
 
-def stale_chapters(book: Path = ROOT / "book", config: Path = ROOT / "_config.yml", fix: bool = False) -> list[str]:
+def stale_chapters(
+    book: Path = ROOT / "book", config: Path = ROOT / "_config.yml", fix: bool = False
+) -> list[str]:
     """The chapters whose Colab cell differs from _config.yml's; with fix, rewrite those cells."""
     wanted, stale = cell_source(*repository(config)), []
     for path in sorted(book.glob("[0-9][0-9]_*.ipynb")):
@@ -60,17 +73,24 @@ def stale_chapters(book: Path = ROOT / "book", config: Path = ROOT / "_config.ym
             stale.append(path.name)
             if fix:
                 cell["source"] = wanted.splitlines(keepends=True)
-                path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+                path.write_text(
+                    json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+                )
     return stale
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only say which chapters disagree (exit 1 if any)")
+    parser.add_argument(
+        "--check", action="store_true", help="only say which chapters disagree (exit 1 if any)"
+    )
     args = parser.parse_args(argv)
     stale = stale_chapters(fix=not args.check)
     verb = "disagree with" if args.check else "rewritten from"
-    print(f"{len(stale)} Colab cells {verb} _config.yml's repository" + (f": {', '.join(stale)}" if stale else ""))
+    print(
+        f"{len(stale)} Colab cells {verb} _config.yml's repository"
+        + (f": {', '.join(stale)}" if stale else "")
+    )
     return 1 if args.check and stale else 0
 
 

@@ -8,6 +8,7 @@ Each chapter runs in a kernel of the Python that runs this script, from a copy i
 checkout is neither its folder nor on its path); the executed copy is kept there. Its peak GPU memory is
 torch.cuda.max_memory_reserved(), read by a cell appended to the copy; null without CUDA.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,11 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 BOOK = Path(__file__).resolve().parent.parent / "book"
 KERNEL = "hyena-lite-run"
 PEAK_MARK = "RUN_BOOK_PEAK_GPU_GIB"
-PEAK_CELL = ("import json as _json, torch as _torch\n"
-             f"print({PEAK_MARK!r}, _json.dumps(_torch.cuda.max_memory_reserved() / 2**30 "
-             "if _torch.cuda.is_available() else None))")
+PEAK_CELL = (
+    "import json as _json, torch as _torch\n"
+    f"print({PEAK_MARK!r}, _json.dumps(_torch.cuda.max_memory_reserved() / 2**30 "
+    "if _torch.cuda.is_available() else None))"
+)
 
 
 def chapters(book: Path, chosen: list[str] | None) -> list[Path]:
@@ -42,7 +45,9 @@ def chapters(book: Path, chosen: list[str] | None) -> list[Path]:
     picked = [p for p in every if any(p.name.startswith(c) for c in chosen)]
     unknown = [c for c in chosen if not any(p.name.startswith(c) for p in every)]
     if unknown:
-        raise SystemExit(f"no chapter starts with {unknown}; the chapters are {', '.join(p.stem for p in every)}")
+        raise SystemExit(
+            f"no chapter starts with {unknown}; the chapters are {', '.join(p.stem for p in every)}"
+        )
     return picked
 
 
@@ -50,19 +55,30 @@ def use_this_python_as_kernel(workdir: Path) -> None:
     """A kernel spec named KERNEL that starts this interpreter, found first through JUPYTER_PATH."""
     folder = workdir / ".jupyter" / "kernels" / KERNEL
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"hyena_lite run ({sys.executable})", "language": "python"}))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(workdir / ".jupyter"),
-                                                               os.environ.get("JUPYTER_PATH")]))
+    (folder / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": f"hyena_lite run ({sys.executable})",
+                "language": "python",
+            }
+        )
+    )
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        filter(None, [str(workdir / ".jupyter"), os.environ.get("JUPYTER_PATH")])
+    )
 
 
 def run_chapter(path: Path, workdir: Path, timeout: int) -> dict:
     """Execute one chapter in workdir; its record: chapter, seconds, peak_gpu_gib, ok (and error when not ok)."""
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PEAK_CELL))
-    client = NotebookClient(notebook, timeout=timeout, kernel_name=KERNEL,
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name=KERNEL,
+        resources={"metadata": {"path": str(workdir)}},
+    )
     record: dict = {"chapter": path.stem, "seconds": None, "peak_gpu_gib": None, "ok": False}
     start = time.perf_counter()
     client.reset_execution_trackers()
@@ -85,7 +101,9 @@ def run_chapter(path: Path, workdir: Path, timeout: int) -> dict:
 
 
 def _last_line(text: str) -> str:
-    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines() if line.strip()]
+    lines = [
+        line for line in re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines() if line.strip()
+    ]
     return lines[-1].strip()[:500] if lines else "unknown error"
 
 
@@ -103,8 +121,11 @@ def hardware() -> str:
     try:
         import torch
 
-        gpu = (f"{torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
-               if torch.cuda.is_available() else "no GPU")
+        gpu = (
+            f"{torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
+            if torch.cuda.is_available()
+            else "no GPU"
+        )
         versions = f"torch {torch.__version__}"
     except ImportError:
         gpu, versions = "torch missing", ""
@@ -114,7 +135,9 @@ def hardware() -> str:
 def commit(book: Path) -> str | None:
     """The checkout's commit, when the book sits in a git checkout."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=book, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=book, capture_output=True, text=True, timeout=10
+        )
     except OSError:
         return None
     return done.stdout.strip() or None
@@ -123,23 +146,44 @@ def commit(book: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="folder to run in (outside the checkout)")
-    parser.add_argument("--profile", required=True, help="smoke, cpu, gpu or gpu-offline (HYENA_BOOK_PROFILE)")
+    parser.add_argument(
+        "--profile", required=True, help="smoke, cpu, gpu or gpu-offline (HYENA_BOOK_PROFILE)"
+    )
     parser.add_argument("--json", required=True, help="the record to write (and to resume from)")
-    parser.add_argument("--chapters", nargs="*", default=None, help="chapter prefixes, e.g. 01 06 (default: all)")
-    parser.add_argument("--book", default=str(BOOK), help="folder of the chapters (default: this checkout's book/)")
+    parser.add_argument(
+        "--chapters", nargs="*", default=None, help="chapter prefixes, e.g. 01 06 (default: all)"
+    )
+    parser.add_argument(
+        "--book", default=str(BOOK), help="folder of the chapters (default: this checkout's book/)"
+    )
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
-    parser.add_argument("--commit", default=None, help="the commit to record (default: git rev-parse in --book)")
+    parser.add_argument(
+        "--commit", default=None, help="the commit to record (default: git rev-parse in --book)"
+    )
     args = parser.parse_args(argv)
 
-    book, workdir, out = Path(args.book).resolve(), Path(args.workdir).resolve(), Path(args.json).resolve()
+    book, workdir, out = (
+        Path(args.book).resolve(),
+        Path(args.workdir).resolve(),
+        Path(args.json).resolve(),
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["HYENA_BOOK_PROFILE"] = args.profile
     use_this_python_as_kernel(workdir)
     record = json.loads(out.read_text()) if out.is_file() else {}
     done = {c["chapter"]: c for c in record.get("chapters", [])}
-    record.update({"command": " ".join(["python", *sys.argv]) if argv is None else f"run_book.main({argv})",
-                   "commit": args.commit or commit(book), "hardware": hardware(), "profile": args.profile,
-                   "workdir": str(workdir), "python": sys.executable})
+    record.update(
+        {
+            "command": " ".join(["python", *sys.argv])
+            if argv is None
+            else f"run_book.main({argv})",
+            "commit": args.commit or commit(book),
+            "hardware": hardware(),
+            "profile": args.profile,
+            "workdir": str(workdir),
+            "python": sys.executable,
+        }
+    )
     for path in chapters(book, args.chapters):
         if done.get(path.stem, {}).get("ok"):
             print(f"{path.stem}: ok in {out.name} already, skipped", flush=True)
@@ -147,14 +191,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.stem}: running in the {args.profile} profile", flush=True)
         done[path.stem] = run_chapter(path, workdir, args.timeout)
         result = done[path.stem]
-        print(f"{path.stem}: {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s, peak GPU "
-              f"{result['peak_gpu_gib']} GiB" + ("" if result["ok"] else f": {result['error']}"), flush=True)
+        print(
+            f"{path.stem}: {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s, peak GPU "
+            f"{result['peak_gpu_gib']} GiB" + ("" if result["ok"] else f": {result['error']}"),
+            flush=True,
+        )
         record["chapters"] = sorted(done.values(), key=lambda c: c["chapter"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1) + "\n")
     failed = [c["chapter"] for c in record.get("chapters", []) if not c["ok"]]
-    print(f"{len(record.get('chapters', [])) - len(failed)} chapters ok, {len(failed)} failed"
-          + (f": {', '.join(failed)}" if failed else ""))
+    print(
+        f"{len(record.get('chapters', [])) - len(failed)} chapters ok, {len(failed)} failed"
+        + (f": {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

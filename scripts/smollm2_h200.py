@@ -1,20 +1,22 @@
-"""Distil SmolLM2-135M into an all-Hyena and a hybrid student on one GPU, train the scratch baseline on the
-same tokens, and evaluate the teacher and every student on the validation split, per domain.
+"""Distil SmolLM2-135M into an all-Hyena and a hybrid student on one GPU, train the scratch baseline
+on the same tokens, and evaluate the teacher and every student on the validation split, per domain.
 
-It runs in parts, each on a GPU of its own: `scratch` needs only the teacher's config and tokenizer (it
-can also measure the KD speed on random weights and turn a time budget into the token budget of every
-student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student (--only
-hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers or else the
-two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part rewrites its JSON after
-every model. With --out, every stage keeps checkpoints: a part stopped by SIGTERM (`timeout`) saves the
-step it is on and resumes from it when run again. `merge` joins the parts into hyena_lite/results/smollm2_h200.json
-and hyena_lite/results/smollm2_h200_curves.csv:
+It runs in parts, each on a GPU of its own: `scratch` needs only the teacher's config and tokenizer
+(it can also measure the KD speed on random weights and turn a time budget into the token budget of
+every student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student
+(--only hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers
+or else the two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part
+rewrites its JSON after every model. With --out, every stage keeps checkpoints: a part stopped by
+SIGTERM (`timeout`) saves the step it is on and resumes from it when run again. `merge` joins the
+parts into hyena_lite/results/smollm2_h200.json and hyena_lite/results/smollm2_h200_curves.csv:
 
     python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json
     python scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json
-    python scripts/smollm2_h200.py distill --only hybrid --attention-layers 10,20 --tokens N --out ckpt --json $OUT/hybrid.json
+    python scripts/smollm2_h200.py distill --only hybrid --attention-layers 10,20 --tokens N \
+        --out ckpt --json $OUT/hybrid.json
     python scripts/smollm2_h200.py merge scratch.json hyena.json hybrid.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +37,15 @@ from hyena_lite import distill, evaluate
 from hyena_lite.data import eval_windows, load_corpus, tokenize_split
 from hyena_lite.paths import results_dir
 from hyena_lite.profiles import get_profile
+from hyena_lite.provenance import git_commit, hardware
 from hyena_lite.teachers import load_teacher, smollm2_dir
 from hyena_lite.training import TrainConfig
 
 TEACHER = "smollm2-135m"
-DISTILL_RECIPES = ("transfer", "best")  # distill --recipe: seeded, calibrated mixers, aligned at once or one by one
+DISTILL_RECIPES = (
+    "transfer",
+    "best",
+)  # distill --recipe: seeded, calibrated mixers, aligned at once or one by one
 SUITE = ("ppl", "cloze", "recall")  # plus agreement when the teacher's weights are loaded
 
 
@@ -48,62 +54,108 @@ def device() -> str:
 
 
 def teacher_shell():
-    """SmolLM2's architecture with random weights, and its tokenizer: all the scratch baseline needs."""
+    """SmolLM2's architecture with random weights, and its tokenizer: all the scratch baseline
+    needs."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder = smollm2_dir()
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}/config.json is missing: run load_teacher('{TEACHER}') once here")
+        raise FileNotFoundError(
+            f"{folder}/config.json is missing: run load_teacher('{TEACHER}') once here"
+        )
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)), tokenizer
 
 
 def make_setup(teacher, tokenizer, args, hyena_layers: list[int] | None = None) -> distill.Setup:
-    """The shared training settings: offline corpus, windows of seq_len, float32 weights (bf16 autocast on GPU)."""
+    """The shared training settings: offline corpus, windows of seq_len, float32 weights (bf16
+    autocast on GPU)."""
     corpus = load_corpus("offline")
     valid = tokenize_split(corpus["validation"], tokenizer)
-    config = TrainConfig(steps=1, lr=args.lr, batch_size=args.batch_size, seq_len=args.seq_len, seed=args.seed,
-                         weight_decay=0.0, progress=not args.no_progress, out_dir=args.out)
+    config = TrainConfig(
+        steps=1,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        weight_decay=0.0,
+        progress=not args.no_progress,
+        out_dir=args.out,
+    )
     teacher = distill.freeze(teacher.float().to(device()))
-    return distill.Setup(teacher, tokenizer, tokenize_split(corpus["train"], tokenizer),
-                         eval_windows(valid, args.seq_len, args.eval_tokens or None),
-                         eval_windows(valid, args.seq_len, args.curve_tokens), config, hyena_layers)
+    return distill.Setup(
+        teacher,
+        tokenizer,
+        tokenize_split(corpus["train"], tokenizer),
+        eval_windows(valid, args.seq_len, args.eval_tokens or None),
+        eval_windows(valid, args.seq_len, args.curve_tokens),
+        config,
+        hyena_layers,
+    )
 
 
 def kd_tokens_per_second(setup: distill.Setup, steps: int = 8) -> float:
-    """Tokens/s of the KD stage on an all-Hyena student of the setup's teacher (after two warm-up steps)."""
+    """Tokens/s of the KD stage on an all-Hyena student of the setup's teacher (after two warm-up
+    steps)."""
     student = distill.make_student(setup, "teacher")
     config = dataclasses.replace(setup.config, steps=steps, warmup=1, tag="speed")
     records = distill.kd(student, setup.teacher, setup.batches_fn(), config, ce_weight=0.5).records
-    return (records[-1]["tokens"] - records[1]["tokens"]) / (records[-1]["wall_seconds"] - records[1]["wall_seconds"])
+    return (records[-1]["tokens"] - records[1]["tokens"]) / (
+        records[-1]["wall_seconds"] - records[1]["wall_seconds"]
+    )
 
 
 def suite(model, setup: distill.Setup, args, with_teacher: bool) -> dict:
-    """Per-domain ppl and bits per byte (sliding windows, stride seq_len/2), cloze and recall; agreement with the teacher."""
+    """Per-domain ppl and bits per byte (sliding windows, stride seq_len/2), cloze and recall;
+    agreement with the teacher."""
     profile = get_profile("gpu" if device() == "cuda" else "cpu").replace(
-        corpus="offline", teacher=TEACHER, seq_len=args.seq_len, eval_tokens=args.eval_tokens, device=device())
+        corpus="offline",
+        teacher=TEACHER,
+        seq_len=args.seq_len,
+        eval_tokens=args.eval_tokens,
+        device=device(),
+    )
     tasks = SUITE + (("agreement",) if with_teacher else ())
     teacher = (setup.teacher, setup.tokenizer) if with_teacher else None
-    return evaluate.evaluate_model(model.eval(), setup.tokenizer, evaluate.corpus_texts("validation"), profile,
-                                   tasks, teacher=teacher, context=args.seq_len, batch_size=args.eval_batch)
+    return evaluate.evaluate_model(
+        model.eval(),
+        setup.tokenizer,
+        evaluate.corpus_texts("validation"),
+        profile,
+        tasks,
+        teacher=teacher,
+        context=args.seq_len,
+        batch_size=args.eval_batch,
+    )
 
 
 def layer_nmse(run: distill.RecipeRun) -> dict[int, float]:
-    """Per Hyena layer: the alignment loss (normalised MSE to the teacher's attention output) at the end of
-    its alignment, the mean of its last three steps (of the transfer stage, or of its progressive sub-stage)."""
-    tails = [result.records[-3:] for result in run.runs.get("transfer", run.runs.get("progressive", []))]
-    return {int(key[len("nmse_layer"):]): sum(r[key] for r in tail) / len(tail)
-            for tail in tails for key in tail[0] if key.startswith("nmse_layer")}
+    """Per Hyena layer: the alignment loss (normalised MSE to the teacher's attention output) at the
+    end of its alignment, the mean of its last three steps (of the transfer stage, or of its
+    progressive sub-stage)."""
+    tails = [
+        result.records[-3:] for result in run.runs.get("transfer", run.runs.get("progressive", []))
+    ]
+    return {
+        int(key[len("nmse_layer") :]): sum(r[key] for r in tail) / len(tail)
+        for tail in tails
+        for key in tail[0]
+        if key.startswith("nmse_layer")
+    }
 
 
-def train_student(name: str, recipe: str, setup: distill.Setup, args, report: dict, with_teacher: bool):
+def train_student(
+    name: str, recipe: str, setup: distill.Setup, args, report: dict, with_teacher: bool
+):
     """Train one student, evaluate it, and add it to the report (written at once)."""
     if device() == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     if args.out:  # each student its own checkpoints: two students of one recipe must not share runs
-        setup = dataclasses.replace(setup, config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"))
+        setup = dataclasses.replace(
+            setup, config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}")
+        )
     clock = time.perf_counter()
     run = distill.run_recipe(recipe, setup, args.tokens)
     summary = distill.summarize(recipe, run, setup)
@@ -111,19 +163,35 @@ def train_student(name: str, recipe: str, setup: distill.Setup, args, report: di
     clock = time.perf_counter()
     evaluation = suite(run.student, setup, args, with_teacher)
     report["models"][name] = {
-        "recipe": recipe, "hyena_layers": run.student.config.hyena_layers, "val_ppl": summary["val_ppl"],
-        "tokens": summary["tokens"], "steps": summary["steps"], "train_seconds": trained,
-        "eval_seconds": time.perf_counter() - clock, "stage_seconds": summary["wall_seconds"],
-        "curve_ppl_after": summary["curve_ppl_after"], "calibration": summary["calibration"],
+        "recipe": recipe,
+        "hyena_layers": run.student.config.hyena_layers,
+        "val_ppl": summary["val_ppl"],
+        "tokens": summary["tokens"],
+        "steps": summary["steps"],
+        "train_seconds": trained,
+        "eval_seconds": time.perf_counter() - clock,
+        "stage_seconds": summary["wall_seconds"],
+        "curve_ppl_after": summary["curve_ppl_after"],
+        "calibration": summary["calibration"],
         "layer_nmse": layer_nmse(run),
-        "curves": summary["curves"], "suite": evaluation,
+        "curves": summary["curves"],
+        "suite": evaluation,
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if device() == "cuda" else None,
-        "attention_layers": None if recipe == "scratch" else
-        [i for i in range(setup.teacher.config.num_hidden_layers) if i not in run.student.config.hyena_layers],
-        "seed": args.seed}
+        "attention_layers": None
+        if recipe == "scratch"
+        else [
+            i
+            for i in range(setup.teacher.config.num_hidden_layers)
+            if i not in run.student.config.hyena_layers
+        ],
+        "seed": args.seed,
+    }
     write(report, args.json)
-    print(f"{name}: val ppl {summary['val_ppl']:.2f} after {summary['tokens']:,} tokens, {trained:.0f} s training",
-          flush=True)
+    print(
+        f"{name}: val ppl {summary['val_ppl']:.2f} after {summary['tokens']:,} tokens, "
+        f"{trained:.0f} s training",
+        flush=True,
+    )
     return run
 
 
@@ -135,13 +203,20 @@ def write(report: dict, path: str) -> None:
 
 
 def new_report(args, part: str) -> dict:
-    return {"part": part, "command": shlex.join(["python", *sys.argv]), "git_commit": args.commit,
-            "hardware": distill._hardware(), "settings": {k: v for k, v in vars(args).items() if k != "func"},
-            "models": {}, "_start": time.perf_counter()}
+    return {
+        "part": part,
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": args.commit,
+        "hardware": hardware(),
+        "settings": {k: v for k, v in vars(args).items() if k != "func"},
+        "models": {},
+        "_start": time.perf_counter(),
+    }
 
 
 def run_scratch(args) -> None:
-    """The scratch baseline (random weights, cross-entropy) on the token budget, set from --seconds if no --tokens."""
+    """The scratch baseline (random weights, cross-entropy) on the token budget, set from --seconds
+    if no --tokens."""
     report = new_report(args, "scratch")
     shell, tokenizer = teacher_shell()
     setup = make_setup(shell, tokenizer, args)
@@ -150,15 +225,19 @@ def run_scratch(args) -> None:
         step = setup.config.tokens_per_step
         args.tokens = max(1, int(rate * args.seconds) // step) * step
         report["kd_tokens_per_second_random_weights"] = rate
-        print(f"KD on an all-Hyena student: {rate:,.0f} tokens/s, so {args.seconds} s buy {args.tokens:,} tokens",
-              flush=True)
+        print(
+            f"KD on an all-Hyena student: {rate:,.0f} tokens/s, so {args.seconds} s buy "
+            f"{args.tokens:,} tokens",
+            flush=True,
+        )
     report["tokens_per_student"] = args.tokens
     train_student("scratch", "scratch", setup, args, report, with_teacher=False)
 
 
 def layer_sensitivity(setup: distill.Setup) -> dict[int, float]:
-    """Per layer: how much the validation loss (curve windows) rises when that layer alone gets a calibrated Hyena
-    mixer for its attention; the layers the teacher misses most when converted alone are the hybrid's to keep."""
+    """Per layer: how much the validation loss (curve windows) rises when that layer alone gets a
+    calibrated Hyena mixer for its attention; the layers the teacher misses most when converted
+    alone are the hybrid's to keep."""
     from hyena_lite.calibration import calibrate_mixers
 
     base = distill.validation_loss(setup.teacher, setup.curve_windows)
@@ -172,10 +251,13 @@ def layer_sensitivity(setup: distill.Setup) -> dict[int, float]:
 
 
 def run_distill(args) -> None:
-    """Teacher evaluation, then the all-Hyena student and/or the hybrid (--only), whose attention layers are
-    --attention-layers or the two with the largest lone-layer sensitivity (see layer_sensitivity)."""
+    """Teacher evaluation, then the all-Hyena student and/or the hybrid (--only), whose attention
+    layers are --attention-layers or the two with the largest lone-layer sensitivity (see
+    layer_sensitivity)."""
     if args.name and args.only is None:
-        raise SystemExit("--name names the one student of --only hyena or --only hybrid; give --only too")
+        raise SystemExit(
+            "--name names the one student of --only hyena or --only hybrid; give --only too"
+        )
     report = new_report(args, "distill" if args.only is None else f"distill-{args.only}")
     report["tokens_per_student"] = args.tokens
     clock = time.perf_counter()
@@ -183,12 +265,16 @@ def run_distill(args) -> None:
     report["teacher_load_seconds"] = time.perf_counter() - clock
     setup = make_setup(teacher, tokenizer, args)
     if args.only != "hybrid":
-        report["teacher"] = {"val_ppl": math.exp(distill.validation_loss(setup.teacher, setup.valid_windows)),
-                             "suite": suite(setup.teacher, setup, args, with_teacher=False),
-                             "parameters": sum(p.numel() for p in setup.teacher.parameters())}
+        report["teacher"] = {
+            "val_ppl": math.exp(distill.validation_loss(setup.teacher, setup.valid_windows)),
+            "suite": suite(setup.teacher, setup, args, with_teacher=False),
+            "parameters": sum(p.numel() for p in setup.teacher.parameters()),
+        }
         write(report, args.json)
         print(f"teacher: val ppl {report['teacher']['val_ppl']:.2f}", flush=True)
-        run = train_student(args.name or "hyena", args.recipe, setup, args, report, with_teacher=True)
+        run = train_student(
+            args.name or "hyena", args.recipe, setup, args, report, with_teacher=True
+        )
         del run
         if device() == "cuda":
             torch.cuda.empty_cache()
@@ -200,46 +286,68 @@ def run_distill(args) -> None:
         report["layer_sensitivity"] = layer_sensitivity(setup)
         report["layer_sensitivity_seconds"] = time.perf_counter() - clock
         keep = sorted(sorted(report["layer_sensitivity"], key=report["layer_sensitivity"].get)[-2:])
-        print("lone-layer sensitivity (validation loss rise): " + ", ".join(
-            f"{k}: {v:.3f}" for k, v in report["layer_sensitivity"].items()), flush=True)
+        print(
+            "lone-layer sensitivity (validation loss rise): "
+            + ", ".join(f"{k}: {v:.3f}" for k, v in report["layer_sensitivity"].items()),
+            flush=True,
+        )
     report["hybrid_attention_layers"] = keep
     write(report, args.json)
-    hybrid = dataclasses.replace(setup, hyena_layers=[i for i in range(teacher.config.num_hidden_layers) if i not in keep])
+    hybrid = dataclasses.replace(
+        setup, hyena_layers=[i for i in range(teacher.config.num_hidden_layers) if i not in keep]
+    )
     train_student(args.name or "hybrid", args.recipe, hybrid, args, report, with_teacher=True)
 
 
-# ----------------------------------------------------------------------------------------------- merge
+# -------------------------------------------------------------------------------------------- merge
 
 
 def curve_rows(name: str, model: dict) -> list[dict[str, Any]]:
-    """Long-format rows (model, stage, kind, tokens, value) of a model's training loss and validation perplexity."""
+    """Long-format rows (model, stage, kind, tokens, value) of a model's training loss and
+    validation perplexity."""
     rows = []
     for stage, curve in model["curves"].items():
-        for tokens, loss in zip(curve["tokens"], curve["loss"]):
-            rows.append({"model": name, "stage": stage, "kind": "loss", "tokens": tokens, "value": loss})
+        for tokens, loss in zip(curve["tokens"], curve["loss"], strict=False):
+            rows.append(
+                {"model": name, "stage": stage, "kind": "loss", "tokens": tokens, "value": loss}
+            )
         for tokens, ppl in curve["val_ppl"]:
-            rows.append({"model": name, "stage": stage, "kind": "val_ppl", "tokens": tokens, "value": ppl})
+            rows.append(
+                {"model": name, "stage": stage, "kind": "val_ppl", "tokens": tokens, "value": ppl}
+            )
     return rows
 
 
 def attention_layers(model: dict, part: dict) -> list[int] | None:
-    """The layers a student kept as attention (None for scratch); parts written before the student recorded
-    them give their hybrid's layers, or none for an all-Hyena student."""
+    """The layers a student kept as attention (None for scratch); parts written before the student
+    recorded them give their hybrid's layers, or none for an all-Hyena student."""
     if "attention_layers" in model:
         return model["attention_layers"]
     return None if model["recipe"] == "scratch" else part.get("hybrid_attention_layers", [])
 
 
 def history_rows(parts: list[dict]) -> list[dict]:
-    """One row per student of these parts: tokens, name, recipe, attention layers, seed, validation ppl, commit."""
-    return [{"tokens": m["tokens"], "student": name, "recipe": m["recipe"], "attention_layers": attention_layers(m, p),
-             "seed": m.get("seed", p["settings"].get("seed", 0)), "ppl": m["val_ppl"], "git_commit": p["git_commit"]}
-            for p in parts for name, m in p["models"].items()]
+    """One row per student of these parts: tokens, name, recipe, attention layers, seed, validation
+    ppl, commit."""
+    return [
+        {
+            "tokens": m["tokens"],
+            "student": name,
+            "recipe": m["recipe"],
+            "attention_layers": attention_layers(m, p),
+            "seed": m.get("seed", p["settings"].get("seed", 0)),
+            "ppl": m["val_ppl"],
+            "commit": p["commit"],
+        }
+        for p in parts
+        for name, m in p["models"].items()
+    ]
 
 
 def merge(args) -> None:
-    """Join the parts' JSON files into the results file (headline keys first) and the curves CSV; with
-    --previous, the history of every run so far and the lone-layer sensitivity carry over from earlier files."""
+    """Join the parts' JSON files into the results file (headline keys first) and the curves CSV;
+    with --previous, the history of every run so far and the lone-layer sensitivity carry over from
+    earlier files."""
     parts = [json.loads(Path(p).read_text()) for p in args.parts]
     previous = [json.loads(Path(p).read_text()) for p in args.previous]
     models = {name: m for p in parts for name, m in p["models"].items()}
@@ -247,36 +355,72 @@ def merge(args) -> None:
     teacher = next(p["teacher"] for p in parts if "teacher" in p)
     tokens = {p["tokens_per_student"] for p in parts}
     if len(tokens) != 1:
-        raise ValueError(f"the parts trained on different token budgets {sorted(tokens)}: they do not compare")
-    distilled = {k: v for p in parts if p["part"].startswith("distill") for k, v in p.items()
-                 if k in ("hybrid_attention_layers", "layer_sensitivity", "settings", "teacher_load_seconds")}
+        raise ValueError(
+            f"the parts trained on different token budgets {sorted(tokens)}: they do not compare"
+        )
+    distilled = {
+        k: v
+        for p in parts
+        if p["part"].startswith("distill")
+        for k, v in p.items()
+        if k in ("hybrid_attention_layers", "layer_sensitivity", "settings", "teacher_load_seconds")
+    }
     ratio = {name: m["val_ppl"] / teacher["val_ppl"] for name, m in models.items()}
-    out = {"teacher": TEACHER, "teacher_ppl": teacher["val_ppl"],
-           **{f"{name}_ppl": m["val_ppl"] for name, m in models.items()},
-           **{f"{name}_vs_teacher": r for name, r in ratio.items()},
-           "tokens": {name: m["tokens"] for name, m in models.items()},
-           "hybrid_attention_layers": kept.get("hybrid", distilled.get("hybrid_attention_layers")),
-           "attention_layers": kept,
-           "layer_nmse": {name: m["layer_nmse"] for name, m in models.items() if m.get("layer_nmse")},
-           "layer_sensitivity": distilled.get("layer_sensitivity"),
-           # training seconds from the loop's records (summed over the calls of a resumed run) plus evaluation
-           "gpu_minutes": {**{name: (sum(m["stage_seconds"].values()) + m["eval_seconds"]) / 60
-                              for name, m in models.items()},
-                           # wall time of the parts as last run (a resumed part: its last call only)
-                           "last_call_parts_total": sum(p["wall_seconds"] for p in parts) / 60},
-           "per_domain": {name: m["suite"]["texts"] for name, m in [("teacher", teacher), *models.items()]},
-           "suite": {name: {k: v for k, v in m["suite"].items() if k != "texts"}
-                     for name, m in [("teacher", teacher), *models.items()]},
-           "students": {name: {k: v for k, v in m.items() if k not in ("curves", "suite")} for name, m in models.items()},
-           "commands": [p["command"] for p in parts], "git_commit": parts[0]["git_commit"],
-           "hardware": parts[0]["hardware"], "settings": distilled["settings"],
-           "kd_tokens_per_second_random_weights": next(
-               (p["kd_tokens_per_second_random_weights"] for p in parts if "kd_tokens_per_second_random_weights" in p),
-               None),
-           "teacher_load_seconds": distilled.get("teacher_load_seconds"), "notes": args.note}
+    out = {
+        "teacher": TEACHER,
+        "teacher_ppl": teacher["val_ppl"],
+        **{f"{name}_ppl": m["val_ppl"] for name, m in models.items()},
+        **{f"{name}_vs_teacher": r for name, r in ratio.items()},
+        "tokens": {name: m["tokens"] for name, m in models.items()},
+        "hybrid_attention_layers": kept.get("hybrid", distilled.get("hybrid_attention_layers")),
+        "attention_layers": kept,
+        "layer_nmse": {name: m["layer_nmse"] for name, m in models.items() if m.get("layer_nmse")},
+        "layer_sensitivity": distilled.get("layer_sensitivity"),
+        # training seconds from the loop's records (summed over the calls of a resumed run) plus
+        # evaluation
+        "gpu_minutes": {
+            **{
+                name: (sum(m["stage_seconds"].values()) + m["eval_seconds"]) / 60
+                for name, m in models.items()
+            },
+            # wall time of the parts as last run (a resumed part: its last call only)
+            "last_call_parts_total": sum(p["wall_seconds"] for p in parts) / 60,
+        },
+        "per_domain": {
+            name: m["suite"]["texts"] for name, m in [("teacher", teacher), *models.items()]
+        },
+        "suite": {
+            name: {k: v for k, v in m["suite"].items() if k != "texts"}
+            for name, m in [("teacher", teacher), *models.items()]
+        },
+        "students": {
+            name: {k: v for k, v in m.items() if k not in ("curves", "suite")}
+            for name, m in models.items()
+        },
+        "commands": [p["command"] for p in parts],
+        "commit": parts[0]["commit"],
+        "hardware": parts[0]["hardware"],
+        "settings": distilled["settings"],
+        "kd_tokens_per_second_random_weights": next(
+            (
+                p["kd_tokens_per_second_random_weights"]
+                for p in parts
+                if "kd_tokens_per_second_random_weights" in p
+            ),
+            None,
+        ),
+        "teacher_load_seconds": distilled.get("teacher_load_seconds"),
+        "notes": args.note,
+    }
     out["history"], seen = [], set()
     for row in [row for old in previous for row in old.get("history", [])] + history_rows(parts):
-        key = (row["tokens"], row["student"], row["recipe"], str(row["attention_layers"]), round(row["ppl"], 6))
+        key = (
+            row["tokens"],
+            row["student"],
+            row["recipe"],
+            str(row["attention_layers"]),
+            round(row["ppl"], 6),
+        )
         if key not in seen:  # a run already in an earlier file's history is listed once
             seen.add(key)
             out["history"].append(row)
@@ -293,7 +437,9 @@ def merge(args) -> None:
         writer.writeheader()
         for name, m in models.items():
             writer.writerows(curve_rows(name, m))
-    print(f"wrote {results} and its curves: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))
+    print(
+        f"wrote {results} and its curves: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items())
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -302,24 +448,65 @@ def main(argv: list[str] | None = None) -> None:
     for name, func in (("scratch", run_scratch), ("distill", run_distill)):
         p = sub.add_parser(name)
         p.set_defaults(func=func)
-        p.add_argument("--tokens", type=int, default=0, help="training tokens per student (scratch: 0 = from --seconds)")
-        p.add_argument("--seconds", type=float, default=75.0, help="scratch: the KD time per student that sets --tokens")
+        p.add_argument(
+            "--tokens",
+            type=int,
+            default=0,
+            help="training tokens per student (scratch: 0 = from --seconds)",
+        )
+        p.add_argument(
+            "--seconds",
+            type=float,
+            default=75.0,
+            help="scratch: the KD time per student that sets --tokens",
+        )
         p.add_argument("--seq-len", type=int, default=1024)
         p.add_argument("--batch-size", type=int, default=8)
         p.add_argument("--lr", type=float, default=6e-4)
-        p.add_argument("--seed", type=int, default=0, help="the students' initial weights and the order of the batches")
-        p.add_argument("--eval-tokens", type=int, default=0, help="validation tokens (0: the whole split)")
-        p.add_argument("--curve-tokens", type=int, default=32_768, help="validation tokens of the curves")
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            help="the students' initial weights and the order of the batches",
+        )
+        p.add_argument(
+            "--eval-tokens", type=int, default=0, help="validation tokens (0: the whole split)"
+        )
+        p.add_argument(
+            "--curve-tokens", type=int, default=32_768, help="validation tokens of the curves"
+        )
         p.add_argument("--eval-batch", type=int, default=16)
-        p.add_argument("--attention-layers", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                       help="distill: the hybrid's attention layers (default: the two of largest lone-layer sensitivity)")
-        p.add_argument("--only", choices=("hyena", "hybrid"), default=None,
-                       help="distill: train one of the two students (run both parts side by side on two GPUs)")
-        p.add_argument("--recipe", choices=DISTILL_RECIPES, default="transfer", help="distill: the students' recipe")
-        p.add_argument("--name", default=None, help="distill --only: the student's name in the results (default: hyena or hybrid)")
-        p.add_argument("--out", default=None,
-                       help="checkpoints of every stage here: a run stopped by SIGTERM (timeout) resumes when run again")
-        p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or distill._git_commit())
+        p.add_argument(
+            "--attention-layers",
+            type=lambda s: [int(x) for x in s.split(",")],
+            default=None,
+            help="distill: the hybrid's attention layers (default: the two of largest lone-layer "
+            "sensitivity)",
+        )
+        p.add_argument(
+            "--only",
+            choices=("hyena", "hybrid"),
+            default=None,
+            help="distill: train one of the two students (run both parts side by side on two GPUs)",
+        )
+        p.add_argument(
+            "--recipe",
+            choices=DISTILL_RECIPES,
+            default="transfer",
+            help="distill: the students' recipe",
+        )
+        p.add_argument(
+            "--name",
+            default=None,
+            help="distill --only: the student's name in the results (default: hyena or hybrid)",
+        )
+        p.add_argument(
+            "--out",
+            default=None,
+            help="checkpoints of every stage here: a run stopped by SIGTERM (timeout) resumes "
+            "when run again",
+        )
+        p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or git_commit())
         p.add_argument("--json", required=True, help="where this part writes its results")
         p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("merge")
@@ -327,8 +514,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("parts", nargs="+")
     p.add_argument("--results", default=str(results_dir() / "smollm2_h200.json"))
     p.add_argument("--note", default="", help="how the run was made, for the results file")
-    p.add_argument("--previous", nargs="*", default=[],
-                   help="earlier results files whose history (and lone-layer sensitivity, if these parts lack it) carry over")
+    p.add_argument(
+        "--previous",
+        nargs="*",
+        default=[],
+        help="earlier results files whose history (and lone-layer sensitivity, if these parts "
+        "lack it) carry over",
+    )
     args = parser.parse_args(argv)
     args.func(args)
 

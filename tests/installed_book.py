@@ -8,6 +8,7 @@ results files, and executes every chapter in the smoke profile from a temporary 
 
     python tests/installed_book.py [--keep] [--chapters 01 09]     # make installed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     print("$", " ".join(map(str, cmd)), flush=True)
     done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"FAILED ({done.returncode}): {' '.join(map(str, cmd))}\n{done.stdout[-4000:]}\n"
-                         f"{done.stderr[-4000:]}")
+        raise SystemExit(
+            f"FAILED ({done.returncode}): {' '.join(map(str, cmd))}\n{done.stdout[-4000:]}\n"
+            f"{done.stderr[-4000:]}"
+        )
     return done.stdout
 
 
@@ -46,7 +49,21 @@ def tracked_copy(target: Path) -> Path:
 
 
 def build_wheel(source: Path, dist: Path) -> Path:
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, source], source)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            dist,
+            source,
+        ],
+        source,
+    )
     wheels = sorted(dist.glob("hyena_lite-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"expected one hyena_lite wheel in {dist}, found {wheels}")
@@ -57,10 +74,28 @@ def fresh_venv(folder: Path, wheel: Path) -> Path:
     """A venv with the wheel installed and this environment's packages visible after its own (a .pth line)."""
     venv.EnvBuilder(with_pip=False).create(folder)
     python = folder / "bin" / "python"
-    purelib = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], folder).strip())
+    purelib = Path(
+        run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], folder
+        ).strip()
+    )
     # The parent's site-packages as a plain path: its .pth files (an editable hyena_lite among them) are not read.
     (purelib / "parent_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel], folder)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ],
+        folder,
+    )
     return python
 
 
@@ -78,8 +113,12 @@ def cached_sources(home: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (it is printed)")
-    parser.add_argument("--chapters", nargs="*", default=None, help="chapter prefixes (default: every chapter)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (it is printed)"
+    )
+    parser.add_argument(
+        "--chapters", nargs="*", default=None, help="chapter prefixes (default: every chapter)"
+    )
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="hyena-lite-installed-"))
     print(f"working in {tmp}", flush=True)
@@ -89,36 +128,78 @@ def main(argv: list[str] | None = None) -> int:
         home, work = tmp / "home", tmp / "run"
         work.mkdir()
         cached_sources(home)
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYENA_BOOK_PROFILE", "VIRTUAL_ENV")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "HYENA_BOOK_PROFILE", "VIRTUAL_ENV")
+        }
         env |= {"HYENA_LITE_HOME": str(home), "PYTHONNOUSERSITE": "1"}
 
         built = run([python, "-m", "hyena_lite", "data"], work, env)
-        print(next((line for line in built.splitlines() if line.startswith("offline assets in")), built))
+        print(
+            next(
+                (line for line in built.splitlines() if line.startswith("offline assets in")), built
+            )
+        )
         if "downloaded: nothing" not in built:
             raise SystemExit(f"FAILED: building the assets downloaded something:\n{built}")
-        where = json.loads(run([python, "-c", (
-            "import json, sys, hyena_lite, hyena_lite.paths as p; print(json.dumps({'package': hyena_lite.__file__, "
-            "'results': str(p.results_dir()), 'path': sys.path, 'cwd': __import__('os').getcwd()}))")], work, env))
+        where = json.loads(
+            run(
+                [
+                    python,
+                    "-c",
+                    (
+                        "import json, sys, hyena_lite, hyena_lite.paths as p; print(json.dumps({'package': hyena_lite.__file__, "
+                        "'results': str(p.results_dir()), 'path': sys.path, 'cwd': __import__('os').getcwd()}))"
+                    ),
+                ],
+                work,
+                env,
+            )
+        )
         print(f"installed package {where['package']}; results_dir() {where['results']}")
         problems = []
         if not where["package"].startswith(str(tmp / "venv")):
-            problems.append(f"hyena_lite was imported from {where['package']}, not from the fresh environment")
+            problems.append(
+                f"hyena_lite was imported from {where['package']}, not from the fresh environment"
+            )
         if not Path(where["results"], "benchmark_h200.json").is_file():
             problems.append(f"results_dir() = {where['results']} holds no benchmark_h200.json")
-        if any(Path(p or ".").resolve() == ROOT for p in where["path"]) or Path(where["cwd"]).resolve() == ROOT:
+        if (
+            any(Path(p or ".").resolve() == ROOT for p in where["path"])
+            or Path(where["cwd"]).resolve() == ROOT
+        ):
             problems.append("the checkout is on sys.path or the working directory")
         if problems:
             raise SystemExit("FAILED: " + "; ".join(problems))
 
         out = work / "book_smoke.json"
         chapters = ["--chapters", *args.chapters] if args.chapters else []
-        book = subprocess.run([python, ROOT / "scripts" / "run_book.py", "--book", tmp / "source" / "book",
-                               "--workdir", work, "--profile", "smoke", "--json", out, "--timeout", "900", *chapters],
-                              cwd=work, env=env)
+        book = subprocess.run(
+            [
+                python,
+                ROOT / "scripts" / "run_book.py",
+                "--book",
+                tmp / "source" / "book",
+                "--workdir",
+                work,
+                "--profile",
+                "smoke",
+                "--json",
+                out,
+                "--timeout",
+                "900",
+                *chapters,
+            ],
+            cwd=work,
+            env=env,
+        )
         record = json.loads(out.read_text()) if out.is_file() else {"chapters": []}
         for chapter in record["chapters"]:
-            print(f"  {chapter['chapter']:<32} {'ok' if chapter['ok'] else 'FAILED':<7} {chapter['seconds']:>7} s"
-                  + ("" if chapter["ok"] else f"  {chapter['error']}"))
+            print(
+                f"  {chapter['chapter']:<32} {'ok' if chapter['ok'] else 'FAILED':<7} {chapter['seconds']:>7} s"
+                + ("" if chapter["ok"] else f"  {chapter['error']}")
+            )
         if book.returncode or not record["chapters"]:
             raise SystemExit("FAILED: not every chapter ran from the installed wheel")
         print(f"every chapter ran from the installed wheel ({len(record['chapters'])} chapters)")

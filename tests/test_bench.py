@@ -1,95 +1,24 @@
-"""The fast path equals the plain path; the timing helper returns medians; the benchmark CLI writes documented JSON."""
+"""The fast path equals the plain path; the timing helper returns medians; the benchmark CLI writes
+documented JSON."""
+
 import json
 
 import pytest
 import torch
 
-from hyena_lite import HyenaOperator, bench, fastpath
+from hyena_lite import provenance
 from hyena_lite.cli import main
-
-
-def _operator(order: int = 2, d_model: int = 8, l_max: int = 64, seed: int = 0) -> HyenaOperator:
-    """An operator whose own forward is the plain path (the reference the fast path must equal)."""
-    torch.manual_seed(seed)
-    op = HyenaOperator(d_model, l_max, order=order, filter_order=16)
-    op.fast = False
-    return op
-
-
-@pytest.mark.parametrize("order", [1, 2, 3])
-@pytest.mark.parametrize("length", [1, 7, 64])
-def test_fast_path_equals_plain_path(order: int, length: int) -> None:
-    op = _operator(order)
-    u = torch.randn(3, length, 8)
-    assert torch.allclose(fastpath.fast_forward(op, u), op(u), atol=1e-6, rtol=1e-5)
-
-
-def test_fast_path_gradients_equal_plain_path() -> None:
-    op = _operator(order=2)
-    u = torch.randn(2, 33, 8, requires_grad=True)
-    params = [u, *op.parameters()]
-    got = torch.autograd.grad(fastpath.fast_forward(op, u).square().sum(), params)
-    want = torch.autograd.grad(op(u).square().sum(), params)
-    for g, w in zip(got, want):
-        assert torch.allclose(g, w, atol=1e-5, rtol=1e-4), (g - w).abs().max()
-
-
-def test_fast_path_in_bfloat16_stays_close_to_plain_path() -> None:
-    op = _operator().bfloat16()
-    u = torch.randn(2, 40, 8, dtype=torch.bfloat16)
-    got, want = fastpath.fast_forward(op, u), op(u)
-    assert got.dtype == torch.bfloat16 and (got.float() - want.float()).norm() / want.float().norm() < 2e-2
-
-
-def test_fused_kernels_are_the_same_functions() -> None:
-    """Off CUDA `_kernel` hands out the plain Python functions that torch.compile fuses on CUDA."""
-    assert fastpath._kernel("gate", fused=False) is fastpath._gate
-    op = _operator(order=3)
-    u = torch.randn(2, 20, 8)
-    assert torch.equal(fastpath._forward(op, u, fused=False), fastpath.fast_forward(op, u))
-
-
-def test_inference_cache_is_reused_and_invalidated_by_updates() -> None:
-    op = _operator()
-    u = torch.randn(1, 20, 8)
-    with torch.no_grad():
-        first = fastpath.fast_forward(op, u)
-        cached = op._spectra_cache
-        fastpath.fast_forward(op, u)
-        assert cached is not None and op._spectra_cache is cached  # reused
-        op.filter_fn.head.weight.mul_(2.0)  # an in-place update, as an optimiser step makes
-        after = fastpath.fast_forward(op, u)
-        assert op._spectra_cache is not cached and torch.allclose(after, op(u), atol=1e-6, rtol=1e-5)
-        assert not torch.allclose(after, first)
-        fastpath.fast_forward(op, torch.randn(1, 21, 8))  # another length: recomputed
-        assert op._spectra_cache[0][0] == 21
-        fastpath.clear_caches(op)
-        assert op._spectra_cache is None
-    fastpath.fast_forward(op, u)  # with autograd on nothing is cached, so gradients reach the filter
-    assert op._spectra_cache is None
-
-
-def test_operator_takes_the_fast_path_only_where_it_pays(monkeypatch) -> None:
-    op = _operator()
-    op.fast = True
-    u = torch.randn(1, 16, 8)
-    with torch.no_grad():
-        assert not fastpath.pays_off(op, u)  # CPU: the plain path
-        op(u)
-        assert getattr(op, "_spectra_cache", None) is None
-        import hyena_lite.operator as operator_module
-
-        monkeypatch.setattr(operator_module, "pays_off", lambda *_: True)
-        op(u)
-        assert op._spectra_cache is not None  # dispatched to the fast path
-    op.dropout.p = 0.5
-    assert not fastpath.pays_off(op.train(), u)  # the fast path has no dropout
+from hyena_lite.experiments import bench
 
 
 def test_measure_returns_the_median() -> None:
     ticks = iter([0.0, 0.005, 1.0, 1.001, 2.0, 2.003])  # calls of 5, 1 and 3 ms
     m = bench.measure(lambda: None, "cpu", warmup=1, repeats=3, clock=lambda: next(ticks))
-    assert m.times_ms == pytest.approx([5.0, 1.0, 3.0]) and m.median_ms == pytest.approx(3.0) and m.peak_mb is None
+    assert (
+        m.times_ms == pytest.approx([5.0, 1.0, 3.0])
+        and m.median_ms == pytest.approx(3.0)
+        and m.peak_mb is None
+    )
     with pytest.raises(ValueError, match="repeats >= 1"):
         bench.measure(lambda: None, "cpu", repeats=0)
 
@@ -112,13 +41,23 @@ def test_model_and_generate_benchmarks_give_rows() -> None:
     model = bench.gpt2_teacher(64, n_layer=1, n_embd=16, n_head=2, vocab_size=50)
     rows = bench.benchmark_model({"teacher": model}, [8, 16], warmup=0, repeats=2)
     assert [r["L"] for r in rows] == [8, 16] and all(r["teacher_tokens_per_s"] > 0 for r in rows)
-    rows = bench.benchmark_generate({"t": (model, "kv_cache"), "r": (model, "recompute")}, [8], new_tokens=2, warmup=1)
-    assert rows[0]["context"] == 8 and rows[0]["t_ms_per_token"] > 0 and rows[0]["r_ms_per_token"] > 0
+    rows = bench.benchmark_generate(
+        {"t": (model, "kv_cache"), "r": (model, "recompute")}, [8], new_tokens=2, warmup=1
+    )
+    assert (
+        rows[0]["context"] == 8 and rows[0]["t_ms_per_token"] > 0 and rows[0]["r_ms_per_token"] > 0
+    )
 
 
 def test_crossover_interpolates_on_log_axes() -> None:
-    rows = [{"L": 1, "a": 1.0, "b": 4.0}, {"L": 4, "a": 4.0, "b": 4.0 * 0.25}, {"L": 16, "a": 16.0, "b": 2.0}]
-    assert bench.crossover(rows, "L", "a", "b") == pytest.approx(2.0)  # log ratio +log4 at 1, -log4 at 4
+    rows = [
+        {"L": 1, "a": 1.0, "b": 4.0},
+        {"L": 4, "a": 4.0, "b": 4.0 * 0.25},
+        {"L": 16, "a": 16.0, "b": 2.0},
+    ]
+    assert bench.crossover(rows, "L", "a", "b") == pytest.approx(
+        2.0
+    )  # log ratio +log4 at 1, -log4 at 4
     assert bench.crossover(rows, "L", "b", "a") == 1.0  # a is no slower from the start
     assert bench.crossover([{"L": 1, "a": 1.0, "b": 2.0}], "L", "a", "b") is None
 
@@ -131,43 +70,77 @@ def test_hyena_bytes_grow_like_the_fft_size() -> None:
 
 def test_cli_writes_operator_json(tmp_path) -> None:
     out = tmp_path / "bench.json"
-    code = main(["benchmark", "--what", "operator", "--lengths", "16", "32", "--device", "cpu", "--d-model", "16",
-                 "--heads", "2", "--warmup", "1", "--repeats", "2", "--json", str(out)])
+    code = main(
+        [
+            "benchmark",
+            "--what",
+            "operator",
+            "--lengths",
+            "16",
+            "32",
+            "--device",
+            "cpu",
+            "--d-model",
+            "16",
+            "--heads",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads(out.read_text())
-    assert {"created", "git_commit", "hardware", "versions", "operator"} <= set(results)
-    assert results["versions"]["torch"] == torch.__version__ and results["hardware"]["device"] == "cpu"
+    assert set(provenance.KEYS) | {"device", "operator"} <= set(results)
+    assert results["command"].startswith("python -m hyena_lite benchmark --what operator")
+    assert (
+        results["versions"]["torch"] == torch.__version__ and results["device"]["device"] == "cpu"
+    )
     section = results["operator"]
-    assert section["command"].startswith("python -m hyena_lite benchmark --what operator --lengths 16 32 --device cpu")
+    assert section["command"].startswith(
+        "python -m hyena_lite benchmark --what operator --lengths 16 32 --device cpu"
+    )
     assert section["settings"]["d_model"] == 16
     assert [row["L"] for row in section["rows"]] == [16, 32]
     for row in section["rows"]:
-        for key in ("attn_ms", "hyena_ms", "hyena_plain_ms", "attn_fwdbwd_ms", "hyena_fwdbwd_ms", "hyena_bytes"):
+        for key in (
+            "attn_ms",
+            "hyena_ms",
+            "hyena_plain_ms",
+            "attn_fwdbwd_ms",
+            "hyena_fwdbwd_ms",
+            "hyena_bytes",
+        ):
             assert row[key] > 0, key
 
 
 def test_unknown_choices_fail_clearly() -> None:
     with pytest.raises(ValueError, match="unknown benchmark"):
-        bench.run_benchmark(["speed"], [16])
+        bench.BenchmarkConfig(["speed"], [16])
     with pytest.raises(ValueError, match="unknown dtype"):
-        bench.run_benchmark(["operator"], [16], dtype="int8")
+        bench.BenchmarkConfig(["operator"], [16], dtype="int8")
 
 
 def test_merge_results_joins_sections_of_one_machine() -> None:
-    env = {"created": "t", "git_commit": "c", "hardware": {"gpu": "G"}, "versions": {"torch": "1"}}
-    merged = bench.merge_results({**env, "operator": {"rows": [1]}}, {**env, "model": {"rows": [2]}})
+    env = {"created": "t", "commit": "c", "device": {"gpu": "G"}, "versions": {"torch": "1"}}
+    merged = bench.merge_results(
+        {**env, "operator": {"rows": [1]}}, {**env, "model": {"rows": [2]}}
+    )
     assert merged["operator"] == {"rows": [1]} and merged["model"] == {"rows": [2]}
     with pytest.raises(ValueError, match="different hardware"):
-        bench.merge_results(env, {**env, "hardware": {"gpu": "H"}})
+        bench.merge_results(env, {**env, "device": {"gpu": "H"}})
 
 
 def test_kv_cache_decoder_really_grows_the_cache():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from hyena_lite.bench import KVCacheDecoder
-
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)).eval()
-    decoder = KVCacheDecoder(model)
+    model = GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)
+    ).eval()
+    decoder = bench.DECODERS["kv_cache"](model)
     prompt = torch.randint(0, 64, (1, 5))
     with torch.no_grad():
         decoder.prefill(prompt)

@@ -1,4 +1,5 @@
 """The helpers the chapters share (hyena_lite.book): values, edge cases and their errors."""
+
 from __future__ import annotations
 
 import ast
@@ -58,13 +59,16 @@ def test_loglog_slope_fits_noisy_points_by_least_squares() -> None:
     assert book.loglog_slope(xs, ys) == pytest.approx(1.5)  # least squares, not the last pair's 1
 
 
-@pytest.mark.parametrize("xs, ys, message", [
-    ([1.0], [1.0], "two or more"),
-    ([1.0, 2.0], [1.0], "two or more"),
-    ([0.0, 2.0], [1.0, 2.0], "positive"),
-    ([1.0, 2.0], [-1.0, 2.0], "positive"),
-    ([3.0, 3.0], [1.0, 2.0], "two different x"),
-])
+@pytest.mark.parametrize(
+    "xs, ys, message",
+    [
+        ([1.0], [1.0], "two or more"),
+        ([1.0, 2.0], [1.0], "two or more"),
+        ([0.0, 2.0], [1.0, 2.0], "positive"),
+        ([1.0, 2.0], [-1.0, 2.0], "positive"),
+        ([3.0, 3.0], [1.0, 2.0], "two different x"),
+    ],
+)
 def test_loglog_slope_says_what_is_wrong(xs, ys, message) -> None:
     with pytest.raises(ValueError, match=message):
         book.loglog_slope(xs, ys)
@@ -115,17 +119,27 @@ def chapter_functions(path: Path) -> set[str]:
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     trees = [ast.parse(re.sub(r"^[%!].*$", "", source, flags=re.MULTILINE)) for source in code]
-    return {node.name for tree in trees for node in ast.walk(tree)
-            if isinstance(node, ast.FunctionDef)}
+    return {
+        node.name for tree in trees for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+    }
 
 
 def test_chapters_import_the_shared_helpers_instead_of_copying_them() -> None:
-    shared = {name for name, value in vars(book).items()
-              if inspect.isfunction(value) and value.__module__ == book.__name__}
-    copies = {path.name: sorted(shared & chapter_functions(path) - {
-        name for name, builder in BUILDERS.items() if builder == path.name})
-        for path in sorted(BOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
+    shared = {
+        name
+        for name, value in vars(book).items()
+        if inspect.isfunction(value) and value.__module__ == book.__name__
+    }
+    copies = {
+        path.name: sorted(
+            shared
+            & chapter_functions(path)
+            - {name for name, builder in BUILDERS.items() if builder == path.name}
+        )
+        for path in sorted(BOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    }
     assert not any(copies.values()), (
         f"chapters define their own copies of hyena_lite.book's helpers: "
-        f"{ {k: v for k, v in copies.items() if v} }; import them from hyena_lite.book")
+        f"{ {k: v for k, v in copies.items() if v} }; import them from hyena_lite.book"
+    )
     assert "toeplitz" in chapter_functions(BOOK_DIR / BUILDERS["toeplitz"])

@@ -1,4 +1,5 @@
 """`make book`'s build (scripts/build_book.sh) fails when a chapter raises, though jupyter-book exits 0."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,20 +25,33 @@ def tiny_book(folder: Path, cell: str) -> Path:
     (folder / "_config.yml").write_text(CONFIG)
     (folder / "_toc.yml").write_text(TOC)
     (folder / "intro.md").write_text("# Intro\n")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Chapter"),
-                                               nbformat.v4.new_code_cell(cell)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Chapter"), nbformat.v4.new_code_cell(cell)]
+    )
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(notebook, folder / "chapter.ipynb")
     return folder
 
 
 def build(book: Path, options: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(BUILD), str(JUPYTER_BOOK), str(book), *options], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        ["bash", str(BUILD), str(JUPYTER_BOOK), str(book), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.skipif(not JUPYTER_BOOK.exists(), reason="jupyter-book is not installed beside this Python")
-@pytest.mark.parametrize("options", [[], ["-W", "-n", "--keep-going"]], ids=["make-book", "make-book-smoke"])
+@pytest.mark.skipif(
+    not JUPYTER_BOOK.exists(), reason="jupyter-book is not installed beside this Python"
+)
+@pytest.mark.parametrize(
+    "options", [[], ["-W", "-n", "--keep-going"]], ids=["make-book", "make-book-smoke"]
+)
 def test_a_raising_chapter_fails_the_build_and_a_fixed_one_passes(tmp_path, options):
     book = tiny_book(tmp_path, "raise AssertionError('planted failure')")
     failed = build(book, options)
@@ -45,7 +59,9 @@ def test_a_raising_chapter_fails_the_build_and_a_fixed_one_passes(tmp_path, opti
     assert "chapters raised" in failed.stderr and "chapter.err.log" in failed.stderr
     assert "planted failure" in (book / "_build/html/reports/chapter.err.log").read_text()
 
-    tiny_book(tmp_path, "print(1 + 1)")  # the same book fixed: its stale report must not fail the new build
+    tiny_book(
+        tmp_path, "print(1 + 1)"
+    )  # the same book fixed: its stale report must not fail the new build
     passed = build(book, options)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert (book / "_build/html/chapter.html").is_file()

@@ -1,4 +1,6 @@
-"""Tests of hyena_lite.calibration on tiny random teachers (GPT-2, and Llama with grouped-query attention)."""
+"""Tests of hyena_lite.calibration on tiny random teachers (GPT-2, and Llama with grouped-query
+attention)."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,19 +16,48 @@ VOCAB, CONTEXT, WIDTH = 53, 32, 16
 
 
 def teacher_of(family: str, sharpen: float = 1.0):
-    """A two-layer random teacher; `sharpen` multiplies its q, k, v weights (large, unnormalised projections)."""
+    """A two-layer random teacher; `sharpen` multiplies its q, k, v weights (large, unnormalised
+    projections)."""
     torch.manual_seed(0)
     if family == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=CONTEXT, n_embd=WIDTH, n_layer=2, n_head=2,
-                                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
-                                           eos_token_id=None)).eval()
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=VOCAB,
+                n_positions=CONTEXT,
+                n_embd=WIDTH,
+                n_layer=2,
+                n_head=2,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                bos_token_id=None,
+                eos_token_id=None,
+            )
+        ).eval()
         qkv = [block.attn.c_attn.weight for block in model.transformer.h]
     else:
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, max_position_embeddings=CONTEXT, hidden_size=WIDTH,
-                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                             intermediate_size=32, bos_token_id=None, eos_token_id=None)).eval()
-        qkv = [p for layer in model.model.layers for p in (layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
-                                                           layer.self_attn.v_proj.weight)]
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=VOCAB,
+                max_position_embeddings=CONTEXT,
+                hidden_size=WIDTH,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=32,
+                bos_token_id=None,
+                eos_token_id=None,
+            )
+        ).eval()
+        qkv = [
+            p
+            for layer in model.model.layers
+            for p in (
+                layer.self_attn.q_proj.weight,
+                layer.self_attn.k_proj.weight,
+                layer.self_attn.v_proj.weight,
+            )
+        ]
     with torch.no_grad():
         for w in qkv:
             w.mul_(sharpen)
@@ -56,13 +87,22 @@ def test_calibration_turns_a_blown_up_mixer_into_one_no_worse_than_zero(family, 
     report = calibrate_mixers(student, teacher, ids, gates=gates, batch_size=2)
     after = [distill.normalized_mse(*outputs(student, teacher, i, ids)).item() for i in range(2)]
     assert min(before) > 2, f"the sharpened teacher should blow the seeded mixers up: {before}"
-    assert all(a <= 1 + 1e-6 for a in after), f"least squares cannot do worse than zero on its own data: {after}"
+    assert all(a <= 1 + 1e-6 for a in after), (
+        f"least squares cannot do worse than zero on its own data: {after}"
+    )
     assert [r["nmse_before"] for r in report.values()] == pytest.approx(before, rel=1e-4)
     assert [r["nmse_after"] for r in report.values()] == pytest.approx(after, rel=1e-4, abs=1e-6)
-    held_out = [distill.normalized_mse(*outputs(student, teacher, i, token_ids(seed=7))).item() for i in range(2)]
-    assert max(held_out) < 2 < min(before), f"on other data the error should stay near 1: {held_out}"
+    held_out = [
+        distill.normalized_mse(*outputs(student, teacher, i, token_ids(seed=7))).item()
+        for i in range(2)
+    ]
+    assert max(held_out) < 2 < min(before), (
+        f"on other data the error should stay near 1: {held_out}"
+    )
     assert student.training and not teacher.training, "the models' modes must be restored"
-    assert all(torch.equal(v, teacher_state[k]) for k, v in teacher.state_dict().items()), "the teacher must not change"
+    assert all(torch.equal(v, teacher_state[k]) for k, v in teacher.state_dict().items()), (
+        "the teacher must not change"
+    )
 
 
 def test_alpha_is_the_least_squares_scalar_over_the_kept_tokens():
@@ -80,7 +120,10 @@ def test_alpha_is_the_least_squares_scalar_over_the_kept_tokens():
     assert alpha == pytest.approx(expected, rel=1e-6)
     torch.testing.assert_close(out.weight, weight * alpha)
     torch.testing.assert_close(out.bias, bias * alpha)
-    error = [((a * s - t).pow(2).sum() / t.pow(2).sum()).item() for a in (alpha * 0.99, alpha, alpha * 1.01)]
+    error = [
+        ((a * s - t).pow(2).sum() / t.pow(2).sum()).item()
+        for a in (alpha * 0.99, alpha, alpha * 1.01)
+    ]
     assert error[1] < min(error[0], error[2]), "alpha must minimise the squared error"
 
 
@@ -98,20 +141,32 @@ def test_gate_step_makes_every_recurrence_step_keep_the_rms_of_v():
             z = v.double()
             for n, x in enumerate(gates):
                 z = x.double() * fftconv(z, filters[n].double(), skips[n].double())
-                assert z.pow(2).mean().sqrt().item() == pytest.approx(v.double().pow(2).mean().sqrt().item(), rel=1e-5)
+                assert z.pow(2).mean().sqrt().item() == pytest.approx(
+                    v.double().pow(2).mean().sqrt().item(), rel=1e-5
+                )
 
 
 def test_gate_step_moves_the_scale_but_not_what_the_mixer_computes():
-    teacher = teacher_of("llama", sharpen=40.0)  # no out_proj bias: the two calibrations give the same mixers
+    teacher = teacher_of(
+        "llama", sharpen=40.0
+    )  # no out_proj bias: the two calibrations give the same mixers
     ids = token_ids()
     students = [convert(teacher, init="teacher") for _ in range(2)]
     with torch.no_grad():
         students[1].load_state_dict(students[0].state_dict())
-    reports = [calibrate_mixers(student, teacher, ids, gates=gates) for student, gates in zip(students, (True, False))]
+    reports = [
+        calibrate_mixers(student, teacher, ids, gates=gates)
+        for student, gates in zip(students, (True, False), strict=False)
+    ]
     for layer in range(2):
-        torch.testing.assert_close(*(outputs(student, teacher, layer, token_ids(seed=5))[0] for student in students),
-                                   rtol=1e-4, atol=1e-6)
-        assert reports[0][layer]["nmse_after"] == pytest.approx(reports[1][layer]["nmse_after"], rel=1e-5)
+        torch.testing.assert_close(
+            *(outputs(student, teacher, layer, token_ids(seed=5))[0] for student in students),
+            rtol=1e-4,
+            atol=1e-6,
+        )
+        assert reports[0][layer]["nmse_after"] == pytest.approx(
+            reports[1][layer]["nmse_after"], rel=1e-5
+        )
 
 
 def test_a_student_without_hyena_layers_is_left_unchanged():

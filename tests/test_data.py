@@ -1,4 +1,5 @@
 """The offline assets and the data API: tokenizer, corpus splits, load_text, batches, hub path."""
+
 from __future__ import annotations
 
 import json
@@ -63,14 +64,17 @@ def test_build_is_idempotent_and_rejects_a_checksum_mismatch(monkeypatch, tmp_pa
     assert assets.build_assets(quiet=True) == {"rebuilt": [], "downloaded": []}
 
     _tokenizer_only(monkeypatch, tmp_path, real | {"gpt2-tokenizer/vocab.json": "0" * 64})
-    with pytest.raises(assets.AssetError, match=r"gpt2-tokenizer/vocab.json: sha256 .* expected 0000"):
+    with pytest.raises(
+        assets.AssetError, match=r"gpt2-tokenizer/vocab.json: sha256 .* expected 0000"
+    ):
         assets.build_assets(quiet=True)
 
 
 def test_second_cli_run_builds_and_downloads_nothing(tokenizer):
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "hyena_lite", "data"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "hyena_lite", "data"], capture_output=True, text=True, check=True
+    ).stdout
     print(f"second `python -m hyena_lite data`: {time.perf_counter() - start:.1f} s")
     assert "rebuilt: nothing; downloaded: nothing" in out
     assert "shakespeare  validation" in out
@@ -81,21 +85,26 @@ def test_corpus_size_and_columns(corpus, tokenizer):
     for split in corpus.values():
         assert set(split.column_names) == {"text", "domain", "title"}
     total_bytes = sum(len(t.encode("utf-8")) for s in corpus.values() for t in s["text"])
-    total_tokens = sum(len(v) for s in corpus.values() for v in data.tokens_by_domain(s, tokenizer).values())
+    total_tokens = sum(
+        len(v) for s in corpus.values() for v in data.tokens_by_domain(s, tokenizer).values()
+    )
     assert total_bytes >= 12_000_000, total_bytes
     assert total_tokens >= 3_000_000, total_tokens
 
 
 def test_splits_are_whole_documents_deterministic_and_about_90_5_5(corpus):
     titles = {name: set(split["title"]) for name, split in corpus.items()}
-    assert not (titles["train"] & titles["validation"] or titles["train"] & titles["test"]
-                or titles["validation"] & titles["test"])
+    assert not (
+        titles["train"] & titles["validation"]
+        or titles["train"] & titles["test"]
+        or titles["validation"] & titles["test"]
+    )
     assert sum(len(t) for t in titles.values()) == len(data.read_manifest())
     assert data.load_corpus("offline")["test"]["title"] == corpus["test"]["title"]
 
     size = {(n, d): 0 for n in corpus for d in data.DOMAINS}
     for name, split in corpus.items():
-        for text, domain in zip(split["text"], split["domain"]):
+        for text, domain in zip(split["text"], split["domain"], strict=False):
             size[name, domain] += len(text.encode("utf-8"))
     assert all(size.values()), "every domain must be in every split"
     total = sum(size.values())
@@ -109,7 +118,11 @@ def test_splits_are_whole_documents_deterministic_and_about_90_5_5(corpus):
 
 
 def test_split_documents_ignores_input_order():
-    docs = [{"domain": d, "title": f"{d}{i}", "bytes": 100 + 37 * i} for d in ("a", "b") for i in range(40)]
+    docs = [
+        {"domain": d, "title": f"{d}{i}", "bytes": 100 + 37 * i}
+        for d in ("a", "b")
+        for i in range(40)
+    ]
     one = data.split_documents(docs)
     two = data.split_documents(docs[::-1])
     for name in data.SPLITS:
@@ -143,9 +156,13 @@ def test_load_text_reads_utf8_and_explains_bad_files(tmp_path):
 
 def test_tokenize_split_joins_documents_with_eos_and_caches(monkeypatch, tmp_path, tokenizer):
     monkeypatch.setenv("HYENA_LITE_HOME", str(tmp_path))
-    docs = datasets.Dataset.from_list([{"text": "Hello world", "domain": "a", "title": "1"},
-                                       {"text": " to be", "domain": "b", "title": "2"},
-                                       {"text": " or not", "domain": "a", "title": "3"}])
+    docs = datasets.Dataset.from_list(
+        [
+            {"text": "Hello world", "domain": "a", "title": "1"},
+            {"text": " to be", "domain": "b", "title": "2"},
+            {"text": " or not", "domain": "a", "title": "3"},
+        ]
+    )
     eos = tokenizer.eos_token_id
     joined = data.tokenize_split(docs, tokenizer)
     assert joined.dtype == torch.int64
@@ -164,9 +181,11 @@ def test_batches_are_deterministic_windows_and_resume_exactly():
     assert len(run) == 6 and run[0].shape == (4, 16) and run[0].dtype == torch.int64
     assert all(torch.equal(b[:, 1:] - b[:, :-1], torch.ones(4, 15, dtype=torch.int64)) for b in run)
     again = list(data.iterate_batches(tokens, batch_size=4, seq_len=16, seed=3, steps=6))
-    assert all(torch.equal(a, b) for a, b in zip(run, again))
-    resumed = list(data.iterate_batches(tokens, batch_size=4, seq_len=16, seed=3, start_step=4, steps=2))
-    assert all(torch.equal(a, b) for a, b in zip(run[4:], resumed))
+    assert all(torch.equal(a, b) for a, b in zip(run, again, strict=False))
+    resumed = list(
+        data.iterate_batches(tokens, batch_size=4, seq_len=16, seed=3, start_step=4, steps=2)
+    )
+    assert all(torch.equal(a, b) for a, b in zip(run[4:], resumed, strict=False))
     other = next(data.iterate_batches(tokens, batch_size=4, seq_len=16, seed=4))
     assert not torch.equal(other, run[0])
     with pytest.raises(ValueError, match="cannot fill one window"):
@@ -197,8 +216,16 @@ def test_wikitext_fails_fast_offline_naming_the_offline_corpus(monkeypatch):
 
 
 def test_wikitext_lines_become_articles():
-    lines = ["", " = Valkyria = \n", "", " Text one .\n", " = = Gameplay = = \n", " More .\n",
-             " = Tower = \n", " Two .\n"]
+    lines = [
+        "",
+        " = Valkyria = \n",
+        "",
+        " Text one .\n",
+        " = = Gameplay = = \n",
+        " More .\n",
+        " = Tower = \n",
+        " Two .\n",
+    ]
     docs = data._wikitext_documents(lines)
     assert [d["title"] for d in docs] == ["Valkyria", "Tower"]
     assert docs[0]["text"] == " = Valkyria = \n Text one .\n = = Gameplay = = \n More .\n"

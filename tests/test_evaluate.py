@@ -1,8 +1,9 @@
 """Evaluation: sliding-window perplexity, bits per byte, agreement, probes, the CLI and its errors.
 
-Offline and fast: a byte-level BPE tokenizer trained here on a few sentences, tiny random GPT-2
-and Llama models, and hand-built models whose answers are known (uniform, bigram, induction oracle).
+Offline and fast: a byte-level BPE tokenizer trained here on a few sentences, tiny random GPT-2 and
+Llama models, and hand-built models whose answers are known (uniform, bigram, induction oracle).
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,15 +14,24 @@ from types import SimpleNamespace
 import pytest
 import torch
 from tokenizers import ByteLevelBPETokenizer
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 from hyena_lite import evaluate as ev
 from hyena_lite import probes
 from hyena_lite.cli import main
+from hyena_lite.experiments.evaluate import load_model
 from hyena_lite.profiles import get_profile
 
-WORDS = ("river mountain lantern whisper garden silver candle harbor meadow thunder "
-         "pebble orchard velvet ember willow compass falcon saddle thistle beacon").split()
+WORDS = (
+    "river mountain lantern whisper garden silver candle harbor meadow thunder "
+    "pebble orchard velvet ember willow compass falcon saddle thistle beacon"
+).split()
 
 
 def english(n_sentences: int, seed: int = 0) -> str:
@@ -29,7 +39,9 @@ def english(n_sentences: int, seed: int = 0) -> str:
     generator = torch.Generator().manual_seed(seed)
     sentences = []
     for _ in range(n_sentences):
-        picks = torch.randint(len(WORDS), (int(torch.randint(4, 9, (1,), generator=generator)),), generator=generator)
+        picks = torch.randint(
+            len(WORDS), (int(torch.randint(4, 9, (1,), generator=generator)),), generator=generator
+        )
         sentences.append(" ".join(WORDS[i] for i in picks).capitalize() + ".")
     return " ".join(sentences).replace("ember", "émber")
 
@@ -37,17 +49,30 @@ def english(n_sentences: int, seed: int = 0) -> str:
 @pytest.fixture(scope="module")
 def tokenizer():
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([english(300)], vocab_size=400, min_frequency=1,
-                            special_tokens=["<|endoftext|>"], show_progress=False)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
-                                   eos_token="<|endoftext|>")
+    bpe.train_from_iterator(
+        [english(300)],
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
 
 
 @pytest.fixture(scope="module")
 def gpt2(tokenizer):
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
@@ -95,7 +120,9 @@ class Induction(torch.nn.Module):
 # --- windows, perplexity, bits per byte ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("n,context,stride", [(10, 10, 5), (11, 4, 1), (100, 16, 8), (101, 16, 15), (37, 8, 3)])
+@pytest.mark.parametrize(
+    "n,context,stride", [(10, 10, 5), (11, 4, 1), (100, 16, 8), (101, 16, 15), (37, 8, 3)]
+)
 def test_windows_score_every_target_exactly_once(n, context, stride):
     counts = [0] * n
     windows = ev.sliding_windows(n, context, stride)
@@ -123,9 +150,13 @@ def test_perplexity_is_exp_mean_nll_by_hand(gpt2, tokenizer):
     with torch.no_grad():
         logits = gpt2(input_ids=ids[None]).logits[0, :-1]
     nll = torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none").double()
-    assert result["tokens"] == len(ids) - 1 == encoded.n_text_tokens  # the BOS token makes the first one count
+    assert (
+        result["tokens"] == len(ids) - 1 == encoded.n_text_tokens
+    )  # the BOS token makes the first one count
     assert result["ppl"] == pytest.approx(math.exp(nll.mean()), rel=1e-5)
-    assert result["bpb"] == pytest.approx(float(nll.sum()) / (math.log(2) * len(text.encode())), rel=1e-5)
+    assert result["bpb"] == pytest.approx(
+        float(nll.sum()) / (math.log(2) * len(text.encode())), rel=1e-5
+    )
 
 
 def test_sliding_windows_give_each_token_one_nll(tokenizer):
@@ -133,7 +164,9 @@ def test_sliding_windows_give_each_token_one_nll(tokenizer):
     model = Bigram(len(tokenizer))
     ids = ev.encode_text(english(20, seed=2), tokenizer).ids
     with torch.no_grad():
-        full = torch.nn.functional.cross_entropy(model(ids).logits[:-1], ids[1:], reduction="none").double()
+        full = torch.nn.functional.cross_entropy(
+            model(ids).logits[:-1], ids[1:], reduction="none"
+        ).double()
     for context, stride in [(16, 8), (16, 15), (9, 1)]:
         nll = ev.token_nll(model, ids, context, stride, batch_size=3)
         torch.testing.assert_close(nll, full, rtol=1e-5, atol=1e-6)
@@ -145,7 +178,7 @@ def test_windowed_transformer_nll_matches_explicit_windows(gpt2, tokenizer):
     nll = ev.token_nll(gpt2, ids, context, stride, batch_size=2)
     with torch.no_grad():
         for begin, n_new in ev.sliding_windows(len(ids), context, stride):
-            logits = gpt2(input_ids=ids[None, begin:begin + context]).logits[0]
+            logits = gpt2(input_ids=ids[None, begin : begin + context]).logits[0]
             for t in range(begin + context - n_new, begin + context):
                 expected = torch.nn.functional.cross_entropy(logits[t - begin - 1], ids[t])
                 assert float(nll[t - 1]) == pytest.approx(float(expected), rel=1e-4)
@@ -159,7 +192,9 @@ def test_bits_per_byte_formula_and_uniform_model(tokenizer):
     assert len(text.encode()) > len(text)  # é takes two bytes: bytes, not characters, are counted
     result = ev.score_text(Uniform(len(tokenizer)), tokenizer, text, context=16)
     assert result["ppl"] == pytest.approx(len(tokenizer), rel=1e-6)
-    assert result["bpb"] == pytest.approx(result["tokens"] * math.log2(len(tokenizer)) / len(text.encode()))
+    assert result["bpb"] == pytest.approx(
+        result["tokens"] * math.log2(len(tokenizer)) / len(text.encode())
+    )
 
 
 def test_token_budget_counts_the_bytes_it_covers(tokenizer):
@@ -187,14 +222,22 @@ def test_agreement_of_a_model_with_itself_is_perfect(gpt2, tokenizer):
         log_p = torch.log_softmax(gpt2(input_ids=ids[None]).logits[0, :-1], -1)
         log_q = torch.log_softmax(other(input_ids=ids[None]).logits[0, :-1], -1)
     one = ev.score_text(other, tokenizer, tokenizer.decode(ids[1:]), context=32, teacher=gpt2)
-    assert one["top1"] == pytest.approx((log_p.argmax(-1) == log_q.argmax(-1)).double().mean().item())
-    assert one["kl"] == pytest.approx((log_p.exp() * (log_p - log_q)).sum(-1).mean().item(), rel=1e-4)
+    assert one["top1"] == pytest.approx(
+        (log_p.argmax(-1) == log_q.argmax(-1)).double().mean().item()
+    )
+    assert one["kl"] == pytest.approx(
+        (log_p.exp() * (log_p - log_q)).sum(-1).mean().item(), rel=1e-4
+    )
 
 
 def test_agreement_needs_the_same_tokenizer(tokenizer):
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["something else entirely"] * 5, vocab_size=280, special_tokens=["<|endoftext|>"],
-                            show_progress=False)
+    bpe.train_from_iterator(
+        ["something else entirely"] * 5,
+        vocab_size=280,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
     other = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>")
     with pytest.raises(ValueError, match="vocabularies differ"):
         ev.check_same_tokenizer(tokenizer, other)
@@ -210,8 +253,11 @@ def test_cloze_examples_are_deterministic_and_end_in_the_word(tokenizer):
     assert len(examples) == 10
     for example in examples:
         assert len(example.ids) == 24
-        assert tokenizer.decode(example.ids[-example.n_target:]) == " " + example.word
-        assert example.word.lower() in {w.replace("ember", "émber") for w in WORDS} or example.word.isalpha()
+        assert tokenizer.decode(example.ids[-example.n_target :]) == " " + example.word
+        assert (
+            example.word.lower() in {w.replace("ember", "émber") for w in WORDS}
+            or example.word.isalpha()
+        )
 
 
 def test_cloze_accuracy_on_a_hand_built_case(tokenizer):
@@ -227,7 +273,9 @@ def test_copying_and_recall_on_a_hand_built_case(tokenizer):
     vocab, start = probes.ordinary_tokens(tokenizer), tokenizer.bos_token_id
     assert start not in vocab.tolist()
     ids, scored = probes.copy_batch(vocab, start, length=8, n=3)
-    assert ids.shape == (3, 17) and torch.equal(ids[:, 1:9], ids[:, 9:]) and int(scored.sum()) == 3 * 7
+    assert (
+        ids.shape == (3, 17) and torch.equal(ids[:, 1:9], ids[:, 9:]) and int(scored.sum()) == 3 * 7
+    )
     ids, scored = probes.mqar_batch(vocab, start, pairs=5, n=3)
     assert ids.shape == (3, 21) and int(scored.sum()) == 3 * 5
     oracle, blind = Induction(len(tokenizer)), Uniform(len(tokenizer))
@@ -246,9 +294,17 @@ def test_length_curve_of_a_uniform_model_is_flat(tokenizer):
 
 def test_max_length_reads_the_config(gpt2, tokenizer):
     assert ev.max_length(gpt2) == 128
-    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                         max_position_embeddings=96))
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=96,
+        )
+    )
     assert ev.max_length(llama) == 96
 
 
@@ -267,15 +323,37 @@ def test_cli_writes_the_json(saved, tmp_path):
     text = tmp_path / "story.txt"
     text.write_text(english(60, seed=10), encoding="utf-8")
     out = tmp_path / "eval.json"
-    code = main(["evaluate", "--model", f"mine={saved}", "--text", str(text), "--teacher", str(saved),
-                 "--profile", "smoke", "--context", "32", "--json", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            f"mine={saved}",
+            "--text",
+            str(text),
+            "--teacher",
+            str(saved),
+            "--profile",
+            "smoke",
+            "--context",
+            "32",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["meta"]["command"].startswith("python -m hyena_lite evaluate --model mine=") and result["meta"]["profile"] == "smoke"
+    assert (
+        result["meta"]["command"].startswith("python -m hyena_lite evaluate --model mine=")
+        and result["meta"]["profile"] == "smoke"
+    )
     report = result["models"]["mine"]
     assert set(report["texts"][str(text)]) == {"tokens", "bytes", "ppl", "bpb"}
     assert report["agreement"][str(text)]["top1"] == 1.0
-    assert 0.0 <= report["cloze"]["accuracy"] <= 1.0 and report["recall"]["copy"] and report["recall"]["mqar"]
+    assert (
+        0.0 <= report["cloze"]["accuracy"] <= 1.0
+        and report["recall"]["copy"]
+        and report["recall"]["mqar"]
+    )
     assert report["length"]["length"] == 128
 
 
@@ -283,14 +361,31 @@ def test_errors_say_what_is_wrong(saved, tmp_path, gpt2, tokenizer):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n", encoding="utf-8")
     with pytest.raises(ValueError, match="empty"):
-        main(["evaluate", "--model", str(saved), "--text", str(empty), "--json", str(tmp_path / "x.json"), "--debug"])
-    with pytest.raises(ValueError, match="fewer than one window of 64: give a longer text or a smaller --context"):
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(saved),
+                "--text",
+                str(empty),
+                "--json",
+                str(tmp_path / "x.json"),
+                "--debug",  # the error itself, not the one line the command line prints
+            ]
+        )
+    with pytest.raises(
+        ValueError, match="fewer than one window of 64: give a longer text or a smaller --context"
+    ):
         ev.score_text(gpt2, tokenizer, "A short text.", context=64, name="short.txt")
     with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
-        ev.load_model("no-such-model", get_profile("smoke"))
+        load_model("no-such-model", get_profile("smoke"))
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        ev.load_model(str(tmp_path), get_profile("smoke"))
+        load_model(str(tmp_path), get_profile("smoke"))
     with pytest.raises(ValueError, match="needs a teacher"):
-        ev.evaluate_model(gpt2, tokenizer, {"t": english(40)}, get_profile("smoke"), tasks=["agreement"])
+        ev.evaluate_model(
+            gpt2, tokenizer, {"t": english(40)}, get_profile("smoke"), tasks=["agreement"]
+        )
     with pytest.raises(ValueError, match="unknown tasks"):
-        ev.evaluate_model(gpt2, tokenizer, {"t": english(40)}, get_profile("smoke"), tasks=["ppl", "vibes"])
+        ev.evaluate_model(
+            gpt2, tokenizer, {"t": english(40)}, get_profile("smoke"), tasks=["ppl", "vibes"]
+        )

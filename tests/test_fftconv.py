@@ -1,4 +1,6 @@
-"""The FFT causal convolution against its direct O(L^2) reference: values, causality, precision, errors."""
+"""The FFT causal convolution against its direct O(L^2) reference: values, causality, precision,
+errors."""
+
 import pytest
 import torch
 
@@ -7,7 +9,9 @@ from hyena_lite.fftconv import fft_size
 
 
 def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got.double() - want.double()).abs().max() / want.double().abs().max().clamp(min=1e-12)).item()
+    return (
+        (got.double() - want.double()).abs().max() / want.double().abs().max().clamp(min=1e-12)
+    ).item()
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 16, 100, 257])
@@ -22,7 +26,10 @@ def test_fftconv_equals_direct_conv(length: int, with_skip: bool) -> None:
 
 def test_float64_inputs_are_computed_in_float64() -> None:
     gen = torch.Generator().manual_seed(2)
-    u, k = torch.randn(2, 3, 33, generator=gen, dtype=torch.float64), torch.randn(3, 33, generator=gen)
+    u, k = (
+        torch.randn(2, 3, 33, generator=gen, dtype=torch.float64),
+        torch.randn(3, 33, generator=gen),
+    )
     got, want = fftconv(u, k), direct_conv(u, k)
     assert got.dtype == want.dtype == torch.float64
     assert _relative_error(got, want) <= 1e-12
@@ -30,7 +37,11 @@ def test_float64_inputs_are_computed_in_float64() -> None:
 
 def test_direct_conv_is_the_causal_convolution_sum() -> None:
     gen = torch.Generator().manual_seed(0)
-    u, k, D = torch.randn(2, 3, 9, generator=gen), torch.randn(3, 9, generator=gen), torch.randn(3, generator=gen)
+    u, k, D = (
+        torch.randn(2, 3, 9, generator=gen),
+        torch.randn(3, 9, generator=gen),
+        torch.randn(3, generator=gen),
+    )
     want = torch.zeros_like(u)
     for t in range(9):
         for s in range(t + 1):
@@ -45,7 +56,10 @@ def test_per_example_filters_and_filter_lengths() -> None:
     k_batch = torch.randn(2, 3, 20, generator=gen)
     assert _relative_error(fftconv(u, k_batch), direct_conv(u, k_batch)) <= 1e-4
     for b in range(2):
-        assert _relative_error(fftconv(u[b : b + 1], k_batch[b]), fftconv(u, k_batch)[b : b + 1]) <= 1e-5
+        assert (
+            _relative_error(fftconv(u[b : b + 1], k_batch[b]), fftconv(u, k_batch)[b : b + 1])
+            <= 1e-5
+        )
     long_k = torch.randn(3, 50, generator=gen)  # taps beyond L are ignored
     assert torch.allclose(fftconv(u, long_k), fftconv(u, long_k[:, :20]), atol=1e-5)
     short_k = torch.randn(3, 5, generator=gen)  # a shorter filter is zero-padded
@@ -66,15 +80,21 @@ def test_fftconv_is_causal(t0: int) -> None:
     changed = u.clone()
     changed[..., t0] += 100.0
     before, after = fftconv(u, k), fftconv(changed, k)
-    assert torch.allclose(before[..., :t0], after[..., :t0], atol=1e-4)  # every earlier output unchanged
-    assert (before[..., t0] - after[..., t0]).abs().min().item() > 1.0  # the change does reach step t0
+    assert torch.allclose(
+        before[..., :t0], after[..., :t0], atol=1e-4
+    )  # every earlier output unchanged
+    assert (
+        before[..., t0] - after[..., t0]
+    ).abs().min().item() > 1.0  # the change does reach step t0
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_large_values_long_sequence(dtype: torch.dtype) -> None:
     gen = torch.Generator().manual_seed(0)
     length = 8192
-    u = (1e3 * torch.rand(2, 4, length, generator=gen)).to(dtype)  # sum(u) ~ 4e6: beyond fp16's 65504
+    u = (1e3 * torch.rand(2, 4, length, generator=gen)).to(
+        dtype
+    )  # sum(u) ~ 4e6: beyond fp16's 65504
     t = torch.arange(length, dtype=torch.float32)
     k = torch.exp(-t[None, :] / torch.tensor([[10.0], [100.0], [1000.0], [5000.0]]))
     k = k / k.sum(-1, keepdim=True)  # an averaging filter: outputs stay ~1e3

@@ -1,80 +1,31 @@
-"""Cached and recurrent decoding equal the full forward pass; modal fits converge; the generate CLI runs."""
-import math
+"""Cached and recurrent decoding equal the full forward pass; modal fits converge; the generate CLI
+runs."""
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite.cli import main
-from hyena_lite.generation import CachedDecoder, Decoder, RecurrentDecoder, fit_student, generate, time_decoding
-from hyena_lite.modal import fit_modal, hankel_singular_values, relative_error
+from hyena_lite.decoding import fit_student
+from hyena_lite.experiments.generation import time_decoding
+from hyena_lite.generation import Decoder, generate
 from hyena_lite.models import convert
-from hyena_lite.operator import HyenaOperator
-
-
-def _sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) -> torch.Tensor:
-    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real order 2 * modes."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(length, dtype=torch.float64)
-    radius = 0.85 + 0.14 * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
-    angle = math.pi * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
-    amp = torch.randn(channels, modes, 1, generator=g, dtype=torch.float64)
-    h = (amp * radius**t * torch.cos(angle * t)).sum(1)
-    h[:, 0] = torch.randn(channels, generator=g, dtype=torch.float64)
-    return h
-
-
-def _decode_in_steps(decoder, u: torch.Tensor, prompt: int) -> torch.Tensor:
-    return torch.cat([decoder(u[:, :prompt])] + [decoder(u[:, i : i + 1]) for i in range(prompt, u.shape[1])], dim=1)
 
 
 def _student(hyena_layers=None, seed: int = 0, vocab: int = 97):
     torch.manual_seed(seed)
-    teacher = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=vocab, n_positions=64,
-                                         bos_token_id=0, eos_token_id=0)).eval()
+    teacher = GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=2,
+            n_embd=32,
+            n_head=2,
+            vocab_size=vocab,
+            n_positions=64,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    ).eval()
     return teacher, convert(teacher, hyena_layers=hyena_layers).eval()
-
-
-def test_cached_operator_equals_full_forward():
-    torch.manual_seed(0)
-    op = HyenaOperator(16, 64, order=3).eval()
-    u = torch.randn(2, 40, 16)
-    with torch.no_grad():
-        full = op(u)
-    out = _decode_in_steps(CachedDecoder(op), u, prompt=7)
-    torch.testing.assert_close(out, full, atol=1e-5, rtol=1e-4)
-
-
-def test_recurrent_reproduces_full_forward_on_exact_exponentials():
-    torch.manual_seed(0)
-    op = HyenaOperator(8, 64, order=2).eval()
-    h, skip = _sum_of_exponentials(16, 64, modes=3), torch.randn(2, 8)
-    op.long_filters = lambda length: (h[:, :length].float().view(2, 8, length), skip)  # the filters used everywhere
-    op.fast = False
-    u = torch.randn(2, 50, 8)
-    with torch.no_grad():
-        full = op(u)
-    fit = fit_modal(h, order=6)
-    assert relative_error(h, fit).max() < 1e-6
-    for prompt in (1, 20):
-        out = _decode_in_steps(RecurrentDecoder(op, fit), u, prompt)
-        torch.testing.assert_close(out, full, atol=1e-4, rtol=1e-3)
-
-
-def test_modal_fit_error_decreases_with_order():
-    g = torch.Generator().manual_seed(1)
-    t = torch.arange(512, dtype=torch.float64)
-    window = torch.exp(-t / 80)
-    h = window * torch.cumsum(torch.randn(8, 512, generator=g, dtype=torch.float64), dim=-1) / 10  # not low order
-    errors = [relative_error(h, fit_modal(h, order, fir=2)).mean().item() for order in (2, 4, 8, 16, 32)]
-    assert all(a > b for a, b in zip(errors, errors[1:])), errors
-    assert errors[-1] < 0.5 * errors[0], errors
-
-
-def test_hankel_singular_values_count_the_states():
-    h = _sum_of_exponentials(1, 200, modes=2)
-    hsv = hankel_singular_values(h, size=32)[0]
-    assert hsv[3] > 1e-6 * hsv[0] and hsv[4] < 1e-9 * hsv[0]  # exactly 4 real states
 
 
 @pytest.mark.parametrize("layers", [None, [1]])
@@ -108,10 +59,16 @@ def test_recurrent_state_is_constant_and_cached_state_grows():
 def test_generate_modes_agree_and_errors_are_clear():
     teacher, student = _student()
     ids = torch.randint(0, 97, (1, 6))
-    tokens = {mode: generate(student, ids, 8, mode=mode, order=16).tokens for mode in ("full", "cached", "recurrent")}
+    tokens = {
+        mode: generate(student, ids, 8, mode=mode, order=16).tokens
+        for mode in ("full", "cached", "recurrent")
+    }
     assert torch.equal(tokens["full"], tokens["cached"])
     assert torch.equal(tokens["full"], tokens["recurrent"])
-    assert torch.equal(generate(teacher, ids, 8, mode="cached").tokens, generate(teacher, ids, 8, mode="full").tokens)
+    assert torch.equal(
+        generate(teacher, ids, 8, mode="cached").tokens,
+        generate(teacher, ids, 8, mode="full").tokens,
+    )
     with pytest.raises(ValueError, match="needs a Hyena student"):
         generate(teacher, ids, 4, mode="recurrent")
     with pytest.raises(ValueError, match="unknown decoding mode"):
@@ -130,29 +87,37 @@ def test_cli_generates_from_a_saved_student(tmp_path, capsys):
     _, student = _student(vocab=tokenizer.vocab_size)
     student.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    args = ["generate", "--model", str(tmp_path), "--prompt", "To be or not", "--max-new-tokens", "5", "--device", "cpu"]
+    args = [
+        "generate",
+        "--model",
+        str(tmp_path),
+        "--prompt",
+        "To be or not",
+        "--max-new-tokens",
+        "5",
+        "--device",
+        "cpu",
+    ]
     assert main(args + ["--mode", "recurrent", "--order", "8"]) == 0
     out = capsys.readouterr().out
-    assert out.count("layer ") == 2 and "tokens/s" in out and out.splitlines()[-2].startswith("To be or not")
+    assert (
+        out.count("layer ") == 2
+        and "tokens/s" in out
+        and out.splitlines()[-2].startswith("To be or not")
+    )
     assert main(args + ["--mode", "cached"]) == 0
     assert capsys.readouterr().out.splitlines()[-2] == out.splitlines()[-2]
 
 
 def test_recurrent_perplexity_matches_convolutional_at_high_order():
-    from hyena_lite.generation import perplexity, quality_sweep
+    from hyena_lite.experiments.generation import quality_sweep
+    from hyena_lite.generation import perplexity
 
     _, student = _student()
     windows = torch.randint(0, 97, (4, 32))
     rows = quality_sweep(student, windows, orders=(1, 12))
     assert rows[0]["conv_ppl"] == pytest.approx(perplexity(student, windows))
-    assert abs(rows[1]["relative_gap"]) < 1e-4  # random filters are smooth: order 12 fits them almost exactly
+    assert (
+        abs(rows[1]["relative_gap"]) < 1e-4
+    )  # random filters are smooth: order 12 fits them almost exactly
     assert rows[0]["fit_mean_error"] > rows[1]["fit_mean_error"]
-
-
-def test_gradient_refinement_lowers_the_fit_error():
-    g = torch.Generator().manual_seed(2)
-    t = torch.arange(256, dtype=torch.float64)
-    h = torch.exp(-t / 40) * torch.cumsum(torch.randn(4, 256, generator=g, dtype=torch.float64), dim=-1) / 10
-    plain = relative_error(h, fit_modal(h, 8)).mean()
-    refined = relative_error(h, fit_modal(h, 8, refine_steps=50, lr=3e-3)).mean()
-    assert refined < plain, (float(refined), float(plain))

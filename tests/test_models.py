@@ -1,4 +1,6 @@
-"""Tests of the Hyena students and the conversion, on tiny random teachers of each family (offline)."""
+"""Tests of the Hyena students and the conversion, on tiny random teachers of each family
+(offline)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,7 +18,6 @@ from transformers import (
     OPTForCausalLM,
 )
 
-import hyena_lite
 from hyena_lite import HyenaMixer, convert, layer_mixers, parameter_table
 
 VOCAB, CONTEXT, WIDTH = 61, 24, 16
@@ -24,19 +25,43 @@ FAMILIES = ("gpt2", "gpt_neox", "llama")
 
 
 def tiny_teacher(family: str, seed: int = 0):
-    """A two-layer random teacher of `family` (Llama with grouped-query attention: 4 query heads, 2 kv heads)."""
+    """A two-layer random teacher of `family` (Llama with grouped-query attention: 4 query heads, 2
+    kv heads)."""
     torch.manual_seed(seed)
-    common = dict(vocab_size=VOCAB, bos_token_id=None, eos_token_id=None, pad_token_id=0)  # no eos: full-length generation
+    common = dict(
+        vocab_size=VOCAB, bos_token_id=None, eos_token_id=None, pad_token_id=0
+    )  # no eos: full-length generation
     if family == "gpt2":
-        config = GPT2Config(n_positions=CONTEXT, n_embd=WIDTH, n_layer=2, n_head=2, resid_pdrop=0.0,
-                            embd_pdrop=0.0, attn_pdrop=0.0, **common)
+        config = GPT2Config(
+            n_positions=CONTEXT,
+            n_embd=WIDTH,
+            n_layer=2,
+            n_head=2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **common,
+        )
         return GPT2LMHeadModel(config).eval()
     if family == "gpt_neox":
-        config = GPTNeoXConfig(max_position_embeddings=CONTEXT, hidden_size=WIDTH, num_hidden_layers=2,
-                               num_attention_heads=2, intermediate_size=32, **common)
+        config = GPTNeoXConfig(
+            max_position_embeddings=CONTEXT,
+            hidden_size=WIDTH,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            **common,
+        )
         return GPTNeoXForCausalLM(config).eval()
-    config = LlamaConfig(max_position_embeddings=CONTEXT, hidden_size=WIDTH, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=32, **common)
+    config = LlamaConfig(
+        max_position_embeddings=CONTEXT,
+        hidden_size=WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        **common,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -45,7 +70,8 @@ def ids(batch: int = 2, length: int = 12, seed: int = 1) -> torch.Tensor:
 
 
 def teacher_qkvo(family: str, attention, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """q(x), k(x), v(x) [B, L, D] as the teacher's own forward computes them (k, v repeated per query head), and o."""
+    """q(x), k(x), v(x) [B, L, D] as the teacher's own forward computes them (k, v repeated per
+    query head), and o."""
     if family == "gpt2":
         q, k, v = attention.c_attn(x).split(WIDTH, dim=2)
         return q, k, v, attention.c_proj
@@ -59,7 +85,12 @@ def teacher_qkvo(family: str, attention, x: torch.Tensor) -> tuple[torch.Tensor,
     def expand(t: torch.Tensor) -> torch.Tensor:
         return t.view(*x.shape[:2], -1, hd).repeat_interleave(groups, dim=2).flatten(2)
 
-    return attention.q_proj(x), expand(attention.k_proj(x)), expand(attention.v_proj(x)), attention.o_proj
+    return (
+        attention.q_proj(x),
+        expand(attention.k_proj(x)),
+        expand(attention.v_proj(x)),
+        attention.o_proj,
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -80,7 +111,7 @@ def test_copied_weights_equal_the_teachers_and_projections_map_k_q_v_o(family):
     assert len(shared) == len(s_state) - sum(1 for k in s_state if ".operator." in k)
     assert all(torch.equal(s_state[k], t_state[k]) for k in shared)
     x = torch.randn(2, 5, WIDTH)
-    for attention, mixer in zip(layer_mixers(teacher), layer_mixers(student)):
+    for attention, mixer in zip(layer_mixers(teacher), layer_mixers(student), strict=False):
         q, k, v, o = teacher_qkvo(family, attention, x)
         x1, x2, value = mixer.operator.in_proj(x).split(WIDTH, dim=2)
         assert torch.allclose(x1, k, atol=1e-6) and torch.allclose(x2, q, atol=1e-6)
@@ -102,7 +133,12 @@ def test_order_three_middle_gate_and_the_fresh_and_random_inits():
     torch.manual_seed(5)
     random = convert(teacher, init="random")  # the same random numbers: its mixers are fresh's
     assert torch.equal(fresh.transformer.wte.weight, teacher.transformer.wte.weight)
-    assert all(torch.equal(a, b) for a, b in zip(layer_mixers(fresh)[0].parameters(), layer_mixers(random)[0].parameters()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            layer_mixers(fresh)[0].parameters(), layer_mixers(random)[0].parameters(), strict=False
+        )
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -143,7 +179,9 @@ def test_student_is_causal(family):
 def test_generate_greedy_matches_argmax_and_sampling_is_seeded(family):
     student = convert(tiny_teacher(family))
     prompt = ids(batch=1, length=5)
-    out = student.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False)
+    out = student.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False
+    )
     expected = prompt
     for _ in range(6):
         expected = torch.cat([expected, student(expected).logits[:, -1:].argmax(-1)], dim=1)
@@ -151,8 +189,13 @@ def test_generate_greedy_matches_argmax_and_sampling_is_seeded(family):
 
     def sample(seed: int) -> torch.Tensor:
         torch.manual_seed(seed)
-        return student.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6,
-                                do_sample=True, top_k=10)
+        return student.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=6,
+            do_sample=True,
+            top_k=10,
+        )
 
     first = sample(3)
     assert first.shape == (1, 11) and torch.equal(first, sample(3))
@@ -166,7 +209,9 @@ def test_left_and_right_padding_give_each_sequence_its_own_logits(family):
     pad, ones, zeros = torch.zeros(4, dtype=torch.long), torch.ones(6), torch.zeros(4)
     for side in ("left", "right"):
         padded = torch.cat([pad, short] if side == "left" else [short, pad])
-        mask = torch.stack([torch.ones(10), torch.cat([zeros, ones] if side == "left" else [ones, zeros])])
+        mask = torch.stack(
+            [torch.ones(10), torch.cat([zeros, ones] if side == "left" else [ones, zeros])]
+        )
         logits = student(input_ids=torch.stack([long, padded]), attention_mask=mask.long()).logits
         assert torch.allclose(logits[0], alone[0], atol=1e-5)
         valid = logits[1, 4:] if side == "left" else logits[1, :6]
@@ -180,8 +225,12 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time():
     mask = torch.ones_like(batch)
     mask[1, :3] = 0
     out = student.generate(batch, attention_mask=mask, max_new_tokens=4, do_sample=False)
-    one = student.generate(short[None], attention_mask=torch.ones(1, 4, dtype=torch.long), max_new_tokens=4,
-                           do_sample=False)
+    one = student.generate(
+        short[None],
+        attention_mask=torch.ones(1, 4, dtype=torch.long),
+        max_new_tokens=4,
+        do_sample=False,
+    )
     assert torch.equal(out[1, 3:], one[0])
 
 
@@ -193,7 +242,9 @@ def test_labels_give_the_loss_also_with_left_padding():
     mask = torch.cat([torch.zeros(1, 3), torch.ones(1, 8)], dim=1).long()
     labels = padded.clone()
     labels[:, :4] = -100  # the pads, and the first token, which only a pad could predict
-    assert torch.allclose(student(input_ids=padded, attention_mask=mask, labels=labels).loss, plain, atol=1e-5)
+    assert torch.allclose(
+        student(input_ids=padded, attention_mask=mask, labels=labels).loss, plain, atol=1e-5
+    )
 
 
 def test_hybrid_keeps_attention_where_asked_and_the_table_counts_it():
@@ -206,14 +257,19 @@ def test_hybrid_keeps_attention_where_asked_and_the_table_counts_it():
     assert table.loc["total", "teacher"] == sum(p.numel() for p in teacher.parameters())
     assert table.loc["total", "student"] == sum(p.numel() for p in student.parameters())
     assert table.loc["total", "new"] == hyena == table.loc["layer  1 mixer", "student"]
-    assert table.loc["layer  0 mixer", "mixer"] == "attention" and table.loc["layer  1 mixer", "mixer"] == "Hyena"
+    assert (
+        table.loc["layer  0 mixer", "mixer"] == "attention"
+        and table.loc["layer  1 mixer", "mixer"] == "Hyena"
+    )
 
 
 def test_dtype_and_mode_follow_the_teacher():
     teacher = tiny_teacher("llama")
     freqs = teacher.model.rotary_emb.inv_freq.clone()
     teacher.to(torch.bfloat16)
-    teacher.model.rotary_emb.inv_freq = freqs  # float32, as from_pretrained(dtype=torch.bfloat16) keeps it
+    teacher.model.rotary_emb.inv_freq = (
+        freqs  # float32, as from_pretrained(dtype=torch.bfloat16) keeps it
+    )
     student = convert(teacher)
     assert next(student.parameters()).dtype == torch.bfloat16 and not student.training
     assert student.model.rotary_emb.inv_freq.dtype == teacher.model.rotary_emb.inv_freq.dtype
@@ -224,8 +280,18 @@ def test_dtype_and_mode_follow_the_teacher():
 def test_errors_say_what_is_wrong():
     teacher = tiny_teacher("gpt2")
     with pytest.raises(ValueError, match=r"not supported.*GPT-2.*GPT-NeoX.*Llama"):
-        convert(OPTForCausalLM(OPTConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=1,
-                                         ffn_dim=32, num_attention_heads=2, word_embed_proj_dim=WIDTH)))
+        convert(
+            OPTForCausalLM(
+                OPTConfig(
+                    vocab_size=VOCAB,
+                    hidden_size=WIDTH,
+                    num_hidden_layers=1,
+                    ffn_dim=32,
+                    num_attention_heads=2,
+                    word_embed_proj_dim=WIDTH,
+                )
+            )
+        )
     with pytest.raises(ValueError, match="not supported"):
         convert(GPT2Model(teacher.config))
     with pytest.raises(ValueError, match="init="):
@@ -250,11 +316,22 @@ def test_errors_say_what_is_wrong():
 def test_importing_hyena_lite_registers_the_students():
     from transformers import AutoConfig
 
-    expected = {"hyena_gpt2": "HyenaGPT2LMHeadModel", "hyena_gpt_neox": "HyenaGPTNeoXForCausalLM",
-                "hyena_llama": "HyenaLlamaForCausalLM"}
+    expected = {
+        "hyena_gpt2": "HyenaGPT2LMHeadModel",
+        "hyena_gpt_neox": "HyenaGPTNeoXForCausalLM",
+        "hyena_llama": "HyenaLlamaForCausalLM",
+    }
     for model_type, name in expected.items():
-        config = AutoConfig.for_model(model_type, num_hidden_layers=1, hidden_size=WIDTH, num_attention_heads=2,
-                                      vocab_size=VOCAB, intermediate_size=32, hyena_layers=[0], hyena_l_max=8)
+        config = AutoConfig.for_model(
+            model_type,
+            num_hidden_layers=1,
+            hidden_size=WIDTH,
+            num_attention_heads=2,
+            vocab_size=VOCAB,
+            intermediate_size=32,
+            hyena_layers=[0],
+            hyena_l_max=8,
+        )
         model = AutoModelForCausalLM.from_config(config)
         assert type(model).__name__ == name and isinstance(layer_mixers(model)[0], HyenaMixer)
 

@@ -1,4 +1,6 @@
-"""The implicit filter and the Hyena operator: shapes, causality, the matrix form, precision, gradients, errors."""
+"""The implicit filter and the Hyena operator: shapes, causality, the matrix form, precision,
+gradients, errors."""
+
 import copy
 
 import pytest
@@ -7,13 +9,16 @@ import torch
 from hyena_lite import HyenaFilter, HyenaOperator
 
 
-def _operator(order: int = 2, d_model: int = 8, l_max: int = 64, seed: int = 0, **kwargs) -> HyenaOperator:
+def _operator(
+    order: int = 2, d_model: int = 8, l_max: int = 64, seed: int = 0, **kwargs
+) -> HyenaOperator:
     torch.manual_seed(seed)
     return HyenaOperator(d_model, l_max, order=order, filter_order=16, **kwargs)
 
 
 def _toeplitz(h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """S_h with entries S[t, s] = h[t - s] for s <= t, zero above the diagonal, plus the skip on the diagonal."""
+    """S_h with entries S[t, s] = h[t - s] for s <= t, zero above the diagonal, plus the skip on the
+    diagonal."""
     length = h.shape[0]
     matrix = torch.zeros(length, length)
     for t in range(length):
@@ -29,14 +34,23 @@ def test_shapes(length: int, batch: int) -> None:
     y = op(torch.randn(batch, length, 8))
     assert y.shape == (batch, length, 8) and y.dtype == torch.float32
     gates, v = op.gates_and_value(torch.randn(batch, length, 8))
-    assert len(gates) == 2 and all(x.shape == (batch, 8, length) for x in gates) and v.shape == (batch, 8, length)
+    assert (
+        len(gates) == 2
+        and all(x.shape == (batch, 8, length) for x in gates)
+        and v.shape == (batch, 8, length)
+    )
     k, bias = op.long_filters(length)
-    assert k.shape == (2, 8, length) and bias.shape == (2, 8) and k.dtype == bias.dtype == torch.float32
+    assert (
+        k.shape == (2, 8, length)
+        and bias.shape == (2, 8)
+        and k.dtype == bias.dtype == torch.float32
+    )
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_recurrence_equals_explicit_matrix_form(order: int) -> None:
-    """y = D_x^N S_h^N ... D_x^1 S_h^1 v per channel, then the out-projection (Poli et al. 2023, eq. 3)."""
+    """y = D_x^N S_h^N ... D_x^1 S_h^1 v per channel, then the out-projection (Poli et al. 2023, eq.
+    3)."""
     op = _operator(order=order, d_model=4, l_max=16, seed=order)
     length = 6
     u = torch.randn(2, length, 4)
@@ -56,16 +70,21 @@ def test_recurrence_equals_explicit_matrix_form(order: int) -> None:
 
 
 def test_gates_and_value_follow_the_in_projection_layout() -> None:
-    """in_proj's output channels are [x^1, ..., x^N, v]: check with a short filter that is the identity."""
+    """in_proj's output channels are [x^1, ..., x^N, v]: check with a short filter that is the
+    identity."""
     op = _operator(order=2, d_model=4)
     with torch.no_grad():
         op.short_filter.weight.zero_()
-        op.short_filter.weight[..., -1] = 1.0  # the tap on the current step (left padding: last tap)
+        op.short_filter.weight[..., -1] = (
+            1.0  # the tap on the current step (left padding: last tap)
+        )
         op.short_filter.bias.zero_()
         u = torch.randn(1, 7, 4)
         projected = op.in_proj(u).transpose(1, 2)
         gates, v = op.gates_and_value(u)
-    assert torch.allclose(gates[0], projected[:, 0:4]) and torch.allclose(gates[1], projected[:, 4:8])
+    assert torch.allclose(gates[0], projected[:, 0:4]) and torch.allclose(
+        gates[1], projected[:, 4:8]
+    )
     assert torch.allclose(v, projected[:, 8:12])
 
 
@@ -100,11 +119,15 @@ def test_decay_windows_are_spread_across_channels() -> None:
     assert torch.isclose(window[0, -1], torch.tensor(1e-2) ** (1 / 1.5), rtol=1e-3)
 
 
-@pytest.mark.parametrize(("dtype", "scale"), [(torch.bfloat16, 1e3), (torch.float16, 1.0), (torch.float16, 10.0)])
+@pytest.mark.parametrize(
+    ("dtype", "scale"), [(torch.bfloat16, 1e3), (torch.float16, 1.0), (torch.float16, 10.0)]
+)
 def test_half_precision_modules_at_long_length(dtype: torch.dtype, scale: float) -> None:
-    """Inputs up to 1e3 in bf16; fp16 up to 10, where the float32 output (~2e4) still fits fp16's range of 65504.
+    """Inputs up to 1e3 in bf16; fp16 up to 10, where the float32 output (~2e4) still fits fp16's
+    range of 65504.
 
-    At larger fp16 inputs the float32 result itself exceeds 65504, so no fp16 output could be close to it.
+    At larger fp16 inputs the float32 result itself exceeds 65504, so no fp16 output could be close
+    to it.
     """
     length = 8192
     op32 = _operator(order=2, d_model=8, l_max=length)
@@ -122,9 +145,17 @@ def test_gradients_reach_every_parameter() -> None:
     op = _operator(order=2, d_model=4, l_max=32)
     op(torch.randn(2, 32, 4)).square().mean().backward()
     names = {name for name, _ in op.named_parameters()}
-    assert {"filter_fn.decay_rates", "filter_fn.bias", "short_filter.weight", "in_proj.weight", "out_proj.bias"} <= names
+    assert {
+        "filter_fn.decay_rates",
+        "filter_fn.bias",
+        "short_filter.weight",
+        "in_proj.weight",
+        "out_proj.bias",
+    } <= names
     for name, parameter in op.named_parameters():
-        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, (
+            f"no gradient reaches {name}"
+        )
 
 
 def test_long_filters_under_no_grad_are_plain_tensors() -> None:
@@ -147,9 +178,13 @@ def test_dropout_acts_in_training_only() -> None:
 
 def test_operator_errors_say_what_was_expected() -> None:
     op = _operator(d_model=8, l_max=2048)
-    with pytest.raises(ValueError, match=r"expected input of shape \[batch, length, 8\], got rank 2"):
+    with pytest.raises(
+        ValueError, match=r"expected input of shape \[batch, length, 8\], got rank 2"
+    ):
         op(torch.randn(16, 8))
-    with pytest.raises(ValueError, match=r"expected input width d_model=8 in the last dimension, got 5"):
+    with pytest.raises(
+        ValueError, match=r"expected input width d_model=8 in the last dimension, got 5"
+    ):
         op(torch.randn(1, 16, 5))
     message = (
         r"sequence length 4096 exceeds the filter length 2048 of this operator; "
@@ -165,7 +200,9 @@ def test_operator_errors_say_what_was_expected() -> None:
 
 def test_filter_errors_say_what_was_expected() -> None:
     filt = HyenaFilter(4, l_max=100)
-    with pytest.raises(ValueError, match=r"sequence length 101 exceeds the filter length 100 .* l_max >= 101"):
+    with pytest.raises(
+        ValueError, match=r"sequence length 101 exceeds the filter length 100 .* l_max >= 101"
+    ):
         filt(101)
     for emb_dim in (1, 4):
         with pytest.raises(ValueError, match=f"emb_dim must be odd and >= 3.*got {emb_dim}"):

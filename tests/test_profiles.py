@@ -1,4 +1,5 @@
 """Profiles: selection by name and environment, and the error for an unknown one."""
+
 import pytest
 
 from hyena_lite import profiles
@@ -28,7 +29,10 @@ def test_unset_follows_hardware(monkeypatch):
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown profile 'laptop'; valid profiles are smoke, cpu, gpu, gpu-offline"):
+    with pytest.raises(
+        ValueError,
+        match="unknown profile 'laptop'; valid profiles are smoke, cpu, gpu, gpu-offline",
+    ):
         get_profile("laptop")
 
 

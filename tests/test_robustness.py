@@ -18,8 +18,10 @@ import torch
 from tiny_models import private_home, save_tiny_gpt2
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hyena_lite import assets, data, distill, evaluate, get_profile, profiles, runs, teachers
+from hyena_lite import assets, data, evaluate, get_profile, profiles, runs, teachers
 from hyena_lite.cli import main
+from hyena_lite.experiments import distill as distill_command
+from hyena_lite.experiments.evaluate import load_model
 from hyena_lite.fftconv import fftconv
 from hyena_lite.generation import generate
 from hyena_lite.models import convert
@@ -138,7 +140,7 @@ def test_a_finished_run_is_never_reused_for_another_teacher_or_student(
     assert code != 0 and "another config" in err and "load_state_dict" not in err, err
     profile = get_profile("smoke")
     defaults = {
-        distill.default_out(profile, t, layers)
+        distill_command.default_out(profile, t, layers)
         for t, layers in [(None, None), ("a", None), ("b", None), (None, [0]), ("a", [0])]
     }
     assert len(defaults) == 5, "each teacher and choice of layers has its own default folder"
@@ -321,7 +323,7 @@ def test_a_second_process_refuses_a_busy_output_folder_and_results_file(folders,
 # 7
 # -------------------------------------------------------------------------------------------------
 def test_a_context_beyond_the_position_table_is_refused_clearly(folders):
-    model, tokenizer = evaluate.load_model(str(folders["a"]), get_profile("smoke"))
+    model, tokenizer = load_model(str(folders["a"]), get_profile("smoke"))
     text = folders["text"].read_text()
     with pytest.raises(
         ValueError, match="context of 128 tokens exceeds the 64 positions.*--context 64 or less"

@@ -1,5 +1,6 @@
 """scripts/run_book.py: every chapter runs in a kernel from a working folder, a failure does not stop the run,
 and a second run skips the chapters already ok."""
+
 from __future__ import annotations
 
 import json
@@ -14,22 +15,41 @@ def write_chapter(folder, name: str, code: str) -> None:
 
 def test_runs_on_after_a_failure_records_it_and_resumes(load_script, tmp_path, capsys, monkeypatch):
     run_book = load_script("run_book")
-    for variable in ("HYENA_BOOK_PROFILE", "JUPYTER_PATH"):  # main() sets them for its kernels: restore them after
+    for variable in (
+        "HYENA_BOOK_PROFILE",
+        "JUPYTER_PATH",
+    ):  # main() sets them for its kernels: restore them after
         monkeypatch.setenv(variable, "")
     book, work, out = tmp_path / "book", tmp_path / "work", tmp_path / "run.json"
     book.mkdir()
     write_chapter(book, "01_first", "import os\nprint(os.getcwd())")
     write_chapter(book, "02_broken", "raise ValueError('boom')")
     write_chapter(book, "03_third", "import os\nassert os.environ['HYENA_BOOK_PROFILE'] == 'smoke'")
-    args = ["--book", str(book), "--workdir", str(work), "--profile", "smoke", "--json", str(out), "--timeout", "60"]
+    args = [
+        "--book",
+        str(book),
+        "--workdir",
+        str(work),
+        "--profile",
+        "smoke",
+        "--json",
+        str(out),
+        "--timeout",
+        "60",
+    ]
     assert run_book.main(args) == 1
     record = json.loads(out.read_text())
     by_name = {c["chapter"]: c for c in record["chapters"]}
     assert [by_name[n]["ok"] for n in ("01_first", "02_broken", "03_third")] == [True, False, True]
     assert by_name["02_broken"]["error"].endswith("ValueError: boom")
-    assert all(c["peak_gpu_gib"] is None and c["seconds"] > 0 for c in record["chapters"])  # no CUDA here
+    assert all(
+        c["peak_gpu_gib"] is None and c["seconds"] > 0 for c in record["chapters"]
+    )  # no CUDA here
     assert {"command", "commit", "hardware"} <= set(record)
-    assert str(work) in nbformat.read(work / "01_first.ipynb", as_version=4).cells[0].outputs[0]["text"]
+    assert (
+        str(work)
+        in nbformat.read(work / "01_first.ipynb", as_version=4).cells[0].outputs[0]["text"]
+    )
 
     write_chapter(book, "01_first", "raise RuntimeError('must be skipped')")
     write_chapter(book, "02_broken", "print('fixed')")

@@ -1,5 +1,6 @@
 """The mini teacher's pre-training data (induction sequences mixed into corpus windows) and its resumption
 after a crash or a stop signal."""
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,19 @@ from hyena_lite import get_profile, teachers
 from hyena_lite.data import iterate_batches
 from hyena_lite.training import TrainingStopped
 
-TINY = get_profile("smoke").replace(seq_len=32, batch_size=2, teacher_layers=1, teacher_width=32, teacher_heads=2,
-                                    teacher_tokens=256, eval_tokens=256)
+TINY = get_profile("smoke").replace(
+    seq_len=32,
+    batch_size=2,
+    teacher_layers=1,
+    teacher_width=32,
+    teacher_heads=2,
+    teacher_tokens=256,
+    eval_tokens=256,
+)
 START = 50256
-TOKENS = torch.arange(100, 10_100)  # a stand-in corpus that counts up by one: its spans are easy to recognise
+TOKENS = torch.arange(
+    100, 10_100
+)  # a stand-in corpus that counts up by one: its spans are easy to recognise
 VOCAB = torch.arange(100, 50_000)
 PRETRAINING_BATCHES = teachers.pretraining_batches
 
@@ -28,7 +38,9 @@ def batches(profile, start=0, n=20):
 def is_induction(row: torch.Tensor) -> bool:
     """Whether a row is [START, s, s, ...] for some span s of MIN_SPAN to seq_len // 2 tokens."""
     body = row[1:]
-    return row[0] == START and any(torch.equal(body[p:], body[:-p]) for p in range(teachers.MIN_SPAN, len(row) // 2 + 1))
+    return row[0] == START and any(
+        torch.equal(body[p:], body[:-p]) for p in range(teachers.MIN_SPAN, len(row) // 2 + 1)
+    )
 
 
 def test_without_induction_data_the_batches_are_the_plain_corpus_windows():
@@ -41,10 +53,16 @@ def test_a_fraction_of_rows_repeat_a_span_from_the_corpus_or_of_random_tokens():
     rows = torch.cat(batches(profile, n=50))
     induction = [row for row in rows if is_induction(row)]
     assert 0.4 < len(induction) / len(rows) < 0.6
-    from_corpus = [row for row in induction if (row[2:teachers.MIN_SPAN + 1] - row[1:teachers.MIN_SPAN] == 1).all()]
+    from_corpus = [
+        row
+        for row in induction
+        if (row[2 : teachers.MIN_SPAN + 1] - row[1 : teachers.MIN_SPAN] == 1).all()
+    ]
     assert 0.35 < len(from_corpus) / len(induction) < 0.65
     assert all(torch.isin(row[1:], VOCAB).all() for row in induction)
-    assert max(row[1:].max() for row in induction) > TOKENS.max(), "random spans draw from all of VOCAB"
+    assert max(row[1:].max() for row in induction) > TOKENS.max(), (
+        "random spans draw from all of VOCAB"
+    )
     everything = TINY.replace(teacher_copy_fraction=1.0)
     assert all(is_induction(row) for row in torch.cat(batches(everything)))
     assert not any(is_induction(row) for row in torch.cat(batches(TINY)))
@@ -52,7 +70,10 @@ def test_a_fraction_of_rows_repeat_a_span_from_the_corpus_or_of_random_tokens():
 
 def test_batch_k_depends_only_on_the_seed_and_k():
     profile = TINY.replace(teacher_copy_fraction=0.5, teacher_copy_random=0.5)
-    assert all(torch.equal(a, b) for a, b in zip(batches(profile, start=7, n=5), batches(profile, n=12)[7:]))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(batches(profile, start=7, n=5), batches(profile, n=12)[7:])
+    )
     other = batches(profile.replace(seed=1), n=12)
     assert not all(torch.equal(a, b) for a, b in zip(other, batches(profile, n=12)))
 
@@ -60,12 +81,20 @@ def test_batch_k_depends_only_on_the_seed_and_k():
 def test_induction_data_is_part_of_the_cache_identity_and_its_fractions_are_checked():
     mixed = TINY.replace(teacher_copy_fraction=0.25)
     assert teachers.mini_gpt2_dir(mixed) != teachers.mini_gpt2_dir(TINY)
-    assert teachers.mini_gpt2_dir(mixed) != teachers.mini_gpt2_dir(mixed.replace(teacher_copy_random=0.5))
-    assert teachers.mini_gpt2_dir(TINY.replace(teacher_copy_random=0.5)) == teachers.mini_gpt2_dir(TINY)
-    with pytest.raises(ValueError, match=r"teacher_copy_fraction must be a fraction in \[0, 1\], got 1.5"):
+    assert teachers.mini_gpt2_dir(mixed) != teachers.mini_gpt2_dir(
+        mixed.replace(teacher_copy_random=0.5)
+    )
+    assert teachers.mini_gpt2_dir(TINY.replace(teacher_copy_random=0.5)) == teachers.mini_gpt2_dir(
+        TINY
+    )
+    with pytest.raises(
+        ValueError, match=r"teacher_copy_fraction must be a fraction in \[0, 1\], got 1.5"
+    ):
         teachers.mini_gpt2_dir(TINY.replace(teacher_copy_fraction=1.5))
     with pytest.raises(ValueError, match=r"seq_len >= 9"):
-        teachers.pretraining_batches(TOKENS, TINY.replace(seq_len=8, teacher_copy_fraction=0.1), VOCAB, START).__next__()
+        teachers.pretraining_batches(
+            TOKENS, TINY.replace(seq_len=8, teacher_copy_fraction=0.1), VOCAB, START
+        ).__next__()
 
 
 def test_the_pretraining_of_the_cpu_profile_checkpoints_every_5_percent():
@@ -83,7 +112,9 @@ def state(model) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The weights of a TINY teacher with induction data, pre-trained without interruption."""
-    model, _ = teachers.pretrain_mini_gpt2(PROFILE, tmp_path_factory.mktemp("uninterrupted"), progress=False)
+    model, _ = teachers.pretrain_mini_gpt2(
+        PROFILE, tmp_path_factory.mktemp("uninterrupted"), progress=False
+    )
     return state(model)
 
 
@@ -93,7 +124,9 @@ def run_with(monkeypatch, interrupt):
 
     def watched(tokens, profile, vocab, start_token, start=0):
         starts.append(start)
-        for k, batch in enumerate(PRETRAINING_BATCHES(tokens, profile, vocab, start_token, start), start=start):
+        for k, batch in enumerate(
+            PRETRAINING_BATCHES(tokens, profile, vocab, start_token, start), start=start
+        ):
             interrupt(k)
             yield batch
 
@@ -101,8 +134,9 @@ def run_with(monkeypatch, interrupt):
     return starts
 
 
-def test_a_crashed_pretraining_resumes_from_its_last_checkpoint_to_the_same_weights(uninterrupted, monkeypatch,
-                                                                                  tmp_path):
+def test_a_crashed_pretraining_resumes_from_its_last_checkpoint_to_the_same_weights(
+    uninterrupted, monkeypatch, tmp_path
+):
     def crash(k):
         if k == 3:
             raise RuntimeError("killed")
@@ -117,11 +151,14 @@ def test_a_crashed_pretraining_resumes_from_its_last_checkpoint_to_the_same_weig
     assert all(torch.equal(v, uninterrupted[k]) for k, v in state(model).items())
 
 
-def test_a_signalled_pretraining_stops_with_a_checkpoint_and_resumes_to_the_same_weights(uninterrupted, monkeypatch,
-                                                                                       tmp_path):
+def test_a_signalled_pretraining_stops_with_a_checkpoint_and_resumes_to_the_same_weights(
+    uninterrupted, monkeypatch, tmp_path
+):
     def terminate(k):
         if k == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # as a time limit would: the loop stops after this step
+            os.kill(
+                os.getpid(), signal.SIGTERM
+            )  # as a time limit would: the loop stops after this step
 
     run_with(monkeypatch, terminate)
     with pytest.raises(TrainingStopped, match="after step 2 of 4"):

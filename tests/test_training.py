@@ -1,4 +1,5 @@
 """Tests of the training loop: schedule, learning, exact resume, skipping, divergence, subsets."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,22 @@ VOCAB, SEQ, BATCH = 50, 16, 4
 
 def tiny_gpt2(seed: int = 0, dropout: float = 0.1) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=32, n_layer=2, n_head=2,
-                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
+    config = GPT2Config(
+        vocab_size=VOCAB,
+        n_positions=SEQ,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+    )
     return GPT2LMHeadModel(config)
 
 
 def batches_from(start: int):
-    """A deterministic stream of batches with a learnable pattern (each token is the previous + 1)."""
+    """A deterministic stream of batches with a learnable pattern (each token is the previous +
+    1)."""
     index = start
     while True:
         g = torch.Generator().manual_seed(1000 + index)
@@ -38,8 +48,17 @@ def lm_loss(model, batch):
 
 
 def config(tmp_path=None, **changes) -> TrainConfig:
-    base = dict(steps=12, lr=3e-3, warmup=2, grad_accum=2, batch_size=BATCH, seq_len=SEQ, device="cpu",
-                progress=False, out_dir=str(tmp_path) if tmp_path else None)
+    base = dict(
+        steps=12,
+        lr=3e-3,
+        warmup=2,
+        grad_accum=2,
+        batch_size=BATCH,
+        seq_len=SEQ,
+        device="cpu",
+        progress=False,
+        out_dir=str(tmp_path) if tmp_path else None,
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -47,21 +66,30 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     c = TrainConfig(steps=100, lr=1.0, min_lr=0.1, warmup=10)
     factors = [lr_factor(s, c) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:])), "the cosine must not increase"
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False)), (
+        "the cosine must not increase"
+    )
     assert lr_factor(100, c) == pytest.approx(0.1)
 
 
 def test_training_lowers_the_loss_and_logs(tmp_path):
     model = tiny_gpt2()
-    result = train(model, lm_loss, batches_from, config(tmp_path, steps=30),
-                   eval_fn=lambda m: {"val_loss": lm_loss(m, next(batches_from(10_000)))[0].item()})
+    result = train(
+        model,
+        lm_loss,
+        batches_from,
+        config(tmp_path, steps=30),
+        eval_fn=lambda m: {"val_loss": lm_loss(m, next(batches_from(10_000)))[0].item()},
+    )
     assert result.finished and not result.skipped
     assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5 - 0.3
     assert result.tokens == 30 * 2 * BATCH * SEQ
     assert result.evals[-1]["step"] == 30
     log = json.loads((tmp_path / "log.json").read_text())
     assert log["finished"] and len(log["records"]) == 30 and "ppl" in log["records"][0]
-    assert not (tmp_path / "checkpoint.pt").exists(), "the final model replaces the training checkpoint"
+    assert not (tmp_path / "checkpoint.pt").exists(), (
+        "the final model replaces the training checkpoint"
+    )
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
@@ -80,12 +108,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     resumed_model = tiny_gpt2(seed=123)  # different weights: the checkpoint must overwrite them
     resumed = train(resumed_model, lm_loss, batches_from, config(tmp_path, save_every=3))
     assert len(resumed.losses) == len(reference)
-    assert max(abs(a - b) for a, b in zip(resumed.losses, reference)) <= 1e-6
+    assert max(abs(a - b) for a, b in zip(resumed.losses, reference, strict=False)) <= 1e-6
     assert resumed.records[6]["wall_seconds"] <= resumed.records[-1]["wall_seconds"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_rerun_resumes_exactly(tmp_path, signum):
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_rerun_resumes_exactly(
+    tmp_path, signum
+):
     reference = train(tiny_gpt2(), lm_loss, batches_from, config()).losses
     calls = []
 
@@ -97,11 +127,15 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_rerun_resumes_e
 
     previous = signal.getsignal(signum)
     with pytest.raises(TrainingStopped, match="after step 5 of .*checkpoint of step 5"):
-        train(tiny_gpt2(), signalled, batches_from, config(tmp_path))  # save_every=0: only the stop saves
+        train(
+            tiny_gpt2(), signalled, batches_from, config(tmp_path)
+        )  # save_every=0: only the stop saves
     assert len(calls) == 10, "the step under way when the signal came is finished, and no other"
-    assert signal.getsignal(signum) is previous, "the handlers in place before training are restored"
+    assert signal.getsignal(signum) is previous, (
+        "the handlers in place before training are restored"
+    )
     resumed = train(tiny_gpt2(seed=123), lm_loss, batches_from, config(tmp_path))
-    assert max(abs(a - b) for a, b in zip(resumed.losses, reference)) <= 1e-6
+    assert max(abs(a - b) for a, b in zip(resumed.losses, reference, strict=False)) <= 1e-6
     with pytest.raises(TrainingStopped, match="nothing was kept"):
         calls.clear()
         train(tiny_gpt2(), signalled, batches_from, config())
@@ -113,7 +147,7 @@ def test_finished_run_is_skipped_and_weights_restored(tmp_path):
     again = tiny_gpt2(seed=5)
     second = train(again, lm_loss, batches_from, config(tmp_path))
     assert second.skipped and second.losses == first.losses
-    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=False):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="another config"):
         train(tiny_gpt2(), lm_loss, batches_from, config(tmp_path, lr=1e-2))

@@ -1,5 +1,7 @@
-"""Worker of tests/test_multi_process.py: attention transfer on a tiny GPT-2, in this process or one of N under
-torchrun; writes the losses and the mixers' weights to the path in argv[1] (with .rankR under torchrun)."""
+"""Worker of tests/test_multi_process.py: attention transfer on a tiny GPT-2, in this process or one
+of N under torchrun; writes the losses and the mixers' weights to the path in argv[1] (with .rankR
+under torchrun)."""
+
 from __future__ import annotations
 
 import sys
@@ -25,13 +27,27 @@ def main(path: str) -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    teacher = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=16, n_embd=32, n_layer=2, n_head=2,
-                                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+    teacher = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=40,
+            n_positions=16,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    ).eval()
     student = convert(teacher, init="random")
     config = TrainConfig(steps=6, lr=3e-3, batch_size=4, seq_len=16, device="cpu", progress=False)
     result = distill.transfer(student, teacher, batches_from, config)
     state = PartialState()
-    weights = {f"{i}.{k}": v for i, m in enumerate(layer_mixers(student)) for k, v in m.state_dict().items()}
+    weights = {
+        f"{i}.{k}": v
+        for i, m in enumerate(layer_mixers(student))
+        for k, v in m.state_dict().items()
+    }
     out = path if state.num_processes == 1 else f"{path}.rank{state.process_index}"
     torch.save({"losses": result.losses, "weights": weights}, out)
 

@@ -1,4 +1,5 @@
-"""Open every page of the built book in headless Chromium and fail on what a reader would see broken.
+"""Open every page of the built book in headless Chromium and fail on what a reader would see
+broken.
 
 Checks per page: missing images, Python tracebacks in outputs, broken internal links and anchors,
 local files that fail to load, JavaScript errors, widgets and equations that did not render, and
@@ -7,6 +8,7 @@ Requests that leave 127.0.0.1 are blocked, so the test is the same offline and o
 book bundles the JavaScript it needs (`make book-js`), so a blocked request is only reported.
 Usage: python tests/browser/check_book.py _build/html [--screenshots DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +23,14 @@ from urllib.parse import unquote, urlsplit
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TRACEBACK_TEXT = "Traceback (most recent call last)"
 # Output areas whose text is searched for tracebacks, and the classes myst-nb gives error outputs.
@@ -73,7 +81,7 @@ class _AnchorCollector(HTMLParser):
                 self.anchors.add(value or "")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def anchors_of(html_file: Path) -> frozenset[str]:
     """The fragment targets an HTML file defines."""
     collector = _AnchorCollector()
@@ -83,12 +91,16 @@ def anchors_of(html_file: Path) -> frozenset[str]:
 
 def book_pages(root: Path) -> list[Path]:
     """Every HTML page of the built book, skipping Sphinx's folders of static files and sources."""
-    return sorted(p for p in root.rglob("*.html")
-                  if not any(part.startswith("_") for part in p.relative_to(root).parts[:-1]))
+    return sorted(
+        p
+        for p in root.rglob("*.html")
+        if not any(part.startswith("_") for part in p.relative_to(root).parts[:-1])
+    )
 
 
 def check_link(root: Path, origin: str, href: str) -> str | None:
-    """Why a link that stays inside the book is broken, or None when it resolves (or leaves the book)."""
+    """Why a link that stays inside the book is broken, or None when it resolves (or leaves the
+    book)."""
     url = urlsplit(href)
     if f"{url.scheme}://{url.netloc}" != origin:
         return None
@@ -127,32 +139,45 @@ def has_alt_text(image: dict) -> bool:
     return alt is not None and alt.strip().rsplit("/", 1)[-1] != image["src"].rsplit("/", 1)[-1]
 
 
-def judge(report: dict, root: Path, origin: str, path: Path, result: PageResult, require_alt: bool) -> None:
+def judge(
+    report: dict, root: Path, origin: str, path: Path, result: PageResult, require_alt: bool
+) -> None:
     """Add to `result` what the page's report (PAGE_REPORT_JS) shows broken or worth noting."""
     result.problems += [f"missing image {im['src']}" for im in report["images"] if not im["ok"]]
-    unlabelled = sorted({im["src"].rsplit("/", 1)[-1] for im in report["images"] if not has_alt_text(im)})
+    unlabelled = sorted(
+        {im["src"].rsplit("/", 1)[-1] for im in report["images"] if not has_alt_text(im)}
+    )
     if unlabelled:
         (result.problems if require_alt else result.notes).append(
             f"{len(unlabelled)} images without alt text (set it with the cell metadata "
-            f"mystnb: {{image: {{alt: ...}}}}): {', '.join(unlabelled)[:200]}")
+            f"mystnb: {{image: {{alt: ...}}}}): {', '.join(unlabelled)[:200]}"
+        )
     if report["errorOutputs"] or any(TRACEBACK_TEXT in text for text in report["outputs"]):
         result.problems.append("a Python traceback or error in an output cell")
-    result.problems += filter(None, (check_link(root, origin, href) for href in set(report["links"])))
+    result.problems += filter(
+        None, (check_link(root, origin, href) for href in set(report["links"]))
+    )
     if report["widgetsRendered"] < report["widgetViews"]:
-        result.problems.append(f"{report['widgetViews'] - report['widgetsRendered']} of "
-                               f"{report['widgetViews']} widgets did not render from their saved state")
+        result.problems.append(
+            f"{report['widgetViews'] - report['widgetsRendered']} of "
+            f"{report['widgetViews']} widgets did not render from their saved state"
+        )
     if report["mathElements"] and not report["mathRendered"]:
         result.problems.append(f"{report['mathElements']} equations were not typeset by MathJax")
     source = root / "_sources" / path.relative_to(root).with_suffix(".ipynb")
     colab_links = [href for href in report["links"] if href.startswith(COLAB)]
     if source.is_file() and not colab_links:
         result.problems.append(f"no Open-in-Colab launch link (a chapter from {source.name})")
-    result.problems += [f"Colab link to a file Colab cannot open: {href}"
-                        for href in colab_links if not urlsplit(href).path.endswith(".ipynb")]
+    result.problems += [
+        f"Colab link to a file Colab cannot open: {href}"
+        for href in colab_links
+        if not urlsplit(href).path.endswith(".ipynb")
+    ]
 
 
-def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | None,
-               require_alt: bool = False) -> PageResult:
+def check_page(
+    page, root: Path, origin: str, path: Path, screenshot: Path | None, require_alt: bool = False
+) -> PageResult:
     """Load one page in the browser tab `page` and report its problems."""
     result = PageResult(str(path.relative_to(root)))
     is_local = lambda url: url.startswith(origin)  # noqa: E731
@@ -181,8 +206,12 @@ def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | Non
         if is_local(request.url):
             result.problems.append(f"failed to load {request.url}: {request.failure}")
 
-    handlers = {"console": on_console, "response": on_response, "requestfailed": on_request_failed,
-                "pageerror": lambda exc: result.problems.append(f"JavaScript error: {exc}")}
+    handlers = {
+        "console": on_console,
+        "response": on_response,
+        "requestfailed": on_request_failed,
+        "pageerror": lambda exc: result.problems.append(f"JavaScript error: {exc}"),
+    }
     for event, handler in handlers.items():
         page.on(event, handler)
     page.route("**/*", on_route)
@@ -191,7 +220,9 @@ def check_page(page, root: Path, origin: str, path: Path, screenshot: Path | Non
         page.goto(url, wait_until="load")
         page.wait_for_load_state("networkidle")
         page.evaluate(MATHJAX_READY_JS)
-        report = page.evaluate(PAGE_REPORT_JS, [OUTPUT_SELECTOR, ERROR_OUTPUT_SELECTOR, WIDGET_VIEW_SELECTOR])
+        report = page.evaluate(
+            PAGE_REPORT_JS, [OUTPUT_SELECTOR, ERROR_OUTPUT_SELECTOR, WIDGET_VIEW_SELECTOR]
+        )
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
     finally:
@@ -209,8 +240,10 @@ def check_book(root: Path, screenshots: Path | None, require_alt: bool = False) 
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
-        raise SystemExit(f"{CHROMIUM} not found: install Debian's chromium (`make assets` does, "
-                         "through data/debian-packages.txt) or `apt-get install chromium`.")
+        raise SystemExit(
+            f"{CHROMIUM} not found: install Debian's chromium (`make assets` does, "
+            "through data/debian-packages.txt) or `apt-get install chromium`."
+        )
     pages = book_pages(root)
     if not pages:
         raise SystemExit(f"no HTML pages under {root}: build the book first (`make book-smoke`).")
@@ -226,11 +259,17 @@ def check_book(root: Path, screenshots: Path | None, require_alt: bool = False) 
             for path in pages:
                 shot = None
                 if screenshots is not None:
-                    shot = screenshots / (path.relative_to(root).with_suffix(".png").as_posix().replace("/", "__"))
+                    shot = screenshots / (
+                        path.relative_to(root).with_suffix(".png").as_posix().replace("/", "__")
+                    )
                 result = check_page(tab, root, origin, path, shot, require_alt)
                 status = "FAIL" if result.problems else "ok"
-                print(f"{status:<4} {result.path}" + "".join(f"\n       {p}" for p in result.problems)
-                      + "".join(f"\n       note: {n}" for n in result.notes), flush=True)
+                print(
+                    f"{status:<4} {result.path}"
+                    + "".join(f"\n       {p}" for p in result.problems)
+                    + "".join(f"\n       note: {n}" for n in result.notes),
+                    flush=True,
+                )
                 results.append(result)
             browser.close()
     finally:
@@ -242,9 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: check the book, print one line per page and a summary; exit 1 on a failure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("html", type=Path, help="the built book, e.g. _build/html")
-    parser.add_argument("--screenshots", type=Path, default=None, help="folder for one PNG per page")
-    parser.add_argument("--require-alt", action="store_true",
-                        help="fail on images without alt text (otherwise they are only noted)")
+    parser.add_argument(
+        "--screenshots", type=Path, default=None, help="folder for one PNG per page"
+    )
+    parser.add_argument(
+        "--require-alt",
+        action="store_true",
+        help="fail on images without alt text (otherwise they are only noted)",
+    )
     args = parser.parse_args(argv)
     results = check_book(args.html.resolve(), args.screenshots, args.require_alt)
     failed = sum(bool(r.problems) for r in results)

@@ -1,4 +1,6 @@
-"""The browser check finds each kind of defect on a small synthetic site, and passes a clean page."""
+"""The browser check finds each kind of defect on a small synthetic site, and passes a clean
+page."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,21 +14,23 @@ sys.path.insert(0, str(HERE))
 import check_book  # noqa: E402
 
 if importlib.util.find_spec("playwright") is None or not check_book.CHROMIUM.exists():
-    pytest.skip(f"needs playwright and Debian's chromium at {check_book.CHROMIUM} (`make assets`)",
-                allow_module_level=True)
+    pytest.skip(
+        f"needs playwright and Debian's chromium at {check_book.CHROMIUM} (`make assets`)",
+        allow_module_level=True,
+    )
 
 PAGE = "<!DOCTYPE html><html><head><title>t</title>{head}</head><body>{body}</body></html>"
 SITE = {
     "good.html": '<h1 id="top">Good</h1><a href="other.html#sec">other</a><a href="#top">top</a>'
-                 '<img src="pixel.png" alt="one red pixel"><a href="https://example.org/">away</a>',
+    '<img src="pixel.png" alt="one red pixel"><a href="https://example.org/">away</a>',
     "other.html": '<h2 id="sec">Section</h2><a href="good.html">back</a>',
     "bad_link.html": '<a href="missing.html">gone</a><a href="other.html#nope">bad anchor</a>',
     "bad_image.html": '<img src="missing.png" alt="nothing">',
     "traceback.html": '<div class="cell_output"><pre>Traceback (most recent call last):\n'
-                      '  File "x", line 1\nValueError: boom</pre></div>',
+    '  File "x", line 1\nValueError: boom</pre></div>',
     "js_error.html": "<script>null.boom();</script><p>text</p>",
     "widget.html": '<script type="application/vnd.jupyter.widget-view+json">'
-                   '{"model_id": "abc", "version_major": 2, "version_minor": 0}</script>',
+    '{"model_id": "abc", "version_major": 2, "version_minor": 0}</script>',
     "chapter.html": "<h1>A chapter from a notebook, without its Colab link</h1>",
     "markdown_notebook.html": '<a href="https://colab.research.google.com/github/o/r/blob/main/page.md">Colab</a>',
     "no_alt.html": '<img src="pixel.png" alt="pixel.png">',
@@ -52,7 +56,9 @@ def results(tmp_path_factory) -> dict[str, check_book.PageResult]:
     root = tmp_path_factory.mktemp("site")
     for name, body in SITE.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        head = '<script src="https://cdn.example.org/lib.js"></script>' if name == "good.html" else ""
+        head = (
+            '<script src="https://cdn.example.org/lib.js"></script>' if name == "good.html" else ""
+        )
         (root / name).write_text(PAGE.format(head=head, body=body))
     Image.new("RGB", (1, 1), "red").save(root / "pixel.png")
     (root / "_sources").mkdir()
@@ -64,7 +70,9 @@ def results(tmp_path_factory) -> dict[str, check_book.PageResult]:
 
 
 def test_images_without_alt_text_are_noted() -> None:
-    assert check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": "attention costs L squared"})
+    assert check_book.has_alt_text(
+        {"src": "http://h/_images/a.png", "alt": "attention costs L squared"}
+    )
     assert not check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": "../_images/a.png"})
     assert check_book.has_alt_text({"src": "http://h/_static/logo.png", "alt": ""})  # decorative
     assert not check_book.has_alt_text({"src": "http://h/_images/a.png", "alt": None})
@@ -76,17 +84,28 @@ def test_missing_alt_text_is_a_note_unless_required(results) -> None:
 
 
 def test_missing_alt_text_fails_when_required(tmp_path) -> None:
-    report = {"images": [{"src": "http://h/_images/a.png", "ok": True, "alt": "../_images/a.png"},
-                         {"src": "data:image/png;base64,AAAA", "ok": True, "alt": None},
-                         {"src": "http://h/_images/b.png", "ok": True, "alt": "a labelled figure"}],
-              "links": [], "outputs": [], "errorOutputs": 0, "widgetViews": 0, "widgetsRendered": 0,
-              "mathElements": 0, "mathRendered": 0}
+    report = {
+        "images": [
+            {"src": "http://h/_images/a.png", "ok": True, "alt": "../_images/a.png"},
+            {"src": "data:image/png;base64,AAAA", "ok": True, "alt": None},
+            {"src": "http://h/_images/b.png", "ok": True, "alt": "a labelled figure"},
+        ],
+        "links": [],
+        "outputs": [],
+        "errorOutputs": 0,
+        "widgetViews": 0,
+        "widgetsRendered": 0,
+        "mathElements": 0,
+        "mathRendered": 0,
+    }
     for require_alt in (False, True):
         result = check_book.PageResult("page.html")
         check_book.judge(report, tmp_path, "http://h", tmp_path / "page.html", result, require_alt)
         flagged = result.problems if require_alt else result.notes
         assert [m for m in flagged if m.startswith("2 images without alt text")], flagged
-        assert all("without alt text" not in m for m in (result.notes if require_alt else result.problems))
+        assert all(
+            "without alt text" not in m for m in (result.notes if require_alt else result.problems)
+        )
 
 
 def test_every_page_but_static_files_is_opened(results) -> None:

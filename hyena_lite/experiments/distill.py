@@ -1,0 +1,313 @@
+"""The `distill` command: one stage, one recipe, or every recipe compared on the same tokens; and
+the GPU throughput (tokens per second, MFU) of each stage.
+
+Chapter 7 shows the comparison (results/distill_cpu.json) and the GPU throughput
+(results/distill_gpu.json).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from hyena_lite import distill
+from hyena_lite.losses import validation_loss
+from hyena_lite.provenance import provenance
+from hyena_lite.training import TrainConfig
+
+
+def compare(
+    setup: distill.Setup,
+    tokens: int,
+    recipes: tuple[str, ...] = ("paper", "best", "transfer", "ce", "scratch"),
+) -> dict:
+    """Train one student per recipe on the same `tokens` tokens and measure them against the
+    teacher.
+
+    The summary has teacher_ppl, RECIPE_ppl for each recipe, distilled_ppl (the best recipe's),
+    tokens (per student), wall_seconds (per student and stage) and each student's details.
+    """
+    students = {}
+    for recipe in recipes:
+        run = distill.run_recipe(recipe, setup, tokens)
+        students[recipe] = distill.summarize(recipe, run, setup)
+        if setup.config.out_dir:
+            folder = f"{setup.config.out_dir}/{recipe}/student"
+            run.student.save_pretrained(folder)
+            setup.tokenizer.save_pretrained(folder)
+    tokens_seen = {name: s["tokens"] for name, s in students.items()}
+    step_tokens = setup.config.tokens_per_step
+    if max(tokens_seen.values()) - min(tokens_seen.values()) >= step_tokens * max(
+        len(distill.RECIPES[r]["stages"]) for r in students
+    ):
+        # each stage's share of the budget is rounded down to whole steps: up to one step per stage
+        # apart
+        raise RuntimeError(f"the students saw different numbers of tokens: {tokens_seen}")
+    report = {
+        "teacher_ppl": math.exp(validation_loss(setup.teacher, setup.valid_windows)),
+        **{f"{name}_ppl": s["val_ppl"] for name, s in students.items()},
+    }
+    if "best" in students:
+        report["distilled_recipe"], report["distilled_ppl"] = "best", students["best"]["val_ppl"]
+    report.update(
+        tokens=max(tokens_seen.values()),
+        tokens_per_student=tokens_seen,
+        wall_seconds={name: s["wall_seconds"] for name, s in students.items()},
+        students=students,
+    )
+    return report
+
+
+def matmul_flops_per_token(model: nn.Module, seq_len: int, attention_layers: int = 0) -> float:
+    """Forward FLOPs per token in matrix products: 2 x the weights used per token (the head once, no
+    position table) plus 4 x seq_len x width per attention layer (scores and weighted sum); FFTs are
+    not counted."""
+    weights = sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if p.ndim >= 2 and "wpe" not in n and "filter_fn" not in n
+    )
+    return 2.0 * weights + 4.0 * seq_len * model.config.hidden_size * attention_layers
+
+
+def throughput(
+    teacher: nn.Module, stage: str, config: TrainConfig, skip: int = 5
+) -> dict[str, float]:
+    """Tokens per second and model FLOPs per second of `stage` ("kd", "ce" or "teacher": the teacher
+    itself trained with cross-entropy, for comparison) on random tokens, after `skip` warm-up
+    steps."""
+    from hyena_lite.models import convert
+
+    vocab = teacher.config.vocab_size
+
+    def batches_fn(start: int):
+        g = torch.Generator().manual_seed(start)
+        while True:
+            yield torch.randint(0, vocab, (config.batch_size, config.seq_len), generator=g)
+
+    torch.manual_seed(config.seed)
+    layers = teacher.config.num_hidden_layers
+    if stage == "teacher":
+        model = type(teacher)(teacher.config)
+        result = distill.ce(model, batches_fn, config)
+        flops = 3 * matmul_flops_per_token(model, config.seq_len, layers)
+    else:
+        model = convert(teacher, init="teacher")
+        result = (
+            distill.kd(model, teacher, batches_fn, config, ce_weight=0.5)
+            if stage == "kd"
+            else distill.ce(model, batches_fn, config)
+        )
+        flops = 3 * matmul_flops_per_token(model, config.seq_len)
+        if stage == "kd":
+            flops += matmul_flops_per_token(
+                teacher, config.seq_len, layers
+            )  # the teacher's forward pass
+    timed = result.records[skip:]
+    seconds = timed[-1]["wall_seconds"] - result.records[skip - 1]["wall_seconds"]
+    tokens = timed[-1]["tokens"] - result.records[skip - 1]["tokens"]
+    return {
+        "tokens_per_second": tokens / seconds,
+        "model_flops_per_token": flops,
+        "model_tflops_per_second": flops * tokens / seconds / 1e12,
+        "timed_steps": len(timed),
+        "final_loss": result.losses[-1],
+    }
+
+
+def matmul_ceiling(size: int = 8192, repeats: int = 10) -> float:
+    """Measured TFLOP/s of a bf16 [size x size] matrix product on the current GPU (the MFU
+    denominator)."""
+    a, b = (torch.randn(size, size, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (start.elapsed_time(end) / 1e3) / 1e12
+
+
+def gpu_throughput(steps: int = 30, batch_size: int = 16, seq_len: int = 1024) -> dict[str, Any]:
+    """KD, CE and teacher training speed at GPT-2 124M shape (random weights) on one GPU, in bf16,
+    with MFU."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("gpu_throughput needs a CUDA GPU; none is visible here")
+    torch.manual_seed(0)
+    teacher = distill.freeze(GPT2LMHeadModel(GPT2Config(n_positions=seq_len)))
+    config = TrainConfig(
+        steps=steps, lr=6e-4, warmup=2, batch_size=batch_size, seq_len=seq_len, progress=False
+    )
+    ceiling = matmul_ceiling()
+    report = {
+        "shape": "GPT-2 124M (12 layers, width 768, 12 heads, vocab 50257), random weights",
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "steps": steps,
+        "precision": "bf16 autocast",
+        "measured_bf16_matmul_tflops": ceiling,
+        "datasheet_bf16_dense_tflops": 989.0,
+        "stages": {},
+    }
+    for stage in ("kd", "ce", "teacher"):
+        row = throughput(teacher, stage, config)
+        row["mfu_vs_measured_matmul"] = row["model_tflops_per_second"] / ceiling
+        row["mfu_vs_datasheet"] = row["model_tflops_per_second"] / 989.0
+        report["stages"][stage] = row
+        print(
+            f"{stage:>8}: {row['tokens_per_second']:,.0f} tokens/s, "
+            f"{row['model_tflops_per_second']:.1f} TFLOP/s, "
+            f"MFU {row['mfu_vs_datasheet']:.1%} of the datasheet, "
+            f"{row['mfu_vs_measured_matmul']:.1%} of the "
+            f"measured matmul ({ceiling:.0f} TFLOP/s)"
+        )
+    return report
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def cli_arguments(parser) -> None:
+    """Options of `python -m hyena_lite distill`."""
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE, else by hardware)",
+    )
+    parser.add_argument("--teacher", default=None, help="teacher name (default: the profile's)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--stage", choices=distill.STAGES, help="run one stage on one student")
+    what.add_argument(
+        "--recipe", choices=sorted(distill.RECIPES), help="run a recipe's stages on its student"
+    )
+    what.add_argument(
+        "--compare",
+        action="store_true",
+        help="teacher, paper, best, transfer, ce and scratch students on the same tokens; writes "
+        "--results",
+    )
+    what.add_argument(
+        "--gpu-throughput",
+        action="store_true",
+        help="tokens/s and MFU of KD, CE and teacher training at GPT-2 124M shape on a GPU; "
+        "writes --results",
+    )
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="training tokens per student (default: the profile's)",
+    )
+    parser.add_argument(
+        "--init",
+        choices=("teacher", "fresh", "random"),
+        default="teacher",
+        help="--stage only: the student's initialisation (see hyena_lite.models.convert); "
+        "--stage scratch always uses random",
+    )
+    parser.add_argument(
+        "--hyena-layers", default=None, help="comma-separated layers to convert (default: all)"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder of checkpoints, logs and students (default: artifacts/distill/PROFILE)",
+    )
+    parser.add_argument("--results", default=None, help="--compare: write the JSON summary here")
+    parser.add_argument(
+        "--grad-accum",
+        type=int,
+        default=None,
+        help="split each step's batch into this many micro-batches (less memory, same tokens; "
+        "default: the profile's)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def default_out(profile, teacher: str | None, layers: list[int] | None) -> str:
+    """artifacts/distill/PROFILE for the profile's teacher with every layer converted; each other
+    teacher or choice of layers gets its own folder beside it, so that no run is ever found under
+    another's name."""
+    from hyena_lite.paths import artifacts_dir
+
+    folder = artifacts_dir() / "distill" / profile.name
+    if teacher not in (None, profile.teacher):
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in teacher)
+        folder = folder / f"teacher-{safe}"
+    if layers is not None:
+        folder = folder.with_name(f"{folder.name}-hyena{'_'.join(map(str, layers))}")
+    return str(folder)
+
+
+def cli_main(args) -> int:
+    """Run the chosen stage, recipe or comparison; print validation perplexities."""
+    from hyena_lite import runs
+    from hyena_lite.profiles import get_profile
+
+    if args.gpu_throughput:
+        command = "python -m hyena_lite distill --gpu-throughput"
+        report = {
+            **provenance(command + (f" --results {args.results}" if args.results else "")),
+            **gpu_throughput(),
+        }
+        if args.results:
+            runs.write_json(args.results, report)  # atomic (hyena_lite.runs)
+        return 0
+    profile = get_profile(args.profile)
+    tokens = args.tokens or profile.distill_tokens
+    layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
+    out = args.out or default_out(profile, args.teacher, layers)
+    setup = distill.make_setup(
+        profile,
+        args.teacher,
+        layers,
+        out,
+        progress=not args.no_progress,
+        grad_accum=args.grad_accum,
+    )
+    if args.compare:
+        report = compare(setup, tokens)
+        teacher = args.teacher or profile.teacher
+        command = (
+            f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
+            f"--grad-accum {setup.config.grad_accum} --out {out}"
+            + (f" --results {args.results}" if args.results else "")
+        )
+        report = {
+            **provenance(command),
+            "teacher": teacher,
+            "profile": profile.name,
+            "teacher_train_tokens": profile.teacher_tokens if teacher == "mini-gpt2" else None,
+            **report,
+            "total_train_seconds": sum(sum(w.values()) for w in report["wall_seconds"].values()),
+        }
+        for recipe, student in report["students"].items():
+            print(
+                f"{recipe:>8}: val ppl {student['val_ppl']:.2f} "
+                f"({student['val_ppl'] / report['teacher_ppl']:.2f}x "
+                f"the teacher's {report['teacher_ppl']:.2f}), {student['tokens']:,} tokens"
+            )
+        if args.results:
+            runs.write_json(args.results, report)  # atomic (hyena_lite.runs)
+            print(f"wrote {args.results}")
+        return 0
+    if args.recipe:
+        student = distill.run_recipe(args.recipe, setup, tokens).student
+        name = args.recipe
+    else:
+        student = distill.make_student(setup, "random" if args.stage == "scratch" else args.init)
+        name = f"stage-{args.stage}-{args.init}"
+        distill.run_stage(args.stage, student, setup, tokens, name)
+    folder = f"{out}/{name}/student"
+    student.save_pretrained(folder)
+    setup.tokenizer.save_pretrained(folder)
+    ppl = math.exp(validation_loss(student, setup.valid_windows))
+    print(f"{name}: validation perplexity {ppl:.2f}; student saved to {folder}")
+    return 0

@@ -1,0 +1,139 @@
+"""The fast path: the same function as the plain forward, its caches and its settings; the
+CUDA-only parts (fused kernels, CUDA graphs) run where a GPU is present."""
+
+import pytest
+import torch
+
+from hyena_lite import HyenaOperator, fastpath
+from hyena_lite.fastpath import FastPath
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _operator(order: int = 2, d_model: int = 8, l_max: int = 64, seed: int = 0) -> HyenaOperator:
+    """An operator whose own forward is the plain path (the reference the fast path must equal)."""
+    torch.manual_seed(seed)
+    op = HyenaOperator(d_model, l_max, order=order, filter_order=16)
+    op.fast = False
+    return op
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("length", [1, 7, 64])
+def test_fast_path_equals_plain_path(order: int, length: int) -> None:
+    op = _operator(order)
+    u = torch.randn(3, length, 8)
+    assert torch.allclose(fastpath.fast_forward(op, u), op(u), atol=1e-6, rtol=1e-5)
+
+
+def test_fast_path_gradients_equal_plain_path() -> None:
+    op = _operator(order=2)
+    u = torch.randn(2, 33, 8, requires_grad=True)
+    params = [u, *op.parameters()]
+    got = torch.autograd.grad(fastpath.fast_forward(op, u).square().sum(), params)
+    want = torch.autograd.grad(op(u).square().sum(), params)
+    for g, w in zip(got, want, strict=False):
+        assert torch.allclose(g, w, atol=1e-5, rtol=1e-4), (g - w).abs().max()
+
+
+def test_fast_path_in_bfloat16_stays_close_to_plain_path() -> None:
+    op = _operator().bfloat16()
+    u = torch.randn(2, 40, 8, dtype=torch.bfloat16)
+    got, want = fastpath.fast_forward(op, u), op(u)
+    assert (
+        got.dtype == torch.bfloat16
+        and (got.float() - want.float()).norm() / want.float().norm() < 2e-2
+    )
+
+
+def test_fused_kernels_are_the_same_functions() -> None:
+    """Off CUDA `_kernel` hands out the plain Python functions that torch.compile fuses on CUDA."""
+    assert fastpath._kernel("gate", fused=False) is fastpath._gate
+    op = _operator(order=3)
+    u = torch.randn(2, 20, 8)
+    assert torch.equal(fastpath._forward(op, u, fused=False), fastpath.fast_forward(op, u))
+
+
+def test_inference_cache_is_reused_and_invalidated_by_updates() -> None:
+    op = _operator()
+    u = torch.randn(1, 20, 8)
+    with torch.no_grad():
+        first = fastpath.fast_forward(op, u)
+        cached = op.fastpath.spectra
+        fastpath.fast_forward(op, u)
+        assert cached is not None and op.fastpath.spectra is cached  # reused
+        op.filter_fn.head.weight.mul_(2.0)  # an in-place update, as an optimiser step makes
+        after = fastpath.fast_forward(op, u)
+        assert op.fastpath.spectra is not cached and torch.allclose(
+            after, op(u), atol=1e-6, rtol=1e-5
+        )
+        assert not torch.allclose(after, first)
+        fastpath.fast_forward(op, torch.randn(1, 21, 8))  # another length: recomputed
+        assert op.fastpath.spectra[0][0] == 21
+        fastpath.clear_caches(op)
+        assert op.fastpath.spectra is None
+    fastpath.fast_forward(
+        op, u
+    )  # with autograd on nothing is cached, so gradients reach the filter
+    assert op.fastpath.spectra is None
+
+
+def test_operator_takes_the_fast_path_only_where_it_pays(monkeypatch) -> None:
+    op = _operator()
+    op.fast = True
+    u = torch.randn(1, 16, 8)
+    with torch.no_grad():
+        assert not fastpath.pays_off(op, u)  # CPU: the plain path
+        op(u)
+        assert op.fastpath.spectra is None
+        import hyena_lite.operator as operator_module
+
+        monkeypatch.setattr(operator_module, "pays_off", lambda *_: True)
+        op(u)
+        assert op.fastpath.spectra is not None  # dispatched to the fast path
+    op.dropout.p = 0.5
+    assert not fastpath.pays_off(op.train(), u)  # the fast path has no dropout
+
+
+def test_settings_belong_to_each_operator(monkeypatch) -> None:
+    """Each operator carries its own settings: changing one leaves another as it was."""
+    monkeypatch.setenv("HYENA_LITE_CUDA_GRAPHS", "1")
+    monkeypatch.setenv("HYENA_LITE_COMPILE", "0")
+    a, b = _operator(), _operator()
+    assert a.fastpath.cuda_graphs and not a.fastpath.compile  # defaults read from the environment
+    a.fastpath.cuda_graphs = False
+    assert b.fastpath.cuda_graphs and a.fastpath is not b.fastpath
+
+
+def test_spectra_are_not_kept_when_caching_is_off() -> None:
+    op, u = _operator(), torch.randn(2, 16, 8)
+    op.fastpath = FastPath(cache_spectra=False)
+    with torch.no_grad():
+        assert torch.allclose(fastpath.fast_forward(op, u), op(u), atol=1e-6, rtol=1e-5)
+    assert op.fastpath.spectra is None
+
+
+def test_clear_caches_clears_every_operator_of_a_model() -> None:
+    ops = torch.nn.Sequential(_operator(), _operator(seed=1))
+    with torch.no_grad():
+        for op in ops:
+            fastpath.fast_forward(op, torch.randn(1, 8, 8))
+    assert all(op.fastpath.spectra is not None for op in ops)
+    fastpath.clear_caches(ops)
+    assert all(op.fastpath.spectra is None and op.fastpath.graph is None for op in ops)
+
+
+@CUDA
+@pytest.mark.parametrize("graphs", [False, True])
+def test_cuda_inference_equals_plain_path_fused_and_replayed(graphs: bool) -> None:
+    """Eager, then fused (and with graphs recorded, then replayed): every call equals the plain
+    forward."""
+    op = _operator(d_model=16).cuda().eval()
+    op.fastpath = FastPath(compile=True, cuda_graphs=graphs)
+    u = torch.randn(2, 32, 16, device="cuda")
+    with torch.no_grad():
+        want = op(u)
+        for _ in range(3):
+            got = fastpath.fast_forward(op, u)
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert (op.fastpath.graph[1] is not None) == graphs
