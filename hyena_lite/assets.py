@@ -380,15 +380,17 @@ def _problems(expected: dict[str, str], root: Path) -> list[str]:
 
 
 def verified_text(name: str, checksums: dict[str, str] | None = None) -> str:
-    """The text of the built file `name` (relative to assets_dir()), after checking it against its checksum;
+    """The text of the built file `name` (relative to assets_dir()), checked against its checksum;
     a damaged file raises AssetError naming it and the command that rebuilds it."""
     path = assets_dir() / name
     checksums = read_checksums() if checksums is None else checksums
     content = path.read_bytes()
     expected, got = checksums.get(name), hashlib.sha256(content).hexdigest()
     if expected is not None and got != expected:
-        raise AssetError(f"{path} is damaged: sha256 {got[:16]}... expected {expected[:16]}...; rebuild it with "
-                         f"`python -m hyena_lite data --force`")
+        raise AssetError(
+            f"{path} is damaged: sha256 {got[:16]}... expected {expected[:16]}...; "
+            f"rebuild it with `python -m hyena_lite data --force`"
+        )
     return content.decode("utf-8")
 
 
@@ -410,9 +412,11 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
         if not write_checksums and not force and mine and not problems:
             continue
         damaged = [p for p in problems if not p.endswith(": missing")]
-        if damaged and not force:  # a file changed after it was built: say which, rather than rebuild silently
-            raise AssetError(f"damaged files in {root}: {'; '.join(damaged[:5])}; rebuild them with "
-                             f"`python -m hyena_lite data --force`")
+        if damaged and not force:  # changed after it was built: say which, rather than rebuild
+            raise AssetError(
+                f"damaged files in {root}: {'; '.join(damaged[:5])}; rebuild them with "
+                f"`python -m hyena_lite data --force`"
+            )
         before = set(cache.rglob("*")) if cache.exists() else set()
         cache.mkdir(parents=True, exist_ok=True)
         log(f"building {prefix} in {root}")

@@ -28,12 +28,14 @@ def _compute_dtype(u: Tensor) -> torch.dtype:
 
 
 def _check(u: Tensor, k: Tensor, D: Tensor | None) -> None:
-    """Raise ValueError with what was expected when the shapes of u, k or D do not fit together (TypeError
-    when one is not floating point: an integer convolution would be rounded silently)."""
+    """Raise ValueError with what was expected when the shapes of u, k or D do not fit together
+    (TypeError when one is not floating point: an integer convolution would be rounded silently)."""
     for name, t in (("u", u), ("k", k), ("D", D)):
         if t is not None and not t.is_floating_point():
-            raise TypeError(f"{name} has dtype {t.dtype}; the convolution needs floating-point tensors: "
-                            f"pass {name}.float()")
+            raise TypeError(
+                f"{name} has dtype {t.dtype}; the convolution needs floating-point tensors: "
+                f"pass {name}.float()"
+            )
     if u.dim() != 3:
         raise ValueError(
             f"u must have shape [batch, channels, length] (channels first), got {tuple(u.shape)}"
@@ -61,7 +63,7 @@ def fftconv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     """Causal convolution of each channel of u with its filter k (+ D * u), by FFT in float32;
     returns u's dtype. Taught in chapter 3."""
     _check(u, k, D)
-    if u.numel() == 0:  # an empty batch: nothing to convolve (and FFT libraries refuse empty transforms)
+    if u.numel() == 0:  # an empty batch: nothing to convolve (FFT libraries refuse it)
         return torch.zeros_like(u)
     length, dtype = u.shape[-1], _compute_dtype(u)
     n = fft_size(length)

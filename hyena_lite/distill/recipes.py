@@ -138,7 +138,10 @@ def make_setup(
 
 
 def setup_identity(
-    teacher_name: str, teacher: nn.Module, train_tokens: torch.Tensor, hyena_layers: list[int] | None
+    teacher_name: str,
+    teacher: nn.Module,
+    train_tokens: torch.Tensor,
+    hyena_layers: list[int] | None,
 ) -> dict[str, Any]:
     """What a setup's runs depend on beyond their TrainConfig: the teacher (name and weights), the
     data, the student's layers (hyena_lite.runs); part of every run's identity, so that no other
