@@ -2,8 +2,8 @@
 
 The library of the book "Scavenging Hyena". The core, one job a module: fftconv, operator (and
 its fastpath, cudagraph), students and models, capture, calibration, losses, distill (stages,
-recipes), training (and checkpoints), data, teachers, evaluate and probes, decoding and
-generation, modal, provenance, profiles, cli. Data flows
+recipes), training (and checkpoints, runs: identity, locks, safe files), data, teachers, evaluate
+and probes, decoding and generation, modal, provenance, profiles, cli (and validation). Data flows
 data -> teachers -> models -> distill -> evaluate / decoding / generation.
 `hyena_lite.experiments` (benchmarks, sweeps, comparisons, the commands that write results files)
 builds on the core and is never imported by it.
