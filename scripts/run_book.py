@@ -89,7 +89,8 @@ def run_chapter(path: Path, workdir: Path, timeout: int) -> dict:
                     client.execute_cell(cell, index)
                 record["ok"] = True
             except (CellExecutionError, CellTimeoutError) as error:
-                record["error"] = _last_line(str(error))
+                cell_id = notebook.cells[index].get("id", "")
+                record["error"] = f"cell {index} ({cell_id}): {_last_line(str(error))}"
             record["seconds"] = round(time.perf_counter() - start, 1)
             peak = client.execute_cell(notebook.cells[-1], len(notebook.cells) - 1)
             record["peak_gpu_gib"] = _peak(peak)
