@@ -74,8 +74,12 @@ def test_kill_9_at_a_random_moment_loses_at_most_one_checkpoint_interval(tmp_pat
     run = out / "stage-ce-teacher"
 
     process = start(out, teacher, log)
-    wait_for_checkpoint(run, 0, process)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.5))
+    first = wait_for_checkpoint(run, 0, process)
+    start_time = time.monotonic()
+    wait_for_checkpoint(run, first, process)
+    interval_seconds = time.monotonic() - start_time  # this machine: kill within 2 more
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 2 * interval_seconds))
+    assert process.poll() is None, "the run must still be training when it is killed"
     process.kill()  # SIGKILL: no handler runs
     process.wait(timeout=60)
     reached, kept = shown_step(log), checkpoint_step(run)
