@@ -118,8 +118,7 @@ CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
         "--train-steps": v.positive_int,
     },
 }
-# exceptions that mean "the user asked for something that cannot be done": shown as their message
-# alone
+# errors that mean "the user asked for something that cannot be done": shown as their message alone
 USER_ERRORS = (ValueError, TypeError, LookupError, OSError, RuntimeError, FloatingPointError)
 
 

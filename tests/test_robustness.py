@@ -19,7 +19,7 @@ from tiny_models import private_home, save_tiny_gpt2
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite import assets, data, evaluate, get_profile, profiles, runs, teachers
-from hyena_lite.cli import main
+from hyena_lite.cli import CHECKS, COMMANDS, main
 from hyena_lite.experiments import distill as distill_command
 from hyena_lite.experiments.evaluate import load_model
 from hyena_lite.fftconv import fftconv
@@ -530,3 +530,20 @@ def test_command_line_mistakes_print_one_line_and_no_traceback(
                 "--debug",
             ]
         )
+
+
+def test_every_number_and_output_of_the_command_line_has_a_check():
+    import argparse
+    import importlib
+
+    for name, (module, _) in COMMANDS.items():
+        parser = argparse.ArgumentParser()
+        importlib.import_module(module).cli_arguments(parser)
+        unchecked = [
+            a.option_strings[0]
+            for a in parser._actions
+            if a.option_strings
+            and (a.type in (int, float) or a.dest in ("json", "out", "results"))
+            and a.option_strings[0] not in CHECKS[name]
+        ]
+        assert not unchecked, f"{name}: add checks for {unchecked} to hyena_lite.cli.CHECKS"
