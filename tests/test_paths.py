@@ -1,5 +1,5 @@
-"""The files the package ships (results, the assets' checksums) are found from the source tree, from an
-installed copy and from a zip, and every results file a chapter reads is among them."""
+"""The files the package ships (results, the assets' checksums) are found from the source tree, from
+an installed copy and from a zip, and every results file a chapter reads is among them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The mini teacher's pre-training data (induction sequences mixed into corpus windows) and its resumption
-after a crash or a stop signal."""
+"""The mini teacher's pre-training data (induction sequences mixed into corpus windows) and its
+resumption after a crash or a stop signal."""
 
 from __future__ import annotations
 
@@ -119,7 +119,8 @@ def uninterrupted(tmp_path_factory):
 
 
 def run_with(monkeypatch, interrupt):
-    """Make pre-training call interrupt(k) before it draws batch k; record each `start` it is asked for."""
+    """Make pre-training call interrupt(k) before it draws batch k; record each `start` it is
+    asked for."""
     starts = []
 
     def watched(tokens, profile, vocab, start_token, start=0):

@@ -1,4 +1,5 @@
-"""Tests of the teacher zoo: offline errors, the mini GPT-2's cached seeded pre-training, the unigram baseline."""
+"""Tests of the teacher zoo: offline errors, the mini GPT-2's cached seeded pre-training, the
+unigram baseline."""
 
 from __future__ import annotations
 
