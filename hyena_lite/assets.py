@@ -418,17 +418,21 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
                 f"{n}: built but has no committed checksum" for n in unexpected
             ]
             if problems:
+                listed = "\n  ".join(problems[:20])
                 raise AssetError(
-                    "the built assets differ from hyena_lite/assets_checksums.json (the source packages may have "
-                    "changed):\n  " + "\n  ".join(problems[:20]) + "\nInspect the files under "
-                    f"{root}; if they are right, record them with `python -m hyena_lite data "
+                    "the built assets differ from hyena_lite/assets_checksums.json (the source "
+                    f"packages may have changed):\n  {listed}\nInspect the files under {root}; "
+                    "if they are right, record them with `python -m hyena_lite data "
                     "--write-checksums` and commit hyena_lite/assets_checksums.json"
                 )
     if write_checksums:
         CHECKSUMS.write_text(
             json.dumps(
                 {
-                    "about": "sha256 of every file `python -m hyena_lite data` builds, relative to data/build",
+                    "about": (
+                        "sha256 of every file `python -m hyena_lite data` builds, "
+                        "relative to data/build"
+                    ),
                     "files": dict(sorted(recorded.items())),
                 },
                 indent=1,
@@ -497,6 +501,7 @@ def cli_main(args: argparse.Namespace) -> int:
         )
     total = {k: sum(r[k] for r in rows) for k in ("documents", "bytes", "tokens")}
     print(
-        f"{'all':<12} {'all':<11} {total['documents']:>5} {total['bytes']:>11,} {total['tokens']:>10,}"
+        f"{'all':<12} {'all':<11} {total['documents']:>5} "
+        f"{total['bytes']:>11,} {total['tokens']:>10,}"
     )
     return 0

@@ -149,8 +149,8 @@ def load_corpus(name: str = "offline") -> datasets.DatasetDict:
     if name == "wikitext-103":
         if not hub.reachable():
             raise ConnectionError(
-                f"WikiText-103 ({WIKITEXT[0]}, {WIKITEXT[1]}) comes from the Hugging Face hub, which "
-                f"is unreachable from here ({hub.describe()}). "
+                f"WikiText-103 ({WIKITEXT[0]}, {WIKITEXT[1]}) comes from the Hugging Face hub, "
+                f"which is unreachable from here ({hub.describe()}). "
                 "Use the offline corpus instead: load_corpus('offline') (Shakespeare, Austen, the "
                 "King James Bible), e.g. HYENA_BOOK_PROFILE=cpu."
             )

