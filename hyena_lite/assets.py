@@ -313,7 +313,7 @@ def _bible(cache: Path, log: Callable[[str], None]) -> list[dict]:
             f"{sum(map(len, books.values()))} verses, expected 66 and {KJV_VERSES}"
         )
     docs = []
-    for number, (name, verses) in enumerate(zip(BIBLE_BOOKS, books.values()), start=1):
+    for number, (name, verses) in enumerate(zip(BIBLE_BOOKS, books.values(), strict=True), start=1):
         lines = [name]
         for i, (chapter, verse, text) in enumerate(verses):
             if i == 0 or chapter != verses[i - 1][0]:
@@ -451,7 +451,7 @@ def corpus_table() -> list[dict]:
     for split, docs in data.load_corpus("offline").items():
         tokens = data.tokens_by_domain(docs, tokenizer)
         for domain in data.DOMAINS:
-            texts = [t for t, d in zip(docs["text"], docs["domain"]) if d == domain]
+            texts = [t for t, d in zip(docs["text"], docs["domain"], strict=True) if d == domain]
             rows.append(
                 {
                     "domain": domain,
