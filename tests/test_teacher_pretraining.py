@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from hyena_lite import get_profile, teachers
+from hyena_lite import get_profile, mini_teacher, teachers
 from hyena_lite.data import iterate_batches
 from hyena_lite.training import TrainingStopped
 
@@ -39,7 +39,7 @@ def is_induction(row: torch.Tensor) -> bool:
     """Whether a row is [START, s, s, ...] for some span s of MIN_SPAN to seq_len // 2 tokens."""
     body = row[1:]
     return row[0] == START and any(
-        torch.equal(body[p:], body[:-p]) for p in range(teachers.MIN_SPAN, len(row) // 2 + 1)
+        torch.equal(body[p:], body[:-p]) for p in range(mini_teacher.MIN_SPAN, len(row) // 2 + 1)
     )
 
 
@@ -56,7 +56,7 @@ def test_a_fraction_of_rows_repeat_a_span_from_the_corpus_or_of_random_tokens():
     from_corpus = [
         row
         for row in induction
-        if (row[2 : teachers.MIN_SPAN + 1] - row[1 : teachers.MIN_SPAN] == 1).all()
+        if (row[2 : mini_teacher.MIN_SPAN + 1] - row[1 : mini_teacher.MIN_SPAN] == 1).all()
     ]
     assert 0.35 < len(from_corpus) / len(induction) < 0.65
     assert all(torch.isin(row[1:], VOCAB).all() for row in induction)
@@ -131,7 +131,7 @@ def run_with(monkeypatch, interrupt):
             interrupt(k)
             yield batch
 
-    monkeypatch.setattr(teachers, "pretraining_batches", watched)
+    monkeypatch.setattr(mini_teacher, "pretraining_batches", watched)
     return starts
 
 

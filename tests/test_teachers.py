@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from hyena_lite import get_profile, teachers
+from hyena_lite import get_profile, mini_teacher, teachers
 from hyena_lite.teachers import TeacherUnavailable, load_teacher
 
 TINY = get_profile("smoke").replace(
@@ -28,14 +28,14 @@ def trained(tmp_path_factory):
     """A folder in which the TINY mini teacher has been pre-trained once for this module."""
     folder = tmp_path_factory.mktemp("artifacts")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(teachers, "artifacts_dir", lambda: folder)
+        patch.setattr(mini_teacher, "artifacts_dir", lambda: folder)
         load_teacher("mini-gpt2", TINY)
     return folder
 
 
 @pytest.fixture
 def artifacts(trained, monkeypatch):
-    monkeypatch.setattr(teachers, "artifacts_dir", lambda: trained)
+    monkeypatch.setattr(mini_teacher, "artifacts_dir", lambda: trained)
     return trained
 
 
@@ -96,12 +96,12 @@ def test_mini_gpt2_pretrains_once_reproducibly_and_is_then_loaded_from_the_cache
     def no_training(*_args, **_kwargs):
         raise AssertionError("a cached teacher must not be trained again")
 
-    monkeypatch.setattr(teachers, "train", no_training)
+    monkeypatch.setattr(mini_teacher, "train", no_training)
     model, tokenizer = load_teacher("mini-gpt2", TINY)
     assert tokenizer("Hello world").input_ids == [15496, 995]
     assert (model.config.n_embd, model.config.n_layer) == (32, 1) and not model.training
     monkeypatch.undo()
-    monkeypatch.setattr(teachers, "artifacts_dir", lambda: tmp_path)
+    monkeypatch.setattr(mini_teacher, "artifacts_dir", lambda: tmp_path)
     again, _ = load_teacher(
         "mini-gpt2", TINY
     )  # trained again from scratch, elsewhere: the same weights
