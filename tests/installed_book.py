@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(where["results"], "benchmark_h200.json").is_file():
             problems.append(f"results_dir() = {where['results']} holds no benchmark_h200.json")
         if (
-            any(Path(p or ".").resolve() == ROOT for p in where["path"])
+            any(Path(where["cwd"], p).resolve() == ROOT for p in where["path"])  # "" is its cwd
             or Path(where["cwd"]).resolve() == ROOT
         ):
             problems.append("the checkout is on sys.path or the working directory")
