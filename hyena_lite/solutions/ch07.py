@@ -13,7 +13,7 @@ def kd_loss(
     temperature: float = 1.0,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """T^2 KL(softmax(t/T) || softmax(s/T)), summed over the vocabulary, averaged over kept positions."""
+    """T^2 KL(softmax(t/T) || softmax(s/T)) over the vocabulary, averaged over kept positions."""
     log_p = F.log_softmax(teacher_logits / temperature, -1)
     log_q = F.log_softmax(student_logits / temperature, -1)
     per_position = (log_p.exp() * (log_p - log_q)).sum(-1) * temperature**2
