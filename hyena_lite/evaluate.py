@@ -401,21 +401,17 @@ def evaluate_model(
             "accuracy": cloze_accuracy(model, examples, batch_size),
         }
     if "recall" in tasks:
+        # probe, smallest size, and the share of the context its largest size fills
+        recall_probes = {"copy": (copy_curve, 4, 2), "mqar": (mqar_curve, 2, 4)}
         report["recall"] = {
-            "copy": copy_curve(
+            name: curve(
                 model,
                 tokenizer,
-                _powers_of_two(4, (context - 1) // 2),
+                _powers_of_two(smallest, (context - 1) // share),
                 batch_size=batch_size,
                 seed=profile.seed,
-            ),
-            "mqar": mqar_curve(
-                model,
-                tokenizer,
-                _powers_of_two(2, (context - 1) // 4),
-                batch_size=batch_size,
-                seed=profile.seed,
-            ),
+            )
+            for name, (curve, smallest, share) in recall_probes.items()
         }
     if "length" in tasks:
         length = min(length or max_length(model), max_length(model))

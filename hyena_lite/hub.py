@@ -1,5 +1,6 @@
-"""Whether the Hugging Face hub answers, asked the way huggingface_hub asks: its offline switches, its endpoint
-(HF_ENDPOINT, a mirror) and its HTTP session (which honours HTTPS_PROXY); the network answer is cached per process."""
+"""Whether the Hugging Face hub answers, asked the way huggingface_hub asks: its offline switches,
+its endpoint (HF_ENDPOINT, a mirror) and its HTTP session (which honours HTTPS_PROXY); the network
+answer is cached per process."""
 
 from __future__ import annotations
 
@@ -10,21 +11,23 @@ PROBE_FILE = (
 )
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 GET_IT = (
-    "for GPT-2 and WikiText-103, run where the hub answers (Colab does; behind a proxy set HTTPS_PROXY, "
-    "for a mirror HF_ENDPOINT) with HF_HUB_OFFLINE unset"
+    "for GPT-2 and WikiText-103, run where the hub answers (Colab does; behind a proxy set "
+    "HTTPS_PROXY, for a mirror HF_ENDPOINT) with HF_HUB_OFFLINE unset"
 )
 _answers: dict[str, bool] = {}
 
 
 def endpoint() -> str:
-    """The hub address huggingface_hub uses (https://huggingface.co unless HF_ENDPOINT names a mirror)."""
+    """The hub address huggingface_hub uses (https://huggingface.co unless HF_ENDPOINT names
+    a mirror)."""
     from huggingface_hub import constants
 
     return constants.ENDPOINT.rstrip("/")
 
 
 def offline_mode() -> bool:
-    """Whether the hub is switched off: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE, now or when huggingface_hub loaded."""
+    """Whether the hub is switched off: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE, now or when
+    huggingface_hub loaded."""
     from huggingface_hub import constants
 
     if any(
@@ -40,7 +43,8 @@ def offline_mode() -> bool:
 
 
 def reachable(timeout: float = 5.0) -> bool:
-    """Whether the hub serves GPT-2's config (a HEAD request through huggingface_hub's session), once per endpoint."""
+    """Whether the hub serves GPT-2's config (a HEAD request through huggingface_hub's session),
+    once per endpoint."""
     if offline_mode():
         return False
     address = endpoint()

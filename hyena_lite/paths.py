@@ -1,7 +1,8 @@
-"""Where hyena_lite keeps what it builds (offline assets, cached artefacts) and what it ships (results files).
+"""Where hyena_lite keeps what it builds (offline assets, cached artefacts) and what it ships
+(results files).
 
-The results of real runs (JSON, CSV) and the assets' checksums are package data inside `hyena_lite`, read
-through importlib.resources, so that a wheel installed outside any checkout (Colab) finds them.
+The results of real runs (JSON, CSV) and the assets' checksums are package data inside `hyena_lite`,
+read through importlib.resources, so that a wheel installed outside any checkout (Colab) finds them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ atexit.register(_extracted.close)
 
 
 def home() -> Path:
-    """The root folder of everything generated: $HYENA_LITE_HOME, else the checkout, else ~/.cache/hyena_lite."""
+    """The root folder of everything generated: $HYENA_LITE_HOME, else the checkout,
+    else ~/.cache/hyena_lite."""
     if env := os.environ.get("HYENA_LITE_HOME"):
         return Path(env).expanduser().resolve()
     if (_REPO_ROOT / "pyproject.toml").exists() and (_REPO_ROOT / "data").is_dir():
@@ -43,7 +45,8 @@ def artifacts_dir() -> Path:
 
 
 def package_file(name: str) -> Path:
-    """A file or folder shipped inside the hyena_lite package, as a real path (extracted from a zip, once)."""
+    """A file or folder shipped inside the hyena_lite package, as a real path (extracted from a
+    zip, once)."""
     resource = resources.files(_PACKAGE).joinpath(name)
     if isinstance(resource, Path):
         return resource
@@ -64,15 +67,18 @@ def package_file(name: str) -> Path:
 
 
 def results_dir() -> Path:
-    """The small results of real runs (JSON, CSV) that the book shows: hyena_lite/results in the package.
+    """The small results of real runs (JSON, CSV) that the book shows: hyena_lite/results in
+    the package.
 
-    In a checkout it is the source folder, where scripts write new results; installed, the installed copy.
+    In a checkout it is the source folder, where scripts write new results; installed, the
+    installed copy.
     """
     return package_file(_RESULTS)
 
 
 def load_result(name: str) -> Any:
-    """A shipped results file by name: a .json file as its object, a .csv file as a pandas DataFrame."""
+    """A shipped results file by name: a .json file as its object, a .csv file as a
+    pandas DataFrame."""
     resource = resources.files(_PACKAGE).joinpath(_RESULTS).joinpath(name)
     if not resource.is_file():
         shipped = sorted(

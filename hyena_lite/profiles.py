@@ -1,9 +1,9 @@
 """Run presets: `smoke` (tests), `cpu` (a laptop, offline) and `gpu` (Colab or a workstation).
 
-Chosen by the environment variable HYENA_BOOK_PROFILE; unset, `gpu` when CUDA is present, else `cpu`.
-`gpu` needs the Hugging Face hub (GPT-2, WikiText-103); where the hub does not answer, get_profile gives
-`gpu-offline` instead (a mini GPT-2 pre-trained by the book on the offline corpus, sized for a 16 GB T4)
-and says so in one line.
+Chosen by the environment variable HYENA_BOOK_PROFILE; unset, `gpu` when CUDA is present, else
+`cpu`. `gpu` needs the Hugging Face hub (GPT-2, WikiText-103); where the hub does not answer,
+get_profile gives `gpu-offline` instead (a mini GPT-2 pre-trained by the book on the offline corpus,
+sized for a 16 GB T4) and says so in one line.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ class Profile:
     bench_lengths: tuple[int, ...]  # sequence lengths of the profiling chapter
     bench_repeats: int
     seed: int = 0
-    # Induction data in the mini teacher's pre-training (hyena_lite.teachers.pretraining_batches): the
-    # fraction of sequences that repeat one span over and over, and the fraction of those whose span is
-    # random ordinary tokens (as the copy probe's) rather than a span of the corpus. 0: plain corpus windows.
+    # Induction data in the mini teacher's pre-training (hyena_lite.teachers.pretraining_batches):
+    # the fraction of sequences that repeat one span over and over, and the fraction of those whose
+    # span is random ordinary tokens (as the copy probe's) rather than a span of the corpus.
+    # 0: plain corpus windows.
     teacher_copy_fraction: float = 0.0
     teacher_copy_random: float = 0.0
 
@@ -75,7 +76,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="offline on a laptop: a mini GPT-2 teacher pre-trained on the corpus, then distilled",
+        description=(
+            "offline on a laptop: a mini GPT-2 teacher pre-trained on the corpus, then distilled"
+        ),
         device="cpu",
         teacher="mini-gpt2",
         corpus="offline",
@@ -83,9 +86,11 @@ PROFILES: dict[str, Profile] = {
         batch_size=16,
         grad_accum=2,
         teacher_layers=4,
-        teacher_width=128,  # at equal CPU time (~4 min, one core) width 128 reached val loss 6.78, width 256 6.92
+        # at equal CPU time (~4 min, one core) width 128 reached val loss 6.78, width 256 6.92
+        teacher_width=128,
         teacher_heads=4,
-        teacher_tokens=700_000,  # 170 steps: 40 min on 2 busy cores, hyena_lite/results/teacher_cpu.json
+        # 170 steps: 40 min on 2 busy cores, hyena_lite/results/teacher_cpu.json
+        teacher_tokens=700_000,
         teacher_lr=2e-3,
         distill_tokens=500_000,
         distill_lr=1e-3,
@@ -101,7 +106,8 @@ PROFILES: dict[str, Profile] = {
         corpus="wikitext-103",
         seq_len=1024,
         batch_size=16,
-        grad_accum=4,  # GPT-2 124M KD peaks at 41 GiB whole, 12.8 GiB in micro-batches of 4: a 16 GB T4 fits
+        # GPT-2 124M KD peaks at 41 GiB whole, 12.8 GiB in micro-batches of 4: a 16 GB T4 fits
+        grad_accum=4,
         teacher_layers=12,
         teacher_width=768,
         teacher_heads=12,
@@ -113,15 +119,17 @@ PROFILES: dict[str, Profile] = {
         bench_lengths=(1024, 2048, 4096, 8192, 16384),
         bench_repeats=10,
     ),
-    # The gpu profile where the hub does not answer: the cpu profile's offline path (a mini GPT-2 that the
-    # book pre-trains on the offline corpus, then distils) scaled for a GPU. The teacher keeps GPT-2's
-    # architecture, so every chapter's GPT-2 code runs as written: 6 layers of width 384 (30M parameters,
-    # 19M of them the embedding), pre-trained on 8M tokens. Micro-batches of 8 x 512 tokens of this
-    # model need a fraction of a 16 GB T4. Measured per chapter by scripts/run_book.py
-    # (hyena_lite/results/book_gpu_h200.json).
+    # The gpu profile where the hub does not answer: the cpu profile's offline path (a mini GPT-2
+    # that the book pre-trains on the offline corpus, then distils) scaled for a GPU. The teacher
+    # keeps GPT-2's architecture, so every chapter's GPT-2 code runs as written: 6 layers of width
+    # 384 (30M parameters, 19M of them the embedding), pre-trained on 8M tokens. Micro-batches of
+    # 8 x 512 tokens of this model need a fraction of a 16 GB T4. Measured per chapter by
+    # scripts/run_book.py (hyena_lite/results/book_gpu_h200.json).
     "gpu-offline": Profile(
         name="gpu-offline",
-        description="a GPU without the hub: a mini GPT-2 pre-trained by the book on the offline corpus",
+        description=(
+            "a GPU without the hub: a mini GPT-2 pre-trained by the book on the offline corpus"
+        ),
         device="cuda",
         teacher="mini-gpt2",
         corpus="offline",
@@ -152,10 +160,11 @@ def _cuda_available() -> bool:
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The profile called `name`, else the one named by $HYENA_BOOK_PROFILE, else gpu/cpu by hardware.
+    """The profile called `name`, else the one named by $HYENA_BOOK_PROFILE, else gpu/cpu
+    by hardware.
 
-    `gpu` becomes `gpu-offline` where the Hugging Face hub does not answer (hyena_lite.hub), with one line
-    that says so; PROFILES["gpu"] is the hub preset itself.
+    `gpu` becomes `gpu-offline` where the Hugging Face hub does not answer (hyena_lite.hub), with
+    one line that says so; PROFILES["gpu"] is the hub preset itself.
     """
     if name is None:
         name = os.environ.get(ENV_VAR) or ("gpu" if _cuda_available() else "cpu")
@@ -173,7 +182,8 @@ def get_profile(name: str | None = None) -> Profile:
                 _told.add(key)
                 print(
                     f"the gpu profile needs the Hugging Face hub and {hub.describe()}: using the "
-                    f"'{OFFLINE_GPU_PROFILE}' profile (a mini GPT-2 pre-trained on the offline corpus); "
+                    f"'{OFFLINE_GPU_PROFILE}' profile (a mini GPT-2 pre-trained on the offline "
+                    "corpus); "
                     f"{hub.GET_IT}"
                 )
             return PROFILES[OFFLINE_GPU_PROFILE]

@@ -1,5 +1,6 @@
-"""The first code cell of every chapter, made from the one setting of the repository: `repository.url` and
-`repository.branch` in _config.yml (which the book's Colab badges and launch buttons read too).
+"""The first code cell of every chapter, made from the one setting of the repository:
+`repository.url` and `repository.branch` in _config.yml (which the book's Colab badges and launch
+buttons read too).
 
     python scripts/colab_cell.py          # rewrite the cell in every book/*.ipynb from _config.yml
     python scripts/colab_cell.py --check  # exit 1, naming the chapters whose cell disagrees

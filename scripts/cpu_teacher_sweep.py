@@ -1,21 +1,23 @@
-"""Variants of the cpu profile's mini GPT-2 teacher, trained and probed, to choose its pre-training by evidence.
+"""Variants of the cpu profile's mini GPT-2 teacher, trained and probed, to choose its pre-training
+by evidence.
 
-Each variant is the cpu profile (seq_len 256, 4 layers, width 128, 700K tokens, ...) with a few fields changed:
-the fraction of induction sequences in pre-training (teacher_copy_fraction, teacher_copy_random), the learning
-rate, the batch size, the tokens. Each is pre-trained by the library (hyena_lite.teachers.pretrain_mini_gpt2,
-in float32 as on a CPU) and scored: validation perplexity per domain against the unigram model's, copying
-accuracy at lengths 32/64/128 (hyena_lite.probes.copy_curve), and the length curve (mean NLL per bin of
-positions over validation windows of seq_len tokens, hyena_lite.evaluate.length_curve). Runs on CUDA when
-present, else on the CPU (only sensible with --tiny, a dry run at toy sizes). From the repository root, with
-the offline assets built (`make assets`):
+Each variant is the cpu profile (seq_len 256, 4 layers, width 128, 700K tokens, ...) with a few
+fields changed: the fraction of induction sequences in pre-training (teacher_copy_fraction,
+teacher_copy_random), the learning rate, the batch size, the tokens. Each is pre-trained by the
+library (hyena_lite.teachers.pretrain_mini_gpt2, in float32 as on a CPU) and scored: validation
+perplexity per domain against the unigram model's, copying accuracy at lengths 32/64/128
+(hyena_lite.probes.copy_curve), and the length curve (mean NLL per bin of positions over validation
+windows of seq_len tokens, hyena_lite.evaluate.length_curve). Runs on CUDA when present, else on the
+CPU (only sensible with --tiny, a dry run at toy sizes). From the repository root, with the offline
+assets built (`make assets`):
 
-    python scripts/cpu_teacher_sweep.py --out OUT.json                 # every variant
+    python scripts/cpu_teacher_sweep.py --out OUT.json                # every variant
     python scripts/cpu_teacher_sweep.py --out OUT.json --variants baseline,copy25
-    python scripts/cpu_teacher_sweep.py --out /tmp/dry.json --tiny      # a dry run on a CPU, in a minute
+    python scripts/cpu_teacher_sweep.py --out /tmp/dry.json --tiny  # a one-minute dry run on a CPU
 
-Resumable: OUT.json is rewritten after every variant and a variant already in it is skipped; a variant's
-training checkpoints in --work (default: beside OUT.json) and resumes. A variant that fails is recorded with
-its error and the others still run.
+Resumable: OUT.json is rewritten after every variant and a variant already in it is skipped; a
+variant's training checkpoints in --work (default: beside OUT.json) and resumes. A variant that
+fails is recorded with its error and the others still run.
 """
 
 from __future__ import annotations
@@ -46,13 +48,14 @@ from hyena_lite.training import TrainingStopped
 
 COPY_LENGTHS = (32, 64, 128)
 CPU = get_profile("cpu")
-# name -> changes to the cpu profile, in the order they run (the most telling first, so that a partial sweep
-# already answers). "baseline" is today's cpu teacher (170 steps of 16 x 256 tokens); the others add induction
-# data (copy: teacher_copy_fraction in %, rand: teacher_copy_random in %) and change one or two settings at a
-# time. Smaller batches give more optimiser steps for the same tokens, which induction heads may need (a tiny
-# teacher, 2 layers of width 64, had not formed them after 1,200 steps of 2 sequences, half of them repeats).
-# Budgets stay at or below the baseline's tokens (a CPU's time is about proportional to them), except the
-# variants marked "over budget", for reference.
+# name -> changes to the cpu profile, in the order they run (the most telling first, so that a
+# partial sweep already answers). "baseline" is today's cpu teacher (170 steps of 16 x 256 tokens);
+# the others add induction data (copy: teacher_copy_fraction in %, rand: teacher_copy_random in %)
+# and change one or two settings at a time. Smaller batches give more optimiser steps for the same
+# tokens, which induction heads may need (a tiny teacher, 2 layers of width 64, had not formed them
+# after 1,200 steps of 2 sequences, half of them repeats). Budgets stay at or below the baseline's
+# tokens (a CPU's time is about proportional to them), except the variants marked "over budget",
+# for reference.
 VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {},
     "copy25-rand50": {"teacher_copy_fraction": 0.25, "teacher_copy_random": 0.5},
@@ -162,8 +165,8 @@ TINY = {
 
 
 def variant_profile(changes: dict[str, Any], device: str, tiny: bool) -> Profile:
-    """The cpu profile with a variant's changes, on `device`; at toy sizes with `tiny` (the variant's
-    induction fractions and learning rate kept)."""
+    """The cpu profile with a variant's changes, on `device`; at toy sizes with `tiny` (the
+    variant's induction fractions and learning rate kept)."""
     profile = CPU.replace(device=device, **changes)
     if tiny:
         kept = {
@@ -174,7 +177,8 @@ def variant_profile(changes: dict[str, Any], device: str, tiny: bool) -> Profile
 
 
 def pretrained(profile: Profile, folder: Path) -> tuple[GPT2LMHeadModel, Any]:
-    """The variant's teacher: loaded when its training finished before, else pre-trained (resuming)."""
+    """The variant's teacher: loaded when its training finished before, else
+    pre-trained (resuming)."""
     if (folder / "model" / "config.json").is_file():
         return GPT2LMHeadModel.from_pretrained(folder / "model").eval(), gpt2_tokenizer()
     return teachers.pretrain_mini_gpt2(
@@ -183,7 +187,8 @@ def pretrained(profile: Profile, folder: Path) -> tuple[GPT2LMHeadModel, Any]:
 
 
 def score(model: GPT2LMHeadModel, tokenizer, profile: Profile, copy_n: int) -> dict[str, Any]:
-    """Validation perplexity per domain (and the unigram's), copying accuracy per length, the length curve."""
+    """Validation perplexity per domain (and the unigram's), copying accuracy per length, the
+    length curve."""
     table = teachers.domain_perplexities(model, tokenizer, profile, corpus_name="offline")
     valid = tokenize_split(load_corpus("offline")["validation"], tokenizer)[
         : max(profile.eval_tokens, profile.seq_len)
@@ -234,7 +239,8 @@ def headline(result: dict[str, Any]) -> str:
     ppl = {d: round(v["model"], 1) for d, v in result["validation_perplexity"].items()}
     nll = result["length_curve"]["mean_nll"]
     return (
-        f"val ppl {ppl}; copy {result['copy_accuracy']}; NLL by position {nll[0]:.2f} -> {nll[-1]:.2f}; "
+        f"val ppl {ppl}; copy {result['copy_accuracy']}; "
+        f"NLL by position {nll[0]:.2f} -> {nll[-1]:.2f}; "
         f"{result['tokens']:,} tokens, {result['wall_seconds']:.0f} s"
     )
 
@@ -285,9 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if report and report.get("tiny", False) != args.tiny:
-        raise SystemExit(
-            f"{args.out} holds a {'tiny' if report.get('tiny') else 'full'} sweep; choose another --out"
-        )
+        kind = "tiny" if report.get("tiny") else "full"
+        raise SystemExit(f"{args.out} holds a {kind} sweep; choose another --out")
     report.update(
         provenance(" ".join(["python scripts/cpu_teacher_sweep.py", *args.argv])),
         tiny=args.tiny,

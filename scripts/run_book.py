@@ -1,12 +1,13 @@
-"""Execute chapters of the book with nbclient in a working folder, in one profile, and record each one's time,
-peak GPU memory and outcome in a JSON file; it goes on after a failing chapter and, run again, skips the
-chapters already `ok` in that file.
+"""Execute chapters of the book with nbclient in a working folder, in one profile, and record each
+one's time, peak GPU memory and outcome in a JSON file; it goes on after a failing chapter and, run
+again, skips the chapters already `ok` in that file.
 
-    python scripts/run_book.py --workdir /tmp/book-run --profile gpu --json book_gpu_h200.json [--chapters 06 07]
+    python scripts/run_book.py --workdir /tmp/book-run --profile gpu --json book_gpu_h200.json \
+        [--chapters 06 07]
 
-Each chapter runs in a kernel of the Python that runs this script, from a copy in --workdir (so that the
-checkout is neither its folder nor on its path); the executed copy is kept there. Its peak GPU memory is
-torch.cuda.max_memory_reserved(), read by a cell appended to the copy; null without CUDA.
+Each chapter runs in a kernel of the Python that runs this script, from a copy in --workdir (so that
+the checkout is neither its folder nor on its path); the executed copy is kept there. Its peak GPU
+memory is torch.cuda.max_memory_reserved(), read by a cell appended to the copy; null without CUDA.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ PEAK_CELL = (
 
 
 def chapters(book: Path, chosen: list[str] | None) -> list[Path]:
-    """The book's chapter notebooks, all or those whose file name starts with one of `chosen` ("06", "07_dist")."""
+    """The book's chapter notebooks, all or those whose file name starts with one of `chosen`
+    ("06", "07_dist")."""
     every = sorted(book.glob("[0-9][0-9]_*.ipynb"))
     if not every:
         raise SystemExit(f"no chapters (NN_*.ipynb) in {book}")
@@ -70,7 +72,8 @@ def use_this_python_as_kernel(workdir: Path) -> None:
 
 
 def run_chapter(path: Path, workdir: Path, timeout: int) -> dict:
-    """Execute one chapter in workdir; its record: chapter, seconds, peak_gpu_gib, ok (and error when not ok)."""
+    """Execute one chapter in workdir; its record: chapter, seconds, peak_gpu_gib, ok (and error
+    when not ok)."""
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PEAK_CELL))
     client = NotebookClient(
@@ -122,15 +125,18 @@ def hardware() -> str:
     try:
         import torch
 
-        gpu = (
-            f"{torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
-            if torch.cuda.is_available()
-            else "no GPU"
-        )
+        if torch.cuda.is_available():
+            memory_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+            gpu = f"{torch.cuda.get_device_name()} ({memory_gib:.0f} GiB)"
+        else:
+            gpu = "no GPU"
         versions = f"torch {torch.__version__}"
     except ImportError:
         gpu, versions = "torch missing", ""
-    return f"{gpu}, {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, {versions}"
+    return (
+        f"{gpu}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}, {versions}"
+    )
 
 
 def commit(book: Path) -> str | None:

@@ -1,10 +1,11 @@
 """The book from an installed wheel, outside the checkout, as a reader on Colab has it.
 
-Builds the wheel from the tracked files, installs it (without dependencies: they come from the environment
-running this script, through a .pth line, so that nothing is downloaded) into a fresh virtual environment in a
-temporary folder, builds the offline assets there with `python -m hyena_lite data` into a temporary
-HYENA_LITE_HOME (reusing the already downloaded source archives), checks that the installed package carries its
-results files, and executes every chapter in the smoke profile from a temporary folder (scripts/run_book.py).
+Builds the wheel from the tracked files, installs it (without dependencies: they come from the
+environment running this script, through a .pth line, so that nothing is downloaded) into a fresh
+virtual environment in a temporary folder, builds the offline assets there with
+`python -m hyena_lite data` into a temporary HYENA_LITE_HOME (reusing the already downloaded source
+archives), checks that the installed package carries its results files, and executes every chapter
+in the smoke profile from a temporary folder (scripts/run_book.py).
 
     python tests/installed_book.py [--keep] [--chapters 01 09]     # make installed
 """
@@ -38,7 +39,8 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def tracked_copy(target: Path) -> Path:
-    """The checkout's tracked files (and untracked ones git does not ignore), copied as a fresh clone has them."""
+    """The checkout's tracked files (and untracked ones git does not ignore), copied as a fresh
+    clone has them."""
     listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], ROOT)
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
@@ -71,7 +73,8 @@ def build_wheel(source: Path, dist: Path) -> Path:
 
 
 def fresh_venv(folder: Path, wheel: Path) -> Path:
-    """A venv with the wheel installed and this environment's packages visible after its own (a .pth line)."""
+    """A venv with the wheel installed and this environment's packages visible after its
+    own (a .pth line)."""
     venv.EnvBuilder(with_pip=False).create(folder)
     python = folder / "bin" / "python"
     purelib = Path(
@@ -79,7 +82,8 @@ def fresh_venv(folder: Path, wheel: Path) -> Path:
             [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], folder
         ).strip()
     )
-    # The parent's site-packages as a plain path: its .pth files (an editable hyena_lite among them) are not read.
+    # The parent's site-packages as a plain path: its .pth files (an editable hyena_lite among them)
+    # are not read.
     (purelib / "parent_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     run(
         [
@@ -100,7 +104,8 @@ def fresh_venv(folder: Path, wheel: Path) -> Path:
 
 
 def cached_sources(home: Path) -> None:
-    """Copy the downloaded source archives (PyPI sdist, Debian files) so that the build downloads nothing."""
+    """Copy the downloaded source archives (PyPI sdist, Debian files) so that the build
+    downloads nothing."""
     sys.path.insert(0, str(ROOT))
     from hyena_lite.paths import assets_dir
 
@@ -143,20 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "downloaded: nothing" not in built:
             raise SystemExit(f"FAILED: building the assets downloaded something:\n{built}")
-        where = json.loads(
-            run(
-                [
-                    python,
-                    "-c",
-                    (
-                        "import json, sys, hyena_lite, hyena_lite.paths as p; print(json.dumps({'package': hyena_lite.__file__, "
-                        "'results': str(p.results_dir()), 'path': sys.path, 'cwd': __import__('os').getcwd()}))"
-                    ),
-                ],
-                work,
-                env,
-            )
+        probe = (
+            "import json, sys, hyena_lite, hyena_lite.paths as p; "
+            "print(json.dumps({'package': hyena_lite.__file__, 'results': str(p.results_dir()), "
+            "'path': sys.path, 'cwd': __import__('os').getcwd()}))"
         )
+        where = json.loads(run([python, "-c", probe], work, env))
         print(f"installed package {where['package']}; results_dir() {where['results']}")
         problems = []
         if not where["package"].startswith(str(tmp / "venv")):
@@ -166,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(where["results"], "benchmark_h200.json").is_file():
             problems.append(f"results_dir() = {where['results']} holds no benchmark_h200.json")
         if (
-            any(Path(p or ".").resolve() == ROOT for p in where["path"])
+            any(Path(where["cwd"], p).resolve() == ROOT for p in where["path"])  # "" is its cwd
             or Path(where["cwd"]).resolve() == ROOT
         ):
             problems.append("the checkout is on sys.path or the working directory")
@@ -196,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         record = json.loads(out.read_text()) if out.is_file() else {"chapters": []}
         for chapter in record["chapters"]:
+            outcome = "ok" if chapter["ok"] else "FAILED"
             print(
-                f"  {chapter['chapter']:<32} {'ok' if chapter['ok'] else 'FAILED':<7} {chapter['seconds']:>7} s"
+                f"  {chapter['chapter']:<32} {outcome:<7} {chapter['seconds']:>7} s"
                 + ("" if chapter["ok"] else f"  {chapter['error']}")
             )
         if book.returncode or not record["chapters"]:

@@ -1,4 +1,5 @@
-"""`make book`'s build (scripts/build_book.sh) fails when a chapter raises, though jupyter-book exits 0."""
+"""`make book`'s build (scripts/build_book.sh) fails when a chapter raises, though jupyter-book
+exits 0."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ TOC = "format: jb-book\nroot: intro\nchapters:\n  - file: chapter\n"
 
 
 def tiny_book(folder: Path, cell: str) -> Path:
-    """A book of an intro page and one chapter whose only code cell is `cell`, configured as ours is."""
+    """A book of an intro page and one chapter whose only code cell is `cell`, configured as
+    ours is."""
     (folder / "_config.yml").write_text(CONFIG)
     (folder / "_toc.yml").write_text(TOC)
     (folder / "intro.md").write_text("# Intro\n")

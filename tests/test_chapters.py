@@ -1,6 +1,7 @@
-"""The chapters' shared conventions: one Colab cell, identical everywhere and made from _config.yml's repository,
-that does nothing outside Colab, installs and builds the assets on Colab, and mounts Google Drive only when
-asked; a header that states the time per profile; alt text on figures."""
+"""The chapters' shared conventions: one Colab cell, identical everywhere and made from
+_config.yml's repository, that does nothing outside Colab, installs and builds the assets on
+Colab, and mounts Google Drive only when asked; a header that states the time per profile; alt
+text on figures."""
 
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ def run_colab_cell(
     drive_env: str | None = None,
     missing: tuple[str, ...] = (),
 ) -> dict:
-    """Execute the shared Colab cell with subprocess, find_spec, google.colab and the asset builder faked."""
+    """Execute the shared Colab cell with subprocess, find_spec, google.colab and the asset
+    builder faked."""
     from hyena_lite import assets
 
     did: dict = {"run": [], "mounted": [], "built": 0, "debian": 0}

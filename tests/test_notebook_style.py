@@ -15,7 +15,8 @@ EXEMPT_MARK = "# Colab only:"
 
 
 def long_lines(notebook: dict, limit: int = MAX_LINE) -> list[tuple[int, int, str]]:
-    """(cell index, line number, line) of every code line longer than `limit`, exempt cells aside."""
+    """(cell index, line number, line) of every code line longer than `limit`, exempt
+    cells aside."""
     found = []
     for index, cell in enumerate(notebook["cells"]):
         source = "".join(cell["source"])

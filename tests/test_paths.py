@@ -1,5 +1,5 @@
-"""The files the package ships (results, the assets' checksums) are found from the source tree, from an
-installed copy and from a zip, and every results file a chapter reads is among them."""
+"""The files the package ships (results, the assets' checksums) are found from the source tree, from
+an installed copy and from a zip, and every results file a chapter reads is among them."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def test_a_zipped_package_finds_its_results_and_checksums(tmp_path):
                 bundle.write(path, path.relative_to(ROOT).as_posix())
     probe = (
         "import json, hyena_lite.paths as p, hyena_lite.assets as a; "
-        "print(json.dumps([p.__file__, str(p.results_dir()), sorted(x.name for x in p.results_dir().iterdir()), "
+        "print(json.dumps([p.__file__, str(p.results_dir()), "
+        "sorted(x.name for x in p.results_dir().iterdir()), "
         "len(p.load_result('benchmark_h200.json')), len(a.read_checksums())]))"
     )
     done = subprocess.run(

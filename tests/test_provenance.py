@@ -2,11 +2,11 @@
 
 import json
 import shlex
-from pathlib import Path
 
 from hyena_lite import provenance
+from hyena_lite.paths import results_dir
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = results_dir()
 
 
 def test_record_has_the_schema_keys_and_the_command(monkeypatch) -> None:

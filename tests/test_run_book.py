@@ -1,5 +1,5 @@
-"""scripts/run_book.py: every chapter runs in a kernel from a working folder, a failure does not stop the run,
-and a second run skips the chapters already ok."""
+"""scripts/run_book.py: every chapter runs in a kernel from a working folder, a failure does not
+stop the run, and a second run skips the chapters already ok."""
 
 from __future__ import annotations
 

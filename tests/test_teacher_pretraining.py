@@ -1,5 +1,5 @@
-"""The mini teacher's pre-training data (induction sequences mixed into corpus windows) and its resumption
-after a crash or a stop signal."""
+"""The mini teacher's pre-training data (induction sequences mixed into corpus windows) and its
+resumption after a crash or a stop signal."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from hyena_lite import get_profile, teachers
+from hyena_lite import get_profile, mini_teacher, teachers
 from hyena_lite.data import iterate_batches
 from hyena_lite.training import TrainingStopped
 
@@ -39,13 +39,13 @@ def is_induction(row: torch.Tensor) -> bool:
     """Whether a row is [START, s, s, ...] for some span s of MIN_SPAN to seq_len // 2 tokens."""
     body = row[1:]
     return row[0] == START and any(
-        torch.equal(body[p:], body[:-p]) for p in range(teachers.MIN_SPAN, len(row) // 2 + 1)
+        torch.equal(body[p:], body[:-p]) for p in range(mini_teacher.MIN_SPAN, len(row) // 2 + 1)
     )
 
 
 def test_without_induction_data_the_batches_are_the_plain_corpus_windows():
     plain = list(iterate_batches(TOKENS, TINY.batch_size, TINY.seq_len, seed=TINY.seed, steps=20))
-    assert all(torch.equal(a, b) for a, b in zip(batches(TINY), plain))
+    assert all(torch.equal(a, b) for a, b in zip(batches(TINY), plain, strict=True))
 
 
 def test_a_fraction_of_rows_repeat_a_span_from_the_corpus_or_of_random_tokens():
@@ -56,7 +56,7 @@ def test_a_fraction_of_rows_repeat_a_span_from_the_corpus_or_of_random_tokens():
     from_corpus = [
         row
         for row in induction
-        if (row[2 : teachers.MIN_SPAN + 1] - row[1 : teachers.MIN_SPAN] == 1).all()
+        if (row[2 : mini_teacher.MIN_SPAN + 1] - row[1 : mini_teacher.MIN_SPAN] == 1).all()
     ]
     assert 0.35 < len(from_corpus) / len(induction) < 0.65
     assert all(torch.isin(row[1:], VOCAB).all() for row in induction)
@@ -72,10 +72,10 @@ def test_batch_k_depends_only_on_the_seed_and_k():
     profile = TINY.replace(teacher_copy_fraction=0.5, teacher_copy_random=0.5)
     assert all(
         torch.equal(a, b)
-        for a, b in zip(batches(profile, start=7, n=5), batches(profile, n=12)[7:])
+        for a, b in zip(batches(profile, start=7, n=5), batches(profile, n=12)[7:], strict=True)
     )
     other = batches(profile.replace(seed=1), n=12)
-    assert not all(torch.equal(a, b) for a, b in zip(other, batches(profile, n=12)))
+    assert not all(torch.equal(a, b) for a, b in zip(other, batches(profile, n=12), strict=True))
 
 
 def test_induction_data_is_part_of_the_cache_identity_and_its_fractions_are_checked():
@@ -119,7 +119,8 @@ def uninterrupted(tmp_path_factory):
 
 
 def run_with(monkeypatch, interrupt):
-    """Make pre-training call interrupt(k) before it draws batch k; record each `start` it is asked for."""
+    """Make pre-training call interrupt(k) before it draws batch k; record each `start` it is
+    asked for."""
     starts = []
 
     def watched(tokens, profile, vocab, start_token, start=0):
@@ -130,7 +131,7 @@ def run_with(monkeypatch, interrupt):
             interrupt(k)
             yield batch
 
-    monkeypatch.setattr(teachers, "pretraining_batches", watched)
+    monkeypatch.setattr(mini_teacher, "pretraining_batches", watched)
     return starts
 
 

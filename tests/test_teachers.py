@@ -1,4 +1,5 @@
-"""Tests of the teacher zoo: offline errors, the mini GPT-2's cached seeded pre-training, the unigram baseline."""
+"""Tests of the teacher zoo: offline errors, the mini GPT-2's cached seeded pre-training, the
+unigram baseline."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import pytest
 import torch
 
-from hyena_lite import get_profile, teachers
+from hyena_lite import get_profile, mini_teacher, teachers
 from hyena_lite.teachers import TeacherUnavailable, load_teacher
 
 TINY = get_profile("smoke").replace(
@@ -27,14 +28,14 @@ def trained(tmp_path_factory):
     """A folder in which the TINY mini teacher has been pre-trained once for this module."""
     folder = tmp_path_factory.mktemp("artifacts")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(teachers, "artifacts_dir", lambda: folder)
+        patch.setattr(mini_teacher, "artifacts_dir", lambda: folder)
         load_teacher("mini-gpt2", TINY)
     return folder
 
 
 @pytest.fixture
 def artifacts(trained, monkeypatch):
-    monkeypatch.setattr(teachers, "artifacts_dir", lambda: trained)
+    monkeypatch.setattr(mini_teacher, "artifacts_dir", lambda: trained)
     return trained
 
 
@@ -95,12 +96,12 @@ def test_mini_gpt2_pretrains_once_reproducibly_and_is_then_loaded_from_the_cache
     def no_training(*_args, **_kwargs):
         raise AssertionError("a cached teacher must not be trained again")
 
-    monkeypatch.setattr(teachers, "train", no_training)
+    monkeypatch.setattr(mini_teacher, "train", no_training)
     model, tokenizer = load_teacher("mini-gpt2", TINY)
     assert tokenizer("Hello world").input_ids == [15496, 995]
     assert (model.config.n_embd, model.config.n_layer) == (32, 1) and not model.training
     monkeypatch.undo()
-    monkeypatch.setattr(teachers, "artifacts_dir", lambda: tmp_path)
+    monkeypatch.setattr(mini_teacher, "artifacts_dir", lambda: tmp_path)
     again, _ = load_teacher(
         "mini-gpt2", TINY
     )  # trained again from scratch, elsewhere: the same weights
@@ -129,7 +130,8 @@ def test_domain_perplexities_score_model_and_unigram_on_the_same_tokens(artifact
 def test_smollm2_when_built_is_a_llama_teacher_without_an_extra_bos():
     if not (teachers.smollm2_dir() / "config.json").is_file():
         pytest.skip(
-            "SmolLM2 not de-quantised yet (load_teacher('smollm2-135m') builds it once, about a minute)"
+            "SmolLM2 not de-quantised yet (load_teacher('smollm2-135m') builds it once, "
+            "about a minute)"
         )
     model, tokenizer = load_teacher("smollm2-135m")
     assert model.config.model_type == "llama" and len(tokenizer) == 49152
