@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyena_lite import runs
+from hyena_lite.batches import Batch, batch_tokens, map_batch, mean_over_processes, shard
 from hyena_lite.checkpoints import (
     checkpoint_step,
     own_rng_state,
@@ -39,7 +40,6 @@ from hyena_lite.checkpoints import (
     write_log,
 )
 
-Batch = Any  # a tensor [B, ...] or a dict of tensors [B, ...]
 LossFn = Callable[[nn.Module, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 BatchesFn = Callable[[int], Iterable[Batch]]
 EvalFn = Callable[[nn.Module], "dict[str, float]"]
@@ -158,57 +158,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _map_batch(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
-    if isinstance(batch, torch.Tensor):
-        return fn(batch)
-    if isinstance(batch, dict):
-        return {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    raise TypeError(f"a batch must be a tensor or a dict of tensors, got {type(batch).__name__}")
-
-
-def _batch_tokens(batch: Batch) -> int:
-    if isinstance(batch, dict):
-        batch = batch.get(
-            "input_ids", next(v for v in batch.values() if isinstance(v, torch.Tensor))
-        )
-    return int(batch.numel())
-
-
-def _shard(batch: Batch, rank: int, world: int) -> Batch:
-    """This process's contiguous slice of a global batch."""
-    if world == 1:
-        return batch
-
-    def cut(t: torch.Tensor) -> torch.Tensor:
-        if t.shape[0] % world:
-            raise ValueError(
-                f"global batch of {t.shape[0]} sequences does not split over {world} processes; "
-                f"use a batch size divisible by {world}"
-            )
-        n = t.shape[0] // world
-        return t[rank * n : (rank + 1) * n]
-
-    return _map_batch(batch, cut)
-
-
-def _mean_over_processes(
-    accelerator, loss: torch.Tensor, metrics: dict[str, float], stop: bool
-) -> tuple[float, dict[str, float], bool]:
-    """The step's loss and metrics averaged over processes (one all-reduce); each process has its
-    shard's. Also whether any process was asked to stop, so that all of them stop after the same
-    step."""
-    names = sorted(metrics)
-    values = torch.stack(
-        [
-            loss.float(),
-            torch.tensor(float(stop), device=loss.device),
-            *(torch.tensor(float(metrics[k]), device=loss.device) for k in names),
-        ]
-    )
-    values = accelerator.reduce(values, reduction="mean").tolist()
-    return values[0], dict(zip(names, values[2:], strict=False)), values[1] > 0
 
 
 def _make_accelerator(config: TrainConfig):
@@ -381,9 +330,9 @@ class _Loop:
                     f"batches_fn ran out of batches at step {step}, micro-batch {micro}; "
                     f"give it more data or train for fewer steps"
                 ) from None
-            tokens += _batch_tokens(batch)
-            shard = _shard(batch, self.rank, self.world)
-            local = _map_batch(shard, lambda t: t.to(accelerator.device))
+            tokens += batch_tokens(batch)
+            piece = shard(batch, self.rank, self.world)
+            local = map_batch(piece, lambda t: t.to(accelerator.device))
             last = micro == config.grad_accum - 1
             sync = nullcontext() if last else accelerator.no_sync(self.wrapped)
             with sync, accelerator.autocast():
@@ -435,7 +384,7 @@ class _Loop:
         for step in range(self.start_step, config.steps):
             total, sums, new_tokens = self._accumulate(step, batches)
             tokens += new_tokens
-            loss, sums, stop = _mean_over_processes(accelerator, total, sums, bool(stop_requests))
+            loss, sums, stop = mean_over_processes(accelerator, total, sums, bool(stop_requests))
             bad_grads = runs.nonfinite_gradients(self.base)  # a finite loss can hide NaN gradients
             if not math.isfinite(loss) or bad_grads:
                 bar.close()
