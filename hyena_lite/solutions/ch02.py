@@ -1,0 +1,21 @@
+"""Chapter 2's solutions: the size of the KV cache and the unigram baseline."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def kv_cache_bytes(config, length: int, batch: int, bytes_per_number: int) -> int:
+    """Keys and values (2) for every layer, sequence, position and channel."""
+    return 2 * config.n_layer * batch * length * config.n_embd * bytes_per_number
+
+
+def unigram_perplexity(
+    train_tokens: torch.Tensor, targets: torch.Tensor, vocab_size: int
+) -> float:
+    """Add-one token frequencies of the training tokens, scored as a perplexity on `targets`."""
+    counts = torch.bincount(train_tokens, minlength=vocab_size).double() + 1
+    probabilities = counts / counts.sum()
+    return math.exp(-probabilities[targets].log().mean().item())
