@@ -19,3 +19,11 @@ def unigram_perplexity(
     counts = torch.bincount(train_tokens, minlength=vocab_size).double() + 1
     probabilities = counts / counts.sum()
     return math.exp(-probabilities[targets].log().mean().item())
+
+
+def mlp_share() -> float:
+    """8Nd^2 + 5Nd MLP parameters over all of GPT-2 small (embeddings, blocks, layer norms)."""
+    n, d, vocab, positions = 12, 768, 50257, 1024
+    mlp = n * (8 * d * d + 5 * d)
+    total = vocab * d + positions * d + n * (12 * d * d + 13 * d) + 2 * d
+    return mlp / total
