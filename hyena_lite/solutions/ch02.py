@@ -27,3 +27,16 @@ def mlp_share() -> float:
     mlp = n * (8 * d * d + 5 * d)
     total = vocab * d + positions * d + n * (12 * d * d + 13 * d) + 2 * d
     return mlp / total
+
+
+def cache_ratio() -> float:
+    """1.0: the cache holds 2 N L d numbers per sequence, however the width is split into heads."""
+    return 1.0
+
+
+cache_ratio_why = """The cache stores every layer's keys and values, 2 x N x L x d numbers
+per sequence: splitting the same width d into fewer heads changes how attention uses them, not
+how many there are. What shrinks the cache is fewer key and value heads than query heads
+(grouped-query or multi-query attention, which Llama uses), a narrower model, fewer layers,
+fewer bytes per number (float16, int8), or a mixer that keeps no cache at all, as Hyena does
+(chapter 10)."""
