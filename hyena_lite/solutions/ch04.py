@@ -27,3 +27,15 @@ def leak(mixer, u: torch.Tensor, t: int) -> float:
     if t == 0:
         return 0.0
     return (mixer(changed)[:, :t] - mixer(u)[:, :t]).abs().max().item()
+
+
+def extra_parameters() -> int:
+    """0: the filters are made by a network from positions, so no parameter grows with l_max."""
+    return 0
+
+
+short_filter_why = """It is not right. The long convolution acts only on the value path (h * v);
+the gates x^n are multiplied in position by position, so without the short filter a gate at step
+t sees only token t. The short causal convolution lets every gate and the value mix the last few
+tokens before the long filters and the products act, which gives the operator cheap local
+features (bigram-like patterns) that the smooth long filters express poorly."""

@@ -21,3 +21,15 @@ def teacher_input(teacher, ids: torch.Tensor, layer: int) -> torch.Tensor:
         hidden = block(hidden)
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden
     return t.h[layer].ln_1(hidden)
+
+
+def bad_mixers() -> tuple[float, float, float]:
+    """Zeros leave the target's energy (1); 2t errs by t (1); -t errs by 2t (4)."""
+    return 1.0, 1.0, 4.0
+
+
+def worst_layer(forced: list[float], free: list[float]) -> int:
+    """The layer with the largest free-running minus teacher-forced NMSE; layer 0 has no gap,
+    since both runs feed it the same embeddings."""
+    gaps = [f - t for f, t in zip(free, forced, strict=True)]
+    return gaps.index(max(gaps))
