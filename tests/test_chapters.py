@@ -6,6 +6,8 @@ text on figures."""
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import json
 import re
 import subprocess
@@ -305,3 +307,37 @@ def test_figure_detection_finds_plots_through_local_functions(tmp_path: Path) ->
     }
     (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
     assert figure_cells(tmp_path / "nb.ipynb") == [1, 3]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_chapter_holds_solution_code(path: Path) -> None:
+    """Solutions live in hyena_lite.solutions; a chapter only checks them and says how to show
+    one, so a learner who opens the notebook does not see them under the stub."""
+    for cell in cells(path):
+        text = source(cell)
+        assert not re.search(r"^\s*def solution_", text, re.M), (
+            f"{path.name} cell {cell.get('id')} defines a solution: move it to "
+            f"hyena_lite/solutions/ and call solution(N, name)"
+        )
+        assert "hide-cell" not in cell.get("metadata", {}).get("tags", []), (
+            f"{path.name} cell {cell.get('id')} hides a cell: solutions belong in "
+            f"hyena_lite/solutions/, not in hidden cells"
+        )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_solution_is_checked(path: Path) -> None:
+    """Each solution of a chapter's module is called by the chapter, so nbval checks it."""
+    number = int(path.stem[:2])
+    try:
+        module = importlib.import_module(f"hyena_lite.solutions.ch{number:02d}")
+    except ModuleNotFoundError:
+        return
+    text = "\n".join(source(cell) for cell in cells(path) if cell["cell_type"] == "code")
+    names = [n for n, v in vars(module).items() if not n.startswith("_") and (
+        inspect.isfunction(v) and v.__module__ == module.__name__ or isinstance(v, str))]
+    for name in names:
+        assert f'solution({number}, "{name}")' in text, (
+            f"{path.name} never checks solution {name!r}: add check_...(solution({number}, "
+            f'"{name}")) after its stub'
+        )
