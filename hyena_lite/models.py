@@ -165,13 +165,15 @@ def init_from_attention(
             f"cannot seed a Hyena operator of width {d}; convert with init='random'"
         )
 
+    value = projections["v"][0]  # new rows take its device and dtype (the teacher may be on a GPU)
+
     def bias(name: str) -> torch.Tensor:
         b = projections[name][1]
-        return torch.zeros(d) if b is None else b
+        return value.new_zeros(d) if b is None else b
 
     gates = ["q"] if order == 1 else ["k"] + [""] * (order - 2) + ["q"]  # "": a constant-one gate
-    weights = [projections[g][0] if g else torch.zeros(d, d) for g in gates] + [projections["v"][0]]
-    biases = [bias(g) if g else torch.ones(d) for g in gates] + [bias("v")]
+    weights = [projections[g][0] if g else value.new_zeros(d, d) for g in gates] + [value]
+    biases = [bias(g) if g else value.new_ones(d) for g in gates] + [bias("v")]
     with torch.no_grad():
         operator.in_proj.weight.copy_(torch.cat(weights))
         operator.in_proj.bias.copy_(torch.cat(biases))

@@ -18,7 +18,8 @@ from transformers import (
     OPTForCausalLM,
 )
 
-from hyena_lite import HyenaMixer, convert, layer_mixers, parameter_table
+from hyena_lite import HyenaMixer, HyenaOperator, convert, layer_mixers, parameter_table
+from hyena_lite.models import init_from_attention
 
 VOCAB, CONTEXT, WIDTH = 61, 24, 16
 FAMILIES = ("gpt2", "gpt_neox", "llama")
@@ -342,3 +343,15 @@ def test_gpt2_student_loss_is_named_so_labels_log_nothing(capfd):
     student(input_ids=x, labels=x)
     assert student.loss_type == "ForCausalLM"
     assert "loss_type" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_seeding_from_attention_keeps_the_teachers_device(order) -> None:
+    # the constant gate and missing biases are made where the teacher's weights are (a GPU, here
+    # the meta device): made on the CPU they could not be concatenated with them
+    d = 8
+    operator = HyenaOperator(d, l_max=16, order=order).to("meta")
+    weight = torch.empty(d, d, device="meta")
+    projections = {name: (weight, None) for name in ("q", "k", "v", "o")}
+    init_from_attention(operator, projections)
+    assert operator.in_proj.weight.device.type == "meta"
