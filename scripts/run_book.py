@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +23,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+from hyena_lite.provenance import provenance
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 KERNEL = "hyena-lite-run"
@@ -120,36 +120,6 @@ def _peak(cell) -> float | None:
     return None
 
 
-def hardware() -> str:
-    """The GPU (or none), the CPU count and the platform, in one line."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            memory_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
-            gpu = f"{torch.cuda.get_device_name()} ({memory_gib:.0f} GiB)"
-        else:
-            gpu = "no GPU"
-        versions = f"torch {torch.__version__}"
-    except ImportError:
-        gpu, versions = "torch missing", ""
-    return (
-        f"{gpu}, {os.cpu_count()} CPUs, {platform.platform()}, "
-        f"Python {platform.python_version()}, {versions}"
-    )
-
-
-def commit(book: Path) -> str | None:
-    """The checkout's commit, when the book sits in a git checkout."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=book, capture_output=True, text=True, timeout=10
-        )
-    except OSError:
-        return None
-    return done.stdout.strip() or None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="folder to run in (outside the checkout)")
@@ -165,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument(
-        "--commit", default=None, help="the commit to record (default: git rev-parse in --book)"
+        "--commit",
+        default=None,
+        help="the commit to record (default: the installed hyena_lite's checkout, if any)",
     )
     args = parser.parse_args(argv)
 
@@ -179,13 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     use_this_python_as_kernel(workdir)
     record = json.loads(out.read_text()) if out.is_file() else {}
     done = {c["chapter"]: c for c in record.get("chapters", [])}
+    command = " ".join(["python", *sys.argv]) if argv is None else f"run_book.main({argv})"
+    record.update(provenance(command))  # command, commit, hardware, created, versions
     record.update(
         {
-            "command": " ".join(["python", *sys.argv])
-            if argv is None
-            else f"run_book.main({argv})",
-            "commit": args.commit or commit(book),
-            "hardware": hardware(),
+            "commit": args.commit or record["commit"],
             "profile": args.profile,
             "workdir": str(workdir),
             "python": sys.executable,

@@ -334,8 +334,12 @@ def test_every_chapter_solution_is_checked(path: Path) -> None:
     except ModuleNotFoundError:
         return
     text = "\n".join(source(cell) for cell in cells(path) if cell["cell_type"] == "code")
-    names = [n for n, v in vars(module).items() if not n.startswith("_") and (
-        inspect.isfunction(v) and v.__module__ == module.__name__ or isinstance(v, str))]
+    names = [
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and (inspect.isfunction(v) and v.__module__ == module.__name__ or isinstance(v, str))
+    ]
     for name in names:
         assert f'solution({number}, "{name}")' in text, (
             f"{path.name} never checks solution {name!r}: add check_...(solution({number}, "

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
+from tiny_models import sum_of_exponentials
 
 from hyena_lite.decoding import CachedDecoder, RecurrentDecoder
 from hyena_lite.modal import fit_modal, relative_error
 from hyena_lite.operator import HyenaOperator
-
-
-def _sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) -> torch.Tensor:
-    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real order
-    2 * modes."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(length, dtype=torch.float64)
-    radius = 0.85 + 0.14 * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
-    angle = math.pi * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
-    amp = torch.randn(channels, modes, 1, generator=g, dtype=torch.float64)
-    h = (amp * radius**t * torch.cos(angle * t)).sum(1)
-    h[:, 0] = torch.randn(channels, generator=g, dtype=torch.float64)
-    return h
 
 
 def _decode_in_steps(decoder, u: torch.Tensor, prompt: int) -> torch.Tensor:
@@ -52,7 +38,7 @@ def test_cached_operator_equals_full_forward():
 def test_recurrent_reproduces_full_forward_on_exact_exponentials():
     torch.manual_seed(0)
     op = HyenaOperator(8, 64, order=2).eval()
-    h, skip = _sum_of_exponentials(16, 64, modes=3), torch.randn(2, 8)
+    h, skip = sum_of_exponentials(16, 64, modes=3), torch.randn(2, 8)
     op.long_filters = lambda length: (
         h[:, :length].float().view(2, 8, length),
         skip,

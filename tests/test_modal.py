@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
+from tiny_models import sum_of_exponentials
 
 from hyena_lite.modal import ModalFilter, fit_modal, hankel_singular_values, relative_error
-
-
-def _sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) -> torch.Tensor:
-    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real order
-    2 * modes."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(length, dtype=torch.float64)
-    radius = 0.85 + 0.14 * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
-    angle = math.pi * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
-    amp = torch.randn(channels, modes, 1, generator=g, dtype=torch.float64)
-    h = (amp * radius**t * torch.cos(angle * t)).sum(1)
-    h[:, 0] = torch.randn(channels, generator=g, dtype=torch.float64)
-    return h
 
 
 def test_taps_of_a_fit_are_its_modal_sum():
@@ -49,7 +35,7 @@ def test_modal_fit_error_decreases_with_order():
 
 
 def test_hankel_singular_values_count_the_states():
-    h = _sum_of_exponentials(1, 200, modes=2)
+    h = sum_of_exponentials(1, 200, modes=2)
     hsv = hankel_singular_values(h, size=32)[0]
     assert hsv[3] > 1e-6 * hsv[0] and hsv[4] < 1e-9 * hsv[0]  # exactly 4 real states
 

@@ -1,8 +1,9 @@
-"""Helpers of the robustness tests: tiny GPT-2 teachers saved as folders, and a private
-HYENA_LITE_HOME."""
+"""Helpers shared by the tests: tiny GPT-2 teachers saved as folders, a private HYENA_LITE_HOME, and
+synthetic long filters of a known order."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -50,3 +51,16 @@ def private_home(root: Path, copy_corpus: bool = False) -> Path:
         else:
             os.symlink(entry, build / entry.name)
     return root
+
+
+def sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) -> torch.Tensor:
+    """Filters that are exactly sums of `modes` damped cosines after a random first tap: real order
+    2 * modes."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float64)
+    radius = 0.85 + 0.14 * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
+    angle = math.pi * torch.rand(channels, modes, 1, generator=g, dtype=torch.float64)
+    amp = torch.randn(channels, modes, 1, generator=g, dtype=torch.float64)
+    h = (amp * radius**t * torch.cos(angle * t)).sum(1)
+    h[:, 0] = torch.randn(channels, generator=g, dtype=torch.float64)
+    return h
