@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from tiny_models import random_gpt2
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from hyena_lite import distill
 from hyena_lite.calibration import calibrate_mixers
@@ -20,19 +21,8 @@ def teacher_of(family: str, sharpen: float = 1.0):
     projections)."""
     torch.manual_seed(0)
     if family == "gpt2":
-        model = GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=VOCAB,
-                n_positions=CONTEXT,
-                n_embd=WIDTH,
-                n_layer=2,
-                n_head=2,
-                resid_pdrop=0.0,
-                embd_pdrop=0.0,
-                attn_pdrop=0.0,
-                bos_token_id=None,
-                eos_token_id=None,
-            )
+        model = random_gpt2(
+            VOCAB, CONTEXT, WIDTH, bos_token_id=None, eos_token_id=None
         ).eval()
         qkv = [block.attn.c_attn.weight for block in model.transformer.h]
     else:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import random_batches, random_gpt2
+from transformers import GPT2LMHeadModel
 
 from hyena_lite import distill
 from hyena_lite.capture import capture_mixer, first_output, run_until_stop
@@ -12,17 +13,10 @@ VOCAB, SEQ, BATCH = 40, 16, 4
 
 
 def tiny_teacher(seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=32, n_layer=2, n_head=2)
-    return GPT2LMHeadModel(config).eval()
+    return random_gpt2(VOCAB, SEQ, seed=seed, dropout=0.1).eval()
 
 
-def batches_from(start: int):
-    index = start
-    while True:
-        g = torch.Generator().manual_seed(index)
-        yield torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
-        index += 1
+batches_from = random_batches(VOCAB, BATCH, SEQ)
 
 
 def test_first_output_takes_the_first_of_a_tuple():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import random_batches, random_gpt2
+from transformers import GPT2LMHeadModel
 
 from hyena_lite import distill
 from hyena_lite.experiments import distill as experiments_distill
@@ -15,26 +16,10 @@ VOCAB, SEQ, BATCH = 40, 16, 4
 
 
 def tiny_teacher(seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=SEQ,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
-    return GPT2LMHeadModel(config).eval()
+    return random_gpt2(VOCAB, SEQ, seed=seed).eval()
 
 
-def batches_from(start: int):
-    index = start
-    while True:
-        g = torch.Generator().manual_seed(index)
-        yield torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
-        index += 1
+batches_from = random_batches(VOCAB, BATCH, SEQ)
 
 
 def config(**changes) -> TrainConfig:

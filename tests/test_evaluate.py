@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny_models import random_gpt2
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
-    GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
@@ -63,17 +63,9 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def gpt2(tokenizer):
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=128,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return GPT2LMHeadModel(config).eval()
+    return random_gpt2(
+        len(tokenizer), 128, dropout=0.1, bos_token_id=0, eos_token_id=0
+    ).eval()
 
 
 class Uniform(torch.nn.Module):

@@ -3,7 +3,7 @@ runs."""
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import random_gpt2
 
 from hyena_lite.cli import main
 from hyena_lite.decoding import fit_student
@@ -13,17 +13,8 @@ from hyena_lite.models import convert
 
 
 def _student(hyena_layers=None, seed: int = 0, vocab: int = 97):
-    torch.manual_seed(seed)
-    teacher = GPT2LMHeadModel(
-        GPT2Config(
-            n_layer=2,
-            n_embd=32,
-            n_head=2,
-            vocab_size=vocab,
-            n_positions=64,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
+    teacher = random_gpt2(
+        vocab, 64, seed=seed, dropout=0.1, bos_token_id=0, eos_token_id=0
     ).eval()
     return teacher, convert(teacher, hyena_layers=hyena_layers).eval()
 

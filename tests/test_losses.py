@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import random_gpt2
+from transformers import GPT2LMHeadModel
 
 from hyena_lite import distill
 from hyena_lite.losses import validation_loss
@@ -16,9 +17,7 @@ VOCAB, SEQ, BATCH = 40, 16, 4
 
 
 def tiny_teacher(seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=32, n_layer=2, n_head=2)
-    return GPT2LMHeadModel(config).eval()
+    return random_gpt2(VOCAB, SEQ, seed=seed, dropout=0.1).eval()
 
 
 def test_validation_loss_is_the_token_weighted_mean_and_keeps_the_mode():

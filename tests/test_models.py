@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import random_gpt2
 from transformers import (
     AutoModelForCausalLM,
-    GPT2Config,
-    GPT2LMHeadModel,
     GPT2Model,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
@@ -33,17 +32,9 @@ def tiny_teacher(family: str, seed: int = 0):
         vocab_size=VOCAB, bos_token_id=None, eos_token_id=None, pad_token_id=0
     )  # no eos: full-length generation
     if family == "gpt2":
-        config = GPT2Config(
-            n_positions=CONTEXT,
-            n_embd=WIDTH,
-            n_layer=2,
-            n_head=2,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            **common,
-        )
-        return GPT2LMHeadModel(config).eval()
+        return random_gpt2(
+            VOCAB, CONTEXT, WIDTH, seed=seed, bos_token_id=None, eos_token_id=None, pad_token_id=0
+        ).eval()
     if family == "gpt_neox":
         config = GPTNeoXConfig(
             max_position_embeddings=CONTEXT,

@@ -9,7 +9,8 @@ import signal
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import random_gpt2
+from transformers import GPT2LMHeadModel
 
 from hyena_lite.training import TrainConfig, TrainingDiverged, TrainingStopped, lr_factor, train
 
@@ -17,18 +18,7 @@ VOCAB, SEQ, BATCH = 50, 16, 4
 
 
 def tiny_gpt2(seed: int = 0, dropout: float = 0.1) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=SEQ,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        resid_pdrop=dropout,
-        embd_pdrop=dropout,
-        attn_pdrop=dropout,
-    )
-    return GPT2LMHeadModel(config)
+    return random_gpt2(VOCAB, SEQ, seed=seed, dropout=dropout)
 
 
 def batches_from(start: int):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -15,26 +16,63 @@ from hyena_lite.data import gpt2_tokenizer
 from hyena_lite.paths import assets_dir
 
 
+def random_gpt2(
+    vocab: int,
+    positions: int,
+    width: int = 32,
+    layers: int = 2,
+    seed: int = 0,
+    dropout: float = 0.0,
+    **config,
+) -> GPT2LMHeadModel:
+    """A random two-head GPT-2 drawn after `torch.manual_seed(seed)`, in training mode, with
+    `dropout` everywhere; `config` adds GPT2Config fields."""
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=vocab,
+            n_positions=positions,
+            n_embd=width,
+            n_layer=layers,
+            n_head=2,
+            resid_pdrop=dropout,
+            embd_pdrop=dropout,
+            attn_pdrop=dropout,
+            **config,
+        )
+    )
+
+
+def random_batches(vocab: int, batch: int, seq: int) -> Callable[[int], Iterator[torch.Tensor]]:
+    """`batches_from(start)` for the distillation loops: uniform random tokens, batch i drawn
+    from seed i, so that a resumed stream repeats the batches of an unbroken one."""
+
+    def batches_from(start: int) -> Iterator[torch.Tensor]:
+        index = start
+        while True:
+            g = torch.Generator().manual_seed(index)
+            yield torch.randint(0, vocab, (batch, seq), generator=g)
+            index += 1
+
+    return batches_from
+
+
 def save_tiny_gpt2(
     folder: Path, seed: int = 0, positions: int = 64, layers: int = 2, width: int = 16
 ) -> Path:
     """A random GPT-2 with the real GPT-2 tokenizer, saved with save_pretrained in `folder` (a
     teacher by path)."""
     tokenizer = gpt2_tokenizer()
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=positions,
-        n_embd=width,
-        n_layer=layers,
-        n_head=2,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
+    model = random_gpt2(
+        len(tokenizer),
+        positions,
+        width,
+        layers,
+        seed,
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    GPT2LMHeadModel(config).save_pretrained(folder)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
