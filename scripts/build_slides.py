@@ -4,7 +4,8 @@ reveal.js exporter, so that they show the outputs the book shows.
     python scripts/build_slides.py _build/jupyter_execute/book _build/html/slides
 
 Each `#` or `##` heading starts a slide (a markdown cell is split at its headings), each other
-markdown cell a sub-slide below it, and code cells stay with the prose before them; the Colab and
+markdown cell a sub-slide below it, and code cells stay with the prose before them (folded when
+longer than FOLD_CODE_LINES lines, so that the slide shows their output); the Colab and
 `parameters` cells are skipped and stderr (warnings, progress bars) is dropped, as the book drops
 them. The slide metadata is generated here, on a copy; the chapters in book/ are never edited.
 MyST roles that plain Markdown lacks become text: {cite:p}`key` an author-year label read from
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "slides_template"
 TEMPLATE = "hyena_slides"
 CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
+FOLD_CODE_LINES = 12  # a longer code cell is folded under its first line, to show its output
 COLAB_MARK = "# Colab only:"
 SLIDE_HEADING = re.compile(r"^#{1,2} ", re.M)
 ROLE = re.compile(r"\{([a-z]+)(?::[a-z]+)?\}`([^`]*)`")
@@ -133,7 +135,12 @@ def write_slides(
     for path in chapters_to_convert(executed, book):
         deck = as_slides(nbformat.read(path, as_version=4), labels)
         html, _ = exporter.from_notebook_node(
-            deck, resources={"static_prefix": static_prefix, "metadata": {"name": path.stem}}
+            deck,
+            resources={
+                "static_prefix": static_prefix,
+                "fold_code_lines": FOLD_CODE_LINES,
+                "metadata": {"name": path.stem},
+            },
         )
         target = out / f"{path.stem}.slides.html"
         target.write_text(html, encoding="utf-8")

@@ -24,7 +24,7 @@ BIB = """@article{poli2023hyena,
 
 def chapter() -> nbformat.NotebookNode:
     """A small executed chapter: header, Colab and parameters cells, prose with two sections, a
-    figure with alt text, stdout and stderr."""
+    figure with alt text, stdout and stderr, and a long code cell."""
     v4 = nbformat.v4
     figure = v4.new_code_cell("plot()")
     figure.metadata["mystnb"] = {"image": {"alt": "a rising line"}}
@@ -49,6 +49,7 @@ def chapter() -> nbformat.NotebookNode:
             v4.new_markdown_cell("More prose."),
             figure,
             v4.new_markdown_cell("## Second\n\n$x^2$"),
+            v4.new_code_cell("\n".join(f"step_{i} = {i}" for i in range(20))),
         ]
     )
 
@@ -80,6 +81,7 @@ def test_sections_start_slides_and_setup_cells_are_skipped(slides) -> None:
         ("markdown", "subslide"),
         ("code", "-"),
         ("markdown", "slide"),  # "## Second"
+        ("code", "-"),
     ]
     text = "\n".join(c.source for c in deck.cells)
     assert "(Poli et al., 2023)" in text and "(Hinton, 2015; Poli et al., 2023)" in text
@@ -104,6 +106,8 @@ def test_decks_load_only_the_books_own_scripts(slides, tmp_path) -> None:
     assert '"../_static/mathjax/tex-mml-chtml.js"' in html
     assert 'alt="a rising line"' in html and "noisy" not in html
     assert html.count("<section") >= 4
+    assert html.count('<details class="hyena-code">') == 1  # the 20-line cell, folded
+    assert "(20 lines of code)" in html
 
 
 def test_a_chapter_without_an_executed_copy_is_named(slides, tmp_path) -> None:
