@@ -25,6 +25,9 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from widget_mathjax import MATHJAX2_QUEUE_SHIM  # noqa: E402  (the book's pages use it too)
+
 TEMPLATES = Path(__file__).resolve().parent / "slides_template"
 TEMPLATE = "hyena_slides"
 CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
@@ -139,6 +142,7 @@ def write_slides(
             resources={
                 "static_prefix": static_prefix,
                 "fold_code_lines": FOLD_CODE_LINES,
+                "mathjax2_shim": MATHJAX2_QUEUE_SHIM,
                 "metadata": {"name": path.stem},
             },
         )

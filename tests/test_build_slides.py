@@ -116,3 +116,19 @@ def test_a_chapter_without_an_executed_copy_is_named(slides, tmp_path) -> None:
     nbformat.write(chapter(), tmp_path / "book" / "02_missing.ipynb")
     with pytest.raises(SystemExit, match="no executed copy of 02_missing.ipynb"):
         slides.chapters_to_convert(tmp_path / "executed", tmp_path / "book")
+
+
+def test_a_deck_with_widgets_loads_the_books_manager_and_mathjax_shim(slides, tmp_path) -> None:
+    book, executed = tmp_path / "book", tmp_path / "executed"
+    book.mkdir()
+    executed.mkdir()
+    (tmp_path / "refs.bib").write_text(BIB)
+    notebook = chapter()
+    state = {"state": {}, "version_major": 2, "version_minor": 0}
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": state}
+    nbformat.write(notebook, book / "01_chapter.ipynb")
+    nbformat.write(notebook, executed / "01_chapter.ipynb")
+    [written] = slides.write_slides(executed, tmp_path / "out", book, tmp_path / "refs.bib", "s")
+    html = written.read_text()
+    assert '<script defer="" src="s/ipywidgets/embed.js">' in html
+    assert html.index("mathjax.Hub = {Queue") < html.index("s/ipywidgets/embed.js")
