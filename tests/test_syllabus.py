@@ -83,3 +83,18 @@ def test_committed_records_name_every_chapter_they_time(name: str) -> None:
     assert {"command", "commit", "hardware", "profile"} <= set(record)
     stale = sorted(set(record["by_chapter"]) - set(CHAPTERS))
     assert stale == [], f"{name} times chapters this book no longer has: {stale}"
+
+
+def test_sources_name_each_file_and_say_which_is_missing() -> None:
+    record = {
+        "profile": "smoke",
+        "commit": "0123456789abcdef",
+        "hardware": "2 cores",
+        "notes": "busy",
+    }
+    lines = syllabus.sources({"smoke": record, "gpu (H200; T4 estimate)": None, "cpu": None})
+    assert lines[0] == (
+        "- smoke: `hyena_lite/results/book_smoke.json`, profile smoke, commit 0123456789, "
+        "on 2 cores. Its notes: busy"
+    )
+    assert "being re-measured" in lines[2] and "book_cpu.json" in lines[2]

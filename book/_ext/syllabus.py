@@ -123,9 +123,10 @@ def sources(records: dict[str, dict | None]) -> list[str]:
                 f"`hyena_lite/results/{name}` once that run is committed."
             )
             continue
+        notes = f" Its notes: {record['notes']}" if record.get("notes") else ""
         lines.append(
             f"- {title}: `hyena_lite/results/{name}`, profile {record.get('profile', '?')}, "
-            f"commit {record.get('commit', '?')}, on {record.get('hardware', '?')}."
+            f"commit {str(record.get('commit', '?'))[:10]}, on {record.get('hardware', '?')}.{notes}"
         )
     return lines
 
