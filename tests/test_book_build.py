@@ -74,9 +74,12 @@ def test_the_build_script_says_how_to_call_it():
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
-def test_make_book_and_book_smoke_build_through_the_script():
+def test_make_book_and_book_smoke_build_through_the_script_then_make_the_slides():
     makefile = (BUILD.parent.parent / "Makefile").read_text()
+    slides = makefile.split("\nSLIDES := ", 1)[1].split("\n", 1)[0]
+    assert slides.endswith("scripts/build_slides.py _build/jupyter_execute/book _build/html/slides")
     for target in ("book", "book-smoke"):
         recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
         assert "scripts/build_book.sh $(VENV)/bin/jupyter-book ." in recipe, recipe
         assert "jupyter-book build" not in recipe, recipe
+        assert recipe.index("build_book.sh") < recipe.index("$(SLIDES)"), recipe

@@ -1,7 +1,8 @@
 """Sphinx extension: stop with a clear message when the JavaScript bundled with the book is missing.
 
 The book serves MathJax 3 and the ipywidgets HTML manager itself (html_extra_path in _config.yml),
-so that its pages work offline; `make book-js` fetches them from the npm registry.
+and reveal.js for the chapters' slides, so that its pages work offline; `make book-js` fetches
+them from the npm registry.
 """
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 
 from sphinx.errors import ConfigError
 
-REQUIRED = ("_static/mathjax/tex-mml-chtml.js", "_static/ipywidgets/embed.js")
+REQUIRED = (
+    "_static/mathjax/tex-mml-chtml.js",
+    "_static/ipywidgets/embed.js",
+    "_static/reveal.js/dist/reveal.js",  # the chapters' slides (scripts/build_slides.py)
+)
 
 
 def _check_vendored(app: Any, config: Any) -> None:
@@ -20,7 +25,7 @@ def _check_vendored(app: Any, config: Any) -> None:
         missing = [name for name in REQUIRED if not (root / name).is_file()]
         if missing:
             raise ConfigError(f"{', '.join(missing)} missing under {root}: run `make book-js` "
-                              "(it fetches MathJax and the ipywidgets HTML manager from npm)")
+                              "(it fetches MathJax, the ipywidgets HTML manager and reveal.js from npm)")
 
 
 def setup(app: Any) -> dict[str, Any]:

@@ -1,16 +1,9 @@
-"""Chapter 11's solutions: bits per byte from perplexity, the goals met, the alignment budget of
-one layer, the budget ratio of the two alignment stages, and the model answer on a fair teacher."""
+"""Chapter 11's solutions: the goals met, the alignment budget of one layer and the budget ratio
+of the two alignment stages."""
 
 from __future__ import annotations
 
-import math
-
 from hyena_lite.distill import RECIPES
-
-
-def bpb(ppl: float, tokens: int, n_bytes: int) -> float:
-    """The total NLL, tokens x ln(ppl) nats, in bits (over ln 2), per byte."""
-    return tokens * math.log(ppl) / (math.log(2) * n_bytes)
 
 
 def goals(results: dict) -> dict:
@@ -32,14 +25,3 @@ def transfer_over_progressive(hyena_layers: int = 30) -> float:
     """With the same share of the budget, transfer aligns every layer on all of its tokens and
     progressive gives each layer one part in hyena_layers: the ratio is the number of layers."""
     return float(hyena_layers)
-
-
-fair_teacher = """\
-The students trained on the training split of the book's three domains; the teacher never saw
-them. A lower student perplexity can then come from imitating the teacher or from adapting to
-the domains. Control: fine-tune the teacher itself with cross-entropy on exactly the students'
-training tokens (same tokens, same order, same count), evaluate it on the same validation
-windows, and report each student's perplexity as a multiple of this adapted teacher's. Keep the
-students, their budget and the windows unchanged. If the ratios stay near 1.3 and 1.02, the
-students imitate well; if they rise, part of the gap was closed by the domains, not by
-distillation."""

@@ -3,10 +3,12 @@ broken.
 
 Checks per page: missing images, Python tracebacks in outputs, broken internal links and anchors,
 local files that fail to load, JavaScript errors, widgets and equations that did not render, and
-the Open-in-Colab launch link of every page made from a notebook.
+the Open-in-Colab launch link of every page made from a notebook; a reveal.js slide deck (the
+chapters' slides, `slides/NN_name.slides.html`) must start and hold more than one slide, and with
+--require-slides every chapter must have one.
 Requests that leave 127.0.0.1 are blocked, so the test is the same offline and on-line; the
 book bundles the JavaScript it needs (`make book-js`), so a blocked request is only reported.
-Usage: python tests/browser/check_book.py _build/html [--screenshots DIR]
+Usage: python tests/browser/check_book.py _build/html [--screenshots DIR] [--require-slides]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ OUTPUT_SELECTOR = ".cell_output"
 ERROR_OUTPUT_SELECTOR = ".cell_output .traceback, .cell_output .output.error"
 COLAB = "https://colab.research.google.com/"
 WIDGET_VIEW_SELECTOR = 'script[type="application/vnd.jupyter.widget-view+json"]'
+SLIDES_DIR = "slides"
 
 PAGE_REPORT_JS = """
 ([outputSel, errorSel, widgetSel]) => ({
@@ -51,6 +54,9 @@ PAGE_REPORT_JS = """
       .filter(el => el.childElementCount > 0).length,
   mathElements: document.querySelectorAll('div.math, span.math').length,
   mathRendered: document.querySelectorAll('mjx-container').length,
+  isDeck: document.querySelector('.reveal .slides') !== null,
+  deck: (window.Reveal && Reveal.isReady)
+      ? {ready: Reveal.isReady(), slides: Reveal.isReady() ? Reveal.getTotalSlides() : 0} : null,
 })
 """
 MATHJAX_READY_JS = """
@@ -110,6 +116,8 @@ def check_link(root: Path, origin: str, href: str) -> str | None:
     if not target.is_file():
         return f"broken link {href} (no file {target.relative_to(root)})"
     fragment = unquote(url.fragment)
+    if fragment.startswith("/"):
+        return None  # a route of the page's script (reveal.js's #/2/1), not an element's id
     if fragment and target.suffix == ".html" and fragment not in anchors_of(target):
         return f"broken anchor {href} (no id {fragment!r} in {target.relative_to(root)})"
     return None
@@ -162,6 +170,12 @@ def judge(
             f"{report['widgetViews'] - report['widgetsRendered']} of "
             f"{report['widgetViews']} widgets did not render from their saved state"
         )
+    if report.get("isDeck"):
+        deck = report["deck"]
+        if not deck or not deck["ready"]:
+            result.problems.append("a slide deck whose reveal.js did not start")
+        elif deck["slides"] < 2:
+            result.problems.append(f"a slide deck with {deck['slides']} slide(s)")
     if report["mathElements"] and not report["mathRendered"]:
         result.problems.append(f"{report['mathElements']} equations were not typeset by MathJax")
     source = root / "_sources" / path.relative_to(root).with_suffix(".ipynb")
@@ -235,8 +249,25 @@ def check_page(
     return result
 
 
-def check_book(root: Path, screenshots: Path | None, require_alt: bool = False) -> list[PageResult]:
-    """Check every page of the book built in `root`; one result per page."""
+def chapters_without_slides(root: Path) -> list[PageResult]:
+    """A failing result for each chapter (a notebook under _sources) with no
+    slides/<chapter>.slides.html."""
+    chapters = sorted((root / "_sources").rglob("[0-9][0-9]_*.ipynb"))
+    return [
+        PageResult(
+            f"{SLIDES_DIR}/{c.stem}.slides.html",
+            [f"no slides for the chapter {c.stem} (scripts/build_slides.py makes them)"],
+        )
+        for c in chapters
+        if not (root / SLIDES_DIR / f"{c.stem}.slides.html").is_file()
+    ]
+
+
+def check_book(
+    root: Path, screenshots: Path | None, require_alt: bool = False, require_slides: bool = False
+) -> list[PageResult]:
+    """Check every page of the book built in `root`; one result per page (and, with
+    require_slides, one per chapter without slides)."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
@@ -249,9 +280,11 @@ def check_book(root: Path, screenshots: Path | None, require_alt: bool = False) 
         raise SystemExit(f"no HTML pages under {root}: build the book first (`make book-smoke`).")
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)
+    results = chapters_without_slides(root) if require_slides else []
+    for result in results:
+        print(f"FAIL {result.path}\n       {result.problems[0]}", flush=True)
     server = serve(root)
     origin = f"http://127.0.0.1:{server.server_address[1]}"
-    results = []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
@@ -289,8 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fail on images without alt text (otherwise they are only noted)",
     )
+    parser.add_argument(
+        "--require-slides",
+        action="store_true",
+        help=f"fail on a chapter without {SLIDES_DIR}/<chapter>.slides.html",
+    )
     args = parser.parse_args(argv)
-    results = check_book(args.html.resolve(), args.screenshots, args.require_alt)
+    results = check_book(
+        args.html.resolve(), args.screenshots, args.require_alt, args.require_slides
+    )
     failed = sum(bool(r.problems) for r in results)
     print(f"browser: {len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0

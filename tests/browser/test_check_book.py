@@ -36,6 +36,8 @@ SITE = {
     "no_alt.html": '<img src="pixel.png" alt="pixel.png">',
     "raw_math.html": '<p><span class="math notranslate nohighlight">\\(x^2\\)</span></p>',
     "_static/ignored.html": '<a href="nowhere.html">not a page of the book</a>',
+    "slides/dead.slides.html": '<div class="reveal"><div class="slides"><section>one</section>'
+    '</div></div><a href="#/1">next slide, a reveal.js route</a>',
 }
 EXPECTED = {
     "bad_link.html": ["broken link", "broken anchor"],
@@ -46,6 +48,7 @@ EXPECTED = {
     "chapter.html": ["Open-in-Colab"],
     "markdown_notebook.html": ["Colab cannot open"],
     "raw_math.html": ["not typeset"],
+    "slides/dead.slides.html": ["reveal.js did not start"],
 }
 
 
@@ -123,3 +126,18 @@ def test_each_defect_is_reported(results, page: str) -> None:
     problems = " | ".join(results[page].problems)
     for expected in EXPECTED[page]:
         assert expected in problems, f"{page}: expected {expected!r} among: {problems}"
+
+
+def test_reveal_routes_are_not_anchors(results) -> None:
+    assert not [p for p in results["slides/dead.slides.html"].problems if "anchor" in p]
+
+
+def test_chapters_without_slides_are_named(tmp_path) -> None:
+    (tmp_path / "_sources" / "book").mkdir(parents=True)
+    (tmp_path / "slides").mkdir()
+    for name in ("01_first", "02_second"):
+        (tmp_path / "_sources" / "book" / f"{name}.ipynb").write_text("{}")
+    (tmp_path / "_sources" / "book" / "intro.md").write_text("")
+    (tmp_path / "slides" / "01_first.slides.html").write_text("")
+    [missing] = check_book.chapters_without_slides(tmp_path)
+    assert missing.path == "slides/02_second.slides.html" and "02_second" in missing.problems[0]
