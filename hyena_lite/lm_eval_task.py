@@ -21,9 +21,7 @@ DATA_FILE = "lastword.jsonl"
 _FINAL_WORD = re.compile(r"(?<=\s)([A-Za-z]{3,})[.!?]")
 
 
-def passages(
-    texts: dict[str, str], n: int = 300, words: int = 48
-) -> list[dict[str, str]]:
+def passages(texts: dict[str, str], n: int = 300, words: int = 48) -> list[dict[str, str]]:
     """Up to n passages {"context", "target", "domain"}: up to `words` words of running text
     (from a sentence start when one leaves at least half of them), then the sentence-final
     word that follows them as the target.
@@ -101,7 +99,7 @@ def _yaml(task: str, data_file: Path, generative: bool) -> str:
             "  - name: first_word",
             "    filter:",
             "      - function: regex",
-            "        regex_pattern: \"[A-Za-z']+\"",
+            '        regex_pattern: "[A-Za-z\']+"',
             "      - function: take_first",
             "metric_list:",
             "  - metric: exact_match",
@@ -114,9 +112,7 @@ def _yaml(task: str, data_file: Path, generative: bool) -> str:
     )
 
 
-def write_task(
-    folder: str | Path, split: str = "test", n: int = 300, words: int = 48
-) -> Path:
+def write_task(folder: str | Path, split: str = "test", n: int = 300, words: int = 48) -> Path:
     """Write the passages of the offline corpus's `split` and the YAMLs of TASK and TASK_GEN
     into `folder` (created); return it, for `TaskManager(include_path=folder)`."""
     from hyena_lite.evaluate import corpus_texts
