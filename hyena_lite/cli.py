@@ -77,7 +77,7 @@ def _profile(text: str) -> str:
 
 # option -> its check, per subcommand; applied to the options each module declares
 CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
-    "data": {},
+    "data": {"--json": v.output_file},
     "teacher": {"--profile": _profile, "--model": v.model_reference, "--json": v.output_file},
     "benchmark": {
         "--lengths": v.positive_int,

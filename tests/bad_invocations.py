@@ -155,7 +155,7 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     below_zero = ["-1", "-7", "x", "2.5"]
     outputs = [p["folder"], p["under_file"]]
     return {
-        "data": {},
+        "data": {"--json": outputs},
         "teacher": {
             "--profile": ["huge", "SMOKEY", ""],
             "--json": outputs,

@@ -71,8 +71,7 @@ def test_one_spelling_per_role():
         importlib.import_module(module).cli_arguments(parser)
         options = set(parser._option_string_actions)
         assert not options & {"--results", "--name", "--out-json", "--output"}, name
-        if name != "data":
-            assert "--json" in options, name
+        assert "--json" in options, name
         if name in ("teacher", "distill", "evaluate", "generate", "lm-eval"):
             assert "--model" in options, name
 
