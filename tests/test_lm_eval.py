@@ -68,3 +68,16 @@ def test_simple_evaluate_scores_both_variants(models, which, tmp_path):
         logprobs.append(float(scores[torch.arange(len(target)), target].sum()))
     expected = math.exp(-sum(logprobs) / len(logprobs))
     assert results[lm_eval_task.TASK]["perplexity"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_lm_eval_command_prints_json_alone_on_stdout(tmp_path, capsys):
+    from hyena_lite.cli import main
+
+    folder = save_tiny_gpt2(tmp_path / "tiny", positions=128)
+    argv = ["lm-eval", "--model", f"tiny={folder}", "--limit", "2", "--batch-size", "2"]
+    assert main([*argv, "--profile", "smoke", "--json", "-", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    scores = json.loads(captured.out)["models"]["tiny"]
+    assert set(scores) == {lm_eval_task.TASK, lm_eval_task.TASK_GEN}
+    assert 0.0 <= scores[lm_eval_task.TASK_GEN]["exact_match"] <= 1.0
+    assert "tiny: hyena_lastword" in captured.err  # the table, on stderr
