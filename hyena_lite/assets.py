@@ -82,7 +82,9 @@ def build_assets(force: bool = False, write_checksums: bool = False, quiet: bool
     maintainers, after reviewing a change of the sources).
     """
     root, cache = assets_dir(), assets_dir() / "cache"
-    log = (lambda message: None) if quiet else (lambda message: print(message, flush=True))
+    log = (  # progress lines, on stderr like every progress bar
+        (lambda message: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    )
     expected = {} if write_checksums else read_checksums()
     report: dict = {"rebuilt": [], "downloaded": []}
     recorded: dict[str, str] = {}
@@ -173,12 +175,17 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record the built files' sha256 in hyena_lite/assets_checksums.json (maintainers)",
     )
+    parser.add_argument(
+        "--json", metavar="FILE", help="write what was built, and the corpus table (-: stdout)"
+    )
 
 
 def cli_main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
-        report = build_assets(force=args.force, write_checksums=args.write_checksums)
+        report = build_assets(
+            force=args.force, write_checksums=args.write_checksums, quiet=args.no_progress
+        )
     except AssetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -202,4 +209,9 @@ def cli_main(args: argparse.Namespace) -> int:
         f"{'all':<12} {'all':<11} {total['documents']:>5} "
         f"{total['bytes']:>11,} {total['tokens']:>10,}"
     )
+    if args.json:
+        from hyena_lite import runs
+
+        result = {"assets_dir": str(assets_dir()), **report, "corpus": rows}
+        print(f"wrote {runs.write_json(args.json, result)}")
     return 0

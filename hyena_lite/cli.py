@@ -1,20 +1,26 @@
-"""The command line, `python -m hyena_lite SUBCOMMAND ...`.
+"""The command line, `hyena-lite SUBCOMMAND ...` or `python -m hyena_lite SUBCOMMAND ...`.
 
 Each subcommand lives in the module that does its work; that module defines `cli_arguments(parser)`
 and `cli_main(args) -> int | None`, and is imported only when used. Every value is checked before
 any work (CHECKS, hyena_lite.validation); every output file and folder is locked while the command
 runs; a mistake prints one line, no traceback (`--debug` shows it); SIGINT and SIGTERM exit with 130
-and 143, after a training run saved its checkpoint."""
+and 143, after a training run saved its checkpoint.
+
+The same conventions in every subcommand: `--model` names the model it works on, `--json FILE`
+writes its results (`--json -`: the JSON alone on stdout, every other line on stderr), `--help`
+shows the defaults, `--no-progress` hides the progress bars (on stderr)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import json
 import os
 import signal
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, redirect_stdout
 
 from hyena_lite import validation as v
 
@@ -44,6 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hyena_lite.experiments.generation",
         "continue a prompt: full, cached or recurrent (state-space) decoding",
     ),
+    "lm-eval": (
+        "hyena_lite.experiments.lm_eval",
+        "lm-evaluation-harness on the offline last-word task (needs hyena_lite[eval])",
+    ),
 }
 
 
@@ -51,6 +61,12 @@ def _tasks(text: str) -> str:
     from hyena_lite.evaluate import TASKS
 
     return v.names_from(TASKS)(text)
+
+
+def _lm_eval_tasks(text: str) -> str:
+    from hyena_lite.lm_eval_task import TASK, TASK_GEN
+
+    return v.names_from((TASK, TASK_GEN))(text)
 
 
 def _profile(text: str) -> str:
@@ -61,8 +77,8 @@ def _profile(text: str) -> str:
 
 # option -> its check, per subcommand; applied to the options each module declares
 CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
-    "data": {},
-    "teacher": {"--profile": _profile, "--name": v.model_reference, "--json": v.output_file},
+    "data": {"--json": v.output_file},
+    "teacher": {"--profile": _profile, "--model": v.model_reference, "--json": v.output_file},
     "benchmark": {
         "--lengths": v.positive_int,
         "--device": v.device,
@@ -79,11 +95,11 @@ CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
     },
     "distill": {
         "--profile": _profile,
-        "--teacher": v.model_reference,
+        "--model": v.model_reference,
         "--tokens": v.positive_int,
         "--hyena-layers": v.int_list(0),
         "--out": v.output_dir,
-        "--results": v.output_file,
+        "--json": v.output_file,
         "--grad-accum": v.positive_int,
     },
     "evaluate": {
@@ -107,29 +123,69 @@ CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
         "--top-k": v.positive_int,
         "--seed": v.nonnegative_int,
         "--device": v.device,
-        "--benchmark": v.output_file,
+        "--json": v.output_file,
         "--contexts": v.int_list(1),
         "--batches": v.int_list(1),
         "--layers": v.positive_int,
         "--width": v.positive_int,
-        "--quality": v.output_file,
         "--orders": v.int_list(1),
         "--context": v.int_at_least(2),
         "--train-steps": v.positive_int,
+    },
+    "lm-eval": {
+        "--model": v.model_reference,
+        "--tasks": _lm_eval_tasks,
+        "--limit": v.nonnegative_int,
+        "--batch-size": v.positive_int,
+        "--profile": _profile,
+        "--json": v.output_file,
     },
 }
 # errors that mean "the user asked for something that cannot be done": shown as their message alone
 USER_ERRORS = (ValueError, TypeError, LookupError, OSError, RuntimeError, FloatingPointError)
 
 
+# old spellings still accepted, with a warning on stderr: subcommand -> {old: new}
+DEPRECATED: dict[str, dict[str, str]] = {
+    "teacher": {"--name": "--model"},
+    "distill": {"--teacher": "--model", "--results": "--json"},
+}
+# `generate --benchmark FILE` and `--quality FILE` (the commands in older results files) now read
+# `--benchmark --json FILE`
+DEPRECATED_FILE_FLAGS = {"generate": ("--benchmark", "--quality")}
+
+
+def _prog() -> str:
+    """How this process was started: `hyena-lite` (the console script) or `python -m hyena_lite`."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("hyena-lite") else "python -m hyena_lite"
+
+
+def _version() -> str:
+    from hyena_lite import __version__
+
+    return f"hyena_lite {__version__}"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows each option's default, unless it is None or False or the help names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if any(action.default is d for d in (None, False, argparse.SUPPRESS)) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _top_parser() -> argparse.ArgumentParser:
+    prog = _prog()
     parser = argparse.ArgumentParser(
-        prog="python -m hyena_lite",
+        prog=prog,
         description="Distil transformers into Hyena long-convolution models.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands:\n"
         + "\n".join(f"  {n:<10} {h}" for n, (_, h) in COMMANDS.items())
-        + "\n\n`python -m hyena_lite SUBCOMMAND --help` for the options of one.",
+        + f"\n\n`{prog} SUBCOMMAND --help` for the options of one.",
     )
     parser.add_argument(
         "command", choices=sorted(COMMANDS), metavar="SUBCOMMAND", help="what to do"
@@ -137,7 +193,44 @@ def _top_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="on an error, show the Python traceback"
     )
+    parser.add_argument("--version", action="version", version=_version())
     return parser
+
+
+def _undeprecated(name: str, argv: list[str]) -> list[str]:
+    """argv with the old spellings of `name`'s options replaced by the new ones (one warning line
+    on stderr per old spelling)."""
+    renames, file_flags, out = DEPRECATED.get(name, {}), DEPRECATED_FILE_FLAGS.get(name, ()), []
+    for i, arg in enumerate(argv):
+        option, equals, value = arg.partition("=")
+        if option in renames:
+            print(f"warning: {option} is deprecated; use {renames[option]}", file=sys.stderr)
+            arg = renames[option] + equals + value
+        elif option in file_flags and (
+            equals or (i + 1 < len(argv) and not argv[i + 1].startswith("-"))
+        ):
+            print(
+                f"warning: {option} FILE is deprecated; use {option} --json FILE",
+                file=sys.stderr,
+            )
+            out.append(option)
+            arg = "--json" + equals + value
+        out.append(arg)
+    return out
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Every tqdm bar disabled while inside (the library's, and those of transformers and
+    datasets, which build on tqdm); a bar created with an explicit `disable=` keeps its own."""
+    from tqdm import std
+
+    init = std.tqdm.__dict__["__init__"]
+    std.tqdm.__init__ = functools.partialmethod(init, disable=True)
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = init
 
 
 class Terminated(BaseException):
@@ -202,16 +295,24 @@ def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0
+    if argv[0] == "--version":
+        print(_version())
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         top.error(f"unknown subcommand {name!r}; choose one of {', '.join(COMMANDS)}")
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"python -m hyena_lite {name}", description=help_text)
+    parser = argparse.ArgumentParser(
+        prog=f"{_prog()} {name}", description=help_text, formatter_class=HelpFormatter
+    )
     module.cli_arguments(parser)
+    if "--no-progress" not in parser._option_string_actions:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     v.apply_checks(parser, CHECKS[name])
-    args = parser.parse_args(rest)
-    with ExitStack() as locks:
+    args = parser.parse_args(_undeprecated(name, rest))
+    to_stdout = [value for value in vars(args).values() if isinstance(value, v.Stdout)]
+    with ExitStack() as stack:
         if (
             os.environ.get("RANK", "0") == "0"
         ):  # in a multi-process run, the first process holds the locks
@@ -219,7 +320,16 @@ def _dispatch(argv: list[str]) -> int:
 
             for value in vars(args).values():
                 if isinstance(value, v.OutputFile):
-                    locks.enter_context(runs.file_lock(value))
+                    stack.enter_context(runs.file_lock(value))
                 elif isinstance(value, v.OutputDir):
-                    locks.enter_context(runs.folder_lock(value))
-        return int(module.cli_main(args) or 0)
+                    stack.enter_context(runs.folder_lock(value))
+        if args.no_progress:
+            stack.enter_context(_no_progress_bars())
+        stdout = sys.stdout
+        if to_stdout:  # the JSON alone on stdout: everything else the command prints on stderr
+            stack.enter_context(redirect_stdout(sys.stderr))
+        code = int(module.cli_main(args) or 0)
+    for target in to_stdout:
+        if target.value is not None:
+            print(json.dumps(target.value, indent=1), file=stdout)
+    return code

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from hyena_lite.validation import Stdout
+
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 
@@ -179,7 +181,11 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:
-    """Write a JSON results file atomically (indented, ending with a newline)."""
+    """Write a JSON results file atomically (indented, ending with a newline); `--json -`
+    (validation.Stdout) keeps the value for the command line to print on stdout at the end."""
+    if isinstance(path, Stdout):
+        path.value = json.loads(json.dumps(value))  # a snapshot, as a file would hold
+        return Path("<stdout>")
     return write_text(path, json.dumps(value, indent=1) + "\n")
 
 

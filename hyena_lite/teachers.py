@@ -275,24 +275,32 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
         help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE, else by hardware)",
     )
     parser.add_argument(
-        "--name", default=None, help="teacher name (default: the profile's teacher)"
+        "--model", default=None, help="teacher name or folder (default: the profile's teacher)"
     )
     parser.add_argument(
-        "--json", default=None, help="also write the report, with the environment, to this file"
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="write the report, with the environment, to this file (-: stdout)",
     )
 
 
 def cli_main(args: argparse.Namespace) -> int:
     """Load (pre-training it if needed) a teacher, print its size, training and
-    per-domain perplexity."""
+    per-domain perplexity; write the whole report to --json."""
     profile = get_profile(args.profile)
-    report = teacher_report(args.name or profile.teacher, profile)
-    print(json.dumps({k: v for k, v in report.items() if k != "validation_perplexity"}, indent=1))
+    report = teacher_report(args.model or profile.teacher, profile)
+    print(
+        f"teacher {report['teacher']} ({report['parameters']:,} parameters), "
+        f"profile {report['profile']}"
+    )
+    if "pretraining" in report:
+        done = report["pretraining"]
+        print(f"pre-trained on {done['tokens']:,} tokens in {done['train_seconds']:.0f} s")
     print(
         pd.DataFrame.from_dict(report["validation_perplexity"], orient="index").round(2).to_string()
     )
     if args.json:
         # atomic (hyena_lite.runs)
-        runs.write_json(args.json, {**report, "environment": _environment()})
-        print(f"written to {args.json}")
+        print(f"wrote {runs.write_json(args.json, {**report, 'environment': _environment()})}")
     return 0

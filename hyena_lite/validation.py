@@ -19,6 +19,13 @@ class OutputFile(str):
     runs."""
 
 
+class Stdout(str):
+    """`--json -`: the results go to standard output, alone (the command's other lines go to
+    stderr); `value` holds the last results written, printed when the command ends."""
+
+    value: object = None
+
+
 class OutputDir(str):
     """An output folder the command will write: checked writable, and locked while the command
     runs."""
@@ -194,9 +201,11 @@ def _writable_ancestor(path: Path, text: str) -> None:
         ) from None
 
 
-def output_file(text: str) -> OutputFile:
+def output_file(text: str) -> OutputFile | Stdout:
     """An argparse type: a file to write (its folder is created if needed; an existing folder is
-    refused)."""
+    refused), or `-` for standard output."""
+    if text == "-":
+        return Stdout(text)
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty output path; give a file name")
     path = Path(text).expanduser()

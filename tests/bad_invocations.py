@@ -134,6 +134,17 @@ def valid_commands(p: dict[str, str]) -> dict[str, list[str]]:
             "--top-k",
             "5",
         ],
+        "lm-eval": [
+            "lm-eval",
+            "--model",
+            p["model"],
+            "--limit",
+            "3",
+            "--batch-size",
+            "2",
+            "--json",
+            p["out"],
+        ],
     }
 
 
@@ -144,11 +155,11 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     below_zero = ["-1", "-7", "x", "2.5"]
     outputs = [p["folder"], p["under_file"]]
     return {
-        "data": {},
+        "data": {"--json": outputs},
         "teacher": {
             "--profile": ["huge", "SMOKEY", ""],
             "--json": outputs,
-            "--name": [p["missing"], p["folder"]],
+            "--model": [p["missing"], p["folder"]],
         },
         "benchmark": {
             "--lengths": below_one,
@@ -171,11 +182,11 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
             "--grad-accum": below_one,
             "--hyena-layers": ["a,b", "", "-1", "0,,x"],
             "--out": [p["file"], p["under_file"]],
-            "--results": outputs,
+            "--json": outputs,
             "--profile": ["huge"],
             "--stage": ["everything"],
             "--init": ["zeros"],
-            "--teacher": [p["missing"], p["folder"]],
+            "--model": [p["missing"], p["folder"]],
         },
         "evaluate": {
             "--model": [p["missing"], p["folder"], "./nowhere", "=", f"label={p['missing']}"],
@@ -198,8 +209,7 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
             "--top-k": below_one,
             "--seed": below_zero,
             "--mode": ["teleport"],
-            "--benchmark": outputs,
-            "--quality": outputs,
+            "--json": outputs,
             "--contexts": ["0,1", "x", ""],
             "--batches": ["-1"],
             "--orders": ["x,2"],
@@ -208,6 +218,14 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
             "--layers": below_one,
             "--width": below_one,
             "--device": ["tpu"],
+        },
+        "lm-eval": {
+            "--model": [p["missing"], p["folder"], "="],
+            "--tasks": ["lambada", "hyena_lastword,x", ","],
+            "--limit": below_zero,
+            "--batch-size": below_one,
+            "--profile": ["huge"],
+            "--json": outputs,
         },
     }
 
@@ -234,7 +252,11 @@ def invocations(seed: int, count: int, p: dict[str, str]) -> list[list[str]]:
             [rng.choice(["fly", "train", "distil", "evaluat", "-x"])] + argv[1:]
         ),
     }
-    required = {"evaluate": [["--model"], ["--json"]], "distill": [["--stage"]]}
+    required = {
+        "evaluate": [["--model"], ["--json"]],
+        "distill": [["--stage"]],
+        "lm-eval": [["--model"]],
+    }
     out = []
     while len(out) < count:
         name = rng.choice(sorted(valid))

@@ -28,7 +28,7 @@ def start(out: Path, teacher: Path, log: Path) -> subprocess.Popen:
         "distill",
         "--stage",
         "ce",
-        "--teacher",
+        "--model",
         "a",
         "--profile",
         "smoke",

@@ -133,10 +133,10 @@ def test_a_finished_run_is_never_reused_for_another_teacher_or_student(
         out,
         "--no-progress",
     ]
-    assert run_cli([*common, "--teacher", "a"], capsys)[0] == 0
-    code, err = run_cli([*common, "--teacher", "b"], capsys)
+    assert run_cli([*common, "--model", "a"], capsys)[0] == 0
+    code, err = run_cli([*common, "--model", "b"], capsys)
     assert code != 0 and "another config" in err and "teacher_weights" in err, err
-    code, err = run_cli([*common, "--teacher", "a", "--hyena-layers", "0"], capsys)
+    code, err = run_cli([*common, "--model", "a", "--hyena-layers", "0"], capsys)
     assert code != 0 and "another config" in err and "load_state_dict" not in err, err
     profile = get_profile("smoke")
     defaults = {
@@ -341,11 +341,11 @@ def test_a_context_beyond_the_position_table_is_refused_clearly(folders):
     "argv, option",
     [
         (
-            ["distill", "--stage", "ce", "--teacher", "a", "--tokens", "-100", "--out", "{runs}"],
+            ["distill", "--stage", "ce", "--model", "a", "--tokens", "-100", "--out", "{runs}"],
             "--tokens",
         ),
         (
-            ["distill", "--stage", "ce", "--teacher", "a", "--tokens", "0", "--out", "{runs}"],
+            ["distill", "--stage", "ce", "--model", "a", "--tokens", "0", "--out", "{runs}"],
             "--tokens",
         ),
         (
@@ -460,7 +460,7 @@ def test_sigterm_stops_a_training_command_with_exit_143_after_saving(
             "distill",
             "--stage",
             "ce",
-            "--teacher",
+            "--model",
             "a",
             "--profile",
             "smoke",

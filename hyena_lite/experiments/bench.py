@@ -860,10 +860,10 @@ def cli_arguments(parser: Any) -> None:
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda"
     )
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="precision")
+    parser.add_argument("--batch", type=int, default=1, help="sequences per batch")
     parser.add_argument("--d-model", type=int, default=768, help="width (GPT-2-124M: 768)")
-    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--heads", type=int, default=12, help="attention heads")
     parser.add_argument("--layers", type=int, default=12, help="layers of the model benchmarks")
     parser.add_argument(
         "--vocab", type=int, default=50257, help="vocabulary of the model benchmarks"
@@ -881,12 +881,12 @@ def cli_arguments(parser: Any) -> None:
         default=["recompute"],
         help="generate: how the student decodes",
     )
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs")
     parser.add_argument(
         "--kernels-at", type=int, default=None, help="levers: length of the kernel breakdown"
     )
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--json", metavar="FILE", help="write the results here (-: stdout)")
 
 
 def cli_main(args: Any) -> int:

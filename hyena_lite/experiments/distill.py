@@ -181,7 +181,10 @@ def cli_arguments(parser) -> None:
         default=None,
         help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE, else by hardware)",
     )
-    parser.add_argument("--teacher", default=None, help="teacher name (default: the profile's)")
+    parser.add_argument(
+        "--model", default=None, help="the teacher to distil, a name or a folder (default: the "
+        "profile's)"
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--stage", choices=distill.STAGES, help="run one stage on one student")
     what.add_argument(
@@ -191,13 +194,13 @@ def cli_arguments(parser) -> None:
         "--compare",
         action="store_true",
         help="teacher, paper, best, transfer, ce and scratch students on the same tokens; writes "
-        "--results",
+        "--json",
     )
     what.add_argument(
         "--gpu-throughput",
         action="store_true",
         help="tokens/s and MFU of KD, CE and teacher training at GPT-2 124M shape on a GPU; "
-        "writes --results",
+        "writes --json",
     )
     parser.add_argument(
         "--tokens",
@@ -220,7 +223,12 @@ def cli_arguments(parser) -> None:
         default=None,
         help="folder of checkpoints, logs and students (default: artifacts/distill/PROFILE)",
     )
-    parser.add_argument("--results", default=None, help="--compare: write the JSON summary here")
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="--compare, --gpu-throughput: write the JSON summary here (-: stdout)",
+    )
     parser.add_argument(
         "--grad-accum",
         type=int,
@@ -254,19 +262,19 @@ def cli_main(args) -> int:
     if args.gpu_throughput:
         command = "python -m hyena_lite distill --gpu-throughput"
         report = {
-            **provenance(command + (f" --results {args.results}" if args.results else "")),
+            **provenance(command + (f" --json {args.json}" if args.json else "")),
             **gpu_throughput(),
         }
-        if args.results:
-            runs.write_json(args.results, report)  # atomic (hyena_lite.runs)
+        if args.json:
+            print(f"wrote {runs.write_json(args.json, report)}")  # atomic (hyena_lite.runs)
         return 0
     profile = get_profile(args.profile)
     tokens = args.tokens or profile.distill_tokens
     layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
-    out = args.out or default_out(profile, args.teacher, layers)
+    out = args.out or default_out(profile, args.model, layers)
     setup = distill.make_setup(
         profile,
-        args.teacher,
+        args.model,
         layers,
         out,
         progress=not args.no_progress,
@@ -274,11 +282,12 @@ def cli_main(args) -> int:
     )
     if args.compare:
         report = compare(setup, tokens)
-        teacher = args.teacher or profile.teacher
+        teacher = args.model or profile.teacher
         command = (
             f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
             f"--grad-accum {setup.config.grad_accum} --out {out}"
-            + (f" --results {args.results}" if args.results else "")
+            + (f" --model {args.model}" if args.model else "")
+            + (f" --json {args.json}" if args.json else "")
         )
         report = {
             **provenance(command),
@@ -294,9 +303,8 @@ def cli_main(args) -> int:
                 f"({student['val_ppl'] / report['teacher_ppl']:.2f}x "
                 f"the teacher's {report['teacher_ppl']:.2f}), {student['tokens']:,} tokens"
             )
-        if args.results:
-            runs.write_json(args.results, report)  # atomic (hyena_lite.runs)
-            print(f"wrote {args.results}")
+        if args.json:
+            print(f"wrote {runs.write_json(args.json, report)}")  # atomic (hyena_lite.runs)
         return 0
     if args.recipe:
         student = distill.run_recipe(args.recipe, setup, tokens).student

@@ -124,7 +124,9 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--note", default=None, help="a remark stored with the results (what the models are)"
     )
-    parser.add_argument("--json", required=True, metavar="OUT", help="where to write the results")
+    parser.add_argument(
+        "--json", required=True, metavar="FILE", help="where to write the results (-: stdout)"
+    )
 
 
 def cli_main(args: argparse.Namespace) -> int:

@@ -348,7 +348,7 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
         "speed benchmark (instead of a prompt): GPT-2 teacher vs its Hyena student"
     )
     bench.add_argument(
-        "--benchmark", metavar="JSON", help="time decoding and write the results to this JSON file"
+        "--benchmark", action="store_true", help="time decoding; write the results to --json"
     )
     bench.add_argument(
         "--contexts",
@@ -369,9 +369,14 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     quality.add_argument(
         "--quality",
-        metavar="JSON",
-        help="measure and write the results to this JSON file; on "
+        action="store_true",
+        help="measure and write the results to --json; on "
         "--model if given, else on a small student trained here briefly from scratch",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="--benchmark, --quality: write the results here (-: stdout)",
     )
     quality.add_argument("--orders", default="2,4,8,16,32", help="comma-separated orders r to fit")
     quality.add_argument(
@@ -394,14 +399,11 @@ def _saver(path: str) -> Callable[[dict[str, Any]], None]:
     versions."""
     import shlex
     import sys
-    from pathlib import Path
 
     meta = provenance(shlex.join(["python", "-m", "hyena_lite", "generate", *sys.argv[2:]]))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(results: dict[str, Any]) -> None:
-        runs.write_json(out, {**meta, **results})  # atomic (hyena_lite.runs)
+        runs.write_json(path, {**meta, **results})  # atomic; `--json -`: stdout at the end
 
     return save
 
@@ -409,7 +411,7 @@ def _saver(path: str) -> Callable[[dict[str, Any]], None]:
 def _quality_main(args: argparse.Namespace, device: torch.device) -> int:
     """Perplexity of the recurrent vs the convolutional student per order, on a saved or a briefly
     trained student."""
-    save = _saver(args.quality)
+    save = _saver(args.json)
     if args.model:
         from hyena_lite.data import eval_windows, load_corpus, tokenize_split
 
@@ -429,7 +431,7 @@ def _quality_main(args: argparse.Namespace, device: torch.device) -> int:
             f"{row['recurrent_ppl']:.3f} ({100 * row['relative_gap']:+.3f}%), filter error mean "
             f"{row['fit_mean_error']:.2e} max {row['fit_max_error']:.2e}"
         )
-    print(f"wrote {args.quality}")
+    print(f"wrote {args.json}")
     return 0
 
 
@@ -454,7 +456,7 @@ def _load(folder: str, device: torch.device) -> tuple[nn.Module, Any]:
 def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
     """Run `speed_benchmark`, print a table and write the JSON with the command, commit and
     hardware."""
-    save = _saver(args.benchmark)
+    save = _saver(args.json)
 
     results = speed_benchmark(
         _ints(args.contexts),
@@ -476,7 +478,7 @@ def _benchmark_main(args: argparse.Namespace, device: torch.device) -> int:
                 if k in ("batch", "context") or k.endswith("tok_s") or k.endswith("state_mb")
             )
         )
-    print(f"wrote {args.benchmark}")
+    print(f"wrote {args.json}")
     return 0
 
 
@@ -484,13 +486,15 @@ def cli_main(args: argparse.Namespace) -> int:
     """Continue a prompt and print the continuation, fit errors and tokens/s; or run --benchmark or
     --quality."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if (args.benchmark or args.quality) and not args.json:
+        raise ValueError("give --json FILE (or --json - for stdout) for the results")
     if args.benchmark:
         return _benchmark_main(args, device)
     if args.quality:
         return _quality_main(args, device)
     if not args.model or args.prompt is None:
         raise SystemExit(
-            "give --model DIR and --prompt TEXT (or --benchmark JSON / --quality JSON)"
+            "give --model DIR and --prompt TEXT (or --benchmark / --quality with --json FILE)"
         )
     model, tokenizer = _load(args.model, device)
     ids = torch.tensor([tokenizer.encode(args.prompt)], device=device)
