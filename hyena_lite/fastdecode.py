@@ -1,6 +1,6 @@
-"""Decoding at its best on both sides: a teacher's one-token step over a static key-value cache, and a
-Hyena student's whole recurrent step (all layers, MLPs, head), each recorded as one CUDA graph with
-static buffers, optionally compiled first by torch.compile (which fuses the element-wise work).
+"""Decoding at its best on both sides: a teacher's one-token step over a static key-value cache,
+and a Hyena student's whole recurrent step (all layers, MLPs, head), each recorded as one CUDA graph
+with static buffers, optionally compiled first by torch.compile (which fuses the element-wise work).
 
 The student's step (`ModalStep`) is the recurrence of `hyena_lite.decoding.RecurrentDecoder` written
 in real arithmetic on static buffers (complex numbers as real and imaginary parts, which
@@ -56,8 +56,9 @@ def _tensor_bytes(tensors: Iterator[Tensor]) -> int:
 
 
 def weight_bytes(model: nn.Module, skip: Callable[[str], bool] = lambda name: False) -> int:
-    """Bytes of the weights a one-token step reads: every parameter but input embedding tables
-    (a step reads one row of them) unless the output head shares them, and but those named `skip`."""
+    """Bytes of the weights a one-token step reads: every parameter except input embedding tables
+    (a step reads one row of each) not shared with the output head, and except those `skip`
+    names."""
     head = model.get_output_embeddings()
     tied = None if head is None else head.weight.data_ptr()
     tables = {

@@ -1,0 +1,488 @@
+"""Speed of the Hyena student against the strongest teacher on one GPU, in one run: decoding
+(results/generation_h200.json), the operator and the whole model's forward
+(results/benchmark_h200.json). GPT-2-124M shapes, bfloat16, random weights (speed does not depend
+on them).
+
+Both sides at their best: the teacher decodes over transformers' StaticCache with its one-token
+step recorded as a CUDA graph, eager or compiled by torch.compile first (`teacher_graph_tok_s` is
+the faster); the student decodes with its whole recurrent step (all layers, MLPs, head) recorded
+as one CUDA graph, eager or compiled (`recurrent_graph_tok_s` is the faster); the attention block
+is replayed as a CUDA graph as the Hyena block is. Every time is the median over blocks of
+back-to-back calls, with its interquartile range (`hyena_lite.timing`). `floor_tok_s` is a step's
+bytes to read (weights, plus the key-value cache or the modal state) over the measured bandwidth
+of a large copy.
+
+    PYTHONPATH=. python3 scripts/speed_h200.py --out $OUT          # on the GPU, under 6 minutes
+    PYTHONPATH=. python3 scripts/speed_h200.py --smoke --out /tmp/x  # CPU, tiny shapes, seconds
+
+Work runs in order of importance and stops starting new work once --budget-s seconds have passed
+(what was skipped is listed in `skipped`); both files are rewritten after every row, so a run that
+is killed still leaves its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hyena_lite import fastpath, runs
+from hyena_lite.cudagraph import record
+from hyena_lite.decoding import fit_student
+from hyena_lite.experiments.bench import CausalSelfAttention, gpt2_teacher, hyena_forward_bytes
+from hyena_lite.fastdecode import STEP_HEADROOM, StudentGraphDecoder, TeacherGraphDecoder
+from hyena_lite.generation import Decoder
+from hyena_lite.models import convert
+from hyena_lite.operator import HyenaOperator
+from hyena_lite.provenance import provenance
+from hyena_lite.timing import Timing, time_call
+
+
+@dataclass
+class Shapes:
+    """The sizes a run measures."""
+
+    layers: int = 12
+    width: int = 768
+    heads: int = 12
+    vocab: int = 50257
+    order: int = 16  # modal order of the recurrent student
+    fit_taps: int = 4096  # filter taps the modal fit covers (speed does not depend on it)
+    # (context, batch) rows of the decoding benchmark, most important first
+    decode: list[tuple[int, int]] = field(
+        default_factory=lambda: [
+            (8192, 1),
+            (32768, 16),
+            (8192, 16),
+            (32768, 1),
+            (1024, 1),
+            (1024, 16),
+            (8192, 64),
+            (1024, 64),
+        ]
+    )
+    lengths: list[int] = field(
+        default_factory=lambda: [1024, 2048, 4096, 8192, 16384, 32768, 65536]
+    )
+    model_length: int = 8192
+    compiled_fwdbwd: list[int] = field(default_factory=lambda: [16384])
+    check_tokens: int = 8192  # rows with context * batch up to this check logits against eager
+    copy_mib: int = 2048
+
+
+SMOKE = Shapes(
+    layers=2,
+    width=32,
+    heads=2,
+    vocab=97,
+    order=4,
+    fit_taps=64,
+    decode=[(48, 1), (96, 2), (32, 2)],
+    lengths=[64, 128],
+    model_length=64,
+    compiled_fwdbwd=[64],
+    check_tokens=1024,
+    copy_mib=4,
+)
+
+
+class Run:
+    """The output files, the time budget and the timing settings of one run."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
+        self.args, self.device, self.start = args, device, time.perf_counter()
+        self.cuda = device.type == "cuda"
+        self.compile = args.compile if args.compile is not None else self.cuda
+        self.timing = dict(blocks=3, block_s=0.002, max_calls=5) if args.smoke else {}
+        command = shlex.join(["python3", "scripts/speed_h200.py", *sys.argv[1:]])
+        meta = provenance(command)
+        out = Path(args.out)
+        self.paths = {
+            "generation": out / "generation_h200.json",
+            "benchmark": out / "benchmark_h200.json",
+        }
+        self.results: dict[str, dict[str, Any]] = {name: dict(meta) for name in self.paths}
+        self.skipped: list[str] = []
+        for results in self.results.values():
+            results["skipped"] = self.skipped
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def allows(self, what: str) -> bool:
+        """Whether the budget leaves time to start `what`; if not, list it as skipped."""
+        if self.elapsed() < self.args.budget_s:
+            return True
+        self.skipped.append(what)
+        return False
+
+    def save(self) -> None:
+        for name, path in self.paths.items():
+            self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
+            runs.write_json(path, self.results[name])
+
+    def time(self, fn: Callable[[], Any], reset: Callable[[], None] | None = None) -> Timing:
+        return time_call(fn, reset, **self.timing)
+
+    def free(self) -> None:
+        gc.collect()
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def peak_reset(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_mb(self) -> float | None:
+        return torch.cuda.max_memory_allocated(self.device) / 2**20 if self.cuda else None
+
+
+def bandwidth_gbs(run: Run, mib: int) -> dict[str, float]:
+    """Bandwidth of a large device copy, bytes read plus written per second (GB/s), median and
+    IQR."""
+    src = torch.randn(mib * 2**18, device=run.device)
+    dst = torch.empty_like(src)
+    timing = run.time(lambda: dst.copy_(src))
+    moved = 2 * src.numel() * src.element_size()
+    return {
+        "copy_gbs": moved / (timing.median_ms * 1e-3) / 1e9,
+        "copy_ms": timing.median_ms,
+        "copy_iqr_ms": timing.iqr_ms,
+        "copy_mib": mib,
+    }
+
+
+# ---------------------------------------------------------------------------------- decoding
+def _best(row: dict[str, Any], side: str, variants: list[str]) -> None:
+    """Name the fastest measured variant of a side and copy its tokens/s to `{side}_graph_tok_s`."""
+    measured = [(row[f"{side}_{v}_tok_s"], v) for v in variants if row.get(f"{side}_{v}_tok_s")]
+    if measured:
+        tok_s, variant = max(measured)
+        row[f"{side}_graph_tok_s"], row[f"{side}_best"] = tok_s, variant
+
+
+def _time_decoder(
+    run: Run,
+    decoder: Any,
+    ids: torch.Tensor,
+    prefix: str,
+    row: dict[str, Any],
+    reference: torch.Tensor | None,
+    token: torch.Tensor,
+) -> None:
+    """Prefill, take the first step (recording and compiling happen there), compare its logits with
+    the eager reference when given, then time replays of the step."""
+    context, batch = ids.shape[1], ids.shape[0]
+    start = time.perf_counter()
+    with torch.no_grad():
+        decoder.prefill(ids)
+        logits = decoder.step(token)
+    if run.cuda:
+        torch.cuda.synchronize(run.device)
+    row[f"{prefix}_setup_s"] = time.perf_counter() - start
+    if reference is not None:
+        row[f"{prefix}_max_logit_diff"] = float((logits.float() - reference.float()).abs().max())
+    run.peak_reset()
+    timing = run.time(decoder.replay, reset=lambda: decoder.rewind(context + 1))
+    row.update(timing.as_row(prefix))
+    row[f"{prefix}_tok_s"] = batch / (timing.median_ms * 1e-3)
+    row[f"{prefix}_peak_mb"] = run.peak_mb()
+
+
+def _references(
+    teacher: nn.Module, student: nn.Module, fits: dict, ids: torch.Tensor, token: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits after prompt + token of the teacher (full forward) and of the student (eager
+    recurrent decoding)."""
+    with torch.no_grad():
+        full = torch.cat([ids, token], dim=1)
+        teacher_logits = teacher(full, use_cache=False, logits_to_keep=1).logits[:, -1]
+        with Decoder(student, "recurrent", fits=fits) as decoder:
+            decoder.prefill(ids)
+            student_logits = decoder.step(token)
+    return teacher_logits, student_logits
+
+
+def decoding(
+    run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Module, fits: dict, bandwidth: float
+) -> None:
+    """The decoding rows: per (context, batch), teacher and student, each eager-recorded and
+    compiled-recorded."""
+    results = run.results["generation"]
+    rows = results["rows"]
+    variants = ["graph", "compiled_graph"] if run.compile else ["graph"]
+    students: dict[tuple[int, str], StudentGraphDecoder] = {}  # one per batch: graphs are reused
+    for context, batch in shapes.decode:
+        if not run.allows(f"decoding context {context} batch {batch}"):
+            continue
+        row: dict[str, Any] = {"context": context, "batch": batch}
+        rows.append(row)
+        generator = torch.Generator(run.device).manual_seed(context + batch)
+        ids = torch.randint(
+            0, shapes.vocab, (batch, context + 1), device=run.device, generator=generator
+        )
+        ids, token = ids[:, :-1], ids[:, -1:]
+        check = context * batch <= shapes.check_tokens
+        references = _references(teacher, student, fits, ids, token) if check else (None, None)
+        for variant in variants:
+            if not run.allows(f"teacher {variant} context {context} batch {batch}"):
+                continue
+            prefix = f"teacher_{variant}"
+            try:
+                decoder = TeacherGraphDecoder(
+                    teacher,
+                    batch,
+                    max_len=-(-(context + STEP_HEADROOM) // 64) * 64,
+                    compile=variant.startswith("compiled"),
+                    graph=run.cuda,
+                )
+                _time_decoder(run, decoder, ids, prefix, row, references[0], token)
+                row[f"{prefix}_state_mb"] = decoder.state_bytes() / 2**20
+                row["teacher_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes(context)
+                row["teacher_read_mb"] = decoder.read_bytes(context) / 2**20
+            except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
+                row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
+            decoder = None
+            run.free()
+        _best(row, "teacher", variants)
+        for variant in variants:
+            if not run.allows(f"student {variant} context {context} batch {batch}"):
+                continue
+            prefix = f"recurrent_{variant}"
+            try:
+                if (batch, variant) not in students:
+                    students[batch, variant] = StudentGraphDecoder(
+                        student, fits, batch, compile=variant.startswith("compiled"), graph=run.cuda
+                    )
+                decoder = students[batch, variant]
+                _time_decoder(run, decoder, ids, prefix, row, references[1], token)
+                row[f"{prefix}_state_mb"] = decoder.state_bytes() / 2**20
+                row["recurrent_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes()
+                row["recurrent_read_mb"] = decoder.read_bytes() / 2**20
+            except Exception as error:  # noqa: BLE001
+                row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
+            fastpath.clear_caches(student)  # the prefill's filter spectra
+            run.free()
+        _best(row, "recurrent", variants)
+        if row.get("teacher_graph_tok_s") and row.get("recurrent_graph_tok_s"):
+            row["speedup"] = row["recurrent_graph_tok_s"] / row["teacher_graph_tok_s"]
+        for side in ("teacher", "recurrent"):
+            if row.get(f"{side}_graph_tok_s") and row.get(f"{side}_floor_tok_s"):
+                row[f"{side}_floor_ratio"] = row[f"{side}_floor_tok_s"] / row[f"{side}_graph_tok_s"]
+        run.save()
+        print(_summary(row), flush=True)
+
+
+def _summary(row: dict[str, Any]) -> str:
+    keys = [k for k in row if k in ("context", "batch", "L") or k.endswith(("tok_s", "_ms"))]
+    return " ".join(
+        f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys
+    )
+
+
+# ---------------------------------------------------------------------------------- operator
+def _forward_timing(
+    run: Run, block: nn.Module, x: torch.Tensor, graph: bool
+) -> tuple[Timing, bool]:
+    """The block's inference forward, replayed as a CUDA graph when asked and possible (warm-up
+    calls first: the Hyena fast path compiles its fused kernels on a shape's second call)."""
+
+    def forward() -> None:
+        with torch.no_grad():
+            block(x)
+
+    if graph:
+        try:
+            replay = record(forward, run.device, warmup=3)[0].replay
+            return run.time(replay), True
+        except RuntimeError as error:
+            print(f"{type(block).__name__} not recorded at L={x.shape[1]}: {error}", flush=True)
+    for _ in range(3):
+        forward()
+    return run.time(forward), False
+
+
+def _fwdbwd_timing(run: Run, block: nn.Module, x: torch.Tensor) -> Timing:
+    """A training step's work: forward and backward with the input's gradient."""
+    xg, grad = x.detach().requires_grad_(True), torch.randn_like(x)
+
+    def step() -> None:
+        block(xg).backward(grad)
+
+    block.train()
+    timing = run.time(step)
+    block.zero_grad(set_to_none=True)
+    block.eval()
+    return timing
+
+
+def _fast_error(op: HyenaOperator, x: torch.Tensor) -> float:
+    """Relative error of the operator's fast forward (what was timed) against its plain one."""
+    with torch.no_grad():
+        fast = [op(x).float() for _ in range(3)]  # eager, then fused once the shape repeats
+        op.fast = False
+        plain = op(x).float()
+        op.fast = True
+    fastpath.clear_caches(op)
+    return max(float((f - plain).norm() / plain.norm()) for f in fast)
+
+
+def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
+    """Operator rows: attention and Hyena blocks of width `shapes.width`, batch 1, per length."""
+    dtype = torch.bfloat16 if run.cuda else torch.float32
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(shapes.width, shapes.heads).to(run.device, dtype).eval()
+    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    hyena.fastpath.cuda_graphs = False  # recorded whole, as the attention block is
+    rows = run.results["benchmark"]["operator"]["rows"]
+    for length in shapes.lengths:
+        if not run.allows(f"operator L={length}"):
+            continue
+        x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
+        row: dict[str, Any] = {"L": length, "batch": 1}
+        rows.append(row)
+        for name, block in (("attn", attn), ("hyena", hyena)):
+            try:
+                run.peak_reset()
+                timing, graphed = _forward_timing(run, block, x, run.cuda)
+                row.update(timing.as_row(f"{name}_graph" if graphed else name))
+                row[f"{name}_peak_mb"] = run.peak_mb()
+                row.update(_fwdbwd_timing(run, block, x).as_row(f"{name}_fwdbwd"))
+            except torch.OutOfMemoryError as error:
+                row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
+            fastpath.clear_caches(block)
+            run.free()
+        if "hyena_graph_ms" in row:  # the column the goals name: Hyena's forward at its best
+            row["hyena_ms"], row["hyena_iqr_ms"] = row["hyena_graph_ms"], row["hyena_graph_iqr_ms"]
+        row["hyena_bytes"] = hyena_forward_bytes(
+            shapes.width, length, 1, hyena.order, x.element_size()
+        )
+        row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
+        row["hyena_fast_rel_err"] = _fast_error(hyena, x)
+        run.save()
+        print(_summary(row), flush=True)
+    for length in shapes.compiled_fwdbwd if run.compile else []:
+        if not run.allows(f"compiled Hyena forward+backward L={length}"):
+            continue
+        row = next(r for r in rows if r["L"] == length)
+        x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
+        try:
+            hyena.fast = False  # in training the plain forward runs; compile fuses it whole
+            compiled = torch.compile(hyena, dynamic=False)
+            for _ in range(2):
+                _fwdbwd_timing(run, compiled, x)
+            row.update(_fwdbwd_timing(run, compiled, x).as_row("hyena_compiled_fwdbwd"))
+        except Exception as error:  # noqa: BLE001
+            row["hyena_compiled_fwdbwd_error"] = f"{type(error).__name__}: {error}"[:500]
+        hyena.fast = True
+        run.save()
+
+
+def model_forward(run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Module) -> None:
+    """Whole-model forward tokens/s (logits at every position, batch 1) at `shapes.model_length`,
+    each model recorded as a CUDA graph where possible."""
+    length = shapes.model_length
+    if not run.allows(f"model forward L={length}"):
+        return
+    ids = torch.randint(0, shapes.vocab, (1, length), device=run.device)
+    row: dict[str, Any] = {"L": length, "batch": 1}
+    for op in (m for m in student.modules() if isinstance(m, HyenaOperator)):
+        op.fastpath.cuda_graphs = False  # the whole model is recorded instead
+    for name, model in (("teacher", teacher), ("student", student)):
+        block = _ModelCall(model, ids)
+        try:
+            run.peak_reset()
+            timing, graphed = _forward_timing(run, block, ids, run.cuda)
+            row.update(timing.as_row(name))
+            row[f"{name}_graph"] = graphed
+            row[f"{name}_tokens_per_s"] = length / (timing.median_ms * 1e-3)
+            row[f"{name}_peak_mb"] = run.peak_mb()
+        except torch.OutOfMemoryError as error:
+            row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
+        fastpath.clear_caches(model)
+        run.free()
+    run.results["benchmark"]["model"]["rows"].append(row)
+    run.save()
+    print(_summary(row), flush=True)
+
+
+class _ModelCall(nn.Module):
+    """A causal LM's forward on fixed ids (logits at every position, no cache) as a block."""
+
+    def __init__(self, model: nn.Module, ids: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.ids = model, ids
+
+    def forward(self, _x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.ids, use_cache=False).logits
+
+
+# ---------------------------------------------------------------------------------- main
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder for the two JSON files")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, in seconds")
+    parser.add_argument(
+        "--budget-s", type=float, default=330.0, help="start no new work after this many seconds"
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time torch.compile'd steps (default: on CUDA)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(sys.argv[1:] if argv is None else argv)
+    shapes = SMOKE if args.smoke else Shapes()
+    if not args.smoke and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU: this benchmark is for one; run --smoke to check it on a CPU")
+    device = torch.device("cpu" if args.smoke else "cuda")
+    dtype = torch.float32 if args.smoke else torch.bfloat16
+    run = Run(args, device)
+    precision = str(dtype).removeprefix("torch.")
+    model = {
+        "model": f"GPT-2 shapes: {shapes.layers} layers, width {shapes.width}, "
+        f"{shapes.heads} heads, vocabulary {shapes.vocab}, random weights, {precision}; "
+        "student: every attention -> Hyena order 2",
+        "cuda_graphs": run.cuda,  # False (--smoke): the 'graph' variants ran eagerly
+        "compiled": run.compile,
+    }
+    bw = bandwidth_gbs(run, shapes.copy_mib)
+    for results in run.results.values():
+        results.update(model, bandwidth=bw)
+    run.results["benchmark"].update(operator={"rows": []}, model={"rows": []})
+    run.results["generation"].update(
+        order=shapes.order, fit_taps=shapes.fit_taps, step_headroom=STEP_HEADROOM, rows=[]
+    )
+    run.save()
+    longest = max(c for c, _ in shapes.decode) + STEP_HEADROOM + 1
+    torch.manual_seed(0)
+    teacher = gpt2_teacher(longest, shapes.layers, shapes.width, shapes.heads, shapes.vocab)
+    teacher = teacher.to(device=device, dtype=dtype).eval()
+    student = convert(teacher, init="fresh", l_max=longest).eval()
+    start = time.perf_counter()
+    fits = fit_student(student, shapes.order, length=shapes.fit_taps, progress=False).fits
+    run.results["generation"]["fit_s"] = time.perf_counter() - start
+    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"])
+    operator(run, shapes, bw["copy_gbs"])
+    model_forward(run, shapes, teacher, student)
+    run.save()
+    print(f"wrote {', '.join(map(str, run.paths.values()))} in {run.elapsed():.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
