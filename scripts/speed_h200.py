@@ -112,15 +112,17 @@ class Run:
         }
         self.results: dict[str, dict[str, Any]] = {name: dict(meta) for name in self.paths}
         self.skipped: list[str] = []
+        self.students: dict[tuple[int, str], StudentGraphDecoder] = {}  # per batch: graphs reused
         for results in self.results.values():
             results["skipped"] = self.skipped
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def allows(self, what: str) -> bool:
-        """Whether the budget leaves time to start `what`; if not, list it as skipped."""
-        if self.elapsed() < self.args.budget_s:
+    def allows(self, what: str, need_s: float = 10.0) -> bool:
+        """Whether the budget leaves the `need_s` seconds that `what` may take; if not, list it as
+        skipped."""
+        if self.elapsed() + (0 if self.args.smoke else need_s) <= self.args.budget_s:
             return True
         self.skipped.append(what)
         return False
@@ -214,15 +216,21 @@ def _references(
 
 
 def decoding(
-    run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Module, fits: dict, bandwidth: float
+    run: Run,
+    shapes: Shapes,
+    teacher: nn.Module,
+    student: nn.Module,
+    fits: dict,
+    bandwidth: float,
+    pairs: list[tuple[int, int]],
 ) -> None:
-    """The decoding rows: per (context, batch), teacher and student, each eager-recorded and
-    compiled-recorded."""
-    results = run.results["generation"]
-    rows = results["rows"]
+    """The decoding rows of `pairs` (context, batch): teacher and student, each recorded eagerly
+    and (if asked) compiled first."""
+    rows = run.results["generation"]["rows"]
     variants = ["graph", "compiled_graph"] if run.compile else ["graph"]
-    students: dict[tuple[int, str], StudentGraphDecoder] = {}  # one per batch: graphs are reused
-    for context, batch in shapes.decode:
+    need = {"graph": 15.0, "compiled_graph": 60.0}  # seconds, compilation included
+    students = run.students
+    for context, batch in pairs:
         if not run.allows(f"decoding context {context} batch {batch}"):
             continue
         row: dict[str, Any] = {"context": context, "batch": batch}
@@ -235,7 +243,7 @@ def decoding(
         check = context * batch <= shapes.check_tokens
         references = _references(teacher, student, fits, ids, token) if check else (None, None)
         for variant in variants:
-            if not run.allows(f"teacher {variant} context {context} batch {batch}"):
+            if not run.allows(f"teacher {variant} context {context} batch {batch}", need[variant]):
                 continue
             prefix = f"teacher_{variant}"
             try:
@@ -256,7 +264,11 @@ def decoding(
             run.free()
         _best(row, "teacher", variants)
         for variant in variants:
-            if not run.allows(f"student {variant} context {context} batch {batch}"):
+            compiles = (batch, variant) not in students and variant.startswith("compiled")
+            if not run.allows(
+                f"student {variant} context {context} batch {batch}",
+                need[variant if compiles else "graph"],
+            ):
                 continue
             prefix = f"recurrent_{variant}"
             try:
@@ -346,7 +358,7 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
     hyena.fastpath.cuda_graphs = False  # recorded whole, as the attention block is
     rows = run.results["benchmark"]["operator"]["rows"]
     for length in shapes.lengths:
-        if not run.allows(f"operator L={length}"):
+        if not run.allows(f"operator L={length}", 20.0):
             continue
         x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
         row: dict[str, Any] = {"L": length, "batch": 1}
@@ -371,20 +383,29 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
         row["hyena_fast_rel_err"] = _fast_error(hyena, x)
         run.save()
         print(_summary(row), flush=True)
+
+
+def compiled_fwdbwd(run: Run, shapes: Shapes) -> None:
+    """The Hyena block's forward + backward compiled whole by torch.compile
+    (`FastPath.compile_training`), at a few lengths; --compile on a CPU checks it in --smoke."""
+    dtype = torch.bfloat16 if run.cuda else torch.float32
+    torch.manual_seed(0)
+    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    rows = run.results["benchmark"]["operator"]["rows"]
     for length in shapes.compiled_fwdbwd if run.compile else []:
-        if not run.allows(f"compiled Hyena forward+backward L={length}"):
+        row = next((r for r in rows if r["L"] == length), None)
+        if row is None or not run.allows(f"compiled Hyena forward+backward L={length}", 60.0):
             continue
-        row = next(r for r in rows if r["L"] == length)
         x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
+        hyena.fastpath.compile_training = True  # the plain forward, compiled whole (fastpath)
         try:
-            hyena.fast = False  # in training the plain forward runs; compile fuses it whole
-            compiled = torch.compile(hyena, dynamic=False)
-            for _ in range(2):
-                _fwdbwd_timing(run, compiled, x)
-            row.update(_fwdbwd_timing(run, compiled, x).as_row("hyena_compiled_fwdbwd"))
-        except Exception as error:  # noqa: BLE001
+            hyena.train()
+            hyena(x.detach().requires_grad_(True)).sum().backward()  # compiles this shape
+            row.update(_fwdbwd_timing(run, hyena, x).as_row("hyena_compiled_fwdbwd"))
+        except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
             row["hyena_compiled_fwdbwd_error"] = f"{type(error).__name__}: {error}"[:500]
-        hyena.fast = True
+        hyena.zero_grad(set_to_none=True)
+        run.free()
         run.save()
 
 
@@ -392,7 +413,7 @@ def model_forward(run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Modu
     """Whole-model forward tokens/s (logits at every position, batch 1) at `shapes.model_length`,
     each model recorded as a CUDA graph where possible."""
     length = shapes.model_length
-    if not run.allows(f"model forward L={length}"):
+    if not run.allows(f"model forward L={length}", 30.0):
         return
     ids = torch.randint(0, shapes.vocab, (1, length), device=run.device)
     row: dict[str, Any] = {"L": length, "batch": 1}
@@ -476,9 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     fits = fit_student(student, shapes.order, length=shapes.fit_taps, progress=False).fits
     run.results["generation"]["fit_s"] = time.perf_counter() - start
-    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"])
+    first, rest = shapes.decode[:2], shapes.decode[2:]  # the rows the goals name come first
+    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first)
     operator(run, shapes, bw["copy_gbs"])
     model_forward(run, shapes, teacher, student)
+    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], rest)
+    compiled_fwdbwd(run, shapes)
     run.save()
     print(f"wrote {', '.join(map(str, run.paths.values()))} in {run.elapsed():.0f} s", flush=True)
     return 0
