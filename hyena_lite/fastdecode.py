@@ -28,6 +28,12 @@ from hyena_lite.students import family_of, kv_cache_argument
 STEP_HEADROOM = 256
 
 
+def cache_length(context: int) -> int:
+    """The static cache length for timing steps after a prompt of `context` tokens: room for
+    STEP_HEADROOM more, rounded up to a multiple of 64 (aligned rows for the attention kernels)."""
+    return -(-(context + STEP_HEADROOM) // 64) * 64
+
+
 def _allow_recompiles() -> None:
     """Let torch.compile keep one compiled step per shape (batch, cache length) instead of falling
     back to eager code silently after its default of 8."""

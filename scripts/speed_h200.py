@@ -34,17 +34,27 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend
 
 from hyena_lite import fastpath, runs
 from hyena_lite.cudagraph import record
 from hyena_lite.decoding import fit_student
 from hyena_lite.experiments.bench import CausalSelfAttention, gpt2_teacher, hyena_forward_bytes
-from hyena_lite.fastdecode import STEP_HEADROOM, StudentGraphDecoder, TeacherGraphDecoder
+from hyena_lite.experiments.generation import time_graph_decoding
+from hyena_lite.fastdecode import (
+    STEP_HEADROOM,
+    StudentGraphDecoder,
+    TeacherGraphDecoder,
+    cache_length,
+)
 from hyena_lite.generation import Decoder
 from hyena_lite.models import convert
 from hyena_lite.operator import HyenaOperator
 from hyena_lite.provenance import provenance
 from hyena_lite.timing import Timing, time_call
+
+# attention kernels a teacher's step may record when cuDNN's is ruled out
+NO_CUDNN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass
@@ -166,39 +176,14 @@ def bandwidth_gbs(run: Run, mib: int) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------- decoding
 def _best(row: dict[str, Any], side: str, variants: list[str]) -> None:
-    """Name the fastest measured variant of a side and copy its tokens/s to `{side}_graph_tok_s`."""
+    """Name the fastest measured variant of a side (`{side}_best`) and copy its tok_s, ms, iqr_ms,
+    state_mb and peak_mb to `{side}_graph_*`: the side at its best."""
     measured = [(row[f"{side}_{v}_tok_s"], v) for v in variants if row.get(f"{side}_{v}_tok_s")]
     if measured:
-        tok_s, variant = max(measured)
-        row[f"{side}_graph_tok_s"], row[f"{side}_best"] = tok_s, variant
-
-
-def _time_decoder(
-    run: Run,
-    decoder: Any,
-    ids: torch.Tensor,
-    prefix: str,
-    row: dict[str, Any],
-    reference: torch.Tensor | None,
-    token: torch.Tensor,
-) -> None:
-    """Prefill, take the first step (recording and compiling happen there), compare its logits with
-    the eager reference when given, then time replays of the step."""
-    context, batch = ids.shape[1], ids.shape[0]
-    start = time.perf_counter()
-    with torch.no_grad():
-        decoder.prefill(ids)
-        logits = decoder.step(token)
-    if run.cuda:
-        torch.cuda.synchronize(run.device)
-    row[f"{prefix}_setup_s"] = time.perf_counter() - start
-    if reference is not None:
-        row[f"{prefix}_max_logit_diff"] = float((logits.float() - reference.float()).abs().max())
-    run.peak_reset()
-    timing = run.time(decoder.replay, reset=lambda: decoder.rewind(context + 1))
-    row.update(timing.as_row(prefix))
-    row[f"{prefix}_tok_s"] = batch / (timing.median_ms * 1e-3)
-    row[f"{prefix}_peak_mb"] = run.peak_mb()
+        _, variant = max(measured)
+        row[f"{side}_best"] = variant
+        for key in ("tok_s", "ms", "iqr_ms", "state_mb", "peak_mb"):
+            row[f"{side}_graph_{key}"] = row.get(f"{side}_{variant}_{key}")
 
 
 def _references(
@@ -227,8 +212,13 @@ def decoding(
     """The decoding rows of `pairs` (context, batch): teacher and student, each recorded eagerly
     and (if asked) compiled first."""
     rows = run.results["generation"]["rows"]
-    variants = ["graph", "compiled_graph"] if run.compile else ["graph"]
-    need = {"graph": 15.0, "compiled_graph": 60.0}  # seconds, compilation included
+    # teacher: recorded as dispatched, recorded with cuDNN attention ruled out, compiled first
+    teacher_variants = {"eager_graph": None, "eager_graph_no_cudnn": NO_CUDNN}
+    student_variants = ["eager_graph"]
+    if run.compile:
+        teacher_variants["compiled_graph"] = None
+        student_variants.append("compiled_graph")
+    need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0, "compiled_graph": 60.0}  # seconds
     students = run.students
     for context, batch in pairs:
         if not run.allows(f"decoding context {context} batch {batch}"):
@@ -242,7 +232,7 @@ def decoding(
         ids, token = ids[:, :-1], ids[:, -1:]
         check = context * batch <= shapes.check_tokens
         references = _references(teacher, student, fits, ids, token) if check else (None, None)
-        for variant in variants:
+        for variant, backends in teacher_variants.items():
             if not run.allows(f"teacher {variant} context {context} batch {batch}", need[variant]):
                 continue
             prefix = f"teacher_{variant}"
@@ -250,24 +240,26 @@ def decoding(
                 decoder = TeacherGraphDecoder(
                     teacher,
                     batch,
-                    max_len=-(-(context + STEP_HEADROOM) // 64) * 64,
+                    cache_length(context),
                     compile=variant.startswith("compiled"),
                     graph=run.cuda,
                 )
-                _time_decoder(run, decoder, ids, prefix, row, references[0], token)
-                row[f"{prefix}_state_mb"] = decoder.state_bytes() / 2**20
-                row["teacher_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes(context)
+                measured = time_graph_decoding(
+                    decoder, ids, token, references[0], backends, **run.timing
+                )
+                row.update({f"{prefix}_{key}": value for key, value in measured.items()})
                 row["teacher_read_mb"] = decoder.read_bytes(context) / 2**20
+                row["teacher_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes(context)
             except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
                 row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
             decoder = None
             run.free()
-        _best(row, "teacher", variants)
-        for variant in variants:
+        _best(row, "teacher", list(teacher_variants))
+        for variant in student_variants:
             compiles = (batch, variant) not in students and variant.startswith("compiled")
             if not run.allows(
                 f"student {variant} context {context} batch {batch}",
-                need[variant if compiles else "graph"],
+                need[variant if compiles else "eager_graph"],
             ):
                 continue
             prefix = f"recurrent_{variant}"
@@ -277,15 +269,16 @@ def decoding(
                         student, fits, batch, compile=variant.startswith("compiled"), graph=run.cuda
                     )
                 decoder = students[batch, variant]
-                _time_decoder(run, decoder, ids, prefix, row, references[1], token)
-                row[f"{prefix}_state_mb"] = decoder.state_bytes() / 2**20
-                row["recurrent_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes()
+                measured = time_graph_decoding(
+                    decoder, ids, token, references[1], None, **run.timing
+                )
+                row.update({f"{prefix}_{key}": value for key, value in measured.items()})
                 row["recurrent_read_mb"] = decoder.read_bytes() / 2**20
+                row["recurrent_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes()
             except Exception as error:  # noqa: BLE001
                 row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
-            fastpath.clear_caches(student)  # the prefill's filter spectra
             run.free()
-        _best(row, "recurrent", variants)
+        _best(row, "recurrent", student_variants)
         if row.get("teacher_graph_tok_s") and row.get("recurrent_graph_tok_s"):
             row["speedup"] = row["recurrent_graph_tok_s"] / row["teacher_graph_tok_s"]
         for side in ("teacher", "recurrent"):
@@ -317,7 +310,7 @@ def _forward_timing(
         try:
             replay = record(forward, run.device, warmup=3)[0].replay
             return run.time(replay), True
-        except RuntimeError as error:
+        except Exception as error:  # noqa: BLE001  fall back to timing it eagerly, and say so
             print(f"{type(block).__name__} not recorded at L={x.shape[1]}: {error}", flush=True)
     for _ in range(3):
         forward()
@@ -454,7 +447,10 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="folder for the two JSON files")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, in seconds")
     parser.add_argument(
-        "--budget-s", type=float, default=330.0, help="start no new work after this many seconds"
+        "--budget-s",
+        type=float,
+        default=300.0,
+        help="start no work that could end after this many seconds (model building included)",
     )
     parser.add_argument(
         "--compile",
