@@ -221,6 +221,7 @@ class _GraphStep:
         """A function that puts the state back as it is now (to undo the warm-up steps)."""
         raise NotImplementedError
 
+    @torch.no_grad()
     def replay(self) -> Tensor:
         """One step (tokens already in place): the recorded graph's replay, or an eager call."""
         if not self.graph:

@@ -89,6 +89,7 @@ def test_rewind_and_snapshot_put_the_position_and_state_back():
         decoder.rewind(3)
         position = decoder.position if hasattr(decoder, "position") else decoder._counter()
         assert int(position) == 3
+        assert not decoder.replay().requires_grad  # a benchmark replays without no_grad
 
 
 def test_bytes_a_step_reads():
