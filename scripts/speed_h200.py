@@ -139,6 +139,12 @@ class Run:
         return False
 
     def save(self) -> None:
+        self.results["generation"]["goals"] = decoding_goals(self.results["generation"]["rows"])
+        benchmark = self.results["benchmark"]
+        benchmark["goals"] = operator_goals(
+            benchmark.get("operator", {}).get("rows", []),
+            benchmark.get("model", {}).get("rows", []),
+        )
         for name, path in self.paths.items():
             self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
             runs.write_json(path, self.results[name])
@@ -158,6 +164,70 @@ class Run:
 
     def peak_mb(self) -> float | None:
         return torch.cuda.max_memory_allocated(self.device) / 2**20 if self.cuda else None
+
+
+def _goal(value: float | None, target: float, higher: bool = True) -> dict[str, Any]:
+    """A goal's measured value, its target, and whether it is met (None: not measured)."""
+    met = None if value is None else (value >= target if higher else value <= target)
+    return {"value": value, "target": target, "met": met}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def decoding_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The decoding goals of issue 16, from the rows measured so far."""
+    at = {(r["context"], r["batch"]): r for r in rows}
+    b1, b16 = at.get((8192, 1), {}), at.get((32768, 16), {})
+    return {
+        "speedup_8k_batch1 >= 2": _goal(b1.get("speedup"), 2.0),
+        "speedup_32k_batch16 >= 5": _goal(b16.get("speedup"), 5.0),
+        "recurrent_floor_ratio_batch1 <= 3 (worst context)": _goal(
+            max(
+                (
+                    r["recurrent_floor_ratio"]
+                    for r in rows
+                    if r["batch"] == 1 and r.get("recurrent_floor_ratio")
+                ),
+                default=None,
+            ),
+            3.0,
+            higher=False,
+        ),
+    }
+
+
+def operator_goals(rows: list[dict[str, Any]], model: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator, training and model goals of issue 16 (worst case over the lengths named),
+    from the rows measured so far."""
+
+    def worst(key: str, over: str, from_length: int) -> float | None:
+        ratios = [_ratio(r.get(key), r.get(over)) for r in rows if r["L"] >= from_length]
+        return max((x for x in ratios if x is not None), default=None)
+
+    forward = "attn_graph_ms" if any("attn_graph_ms" in r for r in rows) else "attn_ms"
+    fwdbwd = [
+        _ratio(
+            min(filter(None, (r.get("hyena_fwdbwd_ms"), r.get("hyena_compiled_fwdbwd_ms")))),
+            r.get("attn_fwdbwd_ms"),
+        )
+        for r in rows
+        if r["L"] >= 16384 and r.get("hyena_fwdbwd_ms")
+    ]
+    at_8k = next((r for r in model if r["L"] == 8192), {})
+    return {
+        "hyena_ms / attention_ms from 4K <= 1": _goal(worst("hyena_ms", forward, 4096), 1.0, False),
+        "hyena_ms / hyena_bound_ms from 16K <= 1.5": _goal(
+            worst("hyena_ms", "hyena_bound_ms", 16384), 1.5, False
+        ),
+        "hyena / attention forward+backward from 16K <= 1 (best Hyena variant)": _goal(
+            max((x for x in fwdbwd if x is not None), default=None), 1.0, False
+        ),
+        "student / teacher forward tokens/s at 8K >= 1": _goal(
+            _ratio(at_8k.get("student_tokens_per_s"), at_8k.get("teacher_tokens_per_s")), 1.0
+        ),
+    }
 
 
 def bandwidth_gbs(run: Run, mib: int) -> dict[str, float]:

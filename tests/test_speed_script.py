@@ -72,3 +72,43 @@ def test_a_spent_budget_skips_the_work_and_still_writes_the_files(tmp_path: Path
     assert generation["rows"] == [] and "decoding context 48 batch 1" in generation["skipped"]
     benchmark = json.loads((tmp_path / "benchmark_h200.json").read_text())
     assert benchmark["operator"]["rows"] == [] and "operator L=64" in benchmark["skipped"]
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("speed_h200", ROOT / "scripts" / "speed_h200.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_goals_are_read_from_the_rows() -> None:
+    script = _script()
+    rows = [
+        {"context": 8192, "batch": 1, "speedup": 2.5, "recurrent_floor_ratio": 4.0},
+        {"context": 32768, "batch": 16, "speedup": 3.0},
+        {"context": 1024, "batch": 1, "recurrent_floor_ratio": 2.0},
+    ]
+    goals = script.decoding_goals(rows)
+    assert [g["met"] for g in goals.values()] == [True, False, False]
+    assert goals["recurrent_floor_ratio_batch1 <= 3 (worst context)"]["value"] == 4.0
+    assert all(g["met"] is None for g in script.decoding_goals([]).values())
+    operator = [
+        {"L": 2048, "attn_graph_ms": 1.0, "hyena_ms": 3.0, "hyena_bound_ms": 1.0},
+        {"L": 4096, "attn_graph_ms": 2.0, "hyena_ms": 1.0, "hyena_bound_ms": 0.5},
+        {
+            "L": 16384,
+            "attn_graph_ms": 4.0,
+            "hyena_ms": 3.0,
+            "hyena_bound_ms": 2.5,
+            "attn_fwdbwd_ms": 4.0,
+            "hyena_fwdbwd_ms": 9.0,
+            "hyena_compiled_fwdbwd_ms": 3.0,
+        },
+    ]
+    model = [{"L": 8192, "teacher_tokens_per_s": 10.0, "student_tokens_per_s": 8.0}]
+    goals = script.operator_goals(operator, model)
+    values = [(g["value"], g["met"]) for g in goals.values()]
+    assert values == [(0.75, True), (1.2, True), (0.75, True), (0.8, False)]
