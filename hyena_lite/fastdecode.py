@@ -6,7 +6,7 @@ The student's step (`ModalStep`) is the recurrence of `hyena_lite.decoding.Recur
 in real arithmetic on static buffers (complex numbers as real and imaginary parts, which
 torch.compile fuses; it does not fuse complex tensors), and both decoders count the bytes a step
 must read (`read_bytes`), from which a measured bandwidth gives the step's floor. The plain
-decoders in `hyena_lite.generation` stay the reference. Taught in chapter 10.
+decoders in `hyena_lite.generation` stay the reference; scripts/speed_h200.py measures both.
 """
 
 from __future__ import annotations

@@ -214,7 +214,6 @@ def time_graph_decoding(
 
     Returns setup_s (prefill and first step), ms and iqr_ms per step, tok_s, state_mb, peak_mb
     (CUDA) and, given the eager `reference` logits of that step, max_logit_diff.
-    Taught in chapter 10.
     """
     from torch.nn.attention import sdpa_kernel
 
