@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hyena_lite.cudagraph import record
-from hyena_lite.fftconv import fft_size
+from hyena_lite.fftconv import fft_size, fftconv
 
 if TYPE_CHECKING:
     from hyena_lite.operator import HyenaOperator
@@ -37,6 +37,9 @@ class FastPath:
     (default on; HYENA_LITE_COMPILE=0 turns it off). `cuda_graphs`: replay the inference forward
     as a CUDA graph once a shape repeats (opt-in, HYENA_LITE_CUDA_GRAPHS=1: the operator then
     keeps a private memory pool per shape). `cache_spectra`: keep the filter spectra at inference.
+    `compile_training`: with autograd on, run the plain forward compiled whole by torch.compile
+    (filters, projections, gates and their backward fused around the FFTs; opt-in,
+    HYENA_LITE_COMPILE_TRAINING=1, on any device: one compilation per input shape).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
@@ -44,6 +47,9 @@ class FastPath:
         default_factory=lambda: os.environ.get("HYENA_LITE_CUDA_GRAPHS", "0") == "1"
     )
     cache_spectra: bool = True
+    compile_training: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE_TRAINING", "0") == "1"
+    )
     spectra: tuple | None = field(default=None, repr=False)  # (key, (spectra, skips))
     graph: tuple | None = field(default=None, repr=False)  # (key, recorded graph or None)
 
@@ -103,18 +109,20 @@ _KERNELS: dict[str, Callable] = {
 _FUSED: dict[str, Callable] = {}
 
 
+def _allow_recompiles() -> None:
+    """One compilation per (shape, dtype): allow many before torch.compile falls back to eager."""
+    for limit in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
+
+
 def _kernel(name: str, fused: bool) -> Callable:
     """The element-wise function `name`: compiled by torch.compile for static shapes when `fused`,
     else plain Python."""
     if not fused:
         return _KERNELS[name]
     if name not in _FUSED:
-        for limit in (
-            "recompile_limit",
-            "cache_size_limit",
-        ):  # one compilation per (shape, dtype): allow many
-            if hasattr(torch._dynamo.config, limit):
-                setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
+        _allow_recompiles()
         _FUSED[name] = torch.compile(_KERNELS[name], dynamic=False, fullgraph=True)
     return _FUSED[name]
 
@@ -198,6 +206,33 @@ def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
     static_in.copy_(u)
     graph.replay()
     return static_out.clone()
+
+
+def plain_forward(op: HyenaOperator, u: Tensor) -> Tensor:
+    """The operator's plain forward (its recurrence, then the out-projection) written without a
+    generator, so that torch.compile traces it whole."""
+    gates, v = op.gates_and_value(u)
+    k, skips = op.long_filters(u.shape[1])
+    wide = torch.promote_types(u.dtype, torch.float32)
+    z = v.to(wide)
+    for n, x in enumerate(gates):
+        z = op.dropout(x.to(wide) * fftconv(z, k[n].to(wide), skips[n].to(wide)))
+    return op.out_proj(z.to(u.dtype).transpose(1, 2))
+
+
+TRAINING_BACKEND = "inductor"  # torch.compile's backend for `compile_training` (tests use others)
+_TRAINING: dict[str, Callable] = {}
+
+
+def training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
+    """`plain_forward` compiled by torch.compile for static shapes (see
+    `FastPath.compile_training`)."""
+    if TRAINING_BACKEND not in _TRAINING:
+        _allow_recompiles()
+        _TRAINING[TRAINING_BACKEND] = torch.compile(
+            plain_forward, backend=TRAINING_BACKEND, dynamic=False
+        )
+    return _TRAINING[TRAINING_BACKEND](op, u)
 
 
 def pays_off(op: HyenaOperator, u: Tensor) -> bool:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyena_lite.fastpath import FastPath, fast_forward, pays_off
+from hyena_lite.fastpath import FastPath, fast_forward, pays_off, training_forward
 from hyena_lite.fftconv import fftconv
 
 
@@ -221,6 +221,8 @@ class HyenaOperator(nn.Module):
         self._check(u)
         if self.fast and pays_off(self, u):
             return fast_forward(self, u)
+        if self.fast and self.fastpath.compile_training and torch.is_grad_enabled():
+            return training_forward(self, u)
         # The last step; a deque of one, not a list: each step is freed once the next exists.
         y = deque(self.recurrence(u), maxlen=1).pop()
         return self.out_proj(y.to(u.dtype).transpose(1, 2))

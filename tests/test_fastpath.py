@@ -137,3 +137,28 @@ def test_cuda_inference_equals_plain_path_fused_and_replayed(graphs: bool) -> No
             got = fastpath.fast_forward(op, u)
             assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
     assert (op.fastpath.graph[1] is not None) == graphs
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_plain_forward_without_a_generator_equals_the_operator(order: int) -> None:
+    op = _operator(order)
+    u = torch.randn(2, 21, 8)
+    assert torch.equal(fastpath.plain_forward(op, u), op(u))
+
+
+def test_compiled_training_forward_and_gradients_equal_the_plain_ones(monkeypatch) -> None:
+    """With `compile_training` the forward under autograd is torch.compile'd (here with the
+    aot_eager backend, which traces as inductor does but runs eagerly: fast on a CPU)."""
+    monkeypatch.setattr(fastpath, "TRAINING_BACKEND", "aot_eager")
+    plain, compiled = _operator(), _operator()
+    compiled.fast, compiled.fastpath.compile_training = True, True
+    monkeypatch.setattr(fastpath, "_TRAINING", {})
+    u = torch.randn(2, 33, 8, requires_grad=True)
+    out = compiled(u)
+    assert list(fastpath._TRAINING) == ["aot_eager"]  # the compiled function ran
+    got = torch.autograd.grad(out.square().sum(), [u, *compiled.parameters()])
+    want = torch.autograd.grad(plain(u).square().sum(), [u, *plain.parameters()])
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-5, rtol=1e-4), (g - w).abs().max()
+    with torch.no_grad():  # inference keeps its own path
+        assert torch.allclose(compiled(u), plain(u), atol=1e-6, rtol=1e-5)

@@ -6,6 +6,7 @@ teacher against its student (`speed_benchmark`, results/generation_h200.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -18,10 +19,17 @@ from tqdm.auto import tqdm
 from hyena_lite import runs
 from hyena_lite.decoding import fit_student
 from hyena_lite.experiments.bench import gpt2_teacher
+from hyena_lite.fastdecode import (
+    STEP_HEADROOM,
+    StudentGraphDecoder,
+    TeacherGraphDecoder,
+    cache_length,
+)
 from hyena_lite.generation import MODES, Decoder, generate, perplexity, synchronize
 from hyena_lite.modal import ModalFilter
 from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
+from hyena_lite.timing import time_call
 
 
 def quality_sweep(
@@ -192,6 +200,44 @@ def time_decoding(
     return row
 
 
+def time_graph_decoding(
+    decoder: StudentGraphDecoder | TeacherGraphDecoder,
+    ids: Tensor,
+    token: Tensor,
+    reference: Tensor | None = None,
+    backends: list[Any] | None = None,
+    **timing: Any,
+) -> dict[str, Any]:
+    """Prefill `decoder` with ids [B, T], take its first step with `token` [B, 1] (where its graph
+    is recorded and compiled; `backends` limits the attention kernels it may record), then time
+    replays of the step by `hyena_lite.timing.time_call` (keyword arguments `timing`).
+
+    Returns setup_s (prefill and first step), ms and iqr_ms per step, tok_s, state_mb, peak_mb
+    (CUDA) and, given the eager `reference` logits of that step, max_logit_diff.
+    """
+    from torch.nn.attention import sdpa_kernel
+
+    device, (batch, context) = ids.device, ids.shape
+    start = time.perf_counter()
+    with torch.no_grad(), sdpa_kernel(backends) if backends else contextlib.nullcontext():
+        decoder.prefill(ids)
+        logits = decoder.step(token)
+    synchronize(device)
+    row: dict[str, Any] = {"setup_s": time.perf_counter() - start}
+    if reference is not None:
+        row["max_logit_diff"] = float((logits.float() - reference.float()).abs().max())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    measured = time_call(decoder.replay, reset=lambda: decoder.rewind(context + 1), **timing)
+    row.update(
+        ms=measured.median_ms, iqr_ms=measured.iqr_ms, tok_s=batch / measured.median_ms * 1e3
+    )
+    row["state_mb"] = decoder.state_bytes() / 2**20
+    if device.type == "cuda":
+        row["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return row
+
+
 def random_gpt2_pair(
     context: int,
     n_layer: int,
@@ -247,10 +293,12 @@ def speed_benchmark(
     Random weights (speed does not depend on them); GPT-2-124M shapes by default. Rows hold
     teacher_*, cached_*, recurrent_* and (CUDA) recurrent_graph_* columns: tok_s, ms_per_step,
     state_mb, peak_mb. A failed CUDA-graph capture is recorded in `graph_error` and those columns
-    are left out. `on_row(results)` is called with the results so far after each row (to save
-    partial results).
+    are left out. On CUDA teacher_graph_* columns (tok_s, ms, iqr_ms, state_mb, peak_mb) hold the
+    teacher at its best: its step over a static cache recorded as a CUDA graph
+    (`TeacherGraphDecoder`, timed by `time_graph_decoding`). `on_row(results)` is called with the
+    results so far after each row (to save partial results).
     """
-    longest = max(contexts) + warmup + new_tokens + 1
+    longest = max(contexts) + max(warmup + new_tokens, STEP_HEADROOM) + 1
     if (
         torch.device(device).type == "cuda"
     ):  # cuDNN attention re-plans for every new key length (ms of CPU per call)
@@ -308,6 +356,17 @@ def speed_benchmark(
                     row[f"{name}_{key}"] = result.get(key)
                 if cuda:
                     torch.cuda.empty_cache()
+            if cuda:
+                ids = torch.randint(0, vocab, (batch, context + 1), device=device)
+                try:
+                    decoder = TeacherGraphDecoder(teacher, batch, cache_length(context))
+                    result = time_graph_decoding(decoder, ids[:, :-1], ids[:, -1:])
+                except torch.cuda.OutOfMemoryError:
+                    result = {}
+                decoder = None
+                for key in ("tok_s", "ms", "iqr_ms", "state_mb", "peak_mb"):
+                    row[f"teacher_graph_{key}"] = result.get(key)
+                torch.cuda.empty_cache()
             rows.append(row)
             if on_row is not None:
                 on_row(results)

@@ -1,0 +1,458 @@
+"""Decoding at its best on both sides: a teacher's one-token step over a static key-value cache,
+and a Hyena student's whole recurrent step (all layers, MLPs, head), each recorded as one CUDA graph
+with static buffers, optionally compiled first by torch.compile (which fuses the element-wise work).
+
+The student's step (`ModalStep`) is the recurrence of `hyena_lite.decoding.RecurrentDecoder` written
+in real arithmetic on static buffers (complex numbers as real and imaginary parts, which
+torch.compile fuses; it does not fuse complex tensors), and both decoders count the bytes a step
+must read (`read_bytes`), from which a measured bandwidth gives the step's floor. The plain
+decoders in `hyena_lite.generation` stay the reference; scripts/speed_h200.py measures both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hyena_lite.cudagraph import record
+from hyena_lite.decoding import RecurrentDecoder, hyena_operators
+from hyena_lite.modal import ModalFilter
+from hyena_lite.operator import HyenaOperator
+from hyena_lite.students import family_of, kv_cache_argument
+
+# Positions a benchmark may step past the prompt before it rewinds (see hyena_lite.timing).
+STEP_HEADROOM = 256
+
+
+def cache_length(context: int) -> int:
+    """The static cache length for timing steps after a prompt of `context` tokens: room for
+    STEP_HEADROOM more, rounded up to a multiple of 64 (aligned rows for the attention kernels)."""
+    return -(-(context + STEP_HEADROOM) // 64) * 64
+
+
+def _allow_recompiles() -> None:
+    """Let torch.compile keep one compiled step per shape (batch, cache length) instead of falling
+    back to eager code silently after its default of 8."""
+    for limit in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
+
+
+def _compiled(fn: Callable[[], Tensor], compile: bool) -> Callable[[], Tensor]:
+    """fn compiled by torch.compile for static shapes (inductor fuses the element-wise work), or fn
+    itself."""
+    if not compile:
+        return fn
+    _allow_recompiles()
+    return torch.compile(fn, dynamic=False)
+
+
+def _tensor_bytes(tensors: Iterator[Tensor]) -> int:
+    """Bytes of the distinct storages among tensors (a tied weight counts once)."""
+    seen, total = set(), 0
+    for t in tensors:
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def weight_bytes(model: nn.Module, skip: Callable[[str], bool] = lambda name: False) -> int:
+    """Bytes of the weights a one-token step reads: every parameter except input embedding tables
+    (a step reads one row of each) not shared with the output head, and except those `skip`
+    names."""
+    head = model.get_output_embeddings()
+    tied = None if head is None else head.weight.data_ptr()
+    tables = {
+        id(m.weight)
+        for m in model.modules()
+        if isinstance(m, nn.Embedding) and m.weight.data_ptr() != tied
+    }
+    return _tensor_bytes(
+        p for name, p in model.named_parameters() if id(p) not in tables and not skip(name)
+    )
+
+
+@contextlib.contextmanager
+def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
+    """Put `mixers` (layer index -> module) in the place of those layers' mixers for a while."""
+    family = family_of(model)
+    layers = family.layers(model)
+    saved = {i: getattr(layers[i], family.attention) for i in mixers}
+    try:
+        for i, mixer in mixers.items():
+            setattr(layers[i], family.attention, mixer)
+        yield
+    finally:
+        for i, mixer in saved.items():
+            setattr(layers[i], family.attention, mixer)
+
+
+# ------------------------------------------------------------------------------------ the student
+class ModalStep(nn.Module):
+    """One Hyena operator's recurrent decoding step on static buffers: u [B, 1, D] -> [B, 1, D].
+
+    The same arithmetic as `RecurrentDecoder._step` (short filter over a window of K projected
+    inputs, then per stage an FIR head of F taps, the skip and a modal state of m complex modes),
+    with every state held in float32 buffers of fixed address and complex numbers split into real
+    and imaginary parts. `load(decoder)` takes the state a prefilled RecurrentDecoder left.
+    """
+
+    def __init__(self, op: HyenaOperator, fit: ModalFilter, batch: int) -> None:
+        super().__init__()
+        device = op.out_proj.weight.device
+        fit = fit.to(device=device, dtype=torch.float32)
+        N, D = op.order, op.d_model
+        width, taps = (N + 1) * D, op.short_filter.weight.shape[-1]
+        if fit.poles.shape[0] != N * D:
+            raise ValueError(
+                f"the modal fit holds {fit.poles.shape[0]} filters, the operator {N * D} "
+                f"(order {N} x width {D}); fit this operator's filters"
+            )
+        self.op, self.order, self.width = op, N, D
+        poles, residues = fit.poles.view(N, D, -1), fit.residues.view(N, D, -1)
+        conv_bias = op.short_filter.bias
+        constants = {
+            "poles_re": poles.real,
+            "poles_im": poles.imag,
+            "res_re": residues.real,
+            "res_im": residues.imag,
+            "fir": fit.fir.view(N, D, -1).flip(-1),  # reversed: fir[..., -1] is h_0
+            "skips": op.long_filters(1)[1],
+            "conv_w": op.short_filter.weight[:, 0].detach().float(),
+            "conv_b": torch.zeros(width, device=device)
+            if conv_bias is None
+            else conv_bias.detach().float(),
+        }
+        modes, head = poles.shape[-1], fit.fir.shape[-1]
+        states = {
+            "window": (batch, width, taps),
+            "recent": (N, batch, D, head),
+            "state_re": (N, batch, D, modes),
+            "state_im": (N, batch, D, modes),
+        }
+        for name, value in constants.items():
+            self.register_buffer(name, value.detach().contiguous().clone(), persistent=False)
+        for name, shape in states.items():
+            self.register_buffer(name, torch.zeros(shape, device=device), persistent=False)
+        self.state_names = tuple(states)
+
+    def load(self, decoder: RecurrentDecoder) -> None:
+        """Copy in, in place, the state that `decoder` holds after its prefill."""
+        if decoder.window is None or decoder.state is None:
+            raise RuntimeError("the RecurrentDecoder holds no state yet: prefill it first")
+        if decoder.window.shape != self.window.shape:
+            raise ValueError(
+                f"the decoder's batch {decoder.window.shape[0]} is not this step's "
+                f"{self.window.shape[0]}; build the ModalStep for that batch"
+            )
+        self.window.copy_(decoder.window)
+        self.recent.copy_(decoder.recent)
+        self.state_re.copy_(decoder.state.real)
+        self.state_im.copy_(decoder.state.imag)
+
+    def state_bytes(self) -> int:
+        """Bytes of the per-sequence state (window, FIR inputs, modal states)."""
+        return _tensor_bytes(getattr(self, name) for name in self.state_names)
+
+    def constant_bytes(self) -> int:
+        """Bytes of the fitted constants a step reads (poles, residues, FIR taps, skips, short
+        filter)."""
+        names = set(dict(self.named_buffers())) - set(self.state_names)
+        return _tensor_bytes(getattr(self, name) for name in sorted(names))
+
+    def forward(self, u: Tensor) -> Tensor:
+        op, N, D = self.op, self.order, self.width
+        p = op.in_proj(u[:, 0]).float()  # [B, (N + 1) D]
+        window = torch.cat([self.window[..., 1:], p[..., None]], dim=-1)
+        self.window.copy_(window)
+        z = ((window * self.conv_w).sum(-1) + self.conv_b).to(u.dtype).float()
+        y = z[:, N * D :]
+        for n in range(N):
+            recent = torch.cat([self.recent[n, ..., 1:], y[..., None]], dim=-1)  # [B, D, F]
+            re, im = self.state_re[n], self.state_im[n]
+            out = (
+                (recent * self.fir[n]).sum(-1)
+                + self.skips[n] * y
+                + (self.res_re[n] * re - self.res_im[n] * im).sum(-1)
+            )
+            new_re = self.poles_re[n] * re - self.poles_im[n] * im + recent[..., :1]
+            new_im = self.poles_re[n] * im + self.poles_im[n] * re
+            self.state_re[n].copy_(new_re)
+            self.state_im[n].copy_(new_im)
+            self.recent[n].copy_(recent)
+            y = z[:, n * D : (n + 1) * D] * out
+        return op.out_proj(y.to(u.dtype))[:, None]
+
+
+class _StepMixer(nn.Module):
+    """Stands in for a HyenaMixer during a step: the layer's call, answered by a ModalStep."""
+
+    def __init__(self, step: ModalStep) -> None:
+        super().__init__()
+        self.step = step
+
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        return self.step(hidden), None
+
+
+class _GraphStep:
+    """What both decoders share: a step function over static buffers, run eagerly or replayed from
+    a CUDA graph recorded at the first step (after warm-up calls that compile it when asked)."""
+
+    def __init__(self, device: torch.device, graph: bool | None) -> None:
+        self.device = device
+        self.graph = device.type == "cuda" if graph is None else graph
+        if self.graph and device.type != "cuda":
+            raise ValueError(f"graph=True records a CUDA graph; the model is on {device}")
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._logits: Tensor | None = None
+
+    def _run(self) -> Tensor:
+        """One step from the static buffers: its logits [B, V]; advances the state."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> Callable[[], None]:
+        """A function that puts the state back as it is now (to undo the warm-up steps)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def replay(self) -> Tensor:
+        """One step (tokens already in place): the recorded graph's replay, or an eager call."""
+        if not self.graph:
+            return self._run()
+        if self._graph is None:
+            self._graph, self._logits = record(
+                self._run, self.device, warmup=2, before_recording=self._snapshot()
+            )
+        self._graph.replay()
+        return self._logits
+
+
+class StudentGraphDecoder(_GraphStep):
+    """Recurrent decoding of an all-Hyena student, batch `batch`: `prefill(ids)`, then
+    `step(tokens)`.
+
+    The prefill is `hyena_lite.generation.Decoder`'s (recurrent mode, FFT over the prompt); each
+    step runs the whole model (embeddings, every layer's `ModalStep` and MLP, the head) from static
+    buffers: on CUDA (or with graph=True) recorded once as a CUDA graph and replayed, with
+    `compile=True` compiled by torch.compile first. A new prefill reuses the same graph.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        fits: dict[int, ModalFilter],
+        batch: int,
+        compile: bool = False,
+        graph: bool | None = None,
+    ) -> None:
+        operators = hyena_operators(model)
+        if len(operators) < model.config.num_hidden_layers or not operators:
+            raise ValueError(
+                "StudentGraphDecoder decodes students whose every layer is Hyena; a hybrid keeps a "
+                "growing key-value cache: decode it with hyena_lite.generation.Decoder"
+            )
+        missing = sorted(set(operators) - set(fits))
+        if missing:
+            raise ValueError(
+                f"no modal fit for Hyena layers {missing}; fit them with fit_student(model)"
+            )
+        device = next(model.parameters()).device
+        super().__init__(device, graph)
+        self.model, self.fits, self.batch = model, fits, batch
+        self.steps = {i: ModalStep(op, fits[i], batch) for i, op in operators.items()}
+        self.mixers = {i: _StepMixer(step) for i, step in self.steps.items()}
+        self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.position = torch.zeros((), dtype=torch.long, device=device)
+        self.mask = torch.ones(batch, 1, 1, 1, dtype=torch.bool, device=device)
+        self._forward = _compiled(self._logits_of_step, compile)
+
+    def _logits_of_step(self) -> Tensor:
+        positions = self.position.view(1, 1).expand(self.batch, 1)
+        out = self.model(
+            self.tokens,
+            position_ids=positions,
+            attention_mask=self.mask,  # 4-D: used as it is, no mask building (which syncs)
+            use_cache=False,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1]
+
+    def _run(self) -> Tensor:
+        with _mixers(self.model, self.mixers):
+            logits = self._forward()
+        self.position.add_(1)
+        return logits
+
+    def _snapshot(self) -> Callable[[], None]:
+        saved = [
+            (t, t.clone())
+            for step in self.steps.values()
+            for t in (getattr(step, n) for n in step.state_names)
+        ]
+        saved.append((self.position, self.position.clone()))
+        return lambda: [t.copy_(old) for t, old in saved] and None
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Start new sequences with the prompts ids [batch, T]: the logits of their last position,
+        [batch, V]."""
+        from hyena_lite.generation import Decoder
+
+        if ids.dim() != 2 or ids.shape[0] != self.batch:
+            raise ValueError(
+                f"ids must have shape [batch={self.batch}, length], got {tuple(ids.shape)}"
+            )
+        with torch.no_grad(), Decoder(self.model, "recurrent", fits=self.fits) as decoder:
+            logits = decoder.prefill(ids)
+            for i, step in self.steps.items():
+                step.load(decoder.decoders[i])
+        self.rewind(ids.shape[1])
+        return logits
+
+    def rewind(self, position: int) -> None:
+        """Set the position of the next token (a benchmark steps past its prompt and comes back)."""
+        self.position.fill_(position)
+
+    def step(self, tokens: Tensor) -> Tensor:
+        """Feed the next tokens [batch, 1] (or [batch]): the logits after them, [batch, V]."""
+        with torch.no_grad():
+            self.tokens.copy_(tokens.view(self.batch, 1))
+            return self.replay().clone()
+
+    def state_bytes(self) -> int:
+        """Bytes of the decoding state of the batch (every layer's window, FIR inputs and modes)."""
+        return sum(step.state_bytes() for step in self.steps.values())
+
+    def read_bytes(self) -> int:
+        """Bytes a step must read: the weights it uses (not the implicit filters, replaced by their
+        modal fit), the fitted constants and the state."""
+        weights = weight_bytes(self.model, skip=lambda name: ".filter_fn." in name)
+        constants = sum(step.constant_bytes() for step in self.steps.values())
+        return weights + constants + self.state_bytes()
+
+
+# ------------------------------------------------------------------------------------ the teacher
+class TeacherGraphDecoder(_GraphStep):
+    """Key-value-cache decoding of a transformer with transformers' StaticCache, batch `batch`,
+    up to `max_len` positions: `prefill(ids)`, then `step(tokens)`.
+
+    The prefill runs the model with its ordinary (dynamic) cache, `prefill_tokens` tokens at a time
+    (whole rows), and copies keys and values into the static cache, whose tensors keep their
+    addresses. A step reads its position from the cache's own counter and builds its mask and
+    position ids from it on the device, so that the whole step (on CUDA, or with graph=True) is
+    recorded once as a CUDA graph, after torch.compile with `compile=True`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        batch: int,
+        max_len: int,
+        compile: bool = False,
+        graph: bool | None = None,
+        prefill_tokens: int = 65_536,
+    ) -> None:
+        from transformers import StaticCache
+
+        device = next(model.parameters()).device
+        super().__init__(device, graph)
+        if hyena_operators(model):
+            raise ValueError(
+                "TeacherGraphDecoder decodes transformers; decode a Hyena student with "
+                "StudentGraphDecoder"
+            )
+        self.model, self.batch, self.max_len = model, batch, max_len
+        self.prefill_tokens = prefill_tokens
+        self.cache = StaticCache(config=model.config, max_cache_len=max_len)
+        self.cache_name = kv_cache_argument(model)
+        self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.key_index = torch.arange(max_len, device=device)
+        self.context = 0
+        self._forward = _compiled(self._logits_of_step, compile)
+
+    def _counter(self) -> Tensor:
+        """The cache's count of stored positions (a device tensor that its update advances)."""
+        return self.cache.layers[0].cumulative_length
+
+    def _logits_of_step(self) -> Tensor:
+        position = self._counter()
+        positions = position.view(1, 1).expand(self.batch, 1)
+        mask = (self.key_index <= position).view(1, 1, 1, -1).expand(self.batch, 1, 1, -1)
+        out = self.model(
+            self.tokens,
+            position_ids=positions,
+            attention_mask=mask.contiguous(),  # 4-D: used as it is, no mask building
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_name: self.cache},
+        )
+        return out.logits[:, -1]
+
+    def _run(self) -> Tensor:
+        return self._forward()
+
+    def _snapshot(self) -> Callable[[], None]:
+        position = int(self._counter())
+        return lambda: self.rewind(position)
+
+    def rewind(self, position: int) -> None:
+        """Set the position of the next token (the cached keys beyond it are ignored, then
+        overwritten)."""
+        for layer in self.cache.layers:
+            layer.cumulative_length.fill_(position)
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Start new sequences with the prompts ids [batch, T]: the logits of their last position,
+        [batch, V]."""
+        batch, length = ids.shape if ids.dim() == 2 else (None, None)
+        if batch != self.batch or length < 1 or length >= self.max_len:
+            raise ValueError(
+                f"ids must have shape [batch={self.batch}, length < max_len={self.max_len}], got "
+                f"{tuple(ids.shape)}"
+            )
+        rows, logits = max(1, self.prefill_tokens // length), []
+        with torch.no_grad():
+            for start in range(0, batch, rows):
+                part = ids[start : start + rows]
+                out = self.model(part, use_cache=True, logits_to_keep=1)
+                cache = out["cache"] if "cache" in out else out.past_key_values
+                for static, layer in zip(self.cache.layers, cache.layers, strict=True):
+                    if not static.is_initialized:
+                        empty = layer.keys.new_empty(
+                            batch, layer.keys.shape[1], 0, layer.keys.shape[-1]
+                        )
+                        static.lazy_initialization(empty, empty)
+                    static.keys[start : start + rows, :, :length].copy_(layer.keys)
+                    static.values[start : start + rows, :, :length].copy_(layer.values)
+                logits.append(out.logits[:, -1])
+                del out, cache
+        self.rewind(length)
+        self.context = length
+        return torch.cat(logits)
+
+    def step(self, tokens: Tensor) -> Tensor:
+        """Feed the next tokens [batch, 1] (or [batch]): the logits after them, [batch, V]."""
+        with torch.no_grad():
+            self.tokens.copy_(tokens.view(self.batch, 1))
+            return self.replay().clone()
+
+    def state_bytes(self) -> int:
+        """Bytes of the static key-value cache (all `max_len` positions)."""
+        return _tensor_bytes(
+            t
+            for layer in self.cache.layers
+            if layer.is_initialized
+            for t in (layer.keys, layer.values)
+        )
+
+    def read_bytes(self, context: int | None = None) -> int:
+        """Bytes a step at `context` cached positions (default: the prompt's) must read: the
+        weights and the keys and values of those positions."""
+        context = self.context if context is None else context
+        return weight_bytes(self.model) + self.state_bytes() * context // self.max_len

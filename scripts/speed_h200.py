@@ -1,0 +1,579 @@
+"""Speed of the Hyena student against the strongest teacher on one GPU, in one run: decoding
+(results/generation_h200.json), the operator and the whole model's forward
+(results/benchmark_h200.json). GPT-2-124M shapes, bfloat16, random weights (speed does not depend
+on them).
+
+Both sides at their best: the teacher decodes over transformers' StaticCache with its one-token
+step recorded as a CUDA graph, eager (attention kernels as dispatched, or with cuDNN's ruled out)
+or compiled by torch.compile first (`teacher_graph_tok_s` is the fastest); the student decodes with
+its whole recurrent step (all layers, MLPs, head) recorded as one CUDA graph, eager or compiled
+(`recurrent_graph_tok_s` is the faster); the attention block is replayed as a CUDA graph as the
+Hyena block is. Every time is the median over blocks of back-to-back calls, with its interquartile
+range (`hyena_lite.timing`). `floor_tok_s` is a step's bytes to read (weights, plus the key-value
+cache or the modal state) over the measured bandwidth of a large copy.
+
+    PYTHONPATH=. python3 scripts/speed_h200.py --out $OUT          # on the GPU, under 6 minutes
+    PYTHONPATH=. python3 scripts/speed_h200.py --smoke --out /tmp/x  # CPU, tiny shapes, seconds
+
+Work runs in this order: the two decoding rows that the goals name, the operator rows, the model
+forward, the other decoding rows, the compiled forward + backward; no work starts that could end
+after --budget-s seconds (what was skipped is listed in `skipped`); both files are rewritten after
+every row, so a run that is killed still leaves its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.attention import SDPBackend
+
+from hyena_lite import fastpath, runs
+from hyena_lite.cudagraph import record
+from hyena_lite.decoding import fit_student
+from hyena_lite.experiments.bench import CausalSelfAttention, gpt2_teacher, hyena_forward_bytes
+from hyena_lite.experiments.generation import time_graph_decoding
+from hyena_lite.fastdecode import (
+    STEP_HEADROOM,
+    StudentGraphDecoder,
+    TeacherGraphDecoder,
+    cache_length,
+)
+from hyena_lite.generation import Decoder
+from hyena_lite.models import convert
+from hyena_lite.operator import HyenaOperator
+from hyena_lite.provenance import provenance
+from hyena_lite.timing import Timing, time_call
+
+# attention kernels a teacher's step may record when cuDNN's is ruled out
+NO_CUDNN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+@dataclass
+class Shapes:
+    """The sizes a run measures."""
+
+    layers: int = 12
+    width: int = 768
+    heads: int = 12
+    vocab: int = 50257
+    order: int = 16  # modal order of the recurrent student
+    fit_taps: int = 4096  # filter taps the modal fit covers (speed does not depend on it)
+    # (context, batch) rows of the decoding benchmark, most important (the goals') first
+    decode: list[tuple[int, int]] = field(
+        default_factory=lambda: [
+            (8192, 1),
+            (32768, 16),
+            (8192, 16),
+            (32768, 1),
+            (1024, 1),
+            (1024, 16),
+            (8192, 64),
+            (1024, 64),
+        ]
+    )
+    lengths: list[int] = field(
+        default_factory=lambda: [1024, 2048, 4096, 8192, 16384, 32768, 65536]
+    )
+    model_length: int = 8192
+    compiled_fwdbwd: list[int] = field(default_factory=lambda: [16384])
+    check_tokens: int = 8192  # rows with context * batch up to this check logits against eager
+    copy_mib: int = 2048
+
+
+SMOKE = Shapes(
+    layers=2,
+    width=32,
+    heads=2,
+    vocab=97,
+    order=4,
+    fit_taps=64,
+    decode=[(48, 1), (96, 2), (32, 2)],
+    lengths=[64, 128],
+    model_length=64,
+    compiled_fwdbwd=[64],
+    check_tokens=1024,
+    copy_mib=4,
+)
+
+
+class Run:
+    """The output files, the time budget and the timing settings of one run."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
+        self.args, self.device, self.start = args, device, time.perf_counter()
+        self.cuda = device.type == "cuda"
+        self.compile = args.compile if args.compile is not None else self.cuda
+        self.timing = dict(blocks=3, block_s=0.002, max_calls=5) if args.smoke else {}
+        command = shlex.join(["python3", "scripts/speed_h200.py", *sys.argv[1:]])
+        meta = provenance(command)
+        out = Path(args.out)
+        self.paths = {
+            "generation": out / "generation_h200.json",
+            "benchmark": out / "benchmark_h200.json",
+        }
+        self.results: dict[str, dict[str, Any]] = {name: dict(meta) for name in self.paths}
+        self.skipped: list[str] = []
+        self.students: dict[tuple[int, str], StudentGraphDecoder] = {}  # per batch: graphs reused
+        for results in self.results.values():
+            results["skipped"] = self.skipped
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def allows(self, what: str, need_s: float = 10.0) -> bool:
+        """Whether the budget leaves the `need_s` seconds that `what` may take; if not, list it as
+        skipped."""
+        if self.elapsed() + (0 if self.args.smoke else need_s) <= self.args.budget_s:
+            return True
+        self.skipped.append(what)
+        return False
+
+    def save(self) -> None:
+        self.results["generation"]["goals"] = decoding_goals(self.results["generation"]["rows"])
+        benchmark = self.results["benchmark"]
+        benchmark["goals"] = operator_goals(
+            benchmark.get("operator", {}).get("rows", []),
+            benchmark.get("model", {}).get("rows", []),
+        )
+        for name, path in self.paths.items():
+            self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
+            runs.write_json(path, self.results[name])
+
+    def time(self, fn: Callable[[], Any], reset: Callable[[], None] | None = None) -> Timing:
+        return time_call(fn, reset, **self.timing)
+
+    def free(self) -> None:
+        gc.collect()
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def peak_reset(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_mb(self) -> float | None:
+        return torch.cuda.max_memory_allocated(self.device) / 2**20 if self.cuda else None
+
+
+def _goal(value: float | None, target: float, higher: bool = True) -> dict[str, Any]:
+    """A goal's measured value, its target, and whether it is met (None: not measured)."""
+    met = None if value is None else (value >= target if higher else value <= target)
+    return {"value": value, "target": target, "met": met}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def decoding_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The decoding goals of issue 16, from the rows measured so far."""
+    at = {(r["context"], r["batch"]): r for r in rows}
+    b1, b16 = at.get((8192, 1), {}), at.get((32768, 16), {})
+    return {
+        "speedup_8k_batch1 >= 2": _goal(b1.get("speedup"), 2.0),
+        "speedup_32k_batch16 >= 5": _goal(b16.get("speedup"), 5.0),
+        "recurrent_floor_ratio_batch1 <= 3 (worst context)": _goal(
+            max(
+                (
+                    r["recurrent_floor_ratio"]
+                    for r in rows
+                    if r["batch"] == 1 and r.get("recurrent_floor_ratio")
+                ),
+                default=None,
+            ),
+            3.0,
+            higher=False,
+        ),
+    }
+
+
+def operator_goals(rows: list[dict[str, Any]], model: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator, training and model goals of issue 16 (worst case over the lengths named),
+    from the rows measured so far."""
+
+    def worst(key: str, over: str, from_length: int) -> float | None:
+        ratios = [_ratio(r.get(key), r.get(over)) for r in rows if r["L"] >= from_length]
+        return max((x for x in ratios if x is not None), default=None)
+
+    forward = "attn_graph_ms" if any("attn_graph_ms" in r for r in rows) else "attn_ms"
+    fwdbwd = [
+        _ratio(
+            min(filter(None, (r.get("hyena_fwdbwd_ms"), r.get("hyena_compiled_fwdbwd_ms")))),
+            r.get("attn_fwdbwd_ms"),
+        )
+        for r in rows
+        if r["L"] >= 16384 and r.get("hyena_fwdbwd_ms")
+    ]
+    at_8k = next((r for r in model if r["L"] == 8192), {})
+    return {
+        "hyena_ms / attention_ms from 4K <= 1": _goal(worst("hyena_ms", forward, 4096), 1.0, False),
+        "hyena_ms / hyena_bound_ms from 16K <= 1.5": _goal(
+            worst("hyena_ms", "hyena_bound_ms", 16384), 1.5, False
+        ),
+        "hyena / attention forward+backward from 16K <= 1 (best Hyena variant)": _goal(
+            max((x for x in fwdbwd if x is not None), default=None), 1.0, False
+        ),
+        "student / teacher forward tokens/s at 8K >= 1": _goal(
+            _ratio(at_8k.get("student_tokens_per_s"), at_8k.get("teacher_tokens_per_s")), 1.0
+        ),
+    }
+
+
+def bandwidth_gbs(run: Run, mib: int) -> dict[str, float]:
+    """Bandwidth of a large device copy, bytes read plus written per second (GB/s), median and
+    IQR."""
+    src = torch.randn(mib * 2**18, device=run.device)
+    dst = torch.empty_like(src)
+    timing = run.time(lambda: dst.copy_(src))
+    moved = 2 * src.numel() * src.element_size()
+    return {
+        "copy_gbs": moved / (timing.median_ms * 1e-3) / 1e9,
+        "copy_ms": timing.median_ms,
+        "copy_iqr_ms": timing.iqr_ms,
+        "copy_mib": mib,
+    }
+
+
+# ---------------------------------------------------------------------------------- decoding
+def _best(row: dict[str, Any], side: str, variants: list[str]) -> None:
+    """Name the fastest measured variant of a side (`{side}_best`) and copy its tok_s, ms, iqr_ms,
+    state_mb and peak_mb to `{side}_graph_*`: the side at its best."""
+    measured = [(row[f"{side}_{v}_tok_s"], v) for v in variants if row.get(f"{side}_{v}_tok_s")]
+    if measured:
+        _, variant = max(measured)
+        row[f"{side}_best"] = variant
+        for key in ("tok_s", "ms", "iqr_ms", "state_mb", "peak_mb"):
+            row[f"{side}_graph_{key}"] = row.get(f"{side}_{variant}_{key}")
+
+
+def _references(
+    teacher: nn.Module, student: nn.Module, fits: dict, ids: torch.Tensor, token: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits after prompt + token of the teacher (full forward) and of the student (eager
+    recurrent decoding)."""
+    with torch.no_grad():
+        full = torch.cat([ids, token], dim=1)
+        teacher_logits = teacher(full, use_cache=False, logits_to_keep=1).logits[:, -1]
+        with Decoder(student, "recurrent", fits=fits) as decoder:
+            decoder.prefill(ids)
+            student_logits = decoder.step(token)
+    return teacher_logits, student_logits
+
+
+def decoding(
+    run: Run,
+    shapes: Shapes,
+    teacher: nn.Module,
+    student: nn.Module,
+    fits: dict,
+    bandwidth: float,
+    pairs: list[tuple[int, int]],
+) -> None:
+    """The decoding rows of `pairs` (context, batch): teacher and student, each recorded eagerly
+    and (if asked) compiled first."""
+    rows = run.results["generation"]["rows"]
+    # teacher: recorded as dispatched, recorded with cuDNN attention ruled out, compiled first
+    teacher_variants = {"eager_graph": None, "eager_graph_no_cudnn": NO_CUDNN}
+    student_variants = ["eager_graph"]
+    if run.compile:
+        teacher_variants["compiled_graph"] = None
+        student_variants.append("compiled_graph")
+    need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0, "compiled_graph": 60.0}  # seconds
+    students = run.students
+    for context, batch in pairs:
+        if not run.allows(f"decoding context {context} batch {batch}"):
+            continue
+        row: dict[str, Any] = {"context": context, "batch": batch}
+        rows.append(row)
+        generator = torch.Generator(run.device).manual_seed(context + batch)
+        ids = torch.randint(
+            0, shapes.vocab, (batch, context + 1), device=run.device, generator=generator
+        )
+        ids, token = ids[:, :-1], ids[:, -1:]
+        check = context * batch <= shapes.check_tokens
+        references = _references(teacher, student, fits, ids, token) if check else (None, None)
+        for variant, backends in teacher_variants.items():
+            if not run.allows(f"teacher {variant} context {context} batch {batch}", need[variant]):
+                continue
+            prefix = f"teacher_{variant}"
+            try:
+                decoder = TeacherGraphDecoder(
+                    teacher,
+                    batch,
+                    cache_length(context),
+                    compile=variant.startswith("compiled"),
+                    graph=run.cuda,
+                )
+                measured = time_graph_decoding(
+                    decoder, ids, token, references[0], backends, **run.timing
+                )
+                row.update({f"{prefix}_{key}": value for key, value in measured.items()})
+                row["teacher_read_mb"] = decoder.read_bytes(context) / 2**20
+                row["teacher_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes(context)
+            except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
+                row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
+            decoder = None
+            run.free()
+        _best(row, "teacher", list(teacher_variants))
+        for variant in student_variants:
+            compiles = (batch, variant) not in students and variant.startswith("compiled")
+            if not run.allows(
+                f"student {variant} context {context} batch {batch}",
+                need[variant if compiles else "eager_graph"],
+            ):
+                continue
+            prefix = f"recurrent_{variant}"
+            try:
+                if (batch, variant) not in students:
+                    students[batch, variant] = StudentGraphDecoder(
+                        student, fits, batch, compile=variant.startswith("compiled"), graph=run.cuda
+                    )
+                decoder = students[batch, variant]
+                measured = time_graph_decoding(
+                    decoder, ids, token, references[1], None, **run.timing
+                )
+                row.update({f"{prefix}_{key}": value for key, value in measured.items()})
+                row["recurrent_read_mb"] = decoder.read_bytes() / 2**20
+                row["recurrent_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes()
+            except Exception as error:  # noqa: BLE001
+                row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
+            run.free()
+        _best(row, "recurrent", student_variants)
+        if row.get("teacher_graph_tok_s") and row.get("recurrent_graph_tok_s"):
+            row["speedup"] = row["recurrent_graph_tok_s"] / row["teacher_graph_tok_s"]
+        for side in ("teacher", "recurrent"):
+            if row.get(f"{side}_graph_tok_s") and row.get(f"{side}_floor_tok_s"):
+                row[f"{side}_floor_ratio"] = row[f"{side}_floor_tok_s"] / row[f"{side}_graph_tok_s"]
+        run.save()
+        print(_summary(row), flush=True)
+
+
+def _summary(row: dict[str, Any]) -> str:
+    keys = [k for k in row if k in ("context", "batch", "L") or k.endswith(("tok_s", "_ms"))]
+    return " ".join(
+        f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys
+    )
+
+
+# ---------------------------------------------------------------------------------- operator
+def _forward_timing(
+    run: Run, block: nn.Module, x: torch.Tensor, graph: bool
+) -> tuple[Timing, bool]:
+    """The block's inference forward, replayed as a CUDA graph when asked and possible (warm-up
+    calls first: the Hyena fast path compiles its fused kernels on a shape's second call)."""
+
+    def forward() -> None:
+        with torch.no_grad():
+            block(x)
+
+    if graph:
+        try:
+            replay = record(forward, run.device, warmup=3)[0].replay
+            return run.time(replay), True
+        except Exception as error:  # noqa: BLE001  fall back to timing it eagerly, and say so
+            print(f"{type(block).__name__} not recorded at L={x.shape[1]}: {error}", flush=True)
+    for _ in range(3):
+        forward()
+    return run.time(forward), False
+
+
+def _fwdbwd_timing(run: Run, block: nn.Module, x: torch.Tensor) -> Timing:
+    """A training step's work: forward and backward with the input's gradient."""
+    xg, grad = x.detach().requires_grad_(True), torch.randn_like(x)
+
+    def step() -> None:
+        block(xg).backward(grad)
+
+    block.train()
+    timing = run.time(step)
+    block.zero_grad(set_to_none=True)
+    block.eval()
+    return timing
+
+
+def _fast_error(op: HyenaOperator, x: torch.Tensor) -> float:
+    """Relative error of the operator's fast forward (what was timed) against its plain one."""
+    with torch.no_grad():
+        fast = [op(x).float() for _ in range(3)]  # eager, then fused once the shape repeats
+        op.fast = False
+        plain = op(x).float()
+        op.fast = True
+    fastpath.clear_caches(op)
+    return max(float((f - plain).norm() / plain.norm()) for f in fast)
+
+
+def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
+    """Operator rows: attention and Hyena blocks of width `shapes.width`, batch 1, per length."""
+    dtype = torch.bfloat16 if run.cuda else torch.float32
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(shapes.width, shapes.heads).to(run.device, dtype).eval()
+    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    hyena.fastpath.cuda_graphs = False  # recorded whole, as the attention block is
+    rows = run.results["benchmark"]["operator"]["rows"]
+    for length in shapes.lengths:
+        if not run.allows(f"operator L={length}", 20.0):
+            continue
+        x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
+        row: dict[str, Any] = {"L": length, "batch": 1}
+        rows.append(row)
+        for name, block in (("attn", attn), ("hyena", hyena)):
+            try:
+                run.peak_reset()
+                timing, graphed = _forward_timing(run, block, x, run.cuda)
+                row.update(timing.as_row(f"{name}_graph" if graphed else name))
+                row[f"{name}_peak_mb"] = run.peak_mb()
+                row.update(_fwdbwd_timing(run, block, x).as_row(f"{name}_fwdbwd"))
+            except torch.OutOfMemoryError as error:
+                row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
+            fastpath.clear_caches(block)
+            run.free()
+        if "hyena_graph_ms" in row:  # the column the goals name: Hyena's forward at its best
+            row["hyena_ms"], row["hyena_iqr_ms"] = row["hyena_graph_ms"], row["hyena_graph_iqr_ms"]
+        row["hyena_bytes"] = hyena_forward_bytes(
+            shapes.width, length, 1, hyena.order, x.element_size()
+        )
+        row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
+        row["hyena_fast_rel_err"] = _fast_error(hyena, x)
+        run.save()
+        print(_summary(row), flush=True)
+
+
+def compiled_fwdbwd(run: Run, shapes: Shapes) -> None:
+    """The Hyena block's forward + backward compiled whole by torch.compile
+    (`FastPath.compile_training`), at a few lengths; --compile on a CPU checks it in --smoke."""
+    dtype = torch.bfloat16 if run.cuda else torch.float32
+    torch.manual_seed(0)
+    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    rows = run.results["benchmark"]["operator"]["rows"]
+    for length in shapes.compiled_fwdbwd if run.compile else []:
+        row = next((r for r in rows if r["L"] == length), None)
+        if row is None or not run.allows(f"compiled Hyena forward+backward L={length}", 60.0):
+            continue
+        x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
+        hyena.fastpath.compile_training = True  # the plain forward, compiled whole (fastpath)
+        try:
+            hyena.train()
+            hyena(x.detach().requires_grad_(True)).sum().backward()  # compiles this shape
+            row.update(_fwdbwd_timing(run, hyena, x).as_row("hyena_compiled_fwdbwd"))
+        except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
+            row["hyena_compiled_fwdbwd_error"] = f"{type(error).__name__}: {error}"[:500]
+        hyena.zero_grad(set_to_none=True)
+        run.free()
+        run.save()
+
+
+def model_forward(run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Module) -> None:
+    """Whole-model forward tokens/s (logits at every position, batch 1) at `shapes.model_length`,
+    each model recorded as a CUDA graph where possible."""
+    length = shapes.model_length
+    if not run.allows(f"model forward L={length}", 30.0):
+        return
+    ids = torch.randint(0, shapes.vocab, (1, length), device=run.device)
+    row: dict[str, Any] = {"L": length, "batch": 1}
+    for op in (m for m in student.modules() if isinstance(m, HyenaOperator)):
+        op.fastpath.cuda_graphs = False  # the whole model is recorded instead
+    for name, model in (("teacher", teacher), ("student", student)):
+        block = _ModelCall(model, ids)
+        try:
+            run.peak_reset()
+            timing, graphed = _forward_timing(run, block, ids, run.cuda)
+            row.update(timing.as_row(name))
+            row[f"{name}_graph"] = graphed
+            row[f"{name}_tokens_per_s"] = length / (timing.median_ms * 1e-3)
+            row[f"{name}_peak_mb"] = run.peak_mb()
+        except torch.OutOfMemoryError as error:
+            row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
+        fastpath.clear_caches(model)
+        run.free()
+    run.results["benchmark"]["model"]["rows"].append(row)
+    run.save()
+    print(_summary(row), flush=True)
+
+
+class _ModelCall(nn.Module):
+    """A causal LM's forward on fixed ids (logits at every position, no cache) as a block."""
+
+    def __init__(self, model: nn.Module, ids: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.ids = model, ids
+
+    def forward(self, _x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.ids, use_cache=False).logits
+
+
+# ---------------------------------------------------------------------------------- main
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder for the two JSON files")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, in seconds")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=330.0,
+        help="start no work that could end after this many seconds (model building included)",
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time torch.compile'd steps (default: on CUDA)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(sys.argv[1:] if argv is None else argv)
+    shapes = SMOKE if args.smoke else Shapes()
+    if not args.smoke and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU: this benchmark is for one; run --smoke to check it on a CPU")
+    device = torch.device("cpu" if args.smoke else "cuda")
+    dtype = torch.float32 if args.smoke else torch.bfloat16
+    run = Run(args, device)
+    precision = str(dtype).removeprefix("torch.")
+    model = {
+        "model": f"GPT-2 shapes: {shapes.layers} layers, width {shapes.width}, "
+        f"{shapes.heads} heads, vocabulary {shapes.vocab}, random weights, {precision}; "
+        "student: every attention -> Hyena order 2",
+        "cuda_graphs": run.cuda,  # False (--smoke): the 'graph' variants ran eagerly
+        "compiled": run.compile,
+    }
+    bw = bandwidth_gbs(run, shapes.copy_mib)
+    for results in run.results.values():
+        results.update(model, bandwidth=bw)
+    run.results["benchmark"].update(operator={"rows": []}, model={"rows": []})
+    run.results["generation"].update(
+        order=shapes.order, fit_taps=shapes.fit_taps, step_headroom=STEP_HEADROOM, rows=[]
+    )
+    run.save()
+    longest = max(c for c, _ in shapes.decode) + STEP_HEADROOM + 1
+    torch.manual_seed(0)
+    teacher = gpt2_teacher(longest, shapes.layers, shapes.width, shapes.heads, shapes.vocab)
+    teacher = teacher.to(device=device, dtype=dtype).eval()
+    student = convert(teacher, init="fresh", l_max=longest).eval()
+    start = time.perf_counter()
+    fits = fit_student(student, shapes.order, length=shapes.fit_taps, progress=False).fits
+    run.results["generation"]["fit_s"] = time.perf_counter() - start
+    first, rest = shapes.decode[:2], shapes.decode[2:]  # the goals name the first two rows
+    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first)
+    operator(run, shapes, bw["copy_gbs"])
+    model_forward(run, shapes, teacher, student)
+    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], rest)
+    compiled_fwdbwd(run, shapes)
+    run.save()
+    print(f"wrote {', '.join(map(str, run.paths.values()))} in {run.elapsed():.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

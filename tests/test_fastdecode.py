@@ -1,0 +1,148 @@
+"""The decoders at their best (hyena_lite.fastdecode) compute what the plain ones do: the student's
+static recurrent step equals RecurrentDecoder's, the teacher's static-cache step equals the full
+forward; both count the bytes a step reads. On CPU the steps run eagerly (no CUDA graph); on a GPU
+the recorded and the compiled steps are checked too."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hyena_lite.decoding import fit_student
+from hyena_lite.fastdecode import (
+    StudentGraphDecoder,
+    TeacherGraphDecoder,
+    weight_bytes,
+)
+from hyena_lite.generation import Decoder
+from hyena_lite.models import convert
+
+VOCAB = 97
+
+
+def _pair(hyena_layers=None):
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        vocab_size=VOCAB,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    teacher = GPT2LMHeadModel(config).eval()
+    return teacher, convert(teacher, hyena_layers=hyena_layers).eval()
+
+
+def _reference_student(student, fits, ids, prompt):
+    with Decoder(student, "recurrent", fits=fits) as decoder:
+        return [decoder.prefill(ids[:, :prompt])] + [
+            decoder.step(ids[:, i]) for i in range(prompt, ids.shape[1])
+        ]
+
+
+def _steps(decoder, ids, prompt):
+    return [decoder.prefill(ids[:, :prompt])] + [
+        decoder.step(ids[:, i]) for i in range(prompt, ids.shape[1])
+    ]
+
+
+def test_student_static_step_equals_the_recurrent_decoder_and_a_new_prefill_restarts():
+    _, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    ids = torch.randint(0, VOCAB, (3, 20))
+    decoder = StudentGraphDecoder(student, fits, batch=3)
+    for prompt in (5, 11):  # the same decoder twice: the second prefill replaces the state
+        reference = _reference_student(student, fits, ids, prompt)
+        got = _steps(decoder, ids, prompt)
+        for want, have in zip(reference, got, strict=True):
+            torch.testing.assert_close(have, want, atol=1e-5, rtol=0)
+        assert int(decoder.position) == ids.shape[1]
+
+
+def test_teacher_static_cache_step_equals_the_full_forward_with_a_chunked_prefill():
+    teacher, _ = _pair()
+    ids = torch.randint(0, VOCAB, (3, 20))
+    with torch.no_grad():
+        full = teacher(ids).logits
+    decoder = TeacherGraphDecoder(teacher, batch=3, max_len=32, prefill_tokens=12)  # 2 rows a time
+    for prompt in (6, 4):
+        got = _steps(decoder, ids, prompt)
+        for t, logits in enumerate(got):
+            torch.testing.assert_close(logits, full[:, prompt - 1 + t], atol=1e-5, rtol=0)
+
+
+def test_rewind_and_snapshot_put_the_position_and_state_back():
+    teacher, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    ids = torch.randint(0, VOCAB, (2, 10))
+    for decoder in (
+        TeacherGraphDecoder(teacher, batch=2, max_len=16),
+        StudentGraphDecoder(student, fits, batch=2),
+    ):
+        decoder.prefill(ids[:, :6])
+        restore = decoder._snapshot()
+        first = decoder.step(ids[:, 6])
+        decoder.step(ids[:, 7])
+        restore()
+        torch.testing.assert_close(decoder.step(ids[:, 6]), first, atol=0, rtol=0)
+        decoder.rewind(3)
+        position = decoder.position if hasattr(decoder, "position") else decoder._counter()
+        assert int(position) == 3
+        assert not decoder.replay().requires_grad  # a benchmark replays without no_grad
+
+
+def test_bytes_a_step_reads():
+    teacher, student = _pair()
+    embedding = teacher.transformer.wpe.weight
+    params = sum(p.numel() * p.element_size() for p in teacher.parameters())  # tied wte once
+    assert weight_bytes(teacher) == params - embedding.numel() * embedding.element_size()
+    decoder = TeacherGraphDecoder(teacher, batch=2, max_len=32)
+    decoder.prefill(torch.randint(0, VOCAB, (2, 8)))
+    kv = 2 * 2 * 2 * 32 * 8 * 4  # layers x (keys, values) x batch x width x positions x fp32
+    assert decoder.state_bytes() == kv * 32 // 8
+    assert decoder.read_bytes() == weight_bytes(teacher) + kv
+    fits = fit_student(student, order=4, progress=False).fits
+    fast = StudentGraphDecoder(student, fits, batch=2)
+    filters = sum(
+        p.numel() * p.element_size() for n, p in student.named_parameters() if "filter_fn" in n
+    )
+    assert weight_bytes(student, lambda n: ".filter_fn." in n) == weight_bytes(student) - filters
+    assert fast.read_bytes() > weight_bytes(student) - filters + fast.state_bytes()
+
+
+def test_clear_errors():
+    teacher, student = _pair()
+    _, hybrid = _pair(hyena_layers=[1])
+    fits = fit_student(student, order=4, progress=False).fits
+    with pytest.raises(ValueError, match="every layer is Hyena"):
+        StudentGraphDecoder(hybrid, fits, batch=1)
+    with pytest.raises(ValueError, match="no modal fit for Hyena layers \\[1\\]"):
+        StudentGraphDecoder(student, {0: fits[0]}, batch=1)
+    with pytest.raises(ValueError, match="decode a Hyena student with StudentGraphDecoder"):
+        TeacherGraphDecoder(student, batch=1, max_len=16)
+    with pytest.raises(ValueError, match="records a CUDA graph"):
+        TeacherGraphDecoder(teacher, batch=1, max_len=16, graph=True)
+    with pytest.raises(ValueError, match="batch=2"):
+        TeacherGraphDecoder(teacher, batch=2, max_len=16).prefill(torch.zeros(1, 4, dtype=int))
+    with pytest.raises(ValueError, match="max_len=16"):
+        TeacherGraphDecoder(teacher, batch=1, max_len=16).prefill(torch.zeros(1, 16, dtype=int))
+    with pytest.raises(ValueError, match="batch=2"):
+        StudentGraphDecoder(student, fits, batch=2).prefill(torch.zeros(1, 4, dtype=int))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True])
+def test_recorded_steps_on_a_gpu_equal_the_eager_ones(compile):
+    teacher, student = (m.cuda() for m in _pair())
+    fits = fit_student(student, order=8, progress=False).fits
+    ids = torch.randint(0, VOCAB, (2, 20), device="cuda")
+    with torch.no_grad():
+        full = teacher(ids).logits
+    reference = _reference_student(student, fits, ids, 5)
+    got = _steps(StudentGraphDecoder(student, fits, 2, compile=compile), ids, 5)
+    for want, have in zip(reference, got, strict=True):
+        torch.testing.assert_close(have, want, atol=1e-4, rtol=0)
+    got = _steps(TeacherGraphDecoder(teacher, 2, 32, compile=compile), ids, 5)
+    for t, logits in enumerate(got):
+        torch.testing.assert_close(logits, full[:, 4 + t], atol=1e-4, rtol=0)
