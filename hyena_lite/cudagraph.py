@@ -22,8 +22,9 @@ def record(
 ) -> tuple[torch.cuda.CUDAGraph, T]:
     """Call fn `warmup` times on a side stream (as recording requires: FFT plans, cuBLAS handles
     and compiled kernels exist before it), then `before_recording()` (to undo what the warm-up
-    changed), then record one call. Returns the graph and that call's output, whose tensors every
-    `graph.replay()` overwrites."""
+    changed), then record one call (recording runs nothing on the GPU). Returns the graph and that
+    call's output tensors, which hold values only once `graph.replay()` has run and are
+    overwritten by every replay."""
     device = torch.device(device)
     if device.type != "cuda":
         raise ValueError(f"CUDA graphs record CUDA work; got device {device}")
