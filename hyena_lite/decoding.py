@@ -53,9 +53,11 @@ class OperatorDecoder:
         """Bytes of the decoding state now held (short filter window and long convolution state)."""
         return 0 if self.window is None else self.window.numel() * self.window.element_size()
 
+    state_names: tuple[str, ...] = ("window",)  # the state tensors that a step updates in place
+
     def _tensors(self) -> list[Tensor]:
         """The state tensors that a step updates in place."""
-        return [self.window]
+        return [getattr(self, name) for name in self.state_names]
 
     def snapshot(self) -> list[Tensor]:
         """Copies of the state, to undo warm-up steps (see `restore`)."""
@@ -69,10 +71,24 @@ class OperatorDecoder:
 
     def __call__(self, u: Tensor) -> Tensor:
         """The operator's output [B, T, D] for the next T positions of u [B, T, D]."""
+        return self.prefill(u) if self.length == 0 else self.extend(u)
+
+    def prefill(self, u: Tensor) -> Tensor:
+        """Start a new sequence with the prompt u [B, T, D]; its outputs [B, T, D]."""
+        self.reset()
         with torch.no_grad():
-            if self.length == 0:
-                return self._prefill(u)
+            return self._prefill(u)
+
+    def extend(self, u: Tensor) -> Tensor:
+        """The outputs [B, T, D] of the next T positions u [B, T, D], one recurrent step each."""
+        with torch.no_grad():
             return torch.cat([self._step(u[:, i]) for i in range(u.shape[1])], dim=1)
+
+    def resume(self, state: list[Tensor]) -> None:
+        """Continue from state tensors kept elsewhere (a Hugging Face cache), in the order of
+        `snapshot()`: `extend` then updates them in place."""
+        for name, tensor in zip(self.state_names, state, strict=True):
+            setattr(self, name, tensor)
 
     def _prefill(self, u: Tensor) -> Tensor:
         op, length = self.op, u.shape[1]
@@ -220,8 +236,7 @@ class RecurrentDecoder(OperatorDecoder):
         held = sum(t.numel() * t.element_size() for t in (self.state, self.recent) if t is not None)
         return super().state_bytes() + held
 
-    def _tensors(self) -> list[Tensor]:
-        return [self.window, self.state, self.recent]
+    state_names = ("window", "state", "recent")
 
     def _prefill_conv(self, n: int, y: Tensor) -> Tensor:
         batch, D, length = y.shape
@@ -288,6 +303,24 @@ class StudentFit:
     rows: list[dict[str, Any]]  # per layer: layer, order, modes, fir, mean/max relative error
 
 
+def fit_operator(
+    op: HyenaOperator,
+    order: int = 16,
+    fir: int = 2,
+    size: int | None = None,
+    refine_steps: int = 0,
+    lr: float = 1e-3,
+    length: int | None = None,
+) -> tuple[ModalFilter, Tensor]:
+    """The modal fit of one operator's order * d_model long filters over their first `length` taps
+    (default l_max), and those filters [C, taps] in float64; the arguments are `fit_student`'s."""
+    taps = min(length or op.l_max, op.l_max)
+    with torch.no_grad():
+        k, _ = op.long_filters(taps)
+    h = k.reshape(-1, taps).detach().double()
+    return fit_modal(h, order, fir=fir, size=size, refine_steps=refine_steps, lr=lr), h
+
+
 def fit_student(
     model: nn.Module,
     order: int = 16,
@@ -313,11 +346,7 @@ def fit_student(
             f"students"
         )
     for layer, op in tqdm(operators.items(), desc="modal fit", disable=not progress, leave=False):
-        taps = min(length or op.l_max, op.l_max)
-        with torch.no_grad():
-            k, _ = op.long_filters(taps)
-        h = k.reshape(-1, taps).detach().double()
-        fit = fit_modal(h, order, fir=fir, size=size, refine_steps=refine_steps, lr=lr)
+        fit, h = fit_operator(op, order, fir, size, refine_steps, lr, length)
         error = relative_error(h, fit)
         fits[layer] = fit
         rows.append(

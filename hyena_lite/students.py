@@ -9,8 +9,10 @@ registered with `AutoConfig` and `AutoModelForCausalLM` when this module is impo
 
 Padding: right padding needs nothing (every layer is causal, so a token never sees the pads after
 it); left padding is turned into right padding by rolling each row, and the outputs are rolled back;
-a mask with holes is refused. Hyena layers keep no key-value cache: students default to
-`use_cache=False`, and `generate()` re-runs the whole prefix at every step.
+a mask with holes is refused. With `use_cache=True` (what `generate()` uses) each Hyena layer
+decodes on its recurrent state kept in the model's `Cache` (`hyena_lite.hf_cache`), O(1) per new
+token, and attention layers keep their key-value cache; a plain forward keeps no cache
+(`use_cache=False`, the config's default, as training needs).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from hyena_lite.hf_cache import CONV_STATES, HYENA_LAYER_TYPE, ModalFitBuffers, cached_forward
 from hyena_lite.operator import HyenaOperator
 
 
@@ -57,7 +60,24 @@ class HyenaFields:
     hyena_short_filter_order: int = 3
     hyena_dropout: float = 0.0
     hyena_filter_args: dict | None = None
-    use_cache: bool = False  # Hyena layers keep no key-value cache (yet)
+    hyena_modal_order: int = 16  # real order of the modal fit that generate() decodes with
+    hyena_modal_fir: int = 2  # taps of each filter kept exactly by that fit
+    use_cache: bool = False  # a plain forward keeps no cache; generate() turns it on
+
+    @property
+    def layer_types(self) -> list[str]:
+        """Each layer's cache type for transformers: a recurrent (linear-attention) state for Hyena
+        layers, a key-value cache for attention layers."""
+        hyena = set(self.hyena_layers or [])
+        return [
+            HYENA_LAYER_TYPE if i in hyena else "full_attention"
+            for i in range(self.num_hidden_layers)
+        ]
+
+    @property
+    def number_of_conv_states(self) -> int:
+        """How many conv states a Hyena layer keeps in the cache (read by transformers)."""
+        return CONV_STATES
 
 
 @strict
@@ -103,7 +123,9 @@ def check_hyena_config(config: Any) -> None:
 class HyenaMixer(nn.Module):
     """A Hyena operator in the place of a decoder layer's attention: it takes the attention's call
     (normalised hidden states [B, L, D] first, positionally or as `hidden_states=`; the rest
-    ignored) and returns what the layer unpacks, (output [B, L, D], None)."""
+    ignored) and returns what the layer unpacks, (output [B, L, D], None). Given a cache, it
+    decodes on its recurrent state (`hyena_lite.hf_cache`) with the modal fit kept in
+    `modal_fit`."""
 
     def __init__(self, config: Any, layer_idx: int) -> None:
         super().__init__()
@@ -117,18 +139,24 @@ class HyenaMixer(nn.Module):
             dropout=config.hyena_dropout,
             **(config.hyena_filter_args or {}),
         )
+        self.modal_order = config.hyena_modal_order
+        self.modal_fit = ModalFitBuffers(
+            config.hyena_order * config.hidden_size,
+            config.hyena_modal_order,
+            config.hyena_modal_fir,
+        )
 
     def forward(
         self, hidden_states: torch.Tensor, *_args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, None]:
-        """Mix positions of hidden_states with the Hyena operator; refuse key-value caches and
-        overlong inputs."""
-        if any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "layer_past")):
-            raise ValueError(
-                "this student's Hyena layers keep no key-value cache: call it with "
-                "use_cache=False (the "
-                "students' default, so generate() re-runs the whole prefix each step)"
-            )
+        """Mix positions of hidden_states with the Hyena operator (on the recurrent state in a
+        given cache); refuse overlong inputs."""
+        cache = next(
+            (kwargs[k] for k in ("cache", "past_key_values", "layer_past") if kwargs.get(k) is not None),
+            None,
+        )
+        if cache is not None:
+            return cached_forward(self, hidden_states, cache), None
         length, l_max = hidden_states.shape[1], self.operator.l_max
         if length > l_max:
             raise ValueError(
@@ -162,6 +190,12 @@ def _left_pad_shifts(mask: torch.Tensor) -> torch.Tensor | None:
     return shifts if bool(shifts.any()) else None
 
 
+def _keeps_cache(config: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a forward call with these keyword arguments keeps (or is given) a cache."""
+    given = kwargs.get("cache", kwargs.get("past_key_values"))
+    return given is not None or bool(kwargs.get("use_cache", config.use_cache))
+
+
 def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """Row b of x [B, L, ...] rotated left by shifts[b] (negative shifts rotate right)."""
     length = x.shape[1]
@@ -184,6 +218,8 @@ class HyenaStudentMixin:
         family = FAMILIES_BY_STUDENT[config.model_type]
         for i in config.hyena_layers or []:
             setattr(family.layers(self)[i], family.attention, HyenaMixer(config, i))
+        if self.generation_config is not None:  # generate() decodes on the cache by default
+            self.generation_config.use_cache = True
 
     def forward(
         self,
@@ -207,6 +243,17 @@ class HyenaStudentMixin:
         shifts = None
         if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
             shifts = _left_pad_shifts(attention_mask)
+        if self.config.hyena_layers and _keeps_cache(self.config, kwargs):
+            if shifts is not None:
+                raise ValueError(
+                    "a Hyena student decodes left-padded rows only without a cache: pass "
+                    "use_cache=False, or right-pad, or give one prompt at a time"
+                )
+            if len(self.config.hyena_layers) == self.config.num_hidden_layers:
+                given = input_ids if input_ids is not None else inputs_embeds
+                # no layer attends: a placeholder 4-D mask skips the mask building, which asks
+                # the cache for attention layers
+                attention_mask = torch.ones(given.shape[0], 1, 1, 1, dtype=torch.bool)
         if shifts is None:
             return super().forward(
                 input_ids=input_ids,
