@@ -95,13 +95,16 @@ class ModalFitBuffers(nn.Module):
         )
 
     def matches(self, op: HyenaOperator) -> bool:
-        """Whether the stored fit belongs to op's filters as they are now (its head equals their
-        first taps)."""
+        """Whether the stored fit belongs to op's filters as they are now: its head equals their
+        first taps up to the rounding of op's dtype (a float32 fit serves a bfloat16 copy)."""
         taps = self.fir.shape[-1]
         with torch.no_grad():
             k, _ = op.long_filters(taps)
         head = k.reshape(-1, taps).float().to(self.fir.device)
-        return bool(torch.allclose(head, self.fir, rtol=1e-4, atol=1e-6))
+        dtype = op.out_proj.weight.dtype
+        rtol = max(1e-4, 4 * torch.finfo(dtype).eps) if dtype.is_floating_point else 1e-4
+        atol = rtol * float(head.abs().max())
+        return bool(torch.allclose(head, self.fir, rtol=rtol, atol=atol))  # NaN: no fit
 
 
 def fitted_decoder(mixer: nn.Module) -> RecurrentDecoder:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from hyena_lite import portable
 from hyena_lite.hf_cache import CONV_STATES, HYENA_LAYER_TYPE, ModalFitBuffers, cached_forward
 from hyena_lite.operator import HyenaOperator
 
@@ -209,6 +211,9 @@ class HyenaStudentMixin:
     """What every student class adds to its teacher's class: Hyena mixers in the chosen layers,
     padding."""
 
+    # checkpoints from before the modal fit was kept load without it (it is fitted on first use)
+    _keys_to_ignore_on_load_missing = [r"\.modal_fit\."]
+
     def __init__(self, config: Any) -> None:
         check_hyena_config(config)
         super().__init__(config)
@@ -220,6 +225,24 @@ class HyenaStudentMixin:
             setattr(family.layers(self)[i], family.attention, HyenaMixer(config, i))
         if self.generation_config is not None:  # generate() decodes on the cache by default
             self.generation_config.use_cache = True
+
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *args: Any,
+        card: dict[str, Any] | None = None,
+        run_log: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """transformers' save_pretrained, made portable: the config's auto_map points to a module
+        written beside the weights (it imports hyena_lite), and a model card README.md tells the
+        teacher, recipe, tokens and results from `card` or a run's log.json (`run_log`); the modal
+        fit that generate() decodes with is saved with the weights when it has been made."""
+        self.config.auto_map = portable.auto_map(self)
+        self._auto_class = self.config._auto_class = None  # never copy students.py instead
+        super().save_pretrained(save_directory, *args, **kwargs)
+        fields = portable.card_from_run_log(run_log) if run_log is not None else {}
+        portable.write_portable(save_directory, self, {**fields, **(card or {})})
 
     def forward(
         self,
