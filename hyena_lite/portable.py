@@ -155,8 +155,3 @@ def _value(value: Any) -> str:
     """A result value: floats to 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-
-def write_portable(folder: Path | str, model: Any, card: dict[str, Any] | None) -> None:
-    """Write the remote module and the model card beside a student saved in `folder`."""
-    write_remote_module(Path(folder), model)
-    (Path(folder) / "README.md").write_text(model_card(model, card))

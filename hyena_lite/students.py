@@ -238,11 +238,13 @@ class HyenaStudentMixin:
         written beside the weights (it imports hyena_lite), and a model card README.md tells the
         teacher, recipe, tokens and results from `card` or a run's log.json (`run_log`); the modal
         fit that generate() decodes with is saved with the weights when it has been made."""
+        fields = portable.card_from_run_log(run_log) if run_log is not None else {}
+        readme = portable.model_card(self, {**fields, **(card or {})})  # checked before writing
         self.config.auto_map = portable.auto_map(self)
         self._auto_class = self.config._auto_class = None  # never copy students.py instead
         super().save_pretrained(save_directory, *args, **kwargs)
-        fields = portable.card_from_run_log(run_log) if run_log is not None else {}
-        portable.write_portable(save_directory, self, {**fields, **(card or {})})
+        portable.write_remote_module(Path(save_directory), self)
+        (Path(save_directory) / "README.md").write_text(readme)
 
     def forward(
         self,
