@@ -22,7 +22,7 @@ INSTALL = (
 )
 CARD_FIELDS = ("teacher", "recipe", "tokens", "results")
 
-_MODULE_TEXT = '''"""Remote code of a hyena_lite Hyena student: its classes live in the package hyena-lite."""
+_MODULE_TEXT = '''"""Remote code of a hyena_lite student: its classes come from hyena-lite."""
 
 try:
     from hyena_lite.students import {config_class}, {model_class}
@@ -154,4 +154,3 @@ def _tokens(tokens: Any) -> str:
 def _value(value: Any) -> str:
     """A result value: floats to 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-

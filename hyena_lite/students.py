@@ -153,10 +153,8 @@ class HyenaMixer(nn.Module):
     ) -> tuple[torch.Tensor, None]:
         """Mix positions of hidden_states with the Hyena operator (on the recurrent state in a
         given cache); refuse overlong inputs."""
-        cache = next(
-            (kwargs[k] for k in ("cache", "past_key_values", "layer_past") if kwargs.get(k) is not None),
-            None,
-        )
+        names = ("cache", "past_key_values", "layer_past")
+        cache = next((kwargs[k] for k in names if kwargs.get(k) is not None), None)
         if cache is not None:
             return cached_forward(self, hidden_states, cache), None
         length, l_max = hidden_states.shape[1], self.operator.l_max
@@ -266,9 +264,11 @@ class HyenaStudentMixin:
                 f"this {type(self).__name__}; give at most {positions} tokens"
             )
         shifts = None
+        cached = bool(self.config.hyena_layers) and _keeps_cache(self.config, kwargs)
+        step = cached and given is not None and given.shape[1] == 1  # its prefill was checked
         if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
-            shifts = _left_pad_shifts(attention_mask)
-        if self.config.hyena_layers and _keeps_cache(self.config, kwargs):
+            shifts = None if step else _left_pad_shifts(attention_mask)
+        if cached:
             if shifts is not None:
                 raise ValueError(
                     "a Hyena student decodes left-padded rows only without a cache: pass "

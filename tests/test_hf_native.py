@@ -1,6 +1,6 @@
-"""Students as native Hugging Face models: generate() on the recurrent state kept in the transformers
-Cache, beam search, the modal fit saved with the weights, and portable folders that load with
-trust_remote_code in a process that never imports hyena_lite."""
+"""Students as native Hugging Face models: generate() on the recurrent state kept in the
+transformers Cache, beam search, the modal fit saved with the weights, and portable folders that
+load with trust_remote_code in a process that never imports hyena_lite."""
 
 import json
 import os
@@ -142,7 +142,8 @@ def test_pipeline_generates_on_the_cache(tmp_path, monkeypatch):
         hyena_lite.students, "cached_forward", lambda *a: calls.append(1) or real(*a)
     )
     generator = pipeline("text-generation", model=student, tokenizer=tokenizer)
-    text = generator("To be or not to be", max_new_tokens=6, min_new_tokens=6, do_sample=False)[0]["generated_text"]
+    out = generator("To be or not to be", max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    text = out[0]["generated_text"]
     assert len(calls) == 2 * 6  # two Hyena layers, a prefill and five steps each
     ids = tokenizer("To be or not to be", return_tensors="pt").input_ids
     full = _greedy(student, ids, 6, use_cache=False)
