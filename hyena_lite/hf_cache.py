@@ -120,14 +120,16 @@ def fitted_decoder(mixer: nn.Module) -> RecurrentDecoder:
     return RecurrentDecoder(op, buffers.fit(mixer.modal_order))
 
 
-def fit_recurrent_states(model: nn.Module) -> int:
-    """Fit and store the modal fit of every Hyena layer of a student whose fit is missing or stale
-    (e.g. before `save_pretrained`); the number of layers fitted."""
-    mixers = [m for m in model.modules() if isinstance(getattr(m, "modal_fit", None), nn.Module)]
-    stale = [m for m in mixers if not m.modal_fit.matches(m.operator)]
-    for mixer in stale:
-        mixer.decoder = fitted_decoder(mixer)
-    return len(stale)
+def fit_recurrent_states(model: nn.Module) -> dict[int, ModalFilter]:
+    """The stored modal fit of every Hyena layer of a student, by layer index, fitting and storing
+    first those missing or stale (call it before `save_pretrained` to save them)."""
+    fits = {}
+    for mixer in model.modules():
+        if isinstance(getattr(mixer, "modal_fit", None), ModalFitBuffers):
+            if not mixer.modal_fit.matches(mixer.operator):
+                mixer.decoder = fitted_decoder(mixer)
+            fits[mixer.layer_idx] = mixer.modal_fit.fit(mixer.modal_order)
+    return fits
 
 
 def _cache_layer(cache: Cache, layer_idx: int) -> LinearAttentionLayer:

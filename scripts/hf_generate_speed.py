@@ -10,7 +10,7 @@ stops nothing notes the time of each new token. Each way runs once to warm up, t
 times; the best run counts. Prints, and with --json writes, one JSON object with provenance:
 
     python scripts/hf_generate_speed.py --device cuda --context 8192 \
-        --json results/generation_h200.json
+        --json hyena_lite/results/hf_generate_h200.json
     python scripts/hf_generate_speed.py --layers 2 --width 64 --heads 2 --context 256 \
         --new-tokens 64 --threads 1
 """
@@ -32,7 +32,6 @@ from hyena_lite.generation import generate, synchronize
 from hyena_lite.hf_cache import fit_recurrent_states
 from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
-from hyena_lite.students import layer_mixers
 
 
 def student(args: argparse.Namespace) -> torch.nn.Module:
@@ -75,8 +74,7 @@ def measure(args: argparse.Namespace) -> dict:
     """Both decoders' decoding tokens/s, their prefill seconds, and whether their tokens agree."""
     device = torch.device(args.device)
     model = student(args)
-    fit_s, _ = timed(lambda: fit_recurrent_states(model), device)
-    fits = {m.layer_idx: m.modal_fit.fit(m.modal_order) for m in layer_mixers(model)}
+    fit_s, fits = timed(lambda: fit_recurrent_states(model), device)
     ids = torch.randint(0, model.config.vocab_size, (1, args.context), device=device)
 
     def library() -> tuple[float, float, list[int]]:

@@ -102,8 +102,7 @@ def test_left_padding_with_a_cache_is_refused_clearly():
 def test_the_modal_fit_is_saved_and_loaded_not_refit(tmp_path, monkeypatch):
     student = _student([0, 2])
     ids = torch.randint(1, VOCAB, (1, 6))
-    assert fit_recurrent_states(student) == 2
-    assert fit_recurrent_states(student) == 0  # fitted once
+    assert sorted(fit_recurrent_states(student)) == [0, 2]
     before = _greedy(student, ids, 10, use_cache=True)
     student.save_pretrained(tmp_path)
     _refuse_fitting(monkeypatch)
@@ -125,7 +124,9 @@ def test_a_stale_fit_is_fitted_again(monkeypatch):
     monkeypatch.setattr(
         hyena_lite.decoding, "fit_modal", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
-    assert fit_recurrent_states(student) == 1
+    fit_recurrent_states(student)
+    assert len(calls) == 1  # layer 1 only: the others still hold their fits
+    fit_recurrent_states(student)
     assert len(calls) == 1
 
 
