@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 HYENA_LAYER_TYPE = "linear_attention"  # the config layer type that makes a LinearAttentionLayer
 CONV_STATES = 2  # conv state 0: the short filter's window; 1: the FIR head's last inputs
 WINDOW, RECENT, MODAL = 0, 1, 0  # conv state, conv state, recurrent state
+MODAL_ORDER, MODAL_FIR = 16, 2  # the stored fit: real order, and taps kept exactly
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ class ModalFitBuffers(nn.Module):
         if modes > self.poles.shape[1] or fit.fir.shape != self.fir.shape:
             raise ValueError(
                 f"a fit of {modes} modes and head {tuple(fit.fir.shape)} does not fit buffers of "
-                f"{self.poles.shape[1]} modes and head {tuple(self.fir.shape)}: fit with the "
-                f"config's hyena_modal_order and hyena_modal_fir"
+                f"{self.poles.shape[1]} modes and head {tuple(self.fir.shape)}: fit with "
+                f"order {self.poles.shape[1]} and fir {self.fir.shape[-1]}"
             )
         with torch.no_grad():
             self.poles.zero_()
@@ -108,8 +109,8 @@ class ModalFitBuffers(nn.Module):
 
 
 def fitted_decoder(mixer: nn.Module) -> RecurrentDecoder:
-    """A RecurrentDecoder of the mixer's operator from its stored modal fit, fitted (with the
-    config's order and fir) and stored first when it is missing or stale."""
+    """A RecurrentDecoder of the mixer's operator from its stored modal fit, fitted (order
+    MODAL_ORDER, head MODAL_FIR) and stored first when it is missing or stale."""
     from hyena_lite.decoding import RecurrentDecoder, fit_operator  # decoding imports students
 
     op, buffers = mixer.operator, mixer.modal_fit

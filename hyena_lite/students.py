@@ -40,7 +40,14 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from hyena_lite import portable
-from hyena_lite.hf_cache import CONV_STATES, HYENA_LAYER_TYPE, ModalFitBuffers, cached_forward
+from hyena_lite.hf_cache import (
+    CONV_STATES,
+    HYENA_LAYER_TYPE,
+    MODAL_FIR,
+    MODAL_ORDER,
+    ModalFitBuffers,
+    cached_forward,
+)
 from hyena_lite.operator import HyenaOperator
 
 
@@ -62,8 +69,6 @@ class HyenaFields:
     hyena_short_filter_order: int = 3
     hyena_dropout: float = 0.0
     hyena_filter_args: dict | None = None
-    hyena_modal_order: int = 16  # real order of the modal fit that generate() decodes with
-    hyena_modal_fir: int = 2  # taps of each filter kept exactly by that fit
     use_cache: bool = False  # a plain forward keeps no cache; generate() turns it on
 
     @property
@@ -141,11 +146,9 @@ class HyenaMixer(nn.Module):
             dropout=config.hyena_dropout,
             **(config.hyena_filter_args or {}),
         )
-        self.modal_order = config.hyena_modal_order
+        self.modal_order = MODAL_ORDER
         self.modal_fit = ModalFitBuffers(
-            config.hyena_order * config.hidden_size,
-            config.hyena_modal_order,
-            config.hyena_modal_fir,
+            config.hyena_order * config.hidden_size, MODAL_ORDER, MODAL_FIR
         )
 
     def forward(
@@ -238,9 +241,17 @@ class HyenaStudentMixin:
         fit that generate() decodes with is saved with the weights when it has been made."""
         fields = portable.card_from_run_log(run_log) if run_log is not None else {}
         readme = portable.model_card(self, {**fields, **(card or {})})  # checked before writing
-        self.config.auto_map = portable.auto_map(self)
+        previous = dict(self.config.__dict__)
+        self.config.auto_map = portable.auto_map(self)  # for the saved config only
         self._auto_class = self.config._auto_class = None  # never copy students.py instead
-        super().save_pretrained(save_directory, *args, **kwargs)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            for name in ("auto_map", "_auto_class"):
+                self.config.__dict__.pop(name, None)
+                if name in previous:
+                    self.config.__dict__[name] = previous[name]
+            del self._auto_class
         portable.write_remote_module(Path(save_directory), self)
         (Path(save_directory) / "README.md").write_text(readme)
 
