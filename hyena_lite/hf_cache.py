@@ -40,8 +40,9 @@ class ModalFitBuffers(nn.Module):
     """The modal fit of one Hyena operator's C = order * d_model long filters, as float32 buffers
     saved with the weights: poles and residues [C, modes, 2] (real, imaginary) and the exact head
     [C, fir]. A fit is valid while its head equals the filters' first `fir` taps; the buffers start
-    as NaN (no fit), may be missing from older checkpoints, and keep float32 under `model.to(dtype)`
-    (a pole near the unit circle does not survive bfloat16)."""
+    at zero (finite, as checkpoints require; it matches only zero filters, whose fit it is), may be
+    missing from older checkpoints, and keep float32 under `model.to(dtype)` (a pole near the unit
+    circle does not survive bfloat16)."""
 
     def __init__(self, channels: int, modes: int, fir: int) -> None:
         super().__init__()
@@ -50,7 +51,7 @@ class ModalFitBuffers(nn.Module):
             ("residues", (channels, modes, 2)),
             ("fir", (channels, fir)),
         ):
-            self.register_buffer(name, torch.full(shape, float("nan"), dtype=torch.float32))
+            self.register_buffer(name, torch.zeros(shape, dtype=torch.float32))
 
     def _apply(self, fn: Any, recurse: bool = True) -> ModalFitBuffers:
         """Follow the model's device moves but keep float32 (fn applied to an empty probe tells
@@ -105,7 +106,7 @@ class ModalFitBuffers(nn.Module):
         dtype = op.out_proj.weight.dtype
         rtol = max(1e-4, 4 * torch.finfo(dtype).eps) if dtype.is_floating_point else 1e-4
         atol = rtol * float(head.abs().max())
-        return bool(torch.allclose(head, self.fir, rtol=rtol, atol=atol))  # NaN: no fit
+        return bool(torch.allclose(head, self.fir, rtol=rtol, atol=atol))
 
 
 def fitted_decoder(mixer: nn.Module) -> RecurrentDecoder:
