@@ -73,11 +73,12 @@ class OperatorDecoder:
         """The operator's output [B, T, D] for the next T positions of u [B, T, D]."""
         return self.prefill(u) if self.length == 0 else self.extend(u)
 
-    def prefill(self, u: Tensor) -> Tensor:
-        """Start a new sequence with the prompt u [B, T, D]; its outputs [B, T, D]."""
+    def prefill(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Start a new sequence with the prompt u [B, T, D]; its outputs [B, T, D]. mask [B, T]
+        (0 at left pads) keeps the pads out of every later output and of the state."""
         self.reset()
         with torch.no_grad():
-            return self._prefill(u)
+            return self._prefill(u, mask)
 
     def extend(self, u: Tensor) -> Tensor:
         """The outputs [B, T, D] of the next T positions u [B, T, D], one recurrent step each."""
@@ -90,10 +91,11 @@ class OperatorDecoder:
         for name, tensor in zip(self.state_names, state, strict=True):
             setattr(self, name, tensor)
 
-    def _prefill(self, u: Tensor) -> Tensor:
+    def _prefill(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
         op, length = self.op, u.shape[1]
         wide = torch.promote_types(u.dtype, torch.float32)
-        p = op.in_proj(u).transpose(1, 2).to(wide)  # [B, W, T]
+        keep = 1 if mask is None else mask[:, None, :].to(device=u.device, dtype=wide)
+        p = op.in_proj(u).transpose(1, 2).to(wide) * keep  # [B, W, T]: pads project to zero
         taps = op.short_filter.weight.shape[-1]
         self.window = F.pad(p, (taps - 1, 0))[..., -taps:].contiguous()
         z = (
@@ -108,6 +110,7 @@ class OperatorDecoder:
             .to(wide)
         )
         *gates, y = z.split(op.d_model, dim=1)
+        y = y * keep  # a zero value at the pads: every long convolution then sees zeros there
         for n, x in enumerate(gates):
             y = x * self._prefill_conv(n, y)
         self.length = length

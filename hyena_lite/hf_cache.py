@@ -117,7 +117,9 @@ def fitted_decoder(mixer: nn.Module) -> RecurrentDecoder:
     op, buffers = mixer.operator, mixer.modal_fit
     if not buffers.matches(op):
         log.info("fitting the modal states of Hyena layer %d once", mixer.layer_idx)
-        fit, _ = fit_operator(op, mixer.modal_order, buffers.fir.shape[-1])
+        fir = buffers.fir.shape[-1]
+        order = min(mixer.modal_order, (op.l_max - fir) // 2)  # short filters hold fewer modes
+        fit, _ = fit_operator(op, order, fir)
         buffers.store(fit)
     return RecurrentDecoder(op, buffers.fit(mixer.modal_order))
 
@@ -163,11 +165,12 @@ def _keep(layer: LinearAttentionLayer, decoder: RecurrentDecoder, length: int) -
 
 def cached_forward(mixer: nn.Module, hidden: Tensor, cache: Cache) -> Tensor:
     """The Hyena mixer's output [B, T, D] for hidden [B, T, D], decoding on the state kept in
-    `cache`: a prefill when the cache has none for this layer, otherwise T recurrent steps."""
+    `cache`: a prefill (left pads, 0 in the mixer's `pad_mask`, left out) when the cache has none
+    for this layer, otherwise T recurrent steps."""
     layer = _cache_layer(cache, mixer.layer_idx)
     if not layer.has_previous_state[WINDOW]:
         mixer.decoder = fitted_decoder(mixer)
-        out = mixer.decoder.prefill(hidden)
+        out = mixer.decoder.prefill(hidden, mixer.pad_mask)
         _keep(layer, mixer.decoder, hidden.shape[1])
         return out
     decoder = getattr(mixer, "decoder", None) or fitted_decoder(mixer)

@@ -147,6 +147,7 @@ class HyenaMixer(nn.Module):
             **(config.hyena_filter_args or {}),
         )
         self.modal_order = MODAL_ORDER
+        self.pad_mask: torch.Tensor | None = None  # [B, L] of a cached prefill, 0 at left pads
         self.modal_fit = ModalFitBuffers(
             config.hyena_order * config.hidden_size, MODAL_ORDER, MODAL_FIR
         )
@@ -279,17 +280,24 @@ class HyenaStudentMixin:
         step = cached and given is not None and given.shape[1] == 1  # its prefill was checked
         if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
             shifts = None if step else _left_pad_shifts(attention_mask)
-        if cached:
-            if shifts is not None:
-                raise ValueError(
-                    "a Hyena student decodes left-padded rows only without a cache: pass "
-                    "use_cache=False, or right-pad, or give one prompt at a time"
-                )
+        if cached:  # left pads are not rolled away: the prefill leaves them out of the state
+            pads = attention_mask if shifts is not None else None
             if len(self.config.hyena_layers) == self.config.num_hidden_layers:
-                given = input_ids if input_ids is not None else inputs_embeds
                 # no layer attends: a placeholder 4-D mask skips the mask building, which asks
                 # the cache for attention layers
-                attention_mask = torch.ones(given.shape[0], 1, 1, 1, dtype=torch.bool)
+                attention_mask = torch.ones(
+                    given.shape[0], 1, 1, 1, dtype=torch.bool, device=given.device
+                )
+            return self._forward_cached(
+                pads,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
         if shifts is None:
             return super().forward(
                 input_ids=input_ids,
@@ -310,6 +318,18 @@ class HyenaStudentMixin:
             logits_to_keep,
             **kwargs,
         )
+
+    def _forward_cached(self, pads: torch.Tensor | None, **inputs: Any) -> Any:
+        """The teacher class's forward on a cache, each Hyena mixer told the left pads of its
+        prefill (a [B, L] mask, or None)."""
+        mixers = [m for m in self.modules() if isinstance(m, HyenaMixer)]
+        for mixer in mixers:
+            mixer.pad_mask = pads
+        try:
+            return super().forward(**inputs)
+        finally:
+            for mixer in mixers:
+                mixer.pad_mask = None
 
     def _forward_left_padded(
         self,

@@ -62,6 +62,15 @@ def test_cached_generate_equals_full_recompute_and_the_library_decoder(layers):
     assert torch.equal(cached[:, ids.shape[1] :], library)
 
 
+def test_short_filters_are_fitted_with_the_modes_they_can_hold():
+    torch.manual_seed(1)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64)
+    student = convert(GPT2LMHeadModel(config).eval(), l_max=16).eval()  # 16 taps: 7 modes
+    ids = torch.randint(1, VOCAB, (1, 6))
+    cached = _greedy(student, ids, 8, use_cache=True)
+    assert torch.equal(cached, _greedy(student, ids, 8, use_cache=False))
+
+
 def test_the_cache_grows_only_for_attention_layers():
     student = _student([0, 2])
     ids = torch.randint(1, VOCAB, (1, 5))
@@ -91,13 +100,19 @@ def test_beam_search_on_the_cache_equals_beam_search_by_recompute():
     assert torch.equal(beams[True], beams[False])
 
 
-def test_left_padding_with_a_cache_is_refused_clearly():
-    student = _student()
-    ids = torch.randint(1, VOCAB, (2, 6))
-    mask = torch.ones_like(ids)
-    mask[0, :2] = 0
-    with pytest.raises(ValueError, match="left-padded rows only without a cache"):
-        student.generate(ids, attention_mask=mask, max_new_tokens=2, use_cache=True)
+@pytest.mark.parametrize("layers", [None, [1]], ids=["all-hyena", "hybrid"])
+def test_left_padded_rows_decode_on_the_cache_as_each_prompt_alone(layers):
+    student = _student(layers)
+    long, short = torch.randint(1, VOCAB, (7,)), torch.randint(1, VOCAB, (4,))
+    batch = torch.stack([long, torch.cat([torch.zeros(3, dtype=torch.long), short])])
+    mask = torch.ones_like(batch)
+    mask[1, :3] = 0
+    out = student.generate(
+        batch, attention_mask=mask, max_new_tokens=6, do_sample=False, use_cache=True
+    )
+    for row, prompt in ((0, long), (1, short)):
+        alone = _greedy(student, prompt[None], 6, use_cache=False)
+        assert torch.equal(out[row, 7 - len(prompt) :], alone[0])
 
 
 def test_the_modal_fit_is_saved_and_loaded_not_refit(tmp_path, monkeypatch):
