@@ -109,19 +109,26 @@ class ModalFitBuffers(nn.Module):
         return bool(torch.allclose(head, self.fir, rtol=rtol, atol=atol))
 
 
-def fitted_decoder(mixer: nn.Module) -> RecurrentDecoder:
-    """A RecurrentDecoder of the mixer's operator from its stored modal fit, fitted (order
-    MODAL_ORDER, head MODAL_FIR) and stored first when it is missing or stale."""
-    from hyena_lite.decoding import RecurrentDecoder, fit_operator  # decoding imports students
+def ensure_fit(mixer: nn.Module) -> None:
+    """Fit the mixer's filters (order MODAL_ORDER, or what shorter filters hold; head MODAL_FIR)
+    and store the fit, unless it already holds theirs."""
+    from hyena_lite.decoding import fit_operator  # decoding imports students, which import us
 
     op, buffers = mixer.operator, mixer.modal_fit
     if not buffers.matches(op):
         log.info("fitting the modal states of Hyena layer %d once", mixer.layer_idx)
         fir = buffers.fir.shape[-1]
-        order = min(mixer.modal_order, (op.l_max - fir) // 2)  # short filters hold fewer modes
+        order = min(mixer.modal_order, (op.l_max - fir) // 2)
         fit, _ = fit_operator(op, order, fir)
         buffers.store(fit)
-    return RecurrentDecoder(op, buffers.fit(mixer.modal_order))
+
+
+def fitted_decoder(mixer: nn.Module) -> RecurrentDecoder:
+    """A RecurrentDecoder of the mixer's operator from its stored modal fit (`ensure_fit`)."""
+    from hyena_lite.decoding import RecurrentDecoder
+
+    ensure_fit(mixer)
+    return RecurrentDecoder(mixer.operator, mixer.modal_fit.fit(mixer.modal_order))
 
 
 def fit_recurrent_states(model: nn.Module) -> dict[int, ModalFilter]:
@@ -130,8 +137,7 @@ def fit_recurrent_states(model: nn.Module) -> dict[int, ModalFilter]:
     fits = {}
     for mixer in model.modules():
         if isinstance(getattr(mixer, "modal_fit", None), ModalFitBuffers):
-            if not mixer.modal_fit.matches(mixer.operator):
-                mixer.decoder = fitted_decoder(mixer)
+            ensure_fit(mixer)
             fits[mixer.layer_idx] = mixer.modal_fit.fit(mixer.modal_order)
     return fits
 
