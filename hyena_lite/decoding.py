@@ -53,9 +53,11 @@ class OperatorDecoder:
         """Bytes of the decoding state now held (short filter window and long convolution state)."""
         return 0 if self.window is None else self.window.numel() * self.window.element_size()
 
+    state_names: tuple[str, ...] = ("window",)  # the state tensors that a step updates in place
+
     def _tensors(self) -> list[Tensor]:
         """The state tensors that a step updates in place."""
-        return [self.window]
+        return [getattr(self, name) for name in self.state_names]
 
     def snapshot(self) -> list[Tensor]:
         """Copies of the state, to undo warm-up steps (see `restore`)."""
@@ -69,15 +71,31 @@ class OperatorDecoder:
 
     def __call__(self, u: Tensor) -> Tensor:
         """The operator's output [B, T, D] for the next T positions of u [B, T, D]."""
+        return self.prefill(u) if self.length == 0 else self.extend(u)
+
+    def prefill(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Start a new sequence with the prompt u [B, T, D]; its outputs [B, T, D]. mask [B, T]
+        (0 at left pads) keeps the pads out of every later output and of the state."""
+        self.reset()
         with torch.no_grad():
-            if self.length == 0:
-                return self._prefill(u)
+            return self._prefill(u, mask)
+
+    def extend(self, u: Tensor) -> Tensor:
+        """The outputs [B, T, D] of the next T positions u [B, T, D], one recurrent step each."""
+        with torch.no_grad():
             return torch.cat([self._step(u[:, i]) for i in range(u.shape[1])], dim=1)
 
-    def _prefill(self, u: Tensor) -> Tensor:
+    def resume(self, state: list[Tensor]) -> None:
+        """Continue from state tensors kept elsewhere (a Hugging Face cache), in the order of
+        `snapshot()`: `extend` then updates them in place."""
+        for name, tensor in zip(self.state_names, state, strict=True):
+            setattr(self, name, tensor)
+
+    def _prefill(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
         op, length = self.op, u.shape[1]
         wide = torch.promote_types(u.dtype, torch.float32)
-        p = op.in_proj(u).transpose(1, 2).to(wide)  # [B, W, T]
+        keep = 1 if mask is None else mask[:, None, :].to(device=u.device, dtype=wide)
+        p = op.in_proj(u).transpose(1, 2).to(wide) * keep  # [B, W, T]: pads project to zero
         taps = op.short_filter.weight.shape[-1]
         self.window = F.pad(p, (taps - 1, 0))[..., -taps:].contiguous()
         z = (
@@ -92,6 +110,7 @@ class OperatorDecoder:
             .to(wide)
         )
         *gates, y = z.split(op.d_model, dim=1)
+        y = y * keep  # a zero value at the pads: every long convolution then sees zeros there
         for n, x in enumerate(gates):
             y = x * self._prefill_conv(n, y)
         self.length = length
@@ -220,8 +239,7 @@ class RecurrentDecoder(OperatorDecoder):
         held = sum(t.numel() * t.element_size() for t in (self.state, self.recent) if t is not None)
         return super().state_bytes() + held
 
-    def _tensors(self) -> list[Tensor]:
-        return [self.window, self.state, self.recent]
+    state_names = ("window", "state", "recent")
 
     def _prefill_conv(self, n: int, y: Tensor) -> Tensor:
         batch, D, length = y.shape
@@ -288,6 +306,24 @@ class StudentFit:
     rows: list[dict[str, Any]]  # per layer: layer, order, modes, fir, mean/max relative error
 
 
+def fit_operator(
+    op: HyenaOperator,
+    order: int = 16,
+    fir: int = 2,
+    size: int | None = None,
+    refine_steps: int = 0,
+    lr: float = 1e-3,
+    length: int | None = None,
+) -> tuple[ModalFilter, Tensor]:
+    """The modal fit of one operator's order * d_model long filters over their first `length` taps
+    (default l_max), and those filters [C, taps] in float64; the arguments are `fit_student`'s."""
+    taps = min(length or op.l_max, op.l_max)
+    with torch.no_grad():
+        k, _ = op.long_filters(taps)
+    h = k.reshape(-1, taps).detach().double()
+    return fit_modal(h, order, fir=fir, size=size, refine_steps=refine_steps, lr=lr), h
+
+
 def fit_student(
     model: nn.Module,
     order: int = 16,
@@ -313,11 +349,7 @@ def fit_student(
             f"students"
         )
     for layer, op in tqdm(operators.items(), desc="modal fit", disable=not progress, leave=False):
-        taps = min(length or op.l_max, op.l_max)
-        with torch.no_grad():
-            k, _ = op.long_filters(taps)
-        h = k.reshape(-1, taps).detach().double()
-        fit = fit_modal(h, order, fir=fir, size=size, refine_steps=refine_steps, lr=lr)
+        fit, h = fit_operator(op, order, fir, size, refine_steps, lr, length)
         error = relative_error(h, fit)
         fits[layer] = fit
         rows.append(

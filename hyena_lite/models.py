@@ -247,7 +247,7 @@ def _copy_from_teacher(
     target = student.state_dict()
     shared = {k: v for k, v in teacher.state_dict().items() if k in target}
     student.load_state_dict(shared, strict=False)
-    hyena_keys = {k for k in target if ".operator." in k}
+    hyena_keys = {k for k in target if ".operator." in k or ".modal_fit." in k}
     missing = set(target) - set(shared) - hyena_keys
     if missing:
         raise RuntimeError(f"student weights with no teacher counterpart: {sorted(missing)[:5]}")

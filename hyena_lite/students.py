@@ -9,8 +9,10 @@ registered with `AutoConfig` and `AutoModelForCausalLM` when this module is impo
 
 Padding: right padding needs nothing (every layer is causal, so a token never sees the pads after
 it); left padding is turned into right padding by rolling each row, and the outputs are rolled back;
-a mask with holes is refused. Hyena layers keep no key-value cache: students default to
-`use_cache=False`, and `generate()` re-runs the whole prefix at every step.
+a mask with holes is refused. With `use_cache=True` (what `generate()` uses) each Hyena layer
+decodes on its recurrent state kept in the model's `Cache` (`hyena_lite.hf_cache`), O(1) per new
+token, and attention layers keep their key-value cache; a plain forward keeps no cache
+(`use_cache=False`, the config's default, as training needs).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +39,15 @@ from transformers import (
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from hyena_lite import portable
+from hyena_lite.hf_cache import (
+    CONV_STATES,
+    HYENA_LAYER_TYPE,
+    MODAL_FIR,
+    MODAL_ORDER,
+    ModalFitBuffers,
+    cached_forward,
+)
 from hyena_lite.operator import HyenaOperator
 
 
@@ -57,7 +69,22 @@ class HyenaFields:
     hyena_short_filter_order: int = 3
     hyena_dropout: float = 0.0
     hyena_filter_args: dict | None = None
-    use_cache: bool = False  # Hyena layers keep no key-value cache (yet)
+    use_cache: bool = False  # a plain forward keeps no cache; generate() turns it on
+
+    @property
+    def layer_types(self) -> list[str]:
+        """Each layer's cache type for transformers: a recurrent (linear-attention) state for Hyena
+        layers, a key-value cache for attention layers."""
+        hyena = set(self.hyena_layers or [])
+        return [
+            HYENA_LAYER_TYPE if i in hyena else "full_attention"
+            for i in range(self.num_hidden_layers)
+        ]
+
+    @property
+    def number_of_conv_states(self) -> int:
+        """How many conv states a Hyena layer keeps in the cache (read by transformers)."""
+        return CONV_STATES
 
 
 @strict
@@ -103,7 +130,9 @@ def check_hyena_config(config: Any) -> None:
 class HyenaMixer(nn.Module):
     """A Hyena operator in the place of a decoder layer's attention: it takes the attention's call
     (normalised hidden states [B, L, D] first, positionally or as `hidden_states=`; the rest
-    ignored) and returns what the layer unpacks, (output [B, L, D], None)."""
+    ignored) and returns what the layer unpacks, (output [B, L, D], None). Given a cache, it
+    decodes on its recurrent state (`hyena_lite.hf_cache`) with the modal fit kept in
+    `modal_fit`."""
 
     def __init__(self, config: Any, layer_idx: int) -> None:
         super().__init__()
@@ -117,18 +146,21 @@ class HyenaMixer(nn.Module):
             dropout=config.hyena_dropout,
             **(config.hyena_filter_args or {}),
         )
+        self.modal_order = MODAL_ORDER
+        self.pad_mask: torch.Tensor | None = None  # [B, L] of a cached prefill, 0 at left pads
+        self.modal_fit = ModalFitBuffers(
+            config.hyena_order * config.hidden_size, MODAL_ORDER, MODAL_FIR
+        )
 
     def forward(
         self, hidden_states: torch.Tensor, *_args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, None]:
-        """Mix positions of hidden_states with the Hyena operator; refuse key-value caches and
-        overlong inputs."""
-        if any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "layer_past")):
-            raise ValueError(
-                "this student's Hyena layers keep no key-value cache: call it with "
-                "use_cache=False (the "
-                "students' default, so generate() re-runs the whole prefix each step)"
-            )
+        """Mix positions of hidden_states with the Hyena operator (on the recurrent state in a
+        given cache); refuse overlong inputs."""
+        names = ("cache", "past_key_values", "layer_past")
+        cache = next((kwargs[k] for k in names if kwargs.get(k) is not None), None)
+        if cache is not None:
+            return cached_forward(self, hidden_states, cache), None
         length, l_max = hidden_states.shape[1], self.operator.l_max
         if length > l_max:
             raise ValueError(
@@ -162,6 +194,12 @@ def _left_pad_shifts(mask: torch.Tensor) -> torch.Tensor | None:
     return shifts if bool(shifts.any()) else None
 
 
+def _keeps_cache(config: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a forward call with these keyword arguments keeps (or is given) a cache."""
+    given = kwargs.get("cache", kwargs.get("past_key_values"))
+    return given is not None or bool(kwargs.get("use_cache", config.use_cache))
+
+
 def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """Row b of x [B, L, ...] rotated left by shifts[b] (negative shifts rotate right)."""
     length = x.shape[1]
@@ -175,6 +213,9 @@ class HyenaStudentMixin:
     """What every student class adds to its teacher's class: Hyena mixers in the chosen layers,
     padding."""
 
+    # checkpoints from before the modal fit was kept load without it (it is fitted on first use)
+    _keys_to_ignore_on_load_missing = [r"\.modal_fit\."]
+
     def __init__(self, config: Any) -> None:
         check_hyena_config(config)
         super().__init__(config)
@@ -184,6 +225,36 @@ class HyenaStudentMixin:
         family = FAMILIES_BY_STUDENT[config.model_type]
         for i in config.hyena_layers or []:
             setattr(family.layers(self)[i], family.attention, HyenaMixer(config, i))
+        if self.generation_config is not None:  # generate() decodes on the cache by default
+            self.generation_config.use_cache = True
+
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *args: Any,
+        card: dict[str, Any] | None = None,
+        run_log: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """transformers' save_pretrained, made portable: the config's auto_map points to a module
+        written beside the weights (it imports hyena_lite), and a model card README.md tells the
+        teacher, recipe, tokens and results from `card` or a run's log.json (`run_log`); the modal
+        fit that generate() decodes with is saved with the weights when it has been made."""
+        fields = portable.card_from_run_log(run_log) if run_log is not None else {}
+        readme = portable.model_card(self, {**fields, **(card or {})})  # checked before writing
+        previous = dict(self.config.__dict__)
+        self.config.auto_map = portable.auto_map(self)  # for the saved config only
+        self._auto_class = self.config._auto_class = None  # never copy students.py instead
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            for name in ("auto_map", "_auto_class"):
+                self.config.__dict__.pop(name, None)
+                if name in previous:
+                    self.config.__dict__[name] = previous[name]
+            del self._auto_class
+        portable.write_remote_module(Path(save_directory), self)
+        (Path(save_directory) / "README.md").write_text(readme)
 
     def forward(
         self,
@@ -205,8 +276,28 @@ class HyenaStudentMixin:
                 f"this {type(self).__name__}; give at most {positions} tokens"
             )
         shifts = None
+        cached = bool(self.config.hyena_layers) and _keeps_cache(self.config, kwargs)
+        step = cached and given is not None and given.shape[1] == 1  # its prefill was checked
         if self.config.hyena_layers and attention_mask is not None and attention_mask.dim() == 2:
-            shifts = _left_pad_shifts(attention_mask)
+            shifts = None if step else _left_pad_shifts(attention_mask)
+        if cached:  # left pads are not rolled away: the prefill leaves them out of the state
+            pads = attention_mask if shifts is not None else None
+            if len(self.config.hyena_layers) == self.config.num_hidden_layers:
+                # no layer attends: a placeholder 4-D mask skips the mask building, which asks
+                # the cache for attention layers
+                attention_mask = torch.ones(
+                    given.shape[0], 1, 1, 1, dtype=torch.bool, device=given.device
+                )
+            return self._forward_cached(
+                pads,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
         if shifts is None:
             return super().forward(
                 input_ids=input_ids,
@@ -227,6 +318,18 @@ class HyenaStudentMixin:
             logits_to_keep,
             **kwargs,
         )
+
+    def _forward_cached(self, pads: torch.Tensor | None, **inputs: Any) -> Any:
+        """The teacher class's forward on a cache, each Hyena mixer told the left pads of its
+        prefill (a [B, L] mask, or None)."""
+        mixers = [m for m in self.modules() if isinstance(m, HyenaMixer)]
+        for mixer in mixers:
+            mixer.pad_mask = pads
+        try:
+            return super().forward(**inputs)
+        finally:
+            for mixer in mixers:
+                mixer.pad_mask = None
 
     def _forward_left_padded(
         self,

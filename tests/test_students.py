@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+from transformers import BertConfig, BertModel, DynamicCache, GPT2Config, GPT2LMHeadModel
 
 from hyena_lite.models import convert
 from hyena_lite.students import (
@@ -45,8 +45,8 @@ def test_mixers_are_hyena_only_where_asked_and_refuse_caches_and_long_inputs():
     student = convert(_gpt2(), hyena_layers=[1], l_max=8)
     attention, hyena = layer_mixers(student)
     assert not isinstance(attention, HyenaMixer) and isinstance(hyena, HyenaMixer)
-    with pytest.raises(ValueError, match="keep no key-value cache"):
-        hyena(torch.randn(1, 4, 16), past_key_values=object())
+    with pytest.raises(ValueError, match="make the cache from the student's config"):
+        hyena(torch.randn(1, 4, 16), past_key_values=DynamicCache())
     with pytest.raises(ValueError, match="exceeds the filter length 8"):
         hyena(torch.randn(1, 9, 16))
     out, nothing = hyena(torch.randn(1, 4, 16))
