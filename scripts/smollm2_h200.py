@@ -1,14 +1,32 @@
 """Distil SmolLM2-135M into an all-Hyena and a hybrid student on one GPU, train the scratch baseline
-on the same tokens, and evaluate the teacher and every student on the validation split, per domain.
+on the same tokens, and evaluate the teacher and every student.
 
-It runs in parts, each on a GPU of its own: `scratch` needs only the teacher's config and tokenizer
-(it can also measure the KD speed on random weights and turn a time budget into the token budget of
-every student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student
-(--only hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers
-or else the two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part
-rewrites its JSON after every model. With --out, every stage keeps checkpoints: a part stopped by
-SIGTERM (`timeout`) saves the step it is on and resumes from it when run again. `merge` joins the
-parts into hyena_lite/results/smollm2_h200.json and hyena_lite/results/smollm2_h200_curves.csv:
+`run` (issue 20) does all of it on one device, one model after another, and writes
+hyena_lite/results/smollm2_h200.json: the teacher's per-layer previous-token and induction scores
+and its scores; the teacher's own samples (batched, deduplicated, saved as shards); then, on one
+data mix of the corpus, those samples and copy / associative-recall sequences, the teacher
+fine-tuned with cross-entropy on exactly the students' batches (the control), the all-Hyena
+student, the hybrid (attention at the two layers of largest induction score) and the scratch
+baseline, each scored in-domain and out of domain (sliding windows, stride half the context,
+token-weighted over texts; ppl and bits per byte) with its copy accuracy, the students' also after
+each stage. OUT/state.json keeps what is done and every stage keeps checkpoints, so a call stopped
+by SIGTERM (`timeout -s TERM`) goes on where it stopped when run again; the earlier runs of the
+results file stay in its `history`. --smoke runs the whole pipeline on the CPU with a tiny random
+GPT-2 in about a minute:
+
+    timeout -s TERM 560 python scripts/smollm2_h200.py run --out ckpt --no-progress
+    python scripts/smollm2_h200.py run --smoke --out /tmp/smoke
+
+The parts below are the earlier protocol (four GPUs, one part each, disjoint-window perplexity),
+kept because the results' history was made with them. `scratch` needs only the teacher's config and
+tokenizer (it can also measure the KD speed on random weights and turn a time budget into the token
+budget of every student); `distill` loads the real teacher, evaluates it, then distils the
+all-Hyena student (--only hyena) and/or the hybrid (--only hybrid), whose two attention layers are
+--attention-layers or else the two of largest lone-layer sensitivity, with --recipe (transfer or
+best). Each part rewrites its JSON after every model. With --out, every stage keeps checkpoints: a
+part stopped by SIGTERM (`timeout`) saves the step it is on and resumes from it when run again.
+`merge` joins the parts into hyena_lite/results/smollm2_h200.json and
+hyena_lite/results/smollm2_h200_curves.csv:
 
     python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json
     python scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json
