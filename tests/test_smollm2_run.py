@@ -64,5 +64,6 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
     assert time.perf_counter() - clock < 60
     assert again["hyena_ppl"] == results["hyena_ppl"]
     assert len(again["wall_seconds_per_call"]) == 2
+    assert again["history"] == results["history"]  # kept, and this run's rows not twice
     with pytest.raises(SystemExit, match="holds a run of 1,024 tokens"):
         script.main(["run", "--smoke", "--out", str(out), "--tokens", "2048", "--no-progress"])
