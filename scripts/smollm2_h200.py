@@ -553,28 +553,6 @@ def copy_probe(tokenizer, args, into: dict):
     return probe
 
 
-def fine_tune_teacher(setup, tokens: int, args, name: str):
-    """The control: a copy of the teacher trained with cross-entropy on exactly the students'
-    batches (the same stream, the same number of micro-batches)."""
-    import copy
-
-    model = copy.deepcopy(setup.teacher)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    steps = setup.steps_for(tokens)
-    config = dataclasses.replace(
-        setup.config,
-        steps=steps,
-        lr=setup.config.lr * args.ft_lr_scale,
-        warmup=max(1, steps // 20),
-        save_every=max(1, steps // 4),
-        out_dir=f"{args.out}/{name}",
-        tag=name,
-    )
-    result = distill.ce(model, setup.batches_fn(), config)
-    return distill.freeze(model), result
-
-
 def general_setup(teacher, tokenizer, args):
     """The students' shared setup: the corpus mixed with the teacher's samples (sampled here, or
     found in --out/samples) and recall sequences; returns (setup, samples report)."""
@@ -624,7 +602,10 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
     by_stage: dict[str, float] = {}
     clock = time.perf_counter()
     if name == "teacher_ft":
-        model, result = fine_tune_teacher(setup, args.tokens, args, name)
+        from hyena_lite.control import fine_tuned_teacher
+
+        # checkpoints in --out/teacher_ft (make_setup's out_dir is --out)
+        model, result = fine_tuned_teacher(setup, args.tokens, args.ft_lr_scale, name)
         recipe, tokens, kept = "teacher fine-tuned with CE", result.tokens, list(range(n_layers))
         stage_seconds, curve_after = {"ce": result.wall_seconds}, None
     else:
