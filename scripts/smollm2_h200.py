@@ -607,7 +607,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         # checkpoints in --out/teacher_ft (make_setup's out_dir is --out)
         model, result = fine_tuned_teacher(setup, args.tokens, args.ft_lr_scale, name)
         recipe, tokens, kept = "teacher fine-tuned with CE", result.tokens, list(range(n_layers))
-        stage_seconds, curve_after = {"ce": result.wall_seconds}, None
+        stage_seconds, curve_after, curves, nmse = {"ce": result.wall_seconds}, None, None, None
     else:
         recipe = "scratch" if name == "scratch" else args.recipe
         keep = attention if name == "hybrid" else []
@@ -622,6 +622,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         summary = distill.summarize(recipe, run, student_setup)
         model, tokens, kept = run.student, summary["tokens"], None if name == "scratch" else keep
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
+        curves, nmse = summary["curves"], layer_nmse(run)
     trained = time.perf_counter() - clock
     report = {
         "recipe": recipe,
@@ -632,6 +633,8 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         "stage_seconds": stage_seconds,
         "curve_ppl_after": curve_after,
         "copy_accuracy_by_stage": by_stage or None,
+        "layer_nmse": nmse,
+        "curves": curves,
         **scores(model, setup.tokenizer, args),
     }
     if device() == "cuda":
@@ -698,8 +701,10 @@ def results_file(state: dict, args) -> dict:
         },
         "teacher_heads": state["heads"],
         "hybrid_attention_layers": state["hybrid_attention_layers"],
+        "tokens": {name: m["tokens"] for name, m in models.items() if name != "teacher"},
+        "layer_nmse": {name: m["layer_nmse"] for name, m in models.items() if m.get("layer_nmse")},
         "students": {
-            name: {k: v for k, v in m.items() if k not in ("in_domain", "out_of_domain")}
+            name: {k: v for k, v in m.items() if k not in ("in_domain", "out_of_domain", "curves")}
             for name, m in models.items()
             if name != "teacher"
         },
@@ -781,6 +786,12 @@ def run_all(args) -> None:
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(results_file(state, args), indent=1) + "\n")
+    with open(results.with_name(results.stem + "_curves.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["model", "stage", "kind", "tokens", "value"])
+        writer.writeheader()
+        for name, m in state["models"].items():
+            if m.get("curves"):
+                writer.writerows(curve_rows(name, m))
     print(f"wrote {results} ({time.perf_counter() - clock:.0f} s this call)", flush=True)
 
 

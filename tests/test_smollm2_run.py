@@ -56,6 +56,13 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
     assert results["vs_teacher"]["hyena"]["in_domain"] == pytest.approx(
         results["hyena_ppl"] / results["teacher_ppl"]
     )
+    assert set(results["layer_nmse"]) == {"hyena", "hybrid"} and set(results["tokens"]) == set(
+        students
+    )
+    curves = (out / "smollm2_smoke_curves.csv").read_text().splitlines()
+    assert curves[0] == "model,stage,kind,tokens,value" and any(
+        r.startswith("hyena,kd,") for r in curves
+    )
     assert results["samples"]["sequences_made"] == 8 and results["commit"] and results["hardware"]
     assert len(results["history"]) == 4
     clock = time.perf_counter()
