@@ -553,6 +553,17 @@ def copy_probe(tokenizer, args, into: dict):
     return probe
 
 
+def teacher_ppl_on(teacher, samples: torch.Tensor, tokens: int, args) -> float | None:
+    """The teacher's perplexity on the first `tokens` tokens of its own samples (sliding windows):
+    evidence for the temperature (far below its corpus perplexity: samples that repeat themselves;
+    far above: samples it would not write). None when the samples hold less than one window."""
+    ids = samples[:tokens]
+    if len(ids) < args.seq_len:
+        return None
+    nll = evaluate.window_scores(teacher, ids, args.seq_len, args.seq_len // 2, args.eval_batch)
+    return math.exp(float(nll["nll"].mean()))
+
+
 def general_setup(teacher, tokenizer, args):
     """The students' shared setup: the corpus mixed with the teacher's samples (sampled here, or
     found in --out/samples) and recall sequences; returns (setup, samples report)."""
@@ -576,6 +587,7 @@ def general_setup(teacher, tokenizer, args):
         report = {
             "settings": dataclasses.asdict(settings),
             **stats,
+            "teacher_ppl_on_samples": teacher_ppl_on(base.teacher, samples, 65_536, args),
             "seconds_this_call": time.perf_counter() - clock,
         }
     mix = {"sample_fraction": args.sample_fraction, "recall_fraction": args.recall_fraction}

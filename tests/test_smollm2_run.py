@@ -63,6 +63,7 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
     assert curves[0] == "model,stage,kind,tokens,value" and any(
         r.startswith("hyena,kd,") for r in curves
     )
+    assert results["samples"]["teacher_ppl_on_samples"] > 1
     assert results["samples"]["sequences_made"] == 8 and results["commit"] and results["hardware"]
     assert len(results["history"]) == 4
     clock = time.perf_counter()
