@@ -777,6 +777,12 @@ def run_all(args) -> None:
             **scores(setup.teacher, tokenizer, args),
         }
         save()
+    heads = state["heads"]
+    print(
+        "teacher induction score per layer: "
+        + ", ".join(f"{i}: {v:.2f}" for i, v in enumerate(heads["induction"])),
+        flush=True,
+    )
     layers = args.attention_layers or recall.top_layers(state["heads"]["induction"], 2)
     state["hybrid_attention_layers"] = layers
     for name in args.models:
