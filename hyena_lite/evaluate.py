@@ -230,6 +230,39 @@ def score_text(
     return report
 
 
+def score_texts(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: dict[str, str],
+    context: int,
+    stride: int | None = None,
+    max_tokens: int = 0,
+    batch_size: int = 8,
+) -> dict:
+    """Sliding-window scores (score_text) of every text, and over all of them, token-weighted:
+    {"texts": {name: {"tokens", "bytes", "ppl", "bpb"}}, "tokens", "bytes", "ppl", "bpb"}.
+
+    The overall perplexity is exp of the summed NLL over the summed tokens, so a long text weighs
+    more than a short one; bits per byte likewise over the summed bytes. max_tokens caps each text.
+    """
+    if not texts:
+        raise ValueError("no texts to score: give at least one text")
+    per_text = {
+        name: score_text(model, tokenizer, text, context, stride, max_tokens, batch_size, name)
+        for name, text in texts.items()
+    }
+    nll = sum(math.log(s["ppl"]) * s["tokens"] for s in per_text.values())
+    tokens = sum(s["tokens"] for s in per_text.values())
+    n_bytes = sum(s["bytes"] for s in per_text.values())
+    return {
+        "texts": per_text,
+        "tokens": tokens,
+        "bytes": n_bytes,
+        "ppl": math.exp(nll / tokens),
+        "bpb": bits_per_byte(nll, n_bytes),
+    }
+
+
 # --- perplexity against position --------------------------------------------------------------
 
 
@@ -304,6 +337,26 @@ def corpus_texts(split: str, corpus: str = "offline") -> dict[str, str]:
             t for t, d in zip(rows["text"], rows["domain"], strict=False) if d == domain
         )
         for domain in dict.fromkeys(rows["domain"])
+    }
+
+
+def out_of_domain_texts() -> dict[str, str]:
+    """The out-of-domain texts, never trained on ("ood/NAME" -> text; see
+    hyena_lite.corpus_sources.OOD_TEXTS), built by `python -m hyena_lite data` and checked by
+    sha256."""
+    import json
+
+    from hyena_lite.assets import verified_text
+    from hyena_lite.paths import assets_dir
+
+    manifest = assets_dir() / "ood" / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"{manifest} is missing: build the out-of-domain texts with `python -m hyena_lite data`"
+        )
+    return {
+        f"ood/{entry['name']}": verified_text(f"ood/{entry['file']}")
+        for entry in json.loads(manifest.read_text(encoding="utf-8"))
     }
 
 

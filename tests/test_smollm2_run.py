@@ -1,0 +1,77 @@
+"""The one-device SmolLM2 pipeline of issue 20 (`scripts/smollm2_h200.py run`), whole, on the CPU
+with a tiny random GPT-2 teacher (--smoke): every key of the results file, and a second call that
+finds everything done and trains nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from hyena_lite.paths import assets_dir
+
+pytestmark = pytest.mark.skipif(
+    not (assets_dir() / "ood" / "manifest.json").is_file(),
+    reason="the out-of-domain texts are not built: python -m hyena_lite data",
+)
+
+
+def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
+    script = load_script("smollm2_h200")
+    out = tmp_path / "run"
+    script.main(["run", "--smoke", "--out", str(out), "--no-progress"])
+    results = json.loads((out / "smollm2_smoke.json").read_text())
+    models = ("teacher", "teacher_ft", "hyena", "hybrid", "scratch")
+    assert all(results[f"{m}_ppl"] > 1 for m in models)
+    assert set(results["out_of_domain"]) == set(models) == set(results["copy_accuracy"])
+    assert all(0.0 <= a <= 1.0 for a in results["copy_accuracy"].values())
+    assert list(results["copy_accuracy_by_stage"]["hyena"]) == [
+        "init",
+        "calibrate",
+        "transfer",
+        "kd",
+    ]
+    heads = results["teacher_heads"]
+    assert len(heads["induction"]) == len(heads["previous_token"]) == 3  # the tiny teacher's layers
+    kept = results["hybrid_attention_layers"]
+    assert kept == sorted(sorted(range(3), key=heads["induction"].__getitem__)[-2:])
+    students = results["students"]
+    assert (
+        students["hybrid"]["attention_layers"] == kept
+        and students["hyena"]["attention_layers"] == []
+    )
+    assert {s["tokens"] for s in students.values()} == {
+        results["tokens_per_student"]
+    }  # equal tokens
+    assert students["hyena"]["data_mix"] == {"corpus": 0.4, "teacher_samples": 0.5, "recall": 0.1}
+    assert set(results["per_text"]["hyena"]) == {
+        "validation/shakespeare",
+        "validation/austen",
+        "validation/bible",
+        "ood/technical",
+        "ood/narrative",
+        "ood/speech",
+    }
+    assert results["vs_teacher"]["hyena"]["in_domain"] == pytest.approx(
+        results["hyena_ppl"] / results["teacher_ppl"]
+    )
+    assert set(results["layer_nmse"]) == {"hyena", "hybrid"} and set(results["tokens"]) == set(
+        students
+    )
+    curves = (out / "smollm2_smoke_curves.csv").read_text().splitlines()
+    assert curves[0] == "model,stage,kind,tokens,value" and any(
+        r.startswith("hyena,kd,") for r in curves
+    )
+    assert results["samples"]["teacher_ppl_on_samples"] > 1
+    assert results["samples"]["sequences_made"] == 8 and results["commit"] and results["hardware"]
+    assert len(results["history"]) == 4
+    clock = time.perf_counter()
+    script.main(["run", "--smoke", "--out", str(out), "--no-progress"])  # all done: nothing trains
+    again = json.loads((out / "smollm2_smoke.json").read_text())
+    assert time.perf_counter() - clock < 60
+    assert again["hyena_ppl"] == results["hyena_ppl"]
+    assert len(again["wall_seconds_per_call"]) == 2
+    assert again["history"] == results["history"]  # kept, and this run's rows not twice
+    with pytest.raises(SystemExit, match="holds a run of 1,024 tokens"):
+        script.main(["run", "--smoke", "--out", str(out), "--tokens", "2048", "--no-progress"])

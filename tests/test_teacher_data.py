@@ -1,0 +1,113 @@
+"""Distillation data from the teacher: batched sampling into resumable shards, deduplication and
+the row-by-row mix of corpus, samples and recall sequences, on the CPU with a tiny GPT-2 teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+from hyena_lite import teacher_data as td
+from hyena_lite.data import gpt2_tokenizer, iterate_batches, ordinary_tokens
+from tests.tiny_models import save_tiny_gpt2
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    return GPT2LMHeadModel.from_pretrained(save_tiny_gpt2(tmp_path_factory.mktemp("t"))).eval()
+
+
+CORPUS = torch.arange(1000, 3000)
+
+
+def test_sampling_is_batched_seeded_resumable_and_deduplicated(teacher, tokenizer, tmp_path):
+    settings = td.SampleSettings(sequences=6, new_tokens=12, prompt_tokens=4, batch_size=4)
+    made = td.teacher_samples(teacher, tokenizer, CORPUS, settings, tmp_path / "s", progress=False)
+    assert made["shards"] == ["shard_00000.pt", "shard_00001.pt"]
+    shard0, shard1 = (torch.load(tmp_path / "s" / name) for name in made["shards"])
+    assert len(shard0) == len(shard1) == 4
+    assert all(len(r) == 12 for r in shard0)  # bos prompts: 12 new tokens, the start token dropped
+    assert all(
+        len(r) == 16 and 1000 <= int(r[0]) < 3000 for r in shard1
+    )  # 4 corpus tokens in front
+    again = td.sample_shard(teacher, tokenizer, CORPUS, settings, 1)
+    assert again == [r.tolist() for r in shard1]  # a shard is the same whenever it is made
+    (tmp_path / "s" / "shard_00001.pt").unlink()  # a run stopped after its first shard resumes
+    td.teacher_samples(teacher, tokenizer, CORPUS, settings, tmp_path / "s", progress=False)
+    assert [r.tolist() for r in torch.load(tmp_path / "s" / "shard_00001.pt")] == again
+    tokens, stats = td.load_samples(tmp_path / "s", eos=tokenizer.eos_token_id, min_tokens=1)
+    assert stats["sequences_made"] == 8 and 1 <= stats["sequences_kept"] <= 8
+    assert int((tokens == tokenizer.eos_token_id).sum()) == stats["sequences_kept"]
+    with pytest.raises(ValueError, match="other settings"):
+        td.teacher_samples(
+            teacher,
+            tokenizer,
+            CORPUS,
+            td.SampleSettings(sequences=6, temperature=0.5),
+            tmp_path / "s",
+            progress=False,
+        )
+
+
+def test_deduplicate_drops_repeats_and_short_samples():
+    samples = [[1, 2, 3, 4], [1, 2, 3, 9], [5, 6], [7, 8, 9, 10]]
+    assert td.deduplicate(samples, prefix=3, min_tokens=3) == [[1, 2, 3, 4], [7, 8, 9, 10]]
+    assert td.deduplicate(samples, prefix=4, min_tokens=1) == samples
+
+
+def test_mix_follows_the_fractions_and_resumes(tokenizer):
+    vocab, start = ordinary_tokens(tokenizer)[:500], tokenizer.eos_token_id
+    samples = torch.full((5000,), 7)
+    corpus_only = td.mixed_batches(CORPUS, None, 0.0, 0.0, vocab, start, 4, 32, seed=3)
+    plain = iterate_batches(CORPUS, 4, 32, seed=3)
+    assert all(torch.equal(next(corpus_only), next(plain)) for _ in range(3))
+    stream = td.mixed_batches(CORPUS, samples, 0.5, 0.25, vocab, start, 64, 32, seed=1)
+    batches = [next(stream) for _ in range(4)]
+    rows = torch.cat(batches)
+    from_samples = (rows == 7).all(1)
+    from_corpus = ((rows >= 1000) & (rows < 3000)).all(1)
+    recall_rows = ~from_samples & ~from_corpus
+    assert abs(from_samples.float().mean() - 0.5) < 0.1
+    assert abs(recall_rows.float().mean() - 0.25) < 0.1
+    assert all(
+        int(r[0]) == start and set(r.tolist()) <= set(vocab.tolist()) | {start}
+        for r in rows[recall_rows]
+    )
+    resumed = td.mixed_batches(CORPUS, samples, 0.5, 0.25, vocab, start, 64, 32, 1, start_step=2)
+    assert torch.equal(next(resumed), batches[2])
+
+
+def test_recall_rows_repeat_what_they_hold(tokenizer):
+    vocab = ordinary_tokens(tokenizer)  # 50k tokens: random rows would almost never repeat one
+    for seed in range(3):
+        row = td.recall_row(vocab, 0, 512, seed=seed).tolist()
+        assert len(row) == 512 and row[0] == 0
+        body = [t for t in row if t != 0]
+        repeats = sum(t in set(row[:i]) for i, t in enumerate(row) if t != 0)
+        assert repeats / len(body) > 0.3  # the second copy, and every queried key and its value
+
+
+def test_bad_settings_say_what_is_wrong():
+    with pytest.raises(ValueError, match="choose one of bos, corpus, mixed"):
+        td.SampleSettings(prompts="chat")
+    with pytest.raises(ValueError, match="temperature > 0"):
+        td.SampleSettings(temperature=0)
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        next(td.mixed_batches(CORPUS, None, 0.7, 0.4, torch.arange(5), 0, 2, 8))
+    with pytest.raises(ValueError, match="needs at least one window"):
+        next(td.mixed_batches(CORPUS, torch.arange(4), 0.5, 0.0, torch.arange(5), 0, 2, 8))
+
+
+def test_missing_samples_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sample the teacher first"):
+        td.load_samples(tmp_path, eos=0)
+    (tmp_path / "samples.json").write_text(json.dumps({"settings": {}, "shards": []}))
+    with pytest.raises(ValueError, match="none of the 0 samples"):
+        td.load_samples(tmp_path, eos=0)
