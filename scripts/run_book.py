@@ -31,8 +31,8 @@ KERNEL = "hyena-lite-run"
 PEAK_MARK = "RUN_BOOK_PEAK_GPU_GIB"
 PEAK_CELL = (
     "import json as _json, torch as _torch\n"
-    f"print({PEAK_MARK!r}, _json.dumps(_torch.cuda.max_memory_reserved() / 2**30 "
-    "if _torch.cuda.is_available() else None))"
+    f"print({PEAK_MARK!r} + ' ' + _json.dumps(_torch.cuda.max_memory_reserved() / 2**30 "
+    "if _torch.cuda.is_available() else None), flush=True)"
 )
 
 
@@ -112,11 +112,13 @@ def _last_line(text: str) -> str:
 
 
 def _peak(cell) -> float | None:
-    for output in cell.get("outputs", []):
-        for line in output.get("text", "").splitlines():
-            if line.startswith(PEAK_MARK):
-                value = json.loads(line.split(" ", 1)[1])
-                return None if value is None else round(value, 2)
+    """The peak the last cell printed; its stream may arrive in several outputs (the kernel
+    flushes stdout on a timer), so they are joined before the line is read."""
+    text = "".join(output.get("text", "") for output in cell.get("outputs", []))
+    for line in text.splitlines():
+        if line.startswith(PEAK_MARK + " "):
+            value = json.loads(line.split(" ", 1)[1])
+            return None if value is None else round(value, 2)
     return None
 
 

@@ -57,3 +57,14 @@ def test_runs_on_after_a_failure_records_it_and_resumes(load_script, tmp_path, c
     assert run_book.main(args) == 0
     assert "01_first: ok in run.json already, skipped" in capsys.readouterr().out
     assert all(c["ok"] for c in json.loads(out.read_text())["chapters"])
+
+
+def test_the_peak_line_is_read_when_the_kernel_split_it_over_two_outputs(load_script):
+    """ipykernel flushes stdout on a timer, so one print may arrive as two stream outputs (seen in
+    CI: a chapter's record crashed on the mark alone)."""
+    run_book = load_script("run_book")
+    mark = run_book.PEAK_MARK
+    split = {"outputs": [{"text": "training done\n" + mark}, {"text": " 1.234\n"}]}
+    assert run_book._peak(split) == 1.23
+    assert run_book._peak({"outputs": [{"text": f"{mark} null\n"}]}) is None
+    assert run_book._peak({"outputs": [{"text": mark}]}) is None
