@@ -76,8 +76,8 @@ def _meta(args: argparse.Namespace, profile: Profile) -> dict:
     return {**provenance(command), "profile": profile.name, "threads": torch.get_num_threads()}
 
 
-def cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `python -m hyena_lite evaluate`."""
+def add_models_argument(parser: argparse.ArgumentParser) -> None:
+    """The repeatable `--model [LABEL=]DIR_OR_NAME` of the commands that score several models."""
     parser.add_argument(
         "--model",
         action="append",
@@ -85,6 +85,11 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="[LABEL=]DIR_OR_NAME",
         help="a saved model folder or a teacher name; repeat to compare several",
     )
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m hyena_lite evaluate`."""
+    add_models_argument(parser)
     parser.add_argument(
         "--text", action="append", default=[], metavar="FILE", help="a UTF-8 text file; repeatable"
     )

@@ -7,6 +7,7 @@ import argparse
 import tempfile
 
 from hyena_lite import lm_eval_task, runs
+from hyena_lite.experiments.evaluate import add_models_argument
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import command_line, provenance
 
@@ -15,13 +16,7 @@ TASKS = (lm_eval_task.TASK, lm_eval_task.TASK_GEN)
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m hyena_lite lm-eval`."""
-    parser.add_argument(
-        "--model",
-        action="append",
-        required=True,
-        metavar="[LABEL=]DIR_OR_NAME",
-        help="a saved model folder or a teacher name; repeat to compare several",
-    )
+    add_models_argument(parser)
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     parser.add_argument("--limit", type=int, default=100, help="passages per task (0: all 300)")
     parser.add_argument("--batch-size", type=int, default=8, help="requests per forward pass")
