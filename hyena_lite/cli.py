@@ -13,16 +13,16 @@ shows the defaults, `--no-progress` hides the progress bars (on stderr)."""
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, redirect_stdout
+from collections.abc import Callable
+from contextlib import ExitStack, redirect_stdout
 
 from hyena_lite import validation as v
+from hyena_lite.quiet import no_progress_bars
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -219,20 +219,6 @@ def _undeprecated(name: str, argv: list[str]) -> list[str]:
     return out
 
 
-@contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """Every tqdm bar disabled while inside (the library's, and those of transformers and
-    datasets, which build on tqdm); a bar created with an explicit `disable=` keeps its own."""
-    from tqdm import std
-
-    init = std.tqdm.__dict__["__init__"]
-    std.tqdm.__init__ = functools.partialmethod(init, disable=True)
-    try:
-        yield
-    finally:
-        std.tqdm.__init__ = init
-
-
 class Terminated(BaseException):
     """SIGTERM outside a training loop: unwinds like KeyboardInterrupt, so that files and locks are
     closed."""
@@ -324,7 +310,7 @@ def _dispatch(argv: list[str]) -> int:
                 elif isinstance(value, v.OutputDir):
                     stack.enter_context(runs.folder_lock(value))
         if args.no_progress:
-            stack.enter_context(_no_progress_bars())
+            stack.enter_context(no_progress_bars())
         stdout = sys.stdout
         if to_stdout:  # the JSON alone on stdout: everything else the command prints on stderr
             stack.enter_context(redirect_stdout(sys.stderr))

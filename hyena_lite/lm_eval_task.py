@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from hyena_lite.quiet import errors_only, no_progress_bars
 
 TASK = "hyena_lastword"
 TASK_GEN = "hyena_lastword_gen"
@@ -159,9 +162,10 @@ def harness_model(model: Any, tokenizer: Any, batch_size: int = 8) -> Any:
                 **generation_kwargs,
             )
 
-    return _ConfigCacheLM(
-        pretrained=model, tokenizer=tokenizer, batch_size=batch_size, backend="causal"
-    )
+    with errors_only("lm_eval"):  # its warnings that a model object, not a name, was passed
+        return _ConfigCacheLM(
+            pretrained=model, tokenizer=tokenizer, batch_size=batch_size, backend="causal"
+        )
 
 
 def evaluate_lm(
@@ -171,21 +175,27 @@ def evaluate_lm(
     tasks: Sequence[str] = (TASK, TASK_GEN),
     limit: int | None = None,
     batch_size: int = 8,
+    progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """lm_eval's metrics of `model` on the tasks of `task_dir` (written by write_task), on the
-    first `limit` passages (all when None): {task: {metric: value}}."""
+    first `limit` passages (all when None): {task: {metric: value}}. With progress=False its bars
+    and its warnings stay off stderr (a chapter's cell)."""
     _require_lm_eval()
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    results = simple_evaluate(
-        model=harness_model(model, tokenizer, batch_size),
-        tasks=list(tasks),
-        task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
-        limit=limit,
-        bootstrap_iters=0,
-        log_samples=False,
-    )
+    with ExitStack() as quiet:
+        if not progress:
+            quiet.enter_context(no_progress_bars(force=True))
+            quiet.enter_context(errors_only("lm_eval"))
+        results = simple_evaluate(
+            model=harness_model(model, tokenizer, batch_size),
+            tasks=list(tasks),
+            task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+            limit=limit,
+            bootstrap_iters=0,
+            log_samples=False,
+        )
     return {task: _metrics(results["results"][task]) for task in tasks}
 
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from tiny_models import save_tiny_gpt2
+from tiny_models import random_gpt2, save_tiny_gpt2
 
 from hyena_lite import lm_eval_task
 from hyena_lite.data import gpt2_tokenizer
@@ -81,3 +81,14 @@ def test_the_lm_eval_command_prints_json_alone_on_stdout(tmp_path, capsys):
     assert set(scores) == {lm_eval_task.TASK, lm_eval_task.TASK_GEN}
     assert 0.0 <= scores[lm_eval_task.TASK_GEN]["exact_match"] <= 1.0
     assert "tiny: hyena_lastword" in captured.err  # the table, on stderr
+
+
+def test_a_quiet_evaluation_writes_nothing_to_stderr(tmp_path, capfd):
+    """A chapter's cell runs the harness with progress=False: a book build rejects stderr, and
+    lm-eval writes bars (with their own `disable=`) and warnings about a model object there."""
+    tokenizer = gpt2_tokenizer()
+    model = random_gpt2(len(tokenizer), 128).eval()
+    task_dir = lm_eval_task.write_task(tmp_path)
+    capfd.readouterr()
+    lm_eval_task.evaluate_lm(model, tokenizer, task_dir, limit=2, batch_size=2, progress=False)
+    assert capfd.readouterr().err == ""
