@@ -5,11 +5,13 @@ Each variant is a GPT-2 (GPT-2's tokenizer size, 50,257 rows) trained on corpus 
 fraction `copy` is replaced by an induction sequence: [eos, s, s, ...] (a span s repeated, as
 hyena_lite.mini_teacher builds them) or, with `two_copies`, [eos, s, s, corpus...] (as the copy
 probe builds them). A fraction `rand` of the spans are random distinct tokens, drawn from the
-whole vocabulary or, with `sub`, from a fixed subset of `sub` tokens. Training is the library's
+whole vocabulary or, with `sub`, from a fixed subset of `sub` tokens or, with `top`, from the
+`top` most frequent tokens of the train split (the pool). Training is the library's
 recipe (AdamW, betas 0.9/0.95, warm-up then cosine to lr/10, clipping at 1), written out here so
 that the script needs only torch and transformers on a GPU machine. Scored: copy accuracy at the
 probe length (hyena_lite.probes.copy_batch's sequences, greedy, r_2..r_L of the second copy) over
-the whole vocabulary, the corpus's tokens and the subset; validation loss by position.
+the whole vocabulary, the corpus's tokens and the pool (also at lengths 32, 64 and 128); validation
+loss by position.
 
     # here, with the offline assets built: the corpus as token tensors
     python scripts/teacher_copy_diagnosis.py prepare --dir .carry/diag
@@ -38,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "copy": 0.0,  # fraction of sequences replaced by induction sequences
     "rand": 0.0,  # fraction of induction spans that are random tokens (else corpus spans)
     "sub": EOS,  # random tokens come from the first `sub` tokens of a fixed permutation
+    "top": 0,  # >0: random tokens come from the `top` most frequent tokens of the train split
     "two_copies": 0,  # 1: [eos, s, s, corpus...] as the probe; 0: [eos, s, s, s, ...]
     "min_span": 4,
     "max_span": None,  # None: (seq - 1) // 2 with two_copies, seq // 2 without
@@ -55,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "sin": 0.0,  # >0: position table initialised to sinusoids of this amplitude
     "fp32": 0,  # 1: float32; 0: bf16 autocast
     "probe_len": 64,
+    "history_lens": [64],  # copy lengths scored on the pool at 8 points of training
+    "history_n": 64,  # probe sequences per length at those points
 }
 
 
@@ -107,13 +112,14 @@ def copy_ids(vocab: torch.Tensor, length: int, n: int, seed: int = 0) -> torch.T
 
 @torch.no_grad()
 def copy_accuracy(model: GPT2LMHeadModel, vocab: torch.Tensor, length: int, n: int = 64) -> float:
-    """The fraction of r_2..r_L of the second copy predicted greedily (the copy probe's score)."""
+    """The fraction of r_2..r_L of the second copy predicted greedily (the copy probe's score);
+    only the second copy's logits are computed."""
     device = next(model.parameters()).device
     ids = copy_ids(vocab, length, n).to(device)
     with torch.autocast(device.type, torch.bfloat16):
-        predicted = model(input_ids=ids).logits[:, :-1].argmax(-1)
-    target = ids[:, 1:]
-    return float((predicted[:, length + 1 :] == target[:, length + 1 :]).float().mean())
+        logits = model(input_ids=ids, logits_to_keep=length + 1).logits
+    predicted = logits[:, 1:-1].argmax(-1)  # at positions L+1..2L-1: r_2..r_L of the copy
+    return float((predicted == ids[:, length + 2 :]).float().mean())
 
 
 @torch.no_grad()
@@ -140,16 +146,26 @@ def validation(model: GPT2LMHeadModel, tokens: torch.Tensor, seq: int) -> tuple[
     return float(by_position.mean()), bins
 
 
+def token_pool(train: torch.Tensor, v: dict[str, Any]) -> torch.Tensor:
+    """The tokens that random spans and the pool's copy probe draw from: the v["top"] most
+    frequent ordinary tokens of the train split, else the first v["sub"] of a fixed permutation."""
+    if v["top"]:
+        counts = torch.bincount(train.long(), minlength=VOCAB)[:EOS]
+        return torch.argsort(counts, descending=True, stable=True)[: v["top"]]
+    return torch.randperm(EOS, generator=torch.Generator().manual_seed(7))[: v["sub"]]
+
+
 def induction_sequence(
-    rng: np.random.Generator, train: torch.Tensor, permutation: torch.Tensor, v: dict[str, Any]
+    rng: np.random.Generator, train: torch.Tensor, pool: torch.Tensor, v: dict[str, Any]
 ) -> torch.Tensor:
-    """One induction sequence of v["seq"] tokens, as the docstring at the top says."""
+    """One induction sequence of v["seq"] tokens, random spans drawn from pool, as the docstring
+    at the top says."""
     seq = v["seq"]
     top = v["max_span"] or ((seq - 1) // 2 if v["two_copies"] else seq // 2)
     length = int(rng.integers(v["min_span"], top + 1))
     if rng.random() < v["rand"]:
-        picks = rng.choice(v["sub"], size=min(length, v["sub"]), replace=False)
-        span = permutation[torch.from_numpy(picks).long()]
+        picks = rng.choice(len(pool), size=min(length, len(pool)), replace=False)
+        span = pool[torch.from_numpy(picks).long()]
     else:
         offset = int(rng.integers(0, len(train) - length))
         span = train[offset : offset + length].long()
@@ -198,9 +214,8 @@ def train_and_score(
     if unknown:
         raise ValueError(f"unknown variant fields {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     v = {**DEFAULTS, **changes}
-    permutation = torch.randperm(EOS, generator=torch.Generator().manual_seed(7))
     corpus_tokens = torch.nonzero(torch.bincount(train.long(), minlength=VOCAB)[:EOS]).flatten()
-    subset = permutation[: v["sub"]]
+    subset = token_pool(train, v)
     ordinary = torch.arange(EOS)  # hyena_lite.data.ordinary_tokens of GPT-2's tokenizer
     model = build_model(v, device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
@@ -222,13 +237,14 @@ def train_and_score(
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     history, start = [], time.perf_counter()
+    train_seconds = 0.0
     for step in range(steps):
         rng = np.random.default_rng([0, step])
         offsets = torch.from_numpy(rng.integers(0, len(train) - v["seq"] + 1, size=v["batch"]))
         batch = train[offsets[:, None] + torch.arange(v["seq"])].long()
         mix = np.random.default_rng([0, step, 1])
         for row in np.flatnonzero(mix.random(v["batch"]) < v["copy"]):
-            batch[row] = induction_sequence(mix, train, permutation, v)
+            batch[row] = induction_sequence(mix, train, subset, v)
         batch = batch.to(device)
         with torch.autocast(device, torch.bfloat16, enabled=not v["fp32"]):
             loss = model(input_ids=batch, labels=batch).loss
@@ -238,23 +254,35 @@ def train_and_score(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if (step + 1) % max(1, steps // 8) == 0:
+            train_seconds = time.perf_counter() - start
             model.eval()
             point = {"step": step + 1, "train_loss": round(loss.item(), 3)}
-            point["copy_all"] = copy_accuracy(model, ordinary, v["probe_len"])
-            point["copy_subset"] = copy_accuracy(model, subset, v["probe_len"])
+            point["seconds"] = round(time.perf_counter() - start, 1)
+            point["copy_all"] = copy_accuracy(model, ordinary, v["probe_len"], v["history_n"])
+            for length in v["history_lens"]:
+                point[f"copy_subset_{length}"] = copy_accuracy(
+                    model, subset, length, v["history_n"]
+                )
             history.append(point)
+            print(json.dumps(point), file=sys.stderr, flush=True)
             model.train()
+            start = time.perf_counter() - train_seconds  # scoring does not count as training
     model.eval()
     val_loss, bins = validation(model, valid, v["seq"])
     return {
         "changes": changes,
         "steps": steps,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(time.perf_counter() - start, 1),  # training only, without scoring
         "val_loss": round(val_loss, 3),
         "val_nll_by_position_bin": bins,
         "copy_all": copy_accuracy(model, ordinary, v["probe_len"]),
         "copy_corpus_tokens": copy_accuracy(model, corpus_tokens, v["probe_len"]),
         "copy_subset": copy_accuracy(model, subset, v["probe_len"]),
+        "copy_subset_by_length": {
+            str(length): copy_accuracy(model, subset, length)
+            for length in (32, 64, 128)
+            if length <= len(subset)
+        },
         "history": history,
     }
 
@@ -266,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", type=Path, help="JSON {name: {field: value}} (run)")
     parser.add_argument("--teacher", type=Path, help="a teacher's model folder (embeddings)")
     parser.add_argument("--out", type=Path, help="the JSON report, rewritten after each variant")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.mode == "prepare":
         prepare(args.dir)
@@ -278,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     train = torch.load(args.dir / "train.pt")
     valid = torch.load(args.dir / "validation.pt")
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report: dict[str, Any] = {}
     for name, changes in json.loads(args.variants.read_text()).items():
         report[name] = train_and_score(changes, train, valid, device)
