@@ -813,6 +813,27 @@ def run_all(args) -> None:
     print(f"wrote {results} ({time.perf_counter() - clock:.0f} s this call)", flush=True)
 
 
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The options that `run` and the older `scratch`/`distill` parts share: batches, learning
+    rate, seed and how much is scored."""
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the students' initial weights and the order of the batches",
+    )
+    p.add_argument(
+        "--eval-tokens", type=int, default=0, help="tokens per scored text (0: the whole text)"
+    )
+    p.add_argument(
+        "--curve-tokens", type=int, default=32_768, help="validation tokens of the curves"
+    )
+    p.add_argument("--eval-batch", type=int, default=16)
+
+
 def run_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `run` (see its --help)."""
     p.set_defaults(func=run_all)
@@ -854,19 +875,13 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the hybrid's attention layers (default: the two of largest induction score)",
     )
-    p.add_argument("--seq-len", type=int, default=1024)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=6e-4)
+    add_training_options(p)
     p.add_argument(
         "--ft-lr-scale",
         type=float,
         default=0.3,
         help="the fine-tuned teacher's learning rate, times --lr (KD's scale)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-tokens", type=int, default=0, help="tokens per scored text (0: all)")
-    p.add_argument("--curve-tokens", type=int, default=32_768)
-    p.add_argument("--eval-batch", type=int, default=16)
     p.add_argument("--copy-n", type=int, default=16, help="copy sequences per length")
     p.add_argument(
         "--head-length",
@@ -939,22 +954,7 @@ def main(argv: list[str] | None = None) -> None:
             default=75.0,
             help="scratch: the KD time per student that sets --tokens",
         )
-        p.add_argument("--seq-len", type=int, default=1024)
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--lr", type=float, default=6e-4)
-        p.add_argument(
-            "--seed",
-            type=int,
-            default=0,
-            help="the students' initial weights and the order of the batches",
-        )
-        p.add_argument(
-            "--eval-tokens", type=int, default=0, help="validation tokens (0: the whole split)"
-        )
-        p.add_argument(
-            "--curve-tokens", type=int, default=32_768, help="validation tokens of the curves"
-        )
-        p.add_argument("--eval-batch", type=int, default=16)
+        add_training_options(p)
         p.add_argument(
             "--attention-layers",
             type=lambda s: [int(x) for x in s.split(",")],
