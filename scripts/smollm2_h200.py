@@ -1013,7 +1013,13 @@ def main(argv: list[str] | None = None) -> None:
                 if args.smoke
                 else results_dir() / "smollm2_h200.json"
             )
-    args.func(args)
+    if getattr(args, "no_progress", False):
+        from hyena_lite.quiet import no_progress_bars
+
+        with no_progress_bars(force=True):
+            args.func(args)
+    else:
+        args.func(args)
 
 
 if __name__ == "__main__":
