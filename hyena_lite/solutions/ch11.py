@@ -1,17 +1,17 @@
-"""Chapter 11's solutions: the goals met, the alignment budget of one layer and the budget ratio
-of the two alignment stages."""
+"""Chapter 11's solutions: how general a student stays, the alignment budget of one layer and the
+budget ratio of the two alignment stages."""
 
 from __future__ import annotations
 
 from hyena_lite.distill import RECIPES
 
 
-def goals(results: dict) -> dict:
-    """Each student's perplexity against its goal times the teacher's."""
-    return {
-        "hyena": results["hyena_ppl"] <= 1.5 * results["teacher_ppl"],
-        "hybrid": results["hybrid_ppl"] <= 1.15 * results["teacher_ppl"],
-    }
+def generality(general: dict, model: str) -> float:
+    """The model's perplexity over the teacher's out of domain, divided by the same ratio in
+    domain: 1 when the model loses no more outside the training domains than inside them."""
+    outside = general["out_of_domain"][model] / general["out_of_domain"]["teacher"]
+    inside = general[f"{model}_ppl"] / general["teacher_ppl"]
+    return outside / inside
 
 
 def alignment_tokens(student: dict, tokens: int) -> float:
