@@ -12,8 +12,8 @@ times; the best run counts. Prints, and with --json writes, one JSON object with
 untouched), beside the library's own decoder in generation_h200.json, and --from-json merges a
 result measured before instead of measuring:
 
-    python scripts/hf_generate_speed.py --device cuda --context 8192 \
-        --json hyena_lite/results/hf_generate_h200.json
+    PYTHONPATH=. python scripts/hf_generate_speed.py --device cuda --context 8192 \
+        --dtype bfloat16 --json hyena_lite/results/hf_generate_h200.json
     python scripts/hf_generate_speed.py --from-json hyena_lite/results/hf_generate_h200.json \
         --merge-into hyena_lite/results/generation_h200.json
     python scripts/hf_generate_speed.py --layers 2 --width 64 --heads 2 --context 256 \
