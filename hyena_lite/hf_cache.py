@@ -1,12 +1,15 @@
 """Hugging Face `generate()` on the recurrent state of a Hyena student.
 
-Each Hyena layer keeps its decoding state in the model's transformers `Cache`, in the layer class
-transformers has for recurrent (linear-attention, Mamba-like) layers, `LinearAttentionLayer`: the
-short filter's window and the FIR head's last inputs as its two conv states, the modal state as its
-recurrent state, every one with the batch first, so that beam search's `reorder_cache` works. The
-student's config lists its layer types, so `DynamicCache(config=...)` (what `generate()` makes)
-holds such a layer for Hyena layers and a key-value layer for attention layers only. The prompt is
-prefilled and each new token decoded by `hyena_lite.decoding.RecurrentDecoder`, O(1) per token.
+Each Hyena layer keeps its decoding state in the model's transformers `Cache`, in a subclass of the
+layer class transformers has for recurrent (linear-attention, Mamba-like) layers,
+`LinearAttentionLayer`: the short filter's window and the FIR head's last inputs as its two conv
+states, the modal state as its recurrent state, every one with the batch first, so that beam
+search's `reorder_cache` works. The student's config lists its layer types, so `HyenaCache(config)`
+(what a student's `generate()` makes) holds such a layer for Hyena layers and a key-value layer for
+attention layers only; its Hyena layers count the tokens they have seen, so that the cache answers
+`get_seq_length` even when no layer attends (transformers' `LinearAttentionLayer` counts none before
+5.2x, where `Cache.get_seq_length` asks attention layers only). The prompt is prefilled and each new
+token decoded by `hyena_lite.decoding.RecurrentDecoder`, O(1) per token.
 
 The modal fit of each layer's filters is kept in buffers of its mixer (`ModalFitBuffers`), so it
 is saved and loaded with the weights; it is fitted once, on first use or by `fit_recurrent_states`,
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-from transformers.cache_utils import Cache, LinearAttentionLayer
+from transformers.cache_utils import Cache, DynamicCache, LinearAttentionLayer
 
 from hyena_lite.modal import ModalFilter
 from hyena_lite.operator import HyenaOperator
@@ -142,20 +145,73 @@ def fit_recurrent_states(model: nn.Module) -> dict[int, ModalFilter]:
     return fits
 
 
-def _cache_layer(cache: Cache, layer_idx: int) -> LinearAttentionLayer:
-    """The cache's layer for Hyena layer `layer_idx`; ValueError when the cache was not made from
-    the student's config."""
+class HyenaCacheLayer(LinearAttentionLayer):
+    """A Hyena layer's part of the cache: LinearAttentionLayer's conv and recurrent states, and the
+    number of tokens they have seen, which it reports as its sequence length."""
+
+    def __init__(self, number_of_states: int = CONV_STATES, **kwargs: Any) -> None:
+        super().__init__(number_of_states=number_of_states, **kwargs)
+        self.tokens_seen = 0
+
+    def get_seq_length(self) -> int:
+        """Tokens seen so far (a Python int: reading it never waits for the device)."""
+        return self.tokens_seen
+
+    def reset(self) -> None:
+        """Zero the states, and the count of tokens seen, keeping the tensors."""
+        super().reset()
+        self.tokens_seen = 0
+
+
+class HyenaCache(DynamicCache):
+    """The cache of a student: `DynamicCache(config=config)` with a HyenaCacheLayer for each Hyena
+    layer; its sequence length, asked of a Hyena layer, is the tokens that layer has seen (so a
+    student without attention layers answers it on every transformers 5.x)."""
+
+    def __init__(self, config: Any, **kwargs: Any) -> None:
+        super().__init__(config=config, **kwargs)
+        self.layers = [
+            HyenaCacheLayer(layer.number_of_states)
+            if isinstance(layer, LinearAttentionLayer)
+            else layer
+            for layer in self.layers
+        ]
+
+    @property
+    def is_compileable(self) -> bool:
+        """False: a Hyena layer decodes through a Python decoder object, which generate() must
+        not compile (nor build 4-D masks for, as it does for a compileable cache)."""
+        return False
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens seen by layer `layer_idx` (0 when it holds none yet)."""
+        if layer_idx < len(self.layers) and isinstance(self.layers[layer_idx], HyenaCacheLayer):
+            return self.layers[layer_idx].get_seq_length()
+        return super().get_seq_length(layer_idx)
+
+
+def use_hyena_cache(model_kwargs: dict[str, Any], config: Any) -> None:
+    """Replace the default DynamicCache that generate() put in `model_kwargs` by a HyenaCache of
+    `config` (a cache the caller gave, or any other kind, is kept)."""
+    for name in ("past_key_values", "cache"):
+        if type(model_kwargs.get(name)) is DynamicCache:
+            model_kwargs[name] = HyenaCache(config)
+
+
+def _cache_layer(cache: Cache, layer_idx: int) -> HyenaCacheLayer:
+    """The cache's layer for Hyena layer `layer_idx`; ValueError when the cache is not a
+    HyenaCache of the student's config."""
     layer = cache.layers[layer_idx] if layer_idx < len(cache.layers) else None
-    if not isinstance(layer, LinearAttentionLayer):
+    if not isinstance(layer, HyenaCacheLayer):
         raise ValueError(
             f"layer {layer_idx} is a Hyena layer but its cache layer is a "
             f"{type(layer).__name__}: make the cache from the student's config, "
-            f"DynamicCache(config=model.config), which keeps a LinearAttentionLayer for it"
+            f"hyena_lite.hf_cache.HyenaCache(model.config), which keeps a HyenaCacheLayer for it"
         )
     return layer
 
 
-def _keep(layer: LinearAttentionLayer, decoder: RecurrentDecoder, length: int) -> None:
+def _keep(layer: HyenaCacheLayer, decoder: RecurrentDecoder, length: int) -> None:
     """Move a prefilled decoder's state into the cache layer, batch first (static addresses)."""
     states = {
         ("conv", WINDOW): decoder.window,
@@ -166,7 +222,7 @@ def _keep(layer: LinearAttentionLayer, decoder: RecurrentDecoder, length: int) -
         layer.lazy_initialization(**{f"{kind}_states": tensor}, state_idx=index)
         getattr(layer, f"{kind}_states")[index].copy_(tensor)
         layer.has_previous_state[index] = True
-    layer.cumulative_length_linear.zero_().add_(length)
+    layer.tokens_seen = length
 
 
 def cached_forward(mixer: nn.Module, hidden: Tensor, cache: Cache) -> Tensor:
@@ -189,5 +245,5 @@ def cached_forward(mixer: nn.Module, hidden: Tensor, cache: Cache) -> Tensor:
         ]
     )
     out = decoder.extend(hidden)
-    layer.cumulative_length_linear.add_(hidden.shape[1])
+    layer.tokens_seen += hidden.shape[1]
     return out

@@ -45,8 +45,10 @@ from hyena_lite.hf_cache import (
     HYENA_LAYER_TYPE,
     MODAL_FIR,
     MODAL_ORDER,
+    HyenaCache,
     ModalFitBuffers,
     cached_forward,
+    use_hyena_cache,
 )
 from hyena_lite.operator import HyenaOperator
 
@@ -319,9 +321,22 @@ class HyenaStudentMixin:
             **kwargs,
         )
 
+    def _prepare_cache_for_generation(
+        self, generation_config: Any, model_kwargs: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """transformers' cache for generate(), its default DynamicCache made a HyenaCache (whose
+        Hyena layers count the tokens they have seen)."""
+        made = super()._prepare_cache_for_generation(
+            generation_config, model_kwargs, *args, **kwargs
+        )
+        use_hyena_cache(model_kwargs, self.config)
+        return made
+
     def _forward_cached(self, pads: torch.Tensor | None, **inputs: Any) -> Any:
-        """The teacher class's forward on a cache, each Hyena mixer told the left pads of its
-        prefill (a [B, L] mask, or None)."""
+        """The teacher class's forward on a cache (a new HyenaCache when none is given), each Hyena
+        mixer told the left pads of its prefill (a [B, L] mask, or None)."""
+        if all(inputs.get(name) is None for name in ("cache", "past_key_values")):
+            inputs[kv_cache_argument(self)] = HyenaCache(self.config)
         mixers = [m for m in self.modules() if isinstance(m, HyenaMixer)]
         for mixer in mixers:
             mixer.pad_mask = pads

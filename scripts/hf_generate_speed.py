@@ -7,10 +7,15 @@ batch 1, with the same stored modal fit both ways (fitted once first, timed apar
 second count the decoding steps only: the prompt's prefill (which also gives the first new token)
 is timed apart, as `Generation.tokens_per_s` does; for generate() a stopping criterion that
 stops nothing notes the time of each new token. Each way runs once to warm up, then `--repeats`
-times; the best run counts. Prints, and with --json writes, one JSON object with provenance:
+times; the best run counts. Prints, and with --json writes, one JSON object with provenance;
+--merge-into also writes it under the key "hf_generate_speed" of a results file (its other keys
+untouched), beside the library's own decoder in generation_h200.json, and --from-json merges a
+result measured before instead of measuring:
 
-    python scripts/hf_generate_speed.py --device cuda --context 8192 \
-        --json hyena_lite/results/hf_generate_h200.json
+    PYTHONPATH=. python scripts/hf_generate_speed.py --device cuda --context 8192 \
+        --dtype bfloat16 --json hyena_lite/results/hf_generate_h200.json
+    python scripts/hf_generate_speed.py --from-json hyena_lite/results/hf_generate_h200.json \
+        --merge-into hyena_lite/results/generation_h200.json
     python scripts/hf_generate_speed.py --layers 2 --width 64 --heads 2 --context 256 \
         --new-tokens 64 --threads 1
 """
@@ -116,6 +121,26 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
+MERGE_KEY = "hf_generate_speed"  # this script's result in a results file that merges it
+
+
+def merge_result(result: dict, target: Path) -> None:
+    """Write `result` (this script's) under MERGE_KEY of the JSON object in `target`, keeping its
+    other keys as they are; ValueError when either is not what it should be."""
+    if not {"library", "generate", "settings"} <= set(result):
+        raise ValueError(
+            "the result to merge is not one of scripts/hf_generate_speed.py (no library, generate "
+            "and settings keys): give --from-json a file that this script wrote with --json"
+        )
+    if not target.is_file():
+        raise ValueError(f"--merge-into {target}: no such file; name an existing results JSON")
+    merged = json.loads(target.read_text())
+    if not isinstance(merged, dict):
+        raise ValueError(f"--merge-into {target}: holds no JSON object to add a key to")
+    merged[MERGE_KEY] = result
+    target.write_text(json.dumps(merged, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -130,12 +155,33 @@ def main(argv: list[str] | None = None) -> dict:
         "--threads", type=int, help="CPU threads (1 on a shared machine: no idle-thread waits)"
     )
     parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument(
+        "--merge-into",
+        type=Path,
+        help=f'also write the result under the key "{MERGE_KEY}" of this results JSON '
+        "(e.g. hyena_lite/results/generation_h200.json), keeping its other keys",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="merge the result this script wrote to this file before, measuring nothing "
+        "(needs --merge-into)",
+    )
     args = parser.parse_args(argv)
+    if args.merge_into and not args.merge_into.is_file():  # before measuring, not after
+        parser.error(f"--merge-into {args.merge_into}: no such file; name an existing results JSON")
+    if args.from_json:
+        if not args.merge_into:
+            parser.error("--from-json only merges a result: give --merge-into too")
+        result = json.loads(args.from_json.read_text())
+        merge_result(result, args.merge_into)
+        return result
     if args.threads:
         torch.set_num_threads(args.threads)
+    options = ("json", "merge_into", "from_json")
     result = {
         **provenance(" ".join(["python", "scripts/hf_generate_speed.py", *(argv or sys.argv[1:])])),
-        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+        "settings": {k: v for k, v in vars(args).items() if k not in options},
         **measure(args),
     }
     text = json.dumps(result, indent=2)
@@ -143,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
+    if args.merge_into:
+        merge_result(result, args.merge_into)
     return result
 
 

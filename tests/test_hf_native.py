@@ -15,7 +15,7 @@ from transformers.cache_utils import DynamicLayer, LinearAttentionLayer
 import hyena_lite.decoding
 import hyena_lite.hf_cache
 from hyena_lite.generation import generate as library_generate
-from hyena_lite.hf_cache import fit_recurrent_states
+from hyena_lite.hf_cache import HyenaCache, HyenaCacheLayer, fit_recurrent_states
 from hyena_lite.models import convert
 from tests.tiny_models import save_tiny_gpt2
 
@@ -76,9 +76,10 @@ def test_the_cache_grows_only_for_attention_layers():
     ids = torch.randint(1, VOCAB, (1, 5))
     sizes = {}
     for new in (3, 9):
-        cache = _greedy(student, ids, new, True, return_dict_in_generate=True).cache
+        out = _greedy(student, ids, new, True, return_dict_in_generate=True)
+        cache = out["cache"] if "cache" in out else out["past_key_values"]  # 5.2x renamed it
         kinds = [type(layer) for layer in cache.layers]
-        assert kinds == [LinearAttentionLayer, DynamicLayer, LinearAttentionLayer]
+        assert kinds == [HyenaCacheLayer, DynamicLayer, HyenaCacheLayer]
         hyena = cache.layers[0]
         sizes[new] = (
             cache.layers[1].keys.shape[-2],
@@ -233,3 +234,19 @@ def test_the_model_card_takes_a_runs_log(tmp_path):
     assert "| val_ppl | 123.5 | the run's validation windows" in card
     with pytest.raises(ValueError, match="unknown model card fields"):
         _student([1]).save_pretrained(tmp_path / "other", card={"teachr": "gpt2"})
+
+
+def test_a_cache_of_hyena_layers_only_reports_the_tokens_it_has_seen():
+    student = _student()  # no attention layer: transformers' Cache asks attention layers only
+    cache = HyenaCache(student.config)
+    assert all(isinstance(layer, HyenaCacheLayer) for layer in cache.layers)
+    assert isinstance(cache.layers[0], LinearAttentionLayer)  # transformers' recurrent layer API
+    assert cache.get_seq_length() == 0 and not cache.is_compileable
+    ids = torch.randint(1, VOCAB, (2, 5))
+    with torch.no_grad():
+        student(ids, past_key_values=cache, use_cache=True)
+        assert cache.get_seq_length() == 5
+        student(ids[:, :1], past_key_values=cache, use_cache=True)
+    assert [cache.get_seq_length(i) for i in range(3)] == [6, 6, 6]
+    cache.reset()
+    assert cache.get_seq_length() == 0
