@@ -18,12 +18,26 @@ and fitted again only when the filters have changed since. Taught in chapter 10.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
 import torch
+import transformers
 from torch import Tensor, nn
-from transformers.cache_utils import Cache, DynamicCache, LinearAttentionLayer
+from transformers.cache_utils import Cache, DynamicCache
+
+try:  # transformers 5.14 made LinearAttentionLayer keep several states, as a Hyena layer needs
+    from transformers.cache_utils import LinearAttentionLayer
+
+    _SEVERAL_STATES = "number_of_states" in inspect.signature(LinearAttentionLayer).parameters
+except ImportError:
+    _SEVERAL_STATES = False
+if not _SEVERAL_STATES:
+    raise ImportError(
+        f"hyena_lite needs transformers>=5.14 (a LinearAttentionLayer with several states), found "
+        f"{transformers.__version__}: pip install -U 'transformers>=5.14,<6'"
+    )
 
 from hyena_lite.modal import ModalFilter
 from hyena_lite.operator import HyenaOperator
