@@ -212,6 +212,23 @@ def use_hyena_cache(model_kwargs: dict[str, Any], config: Any) -> None:
             model_kwargs[name] = HyenaCache(config)
 
 
+def stored_fits(model: nn.Module, order: int) -> dict[int, ModalFilter] | None:
+    """The modal fits stored with a student (`fit_recurrent_states`: fitted and stored first
+    where missing or stale), when every Hyena layer keeps one of real order `order`; None when
+    some layer keeps none or `order` is not the stored order."""
+    from hyena_lite.decoding import hyena_operators
+
+    mixers = [
+        mixer
+        for mixer in model.modules()
+        if isinstance(getattr(mixer, "modal_fit", None), ModalFitBuffers)
+    ]
+    keeps = sorted(mixer.layer_idx for mixer in mixers if mixer.modal_order == order)
+    if not keeps or keeps != sorted(hyena_operators(model)):
+        return None
+    return fit_recurrent_states(model)
+
+
 def _cache_layer(cache: Cache, layer_idx: int) -> HyenaCacheLayer:
     """The cache's layer for Hyena layer `layer_idx`; ValueError when the cache is not a
     HyenaCache of the student's config."""
