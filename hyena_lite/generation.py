@@ -25,6 +25,7 @@ from hyena_lite.decoding import (
     fit_student,
     hyena_operators,
 )
+from hyena_lite.hf_cache import stored_fits
 from hyena_lite.losses import validation_loss
 from hyena_lite.modal import ModalFilter
 from hyena_lite.students import family_of, kv_cache_argument
@@ -68,6 +69,10 @@ class Decoder:
     in 'cached' mode is plain KV-cache decoding). Use it as a context manager: it swaps the Hyena
     mixers on entry.
 
+    Recurrent mode decodes with `fits` when given; otherwise with the modal fit stored in the
+    student's buffers (`hyena_lite.hf_cache.stored_fits`: fitted once, again only when the filters
+    have changed) when `order` is the stored order (16), else with a fit of order `order` made now.
+
     cuda_graph=True (recurrent mode, CUDA, a student without attention layers) captures one decoding
     step in a CUDA graph after the prefill and replays it: the state is fixed in size and updated in
     place, so a step is one graph launch instead of hundreds of kernel launches.
@@ -94,7 +99,7 @@ class Decoder:
                 "(KV cache)"
             )
         if mode == "recurrent" and fits is None:
-            fits = fit_student(model, order).fits
+            fits = stored_fits(model, order) or fit_student(model, order).fits
         if mode == "cached":
             self.decoders = {i: CachedDecoder(op, capacity) for i, op in self.operators.items()}
         elif mode == "recurrent":
@@ -308,8 +313,8 @@ def generate(
     (full|cached|recurrent).
 
     Greedy unless temperature > 0 (then sampled, optionally from the top_k, with `seed`). A
-    recurrent decode fits the modal models first (order `order`) unless `fits` (from `fit_student`)
-    are given.
+    recurrent decode uses `fits` (from `fit_student`) when given, else the modal fit stored with
+    the student when `order` is its order (16), else fits order `order` first (see `Decoder`).
     Taught in chapter 10.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:

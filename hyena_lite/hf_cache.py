@@ -18,12 +18,26 @@ and fitted again only when the filters have changed since. Taught in chapter 10.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
 import torch
+import transformers
 from torch import Tensor, nn
-from transformers.cache_utils import Cache, DynamicCache, LinearAttentionLayer
+from transformers.cache_utils import Cache, DynamicCache
+
+try:  # transformers 5.14 made LinearAttentionLayer keep several states, as a Hyena layer needs
+    from transformers.cache_utils import LinearAttentionLayer
+
+    _SEVERAL_STATES = "number_of_states" in inspect.signature(LinearAttentionLayer).parameters
+except ImportError:
+    _SEVERAL_STATES = False
+if not _SEVERAL_STATES:
+    raise ImportError(
+        f"hyena_lite needs transformers>=5.14 (a LinearAttentionLayer with several states), found "
+        f"{transformers.__version__}: pip install -U 'transformers>=5.14,<6'"
+    )
 
 from hyena_lite.modal import ModalFilter
 from hyena_lite.operator import HyenaOperator
@@ -196,6 +210,23 @@ def use_hyena_cache(model_kwargs: dict[str, Any], config: Any) -> None:
     for name in ("past_key_values", "cache"):
         if type(model_kwargs.get(name)) is DynamicCache:
             model_kwargs[name] = HyenaCache(config)
+
+
+def stored_fits(model: nn.Module, order: int) -> dict[int, ModalFilter] | None:
+    """The modal fits stored with a student (`fit_recurrent_states`: fitted and stored first
+    where missing or stale), when every Hyena layer keeps one of real order `order`; None when
+    some layer keeps none or `order` is not the stored order."""
+    from hyena_lite.decoding import hyena_operators
+
+    mixers = [
+        mixer
+        for mixer in model.modules()
+        if isinstance(getattr(mixer, "modal_fit", None), ModalFitBuffers)
+    ]
+    keeps = sorted(mixer.layer_idx for mixer in mixers if mixer.modal_order == order)
+    if not keeps or keeps != sorted(hyena_operators(model)):
+        return None
+    return fit_recurrent_states(model)
 
 
 def _cache_layer(cache: Cache, layer_idx: int) -> HyenaCacheLayer:

@@ -17,6 +17,7 @@ import hyena_lite.hf_cache
 from hyena_lite.generation import generate as library_generate
 from hyena_lite.hf_cache import HyenaCache, HyenaCacheLayer, fit_recurrent_states
 from hyena_lite.models import convert
+from hyena_lite.students import kv_cache_argument
 from tests.tiny_models import save_tiny_gpt2
 
 VOCAB = 97
@@ -243,10 +244,11 @@ def test_a_cache_of_hyena_layers_only_reports_the_tokens_it_has_seen():
     assert isinstance(cache.layers[0], LinearAttentionLayer)  # transformers' recurrent layer API
     assert cache.get_seq_length() == 0 and not cache.is_compileable
     ids = torch.randint(1, VOCAB, (2, 5))
+    given = {kv_cache_argument(student): cache}  # past_key_values before 5.2x, then cache
     with torch.no_grad():
-        student(ids, past_key_values=cache, use_cache=True)
+        student(ids, use_cache=True, **given)
         assert cache.get_seq_length() == 5
-        student(ids[:, :1], past_key_values=cache, use_cache=True)
+        student(ids[:, :1], use_cache=True, **given)
     assert [cache.get_seq_length(i) for i in range(3)] == [6, 6, 6]
     cache.reset()
     assert cache.get_seq_length() == 0
