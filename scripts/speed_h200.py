@@ -733,13 +733,13 @@ def main(argv: list[str] | None = None) -> int:
     student = convert(teacher, init="fresh", l_max=longest).eval()
     first, rest = shapes.decode[:2], shapes.decode[2:]  # the goals name the first two rows
     lengths = shapes.compiled_lengths
-    if args.only == "compiled":  # the goals' lengths, the model, the goals' decoding rows, the rest
+    if args.only == "compiled":  # the goals' lengths, the model, the other lengths, decoding
         compiled_operator(run, shapes, bw["copy_gbs"], lengths[:3])
         compiled_model_forward(run, shapes, teacher, student)
+        compiled_operator(run, shapes, bw["copy_gbs"], lengths[3:])
         if run.allows("compiled decoding (modal fit first)", 60.0):
             fits = student_fits(run, shapes, student)
             decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first, compiled_only=True)
-        compiled_operator(run, shapes, bw["copy_gbs"], lengths[3:])
         print_compiled_table(run)
     else:
         fits = student_fits(run, shapes, student)
