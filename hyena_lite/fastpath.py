@@ -243,6 +243,7 @@ def training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     return _TRAINING[TRAINING_BACKEND](op, u)
 
 
+INFERENCE_BACKEND = "inductor"  # torch.compile's backend for `compiled_forward` (tests use others)
 _WHOLE: dict[str, Callable] = {}
 
 
@@ -260,10 +261,10 @@ def compiled_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     spectra, skips = _cached_spectra(op, u.shape[1])
     if torch.compiler.is_compiling():  # inside a model compiled whole: traced there
         return _mix(op, u, spectra, skips)
-    if "mix" not in _WHOLE:
+    if INFERENCE_BACKEND not in _WHOLE:
         _allow_recompiles()
-        _WHOLE["mix"] = torch.compile(_mix, dynamic=False)
-    return _WHOLE["mix"](op, u, spectra, skips)
+        _WHOLE[INFERENCE_BACKEND] = torch.compile(_mix, backend=INFERENCE_BACKEND, dynamic=False)
+    return _WHOLE[INFERENCE_BACKEND](op, u, spectra, skips)
 
 
 def pays_off(op: HyenaOperator, u: Tensor) -> bool:
