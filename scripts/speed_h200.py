@@ -9,9 +9,10 @@ or compiled by torch.compile first (`teacher_graph_tok_s` is the fastest); the s
 its whole recurrent step (all layers, MLPs, head) recorded as one CUDA graph, eager or compiled
 (`recurrent_graph_tok_s` is the faster); the attention block is replayed as a CUDA graph as the
 Hyena block is, and both blocks (and both whole models) are also compiled by torch.compile
-(`*_compiled_*` columns); the goals take each side's fastest variant. Every time is the median over blocks of back-to-back calls, with its interquartile
-range (`hyena_lite.timing`). `floor_tok_s` is a step's bytes to read (weights, plus the key-value
-cache or the modal state) over the measured bandwidth of a large copy.
+(`*_compiled_*` columns); the goals take each side's fastest variant. Every time is the median
+over blocks of back-to-back calls, with its interquartile range (`hyena_lite.timing`).
+`floor_tok_s` is a step's bytes to read (weights, plus the key-value cache or the modal state) over
+the measured bandwidth of a large copy.
 
     PYTHONPATH=. python3 scripts/speed_h200.py --out $OUT          # on the GPU, under 6 minutes
     PYTHONPATH=. python3 scripts/speed_h200.py --only compiled --out $OUT  # the compiled rows
