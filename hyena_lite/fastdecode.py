@@ -240,8 +240,9 @@ class StudentGraphDecoder(_GraphStep):
 
     The prefill is `hyena_lite.generation.Decoder`'s (recurrent mode, FFT over the prompt); each
     step runs the whole model (embeddings, every layer's `ModalStep` and MLP, the head) from static
-    buffers: on CUDA (or with graph=True) recorded once as a CUDA graph and replayed, with
-    `compile=True` compiled by torch.compile first. A new prefill reuses the same graph.
+    buffers: on CUDA (or with graph=True) recorded once as a CUDA graph and replayed, compiled by
+    torch.compile first with `compile` (default: on CUDA, where inductor's fused step ran 2.7x
+    faster on an H200 at batch 1, 2.5x at batch 16). A new prefill reuses the same graph.
     """
 
     def __init__(
@@ -249,7 +250,7 @@ class StudentGraphDecoder(_GraphStep):
         model: nn.Module,
         fits: dict[int, ModalFilter],
         batch: int,
-        compile: bool = False,
+        compile: bool | None = None,
         graph: bool | None = None,
     ) -> None:
         operators = hyena_operators(model)
@@ -271,7 +272,8 @@ class StudentGraphDecoder(_GraphStep):
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.position = torch.zeros((), dtype=torch.long, device=device)
         self.mask = torch.ones(batch, 1, 1, 1, dtype=torch.bool, device=device)
-        self._forward = _compiled(self._logits_of_step, compile)
+        self.compile = device.type == "cuda" if compile is None else compile
+        self._forward = _compiled(self._logits_of_step, self.compile)
 
     def _logits_of_step(self) -> Tensor:
         positions = self.position.view(1, 1).expand(self.batch, 1)

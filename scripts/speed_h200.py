@@ -8,15 +8,19 @@ step recorded as a CUDA graph, eager (attention kernels as dispatched, or with c
 or compiled by torch.compile first (`teacher_graph_tok_s` is the fastest); the student decodes with
 its whole recurrent step (all layers, MLPs, head) recorded as one CUDA graph, eager or compiled
 (`recurrent_graph_tok_s` is the faster); the attention block is replayed as a CUDA graph as the
-Hyena block is. Every time is the median over blocks of back-to-back calls, with its interquartile
-range (`hyena_lite.timing`). `floor_tok_s` is a step's bytes to read (weights, plus the key-value
-cache or the modal state) over the measured bandwidth of a large copy.
+Hyena block is, and both blocks (and both whole models) are also compiled by torch.compile
+(`*_compiled_*` columns); the goals take each side's fastest variant. Every time is the median
+over blocks of back-to-back calls, with its interquartile range (`hyena_lite.timing`).
+`floor_tok_s` is a step's bytes to read (weights, plus the key-value cache or the modal state) over
+the measured bandwidth of a large copy.
 
     PYTHONPATH=. python3 scripts/speed_h200.py --out $OUT          # on the GPU, under 6 minutes
+    PYTHONPATH=. python3 scripts/speed_h200.py --only compiled --out $OUT  # the compiled rows
     PYTHONPATH=. python3 scripts/speed_h200.py --smoke --out /tmp/x  # CPU, tiny shapes, seconds
 
 Work runs in this order: the two decoding rows that the goals name, the operator rows, the model
-forward, the other decoding rows, the compiled forward + backward; no work starts that could end
+forward, the other decoding rows, then (with --compile, the default on CUDA) the compiled operator
+rows and the compiled model forward; no work starts that could end
 after --budget-s seconds (what was skipped is listed in `skipped`); both files are rewritten after
 every row, so a run that is killed still leaves its rows.
 """
@@ -85,7 +89,10 @@ class Shapes:
         default_factory=lambda: [1024, 2048, 4096, 8192, 16384, 32768, 65536]
     )
     model_length: int = 8192
-    compiled_fwdbwd: list[int] = field(default_factory=lambda: [16384])
+    # lengths of the compiled operator rows, most telling first (the goals name 4K and 16K)
+    compiled_lengths: list[int] = field(
+        default_factory=lambda: [4096, 16384, 65536, 1024, 8192, 32768, 2048]
+    )
     check_tokens: int = 8192  # rows with context * batch up to this check logits against eager
     copy_mib: int = 2048
 
@@ -100,7 +107,7 @@ SMOKE = Shapes(
     decode=[(48, 1), (96, 2), (32, 2)],
     lengths=[64, 128],
     model_length=64,
-    compiled_fwdbwd=[64],
+    compiled_lengths=[128, 64],
     check_tokens=1024,
     copy_mib=4,
 )
@@ -198,34 +205,46 @@ def decoding_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _fastest(row: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    """The smallest of the measured times `keys` of a row (a side at its best), or None."""
+    return min((row[k] for k in keys if row.get(k)), default=None)
+
+
+# each side's variants: recorded as a CUDA graph (or eager where recording failed), compiled
+ATTN_FORWARD = ("attn_graph_ms", "attn_ms", "attn_compiled_graph_ms", "attn_compiled_ms")
+HYENA_FORWARD = ("hyena_ms", "hyena_compiled_graph_ms", "hyena_compiled_ms")
+ATTN_FWDBWD = ("attn_fwdbwd_ms", "attn_compiled_fwdbwd_ms")
+HYENA_FWDBWD = ("hyena_fwdbwd_ms", "hyena_compiled_fwdbwd_ms")
+
+
 def operator_goals(rows: list[dict[str, Any]], model: list[dict[str, Any]]) -> dict[str, Any]:
     """The operator, training and model goals of issue 16 (worst case over the lengths named),
-    from the rows measured so far."""
+    each side at its best measured variant, from the rows measured so far."""
 
-    def worst(key: str, over: str, from_length: int) -> float | None:
-        ratios = [_ratio(r.get(key), r.get(over)) for r in rows if r["L"] >= from_length]
+    def worst(mine: tuple[str, ...], theirs: tuple[str, ...], from_length: int) -> float | None:
+        ratios = [
+            _ratio(_fastest(r, mine), _fastest(r, theirs)) for r in rows if r["L"] >= from_length
+        ]
         return max((x for x in ratios if x is not None), default=None)
 
-    forward = "attn_graph_ms" if any("attn_graph_ms" in r for r in rows) else "attn_ms"
-    fwdbwd = [
-        _ratio(
-            min(filter(None, (r.get("hyena_fwdbwd_ms"), r.get("hyena_compiled_fwdbwd_ms")))),
-            r.get("attn_fwdbwd_ms"),
-        )
-        for r in rows
-        if r["L"] >= 16384 and r.get("hyena_fwdbwd_ms")
-    ]
     at_8k = next((r for r in model if r["L"] == 8192), {})
+
+    def tokens_per_s(side: str) -> float | None:
+        keys = (f"{side}_tokens_per_s", f"{side}_compiled_tokens_per_s")
+        return max((at_8k[k] for k in keys if at_8k.get(k)), default=None)
+
     return {
-        "hyena_ms / attention_ms from 4K <= 1": _goal(worst("hyena_ms", forward, 4096), 1.0, False),
-        "hyena_ms / hyena_bound_ms from 16K <= 1.5": _goal(
-            worst("hyena_ms", "hyena_bound_ms", 16384), 1.5, False
+        "hyena_ms / attention_ms from 4K <= 1": _goal(
+            worst(HYENA_FORWARD, ATTN_FORWARD, 4096), 1.0, False
         ),
-        "hyena / attention forward+backward from 16K <= 1 (best Hyena variant)": _goal(
-            max((x for x in fwdbwd if x is not None), default=None), 1.0, False
+        "hyena_ms / hyena_bound_ms from 16K <= 1.5": _goal(
+            worst(HYENA_FORWARD, ("hyena_bound_ms",), 16384), 1.5, False
+        ),
+        "hyena / attention forward+backward from 16K <= 1 (each side's best variant)": _goal(
+            worst(HYENA_FWDBWD, ATTN_FWDBWD, 16384), 1.0, False
         ),
         "student / teacher forward tokens/s at 8K >= 1": _goal(
-            _ratio(at_8k.get("student_tokens_per_s"), at_8k.get("teacher_tokens_per_s")), 1.0
+            _ratio(tokens_per_s("student"), tokens_per_s("teacher")), 1.0
         ),
     }
 
@@ -279,14 +298,17 @@ def decoding(
     fits: dict,
     bandwidth: float,
     pairs: list[tuple[int, int]],
+    compiled_only: bool = False,
 ) -> None:
     """The decoding rows of `pairs` (context, batch): teacher and student, each recorded eagerly
-    and (if asked) compiled first."""
+    and (if asked) compiled first (`compiled_only`: only compiled)."""
     rows = run.results["generation"]["rows"]
     # teacher: recorded as dispatched, recorded with cuDNN attention ruled out, compiled first
     teacher_variants = {"eager_graph": None, "eager_graph_no_cudnn": NO_CUDNN}
     student_variants = ["eager_graph"]
-    if run.compile:
+    if compiled_only:
+        teacher_variants, student_variants = {}, []
+    if run.compile or compiled_only:
         teacher_variants["compiled_graph"] = None
         student_variants.append("compiled_graph")
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0, "compiled_graph": 60.0}  # seconds
@@ -449,30 +471,6 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
         print(_summary(row), flush=True)
 
 
-def compiled_fwdbwd(run: Run, shapes: Shapes) -> None:
-    """The Hyena block's forward + backward compiled whole by torch.compile
-    (`FastPath.compile_training`), at a few lengths; --compile on a CPU checks it in --smoke."""
-    dtype = torch.bfloat16 if run.cuda else torch.float32
-    torch.manual_seed(0)
-    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
-    rows = run.results["benchmark"]["operator"]["rows"]
-    for length in shapes.compiled_fwdbwd if run.compile else []:
-        row = next((r for r in rows if r["L"] == length), None)
-        if row is None or not run.allows(f"compiled Hyena forward+backward L={length}", 60.0):
-            continue
-        x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
-        hyena.fastpath.compile_training = True  # the plain forward, compiled whole (fastpath)
-        try:
-            hyena.train()
-            hyena(x.detach().requires_grad_(True)).sum().backward()  # compiles this shape
-            row.update(_fwdbwd_timing(run, hyena, x).as_row("hyena_compiled_fwdbwd"))
-        except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
-            row["hyena_compiled_fwdbwd_error"] = f"{type(error).__name__}: {error}"[:500]
-        hyena.zero_grad(set_to_none=True)
-        run.free()
-        run.save()
-
-
 def model_forward(run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Module) -> None:
     """Whole-model forward tokens/s (logits at every position, batch 1) at `shapes.model_length`,
     each model recorded as a CUDA graph where possible."""
@@ -501,6 +499,123 @@ def model_forward(run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Modu
     print(_summary(row), flush=True)
 
 
+def _row_at(rows: list[dict[str, Any]], length: int) -> dict[str, Any]:
+    """The row of `rows` for length L (appended if there is none yet)."""
+    row = next((r for r in rows if r["L"] == length), None)
+    if row is None:
+        row = {"L": length, "batch": 1}
+        rows.append(row)
+    return row
+
+
+def compiled_operator(run: Run, shapes: Shapes, bandwidth: float, lengths: list[int]) -> None:
+    """Both blocks compiled by torch.compile, the same treatment on each side: the inference
+    forward (Hyena: `fastpath.compiled_forward`; attention: the module) recorded as a CUDA graph,
+    and forward + backward (Hyena: `FastPath.compile_training`; attention: the module compiled),
+    at `lengths`, batch 1; columns `{attn,hyena}_compiled_graph_ms` and
+    `{attn,hyena}_compiled_fwdbwd_ms`."""
+    dtype = torch.bfloat16 if run.cuda else torch.float32
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(shapes.width, shapes.heads).to(run.device, dtype).eval()
+    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    hyena.fastpath.compile_training = True  # forward + backward: the plain forward compiled whole
+    compiled_attn = torch.compile(attn, dynamic=False)
+    forwards = {
+        "attn": compiled_attn,
+        "hyena": lambda x: fastpath.compiled_forward(hyena, x),
+    }
+    trainers = {"attn": (compiled_attn, attn), "hyena": (hyena, hyena)}
+    rows = run.results["benchmark"]["operator"]["rows"]
+    for length in lengths:
+        if not run.allows(f"compiled operator L={length}", 45.0):
+            continue
+        x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
+        row = _row_at(rows, length)
+        for name in ("hyena", "attn"):
+            prefix = f"{name}_compiled"
+            try:
+                start = time.perf_counter()
+                with torch.no_grad():
+                    reference = (hyena if name == "hyena" else attn)(x).float()
+                    compiled = forwards[name](x).float()  # compiles this shape
+                row[f"{prefix}_rel_err"] = float((compiled - reference).norm() / reference.norm())
+                run.peak_reset()
+                timing, graphed = _forward_timing(run, _Call(forwards[name]), x, run.cuda)
+                row.update(timing.as_row(f"{prefix}_graph" if graphed else prefix))
+                row[f"{prefix}_peak_mb"] = run.peak_mb()
+                call, module = trainers[name]
+                module.train()
+                call(x.detach().requires_grad_(True)).sum().backward()  # compiles the backward
+                row.update(_fwdbwd_timing(run, _Call(call, module), x).as_row(f"{prefix}_fwdbwd"))
+                row[f"{prefix}_setup_s"] = time.perf_counter() - start
+            except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
+                row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
+            for module in (attn, hyena):
+                module.zero_grad(set_to_none=True)
+                module.eval()
+            fastpath.clear_caches(hyena)
+            run.free()
+        row.setdefault(
+            "hyena_bound_ms",
+            hyena_forward_bytes(shapes.width, length, 1, hyena.order, x.element_size())
+            / (bandwidth * 1e9)
+            * 1e3,
+        )
+        run.save()
+        print(_summary(row), flush=True)
+
+
+class _Call(nn.Module):
+    """A callable as a block for the timing helpers (`module`: whose train/eval mode it follows)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], module: nn.Module | None = None):
+        super().__init__()
+        self.fn, self.inner = fn, module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def compiled_model_forward(
+    run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Module
+) -> None:
+    """Whole-model forward tokens/s at `shapes.model_length`, batch 1, each model compiled whole by
+    torch.compile (the student's Hyena operators traced through `fastpath.compiled_forward`) and
+    recorded as a CUDA graph; columns `{teacher,student}_compiled_*` of the model row."""
+    length = shapes.model_length
+    if not run.allows(f"compiled model forward L={length}", 90.0):
+        return
+    ids = torch.randint(0, shapes.vocab, (1, length), device=run.device)
+    rows = run.results["benchmark"]["model"]["rows"]
+    row = _row_at(rows, length)
+    for op in (m for m in student.modules() if isinstance(m, HyenaOperator)):
+        op.fastpath.cuda_graphs = False  # the whole model is recorded instead
+    for name, model in (("teacher", teacher), ("student", student)):
+        prefix = f"{name}_compiled"
+        if not run.allows(f"{prefix} model forward L={length}", 45.0):
+            continue
+        try:
+            start = time.perf_counter()
+            compiled = torch.compile(_ModelCall(model, ids), dynamic=False)
+            with torch.no_grad():
+                reference = model(ids, use_cache=False).logits.float()
+                logits = compiled(ids).float()  # compiles
+            row[f"{prefix}_max_logit_diff"] = float((logits - reference).abs().max())
+            run.peak_reset()
+            timing, graphed = _forward_timing(run, compiled, ids, run.cuda)
+            row.update(timing.as_row(prefix))
+            row[f"{prefix}_graph"] = graphed
+            row[f"{prefix}_tokens_per_s"] = length / (timing.median_ms * 1e-3)
+            row[f"{prefix}_peak_mb"] = run.peak_mb()
+            row[f"{prefix}_setup_s"] = time.perf_counter() - start
+        except Exception as error:  # noqa: BLE001
+            row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
+        fastpath.clear_caches(model)
+        run.free()
+    run.save()
+    print(_summary(row), flush=True)
+
+
 class _ModelCall(nn.Module):
     """A causal LM's forward on fixed ids (logits at every position, no cache) as a block."""
 
@@ -513,6 +628,45 @@ class _ModelCall(nn.Module):
 
 
 # ---------------------------------------------------------------------------------- main
+def print_compiled_table(run: Run) -> None:
+    """A short table of the compiled rows: operator times (ms) per length, model tokens/s, and the
+    compiled decoding steps."""
+    columns = [
+        "attn_compiled_graph_ms",
+        "hyena_compiled_graph_ms",
+        "attn_compiled_fwdbwd_ms",
+        "hyena_compiled_fwdbwd_ms",
+        "hyena_bound_ms",
+    ]
+    print("L".rjust(6), *(c.removesuffix("_ms").rjust(24) for c in columns))
+    benchmark = run.results["benchmark"]
+    for row in sorted(benchmark["operator"]["rows"], key=lambda r: r["L"]):
+        values = (row.get(c, row.get(c.replace("_graph", ""))) for c in columns)  # CPU: no graph
+        cells = (f"{v:.4f}" if isinstance(v, float) else "-" for v in values)
+        print(str(row["L"]).rjust(6), *(cell.rjust(24) for cell in cells))
+    for row in benchmark["model"]["rows"]:
+        print(
+            f"model forward L={row['L']}: tokens/s teacher compiled "
+            f"{row.get('teacher_compiled_tokens_per_s', 0):.0f}, student compiled "
+            f"{row.get('student_compiled_tokens_per_s', 0):.0f}"
+        )
+    for row in run.results["generation"]["rows"]:
+        print(
+            f"decoding context {row['context']} batch {row['batch']}: tok/s teacher compiled "
+            f"{row.get('teacher_compiled_graph_tok_s', 0):.0f}, student compiled "
+            f"{row.get('recurrent_compiled_graph_tok_s', 0):.0f}"
+        )
+    print("skipped:", run.skipped)
+
+
+def student_fits(run: Run, shapes: Shapes, student: nn.Module) -> dict:
+    """The student's modal fits for recurrent decoding (their time recorded as `fit_s`)."""
+    start = time.perf_counter()
+    fits = fit_student(student, shapes.order, length=shapes.fit_taps, progress=False).fits
+    run.results["generation"]["fit_s"] = time.perf_counter() - start
+    return fits
+
+
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for the two JSON files")
@@ -522,6 +676,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=330.0,
         help="start no work that could end after this many seconds (model building included)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["compiled"],
+        help="compiled: only the torch.compile'd operator rows, model forward and decoding rows "
+        "(the teacher's and the student's steps compiled)",
     )
     parser.add_argument(
         "--compile",
@@ -561,15 +721,25 @@ def main(argv: list[str] | None = None) -> int:
     teacher = gpt2_teacher(longest, shapes.layers, shapes.width, shapes.heads, shapes.vocab)
     teacher = teacher.to(device=device, dtype=dtype).eval()
     student = convert(teacher, init="fresh", l_max=longest).eval()
-    start = time.perf_counter()
-    fits = fit_student(student, shapes.order, length=shapes.fit_taps, progress=False).fits
-    run.results["generation"]["fit_s"] = time.perf_counter() - start
     first, rest = shapes.decode[:2], shapes.decode[2:]  # the goals name the first two rows
-    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first)
-    operator(run, shapes, bw["copy_gbs"])
-    model_forward(run, shapes, teacher, student)
-    decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], rest)
-    compiled_fwdbwd(run, shapes)
+    lengths = shapes.compiled_lengths
+    if args.only == "compiled":  # the goals' lengths, the model, the other lengths, decoding
+        compiled_operator(run, shapes, bw["copy_gbs"], lengths[:3])
+        compiled_model_forward(run, shapes, teacher, student)
+        compiled_operator(run, shapes, bw["copy_gbs"], lengths[3:])
+        if run.allows("compiled decoding (modal fit first)", 60.0):
+            fits = student_fits(run, shapes, student)
+            decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first, compiled_only=True)
+        print_compiled_table(run)
+    else:
+        fits = student_fits(run, shapes, student)
+        decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first)
+        operator(run, shapes, bw["copy_gbs"])
+        model_forward(run, shapes, teacher, student)
+        decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], rest)
+        if run.compile:
+            compiled_operator(run, shapes, bw["copy_gbs"], lengths)
+            compiled_model_forward(run, shapes, teacher, student)
     run.save()
     print(f"wrote {', '.join(map(str, run.paths.values()))} in {run.elapsed():.0f} s", flush=True)
     return 0

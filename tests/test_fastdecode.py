@@ -3,6 +3,8 @@ static recurrent step equals RecurrentDecoder's, the teacher's static-cache step
 forward; both count the bytes a step reads. On CPU the steps run eagerly (no CUDA graph); on a GPU
 the recorded and the compiled steps are checked too."""
 
+import shutil
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -129,6 +131,33 @@ def test_clear_errors():
         TeacherGraphDecoder(teacher, batch=1, max_len=16).prefill(torch.zeros(1, 16, dtype=int))
     with pytest.raises(ValueError, match="batch=2"):
         StudentGraphDecoder(student, fits, batch=2).prefill(torch.zeros(1, 4, dtype=int))
+
+
+def _greedy(decoder, prompt, tokens):
+    """Greedy decoding: the prompt's next token, then each step's argmax fed back."""
+    chosen = [decoder.prefill(prompt).argmax(-1)]
+    for _ in range(tokens - 1):
+        chosen.append(decoder.step(chosen[-1]).argmax(-1))
+    return torch.stack(chosen, dim=1)
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+    reason="torch.compile's CPU backend (inductor) needs a C++ compiler",
+)
+def test_compiled_student_step_decodes_the_same_tokens_as_the_eager_step():
+    _, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    prompt = torch.randint(0, VOCAB, (2, 6))
+    eager = StudentGraphDecoder(student, fits, batch=2, compile=False)
+    compiled = StudentGraphDecoder(student, fits, batch=2, compile=True)
+    assert not eager.compile and compiled.compile
+    assert StudentGraphDecoder(student, fits, batch=2).compile is False  # default: only on CUDA
+    want, have = _greedy(eager, prompt, 12), _greedy(compiled, prompt, 12)
+    assert torch.equal(have, want)
+    torch.testing.assert_close(
+        compiled.step(want[:, -1]), eager.step(want[:, -1]), atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")

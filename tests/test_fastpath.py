@@ -162,3 +162,21 @@ def test_compiled_training_forward_and_gradients_equal_the_plain_ones(monkeypatc
         assert torch.allclose(g, w, atol=1e-5, rtol=1e-4), (g - w).abs().max()
     with torch.no_grad():  # inference keeps its own path
         assert torch.allclose(compiled(u), plain(u), atol=1e-6, rtol=1e-5)
+
+
+def test_compiled_inference_forward_equals_the_plain_one(monkeypatch) -> None:
+    """`compiled_forward` (here with the aot_eager backend: traced as by inductor, run eagerly)
+    equals the plain forward, called itself and inside a function compiled whole, where the
+    fast path traces it with the spectra cached outside the traced code."""
+    monkeypatch.setattr(fastpath, "INFERENCE_BACKEND", "aot_eager")
+    monkeypatch.setattr(fastpath, "_WHOLE", {})
+    op = _operator(order=3)
+    u = torch.randn(2, 21, 8)
+    whole = torch.compile(lambda x: fastpath.fast_forward(op, x), backend="aot_eager")
+    with torch.no_grad():
+        want = op(u)
+        got = fastpath.compiled_forward(op, u)
+        assert list(fastpath._WHOLE) == ["aot_eager"]  # the compiled function ran
+        assert torch.allclose(got, want, atol=1e-6, rtol=1e-5)
+        assert torch.allclose(whole(u), want, atol=1e-6, rtol=1e-5)
+    assert op.fastpath.spectra is not None  # cached by the eager part, outside the traced code
