@@ -98,15 +98,27 @@ def tokenizer_digest(tokenizer) -> str:
     return runs.digest([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items())])
 
 
+def shared_inputs(setup: distill.Setup) -> dict[str, Any]:
+    """What every student of a setup depends on: the teacher (name and weights), the tokenizer and
+    the training data (computed once per call: hashing a large teacher takes time)."""
+    return {
+        "teacher": setup.config.context.get("teacher"),
+        "teacher_weights": runs.weights_digest(setup.teacher),
+        "tokenizer": tokenizer_digest(setup.tokenizer),
+        "data": runs.tokens_digest(setup.train_tokens),
+    }
+
+
 def identity(
     label: str,
     recipe: str,
     setup: distill.Setup,
     tokens: int,
     hyena_layers: list[int] | None,
-    tokenizer_key: str,
+    inputs: dict[str, Any],
 ) -> dict[str, Any]:
-    """Everything that decides a student: two equal identities train the same weights."""
+    """Everything that decides a student: two equal identities train the same weights. `inputs`
+    is shared_inputs(setup)."""
     config = dataclasses.replace(setup.config, out_dir=None, progress=False).identity()
     config.pop("context", None)
     value = {
@@ -116,10 +128,7 @@ def identity(
         "tokens": tokens,
         "hyena_layers": hyena_layers,
         "hyena_kwargs": setup.hyena_kwargs,
-        "teacher": setup.config.context.get("teacher"),
-        "teacher_weights": runs.weights_digest(setup.teacher),
-        "tokenizer": tokenizer_key,
-        "data": runs.tokens_digest(setup.train_tokens),
+        **inputs,
         "train": config,
         "library": hyena_lite.__version__,
     }
@@ -191,12 +200,12 @@ def book_students(
     root = Path(root) if root is not None else artifacts_dir() / "book_students"
     induction, kept = attention_layers_for(setup.teacher, setup.tokenizer)
     n_layers = len(induction)
-    tokenizer_key = tokenizer_digest(setup.tokenizer)
+    inputs = shared_inputs(setup)
     students = {}
     for label, (recipe, hybrid) in STUDENTS.items():
         layers = [i for i in range(n_layers) if i not in kept] if hybrid else setup.hyena_layers
         own = _with_layers(setup, layers)
-        wanted = identity(label, recipe, own, tokens, layers, tokenizer_key)
+        wanted = identity(label, recipe, own, tokens, layers, inputs)
         key = runs.digest(wanted)
         folder = root / profile.name / f"{label}-{key}"
         found, trained = _load(folder, wanted), False

@@ -48,11 +48,13 @@ def students(setup, root):
 
 def test_the_identity_changes_when_any_input_changes(tokenizer, monkeypatch):
     setup = tiny_setup(tokenizer)
-    key = bs.tokenizer_digest(tokenizer)
 
     def digest(setup=setup, label="distilled", recipe="best", tokens=TOKENS, layers=None,
-               tokenizer_key=key):
-        return bs.runs.digest(bs.identity(label, recipe, setup, tokens, layers, tokenizer_key))
+               tokenizer_key=None):
+        inputs = bs.shared_inputs(setup)
+        if tokenizer_key is not None:
+            inputs["tokenizer"] = tokenizer_key
+        return bs.runs.digest(bs.identity(label, recipe, setup, tokens, layers, inputs))
 
     base = digest()
     assert digest() == base  # equal inputs, equal identity
@@ -60,8 +62,12 @@ def test_the_identity_changes_when_any_input_changes(tokenizer, monkeypatch):
     other_data = dataclasses.replace(setup, train_tokens=setup.train_tokens.flip(0))
     other_seed = dataclasses.replace(setup, config=dataclasses.replace(setup.config, seed=1))
     other_lr = dataclasses.replace(setup, config=dataclasses.replace(setup.config, lr=1e-3))
+    renamed = dataclasses.replace(
+        setup, config=dataclasses.replace(setup.config, context={"teacher": "another"})
+    )
     changed = {
         "teacher weights": digest(setup=other_teacher),
+        "teacher name": digest(setup=renamed),
         "data": digest(setup=other_data),
         "seed": digest(setup=other_seed),
         "learning rate": digest(setup=other_lr),
