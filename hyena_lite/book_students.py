@@ -27,11 +27,12 @@ from hyena_lite.losses import validation_loss
 from hyena_lite.paths import artifacts_dir
 from hyena_lite.profiles import Profile
 
-# Tokens each student trains on. smoke: 4 optimiser steps (the code runs). cpu: 32 steps of 4,096
-# tokens; at the 2-core rates of results/distill_cpu.json (best ~2.5 ms, scratch ~1.8 ms a token,
-# with the 50,257-token teacher) the three students take about 15 minutes. Other profiles: their
-# distill_tokens.
-TOKENS = {"smoke": 1_024, "cpu": 131_072}
+# Tokens each student trains on. smoke: 4 optimiser steps (the code runs). cpu: 24 steps of 4,096
+# tokens. Measured on 2 cores under a load of about 3.5 with a 50,257-token teacher of the cpu
+# shape: a KD step about 14 s, a scratch step about 5 s, a validation on the curve windows about
+# 4 s, about a minute of fixed cost per student; so the three take about 14 minutes, less on idle
+# cores or with a smaller vocabulary. Other profiles: their distill_tokens.
+TOKENS = {"smoke": 1_024, "cpu": 98_304}
 # label: the recipe of hyena_lite.distill.RECIPES it is trained by, and whether it keeps attention
 STUDENTS = {"distilled": ("best", False), "scratch": ("scratch", False), "hybrid": ("best", True)}
 IDENTITY, SUMMARY, MODEL = "identity.json", "summary.json", "student"
@@ -161,9 +162,10 @@ def _train(
     recipe: str, setup: distill.Setup, tokens: int, folder: Path, wanted: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train one student by its recipe, its stages checkpointed under folder/runs (a stopped run
-    resumes), then save it, its summary and, last, its identity."""
+    resumes), then save it, its summary (val_ppl on the curve windows, a fraction of the cost of
+    the whole validation set) and, last, its identity."""
     config = dataclasses.replace(setup.config, out_dir=str(folder / "runs"))
-    setup = dataclasses.replace(setup, config=config)
+    setup = dataclasses.replace(setup, config=config, valid_windows=setup.curve_windows)
     with runs.folder_lock(folder):
         run = distill.run_recipe(recipe, setup, tokens)
         summary = distill.summarize(recipe, run, setup)
@@ -223,5 +225,6 @@ def book_students(
 
 
 def validation_ppl(model: nn.Module, setup: distill.Setup) -> float:
-    """The perplexity of a model on the setup's validation windows (chapter 7's comparison)."""
-    return math.exp(validation_loss(model, setup.valid_windows))
+    """The perplexity of a model on the setup's curve windows, an eighth of its validation tokens
+    (chapter 7's comparison of the students, at a cost that fits the cpu book)."""
+    return math.exp(validation_loss(model, setup.curve_windows))
