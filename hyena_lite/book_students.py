@@ -190,9 +190,7 @@ def book_students(
     """
     if setup is None:
         setup = distill.make_setup(profile, progress=progress)
-    setup = dataclasses.replace(
-        setup, config=dataclasses.replace(setup.config, progress=progress)
-    )
+    setup = dataclasses.replace(setup, config=dataclasses.replace(setup.config, progress=progress))
     tokens = student_tokens(profile) if tokens is None else tokens
     if tokens < setup.config.tokens_per_step:
         raise ValueError(

@@ -32,25 +32,41 @@ def tiny_setup(tokenizer, seed: int = 0) -> distill.Setup:
     torch.manual_seed(seed)
     windows = torch.randint(0, len(tokenizer), (2, SEQ))
     config = TrainConfig(
-        steps=1, lr=3e-3, batch_size=BATCH, seq_len=SEQ, device="cpu", progress=False,
+        steps=1,
+        lr=3e-3,
+        batch_size=BATCH,
+        seq_len=SEQ,
+        device="cpu",
+        progress=False,
         context={"teacher": "tiny"},
     )
     return distill.Setup(
-        stages.freeze(teacher.eval()), tokenizer,
-        torch.randint(0, len(tokenizer), (4096,)), windows, windows, config,
+        stages.freeze(teacher.eval()),
+        tokenizer,
+        torch.randint(0, len(tokenizer), (4096,)),
+        windows,
+        windows,
+        config,
     )
 
 
 def students(setup, root):
-    return bs.book_students(get_profile("smoke"), setup=setup, tokens=TOKENS, root=root,
-                            progress=False)
+    return bs.book_students(
+        get_profile("smoke"), setup=setup, tokens=TOKENS, root=root, progress=False
+    )
 
 
 def test_the_identity_changes_when_any_input_changes(tokenizer, monkeypatch):
     setup = tiny_setup(tokenizer)
 
-    def digest(setup=setup, label="distilled", recipe="best", tokens=TOKENS, layers=None,
-               tokenizer_key=None):
+    def digest(
+        setup=setup,
+        label="distilled",
+        recipe="best",
+        tokens=TOKENS,
+        layers=None,
+        tokenizer_key=None,
+    ):
         inputs = bs.shared_inputs(setup)
         if tokenizer_key is not None:
             inputs["tokenizer"] = tokenizer_key
@@ -141,5 +157,10 @@ def test_a_stopped_run_resumes_to_the_weights_of_an_unbroken_one(tokenizer, tmp_
 
 def test_a_budget_below_one_step_is_refused(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="less than one optimiser step"):
-        bs.book_students(get_profile("smoke"), setup=tiny_setup(tokenizer), tokens=SEQ,
-                         root=tmp_path, progress=False)
+        bs.book_students(
+            get_profile("smoke"),
+            setup=tiny_setup(tokenizer),
+            tokens=SEQ,
+            root=tmp_path,
+            progress=False,
+        )
