@@ -75,6 +75,10 @@ class BookStudents:
     tokens: int
 
     def __getitem__(self, label: str) -> nn.Module:
+        if label not in self.students:
+            raise KeyError(
+                f"no book student {label!r}; the book's students are {', '.join(self.students)}"
+            )
         return self.students[label].model
 
     def describe(self) -> str:

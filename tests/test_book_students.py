@@ -124,6 +124,8 @@ def test_trained_once_then_loaded_without_training(tokenizer, tmp_path, monkeypa
         ):
             assert torch.equal(a, b), f"{label}: {name} differs after loading"
     assert "loaded from the cache" in second.describe()
+    with pytest.raises(KeyError, match="distilled, scratch, hybrid"):
+        second["ce"]
 
 
 def test_a_stopped_run_resumes_to_the_weights_of_an_unbroken_one(tokenizer, tmp_path, monkeypatch):
