@@ -30,8 +30,8 @@ from hyena_lite.profiles import Profile
 # Tokens each student trains on. smoke: 4 optimiser steps (the code runs). cpu: 24 steps of 4,096
 # tokens. Measured with a random 50,257-token teacher of the cpu shape on 2 cores shared with other
 # work (load average about 3): the three students took 1,089 s (distilled 6 min, scratch 2.3 min,
-# hybrid 10 min, its KD slowed by the load), so about 12 minutes on idle cores, and less with a
-# smaller vocabulary. Other profiles: their distill_tokens.
+# hybrid 10 min, its KD slowed by the load); idle cores and a smaller vocabulary take less (not
+# measured). Other profiles: their distill_tokens.
 TOKENS = {"smoke": 1_024, "cpu": 98_304}
 # label: the recipe of hyena_lite.distill.RECIPES it is trained by, and whether it keeps attention
 STUDENTS = {"distilled": ("best", False), "scratch": ("scratch", False), "hybrid": ("best", True)}
