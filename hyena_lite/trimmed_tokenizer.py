@@ -31,15 +31,19 @@ ID_MAP = "gpt2_ids.json"  # in the tokenizer's folder: the GPT-2 id of every tri
 
 
 def read_gpt2_bpe(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """GPT-2's vocabulary (token -> id) and merges (in rank order) from vocab.json and merges.txt."""
+    """GPT-2's vocabulary (token -> id) and merges (in rank order), from vocab.json and
+    merges.txt."""
     vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
     lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
     merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
     return vocab, merges
 
 
-def merge_parents(vocab: dict[str, int], merges: list[tuple[str, str]]) -> dict[int, tuple[int, int]]:
-    """For every token made by a merge, the ids of the two tokens merged; each is made by one merge."""
+def merge_parents(
+    vocab: dict[str, int], merges: list[tuple[str, str]]
+) -> dict[int, tuple[int, int]]:
+    """For every token made by a merge, the ids of the two tokens merged (each is made by one
+    merge)."""
     parents: dict[int, tuple[int, int]] = {}
     for left, right in merges:
         child = vocab[left + right]
@@ -94,7 +98,11 @@ def load_trimmed(folder: Path) -> GPT2TokenizerFast:
     """A trimmed tokenizer written by write_trimmed; the pad token is <|endoftext|>, as
     gpt2_tokenizer()'s."""
     return GPT2TokenizerFast.from_pretrained(
-        str(folder), model_max_length=1024, pad_token=EOT, bos_token=EOT, eos_token=EOT,
+        str(folder),
+        model_max_length=1024,
+        pad_token=EOT,
+        bos_token=EOT,
+        eos_token=EOT,
         unk_token=EOT,
     )
 
