@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -77,8 +78,9 @@ TINY = {
 
 
 def _variants() -> dict[str, dict[str, Any]]:
-    """name -> {vocab, tied, copy, batch_size}: the grid, then two smaller-batch variants
-    (more optimiser steps for the same tokens)."""
+    """name -> {vocab, tied, copy, batch_size[, first]}: the grid, then two smaller-batch variants
+    (more optimiser steps for the same tokens) and two curricula (`first`: another induction
+    fraction until a fraction of the steps)."""
     grid = {}
     for vocab in VOCABS:
         for tied in (True, False):
@@ -87,6 +89,15 @@ def _variants() -> dict[str, dict[str, Any]]:
                 grid[name] = {"vocab": vocab, "tied": tied, "copy": copy, "batch_size": 16}
     grid["v4096-untied-copy50-b8"] = {"vocab": 4096, "tied": False, "copy": 0.5, "batch_size": 8}
     grid["v8192-untied-copy25-b8"] = {"vocab": 8192, "tied": False, "copy": 0.25, "batch_size": 8}
+    # a curriculum: induction rows only for the first 20% of the steps, then 25% of them
+    for vocab in (4096, 8192):
+        grid[f"v{vocab}-untied-curriculum"] = {
+            "vocab": vocab,
+            "tied": False,
+            "copy": 0.25,
+            "batch_size": 16,
+            "first": {"copy": 1.0, "until": 0.2},
+        }
     return grid
 
 
@@ -212,10 +223,23 @@ def run_one(name: str, steps: int, tiny: bool, copy_n: int) -> dict[str, Any]:
         tag=f"cpu vocab sweep {name}",
     )
     start = time.perf_counter()
+    first = spec.get("first")
+    switch = int(first["until"] * steps) if first else 0
+    early = profile.replace(teacher_copy_fraction=first["copy"]) if first else profile
+
+    def batches(start: int):
+        """Batch k from `early` before the switch, from `profile` after; k depends on k only."""
+        eos = tokenizer.eos_token_id
+        if start < switch:
+            yield from itertools.islice(
+                pretraining_batches(train_tokens, early, vocab, eos, start), switch - start
+            )
+        yield from pretraining_batches(train_tokens, profile, vocab, eos, max(start, switch))
+
     result = train(
         model,
         lambda m, b: (m(input_ids=b, labels=b).loss, {}),
-        lambda s: pretraining_batches(train_tokens, profile, vocab, tokenizer.eos_token_id, s),
+        batches,
         train_config,
         eval_fn=evaluate_now,
     )
