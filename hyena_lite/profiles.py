@@ -47,6 +47,12 @@ class Profile:
     # 0: plain corpus windows.
     teacher_copy_fraction: float = 0.0
     teacher_copy_random: float = 0.0
+    # The mini teacher's vocabulary: 0 is GPT-2's 50,257 tokens; K is GPT-2's BPE cut to the K
+    # most frequent tokens of the corpus's train split (hyena_lite.trimmed_tokenizer), which every
+    # student of the teacher shares. teacher_tied: the output head is the token embedding (GPT-2's
+    # choice) or a matrix of its own.
+    teacher_vocab: int = 0
+    teacher_tied: bool = True
 
     def replace(self, **changes) -> Profile:
         """A copy with some fields changed (for experiments in a chapter)."""

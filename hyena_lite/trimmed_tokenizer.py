@@ -6,7 +6,7 @@ frequency in the corpus's train split, each with its merge ancestors (the two to
 makes it, recursively), until K tokens are kept; the kept merges are GPT-2's whose result is kept,
 in GPT-2's order. A word whose GPT-2 tokens are all kept is tokenised exactly as GPT-2 does (every
 merge of its derivation is kept, and no other kept merge applies first); any other word falls back
-to smaller kept pieces, down to bytes, so nothing is unknown. Ids keep GPT-2's order (bytes
+to other kept pieces, down to bytes, so nothing is unknown. Ids keep GPT-2's order (bytes
 first, <|endoftext|> last); `gpt2_ids` maps them back. Built from the offline assets, cached under
 assets_dir().
 """
@@ -74,6 +74,11 @@ def kept_ids(
                 stack.extend(parents.get(t, ()))
         if len(kept) + len(new) <= size:
             kept |= new
+    if len(kept) < size:
+        raise ValueError(
+            f"the corpus's tokens and their merge ancestors fill only {len(kept)} of {size} "
+            f"tokens; choose a vocabulary of at most {len(kept)}"
+        )
     return sorted(kept)
 
 
