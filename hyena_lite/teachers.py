@@ -53,6 +53,7 @@ from hyena_lite.mini_teacher import (  # noqa: F401 (re-exported: chapters call 
     name_causal_lm_loss,
     pretrain_mini_gpt2,
     pretraining_batches,
+    teacher_tokenizer,
     with_pad_token,
 )
 from hyena_lite.paths import assets_dir
