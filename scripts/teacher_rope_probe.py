@@ -7,12 +7,12 @@ and probes their copy accuracy (hyena_lite.probes.copy_curve) as they train, on 
     python scripts/teacher_rope_probe.py --variants gpt2,llama --steps 300 --out OUT.json
     python scripts/teacher_rope_probe.py --tiny --out /tmp/tiny.json     # seconds
 
-Variants: gpt2 (GPT2LMHeadModel, learned absolute positions, untied), llama (LlamaForCausalLM:
-RoPE, RMSNorm, SwiGLU, untied), and either at a shorter sequence (-s128: seq_len 128, batch 32,
-the same tokens per step). Recorded per variant: copy accuracy at 32 and 64 every --probe-every
-steps, at the end copy at 32/64/128 on 64 sequences each, validation bits per byte (NLL of every
-non-special token of the validation split over its UTF-8 bytes) and training tokens/s (probes
-excluded).
+Variants: gpt2 (GPT2LMHeadModel, learned absolute positions), llama (LlamaForCausalLM: RoPE,
+RMSNorm, SwiGLU), each untied unless --tied, and either at a shorter sequence (-s128: seq_len
+128, batch 32, the same tokens per step). Recorded per variant: copy accuracy at 32 and 64 every
+--probe-every steps, at the end copy at 32/64/128 on 64 sequences each, validation bits per byte
+(NLL of every non-special token of the validation split over its UTF-8 bytes) and training
+tokens/s (probes excluded). The machine's other work slows the tokens/s: say so with the numbers.
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ def variant(name: str) -> tuple[str, dict[str, int]]:
     return arch, (SHORT if suffix else {})
 
 
-def build_model(arch: str, profile: Profile, vocab_size: int, eos: int) -> torch.nn.Module:
-    """A causal LM of the profile's teacher size, untied, no dropout; GPT-2 or Llama
-    architecture."""
+def build_model(
+    arch: str, profile: Profile, vocab_size: int, eos: int, tied: bool = False
+) -> torch.nn.Module:
+    """A causal LM of the profile's teacher size, no dropout, its head the token embedding or
+    not (`tied`); GPT-2 or Llama architecture."""
     width, layers, heads = profile.teacher_width, profile.teacher_layers, profile.teacher_heads
     if arch == "gpt2":
         config = GPT2Config(
@@ -64,7 +66,7 @@ def build_model(arch: str, profile: Profile, vocab_size: int, eos: int) -> torch
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
-            tie_word_embeddings=False,
+            tie_word_embeddings=tied,
             bos_token_id=eos,
             eos_token_id=eos,
         )
@@ -78,7 +80,7 @@ def build_model(arch: str, profile: Profile, vocab_size: int, eos: int) -> torch
             num_attention_heads=heads,
             num_key_value_heads=heads,
             max_position_embeddings=MINI_CONTEXT,
-            tie_word_embeddings=False,
+            tie_word_embeddings=tied,
             bos_token_id=eos,
             eos_token_id=eos,
             pad_token_id=eos,
@@ -128,7 +130,7 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         profile = profile.replace(**TINY)
     tokenizer, eos = data["tokenizer"], data["tokenizer"].eos_token_id
     torch.manual_seed(profile.seed)
-    model = build_model(arch, profile, len(tokenizer), eos)
+    model = build_model(arch, profile, len(tokenizer), eos, args.tied)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -162,15 +164,20 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         losses.append(loss.item())
         if (step + 1) % args.probe_every == 0 or step + 1 == args.steps:
             copy = copy_at(model, tokenizer, probe_lengths, n=16)
-            history.append({"step": step + 1, "train_loss": losses[-1], "seconds": train_seconds,
-                            "copy": copy})
-            print(f"  {name} step {step + 1}: loss {losses[-1]:.3f} copy {copy} "
-                  f"({train_seconds:.0f} s)", flush=True)
+            history.append(
+                {"step": step + 1, "train_loss": losses[-1], "seconds": train_seconds, "copy": copy}
+            )
+            print(
+                f"  {name} step {step + 1}: loss {losses[-1]:.3f} copy {copy} "
+                f"({train_seconds:.0f} s)",
+                flush=True,
+            )
     model.eval()
     final_copy = copy_at(model, tokenizer, [32, 64, 128], n=64 if not args.tiny else 8)
     reached = next((h["step"] for h in history if h["copy"].get("64", 0.0) >= 0.5), None)
     return {
         "architecture": arch,
+        "tied": args.tied,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seq_len": profile.seq_len,
         "batch_size": profile.batch_size,
@@ -180,7 +187,9 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         "steps": args.steps,
         "tokens": args.steps * profile.batch_size * profile.seq_len,
         "train_seconds": round(train_seconds, 1),
-        "tokens_per_second": round(args.steps * profile.batch_size * profile.seq_len / train_seconds),
+        "tokens_per_second": round(
+            args.steps * profile.batch_size * profile.seq_len / train_seconds
+        ),
         "final_train_loss": sum(losses[-10:]) / len(losses[-10:]),
         "val_bits_per_byte": bits_per_byte(model, data["valid"], profile.seq_len, data["nbytes"]),
         "copy": final_copy,
@@ -191,13 +200,21 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="gpt2,llama",
-                        help="comma-separated: gpt2, llama, gpt2-s128, llama-s128")
+    parser.add_argument(
+        "--variants",
+        default="gpt2,llama",
+        help="comma-separated: gpt2, llama, gpt2-s128, llama-s128",
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--copy", type=float, default=0.25, help="fraction of repeated-span rows")
-    parser.add_argument("--copy-random", type=float, default=0.5,
-                        help="of those, the fraction whose span is random tokens")
+    parser.add_argument(
+        "--copy-random",
+        type=float,
+        default=0.5,
+        help="of those, the fraction whose span is random tokens",
+    )
+    parser.add_argument("--tied", action="store_true", help="head = token embedding")
     parser.add_argument("--probe-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
@@ -227,10 +244,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {args.steps} steps", flush=True)
         results[name] = run_variant(name, args, data)
         r = results[name]
-        print(f"{name}: copy {r['copy']}, {r['val_bits_per_byte']:.3f} bits/byte, "
-              f"{r['tokens_per_second']} tokens/s", flush=True)
+        print(
+            f"{name}: copy {r['copy']}, {r['val_bits_per_byte']:.3f} bits/byte, "
+            f"{r['tokens_per_second']} tokens/s",
+            flush=True,
+        )
     record = {
-        **provenance(" ".join(["python", "scripts/teacher_rope_probe.py", *(argv or sys.argv[1:])])),
+        **provenance(
+            " ".join(["python", "scripts/teacher_rope_probe.py", *(argv or sys.argv[1:])])
+        ),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "vocab": VOCAB,
         "variants": results,
