@@ -1,5 +1,6 @@
 """The mini GPT-2 teacher that the book pre-trains itself: GPT-2's architecture at a profile's size,
-the real GPT-2 tokenizer, the profile's corpus (with repeated-span sequences mixed in where the
+the real GPT-2 tokenizer or GPT-2's cut to the corpus's most frequent tokens (teacher_vocab), the
+profile's corpus (with repeated-span sequences mixed in where the
 profile's teacher_copy_fraction says so), checkpointed as it goes and cached under
 artifacts_dir()/teachers. `hyena_lite.teachers.load_teacher("mini-gpt2", profile)` returns it."""
 
@@ -29,11 +30,13 @@ from hyena_lite.losses import validation_loss
 from hyena_lite.paths import artifacts_dir
 from hyena_lite.profiles import Profile
 from hyena_lite.training import TrainConfig, TrainResult, train
+from hyena_lite.trimmed_tokenizer import trimmed_dir, trimmed_gpt2_tokenizer
 
 MINI_CONTEXT = (
     1024  # the mini teacher's position table, as GPT-2's; it trains on profile.seq_len of it
 )
 MIN_SPAN = 4  # shortest repeated span in the mini teacher's induction sequences
+GPT2_VOCAB = 50257
 
 
 def with_pad_token(
@@ -58,11 +61,22 @@ def name_causal_lm_loss(model: PreTrainedModel) -> None:
         model.loss_type = "ForCausalLM"
 
 
-def mini_gpt2_config(profile: Profile, vocab_size: int = 50257) -> GPT2Config:
-    """GPT-2's architecture at the profile's size (teacher_layers, teacher_width, teacher_heads),
-    no dropout."""
+def teacher_tokenizer(profile: Profile) -> PreTrainedTokenizerBase:
+    """The mini teacher's tokenizer: GPT-2's, or GPT-2's cut to profile.teacher_vocab tokens by
+    their frequency in the profile's corpus (built once, cached)."""
+    if profile.teacher_vocab:
+        return trimmed_gpt2_tokenizer(profile.teacher_vocab, profile.corpus)
+    return gpt2_tokenizer()
+
+
+def mini_gpt2_config(profile: Profile, vocab_size: int | None = None) -> GPT2Config:
+    """GPT-2's architecture at the profile's size (teacher_layers, teacher_width, teacher_heads,
+    teacher_vocab tokens unless `vocab_size` says, head tied to the embedding or not as
+    teacher_tied), no dropout."""
+    vocab_size = vocab_size or profile.teacher_vocab or GPT2_VOCAB
     return GPT2Config(
         vocab_size=vocab_size,
+        tie_word_embeddings=profile.teacher_tied,
         n_positions=max(MINI_CONTEXT, profile.seq_len),
         n_embd=profile.teacher_width,
         n_layer=profile.teacher_layers,
@@ -128,6 +142,8 @@ def mini_gpt2_dir(profile: Profile) -> Path:
         profile
     ):  # absent without induction data: the folders of earlier teachers stay valid
         identity["copy_mix"] = mix
+    if profile.teacher_vocab:  # likewise absent with GPT-2's own tokenizer
+        identity["tokenizer"] = trimmed_dir(profile.teacher_vocab, profile.corpus).name
     key = json.dumps(identity, sort_keys=True)
     return (
         artifacts_dir() / "teachers" / f"mini-gpt2-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
@@ -197,7 +213,7 @@ def mini_gpt2(
     folder = mini_gpt2_dir(profile)
     if (folder / "model" / "config.json").is_file():
         return with_pad_token(
-            GPT2LMHeadModel.from_pretrained(folder / "model").eval(), gpt2_tokenizer()
+            GPT2LMHeadModel.from_pretrained(folder / "model").eval(), teacher_tokenizer(profile)
         )
     return pretrain_mini_gpt2(profile, folder, progress)
 
@@ -208,7 +224,7 @@ def pretrain_mini_gpt2(
     """Pre-train the profile's mini GPT-2 into folder/model (checkpoints in folder/run: a
     killed or stopped run resumes where it was); `train_changes` override fields of its
     TrainConfig (an experiment's)."""
-    tokenizer = gpt2_tokenizer()
+    tokenizer = teacher_tokenizer(profile)
     corpus = load_corpus(profile.corpus)
     train_tokens = tokenize_split(corpus["train"], tokenizer)
     val_windows = eval_windows(

@@ -47,6 +47,12 @@ class Profile:
     # 0: plain corpus windows.
     teacher_copy_fraction: float = 0.0
     teacher_copy_random: float = 0.0
+    # The mini teacher's vocabulary: 0 is GPT-2's 50,257 tokens; K is GPT-2's BPE cut to the K
+    # most frequent tokens of the corpus's train split (hyena_lite.trimmed_tokenizer), which every
+    # student of the teacher shares. teacher_tied: the output head is the token embedding (GPT-2's
+    # choice) or a matrix of its own.
+    teacher_vocab: int = 0
+    teacher_tied: bool = True
 
     def replace(self, **changes) -> Profile:
         """A copy with some fields changed (for experiments in a chapter)."""
@@ -68,6 +74,8 @@ PROFILES: dict[str, Profile] = {
         teacher_heads=2,
         teacher_tokens=8_192,
         teacher_lr=3e-3,
+        teacher_vocab=4096,  # as the cpu profile's teacher: the same code paths, in seconds
+        teacher_tied=False,
         distill_tokens=4_096,
         distill_lr=3e-3,
         eval_tokens=4_096,
@@ -92,6 +100,10 @@ PROFILES: dict[str, Profile] = {
         # 170 steps: 40 min on 2 busy cores, hyena_lite/results/teacher_cpu.json
         teacher_tokens=700_000,
         teacher_lr=2e-3,
+        teacher_vocab=4096,
+        teacher_tied=False,
+        teacher_copy_fraction=0.25,
+        teacher_copy_random=0.5,
         distill_tokens=500_000,
         distill_lr=1e-3,
         eval_tokens=100_000,

@@ -2,7 +2,8 @@
 pre-training here.
 
 `load_teacher(name, profile)` returns (model in eval mode, tokenizer) for
-- "mini-gpt2": a GPT2LMHeadModel of the profile's size with the real GPT-2 tokenizer, pre-trained
+- "mini-gpt2": a GPT2LMHeadModel of the profile's size with the real GPT-2 tokenizer (or GPT-2's
+  cut to the corpus's most frequent tokens, as the profile's teacher_vocab says), pre-trained
   on the profile's corpus (with repeated-span sequences mixed in where the profile's
   teacher_copy_fraction says so) by `hyena_lite.training`, checkpointed as it goes, and cached
   under artifacts_dir()/teachers;
@@ -52,6 +53,7 @@ from hyena_lite.mini_teacher import (  # noqa: F401 (re-exported: chapters call 
     name_causal_lm_loss,
     pretrain_mini_gpt2,
     pretraining_batches,
+    teacher_tokenizer,
     with_pad_token,
 )
 from hyena_lite.paths import assets_dir
@@ -254,7 +256,41 @@ def teacher_report(name: str, profile: Profile) -> dict[str, Any]:
         )
     table = domain_perplexities(model, tokenizer, profile, corpus_name="offline")
     report["validation_perplexity"] = table.to_dict(orient="index")
+    report.update(context_use(model, tokenizer, profile))
     return report
+
+
+COPY_LENGTHS = (32, 64, 128)
+
+
+def context_use(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile: Profile, copy_n: int = 64
+) -> dict[str, Any]:
+    """What a teacher does with its context: its vocabulary, validation bits per byte (comparable
+    across tokenizers), copy accuracy at 32/64/128 tokens (hyena_lite.probes, random tokens of its
+    own vocabulary) and the mean NLL by position over validation windows of seq_len."""
+    from hyena_lite import evaluate, probes
+
+    texts = evaluate.corpus_texts("validation", "offline")
+    budget = max(profile.seq_len, profile.eval_tokens // len(texts))
+    scores = evaluate.score_texts(model, tokenizer, texts, profile.seq_len, max_tokens=budget)
+    copies = probes.copy_curve(model, tokenizer, COPY_LENGTHS, n=copy_n, seed=profile.seed)
+    valid = tokenize_split(load_corpus("offline")["validation"], tokenizer)
+    curve = evaluate.length_curve(
+        model, valid[: max(profile.eval_tokens, profile.seq_len)], profile.seq_len, bins=8
+    )
+    accuracy = {str(c["length"]): c["accuracy"] for c in copies}
+    return {
+        "vocab_size": len(tokenizer),
+        "validation_bits_per_byte": scores["bpb"],
+        "copy_accuracy": accuracy,
+        "copy_accuracy_64": accuracy["64"],
+        "length_curve": {
+            "windows": curve["windows"],
+            "position": curve["position"],
+            "mean_nll": [math.log(p) for p in curve["ppl"]],
+        },
+    }
 
 
 def _environment() -> dict[str, Any]:
@@ -299,6 +335,12 @@ def cli_main(args: argparse.Namespace) -> int:
         print(f"pre-trained on {done['tokens']:,} tokens in {done['train_seconds']:.0f} s")
     print(
         pd.DataFrame.from_dict(report["validation_perplexity"], orient="index").round(2).to_string()
+    )
+    nll = report["length_curve"]["mean_nll"]
+    print(
+        f"vocabulary {report['vocab_size']:,} tokens; validation "
+        f"{report['validation_bits_per_byte']:.3f} bits per byte; copy accuracy "
+        f"{report['copy_accuracy']}; NLL by position {nll[0]:.2f} -> {nll[-1]:.2f}"
     )
     if args.json:
         # atomic (hyena_lite.runs)

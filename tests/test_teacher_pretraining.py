@@ -149,6 +149,9 @@ def test_a_crashed_pretraining_resumes_from_its_last_checkpoint_to_the_same_weig
     resumed = run_with(monkeypatch, lambda k: None)
     model, _ = teachers.pretrain_mini_gpt2(PROFILE, tmp_path, progress=False)
     assert resumed == [3], "the second run starts at the batch after the last checkpoint"
+    # the profile's teacher: its trimmed vocabulary and untied head
+    assert model.config.vocab_size == PROFILE.teacher_vocab and not PROFILE.teacher_tied
+    assert model.lm_head.weight is not model.transformer.wte.weight
     assert all(torch.equal(v, uninterrupted[k]) for k, v in state(model).items())
 
 

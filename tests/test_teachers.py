@@ -11,6 +11,7 @@ import torch
 
 from hyena_lite import get_profile, mini_teacher, teachers
 from hyena_lite.teachers import TeacherUnavailable, load_teacher
+from hyena_lite.trimmed_tokenizer import gpt2_ids
 
 TINY = get_profile("smoke").replace(
     seq_len=32,
@@ -69,7 +70,7 @@ def test_missing_smollm2_package_says_how_to_install(monkeypatch):
         teachers._smollm2_gguf()
 
 
-def test_mini_gpt2_has_the_profile_size_and_gpt2_vocabulary():
+def test_mini_gpt2_has_the_profile_size_and_vocabulary():
     config = teachers.mini_gpt2_config(get_profile("cpu"))
     cpu = get_profile("cpu")
     assert (config.n_layer, config.n_embd, config.n_head) == (
@@ -77,7 +78,10 @@ def test_mini_gpt2_has_the_profile_size_and_gpt2_vocabulary():
         cpu.teacher_width,
         cpu.teacher_heads,
     )
-    assert config.vocab_size == 50257 and config.n_positions >= cpu.seq_len
+    assert config.vocab_size == cpu.teacher_vocab and config.n_positions >= cpu.seq_len
+    assert config.tie_word_embeddings == cpu.teacher_tied
+    gpt2_sized = teachers.mini_gpt2_config(get_profile("gpu-offline"))
+    assert gpt2_sized.vocab_size == 50257 and gpt2_sized.tie_word_embeddings
     train = teachers.mini_gpt2_train_config(cpu)
     assert (
         train.steps * train.tokens_per_step
@@ -98,8 +102,11 @@ def test_mini_gpt2_pretrains_once_reproducibly_and_is_then_loaded_from_the_cache
 
     monkeypatch.setattr(mini_teacher, "train", no_training)
     model, tokenizer = load_teacher("mini-gpt2", TINY)
-    assert tokenizer("Hello world").input_ids == [15496, 995]
+    # the teacher's own tokenizer: GPT-2's trimmed to TINY.teacher_vocab tokens, as its model
+    assert len(tokenizer) == model.config.vocab_size == TINY.teacher_vocab
+    assert gpt2_ids(tokenizer)[tokenizer(" and the").input_ids].tolist() == [290, 262]
     assert (model.config.n_embd, model.config.n_layer) == (32, 1) and not model.training
+    assert model.lm_head.weight is not model.transformer.wte.weight  # untied, as TINY says
     monkeypatch.undo()
     monkeypatch.setattr(mini_teacher, "artifacts_dir", lambda: tmp_path)
     again, _ = load_teacher(
@@ -122,7 +129,7 @@ def test_domain_perplexities_score_model_and_unigram_on_the_same_tokens(artifact
     table = teachers.domain_perplexities(model, tokenizer, TINY, max_tokens=64)
     assert list(table.columns) == ["tokens", "model", "unigram"] and len(table) == 3
     assert (table.tokens == 2 * 31).all()
-    assert all(1 < v < 10 * 50257 for v in table.model) and all(
+    assert all(1 < v < 10 * len(tokenizer) for v in table.model) and all(
         math.isfinite(v) for v in table.unigram
     )
 
@@ -143,3 +150,7 @@ def test_teacher_report_gives_size_pretraining_and_perplexities(artifacts):
     assert report["parameters"] == report["pretraining"]["parameters"] > 0
     assert report["pretraining"]["tokens"] == 256 and report["pretraining"]["tokens_per_second"] > 0
     assert set(report["validation_perplexity"]) == {"shakespeare", "austen", "bible"}
+    assert report["vocab_size"] == TINY.teacher_vocab and 0 < report["validation_bits_per_byte"]
+    assert report["copy_accuracy_64"] == report["copy_accuracy"]["64"]
+    assert set(report["copy_accuracy"]) == {"32", "64", "128"}
+    assert len(report["length_curve"]["mean_nll"]) == len(report["length_curve"]["position"]) > 2
