@@ -28,6 +28,7 @@ from hyena_lite.paths import assets_dir
 
 EOT = "<|endoftext|>"
 ID_MAP = "gpt2_ids.json"  # in the tokenizer's folder: the GPT-2 id of every trimmed id
+GPT2_SIZE = 50257
 
 
 def read_gpt2_bpe(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -141,8 +142,14 @@ def build_trimmed(folder: Path, counts: np.ndarray, size: int) -> None:
 
 
 def gpt2_ids(tokenizer) -> torch.Tensor:
-    """For a trimmed tokenizer, the GPT-2 id of each of its ids; for GPT-2's own, the identity."""
+    """For a trimmed tokenizer (as loaded from its cache folder), the GPT-2 id of each of its ids;
+    for GPT-2's own, the identity."""
     path = Path(tokenizer.name_or_path) / ID_MAP
     if path.is_file():
         return torch.tensor(json.loads(path.read_text()))
+    if len(tokenizer) != GPT2_SIZE:
+        raise ValueError(
+            f"{tokenizer.name_or_path!r} ({len(tokenizer):,} tokens) is neither GPT-2's tokenizer "
+            f"nor a trimmed one with {ID_MAP} beside it; load it with trimmed_gpt2_tokenizer(K)"
+        )
     return torch.arange(len(tokenizer))

@@ -41,13 +41,16 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from hyena_lite import evaluate, probes, teachers
-from hyena_lite.data import gpt2_tokenizer, load_corpus, tokenize_split
+from hyena_lite.data import load_corpus, tokenize_split
+from hyena_lite.mini_teacher import teacher_tokenizer
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.provenance import provenance
 from hyena_lite.training import TrainingStopped
 
 COPY_LENGTHS = (32, 64, 128)
-CPU = get_profile("cpu")
+# the cpu profile's teacher as this sweep studied it: GPT-2's whole vocabulary, tied, 700K tokens
+# (scripts/cpu_vocab_sweep.py studies the trimmed vocabulary that the profile has since)
+CPU = get_profile("cpu").replace(teacher_vocab=0, teacher_tied=True, teacher_tokens=700_000)
 # name -> changes to the cpu profile, in the order they run (the most telling first, so that a
 # partial sweep already answers). "baseline" is today's cpu teacher (170 steps of 16 x 256 tokens);
 # the others add induction data (copy: teacher_copy_fraction in %, rand: teacher_copy_random in %)
@@ -180,7 +183,7 @@ def pretrained(profile: Profile, folder: Path) -> tuple[GPT2LMHeadModel, Any]:
     """The variant's teacher: loaded when its training finished before, else
     pre-trained (resuming)."""
     if (folder / "model" / "config.json").is_file():
-        return GPT2LMHeadModel.from_pretrained(folder / "model").eval(), gpt2_tokenizer()
+        return GPT2LMHeadModel.from_pretrained(folder / "model").eval(), teacher_tokenizer(profile)
     return teachers.pretrain_mini_gpt2(
         profile, folder, progress=sys.stderr.isatty(), mixed_precision="no"
     )

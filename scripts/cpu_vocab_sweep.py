@@ -98,6 +98,22 @@ def _variants() -> dict[str, dict[str, Any]]:
             "batch_size": 16,
             "first": {"copy": 1.0, "until": 0.2},
         }
+    # Round 2, after round 1 (hyena_lite/results/cpu_vocab_sweep_h200.json) found no copying:
+    # can this shape learn to copy at sequence 256 in its budget at all? Pure or half induction
+    # rows of random tokens only, higher learning rates, more and smaller steps, fewer layers.
+    # `changes`: other fields of the cpu profile.
+    induction = {"vocab": 4096, "tied": False, "batch_size": 16}
+    for name, copy, changes in (
+        ("i-copy100", 1.0, {}),
+        ("i-copy100-lr8e-3", 1.0, {"teacher_lr": 8e-3}),
+        ("i-copy100-b4", 1.0, {"batch_size": 4}),
+        ("i-copy100-2layers", 1.0, {"teacher_layers": 2}),
+        ("i-copy50-lr4e-3", 0.5, {"teacher_lr": 4e-3}),
+        ("i-copy50-lr8e-3", 0.5, {"teacher_lr": 8e-3}),
+        ("i-copy50-b4", 0.5, {"batch_size": 4}),
+    ):
+        grid[name] = {**induction, "copy": copy, "copy_random": 1.0, "changes": changes}
+        grid[name]["batch_size"] = changes.get("batch_size", 16)
     return grid
 
 
@@ -168,9 +184,13 @@ def variant_profile(spec: dict[str, Any], tiny: bool) -> Profile:
         device="cuda" if torch.cuda.is_available() else "cpu",
         batch_size=spec["batch_size"],
         teacher_copy_fraction=spec["copy"],
-        teacher_copy_random=COPY_RANDOM if spec["copy"] else 0.0,
+        teacher_copy_random=spec.get("copy_random", COPY_RANDOM) if spec["copy"] else 0.0,
+        **{k: v for k, v in spec.get("changes", {}).items() if k != "batch_size"},
     )
-    return profile.replace(**TINY) if tiny else profile
+    if tiny:
+        kept = {k: v for k, v in spec.get("changes", {}).items() if k == "teacher_lr"}
+        profile = profile.replace(**TINY, **kept)
+    return profile
 
 
 def steps_for(spec: dict[str, Any], rates: dict[str, Any], minutes: float, seq_len: int) -> int:

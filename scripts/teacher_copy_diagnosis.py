@@ -82,7 +82,9 @@ def embedding_similarity(folder: Path, model_dir: Path | None = None) -> dict[st
     from hyena_lite.mini_teacher import mini_gpt2_dir
     from hyena_lite.profiles import get_profile
 
-    model_dir = model_dir or mini_gpt2_dir(get_profile("cpu")) / "model"
+    # the cpu teacher this diagnosis studied: GPT-2's whole vocabulary, tied, 700K tokens
+    studied = get_profile("cpu").replace(teacher_vocab=0, teacher_tied=True, teacher_tokens=700_000)
+    model_dir = model_dir or mini_gpt2_dir(studied) / "model"
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"no cpu teacher at {model_dir}: pre-train it first")
     rows = GPT2LMHeadModel.from_pretrained(model_dir).transformer.wte.weight.detach()

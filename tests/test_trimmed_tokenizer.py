@@ -98,8 +98,11 @@ def test_the_build_is_deterministic(tmp_path):
     assert json.loads((tmp_path / "a" / "trim.json").read_text())["size"] == 600
 
 
-def test_gpt2_itself_maps_to_itself():
+def test_gpt2_itself_maps_to_itself_and_a_copy_without_the_map_is_refused(trimmed, tmp_path):
     assert torch.equal(gpt2_ids(gpt2_tokenizer()), torch.arange(50257))
+    trimmed.save_pretrained(tmp_path)  # a tokenizer saved beside a model: no id map
+    with pytest.raises(ValueError, match="neither GPT-2's tokenizer nor a trimmed one"):
+        gpt2_ids(load_trimmed(tmp_path))
 
 
 def test_the_copy_probe_draws_from_the_teachers_vocabulary(trimmed):
