@@ -3,8 +3,8 @@ attention it replaces.
 
 A teacher-seeded Hyena operator computes q * (h * (k * v)) channel by channel, with no softmax to
 bound it, so its output can be orders of magnitude larger than the attention output it stands for
-(SmolLM2-135M at 1,024 tokens: 417x to 5,038x by RMS across its 30 layers, smollm2_h200_24.6M.json), and
-the student starts at a perplexity of millions.
+(SmolLM2-135M at 1,024 tokens: 417x to 5,038x by RMS across its 30 layers,
+smollm2_h200_24.6M.json), and the student starts at a perplexity of millions.
 `calibrate_mixers` fixes the scale with one or two teacher forward passes and no training.
 """
 
