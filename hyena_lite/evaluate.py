@@ -184,6 +184,36 @@ def bits_per_byte(nll_nats: float, n_bytes: int) -> float:
     return nll_nats / (math.log(2) * n_bytes)
 
 
+def token_byte_lengths(tokenizer) -> torch.Tensor:
+    """UTF-8 bytes of each token of a byte-level BPE (one character of a token is one byte); 0 for
+    special tokens."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([0 if i in special else len(t) for i, t in enumerate(tokens)])
+
+
+@torch.inference_mode()
+def window_bits_per_byte(
+    model: torch.nn.Module, ids: torch.Tensor, seq_len: int, nbytes: torch.Tensor
+) -> float:
+    """Bits per byte of every predicted non-special token of non-overlapping windows of `ids`,
+    bytes from `token_byte_lengths` (comparable across vocabularies; the quick score of the
+    teacher sweeps, not the sliding-window protocol of `score_texts`)."""
+    device = next(model.parameters()).device
+    windows = ids[: len(ids) // seq_len * seq_len].view(-1, seq_len).long()
+    nats, total = 0.0, 0
+    for i in range(0, len(windows), 32):
+        batch = windows[i : i + 32].to(device)
+        logits = model(input_ids=batch).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), batch[:, 1:], reduction="none"
+        )
+        weight = nbytes.to(device)[batch[:, 1:]]
+        nats += float(nll[weight > 0].sum())
+        total += int(weight.sum())
+    return bits_per_byte(nats, total)
+
+
 def check_same_tokenizer(tokenizer, teacher_tokenizer) -> None:
     """Raise unless the two tokenizers have the same vocabulary (agreement compares token by
     token)."""

@@ -36,7 +36,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, PreTrainedTokenizerBase
 
 from hyena_lite import evaluate, probes
@@ -145,30 +144,6 @@ def tokenizer_for(vocab: int) -> PreTrainedTokenizerBase:
 
 
 # --- scores -------------------------------------------------------------------------------------
-
-
-def token_bytes(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
-    """UTF-8 bytes of each token (byte-level BPE: one character of a token is one byte); 0 for
-    special tokens."""
-    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    special = set(tokenizer.all_special_ids)
-    return torch.tensor([0 if i in special else len(t) for i, t in enumerate(tokens)])
-
-
-@torch.inference_mode()
-def bits_per_byte(model, valid: torch.Tensor, seq_len: int, nbytes: torch.Tensor) -> float:
-    """NLL (bits) of every predicted non-special token of non-overlapping windows over its bytes."""
-    device = probes.model_device(model)
-    windows = valid[: len(valid) // seq_len * seq_len].view(-1, seq_len)
-    nats, total = 0.0, 0
-    for i in range(0, len(windows), 32):
-        batch = windows[i : i + 32].to(device)
-        logits = model(input_ids=batch).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
-        weight = nbytes.to(device)[batch[:, 1:]]
-        nats += float(nll[weight > 0].sum())
-        total += int(weight.sum())
-    return nats / math.log(2) / total
 
 
 def copy_accuracy(model, tokenizer, n: int, seed: int) -> dict[str, float]:
@@ -290,7 +265,9 @@ def run_one(name: str, steps: int, tiny: bool, copy_n: int) -> dict[str, Any]:
         "train_seconds_here": train_seconds,
         "final_train_loss": result.losses[-1],
         "during_training": result.evals,
-        "bits_per_byte": bits_per_byte(model, valid, profile.seq_len, token_bytes(tokenizer)),
+        "bits_per_byte": evaluate.window_bits_per_byte(
+            model, valid, profile.seq_len, evaluate.token_byte_lengths(tokenizer)
+        ),
         "validation_tokens": len(valid),
         "copy_accuracy": copy_accuracy(model, tokenizer, copy_n, 0),
         "length_curve": {

@@ -18,6 +18,7 @@ tokens/s (probes excluded). The machine's other work slows the tokens/s: say so 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -26,12 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from hyena_lite import probes
+from hyena_lite import evaluate, probes
 from hyena_lite.data import load_corpus, ordinary_tokens, tokenize_split
-from hyena_lite.mini_teacher import MINI_CONTEXT, name_causal_lm_loss, pretraining_batches
+from hyena_lite.mini_teacher import (
+    MINI_CONTEXT,
+    mini_gpt2_config,
+    name_causal_lm_loss,
+    pretraining_batches,
+)
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.provenance import provenance
 from hyena_lite.trimmed_tokenizer import trimmed_gpt2_tokenizer
@@ -56,20 +61,9 @@ def build_model(
     """A causal LM of the profile's teacher size, no dropout, its head the token embedding or
     not (`tied`); GPT-2 or Llama architecture."""
     width, layers, heads = profile.teacher_width, profile.teacher_layers, profile.teacher_heads
-    if arch == "gpt2":
-        config = GPT2Config(
-            vocab_size=vocab_size,
-            n_positions=max(MINI_CONTEXT, profile.seq_len),
-            n_embd=width,
-            n_layer=layers,
-            n_head=heads,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            tie_word_embeddings=tied,
-            bos_token_id=eos,
-            eos_token_id=eos,
-        )
+    if arch == "gpt2":  # the cpu profile's teacher itself (eos is the trimmed vocabulary's last id)
+        config = mini_gpt2_config(dataclasses.replace(profile, teacher_tied=tied), vocab_size)
+        assert config.eos_token_id == eos, "the trimmed vocabulary ends with <|endoftext|>"
         model = GPT2LMHeadModel(config)
     else:
         config = LlamaConfig(
@@ -88,29 +82,6 @@ def build_model(
         model = LlamaForCausalLM(config)
     name_causal_lm_loss(model)
     return model
-
-
-def token_bytes(tokenizer) -> torch.Tensor:
-    """UTF-8 bytes of each token (byte-level BPE: a character is a byte); 0 for special tokens."""
-    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    special = set(tokenizer.all_special_ids)
-    return torch.tensor([0 if i in special else len(t) for i, t in enumerate(tokens)])
-
-
-@torch.inference_mode()
-def bits_per_byte(model, valid: torch.Tensor, seq_len: int, nbytes: torch.Tensor) -> float:
-    """NLL (bits) of every predicted non-special token of non-overlapping windows over its
-    bytes."""
-    windows = valid[: len(valid) // seq_len * seq_len].view(-1, seq_len).long()
-    nats, total = 0.0, 0
-    for i in range(0, len(windows), 32):
-        batch = windows[i : i + 32]
-        logits = model(input_ids=batch).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
-        weight = nbytes[batch[:, 1:]]
-        nats += float(nll[weight > 0].sum())
-        total += int(weight.sum())
-    return nats / math.log(2) / total
 
 
 def copy_at(model, tokenizer, lengths, n: int) -> dict[str, float]:
@@ -191,7 +162,9 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
             args.steps * profile.batch_size * profile.seq_len / train_seconds
         ),
         "final_train_loss": sum(losses[-10:]) / len(losses[-10:]),
-        "val_bits_per_byte": bits_per_byte(model, data["valid"], profile.seq_len, data["nbytes"]),
+        "val_bits_per_byte": evaluate.window_bits_per_byte(
+            model, data["valid"], profile.seq_len, data["nbytes"]
+        ),
         "copy": final_copy,
         "first_step_copy64_ge_0.5": reached,
         "history": history,
@@ -237,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         "train": tokenize_split(corpus["train"], tokenizer),
         "valid": valid[: 64 * 256] if args.tiny else valid,
         "vocab": ordinary_tokens(tokenizer),
-        "nbytes": token_bytes(tokenizer),
+        "nbytes": evaluate.token_byte_lengths(tokenizer),
     }
     results = {}
     for name in names:

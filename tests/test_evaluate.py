@@ -381,3 +381,21 @@ def test_errors_say_what_is_wrong(saved, tmp_path, gpt2, tokenizer):
         ev.evaluate_model(
             gpt2, tokenizer, {"t": english(40)}, get_profile("smoke"), tasks=["ppl", "vibes"]
         )
+
+
+def test_window_bits_per_byte_is_the_summed_nll_over_the_token_bytes():
+    from hyena_lite.data import gpt2_tokenizer
+
+    tokenizer = gpt2_tokenizer()
+    nbytes = ev.token_byte_lengths(tokenizer)
+    assert int(nbytes[tokenizer.convert_tokens_to_ids("Ġthe")]) == 4
+    assert int(nbytes[tokenizer.eos_token_id]) == 0
+    model = random_gpt2(len(tokenizer), 16, width=8, layers=1, seed=0).eval()
+    ids = torch.tensor(tokenizer.encode(" the cat sat on the mat, and the dog ran off.") * 2)
+    window = ids[:16].view(1, 16)
+    with torch.no_grad():
+        logits = model(input_ids=window).logits[0, :-1]
+    nll = torch.nn.functional.cross_entropy(logits, window[0, 1:], reduction="sum")
+    expected = ev.bits_per_byte(float(nll), int(nbytes[window[0, 1:]].sum()))
+    got = ev.window_bits_per_byte(model, ids[:16], 16, nbytes)
+    assert abs(got - expected) < 1e-5
