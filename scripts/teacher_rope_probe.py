@@ -101,7 +101,7 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         profile = profile.replace(**TINY)
     tokenizer, eos = data["tokenizer"], data["tokenizer"].eos_token_id
     torch.manual_seed(profile.seed)
-    model = build_model(arch, profile, len(tokenizer), eos, args.tied)
+    model = build_model(arch, profile, len(tokenizer), eos, args.tied).to(args.device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -122,7 +122,7 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
     history, train_seconds, losses = [], 0.0, []
     model.train()
     for step in range(args.steps):
-        batch = next(batches).long()
+        batch = next(batches).long().to(args.device)
         start = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
@@ -131,8 +131,8 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        losses.append(loss.item())  # synchronises, so the time below is the step's on a GPU too
         train_seconds += time.perf_counter() - start
-        losses.append(loss.item())
         if (step + 1) % args.probe_every == 0 or step + 1 == args.steps:
             copy = copy_at(model, tokenizer, probe_lengths, n=16)
             history.append(
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tied", action="store_true", help="head = token embedding")
     parser.add_argument("--probe-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (tokens/s then are the GPU's)")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
