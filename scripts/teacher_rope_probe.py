@@ -95,7 +95,10 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
     """Train one variant for args.steps and score it."""
     arch, changes = variant(name)
     profile = get_profile("cpu").replace(
-        teacher_copy_fraction=args.copy, teacher_copy_random=args.copy_random, **changes
+        teacher_copy_fraction=args.copy,
+        teacher_copy_random=args.copy_random,
+        seed=args.seed,
+        **changes,
     )
     if args.tiny:
         profile = profile.replace(**TINY)
@@ -126,7 +129,8 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         start = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(input_ids=batch, labels=batch).loss
+        with torch.autocast(batch.device.type, torch.bfloat16, enabled=args.bf16):
+            loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -149,6 +153,11 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
     return {
         "architecture": arch,
         "tied": args.tied,
+        "seed": args.seed,
+        "bf16": args.bf16,
+        "lr": args.lr,
+        "copy_fraction": args.copy,
+        "copy_random": args.copy_random,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seq_len": profile.seq_len,
         "batch_size": profile.batch_size,
@@ -190,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tied", action="store_true", help="head = token embedding")
     parser.add_argument("--probe-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=get_profile("cpu").seed)
+    parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (tokens/s then are the GPU's)")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--out", type=Path, required=True)
