@@ -84,6 +84,18 @@ def build_model(
     return model
 
 
+def sinusoidal_positions(model: torch.nn.Module, std: float) -> None:
+    """Start GPT-2's learned position embeddings as the sinusoids of Vaswani et al. (2017),
+    scaled to standard deviation `std`: a linear map of them can shift position, which a
+    previous-token head needs."""
+    wpe = model.transformer.wpe.weight
+    positions, width = wpe.shape
+    angle = torch.arange(positions)[:, None] / 10000 ** (torch.arange(0, width, 2) / width)
+    table = torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(1)
+    with torch.no_grad():
+        wpe.copy_(table / table.std() * std)
+
+
 def copy_at(model, tokenizer, lengths, n: int) -> dict[str, float]:
     model.eval()
     curve = probes.copy_curve(model, tokenizer, lengths, n=n, seed=1)
@@ -99,12 +111,17 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         teacher_copy_random=args.copy_random,
         seed=args.seed,
         **changes,
+        **({"teacher_heads": args.heads} if args.heads else {}),
+        **({"teacher_layers": args.layers} if args.layers else {}),
     )
     if args.tiny:
         profile = profile.replace(**TINY)
     tokenizer, eos = data["tokenizer"], data["tokenizer"].eos_token_id
     torch.manual_seed(profile.seed)
-    model = build_model(arch, profile, len(tokenizer), eos, args.tied).to(args.device)
+    model = build_model(arch, profile, len(tokenizer), eos, args.tied)
+    if args.sinusoidal is not None:
+        sinusoidal_positions(model, args.sinusoidal)
+    model.to(args.device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -117,7 +134,12 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
     def lr_at(step: int) -> float:
         if step < warmup:
             return args.lr * (step + 1) / warmup
-        done = (step - warmup) / max(1, args.steps - warmup)
+        stable = (
+            warmup if args.decay_fraction is None else round(args.steps * (1 - args.decay_fraction))
+        )
+        if step < stable:  # warmup-stable-decay: the full rate until the last decay_fraction
+            return args.lr
+        done = (step - stable) / max(1, args.steps - stable)
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
 
     batches = pretraining_batches(data["train"], profile, data["vocab"], eos)
@@ -155,6 +177,8 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         "tied": args.tied,
         "seed": args.seed,
         "bf16": args.bf16,
+        "decay_fraction": args.decay_fraction,
+        "sinusoidal": args.sinusoidal,
         "lr": args.lr,
         "copy_fraction": args.copy,
         "copy_random": args.copy_random,
@@ -200,6 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probe-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=get_profile("cpu").seed)
+    parser.add_argument("--heads", type=int, default=0, help="attention heads (0: the profile's)")
+    parser.add_argument("--layers", type=int, default=0, help="layers (0: the profile's)")
+    parser.add_argument(
+        "--decay-fraction",
+        type=float,
+        default=None,
+        help="warmup-stable-decay: cosine decay over this last fraction (default: all cosine)",
+    )
+    parser.add_argument(
+        "--sinusoidal", type=float, default=None, help="gpt2: sinusoidal position init of this std"
+    )
     parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (tokens/s then are the GPU's)")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
