@@ -29,7 +29,7 @@ from hyena_lite.data import (
 from hyena_lite.losses import validation_loss
 from hyena_lite.paths import artifacts_dir
 from hyena_lite.profiles import Profile
-from hyena_lite.training import TrainConfig, TrainResult, train
+from hyena_lite.training import TrainConfig, TrainResult, cpu_bf16_is_fast, train
 from hyena_lite.trimmed_tokenizer import trimmed_dir, trimmed_gpt2_tokenizer
 
 MINI_CONTEXT = (
@@ -94,10 +94,14 @@ def mini_gpt2_train_config(profile: Profile) -> TrainConfig:
     step, seeded, with a checkpoint every 5% of the steps (so that a killed run loses little
     when it resumes)."""
     steps = max(1, profile.teacher_tokens // (profile.batch_size * profile.seq_len))
+    cpu = profile.device == "cpu" or not torch.cuda.is_available()
+    bf16 = profile.teacher_cpu_bf16 and cpu and cpu_bf16_is_fast()
     return TrainConfig(
         steps=steps,
         lr=profile.teacher_lr,
         warmup=max(1, steps // 20),
+        decay_fraction=profile.teacher_decay_fraction,
+        mixed_precision="bf16" if bf16 else "auto",
         weight_decay=0.1,
         batch_size=profile.batch_size,
         seq_len=profile.seq_len,

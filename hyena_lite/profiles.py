@@ -53,6 +53,12 @@ class Profile:
     # choice) or a matrix of its own.
     teacher_vocab: int = 0
     teacher_tied: bool = True
+    # The mini teacher's schedule: None is cosine after the warm-up; f keeps the full rate until
+    # the last fraction f of the steps (warmup-stable-decay), long enough for induction heads to form
+    teacher_decay_fraction: float | None = None
+    # Pre-train the mini teacher under bfloat16 autocast where the CPU has bf16 instructions
+    # (on CUDA it always is)
+    teacher_cpu_bf16: bool = False
 
     def replace(self, **changes) -> Profile:
         """A copy with some fields changed (for experiments in a chapter)."""
@@ -90,22 +96,29 @@ PROFILES: dict[str, Profile] = {
         device="cpu",
         teacher="mini-gpt2",
         corpus="offline",
-        seq_len=256,
-        batch_size=16,
-        grad_accum=2,
+        # 128 tokens, 32 sequences a step: at 256 tokens and 16 sequences no teacher variant learned
+        # to copy within 3,000 steps; at 128 and 32 seven of seven did by step 2,300
+        # (results/teacher_copy_probe_h200.json)
+        seq_len=128,
+        batch_size=32,
+        grad_accum=1,
         teacher_layers=4,
         # at equal CPU time (~4 min, one core) width 128 reached val loss 6.78, width 256 6.92
         teacher_width=128,
         teacher_heads=4,
-        # GPT-2's BPE trimmed to 4,096 tokens, untied: 927 steps of 16 x 256 in the CPU time that
-        # GPT-2's whole vocabulary took for 170 (hyena_lite/results/cpu_vocab_rates.json); at equal
-        # CPU time it lowers validation bits per byte from 2.24 to 2.04 and its loss falls with the
-        # position (cpu_vocab_sweep_h200.json). Induction rows (teacher_copy_fraction) cost bits
-        # per byte and, at this budget, taught no variant to copy: none here.
-        teacher_tokens=3_800_000,
+        # GPT-2's BPE trimmed to 4,096 tokens (cpu_vocab_sweep_h200.json: at equal CPU time it
+        # lowers validation bits per byte from 2.24 to 2.04), the head tied to the embedding, half
+        # the rows repeated spans, the full learning rate until the last fifth of 2,400 steps:
+        # copying forms near step 2,000 (teacher_copy_probe_h200.json); cosine decay over the same
+        # 2,400 steps lowers the rate too soon and no run copied
+        teacher_tokens=2_400 * 32 * 128,
         teacher_lr=2e-3,
         teacher_vocab=4096,
-        teacher_tied=False,
+        teacher_tied=True,
+        teacher_copy_fraction=0.5,
+        teacher_copy_random=0.5,
+        teacher_decay_fraction=0.2,
+        teacher_cpu_bf16=True,
         distill_tokens=500_000,
         distill_lr=1e-3,
         eval_tokens=100_000,

@@ -58,6 +58,9 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float | None = None  # end of the cosine; None: lr / 10
     warmup: int = 0  # steps of linear warm-up from 0
+    # None: cosine from the warm-up's end; f: warmup-stable-decay, the full rate until the last
+    # fraction f of the steps, then cosine (a long stable phase lets induction heads form)
+    decay_fraction: float | None = None
     weight_decay: float = 0.0  # applied to matrices only, never to biases or norms
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float | None = 1.0
@@ -78,6 +81,13 @@ class TrainConfig:
     # What else decides the result (teacher and its weights, data, student, options); see runs
     context: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.decay_fraction is not None and not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(
+                f"decay_fraction must be in (0, 1] (the last fraction of the steps that decays), "
+                f"or None for cosine throughout; got {self.decay_fraction}"
+            )
+
     def identity(self) -> dict[str, Any]:
         """The fields that decide the result: two configs with equal identities train the same
         model. An empty context is left out, so that keys made from configs without one stay."""
@@ -87,6 +97,8 @@ class TrainConfig:
         out["betas"] = list(out["betas"])
         if not out["context"]:
             out.pop("context")
+        if out["decay_fraction"] is None:  # absent, as context: earlier runs keep their keys
+            out.pop("decay_fraction")
         return out
 
     @property
@@ -135,12 +147,15 @@ class TrainingStopped(RuntimeError):
 
 def lr_factor(step: int, config: TrainConfig) -> float:
     """The learning rate of optimiser step `step` as a fraction of config.lr: linear warm-up, then
-    cosine."""
+    cosine (after a stable phase at the full rate when config.decay_fraction is set)."""
     if step < config.warmup:
         return (step + 1) / config.warmup
     min_ratio = (config.lr / 10 if config.min_lr is None else config.min_lr) / config.lr
-    span = max(1, config.steps - config.warmup)
-    progress = min(1.0, (step - config.warmup) / span)
+    start = config.warmup
+    if config.decay_fraction is not None:
+        start = max(start, round(config.steps * (1 - config.decay_fraction)))
+    span = max(1, config.steps - start)
+    progress = min(1.0, max(0.0, (step - start) / span))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -158,6 +173,15 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def cpu_bf16_is_fast() -> bool:
+    """Whether this CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX), so that
+    bf16 autocast speeds training up rather than emulating it slowly."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _make_accelerator(config: TrainConfig):

@@ -171,3 +171,15 @@ def test_a_signalled_pretraining_stops_with_a_checkpoint_and_resumes_to_the_same
     model, _ = teachers.pretrain_mini_gpt2(PROFILE, tmp_path, progress=False)
     assert resumed == [2]
     assert all(torch.equal(v, uninterrupted[k]) for k, v in state(model).items())
+
+
+def test_the_cpu_teacher_pretrains_with_a_stable_phase_and_bf16_where_the_cpu_is_fast(monkeypatch):
+    from hyena_lite import mini_teacher
+
+    profile = get_profile("cpu")
+    for fast in (True, False):
+        monkeypatch.setattr(mini_teacher, "cpu_bf16_is_fast", lambda fast=fast: fast)
+        config = mini_teacher.mini_gpt2_train_config(profile)
+        assert config.decay_fraction == profile.teacher_decay_fraction == 0.2
+        assert config.mixed_precision == ("bf16" if fast else "auto")
+        assert config.seq_len == 128 and config.batch_size == 32 and config.steps == 2_400

@@ -166,3 +166,21 @@ def test_trainable_subset_leaves_other_weights_untouched():
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("transformer.h.1.attn") for n in changed)
     assert all(p.requires_grad for p in model.parameters()), "flags must be restored after training"
+
+
+def test_warmup_stable_decay_keeps_the_full_rate_until_the_last_fraction():
+    config = TrainConfig(steps=100, lr=1.0, warmup=10, decay_fraction=0.2)
+    factors = [lr_factor(step, config) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(f == 1.0 for f in factors[10:81])  # stable until step 80
+    assert all(a > b for a, b in zip(factors[80:], factors[81:]))  # then a strict cosine decay
+    assert factors[-1] == pytest.approx(0.1, abs=0.01)
+    cosine = TrainConfig(steps=100, lr=1.0, warmup=10)
+    assert lr_factor(50, cosine) < 1.0  # without it, the decay starts after the warm-up
+
+
+def test_decay_fraction_is_checked_and_absent_from_the_identity_when_unset():
+    with pytest.raises(ValueError, match="decay_fraction must be in"):
+        TrainConfig(steps=10, decay_fraction=1.5)
+    assert "decay_fraction" not in TrainConfig(steps=10).identity()
+    assert TrainConfig(steps=10, decay_fraction=0.2).identity()["decay_fraction"] == 0.2
