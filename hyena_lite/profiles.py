@@ -54,7 +54,7 @@ class Profile:
     teacher_vocab: int = 0
     teacher_tied: bool = True
     # The mini teacher's schedule: None is cosine after the warm-up; f keeps the full rate until
-    # the last fraction f of the steps (warmup-stable-decay), long enough for induction heads to form
+    # the last fraction f of the steps (warmup-stable-decay), long enough for induction heads
     teacher_decay_fraction: float | None = None
     # Pre-train the mini teacher under bfloat16 autocast where the CPU has bf16 instructions
     # (on CUDA it always is)
