@@ -39,6 +39,7 @@ from hyena_lite.checkpoints import (
     stop_requests,
     write_log,
 )
+from hyena_lite.cpu_memory import keep_freed_memory
 
 LossFn = Callable[[nn.Module, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 BatchesFn = Callable[[int], Iterable[Batch]]
@@ -244,6 +245,8 @@ def train(
         )
 
     accelerator = _make_accelerator(config)
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()  # no page faults for every step's activations
     if config.batch_size % accelerator.num_processes:
         raise ValueError(
             f"a global micro-batch of batch_size={config.batch_size} sequences does not split over "
