@@ -2,9 +2,10 @@
 (CUDA kernels, and the host's runtime calls) over three workloads on one GPU, in one JSON file.
 
 - `decode`: one decoding step at context 8192, batch 1, GPT-2-124M shapes, bf16, random weights:
-  the student's whole recurrent step as a CUDA graph (`StudentGraphDecoder`), the teacher's
-  static-cache step as a CUDA graph (`TeacherGraphDecoder`), both compiled first as
-  scripts/speed_h200.py does (--no-compile: not), and the student's step run eagerly (its launches).
+  the student's whole recurrent step as a CUDA graph (`StudentGraphDecoder`) and the teacher's
+  static-cache step as a CUDA graph (`TeacherGraphDecoder`), each compiled by torch.compile first
+  (`*_compiled_graph`, the fastest in scripts/speed_h200.py; --no-compile leaves them out) and not
+  (`*_eager_graph`), and the student's step run eagerly (`student_eager`: its launches one by one).
 - `operator`: the Hyena block's inference forward and forward + backward, and the attention
   block's, at L = 1K, 4K and 16K, batch 1, width 768, bf16, as scripts/speed_h200.py runs them
   (eagerly here, so that launches and host syncs show; the forward's CUDA-graph time is recorded
@@ -221,9 +222,11 @@ NOTES = {
 
 
 # ---------------------------------------------------------------------------------- profiling
-def _device_time(avg: Any) -> float:
-    """An aggregated event's own device time (us), under this torch's attribute name."""
-    for name in ("self_device_time_total", "self_cuda_time_total"):
+def _device_time(avg: Any, own: bool = True) -> float:
+    """An aggregated event's device time (us): its own, or with its children's (`own=False`),
+    under this torch's attribute name (`device_*` since torch 2.4, `cuda_*` before)."""
+    names = ("device_time_total", "cuda_time_total")
+    for name in (f"self_{n}" for n in names) if own else names:
         value = getattr(avg, name, None)
         if value is not None:
             return float(value)
@@ -248,15 +251,17 @@ def profiled(run: Run, fn: Callable[[], Any], calls: int) -> profile:
 
 
 class Windows:
-    """The time intervals (us) of one range's occurrences, for 'does this event lie inside'."""
+    """The host time intervals (us) of one range's occurrences, for 'does this event lie
+    inside' (the range's GPU-side copy, a CUDA user annotation, is left out)."""
 
     def __init__(self, events: Iterable[Any], name: str) -> None:
-        spans = sorted((e.time_range.start, e.time_range.end) for e in events if e.name == name)
+        spans = sorted(
+            (e.time_range.start, e.time_range.end)
+            for e in events
+            if e.name == name and e.device_type == DeviceType.CPU
+        )
         self.starts = [s for s, _ in spans]
         self.ends = [e for _, e in spans]
-
-    def __len__(self) -> int:
-        return len(self.starts)
 
     def holds(self, t: float) -> bool:
         i = bisect.bisect_right(self.starts, t) - 1
@@ -282,13 +287,13 @@ def _device_events(events: list[Any], ranges: set[str]) -> list[Any]:
 
 
 def kernel_table(
-    prof: profile, run: Run, calls: int, top: int, ranges: set[str], keep: Callable[[str], bool]
+    prof: profile, run: Run, calls: int, top: int, ranges: set[str]
 ) -> tuple[list[dict[str, Any]], float]:
-    """The top kernels (CUDA) or aten ops by self time (CPU) whose name `keep` accepts: name,
-    calls, total us, % of the busy time; and the busy time in all (us)."""
+    """The top kernels (CUDA) or aten ops by self time (CPU): name, calls, total us, % of the busy
+    time; and the busy time in all (us)."""
     rows = []
     for avg in prof.key_averages():
-        if avg.key in ranges or not keep(avg.key):
+        if avg.key in ranges:
             continue
         if run.cuda and avg.device_type == DeviceType.CUDA:
             total = _device_time(avg)
@@ -324,7 +329,7 @@ def summarize(
     names = {CALL, *ranges}
     events = list(prof.events())
     inside = Windows(events, CALL)
-    table, busy = kernel_table(prof, run, calls, top, names, lambda _name: True)
+    table, busy = kernel_table(prof, run, calls, top, names)
     out: dict[str, Any] = {
         "calls_profiled": calls,
         "host_us_per_call": round(inside.mean_us(), 1),
@@ -371,11 +376,10 @@ def range_stats(prof: profile, calls: int, labels: Iterable[str]) -> dict[str, A
     stats = {}
     for avg in prof.key_averages():
         if avg.key in labels and avg.device_type == DeviceType.CPU:
-            device = getattr(avg, "device_time_total", getattr(avg, "cuda_time_total", 0.0))
             stats[avg.key] = {
                 "occurrences_per_call": round(avg.count / calls, 2),
                 "host_us_per_call": round(avg.cpu_time_total / calls, 1),
-                "device_us_per_call": round(float(device or 0.0) / calls, 1),
+                "device_us_per_call": round(_device_time(avg, own=False) / calls, 1),
             }
     return stats
 
@@ -471,44 +475,36 @@ def decode(run: Run) -> None:
     generator = torch.Generator(run.device).manual_seed(s.context)
     ids = torch.randint(0, s.vocab, (1, s.context + 1), device=run.device, generator=generator)
     ids, token = ids[:, :-1], ids[:, -1:]
-    compiled = 90.0 if run.compile else 25.0
-    variants: list[tuple[str, Callable[[], Any], int, float]] = [
-        (
-            "student_graph",
-            lambda: StudentGraphDecoder(student, fits, 1, compile=run.compile, graph=run.cuda),
-            s.graph_steps,
-            compiled,
-        ),
-        (
-            "teacher_graph",
-            lambda: TeacherGraphDecoder(
-                teacher, 1, cache_length(s.context), compile=run.compile, graph=run.cuda
-            ),
-            s.graph_steps,
-            compiled,
-        ),
-        (
-            "student_eager",
-            lambda: StudentGraphDecoder(student, fits, 1, compile=False, graph=False),
-            s.eager_steps,
-            25.0,
-        ),
+
+    def make(side: str, compile: bool, graph: bool) -> Any:
+        if side == "student":
+            return StudentGraphDecoder(student, fits, 1, compile=compile, graph=graph)
+        return TeacherGraphDecoder(
+            teacher, 1, cache_length(s.context), compile=compile, graph=graph
+        )
+
+    # (name, side, compiled, graphed): the strongest steps first, as speed_h200 runs them
+    variants = [
+        (f"{side}_{kind}", side, kind.startswith("compiled"), kind.endswith("graph") and run.cuda)
+        for kind in (["compiled_graph"] if run.compile else []) + ["eager_graph"]
+        for side in ("student", "teacher")
     ]
-    for name, make, steps, need in variants:
-        if not run.allows(f"decode {name}", need):
+    variants.append(("student_eager", "student", False, False))  # its launches, one by one
+    for name, side, compiled, graphed in variants:
+        if not run.allows(f"decode {name}", 60.0 if compiled else 20.0):
             continue
         print(f"decode {name} ...", flush=True)
-        graphed = run.cuda and name.endswith("graph")
-        entry: dict[str, Any] = {"graph": graphed, "compiled": run.compile and graphed}
+        entry: dict[str, Any] = {"graph": graphed, "compiled": compiled}
+        steps = s.graph_steps if graphed else s.eager_steps
         try:
-            decoder = make()
+            decoder = make(side, compiled, graphed)
             start = time.perf_counter()
             with torch.no_grad():
                 decoder.prefill(ids)
                 decoder.step(token)  # records (and compiles) the graph
             run.sync()
             entry["setup_s"] = round(time.perf_counter() - start, 1)
-            reads = decoder.read_bytes(*(() if name.startswith("student") else (s.context,)))
+            reads = decoder.read_bytes(*(() if side == "student" else (s.context,)))
             entry["read_mb"] = round(reads / 2**20, 1)
 
             def reset(decoder: Any = decoder) -> None:
