@@ -322,10 +322,12 @@ def summarize(
     run: Run,
     calls: int,
     top: int,
+    wall_ms: float,
     ranges: Iterable[str] = (),
     own_syncs: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """What a profile of `calls` calls says per call (see NOTES)."""
+    """What a profile of `calls` calls says per call (see NOTES); `wall_ms`: a call's unprofiled
+    wall time."""
     names = {CALL, *ranges}
     events = list(prof.events())
     inside = Windows(events, CALL)
@@ -334,6 +336,7 @@ def summarize(
         "calls_profiled": calls,
         "host_us_per_call": round(inside.mean_us(), 1),
         "busy_us_per_call": round(busy / calls, 1),
+        "busy_fraction_of_wall": round(busy / calls / (wall_ms * 1e3), 3),
     }
     device = _device_events(events, names)
     if run.cuda and not device:
@@ -367,8 +370,26 @@ def summarize(
         syncs_per_call=syncs,
         host_sync=any(syncs.get(n, 0) > 0 for n in waits) or out.get("dtoh_copies_per_call", 0) > 0,
         top_kernels=table,
+        top_host_ops=host_table(prof, calls, names),
     )
     return out
+
+
+def host_table(prof: profile, calls: int, ranges: set[str], top: int = 10) -> list[dict]:
+    """The host's top operators and runtime calls by self CPU time (where a call's host time
+    goes: Python-side dispatch, launches, plan lookups, waits)."""
+    rows = sorted(
+        (
+            (float(avg.self_cpu_time_total), avg.key, int(avg.count))
+            for avg in prof.key_averages()
+            if avg.device_type == DeviceType.CPU and avg.key not in ranges
+        ),
+        reverse=True,
+    )
+    return [
+        {"name": name[:NAME_CHARS], "calls": count, "self_us_per_call": round(us / calls, 1)}
+        for us, name, count in rows[:top]
+    ]
 
 
 def range_stats(prof: profile, calls: int, labels: Iterable[str]) -> dict[str, Any]:
@@ -512,7 +533,8 @@ def decode(run: Run) -> None:
 
             entry.update(timed(run, decoder.replay, reset))
             reset()
-            entry.update(summarize(profiled(run, decoder.replay, steps), run, steps, s.top))
+            prof = profiled(run, decoder.replay, steps)
+            entry.update(summarize(prof, run, steps, s.top, entry["wall_ms"]))
             _print(f"decode {name}:", entry)
         except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
             entry.update(_failed(error))
@@ -566,7 +588,9 @@ def operator(run: Run) -> None:
                 ranges = labels if block is hyena else {}
                 with ModuleRanges(ranges):
                     prof = profiled(run, fn, s.operator_calls)
-                entry.update(summarize(prof, run, s.operator_calls, s.top, ranges))
+                entry.update(
+                    summarize(prof, run, s.operator_calls, s.top, entry["wall_ms"], ranges)
+                )
                 if ranges:
                     entry["ranges"] = range_stats(prof, s.operator_calls, ranges)
                 _print(f"operator {name} L={length}:", entry)
@@ -756,8 +780,14 @@ def kd(run: Run) -> None:
         finally:
             for handle in handles:
                 handle.remove()
-        entry = summarize(
-            prof, run, s.kd_profiled, s.kd_top, KD_PHASES, own_syncs=("cudaDeviceSynchronize",)
+        entry = summarize(  # GPU busy against the step as training runs it (unsynchronised)
+            prof,
+            run,
+            s.kd_profiled,
+            s.kd_top,
+            part["step_ms"],
+            KD_PHASES,
+            own_syncs=("cudaDeviceSynchronize",),
         )
         part.update(entry)
         part["phases"] = _phase_split(prof, run, s.kd_profiled, phase_wall)

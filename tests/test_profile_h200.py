@@ -41,6 +41,9 @@ def _check_workload(entry: dict, calls: int) -> None:
         (row["total_us"] for row in table), reverse=True
     )
     assert 0 < sum(row["pct"] for row in table) <= 100.01
+    assert entry["busy_fraction_of_wall"] > 0
+    host = entry["top_host_ops"]
+    assert 0 < len(host) <= 10 and all(row["self_us_per_call"] >= 0 for row in host)
 
 
 def test_smoke_profiles_every_part(tmp_path: Path) -> None:
