@@ -18,11 +18,13 @@
   (loss reduction, finite gradients) and optimizer, each range waiting for the GPU before it ends
   so that its kernels run inside it.
 
-Per workload: wall time per call (median and IQR over blocks of calls, after warm-up), host time
-per call, GPU busy time per call (the sum of kernel times), the union of kernel intervals and the
-span from first kernel start to last kernel end, kernels, runtime calls (launches) and host syncs
-per call, and the top kernels by total CUDA time. With --smoke everything runs on the CPU with tiny
-shapes in seconds: CPU activities only, the "kernels" are then aten ops by self CPU time.
+Per workload: wall time per call (median and IQR over blocks of calls, after warm-up, unprofiled),
+host time per call, GPU busy time per call (the sum of kernel times) and its fraction of the wall
+time, the union of kernel intervals and the span from first kernel start to last kernel end,
+kernels, runtime calls (launches) and host syncs per call, the top kernels by total CUDA time and
+the host's top operators by self time (the file's `notes` define each key). With --smoke
+everything runs on the CPU with tiny shapes in seconds: CPU activities only, the "kernels" are then
+aten ops by self CPU time.
 
     PYTHONPATH=. python3 scripts/profile_h200.py --out $OUT/profile_h200.json   # GPU, ~4 min
     PYTHONPATH=. python3 scripts/profile_h200.py --parts kd --out /tmp/p.json
@@ -208,14 +210,22 @@ class Run:
 
 
 NOTES = {
-    "busy_us_per_call": "sum of kernel (and memcpy/memset) durations per call",
+    "wall_ms": "a call's wall time, unprofiled: median over blocks of back-to-back calls "
+    "(hyena_lite.timing); kd: step_ms, the median step as training runs it",
+    "busy_us_per_call": "sum of kernel (and memcpy/memset) durations per call; "
+    "busy_fraction_of_wall = busy / wall",
     "union_us_per_call": "time per call with at least one kernel running (overlaps counted once)",
     "span_us_per_call": "first kernel start to last kernel end over all profiled calls, per call; "
     "idle_fraction = 1 - union / span: the GPU waiting between kernels",
     "host_us_per_call": "host time of a call as profiled (profiler overhead included)",
     "runtime_calls_per_call": "CUDA runtime/driver calls on the host inside calls (launches)",
-    "syncs_per_call": "host calls that wait for the GPU inside calls; kd excludes its own "
-    "cudaDeviceSynchronize that ends each phase",
+    "syncs_per_call": "host calls inside calls that may wait for the GPU "
+    "(aten::_local_scalar_dense is .item(), a wait only on a CUDA tensor)",
+    "host_sync": "a cuda*/cu* synchronize or a device-to-host copy inside a call; kd leaves out "
+    "the cudaDeviceSynchronize that ends each of its phases",
+    "top_host_ops": "host operators and runtime calls by self CPU time per call",
+    "phases": "kd: wall_ms, the phase's median wall time with the GPU drained at its end "
+    "(unprofiled); gpu_ms, the kernels that started inside it (profiled), per step",
     "ranges": "operator: host time of the Hyena block's sub-modules and the kernels launched under "
     "them on the calling thread (the forward's; backward kernels run on autograd's thread)",
 }
