@@ -4,6 +4,7 @@ and non-empty kernel tables; bad --parts are refused."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -104,3 +105,14 @@ def test_unknown_parts_are_refused(tmp_path: Path, parts: str) -> None:
     done = _run("--smoke", "--parts", parts, "--out", str(tmp_path / "p.json"))
     assert done.returncode == 2 and "give a comma-separated subset of" in done.stderr
     assert not (tmp_path / "p.json").exists()
+
+
+def test_union_counts_overlapping_kernels_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("profile_h200", ROOT / "scripts/profile_h200.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "profile_h200", module)  # its dataclasses look it up there
+    spec.loader.exec_module(module)
+    union = module._union_us
+    assert union([]) == 0.0
+    assert union([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0  # 0-3 and 5-6
+    assert union([(4.0, 5.0), (0.0, 10.0), (2.0, 3.0)]) == 10.0  # nested, unsorted
