@@ -226,16 +226,28 @@ def torch_load(path: str | os.PathLike, weights_only: bool = True) -> Any:
 
 
 def nonfinite(tensors: Iterable[tuple[str, torch.Tensor | None]]) -> list[str]:
-    """The names of the floating-point tensors that hold a NaN or an infinity (one device sync when
-    none do)."""
+    """The names of the floating-point tensors that hold a NaN or an infinity.
+
+    When none do it costs one device sync and a few fused kernels: the 2-norm of all the tensors
+    together (foreach kernels, as gradient clipping computes it) is finite. Only when it is not are
+    the tensors checked one by one (a finite tensor whose norm overflows is not named)."""
     named = [
         (name, t) for name, t in tensors if t is not None and t.is_floating_point() and t.numel()
     ]
-    if not named or bool(
-        torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named]).all()
-    ):
+    if not named or bool(torch.isfinite(_total_norm([t for _, t in named]))):
         return []
     return [name for name, t in named if not bool(torch.isfinite(t).all())]
+
+
+def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all the tensors together, on the first one's device, with foreach kernels
+    (torch.nn.utils.get_total_norm, torch >= 2.6) where there are."""
+    if hasattr(torch.nn.utils, "get_total_norm"):
+        return torch.nn.utils.get_total_norm(tensors, error_if_nonfinite=False)
+    device = tensors[0].device
+    return torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(t.float()).to(device) for t in tensors])
+    )
 
 
 def nonfinite_gradients(model: nn.Module) -> list[str]:
