@@ -26,15 +26,19 @@ from hyena_lite import distill, recall, runs
 from hyena_lite.losses import validation_loss
 from hyena_lite.paths import artifacts_dir
 from hyena_lite.profiles import Profile
+from hyena_lite.teacher_data import MixedSetup
 
-# Tokens each student trains on. smoke: 4 optimiser steps (the code runs). cpu: 24 steps of 4,096
-# tokens. Measured with a random 50,257-token teacher of the cpu shape on 2 cores shared with other
-# work (load average about 3): the three students took 1,089 s (distilled 6 min, scratch 2.3 min,
-# hybrid 10 min, its KD slowed by the load); idle cores and a smaller vocabulary take less (not
-# measured). gpu: about 1M tokens a student, so that chapter 7 stays minutes on a Colab GPU (the
-# profile's 20M distill_tokens are for the committed runs, not three students in a chapter; not yet
-# timed on a GPU). Other profiles: their distill_tokens.
-TOKENS = {"smoke": 1_024, "cpu": 98_304, "gpu": 1_048_576}
+# Tokens each student trains on. smoke: 4 optimiser steps (the code runs). cpu: 96 steps of 4,096
+# tokens, enough for the hybrid to copy (below); the three students took 80 s at a quarter of
+# this on 2 idle cores (book_cpu.json has the chapter's time). gpu: about 1M tokens a student, so
+# that chapter 7 stays minutes on a Colab GPU (not yet timed on a GPU). Other profiles: their
+# distill_tokens.
+TOKENS = {"smoke": 1_024, "cpu": 393_216, "gpu": 1_048_576}
+# A quarter of every student's rows are copy and associative-recall sequences (teacher_data's
+# recall_row): with the cpu teacher that copies (0.99 at 64 tokens), a hybrid keeping its induction
+# layer copied 0.000 after 98,304 corpus tokens, 0.45 after 196,608 tokens of this mix and 0.94
+# after 393,216, where the all-Hyena student stays at 0.000 (2 cores, this session's probe).
+RECALL_FRACTION = 0.25
 # label: the recipe of hyena_lite.distill.RECIPES it is trained by, and whether it keeps attention
 STUDENTS = {"distilled": ("best", False), "scratch": ("scratch", False), "hybrid": ("best", True)}
 IDENTITY, SUMMARY, MODEL = "identity.json", "summary.json", "student"
@@ -113,6 +117,7 @@ def shared_inputs(setup: distill.Setup) -> dict[str, Any]:
         "teacher_weights": runs.weights_digest(setup.teacher),
         "tokenizer": tokenizer_digest(setup.tokenizer),
         "data": runs.tokens_digest(setup.train_tokens),
+        "data_mix": setup.data_mix() if isinstance(setup, MixedSetup) else None,
     }
 
 
@@ -197,6 +202,7 @@ def book_students(
     if setup is None:
         setup = distill.make_setup(profile, progress=progress)
     setup = dataclasses.replace(setup, config=dataclasses.replace(setup.config, progress=progress))
+    setup = MixedSetup.from_setup(setup, recall_fraction=RECALL_FRACTION)
     tokens = student_tokens(profile) if tokens is None else tokens
     if tokens < setup.config.tokens_per_step:
         raise ValueError(

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -260,6 +261,12 @@ class MixedSetup(Setup):
     samples: torch.Tensor | None = None
     sample_fraction: float = 0.0
     recall_fraction: float = 0.0
+
+    @classmethod
+    def from_setup(cls, setup: Setup, **mix: Any) -> MixedSetup:
+        """`setup` with its batches mixed as `mix` says (samples, sample_fraction,
+        recall_fraction); every other field kept."""
+        return cls(**{f.name: getattr(setup, f.name) for f in dataclasses.fields(setup)}, **mix)
 
     def batches_fn(self):
         from hyena_lite.data import ordinary_tokens

@@ -601,11 +601,10 @@ def general_setup(teacher, tokenizer, args):
             **mix,
         },
     )
-    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     # every reported perplexity is the sliding-window one of `scores`: the recipe's own final
     # perplexity (disjoint windows) is taken on the curve windows only, not on the whole split
-    fields.update(config=config, valid_windows=base.curve_windows)
-    return MixedSetup(**fields, samples=samples, **mix), report
+    base = dataclasses.replace(base, config=config, valid_windows=base.curve_windows)
+    return MixedSetup.from_setup(base, samples=samples, **mix), report
 
 
 def run_student(name: str, setup, args, attention: list[int]) -> dict:

@@ -110,6 +110,10 @@ def test_trained_once_then_loaded_without_training(tokenizer, tmp_path, monkeypa
     assert len(kept) == 1 and kept[0] == max(range(2), key=lambda i: first.induction[i])
     assert first.students["hybrid"].identity["hyena_layers"] == [1 - kept[0]]
     assert first["hybrid"].config.hyena_layers == [1 - kept[0]]
+    # every student trains on the same mix: a quarter of the rows copy / recall sequences
+    assert first.setup.recall_fraction == bs.RECALL_FRACTION == 0.25
+    mixes = [s.identity["data_mix"] for s in first.students.values()]
+    assert mixes == [{"corpus": 0.75, "teacher_samples": 0.0, "recall": 0.25}] * 3
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached student was trained again")
