@@ -5,10 +5,12 @@
     make book > book2.log 2>&1                      # again: teacher and students are cached
     python scripts/book_times.py book2.log --run cached --json hyena_lite/results/book_cpu.json
 
-jupyter-book (myst-nb) logs "<path>.ipynb: Executed notebook in S seconds" for each chapter; GNU
-time's "Elapsed (wall clock) time" line, when present, gives the whole command's time (set-up,
-assets, execution, the site and its slides). Each --run replaces its own entry in the file and
-keeps the others.
+jupyter-book (myst-nb) logs "<path>.ipynb: Executed notebook in S seconds" for each chapter, and
+scripts/build_book.sh names the report of each chapter that raised; GNU time's "Elapsed (wall
+clock) time" line, when present, gives the whole command's time (set-up, assets, execution, the
+site and its slides). The first run is the file's top level, in the record format of
+scripts/run_book.py (command, commit, hardware, profile, chapters: chapter, seconds, ok), which
+the book's syllabus reads; the cached run sits under "cached". Each --run replaces its own part.
 """
 
 from __future__ import annotations
@@ -23,16 +25,25 @@ from typing import Any
 from hyena_lite.provenance import provenance
 
 EXECUTED = re.compile(r"([\w./-]+\.ipynb): Executed notebook in ([\d.]+) seconds")
+FAILED = re.compile(r"reports/book/([\w.-]+\.err\.log)")
 ELAPSED = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)")
 
 
 def chapter_times(log: str) -> list[dict[str, Any]]:
-    """[{chapter, seconds}] in the order the chapters ran; the last time wins for a chapter run
-    twice."""
+    """[{chapter, seconds, ok}] in the order the chapters ran (the last time wins for a chapter run
+    twice); ok is False, and seconds None when it logged none, for a chapter whose error report the
+    log names."""
     times: dict[str, float] = {}
     for path, seconds in EXECUTED.findall(log):
         times[Path(path).stem] = float(seconds)
-    return [{"chapter": name, "seconds": round(s, 1)} for name, s in times.items()]
+    failed = {Path(name).name.removesuffix(".err.log") for name in FAILED.findall(log)}
+    timed = [
+        {"chapter": name, "seconds": round(s, 1), "ok": name not in failed}
+        for name, s in times.items()
+    ]
+    return timed + [  # a chapter that raised logs no time
+        {"chapter": name, "seconds": None, "ok": False} for name in sorted(failed - set(times))
+    ]
 
 
 def wall_seconds(log: str) -> float | None:
@@ -60,21 +71,23 @@ def main(argv: list[str] | None = None) -> None:
     if not chapters:
         sys.exit(f"no 'Executed notebook in' lines in {args.log}: is it a `make book` log?")
     record = json.loads(args.json.read_text()) if args.json.exists() else {}
-    record.setdefault("profile", args.profile)
-    record.setdefault("runs", {})
-    chapters_total = round(sum(c["seconds"] for c in chapters), 1)
-    record["runs"][args.run] = {
+    chapters_total = round(sum(c["seconds"] or 0.0 for c in chapters), 1)
+    run = {
         **provenance(f"make book  # then: python scripts/book_times.py LOG --run {args.run}"),
         **({"commit": args.commit} if args.commit else {}),
+        "profile": args.profile,
         "chapters": chapters,
         "chapters_seconds": chapters_total,
         "make_book_wall_seconds": wall_seconds(log),
-        "failed": "error: these chapters raised" in log,
-        "note": args.note,
+        "notes": args.note,
     }
+    if args.run == "first":
+        record = {**run, **({"cached": record["cached"]} if "cached" in record else {})}
+    else:
+        record["cached"] = run
+    wall = run["make_book_wall_seconds"]
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=1) + "\n")
-    wall = record["runs"][args.run]["make_book_wall_seconds"]
     print(f"{len(chapters)} chapters, {chapters_total / 60:.1f} min executing; make book {wall} s")
 
 

@@ -15,27 +15,32 @@ LOG = """\
 /tmp/x/book/01_preface.ipynb: Executing notebook using local CWD [mystnb]
 /tmp/x/book/01_preface.ipynb: Executed notebook in 10.17 seconds [mystnb]
 /tmp/x/book/02_teacher.ipynb: Executed notebook in 812.5 seconds [mystnb]
+error: these chapters raised while executing (their tracebacks):
+./_build/html/reports/book/08_evaluation.err.log
 \tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.5
 """
 
 
 def test_chapter_times_and_the_wall_clock_are_read_from_the_log():
     assert book_times.chapter_times(LOG) == [
-        {"chapter": "01_preface", "seconds": 10.2},
-        {"chapter": "02_teacher", "seconds": 812.5},
+        {"chapter": "01_preface", "seconds": 10.2, "ok": True},
+        {"chapter": "02_teacher", "seconds": 812.5, "ok": True},
+        {"chapter": "08_evaluation", "seconds": None, "ok": False},
     ]
     assert book_times.wall_seconds(LOG) == 3723.5
     assert book_times.wall_seconds("no time here") is None
 
 
-def test_each_run_keeps_the_other_in_the_results_file(tmp_path):
+def test_the_first_run_is_a_run_book_record_and_the_cached_run_sits_beside_it(tmp_path):
     log, out = tmp_path / "book.log", tmp_path / "book.json"
     log.write_text(LOG)
-    book_times.main([str(log), "--run", "first", "--json", str(out), "--commit", "abc"])
     book_times.main([str(log), "--run", "cached", "--json", str(out)])
-    runs = json.loads(out.read_text())["runs"]
-    assert set(runs) == {"first", "cached"} and runs["first"]["commit"] == "abc"
-    assert runs["first"]["chapters_seconds"] == 822.7 and not runs["first"]["failed"]
+    book_times.main([str(log), "--run", "first", "--json", str(out), "--commit", "abc"])
+    record = json.loads(out.read_text())
+    assert {"command", "commit", "hardware", "profile", "chapters"} <= set(record)
+    assert record["commit"] == "abc" and record["chapters_seconds"] == 822.7
+    assert record["make_book_wall_seconds"] == 3723.5
+    assert record["cached"]["chapters"][0] == {"chapter": "01_preface", "seconds": 10.2, "ok": True}
 
 
 def test_a_log_without_chapters_is_refused(tmp_path):
