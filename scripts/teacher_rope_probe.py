@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from hyena_lite.mini_teacher import (
 )
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.provenance import provenance
+from hyena_lite.training import TrainConfig, lr_factor
 from hyena_lite.trimmed_tokenizer import trimmed_gpt2_tokenizer
 
 VOCAB = 4096
@@ -129,18 +129,13 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         lr=args.lr,
         betas=(0.9, 0.95),
     )
-    warmup = max(1, args.steps // 20)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        stable = (
-            warmup if args.decay_fraction is None else round(args.steps * (1 - args.decay_fraction))
-        )
-        if step < stable:  # warmup-stable-decay: the full rate until the last decay_fraction
-            return args.lr
-        done = (step - stable) / max(1, args.steps - stable)
-        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+    # the library's schedule: linear warm-up, cosine to lr / 10, after a stable phase if asked
+    schedule = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        warmup=max(1, args.steps // 20),
+        decay_fraction=args.decay_fraction,
+    )
 
     batches = pretraining_batches(data["train"], profile, data["vocab"], eos)
     probe_lengths = [n for n in (32, 64) if 2 * n + 1 <= 4 * profile.seq_len]
@@ -150,7 +145,7 @@ def run_variant(name: str, args: argparse.Namespace, data: dict[str, Any]) -> di
         batch = next(batches).long().to(args.device)
         start = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = args.lr * lr_factor(step, schedule)
         with torch.autocast(batch.device.type, torch.bfloat16, enabled=args.bf16):
             loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
