@@ -22,6 +22,7 @@ from hyena_lite.cudagraph import record
 from hyena_lite.decoding import RecurrentDecoder, hyena_operators
 from hyena_lite.modal import ModalFilter
 from hyena_lite.operator import HyenaOperator
+from hyena_lite.recompiles import allow_recompiles
 from hyena_lite.students import family_of, kv_cache_argument
 
 # Positions a benchmark may step past the prompt before it rewinds (see hyena_lite.timing).
@@ -34,20 +35,12 @@ def cache_length(context: int) -> int:
     return -(-(context + STEP_HEADROOM) // 64) * 64
 
 
-def _allow_recompiles() -> None:
-    """Let torch.compile keep one compiled step per shape (batch, cache length) instead of falling
-    back to eager code silently after its default of 8."""
-    for limit in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
-        if hasattr(torch._dynamo.config, limit):
-            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
-
-
 def _compiled(fn: Callable[[], Tensor], compile: bool) -> Callable[[], Tensor]:
     """fn compiled by torch.compile for static shapes (inductor fuses the element-wise work), or fn
     itself."""
     if not compile:
         return fn
-    _allow_recompiles()
+    allow_recompiles()
     return torch.compile(fn, dynamic=False)
 
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fft_size, fftconv
+from hyena_lite.recompiles import allow_recompiles
 
 if TYPE_CHECKING:
     from hyena_lite.operator import HyenaOperator
@@ -40,6 +41,8 @@ class FastPath:
     `compile_training`: with autograd on, run the plain forward compiled whole by torch.compile
     (filters, projections, gates and their backward fused around the FFTs; opt-in,
     HYENA_LITE_COMPILE_TRAINING=1, on any device: one compilation per input shape).
+    `fused_training`: with autograd on, run `hyena_lite.longconv`'s one-node recurrence with its
+    hand-written backward (default on; HYENA_LITE_FUSED_TRAINING=0 turns it off).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
@@ -49,6 +52,9 @@ class FastPath:
     cache_spectra: bool = True
     compile_training: bool = field(
         default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE_TRAINING", "0") == "1"
+    )
+    fused_training: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_FUSED_TRAINING", "1") != "0"
     )
     spectra: tuple | None = field(default=None, repr=False)  # (key, (spectra, skips))
     graph: tuple | None = field(default=None, repr=False)  # (key, recorded graph or None)
@@ -109,20 +115,13 @@ _KERNELS: dict[str, Callable] = {
 _FUSED: dict[str, Callable] = {}
 
 
-def _allow_recompiles() -> None:
-    """One compilation per (shape, dtype): allow many before torch.compile falls back to eager."""
-    for limit in ("recompile_limit", "cache_size_limit"):
-        if hasattr(torch._dynamo.config, limit):
-            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
-
-
 def _kernel(name: str, fused: bool) -> Callable:
     """The element-wise function `name`: compiled by torch.compile for static shapes when `fused`,
     else plain Python."""
     if not fused:
         return _KERNELS[name]
     if name not in _FUSED:
-        _allow_recompiles()
+        allow_recompiles()
         _FUSED[name] = torch.compile(_KERNELS[name], dynamic=False, fullgraph=True)
     return _FUSED[name]
 
@@ -236,7 +235,7 @@ def training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     """`plain_forward` compiled by torch.compile for static shapes (see
     `FastPath.compile_training`)."""
     if TRAINING_BACKEND not in _TRAINING:
-        _allow_recompiles()
+        allow_recompiles()
         _TRAINING[TRAINING_BACKEND] = torch.compile(
             plain_forward, backend=TRAINING_BACKEND, dynamic=False
         )
@@ -264,7 +263,7 @@ def compiled_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     if torch.compiler.is_compiling():  # inside a model compiled whole: traced there
         return _mix(op, u, spectra, skips)
     if INFERENCE_BACKEND not in _WHOLE:
-        _allow_recompiles()
+        allow_recompiles()
         _WHOLE[INFERENCE_BACKEND] = torch.compile(_mix, backend=INFERENCE_BACKEND, dynamic=False)
     return _WHOLE[INFERENCE_BACKEND](op, u, spectra, skips)
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from hyena_lite.fastpath import FastPath, fast_forward, pays_off, training_forward
 from hyena_lite.fftconv import fftconv
+from hyena_lite.longconv import fused_training_forward, trains_fused
 
 
 class Sin(nn.Module):
@@ -223,6 +224,8 @@ class HyenaOperator(nn.Module):
             return fast_forward(self, u)
         if self.fast and self.fastpath.compile_training and torch.is_grad_enabled():
             return training_forward(self, u)
+        if self.fast and torch.is_grad_enabled() and trains_fused(self):
+            return fused_training_forward(self, u)
         # The last step; a deque of one, not a list: each step is freed once the next exists.
         y = deque(self.recurrence(u), maxlen=1).pop()
         return self.out_proj(y.to(u.dtype).transpose(1, 2))

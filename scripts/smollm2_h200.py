@@ -60,10 +60,9 @@ from hyena_lite.teachers import load_teacher, smollm2_dir
 from hyena_lite.training import TrainConfig
 
 TEACHER = "smollm2-135m"
-DISTILL_RECIPES = (
-    "transfer",
-    "best",
-)  # distill --recipe: seeded, calibrated mixers, aligned at once or one by one
+# seeded, calibrated mixers, aligned at once (then KD of every weight, or of the mixers alone)
+# or one by one
+DISTILL_RECIPES = ("transfer", "transfer_mixers", "best")
 SUITE = ("ppl", "cloze", "recall")  # plus agreement when the teacher's weights are loaded
 
 

@@ -16,6 +16,7 @@ the measured bandwidth of a large copy.
 
     PYTHONPATH=. python3 scripts/speed_h200.py --out $OUT          # on the GPU, under 6 minutes
     PYTHONPATH=. python3 scripts/speed_h200.py --only compiled --out $OUT  # the compiled rows
+    PYTHONPATH=. python3 scripts/speed_h200.py --only training --out $OUT  # forward + backward
     PYTHONPATH=. python3 scripts/speed_h200.py --smoke --out /tmp/x  # CPU, tiny shapes, seconds
 
 Work runs in this order: the two decoding rows that the goals name, the operator rows, the model
@@ -128,6 +129,8 @@ class Run:
             "generation": out / "generation_h200.json",
             "benchmark": out / "benchmark_h200.json",
         }
+        if args.only == "training":
+            self.paths = {"training": out / "training_h200.json"}
         self.results: dict[str, dict[str, Any]] = {name: dict(meta) for name in self.paths}
         self.skipped: list[str] = []
         self.students: dict[tuple[int, str], StudentGraphDecoder] = {}  # per batch: graphs reused
@@ -146,6 +149,12 @@ class Run:
         return False
 
     def save(self) -> None:
+        if "training" in self.results:
+            self.results["training"]["goals"] = training_goals(self.results["training"]["rows"])
+            for name, path in self.paths.items():
+                self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
+                runs.write_json(path, self.results[name])
+            return
         self.results["generation"]["goals"] = decoding_goals(self.results["generation"]["rows"])
         benchmark = self.results["benchmark"]
         benchmark["goals"] = operator_goals(
@@ -471,6 +480,72 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
         print(_summary(row), flush=True)
 
 
+def _grad_error(op: HyenaOperator, x: torch.Tensor) -> float:
+    """Largest relative error (norm) of the fused training path's input and parameter gradients
+    against the plain path's, on one backward of the same random output gradient."""
+    grads = []
+    grad_out = torch.randn_like(x)
+    for fast in (True, False):
+        op.fast = fast
+        xg = x.detach().requires_grad_(True)
+        params = [xg, *op.parameters()]
+        grads.append(torch.autograd.grad(op(xg), params, grad_out))
+    op.fast = True
+    fused, plain = grads
+    return max(
+        float((a.float() - b.float()).norm() / b.float().norm())
+        for a, b in zip(fused, plain, strict=True)
+    )
+
+
+def training(run: Run, shapes: Shapes) -> None:
+    """Forward + backward rows (a training step's work, input gradient included), batch 1, per
+    length: the attention block, the Hyena block on its default training path
+    (`hyena_lite.longconv`: one autograd node, hand-written backward) and on the plain path
+    (autograd through every op: `hyena_plain_*`), peak memory of each, and the fused path's
+    gradient error against the plain one."""
+    dtype = torch.bfloat16 if run.cuda else torch.float32
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(shapes.width, shapes.heads).to(run.device, dtype).eval()
+    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    rows = run.results["training"]["rows"]
+    for length in shapes.lengths:
+        if not run.allows(f"training L={length}", 20.0):
+            continue
+        x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
+        row: dict[str, Any] = {"L": length, "batch": 1}
+        rows.append(row)
+        for name, block, fast in (
+            ("attn", attn, True),
+            ("hyena", hyena, True),
+            ("hyena_plain", hyena, False),
+        ):
+            hyena.fast = fast
+            try:
+                run.peak_reset()
+                row.update(_fwdbwd_timing(run, block, x).as_row(f"{name}_fwdbwd"))
+                row[f"{name}_fwdbwd_peak_mb"] = run.peak_mb()
+            except torch.OutOfMemoryError as error:
+                row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
+            run.free()
+        hyena.fast = True
+        row["hyena_grad_rel_err"] = _grad_error(hyena, x)
+        hyena.zero_grad(set_to_none=True)
+        run.free()
+        run.save()
+        print(_summary(row), flush=True)
+
+
+def training_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The training goal of issue 16 from `training` rows: worst Hyena / attention forward +
+    backward from 16K."""
+    ratios = [
+        _ratio(r.get("hyena_fwdbwd_ms"), r.get("attn_fwdbwd_ms")) for r in rows if r["L"] >= 16384
+    ]
+    worst = max((x for x in ratios if x is not None), default=None)
+    return {"hyena / attention forward+backward from 16K <= 1": _goal(worst, 1.0, False)}
+
+
 def model_forward(run: Run, shapes: Shapes, teacher: nn.Module, student: nn.Module) -> None:
     """Whole-model forward tokens/s (logits at every position, batch 1) at `shapes.model_length`,
     each model recorded as a CUDA graph where possible."""
@@ -679,9 +754,10 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["compiled"],
+        choices=["compiled", "training"],
         help="compiled: only the torch.compile'd operator rows, model forward and decoding rows "
-        "(the teacher's and the student's steps compiled)",
+        "(the teacher's and the student's steps compiled); training: only forward + backward "
+        "rows, the Hyena block's default (fused) and plain training paths (training_h200.json)",
     )
     parser.add_argument(
         "--compile",
@@ -709,6 +785,12 @@ def main(argv: list[str] | None = None) -> int:
         "compiled": run.compile,
     }
     bw = bandwidth_gbs(run, shapes.copy_mib)
+    if args.only == "training":
+        run.results["training"].update(model, bandwidth=bw, rows=[])
+        training(run, shapes)
+        run.save()
+        print(f"wrote {run.paths['training']} in {run.elapsed():.0f} s", flush=True)
+        return 0
     for results in run.results.values():
         results.update(model, bandwidth=bw)
     run.results["benchmark"].update(operator={"rows": []}, model={"rows": []})

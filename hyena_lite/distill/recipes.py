@@ -47,6 +47,16 @@ RECIPES: dict[str, dict[str, Any]] = {
             ("kd", 0.75, {"ce_weight": 0.5, "lr_scale": 0.3}),
         ],
     },
+    # LoLCATs' division of labour: after the transfer only the token mixers learn, the teacher's
+    # MLPs, embeddings and norms stay as they are (what the student knows outside the corpus)
+    "transfer_mixers": {
+        "init": "teacher",
+        "calibrate": True,
+        "stages": [
+            ("transfer", 0.25, {"lr_scale": 3.0}),
+            ("kd", 0.75, {"ce_weight": 0.5, "lr_scale": 0.3, "trainable": "mixers"}),
+        ],
+    },
     "ce": {"init": "teacher", "stages": [("ce", 1.0, {})]},
     "scratch": {"init": "random", "stages": [("ce", 1.0, {})]},
 }

@@ -1,0 +1,99 @@
+"""The fused training path: the same function and gradients as autograd through the plain
+recurrence, one autograd node, and the cases where it steps aside."""
+
+import pytest
+import torch
+from torch import nn
+
+from hyena_lite import HyenaOperator
+from hyena_lite.longconv import Recurrence, short_conv, trains_fused
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _grads(op: HyenaOperator, u: torch.Tensor, fast: bool) -> tuple[torch.Tensor, ...]:
+    """Output and gradients of (output squared).sum() for u and every parameter."""
+    op.fast = fast
+    u = u.detach().requires_grad_(True)
+    y = op(u)
+    return (y, *torch.autograd.grad(y.square().sum(), [u, *op.parameters()]))
+
+
+def test_recurrence_gradients_pass_gradcheck() -> None:
+    torch.manual_seed(0)
+    v = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
+    gates = torch.randn(2, 6, 7, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
+    skips = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(Recurrence.apply, (v, gates, k, skips))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("length", [1, 5, 33, 64])
+def test_fused_training_equals_plain_path(order: int, length: int) -> None:
+    torch.manual_seed(order)
+    op = HyenaOperator(8, 64, order=order, filter_order=16)
+    u = torch.randn(3, length, 8)
+    fused, plain = _grads(op, u, fast=True), _grads(op, u, fast=False)
+    for got, want in zip(fused, plain, strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (got - want).abs().max()
+
+
+def test_operator_training_forward_is_one_autograd_node() -> None:
+    op = HyenaOperator(8, 32, order=3, filter_order=16)
+    y = op(torch.randn(2, 16, 8, requires_grad=True))
+    seen, stack = set(), [y.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(f for f, _ in node.next_functions)
+    names = {type(node).__name__ for node in seen}
+    assert "RecurrenceBackward" in names
+    assert not any(name.startswith("FftC2R") for name in names)  # no FFT recorded by autograd
+
+
+def test_short_conv_equals_depthwise_conv1d() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv1d(6, 6, 3, groups=6, padding=2)
+    z = torch.randn(2, 6, 11)
+    assert torch.allclose(short_conv(z, conv.weight, conv.bias), conv(z)[..., :11], atol=1e-6)
+    assert torch.allclose(
+        short_conv(z, conv.weight, None), conv(z)[..., :11] - conv.bias[:, None], atol=1e-6
+    )
+    z16 = z.bfloat16()
+    assert short_conv(z16, conv.weight, conv.bias).dtype == torch.bfloat16
+
+
+def test_filters_without_bias_train_fused() -> None:
+    torch.manual_seed(0)
+    op = HyenaOperator(8, 32, filter_order=16, bias=False)
+    u = torch.randn(2, 20, 8)
+    for got, want in zip(_grads(op, u, True), _grads(op, u, False), strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_dropout_and_the_switch_fall_back_to_the_plain_path() -> None:
+    op = HyenaOperator(8, 32, filter_order=16, dropout=0.1)
+    assert not trains_fused(op.train()) and trains_fused(op.eval())
+    op.fastpath.fused_training = False
+    assert not trains_fused(op)
+
+
+def test_autocast_bfloat16_stays_close_to_plain_path() -> None:
+    torch.manual_seed(0)
+    op = HyenaOperator(16, 64, filter_order=16)
+    u = torch.randn(2, 64, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused, plain = _grads(op, u, True), _grads(op, u, False)
+    for got, want in zip(fused, plain, strict=True):
+        assert (got.float() - want.float()).norm() / want.float().norm() < 3e-2
+
+
+@CUDA
+def test_fused_training_on_cuda_in_bfloat16_matches_plain() -> None:
+    torch.manual_seed(0)
+    op = HyenaOperator(64, 512, filter_order=16).cuda().bfloat16()
+    u = torch.randn(2, 512, 64, device="cuda", dtype=torch.bfloat16)
+    for got, want in zip(_grads(op, u, True), _grads(op, u, False), strict=True):
+        assert (got.float() - want.float()).norm() / want.float().norm() < 3e-2
