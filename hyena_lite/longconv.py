@@ -43,49 +43,71 @@ def short_conv(z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 class Recurrence(torch.autograd.Function):
     """z^0 = v, z^n = x^n * (h^n * z^(n-1) + D^n z^(n-1)) for n = 1..N, as one autograd node.
 
-    Inputs: v [B, D, L], gates [B, N * D, L] (x^1..x^N stacked), filters k [N, D, L] and skips
-    [N, D]; the output z^N is [B, D, L] in float32 (float64 for float64 inputs). Saves, per step,
-    its input, the input's spectrum and the convolution's output (what the gate's gradient needs).
+    Inputs: the short filter's output [B, (N + 1) D, L] (gates x^1..x^N, then the value v, the
+    in-projection's layout: its gradient comes back as one tensor, with no slices to scatter),
+    filters k [N, D, L] and skips [N, D]; the output z^N is [B, D, L] in float32 (float64 for
+    float64 inputs). Saves, per step, its input, the input's spectrum and the convolution's output
+    (what the gate's gradient needs).
     """
 
     @staticmethod
-    def forward(ctx, v: Tensor, gates: Tensor, k: Tensor, skips: Tensor) -> Tensor:
+    def forward(ctx, mixed: Tensor, k: Tensor, skips: Tensor) -> Tensor:
         order, width, length = k.shape
         n = fft_size(length)
-        wide = torch.promote_types(v.dtype, torch.float32)
+        wide = torch.promote_types(mixed.dtype, torch.float32)
         spectra_k = torch.fft.rfft(k.to(wide), n=n)  # [N, D, n // 2 + 1]
         skips = skips.to(wide)
-        z, saved = v.to(wide), []
+        padded = _zero_padded(mixed, width, length, n, wide)
+        padded[..., :length] = mixed[:, order * width :]
+        saved = []
         for step in range(order):
-            spectrum = torch.fft.rfft(z, n=n)
+            z = padded[..., :length]
+            spectrum = torch.fft.rfft(padded)
             y = torch.fft.irfft(spectrum * spectra_k[step], n=n)[..., :length]
             conv = torch.addcmul(y, skips[step, :, None], z)
             saved += [z, spectrum, conv]
-            z = conv * gates[:, step * width : (step + 1) * width]
-        ctx.save_for_backward(gates, spectra_k, skips, *saved)
-        ctx.n = n
-        return z
+            gate = mixed[:, step * width : (step + 1) * width]
+            if step == order - 1:
+                out = conv * gate
+            else:
+                padded = _zero_padded(mixed, width, length, n, wide)
+                torch.mul(conv, gate, out=padded[..., :length])
+        ctx.save_for_backward(mixed, spectra_k, skips, *saved)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        gates, spectra_k, skips, *saved = ctx.saved_tensors
+        mixed, spectra_k, skips, *saved = ctx.saved_tensors
         order, width = spectra_k.shape[0], spectra_k.shape[1]
-        n, length = ctx.n, grad.shape[-1]
+        length = grad.shape[-1]
+        n = fft_size(length)
         g = grad.to(spectra_k.real.dtype)
-        d_gates = torch.empty_like(gates)
+        d_mixed = torch.empty_like(mixed, memory_format=torch.contiguous_format)
         d_k = torch.empty(order, width, length, dtype=g.dtype, device=g.device)
         d_skips = torch.empty_like(skips)
         for step in reversed(range(order)):
             z, spectrum, conv = saved[3 * step : 3 * step + 3]
-            gate = gates[:, step * width : (step + 1) * width]
-            torch.mul(g, conv, out=d_gates[:, step * width : (step + 1) * width])
-            d_conv = g * gate
-            d_spectrum = torch.fft.rfft(d_conv, n=n)
-            d_k[step] = torch.fft.irfft((d_spectrum * spectrum.conj()).sum(0), n=n)[..., :length]
+            channels = slice(step * width, (step + 1) * width)
+            torch.mul(g, conv, out=d_mixed[:, channels])
+            padded = _zero_padded(mixed, width, length, n, g.dtype)
+            d_conv = torch.mul(g, mixed[:, channels], out=padded[..., :length])
+            d_spectrum = torch.fft.rfft(padded)
+            product = d_spectrum * spectrum.conj()  # the filter's gradient, per sequence
+            product = product[0] if product.shape[0] == 1 else product.sum(0)
+            d_k[step] = torch.fft.irfft(product, n=n)[..., :length]
             d_skips[step] = (d_conv * z).sum((0, 2))
             y = torch.fft.irfft(d_spectrum * spectra_k[step].conj(), n=n)[..., :length]
             g = torch.addcmul(y, skips[step, :, None], d_conv)
-        return g, d_gates, d_k, d_skips
+        d_mixed[:, order * width :] = g
+        return d_mixed, d_k, d_skips
+
+
+def _zero_padded(like: Tensor, width: int, length: int, n: int, dtype: torch.dtype) -> Tensor:
+    """A [B, width, n] buffer whose steps from `length` on are zero (the first `length` left
+    unset): a signal written into its front is zero-padded for an FFT of size n without a copy."""
+    buffer = torch.empty(like.shape[0], width, n, dtype=dtype, device=like.device)
+    buffer[..., length:].zero_()
+    return buffer
 
 
 _COMPILED: list = []  # short_conv compiled by torch.compile, made on first use
@@ -110,9 +132,8 @@ def fused_training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     z = op.in_proj(u).transpose(1, 2)  # [B, (N + 1) D, L]
     conv = _short_conv(u.is_cuda and op.fastpath.compile)
     z = conv(z, op.short_filter.weight, op.short_filter.bias)
-    gated = op.order * op.d_model
     k, skips = op.long_filters(length)
-    y = Recurrence.apply(z[:, gated:], z[:, :gated], k, skips)
+    y = Recurrence.apply(z, k, skips)
     return op.out_proj(y.to(u.dtype).transpose(1, 2))
 
 

@@ -21,11 +21,10 @@ def _grads(op: HyenaOperator, u: torch.Tensor, fast: bool) -> tuple[torch.Tensor
 
 def test_recurrence_gradients_pass_gradcheck() -> None:
     torch.manual_seed(0)
-    v = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
-    gates = torch.randn(2, 6, 7, dtype=torch.float64, requires_grad=True)
+    mixed = torch.randn(2, 9, 7, dtype=torch.float64, requires_grad=True)  # 2 gates and v
     k = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
     skips = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(Recurrence.apply, (v, gates, k, skips))
+    assert torch.autograd.gradcheck(Recurrence.apply, (mixed, k, skips))
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
