@@ -34,15 +34,18 @@ if TYPE_CHECKING:
 class FastPath:
     """One operator's fast-path settings (`op.fastpath`), and what it keeps between calls.
 
-    `compile`: fuse the element-wise work with torch.compile on CUDA for repeated shapes
-    (default on; HYENA_LITE_COMPILE=0 turns it off). `cuda_graphs`: replay the inference forward
-    as a CUDA graph once a shape repeats (opt-in, HYENA_LITE_CUDA_GRAPHS=1: the operator then
-    keeps a private memory pool per shape). `cache_spectra`: keep the filter spectra at inference.
+    `compile`: fuse the element-wise work with torch.compile on CUDA for repeated shapes, and in
+    training the short filter (default on; HYENA_LITE_COMPILE=0 turns it off). `cuda_graphs`:
+    replay the inference forward as a CUDA graph once a shape repeats (opt-in,
+    HYENA_LITE_CUDA_GRAPHS=1: the operator then keeps a private memory pool per shape).
+    `cache_spectra`: keep the filter spectra at inference.
     `compile_training`: with autograd on, run the plain forward compiled whole by torch.compile
     (filters, projections, gates and their backward fused around the FFTs; opt-in,
     HYENA_LITE_COMPILE_TRAINING=1, on any device: one compilation per input shape).
     `fused_training`: with autograd on, run `hyena_lite.longconv`'s one-node recurrence with its
-    hand-written backward (default on; HYENA_LITE_FUSED_TRAINING=0 turns it off).
+    hand-written backward (default on; HYENA_LITE_FUSED_TRAINING=0 turns it off; measured on an
+    H200, bf16, batch 1: forward + backward 6.55 against 8.78 ms at L = 16K, 26 against 36 ms at
+    64K, level at 1K-8K, where both wait for the host).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
