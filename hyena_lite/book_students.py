@@ -3,7 +3,10 @@
 `book_students(profile)` gives the three students that chapter 7 distils and chapters 8, 9 and 10
 evaluate, profile and decode: `distilled` (the best recipe), `scratch` (the same architecture
 trained from random weights on the same tokens) and `hybrid` (the best recipe, with attention kept
-in the teacher layers whose induction score is highest, hyena_lite.recall). Each is trained once
+in the teacher layers whose induction score is highest, hyena_lite.recall); and the control
+`teacher_ft`, the teacher fine-tuned with cross-entropy on exactly the students' tokens
+(hyena_lite.control), which tells what the data alone does from what the students' mixers do
+(chapter 8). Each is trained once
 through `distill.run_recipe` (whose stages checkpoint and resume, hyena_lite.training) and cached
 under artifacts/book_students/PROFILE/LABEL-KEY, where KEY is the digest of its complete run
 identity: library version, teacher name and weights, tokenizer, training data, recipe, token
@@ -23,6 +26,7 @@ from torch import nn
 
 import hyena_lite
 from hyena_lite import distill, recall, runs
+from hyena_lite.control import fine_tuned_teacher
 from hyena_lite.losses import validation_loss
 from hyena_lite.paths import artifacts_dir
 from hyena_lite.profiles import Profile
@@ -41,6 +45,8 @@ TOKENS = {"smoke": 1_024, "cpu": 393_216, "gpu": 1_048_576}
 RECALL_FRACTION = 0.25
 # label: the recipe of hyena_lite.distill.RECIPES it is trained by, and whether it keeps attention
 STUDENTS = {"distilled": ("best", False), "scratch": ("scratch", False), "hybrid": ("best", True)}
+CONTROL = "teacher_ft"  # the control's label and recipe name: not a distillation recipe
+CONTROL_SPEC = {"control": "teacher fine-tuned with cross-entropy", "lr_scale": 0.3}
 IDENTITY, SUMMARY, MODEL = "identity.json", "summary.json", "student"
 
 
@@ -62,20 +68,21 @@ class BookStudent:
         """One line: what the student is and which artefact holds it."""
         how = "trained by this call" if self.trained else "loaded from the cache"
         layers = self.identity["hyena_layers"]
+        kind = {None: "all", (): "none"}.get(None if layers is None else tuple(layers), layers)
         return (
             f"{self.label}: recipe {self.recipe!r}, {self.summary['tokens']:,} tokens, "
-            f"Hyena layers {'all' if layers is None else layers}; artefact {self.folder} "
-            f"(key {self.key}, {how})"
+            f"Hyena layers {kind}; artefact {self.folder} (key {self.key}, {how})"
         )
 
 
 @dataclass
 class BookStudents:
-    """The book's three students on one setup (teacher, tokenizer, data), and the evidence that
-    chose the hybrid's attention layers."""
+    """The book's three students on one setup (teacher, tokenizer, data), the control (the teacher
+    fine-tuned on the same tokens) and the evidence that chose the hybrid's attention layers."""
 
     setup: distill.Setup
     students: dict[str, BookStudent]
+    control: BookStudent
     induction: list[float]  # the teacher's induction score per layer (its best head)
     attention_layers: list[int]  # the layers the hybrid keeps as attention
     tokens: int
@@ -88,8 +95,8 @@ class BookStudents:
         return self.students[label].model
 
     def describe(self) -> str:
-        """The lines a chapter prints: every student and its artefact."""
-        return "\n".join(s.describe() for s in self.students.values())
+        """The lines a chapter prints: every student, the control and their artefacts."""
+        return "\n".join(s.describe() for s in (*self.students.values(), self.control))
 
 
 def student_tokens(profile: Profile) -> int:
@@ -136,7 +143,7 @@ def identity(
     value = {
         "student": label,
         "recipe": recipe,
-        "recipe_spec": distill.RECIPES[recipe],
+        "recipe_spec": CONTROL_SPEC if recipe == CONTROL else distill.RECIPES[recipe],
         "tokens": tokens,
         "hyena_layers": hyena_layers,
         "hyena_kwargs": setup.hyena_kwargs,
@@ -178,12 +185,20 @@ def _train(
     config = dataclasses.replace(setup.config, out_dir=str(folder / "runs"))
     setup = dataclasses.replace(setup, config=config, valid_windows=setup.curve_windows)
     with runs.folder_lock(folder):
-        run = distill.run_recipe(recipe, setup, tokens)
-        summary = distill.summarize(recipe, run, setup)
-        run.student.save_pretrained(folder / MODEL)
+        if recipe == CONTROL:
+            model, result = fine_tuned_teacher(setup, tokens, CONTROL_SPEC["lr_scale"], CONTROL)
+            summary = {
+                "tokens": result.tokens,
+                "wall_seconds": {"ce": result.wall_seconds},
+                "val_ppl": validation_ppl(model, setup),
+            }
+        else:
+            run = distill.run_recipe(recipe, setup, tokens)
+            model, summary = run.student, distill.summarize(recipe, run, setup)
+        model.save_pretrained(folder / MODEL)
         runs.write_json(folder / SUMMARY, summary)
         runs.write_json(folder / IDENTITY, wanted)
-    return run.student.eval(), summary
+    return model.eval(), summary
 
 
 def book_students(
@@ -214,8 +229,12 @@ def book_students(
     n_layers = len(induction)
     inputs = shared_inputs(setup)
     students = {}
-    for label, (recipe, hybrid) in STUDENTS.items():
-        layers = [i for i in range(n_layers) if i not in kept] if hybrid else setup.hyena_layers
+    entries = {**STUDENTS, CONTROL: (CONTROL, False)}
+    for label, (recipe, hybrid) in entries.items():
+        if recipe == CONTROL:
+            layers = []
+        else:
+            layers = [i for i in range(n_layers) if i not in kept] if hybrid else setup.hyena_layers
         own = _with_layers(setup, layers)
         wanted = identity(label, recipe, own, tokens, layers, inputs)
         key = runs.digest(wanted)
@@ -231,7 +250,8 @@ def book_students(
             found, trained = _train(recipe, own, tokens, folder, wanted), True
         model, summary = found
         students[label] = BookStudent(label, recipe, model, wanted, key, folder, summary, trained)
-    return BookStudents(setup, students, induction, kept, tokens)
+    control = students.pop(CONTROL)
+    return BookStudents(setup, students, control, induction, kept, tokens)
 
 
 def validation_ppl(model: nn.Module, setup: distill.Setup) -> float:

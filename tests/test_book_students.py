@@ -132,6 +132,23 @@ def test_trained_once_then_loaded_without_training(tokenizer, tmp_path, monkeypa
         second["ce"]
 
 
+def test_the_control_is_the_teacher_fine_tuned_on_the_students_tokens(tokenizer, tmp_path):
+    setup = tiny_setup(tokenizer)
+    chain = students(setup, tmp_path)
+    control = chain.control
+    assert control.label == control.recipe == bs.CONTROL and control.trained
+    assert control.summary["tokens"] == TOKENS  # exactly the students' budget
+    assert control.identity["data_mix"] == chain.students["distilled"].identity["data_mix"]
+    assert "teacher_ft" in chain.describe() and "Hyena layers none" in chain.describe()
+    # the teacher's architecture, moved by the fine-tuning, and the teacher left untouched
+    teacher = setup.teacher.state_dict()
+    tuned = control.model.state_dict()
+    assert tuned.keys() == teacher.keys()
+    assert any(not torch.equal(tuned[k], teacher[k]) for k in teacher)
+    again = students(tiny_setup(tokenizer), tmp_path).control
+    assert not again.trained and again.key == control.key
+
+
 def test_a_stopped_run_resumes_to_the_weights_of_an_unbroken_one(tokenizer, tmp_path, monkeypatch):
     unbroken = students(tiny_setup(tokenizer), tmp_path / "unbroken")
 
