@@ -444,12 +444,19 @@ def _fast_error(op: HyenaOperator, x: torch.Tensor) -> float:
     return max(float((f - plain).norm() / plain.norm()) for f in fast)
 
 
-def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
-    """Operator rows: attention and Hyena blocks of width `shapes.width`, batch 1, per length."""
+def _blocks(run: Run, shapes: Shapes) -> tuple[torch.dtype, nn.Module, HyenaOperator]:
+    """The operator rows' dtype (bf16 on CUDA) and their attention and Hyena blocks of width
+    `shapes.width`, seeded alike, in eval mode."""
     dtype = torch.bfloat16 if run.cuda else torch.float32
     torch.manual_seed(0)
     attn = CausalSelfAttention(shapes.width, shapes.heads).to(run.device, dtype).eval()
     hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    return dtype, attn, hyena
+
+
+def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
+    """Operator rows: attention and Hyena blocks of width `shapes.width`, batch 1, per length."""
+    dtype, attn, hyena = _blocks(run, shapes)
     hyena.fastpath.cuda_graphs = False  # recorded whole, as the attention block is
     rows = run.results["benchmark"]["operator"]["rows"]
     for length in shapes.lengths:
@@ -504,10 +511,7 @@ def training(run: Run, shapes: Shapes) -> None:
     (`hyena_lite.longconv`: one autograd node, hand-written backward) and on the plain path
     (autograd through every op: `hyena_plain_*`), peak memory of each, and the fused path's
     gradient error against the plain one."""
-    dtype = torch.bfloat16 if run.cuda else torch.float32
-    torch.manual_seed(0)
-    attn = CausalSelfAttention(shapes.width, shapes.heads).to(run.device, dtype).eval()
-    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    dtype, attn, hyena = _blocks(run, shapes)
     rows = run.results["training"]["rows"]
     for length in shapes.lengths:
         if not run.allows(f"training L={length}", 20.0):
@@ -589,10 +593,7 @@ def compiled_operator(run: Run, shapes: Shapes, bandwidth: float, lengths: list[
     and forward + backward (Hyena: `FastPath.compile_training`; attention: the module compiled),
     at `lengths`, batch 1; columns `{attn,hyena}_compiled_graph_ms` and
     `{attn,hyena}_compiled_fwdbwd_ms`."""
-    dtype = torch.bfloat16 if run.cuda else torch.float32
-    torch.manual_seed(0)
-    attn = CausalSelfAttention(shapes.width, shapes.heads).to(run.device, dtype).eval()
-    hyena = HyenaOperator(shapes.width, max(shapes.lengths)).to(run.device, dtype).eval()
+    dtype, attn, hyena = _blocks(run, shapes)
     hyena.fastpath.compile_training = True  # forward + backward: the plain forward compiled whole
     compiled_attn = torch.compile(attn, dynamic=False)
     forwards = {

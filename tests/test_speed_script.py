@@ -112,3 +112,18 @@ def test_goals_are_read_from_the_rows() -> None:
     goals = script.operator_goals(operator, model)
     values = [(g["value"], g["met"]) for g in goals.values()]
     assert values == [(0.75, True), (1.2, True), (0.75, True), (0.8, False)]
+
+
+def test_training_rows_time_both_hyena_paths_against_attention(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--only", "training")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tmp_path / "benchmark_h200.json").exists()  # only its own file
+    results = json.loads((tmp_path / "training_h200.json").read_text())
+    assert set(KEYS) <= set(results) and "--only training" in results["command"]
+    assert [r["L"] for r in results["rows"]] == [64, 128]
+    for row in results["rows"]:
+        for block in ("attn", "hyena", "hyena_plain"):
+            assert row[f"{block}_fwdbwd_ms"] > 0 and row[f"{block}_fwdbwd_iqr_ms"] >= 0
+        assert row["hyena_grad_rel_err"] < 1e-5  # float32 on the CPU: the same gradients
+    goal = results["goals"]["hyena / attention forward+backward from 16K <= 1"]
+    assert goal["met"] is None and goal["value"] is None  # no row from 16K in --smoke
