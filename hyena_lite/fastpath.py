@@ -45,7 +45,8 @@ class FastPath:
     `fused_training`: with autograd on, run `hyena_lite.longconv`'s one-node recurrence with its
     hand-written backward (default on; HYENA_LITE_FUSED_TRAINING=0 turns it off; measured on an
     H200, bf16, batch 1: forward + backward 6.55 against 8.78 ms at L = 16K, 26 against 36 ms at
-    64K, level at 1K-8K, where both wait for the host).
+    64K, level at 1K-8K, where both wait for the host, as a SmolLM2-shaped KD step does: 258
+    against 249 ms).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
