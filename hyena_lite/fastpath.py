@@ -24,6 +24,7 @@ from torch import Tensor
 
 from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fft_size, fftconv
+from hyena_lite.longconv import short_conv
 from hyena_lite.recompiles import allow_recompiles
 
 if TYPE_CHECKING:
@@ -70,18 +71,9 @@ class FastPath:
 
 def _causal_conv(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """Depthwise causal convolution of (z + in_bias) [B, C, L], zero before step 0, with taps weight
-    [C, 1, K] plus bias, in float32. Each tap reads the input directly, so a compiler fuses it all
-    into one pass."""
-    taps, length = weight.shape[-1], z.shape[-1]
-    steps = torch.arange(length, device=z.device)
-    out = bias.float()[:, None]
-    for j in range(taps):
-        shift = taps - 1 - j  # tap j sees step t - shift
-        seen = F.pad(z, (shift, 0))[..., :length].float() + in_bias.float()[:, None] * (
-            steps >= shift
-        )
-        out = out + weight[:, 0, j].float()[:, None] * seen
-    return out
+    [C, 1, K] plus bias, in float32: `longconv.short_conv`'s shifted products, each reading the
+    input directly, so a compiler fuses it all into one pass."""
+    return short_conv(z.float() + in_bias.float()[:, None], weight, bias)
 
 
 def _short_gates(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
