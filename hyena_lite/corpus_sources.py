@@ -133,6 +133,12 @@ DEBIAN_FILES = {
         "r/r-cran-wordcloud",
         "2c2f537e6aa2b862f3647bb8198b079c661c5162f1ff0968d469ff7ee2ae9539",
     ),
+    # the broad training text (hyena_lite.broad_text): always this file, never apt's candidate
+    # (bookworm-security's differs in four library pages)
+    "python3.11-doc_3.11.2-6+deb12u8_all.deb": (
+        "p/python3.11",
+        "50eb63e7f636c4281e9ce1b8f10386f1def42159eddce34fc1f41c46261df71b",
+    ),
 }
 
 
@@ -244,7 +250,8 @@ def _debian_root(
     debs, root = cache / "debian", cache / "debian" / "root"
     debs.mkdir(parents=True, exist_ok=True)
     for package in packages:
-        found = sorted(debs.glob(f"{package}_*.deb"))
+        pinned = [debs / n for n in DEBIAN_FILES if n.startswith(f"{package}_")]
+        found = [p for p in pinned if p.is_file()] or sorted(debs.glob(f"{package}_*.deb"))
         if not found:
             log(f"downloading the Debian package {package} (apt-get download)")
             try:
@@ -262,15 +269,19 @@ def _debian_root(
     return root
 
 
-def download_debian_files(cache: Path, log: Callable[[str], None] = print) -> list[str]:
-    """Put the pinned Debian files into cache/debian from the Debian archive's pool (checked
-    by sha256); _debian_root then uses them instead of `apt-get download`. Returns the names
-    it downloaded."""
+def download_debian_files(
+    cache: Path, log: Callable[[str], None] = print, names: list[str] | None = None
+) -> list[str]:
+    """Put the pinned Debian files (all, or those named) into cache/debian from the Debian
+    archive's pool (checked by sha256); _debian_root then uses them instead of `apt-get
+    download`. Returns the names it downloaded."""
     import urllib.request
 
     folder, fetched = cache / "debian", []
     folder.mkdir(parents=True, exist_ok=True)
     for name, (pool, digest) in DEBIAN_FILES.items():
+        if names is not None and name not in names:
+            continue
         if (folder / name).is_file() and sha256(folder / name) == digest:
             continue
         url = f"{DEBIAN_POOL}/{pool}/{name}"

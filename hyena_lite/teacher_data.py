@@ -3,9 +3,10 @@
 The teacher samples continuations of short prompts (its start token alone, or a few tokens of the
 training corpus after it) in batches, at a given temperature and nucleus; the samples are
 deduplicated and saved as token shards that a stopped run finds again. A student's batches then mix,
-row by row, windows of the packaged corpus, windows of the teacher's samples and synthetic recall
-sequences (copying and multi-query associative recall) at given fractions (sequence-level KD, Kim
-and Rush 2016; recall in the mix as Zoology suggests).
+row by row, windows of the packaged corpus, windows of the teacher's samples, synthetic recall
+sequences (copying and multi-query associative recall) and windows of a broad modern text
+(hyena_lite.broad_text) at given fractions (sequence-level KD, Kim and Rush 2016; recall in the
+mix as Zoology suggests).
 """
 
 from __future__ import annotations
@@ -222,15 +223,25 @@ def mixed_batches(
     seq_len: int,
     seed: int = 0,
     start_step: int = 0,
+    *,
+    broad: torch.Tensor | None = None,
+    broad_fraction: float = 0.0,
 ) -> Iterator[torch.Tensor]:
     """Endless [batch_size, seq_len] batches whose rows are, each with its fraction, a window of the
-    teacher's samples, a recall sequence, or a window of the corpus (the rest). Batch k depends only
-    on (seed, k), so start_step=k resumes exactly; with both fractions 0 the rows are the corpus
-    windows of hyena_lite.data.iterate_batches."""
-    if sample_fraction < 0 or recall_fraction < 0 or sample_fraction + recall_fraction > 1:
+    teacher's samples, a recall sequence, a window of the broad text (hyena_lite.broad_text), or a
+    window of the corpus (the rest). Batch k depends only on (seed, k), so start_step=k resumes
+    exactly; with every fraction 0 the rows are the corpus windows of
+    hyena_lite.data.iterate_batches."""
+    fractions = (sample_fraction, recall_fraction, broad_fraction)
+    if min(fractions) < 0 or sum(fractions) > 1:
         raise ValueError(
-            f"sample_fraction={sample_fraction} and recall_fraction={recall_fraction} must be "
-            f">= 0 and sum to at most 1"
+            f"sample_fraction={sample_fraction}, recall_fraction={recall_fraction} and "
+            f"broad_fraction={broad_fraction} must be >= 0 and sum to at most 1"
+        )
+    if broad_fraction > 0 and (broad is None or len(broad) < seq_len):
+        raise ValueError(
+            f"a broad fraction of {broad_fraction} needs at least one window ({seq_len} tokens) "
+            f"of broad text; build it with `python -m hyena_lite data` or give broad_fraction=0"
         )
     if sample_fraction > 0 and (samples is None or len(samples) < seq_len):
         raise ValueError(
@@ -249,6 +260,9 @@ def mixed_batches(
                 corpus_batch[row] = samples[offset : offset + seq_len]
             elif draw < sample_fraction + recall_fraction:
                 corpus_batch[row] = recall_row(vocab, start, seq_len, int(rng.integers(2**31)))
+            elif draw < sum(fractions):
+                offset = int(rng.integers(0, len(broad) - seq_len + 1))
+                corpus_batch[row] = broad[offset : offset + seq_len]
         yield corpus_batch
         step += 1
 
@@ -261,6 +275,8 @@ class MixedSetup(Setup):
     samples: torch.Tensor | None = None
     sample_fraction: float = 0.0
     recall_fraction: float = 0.0
+    broad: torch.Tensor | None = None
+    broad_fraction: float = 0.0
 
     @classmethod
     def from_setup(cls, setup: Setup, **mix: Any) -> MixedSetup:
@@ -283,13 +299,16 @@ class MixedSetup(Setup):
             c.seq_len,
             c.seed,
             start_step=first,
+            broad=self.broad,
+            broad_fraction=self.broad_fraction,
         )
 
     def data_mix(self) -> dict:
         """The mix as a results file reports it."""
-        corpus = 1.0 - self.sample_fraction - self.recall_fraction
-        return {
+        corpus = 1.0 - self.sample_fraction - self.recall_fraction - self.broad_fraction
+        mix = {
             "corpus": corpus,
             "teacher_samples": self.sample_fraction,
             "recall": self.recall_fraction,
         }
+        return mix | ({"broad": self.broad_fraction} if self.broad_fraction else {})

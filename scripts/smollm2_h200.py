@@ -590,6 +590,12 @@ def general_setup(teacher, tokenizer, args):
             "seconds_this_call": time.perf_counter() - clock,
         }
     mix = {"sample_fraction": args.sample_fraction, "recall_fraction": args.recall_fraction}
+    broad = None
+    if args.broad_fraction > 0:
+        from hyena_lite.broad_text import broad_tokens
+
+        broad = broad_tokens(tokenizer)
+        mix["broad_fraction"] = args.broad_fraction
     config = dataclasses.replace(
         base.config,
         context={
@@ -597,13 +603,14 @@ def general_setup(teacher, tokenizer, args):
             "teacher_weights": runs.weights_digest(base.teacher),
             "data": runs.tokens_digest(base.train_tokens),
             "samples": None if samples is None else runs.tokens_digest(samples),
+            **({} if broad is None else {"broad": runs.tokens_digest(broad)}),
             **mix,
         },
     )
     # every reported perplexity is the sliding-window one of `scores`: the recipe's own final
     # perplexity (disjoint windows) is taken on the curve windows only, not on the whole split
     base = dataclasses.replace(base, config=config, valid_windows=base.curve_windows)
-    return MixedSetup.from_setup(base, samples=samples, **mix), report
+    return MixedSetup.from_setup(base, samples=samples, broad=broad, **mix), report
 
 
 def run_student(name: str, setup, args, attention: list[int]) -> dict:
@@ -898,6 +905,13 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.1,
         help="share of the training rows that are copy / associative-recall sequences",
+    )
+    p.add_argument(
+        "--broad-fraction",
+        type=float,
+        default=0.0,
+        help="share of the training rows taken from the broad text (Python's documentation, "
+        "hyena_lite.broad_text; built by `python -m hyena_lite data`)",
     )
     p.add_argument("--sample-sequences", type=int, default=2048)
     p.add_argument("--sample-tokens", type=int, default=256, help="new tokens per sample")

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(
 def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
     script = load_script("smollm2_h200")
     out = tmp_path / "run"
-    script.main(["run", "--smoke", "--out", str(out), "--no-progress"])
+    broad = ["--broad-fraction", "0.2"]  # the broad text's rows in the mix too
+    script.main(["run", "--smoke", "--out", str(out), "--no-progress", *broad])
     results = json.loads((out / "smollm2_smoke.json").read_text())
     models = ("teacher", "teacher_ft", "hyena", "hybrid", "scratch")
     assert all(results[f"{m}_ppl"] > 1 for m in models)
@@ -44,7 +45,9 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
     assert {s["tokens"] for s in students.values()} == {
         results["tokens_per_student"]
     }  # equal tokens
-    assert students["hyena"]["data_mix"] == {"corpus": 0.4, "teacher_samples": 0.5, "recall": 0.1}
+    assert students["hyena"]["data_mix"] == pytest.approx(
+        {"corpus": 0.2, "teacher_samples": 0.5, "recall": 0.1, "broad": 0.2}
+    )
     assert set(results["per_text"]["hyena"]) == {
         "validation/shakespeare",
         "validation/austen",
@@ -67,11 +70,13 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
     assert results["samples"]["sequences_made"] == 8 and results["commit"] and results["hardware"]
     assert len(results["history"]) == 4
     clock = time.perf_counter()
-    script.main(["run", "--smoke", "--out", str(out), "--no-progress"])  # all done: nothing trains
+    script.main(["run", "--smoke", "--out", str(out), "--no-progress", *broad])  # all done
     again = json.loads((out / "smollm2_smoke.json").read_text())
     assert time.perf_counter() - clock < 60
     assert again["hyena_ppl"] == results["hyena_ppl"]
     assert len(again["wall_seconds_per_call"]) == 2
     assert again["history"] == results["history"]  # kept, and this run's rows not twice
     with pytest.raises(SystemExit, match="holds a run of 1,024 tokens"):
-        script.main(["run", "--smoke", "--out", str(out), "--tokens", "2048", "--no-progress"])
+        script.main(
+            ["run", "--smoke", "--out", str(out), "--tokens", "2048", "--no-progress", *broad]
+        )

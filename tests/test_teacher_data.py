@@ -84,6 +84,22 @@ def test_mix_follows_the_fractions_and_resumes(tokenizer):
     assert torch.equal(next(resumed), batches[2])
 
 
+def test_broad_rows_come_at_their_fraction_and_leave_the_rest_unchanged(tokenizer):
+    vocab, start = ordinary_tokens(tokenizer)[:500], tokenizer.eos_token_id
+    samples, broad = torch.full((5000,), 7), torch.full((5000,), 9)
+    before = td.mixed_batches(CORPUS, samples, 0.5, 0.25, vocab, start, 64, 32, seed=1)
+    zero = td.mixed_batches(CORPUS, samples, 0.5, 0.25, vocab, start, 64, 32, seed=1, broad=broad)
+    assert all(torch.equal(next(before), next(zero)) for _ in range(2))  # fraction 0: as before
+    stream = td.mixed_batches(
+        CORPUS, samples, 0.25, 0.0, vocab, start, 64, 32, seed=1, broad=broad, broad_fraction=0.5
+    )
+    rows = torch.cat([next(stream) for _ in range(4)])
+    assert abs((rows == 9).all(1).float().mean() - 0.5) < 0.1
+    assert abs((rows == 7).all(1).float().mean() - 0.25) < 0.1
+    with pytest.raises(ValueError, match="build it with `python -m hyena_lite data`"):
+        next(td.mixed_batches(CORPUS, None, 0.0, 0.0, vocab, start, 2, 8, broad_fraction=0.5))
+
+
 def test_recall_rows_repeat_what_they_hold(tokenizer):
     vocab = ordinary_tokens(tokenizer)  # 50k tokens: random rows would almost never repeat one
     for seed in range(3):
