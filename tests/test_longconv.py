@@ -1,11 +1,14 @@
 """The fused training path: the same function and gradients as autograd through the plain
 recurrence, one autograd node, and the cases where it steps aside."""
 
+from collections import Counter
+
 import pytest
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
-from hyena_lite import HyenaOperator
+from hyena_lite import HyenaOperator, longconv
 from hyena_lite.longconv import Recurrence, short_conv, trains_fused
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -89,10 +92,80 @@ def test_autocast_bfloat16_stays_close_to_plain_path() -> None:
         assert (got.float() - want.float()).norm() / want.float().norm() < 3e-2
 
 
+def _compiled_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the training path compile its kernels on the CPU too (inductor's C++ backend), as it
+    does on CUDA."""
+    monkeypatch.setattr(longconv, "_compiles", lambda op, u: True)
+
+
+@pytest.mark.parametrize(("order", "batch", "length"), [(2, 3, 33), (3, 1, 64)])
+def test_compiled_kernels_equal_plain_path(
+    monkeypatch: pytest.MonkeyPatch, order: int, batch: int, length: int
+) -> None:
+    _compiled_everywhere(monkeypatch)
+    torch.manual_seed(order)
+    op = HyenaOperator(8, 64, order=order, filter_order=16)
+    u = torch.randn(batch, length, 8)
+    fused, plain = _grads(op, u, fast=True), _grads(op, u, fast=False)
+    for got, want in zip(fused, plain, strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (got - want).abs().max()
+
+
+def _passes(op: HyenaOperator, u: torch.Tensor) -> Counter:
+    """The element-wise and FFT work of one forward + backward: top-level aten operators run
+    eagerly, and the kernels of compiled code (inductor's C++ kernels, made visible to the
+    profiler), counted by name."""
+    u = u.detach().requires_grad_(True)
+    torch._dynamo.reset()  # compiled anew below, with kernels the profiler sees
+    with torch._inductor.config.patch({"cpp.enable_kernel_profile": True}):
+        op(u).sum().backward()  # compiles
+        op.zero_grad(set_to_none=True)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            op(u).sum().backward()
+    op.zero_grad(set_to_none=True)
+    counts: Counter = Counter()
+    for event in prof.events():
+        parent = event.cpu_parent
+        while parent is not None and not parent.name.startswith("aten::"):
+            parent = parent.cpu_parent
+        if "cpp_fused" in event.name:
+            counts["compiled kernel"] += 1
+        elif event.name.startswith("aten::") and parent is None:
+            counts[event.name] += 1
+    return counts
+
+
+def test_compiled_kernels_cut_the_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    op = HyenaOperator(16, 64, filter_order=16)
+    u = torch.randn(2, 64, 16)
+    op.fastpath.training_kernels = False
+    _compiled_everywhere(monkeypatch)  # the short filter compiled, as on CUDA
+    before = _passes(op, u)
+    op.fastpath.training_kernels = True
+    after = _passes(op, u)
+    element_wise = ("aten::mul", "aten::add", "aten::addcmul", "aten::copy_", "aten::to")
+    assert sum(after[name] for name in element_wise) <= 8 < sum(before[name] for name in element_wise)
+    assert "aten::constant_pad_nd" not in after and "aten::pad" not in after
+    assert after["compiled kernel"] > before["compiled kernel"]
+
+
 @CUDA
-def test_fused_training_on_cuda_in_bfloat16_matches_plain() -> None:
+@pytest.mark.parametrize("kernels", [True, False])
+def test_fused_training_on_cuda_in_bfloat16_matches_plain(kernels: bool) -> None:
     torch.manual_seed(0)
     op = HyenaOperator(64, 512, filter_order=16).cuda().bfloat16()
+    op.fastpath.training_kernels = kernels
     u = torch.randn(2, 512, 64, device="cuda", dtype=torch.bfloat16)
     for got, want in zip(_grads(op, u, True), _grads(op, u, False), strict=True):
         assert (got.float() - want.float()).norm() / want.float().norm() < 3e-2
+
+
+@CUDA
+@pytest.mark.parametrize(("batch", "length"), [(1, 300), (3, 512)])
+def test_compiled_kernels_on_cuda_in_float32_equal_plain(batch: int, length: int) -> None:
+    torch.manual_seed(0)
+    op = HyenaOperator(64, 512, order=3, filter_order=16).cuda()
+    u = torch.randn(batch, length, 64, device="cuda")
+    for got, want in zip(_grads(op, u, True), _grads(op, u, False), strict=True):
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-3), (got - want).abs().max()
