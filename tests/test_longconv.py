@@ -145,7 +145,8 @@ def test_compiled_kernels_cut_the_passes(monkeypatch: pytest.MonkeyPatch) -> Non
     op.fastpath.training_kernels = True
     after = _passes(op, u)
     element_wise = ("aten::mul", "aten::add", "aten::addcmul", "aten::copy_", "aten::to")
-    assert sum(after[name] for name in element_wise) <= 8 < sum(before[name] for name in element_wise)
+    eager_before, eager_after = (sum(c[name] for name in element_wise) for c in (before, after))
+    assert eager_after <= 8 < 40 < eager_before  # measured: 69 before, 4 after
     assert "aten::constant_pad_nd" not in after and "aten::pad" not in after
     assert after["compiled kernel"] > before["compiled kernel"]
 
