@@ -50,19 +50,27 @@ class Recurrence(torch.autograd.Function):
 
     Inputs: the short filter's output [B, (N + 1) D, L] (gates x^1..x^N, then the value v, the
     in-projection's layout: its gradient comes back as one tensor, with no slices to scatter),
-    filters k [N, D, L], skips [N, D], and `fused`: run the element-wise work between the FFTs as
-    torch.compile'd kernels (see `_segment`). The output z^N is [B, L, D] (ready for the
-    out-projection) in the input's dtype, computed in float32 (float64 for float64 inputs). Saves,
-    per step, its zero-padded input, the input's spectrum and the inverse FFT's output (from which
-    the backward recomputes the convolution that the gate's gradient needs).
+    filters k [N, D, L] (or already zero-padded to the FFT's n = fft_size(L) taps, which saves a
+    pad here and a slice of their gradient), skips [N, D], and `fused`: run the element-wise work
+    between the FFTs as torch.compile'd kernels (see `_segment`). The output z^N is [B, L, D]
+    (ready for the out-projection) in the input's dtype, computed in float32 (float64 for float64
+    inputs). Saves, per step, its zero-padded input, the input's spectrum and the inverse FFT's
+    output (from which the backward recomputes the convolution that the gate's gradient needs).
     """
 
     @staticmethod
     def forward(ctx, mixed: Tensor, k: Tensor, skips: Tensor, fused: bool = False) -> Tensor:
-        order, width, length = k.shape
+        (order, width, taps), length = k.shape, mixed.shape[-1]
         n = fft_size(length)
+        if taps not in (length, n):
+            raise ValueError(
+                f"k has {taps} taps; give it the sequence length {length}, or {n} (the FFT size, "
+                f"zero-padded)"
+            )
         wide = torch.promote_types(mixed.dtype, torch.float32)
-        spectra_k = torch.fft.rfft(_segment("pad", fused)(k, n, wide))  # [N, D, n // 2 + 1]
+        if taps != n or k.dtype != wide:
+            k = _segment("pad", fused)(k, n, wide)
+        spectra_k = torch.fft.rfft(k)  # [N, D, n // 2 + 1]
         skips = skips.to(wide)
         z = _segment("pad", fused)(mixed[:, order * width :], n, wide)
         saved = []
@@ -73,14 +81,14 @@ class Recurrence(torch.autograd.Function):
             gate = mixed[:, step * width : (step + 1) * width]
             last = step == order - 1
             z = _segment("output" if last else "next_input", fused)(y, z, skips[step], gate)
-        ctx.fused = fused
+        ctx.fused, ctx.taps = fused, taps
         ctx.save_for_backward(mixed, spectra_k, skips, *saved)
         return z
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         mixed, spectra_k, skips, *saved = ctx.saved_tensors
-        fused, (order, width), length = ctx.fused, spectra_k.shape[:2], grad.shape[1]
+        fused, (order, width), length = ctx.fused, spectra_k.shape[:2], mixed.shape[-1]
         n = fft_size(length)
         d_mixed = torch.empty_like(mixed, memory_format=torch.contiguous_format)
         d_filters = torch.empty_like(spectra_k)  # the filters' gradients, as spectra
@@ -97,7 +105,7 @@ class Recurrence(torch.autograd.Function):
             d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
             above = (torch.fft.irfft(d_input, n=n), skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
-        d_k = torch.fft.irfft(d_filters, n=n)[..., :length]
+        d_k = torch.fft.irfft(d_filters, n=n)[..., : ctx.taps]
         return d_mixed, d_k, d_skips, None
 
 
@@ -230,10 +238,12 @@ def _short_conv(fused: bool) -> Callable:
     return _compiled("short_conv", short_conv) if fused else short_conv
 
 
-def _filters(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
-    """`op.long_filters(length)` (positional encoding, the filter MLP, the decay window), a
-    function of the operator that torch.compile traces whole."""
-    return op.long_filters(length)
+def _padded_filters(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
+    """`op.long_filters(length)` (positional encoding, the filter MLP, the decay window) with the
+    filters zero-padded to the FFT's size, as `Recurrence` takes them: compiled, the pad is part
+    of the window's kernel, and its backward reads the filters' gradient with no copy."""
+    k, skips = op.long_filters(length)
+    return F.pad(k, (0, fft_size(length) - length)), skips
 
 
 def _compiles(op: HyenaOperator, u: Tensor) -> bool:
@@ -251,7 +261,10 @@ def fused_training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     segments = compiled and op.fastpath.training_kernels
     z = op.in_proj(u).transpose(1, 2)  # [B, (N + 1) D, L]
     z = _short_conv(compiled)(z, op.short_filter.weight, op.short_filter.bias)
-    k, skips = _compiled("filters", _filters)(op, length) if segments else _filters(op, length)
+    if segments:
+        k, skips = _compiled("filters", _padded_filters)(op, length)
+    else:
+        k, skips = op.long_filters(length)
     return op.out_proj(Recurrence.apply(z, k, skips, segments))
 
 

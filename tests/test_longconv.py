@@ -22,12 +22,30 @@ def _grads(op: HyenaOperator, u: torch.Tensor, fast: bool) -> tuple[torch.Tensor
     return (y, *torch.autograd.grad(y.square().sum(), [u, *op.parameters()]))
 
 
-def test_recurrence_gradients_pass_gradcheck() -> None:
+@pytest.mark.parametrize("taps", [7, 16])  # the sequence length, or the FFT size (zero-padded)
+def test_recurrence_gradients_pass_gradcheck(taps: int) -> None:
     torch.manual_seed(0)
     mixed = torch.randn(2, 9, 7, dtype=torch.float64, requires_grad=True)  # 2 gates and v
-    k = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 3, 7, dtype=torch.float64)
+    k = torch.nn.functional.pad(k, (0, taps - 7)).requires_grad_(True)
     skips = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(Recurrence.apply, (mixed, k, skips))
+
+
+def test_recurrence_takes_padded_filters_alike_and_refuses_other_lengths() -> None:
+    torch.manual_seed(0)
+    mixed, k, skips = torch.randn(2, 9, 7), torch.randn(2, 3, 7), torch.randn(2, 3)
+    padded = torch.nn.functional.pad(k, (0, 9)).requires_grad_(True)
+    k.requires_grad_(True)
+    out, out_padded = Recurrence.apply(mixed, k, skips), Recurrence.apply(mixed, padded, skips)
+    assert torch.allclose(out, out_padded, atol=1e-6)
+    grad = torch.randn_like(out)
+    (d_k,), (d_padded,) = (
+        torch.autograd.grad(y, [x], grad) for y, x in ((out, k), (out_padded, padded))
+    )
+    assert torch.allclose(d_padded[..., :7], d_k, atol=1e-5)
+    with pytest.raises(ValueError, match="give it the sequence length 7, or 16"):
+        Recurrence.apply(mixed, k[..., :5], skips)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
