@@ -1,6 +1,7 @@
 """The fused training path: the same function and gradients as autograd through the plain
 recurrence, one autograd node, and the cases where it steps aside."""
 
+import shutil
 from collections import Counter
 
 import pytest
@@ -12,6 +13,10 @@ from hyena_lite import HyenaOperator, longconv
 from hyena_lite.longconv import Recurrence, short_conv, trains_fused
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CPP = pytest.mark.skipif(
+    not any(shutil.which(name) for name in ("g++", "clang++", "c++")),
+    reason="torch.compile's CPU backend (inductor) needs a C++ compiler",
+)
 
 
 def _grads(op: HyenaOperator, u: torch.Tensor, fast: bool) -> tuple[torch.Tensor, ...]:
@@ -116,6 +121,7 @@ def _compiled_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(longconv, "_compiles", lambda op, u: True)
 
 
+@CPP
 @pytest.mark.parametrize(("order", "batch", "length"), [(2, 3, 33), (3, 1, 64)])
 def test_compiled_kernels_equal_plain_path(
     monkeypatch: pytest.MonkeyPatch, order: int, batch: int, length: int
@@ -153,6 +159,7 @@ def _passes(op: HyenaOperator, u: torch.Tensor) -> Counter:
     return counts
 
 
+@CPP
 def test_compiled_kernels_cut_the_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     op = HyenaOperator(16, 64, filter_order=16)
