@@ -189,9 +189,12 @@ def test_fused_training_on_cuda_in_bfloat16_matches_plain(kernels: bool) -> None
 
 @CUDA
 @pytest.mark.parametrize(("batch", "length"), [(1, 300), (3, 512)])
-def test_compiled_kernels_on_cuda_in_float32_equal_plain(batch: int, length: int) -> None:
+def test_compiled_kernels_on_cuda_in_float32_equal_plain(
+    monkeypatch: pytest.MonkeyPatch, batch: int, length: int
+) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # the plain path's Conv1d
     torch.manual_seed(0)
     op = HyenaOperator(64, 512, order=3, filter_order=16).cuda()
     u = torch.randn(batch, length, 64, device="cuda")
     for got, want in zip(_grads(op, u, True), _grads(op, u, False), strict=True):
-        assert torch.allclose(got, want, atol=1e-4, rtol=1e-3), (got - want).abs().max()
+        assert (got - want).norm() / want.norm() < 1e-4
