@@ -152,12 +152,20 @@ def _input_grad(y: Tensor, skip: Tensor, d_conv: Tensor, length: int) -> Tensor:
 
 
 def _inner_step_grads(
-    y_above: Tensor, skip_above: Tensor, d_conv_above: Tensor, *args: Tensor
+    y_above: Tensor,
+    skip_above: Tensor,
+    d_conv_above: Tensor,
+    y: Tensor,
+    z: Tensor,
+    skip: Tensor,
+    gate: Tensor,
+    d_gate: Tensor,
+    d_skip: Tensor,
 ) -> Tensor:
     """`_step_grads` for a step whose output is the next step's input: its gradient is that step's
     input gradient, computed here rather than stored."""
-    length = args[3].shape[-1]
-    return _step_grads(_input_grad(y_above, skip_above, d_conv_above, length), *args)
+    grad = _input_grad(y_above, skip_above, d_conv_above, gate.shape[-1])
+    return _step_grads(grad, y, z, skip, gate, d_gate, d_skip)
 
 
 def _value_grad(y: Tensor, skip: Tensor, d_conv: Tensor, d_value: Tensor) -> None:
@@ -207,29 +215,22 @@ _SEGMENTS: dict[str, Callable] = {
     "value_grad": _value_grad,
     "spectral_grads": _real_spectral_grads,
 }
-_COMPILED_SEGMENTS: dict[str, Callable] = {}
-
-
-def _segment(name: str, fused: bool) -> Callable:
-    """The element-wise segment `name` between the recurrence's FFTs: plain Python, or with `fused`
-    compiled by torch.compile for static shapes (one or two kernels each)."""
-    if not fused:
-        return _SEGMENTS[name]
-    if name not in _COMPILED_SEGMENTS:
-        allow_recompiles()
-        _COMPILED_SEGMENTS[name] = torch.compile(_SEGMENTS[name], dynamic=False, fullgraph=True)
-    return _COMPILED_SEGMENTS[name]
-
-
-_COMPILED: dict[str, Callable] = {}  # short_conv and the long filters, compiled on first use
+_COMPILED: dict[str, Callable] = {}  # what the training path compiles, made on first use
 
 
 def _compiled(name: str, fn: Callable) -> Callable:
-    """`fn` compiled by torch.compile for static shapes, made once per name."""
+    """`fn` compiled by torch.compile for static shapes (one version per input shape), made once
+    per name."""
     if name not in _COMPILED:
         allow_recompiles()
         _COMPILED[name] = torch.compile(fn, dynamic=False, fullgraph=True)
     return _COMPILED[name]
+
+
+def _segment(name: str, fused: bool) -> Callable:
+    """The element-wise segment `name` between the recurrence's FFTs: plain Python, or with `fused`
+    compiled (a kernel or a few each)."""
+    return _compiled(name, _SEGMENTS[name]) if fused else _SEGMENTS[name]
 
 
 def _short_conv(fused: bool) -> Callable:
