@@ -749,6 +749,19 @@ def student_fits(run: Run, shapes: Shapes, student: nn.Module) -> dict:
     return fits
 
 
+def _length_list(text: str) -> list[int]:
+    """--lengths: comma-separated positive integers."""
+    try:
+        lengths = [int(part) for part in text.split(",")]
+    except ValueError:
+        lengths = []
+    if not lengths or min(lengths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated sequence lengths such as 4096,16384, got {text!r}"
+        )
+    return lengths
+
+
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for the two JSON files")
@@ -768,7 +781,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--lengths",
-        type=lambda text: [int(x) for x in text.split(",")],
+        type=_length_list,
         default=None,
         help="comma-separated sequence lengths of the operator and training rows (default: 1K to "
         "64K)",
