@@ -47,7 +47,9 @@ class FastPath:
     hand-written backward (default on; HYENA_LITE_FUSED_TRAINING=0 turns it off; measured on an
     H200, bf16, batch 1: forward + backward 6.55 against 8.78 ms at L = 16K, 26 against 36 ms at
     64K, level at 1K-8K, where both wait for the host, as a SmolLM2-shaped KD step does: 258
-    against 249 ms).
+    against 249 ms). `training_kernels`: in that path on CUDA with `compile` on, also run the long
+    filters and the recurrence's element-wise work between its FFTs as torch.compile'd kernels
+    (default on; HYENA_LITE_TRAINING_KERNELS=0 turns it off).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
@@ -60,6 +62,9 @@ class FastPath:
     )
     fused_training: bool = field(
         default_factory=lambda: os.environ.get("HYENA_LITE_FUSED_TRAINING", "1") != "0"
+    )
+    training_kernels: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_TRAINING_KERNELS", "1") != "0"
     )
     spectra: tuple | None = field(default=None, repr=False)  # (key, (spectra, skips))
     graph: tuple | None = field(default=None, repr=False)  # (key, recorded graph or None)

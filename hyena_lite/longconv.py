@@ -7,11 +7,16 @@ Its backward uses the adjoints of the causal FFT convolution directly: the input
 output gradient correlated with the filter, the filter's gradient the output gradient correlated
 with the input, both one inverse FFT of a conjugate product; the input spectra are kept from the
 forward, so no FFT is repeated. The short filter runs as K shifted products instead of a depthwise
-Conv1d, whose CUDA kernels are slow at long L. Taught in chapter 9.
+Conv1d, whose CUDA kernels are slow at long L. On CUDA the element-wise work between the FFTs
+(casts, pads, skips, gates, conjugate products, the batch sum) runs as a few kernels compiled by
+torch.compile, written on real views so that inductor fuses the complex products too, and so do
+the short filter and the long filters' MLP; elsewhere the same functions run eagerly. Taught in
+chapter 9.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -45,96 +50,223 @@ class Recurrence(torch.autograd.Function):
 
     Inputs: the short filter's output [B, (N + 1) D, L] (gates x^1..x^N, then the value v, the
     in-projection's layout: its gradient comes back as one tensor, with no slices to scatter),
-    filters k [N, D, L] and skips [N, D]; the output z^N is [B, D, L] in float32 (float64 for
-    float64 inputs). Saves, per step, its input, the input's spectrum and the convolution's output
-    (what the gate's gradient needs).
+    filters k [N, D, L] (or already zero-padded to the FFT's n = fft_size(L) taps, which saves a
+    pad here and a slice of their gradient), skips [N, D], and `fused`: run the element-wise work
+    between the FFTs as torch.compile'd kernels (see `_segment`). The output z^N is [B, L, D]
+    (ready for the out-projection) in the input's dtype, computed in float32 (float64 for float64
+    inputs). Saves, per step, its zero-padded input, the input's spectrum and the inverse FFT's
+    output (from which the backward recomputes the convolution that the gate's gradient needs).
     """
 
     @staticmethod
-    def forward(ctx, mixed: Tensor, k: Tensor, skips: Tensor) -> Tensor:
-        order, width, length = k.shape
+    def forward(ctx, mixed: Tensor, k: Tensor, skips: Tensor, fused: bool = False) -> Tensor:
+        (order, width, taps), length = k.shape, mixed.shape[-1]
         n = fft_size(length)
+        if taps not in (length, n):
+            raise ValueError(
+                f"k has {taps} taps; give it the sequence length {length}, or {n} (the FFT size, "
+                f"zero-padded)"
+            )
         wide = torch.promote_types(mixed.dtype, torch.float32)
-        spectra_k = torch.fft.rfft(k.to(wide), n=n)  # [N, D, n // 2 + 1]
+        if taps != n or k.dtype != wide:
+            k = _segment("pad", fused)(k, n, wide)
+        spectra_k = torch.fft.rfft(k)  # [N, D, n // 2 + 1]
         skips = skips.to(wide)
-        padded = _zero_padded(mixed, width, length, n, wide)
-        padded[..., :length] = mixed[:, order * width :]
+        z = _segment("pad", fused)(mixed[:, order * width :], n, wide)
         saved = []
         for step in range(order):
-            z = padded[..., :length]
-            spectrum = torch.fft.rfft(padded)
-            y = torch.fft.irfft(spectrum * spectra_k[step], n=n)[..., :length]
-            conv = torch.addcmul(y, skips[step, :, None], z)
-            saved += [z, spectrum, conv]
+            spectrum = torch.fft.rfft(z)
+            y = torch.fft.irfft(spectrum * spectra_k[step], n=n)
+            saved += [z, spectrum, y]
             gate = mixed[:, step * width : (step + 1) * width]
-            if step == order - 1:
-                out = conv * gate
-            else:
-                padded = _zero_padded(mixed, width, length, n, wide)
-                torch.mul(conv, gate, out=padded[..., :length])
+            last = step == order - 1
+            z = _segment("output" if last else "next_input", fused)(y, z, skips[step], gate)
+        ctx.fused, ctx.taps = fused, taps
         ctx.save_for_backward(mixed, spectra_k, skips, *saved)
-        return out
+        return z
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         mixed, spectra_k, skips, *saved = ctx.saved_tensors
-        order, width = spectra_k.shape[0], spectra_k.shape[1]
-        length = grad.shape[-1]
+        fused, (order, width), length = ctx.fused, spectra_k.shape[:2], mixed.shape[-1]
         n = fft_size(length)
-        g = grad.to(spectra_k.real.dtype)
         d_mixed = torch.empty_like(mixed, memory_format=torch.contiguous_format)
-        d_k = torch.empty(order, width, length, dtype=g.dtype, device=g.device)
+        d_filters = torch.empty_like(spectra_k)  # the filters' gradients, as spectra
         d_skips = torch.empty_like(skips)
+        above: tuple[Tensor, ...] = (grad.transpose(1, 2),)  # what this step's output gradient is
         for step in reversed(range(order)):
-            z, spectrum, conv = saved[3 * step : 3 * step + 3]
+            z, spectrum, y = saved[3 * step : 3 * step + 3]
             channels = slice(step * width, (step + 1) * width)
-            torch.mul(g, conv, out=d_mixed[:, channels])
-            padded = _zero_padded(mixed, width, length, n, g.dtype)
-            d_conv = torch.mul(g, mixed[:, channels], out=padded[..., :length])
-            d_spectrum = torch.fft.rfft(padded)
-            product = d_spectrum * spectrum.conj()  # the filter's gradient, per sequence
-            product = product[0] if product.shape[0] == 1 else product.sum(0)
-            d_k[step] = torch.fft.irfft(product, n=n)[..., :length]
-            d_skips[step] = (d_conv * z).sum((0, 2))
-            y = torch.fft.irfft(d_spectrum * spectra_k[step].conj(), n=n)[..., :length]
-            g = torch.addcmul(y, skips[step, :, None], d_conv)
-        d_mixed[:, order * width :] = g
-        return d_mixed, d_k, d_skips
+            args = (y, z, skips[step], mixed[:, channels], d_mixed[:, channels], d_skips[step])
+            d_conv = _segment("step_grads" if len(above) == 1 else "inner_step_grads", fused)(
+                *above, *args
+            )
+            d_spectrum = torch.fft.rfft(d_conv)
+            d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
+            above = (torch.fft.irfft(d_input, n=n), skips[step], d_conv)
+        _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
+        d_k = torch.fft.irfft(d_filters, n=n)[..., : ctx.taps]
+        return d_mixed, d_k, d_skips, None
 
 
-def _zero_padded(like: Tensor, width: int, length: int, n: int, dtype: torch.dtype) -> Tensor:
-    """A [B, width, n] buffer whose steps from `length` on are zero (the first `length` left
-    unset): a signal written into its front is zero-padded for an FFT of size n without a copy."""
-    buffer = torch.empty(like.shape[0], width, n, dtype=dtype, device=like.device)
-    buffer[..., length:].zero_()
-    return buffer
+def _pad(x: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+    """x [..., L] in `dtype`, zero-padded to n steps: an FFT input."""
+    return F.pad(x.to(dtype), (0, n - x.shape[-1]))
 
 
-_COMPILED: list = []  # short_conv compiled by torch.compile, made on first use
+def _convolution(y: Tensor, z: Tensor, skip: Tensor, length: int) -> Tensor:
+    """h * z + D z on the first `length` steps, from the inverse FFT's output y and the padded z."""
+    return torch.addcmul(y[..., :length], skip[:, None], z[..., :length])
 
 
-def _short_conv(fused: bool):
-    """`short_conv`, or on CUDA with `fused` its torch.compile'd form: one kernel forward and a few
-    backward, for each input shape."""
+def _next_input(y: Tensor, z: Tensor, skip: Tensor, gate: Tensor) -> Tensor:
+    """The next step's input x * (h * z + D z), zero-padded to y's n steps, in y's dtype."""
+    length, n = gate.shape[-1], y.shape[-1]
+    return F.pad(_convolution(y, z, skip, length) * gate.to(y.dtype), (0, n - length))
+
+
+def _output(y: Tensor, z: Tensor, skip: Tensor, gate: Tensor) -> Tensor:
+    """The last step's x * (h * z + D z) in the gate's dtype and [B, L, D] layout."""
+    out = _convolution(y, z, skip, gate.shape[-1]) * gate.to(y.dtype)
+    return out.to(gate.dtype).transpose(1, 2).contiguous()
+
+
+def _step_grads(
+    grad: Tensor, y: Tensor, z: Tensor, skip: Tensor, gate: Tensor, d_gate: Tensor, d_skip: Tensor
+) -> Tensor:
+    """From the gradient g [B, D, L] of a step's output: writes the gate's gradient g (h * z + D z)
+    into d_gate and the skip's, sum(g x z), into d_skip; returns the convolution's gradient g x,
+    zero-padded to n steps for its FFT."""
+    length, n = gate.shape[-1], y.shape[-1]
+    g = grad.to(y.dtype)
+    d_gate.copy_(g * _convolution(y, z, skip, length))
+    d_conv = g * gate.to(y.dtype)
+    d_skip.copy_((d_conv * z[..., :length]).sum((0, 2)))
+    return F.pad(d_conv, (0, n - length))
+
+
+def _input_grad(y: Tensor, skip: Tensor, d_conv: Tensor, length: int) -> Tensor:
+    """A step's input gradient: the correlation y (the inverse FFT of its spectrum) plus the skip's
+    D d_conv, on the first `length` steps."""
+    return _convolution(y, d_conv, skip, length)
+
+
+def _inner_step_grads(
+    y_above: Tensor,
+    skip_above: Tensor,
+    d_conv_above: Tensor,
+    y: Tensor,
+    z: Tensor,
+    skip: Tensor,
+    gate: Tensor,
+    d_gate: Tensor,
+    d_skip: Tensor,
+) -> Tensor:
+    """`_step_grads` for a step whose output is the next step's input: its gradient is that step's
+    input gradient, computed here rather than stored."""
+    grad = _input_grad(y_above, skip_above, d_conv_above, gate.shape[-1])
+    return _step_grads(grad, y, z, skip, gate, d_gate, d_skip)
+
+
+def _value_grad(y: Tensor, skip: Tensor, d_conv: Tensor, d_value: Tensor) -> None:
+    """Writes the first step's input gradient into d_value (the value's slice of d_mixed)."""
+    d_value.copy_(_input_grad(y, skip, d_conv, d_value.shape[-1]))
+
+
+def _conj_product(a: Tensor, b: Tensor) -> Tensor:
+    """a * conj(b) for complex numbers stored as real pairs [..., 2]: real arithmetic that a
+    compiler fuses, with no conjugate materialised."""
+    re = a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1]
+    im = a[..., 1] * b[..., 0] - a[..., 0] * b[..., 1]
+    return torch.stack((re, im), dim=-1)
+
+
+def _real_spectral_grads(
+    d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor
+) -> Tensor:
+    """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
+    complex arithmetic)."""
+    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0))
+    return _conj_product(d_spectrum, spectrum_k)
+
+
+def _spectral_grads(
+    d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor, fused: bool
+) -> Tensor:
+    """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
+    into d_filter; returns the input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled
+    kernel on real views."""
     if not fused:
-        return short_conv
-    if not _COMPILED:
+        torch.sum(d_spectrum * spectrum.conj(), 0, out=d_filter)
+        return d_spectrum * spectrum_k.conj()
+    real = torch.view_as_real
+    out = _segment("spectral_grads", True)(
+        real(d_spectrum), real(spectrum), real(spectrum_k), real(d_filter)
+    )
+    return torch.view_as_complex(out)
+
+
+_SEGMENTS: dict[str, Callable] = {
+    "pad": _pad,
+    "next_input": _next_input,
+    "output": _output,
+    "step_grads": _step_grads,
+    "inner_step_grads": _inner_step_grads,
+    "value_grad": _value_grad,
+    "spectral_grads": _real_spectral_grads,
+}
+_COMPILED: dict[str, Callable] = {}  # what the training path compiles, made on first use
+
+
+def _compiled(name: str, fn: Callable) -> Callable:
+    """`fn` compiled by torch.compile for static shapes (one version per input shape), made once
+    per name."""
+    if name not in _COMPILED:
         allow_recompiles()
-        _COMPILED.append(torch.compile(short_conv, dynamic=False, fullgraph=True))
-    return _COMPILED[0]
+        _COMPILED[name] = torch.compile(fn, dynamic=False, fullgraph=True)
+    return _COMPILED[name]
+
+
+def _segment(name: str, fused: bool) -> Callable:
+    """The element-wise segment `name` between the recurrence's FFTs: plain Python, or with `fused`
+    compiled (a kernel or a few each)."""
+    return _compiled(name, _SEGMENTS[name]) if fused else _SEGMENTS[name]
+
+
+def _short_conv(fused: bool) -> Callable:
+    """`short_conv`, or with `fused` its torch.compile'd form: one kernel forward and a few
+    backward, for each input shape."""
+    return _compiled("short_conv", short_conv) if fused else short_conv
+
+
+def _padded_filters(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
+    """`op.long_filters(length)` (positional encoding, the filter MLP, the decay window) with the
+    filters zero-padded to the FFT's size, as `Recurrence` takes them: compiled, the pad is part
+    of the window's kernel, and its backward reads the filters' gradient with no copy."""
+    k, skips = op.long_filters(length)
+    return F.pad(k, (0, fft_size(length) - length)), skips
+
+
+def _compiles(op: HyenaOperator, u: Tensor) -> bool:
+    """Whether the training path compiles its kernels for this call: on CUDA with
+    `op.fastpath.compile` (elsewhere the same functions run eagerly)."""
+    return u.is_cuda and op.fastpath.compile
 
 
 def fused_training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     """`op`'s forward on u [B, L, d_model] through `short_conv` and `Recurrence`: the plain
-    forward's function, with fewer kernels and a cheaper backward. On CUDA the short filter runs
-    compiled when `op.fastpath.compile` is on."""
-    length = u.shape[1]
+    forward's function, with fewer kernels and a cheaper backward. On CUDA with
+    `op.fastpath.compile` the short filter runs compiled, and with `op.fastpath.training_kernels`
+    too the long filters and the recurrence's element-wise work between its FFTs."""
+    length, compiled = u.shape[1], _compiles(op, u)
+    segments = compiled and op.fastpath.training_kernels
     z = op.in_proj(u).transpose(1, 2)  # [B, (N + 1) D, L]
-    conv = _short_conv(u.is_cuda and op.fastpath.compile)
-    z = conv(z, op.short_filter.weight, op.short_filter.bias)
-    k, skips = op.long_filters(length)
-    y = Recurrence.apply(z, k, skips)
-    return op.out_proj(y.to(u.dtype).transpose(1, 2))
+    z = _short_conv(compiled)(z, op.short_filter.weight, op.short_filter.bias)
+    if segments:
+        k, skips = _compiled("filters", _padded_filters)(op, length)
+    else:
+        k, skips = op.long_filters(length)
+    return op.out_proj(Recurrence.apply(z, k, skips, segments))
 
 
 def trains_fused(op: HyenaOperator) -> bool:

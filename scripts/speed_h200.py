@@ -17,6 +17,7 @@ the measured bandwidth of a large copy.
     PYTHONPATH=. python3 scripts/speed_h200.py --out $OUT          # on the GPU, under 6 minutes
     PYTHONPATH=. python3 scripts/speed_h200.py --only compiled --out $OUT  # the compiled rows
     PYTHONPATH=. python3 scripts/speed_h200.py --only training --out $OUT  # forward + backward
+    PYTHONPATH=. python3 scripts/speed_h200.py --only training --lengths 4096,16384 --out $OUT
     PYTHONPATH=. python3 scripts/speed_h200.py --smoke --out /tmp/x  # CPU, tiny shapes, seconds
 
 Work runs in this order: the two decoding rows that the goals name, the operator rows, the model
@@ -34,7 +35,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -427,6 +428,8 @@ def _fwdbwd_timing(run: Run, block: nn.Module, x: torch.Tensor) -> Timing:
         block(xg).backward(grad)
 
     block.train()
+    for _ in range(2):  # compiled kernels are built on the first calls, outside the timing
+        step()
     timing = run.time(step)
     block.zero_grad(set_to_none=True)
     block.eval()
@@ -508,9 +511,11 @@ def _grad_error(op: HyenaOperator, x: torch.Tensor) -> float:
 def training(run: Run, shapes: Shapes) -> None:
     """Forward + backward rows (a training step's work, input gradient included), batch 1, per
     length: the attention block, the Hyena block on its default training path
-    (`hyena_lite.longconv`: one autograd node, hand-written backward) and on the plain path
-    (autograd through every op: `hyena_plain_*`), peak memory of each, and the fused path's
-    gradient error against the plain one."""
+    (`hyena_lite.longconv`: one autograd node, hand-written backward, its element-wise work and
+    long filters compiled on CUDA), on that path with them eager (`hyena_eager_*`,
+    HYENA_LITE_TRAINING_KERNELS=0) and on the plain path (autograd through every op:
+    `hyena_plain_*`), peak memory of each, and each fused variant's gradient error against the
+    plain path."""
     dtype, attn, hyena = _blocks(run, shapes)
     rows = run.results["training"]["rows"]
     for length in shapes.lengths:
@@ -519,23 +524,24 @@ def training(run: Run, shapes: Shapes) -> None:
         x = torch.randn(1, length, shapes.width, device=run.device, dtype=dtype)
         row: dict[str, Any] = {"L": length, "batch": 1}
         rows.append(row)
-        for name, block, fast in (
-            ("attn", attn, True),
-            ("hyena", hyena, True),
-            ("hyena_plain", hyena, False),
+        for name, block, fast, kernels in (
+            ("attn", attn, True, True),
+            ("hyena", hyena, True, True),
+            ("hyena_eager", hyena, True, False),
+            ("hyena_plain", hyena, False, True),
         ):
-            hyena.fast = fast
+            hyena.fast, hyena.fastpath.training_kernels = fast, kernels
             try:
                 run.peak_reset()
                 row.update(_fwdbwd_timing(run, block, x).as_row(f"{name}_fwdbwd"))
                 row[f"{name}_fwdbwd_peak_mb"] = run.peak_mb()
+                if name.startswith("hyena") and fast:
+                    row[f"{name}_grad_rel_err"] = _grad_error(hyena, x)
+                    hyena.zero_grad(set_to_none=True)
             except torch.OutOfMemoryError as error:
                 row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
             run.free()
-        hyena.fast = True
-        row["hyena_grad_rel_err"] = _grad_error(hyena, x)
-        hyena.zero_grad(set_to_none=True)
-        run.free()
+        hyena.fast, hyena.fastpath.training_kernels = True, True
         run.save()
         print(_summary(row), flush=True)
 
@@ -743,6 +749,19 @@ def student_fits(run: Run, shapes: Shapes, student: nn.Module) -> dict:
     return fits
 
 
+def _length_list(text: str) -> list[int]:
+    """--lengths: comma-separated positive integers."""
+    try:
+        lengths = [int(part) for part in text.split(",")]
+    except ValueError:
+        lengths = []
+    if not lengths or min(lengths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated sequence lengths such as 4096,16384, got {text!r}"
+        )
+    return lengths
+
+
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for the two JSON files")
@@ -761,6 +780,13 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         "rows, the Hyena block's default (fused) and plain training paths (training_h200.json)",
     )
     parser.add_argument(
+        "--lengths",
+        type=_length_list,
+        default=None,
+        help="comma-separated sequence lengths of the operator and training rows (default: 1K to "
+        "64K)",
+    )
+    parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -772,6 +798,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(sys.argv[1:] if argv is None else argv)
     shapes = SMOKE if args.smoke else Shapes()
+    if args.lengths:
+        shapes = replace(shapes, lengths=args.lengths)
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: this benchmark is for one; run --smoke to check it on a CPU")
     device = torch.device("cpu" if args.smoke else "cuda")

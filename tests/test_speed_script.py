@@ -114,16 +114,22 @@ def test_goals_are_read_from_the_rows() -> None:
     assert values == [(0.75, True), (1.2, True), (0.75, True), (0.8, False)]
 
 
-def test_training_rows_time_both_hyena_paths_against_attention(tmp_path: Path) -> None:
-    done = _run(tmp_path, "--only", "training")
+def test_training_rows_time_the_hyena_paths_against_attention(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--only", "training", "--lengths", "96,32")
     assert done.returncode == 0, done.stderr[-3000:]
     assert not (tmp_path / "benchmark_h200.json").exists()  # only its own file
     results = json.loads((tmp_path / "training_h200.json").read_text())
     assert set(KEYS) <= set(results) and "--only training" in results["command"]
-    assert [r["L"] for r in results["rows"]] == [64, 128]
+    assert [r["L"] for r in results["rows"]] == [96, 32]  # the lengths asked for, in that order
     for row in results["rows"]:
-        for block in ("attn", "hyena", "hyena_plain"):
+        for block in ("attn", "hyena", "hyena_eager", "hyena_plain"):
             assert row[f"{block}_fwdbwd_ms"] > 0 and row[f"{block}_fwdbwd_iqr_ms"] >= 0
-        assert row["hyena_grad_rel_err"] < 1e-5  # float32 on the CPU: the same gradients
+        for block in ("hyena", "hyena_eager"):  # float32 on the CPU: the same gradients
+            assert row[f"{block}_grad_rel_err"] < 1e-5
     goal = results["goals"]["hyena / attention forward+backward from 16K <= 1"]
     assert goal["met"] is None and goal["value"] is None  # no row from 16K in --smoke
+
+
+def test_lengths_that_are_not_integers_are_refused(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--only", "training", "--lengths", "4k")
+    assert done.returncode == 2 and "comma-separated sequence lengths" in done.stderr
