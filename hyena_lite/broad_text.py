@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-BROAD_PACKAGE = "python3.11-doc"
-BROAD_DEB = "python3.11-doc_3.11.2-6+deb12u8_all.deb"  # pinned: corpus_sources.DEBIAN_FILES
+BROAD_PACKAGE = "python3.11-doc"  # always its file pinned in corpus_sources.DEBIAN_FILES
 BROAD_CHARS = 6_000_000  # about 1.5M GPT-2 / SmolLM2 tokens
 # the documentation's parts in this order (prose first); what's new, the C API, the changelog
 # and the legal pages are left out (lists of changes, signatures, licences)
@@ -155,9 +154,14 @@ def python_docs(root: Path, limit: int = BROAD_CHARS) -> str:
 
 def broad_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
     """The broad training text as broad/python_docs.txt, and broad/manifest.json."""
-    from hyena_lite.corpus_sources import _clean, _debian_root, download_debian_files
+    from hyena_lite.corpus_sources import (
+        _clean,
+        _debian_root,
+        download_debian_files,
+        pinned_files,
+    )
 
-    download_debian_files(cache, log, [BROAD_DEB])
+    download_debian_files(cache, log, pinned_files(BROAD_PACKAGE))
     root = _debian_root(cache, log, (BROAD_PACKAGE,))
     text = _clean(python_docs(root)).encode("utf-8")
     manifest = [

@@ -250,7 +250,7 @@ def _debian_root(
     debs, root = cache / "debian", cache / "debian" / "root"
     debs.mkdir(parents=True, exist_ok=True)
     for package in packages:
-        pinned = [debs / n for n in DEBIAN_FILES if n.startswith(f"{package}_")]
+        pinned = [debs / n for n in pinned_files(package)]
         found = [p for p in pinned if p.is_file()] or sorted(debs.glob(f"{package}_*.deb"))
         if not found:
             log(f"downloading the Debian package {package} (apt-get download)")
@@ -267,6 +267,11 @@ def _debian_root(
             _run(["dpkg-deb", "-x", str(found[-1]), str(root)])
             stamp.touch()
     return root
+
+
+def pinned_files(package: str) -> list[str]:
+    """The names of the Debian files DEBIAN_FILES pins for `package` (none: apt's candidate)."""
+    return [name for name in DEBIAN_FILES if name.startswith(f"{package}_")]
 
 
 def download_debian_files(
