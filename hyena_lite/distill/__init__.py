@@ -20,6 +20,7 @@ from hyena_lite.distill.recipes import (
     run_recipe,
     run_stage,
     summarize,
+    summarize_run,
 )
 from hyena_lite.distill.stages import (
     MixerOnly,
@@ -73,6 +74,7 @@ __all__ = [
     "run_stage",
     "run_until_stop",
     "summarize",
+    "summarize_run",
     "transfer",
     "transfer_objective",
     "validation_loss",

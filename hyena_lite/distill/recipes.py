@@ -301,6 +301,11 @@ def _downsample(values: list[float], points: int = 100) -> list[float]:
 
 def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:
     """Validation perplexity, tokens, wall time per stage and the curves of one trained student."""
+    return {"recipe": RECIPES[recipe], **summarize_run(run, setup)}
+
+
+def summarize_run(run: RecipeRun, setup: Setup) -> dict:
+    """summarize without the recipe: for a model trained outside RECIPES (the control)."""
     offset, curves = 0, {}
     for stage, parts in run.runs.items():
         for i, part in enumerate(parts):
@@ -317,7 +322,6 @@ def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:
             }
             offset += part.tokens
     return {
-        "recipe": RECIPES[recipe],
         "val_ppl": math.exp(validation_loss(run.student, setup.valid_windows)),
         "tokens": offset,
         "wall_seconds": {

@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from hyena_lite import distill
+from hyena_lite.control import fine_tuned_teacher
 from hyena_lite.losses import validation_loss
 from hyena_lite.provenance import provenance
+from hyena_lite.teacher_data import MixedSetup
 from hyena_lite.training import TrainConfig
 
 
@@ -23,25 +25,32 @@ def compare(
     setup: distill.Setup,
     tokens: int,
     recipes: tuple[str, ...] = ("paper", "best", "transfer", "ce", "scratch"),
+    control: bool = True,
 ) -> dict:
     """Train one student per recipe on the same `tokens` tokens and measure them against the
-    teacher.
+    teacher; with `control`, also the teacher fine-tuned with cross-entropy on the same batches
+    (book_students.CONTROL, "teacher_ft").
 
-    The summary has teacher_ppl, RECIPE_ppl for each recipe, distilled_ppl (the best recipe's),
-    tokens (per student), wall_seconds (per student and stage) and each student's details.
+    The summary has teacher_ppl, RECIPE_ppl for each recipe (and teacher_ft_ppl), distilled_ppl
+    (the best recipe's), tokens (per student), wall_seconds (per student and stage) and each
+    student's details.
     """
+    from hyena_lite.book_students import CONTROL, CONTROL_SPEC
+
     students = {}
     for recipe in recipes:
         run = distill.run_recipe(recipe, setup, tokens)
         students[recipe] = distill.summarize(recipe, run, setup)
-        if setup.config.out_dir:
-            folder = f"{setup.config.out_dir}/{recipe}/student"
-            run.student.save_pretrained(folder)
-            setup.tokenizer.save_pretrained(folder)
+        _save(run.student, setup, recipe)
+    if control:
+        model, result = fine_tuned_teacher(setup, tokens, CONTROL_SPEC["lr_scale"], CONTROL)
+        run = distill.RecipeRun(model, {"ce": [result]}, {})
+        students[CONTROL] = {"recipe": CONTROL_SPEC, **distill.summarize_run(run, setup)}
+        _save(model, setup, CONTROL)
     tokens_seen = {name: s["tokens"] for name, s in students.items()}
     step_tokens = setup.config.tokens_per_step
     if max(tokens_seen.values()) - min(tokens_seen.values()) >= step_tokens * max(
-        len(distill.RECIPES[r]["stages"]) for r in students
+        len(distill.RECIPES[r]["stages"]) for r in recipes
     ):
         # each stage's share of the budget is rounded down to whole steps: up to one step per stage
         # apart
@@ -59,6 +68,14 @@ def compare(
         students=students,
     )
     return report
+
+
+def _save(model: nn.Module, setup: distill.Setup, name: str) -> None:
+    """Save a trained model and the tokenizer to OUT_DIR/NAME/student, where the setup has one."""
+    if setup.config.out_dir:
+        folder = f"{setup.config.out_dir}/{name}/student"
+        model.save_pretrained(folder)
+        setup.tokenizer.save_pretrained(folder)
 
 
 def matmul_flops_per_token(model: nn.Module, seq_len: int, attention_layers: int = 0) -> float:
@@ -236,13 +253,23 @@ def cli_arguments(parser) -> None:
         help="split each step's batch into this many micro-batches (less memory, same tokens; "
         "default: the profile's)",
     )
+    parser.add_argument(
+        "--recall-fraction",
+        type=float,
+        default=0.0,
+        help="share of each batch's rows that are copy and associative-recall sequences "
+        "(hyena_lite.teacher_data.recall_row; the book's students use "
+        "hyena_lite.book_students.RECALL_FRACTION = 0.25; default 0: the corpus only)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def default_out(profile, teacher: str | None, layers: list[int] | None) -> str:
-    """artifacts/distill/PROFILE for the profile's teacher with every layer converted; each other
-    teacher or choice of layers gets its own folder beside it, so that no run is ever found under
-    another's name."""
+def default_out(
+    profile, teacher: str | None, layers: list[int] | None, recall_fraction: float = 0.0
+) -> str:
+    """artifacts/distill/PROFILE for the profile's teacher with every layer converted, on the
+    corpus alone; each other teacher, choice of layers or data mix gets its own folder beside it,
+    so that no run is ever found under another's name."""
     from hyena_lite.paths import artifacts_dir
 
     folder = artifacts_dir() / "distill" / profile.name
@@ -251,6 +278,8 @@ def default_out(profile, teacher: str | None, layers: list[int] | None) -> str:
         folder = folder / f"teacher-{safe}"
     if layers is not None:
         folder = folder.with_name(f"{folder.name}-hyena{'_'.join(map(str, layers))}")
+    if recall_fraction:
+        folder = folder.with_name(f"{folder.name}-recall{recall_fraction:g}")
     return str(folder)
 
 
@@ -271,7 +300,11 @@ def cli_main(args) -> int:
     profile = get_profile(args.profile)
     tokens = args.tokens or profile.distill_tokens
     layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
-    out = args.out or default_out(profile, args.model, layers)
+    if not 0.0 <= args.recall_fraction < 1.0:
+        raise SystemExit(
+            f"--recall-fraction {args.recall_fraction}: give a share in [0, 1), e.g. 0.25"
+        )
+    out = args.out or default_out(profile, args.model, layers, args.recall_fraction)
     setup = distill.make_setup(
         profile,
         args.model,
@@ -280,6 +313,8 @@ def cli_main(args) -> int:
         progress=not args.no_progress,
         grad_accum=args.grad_accum,
     )
+    if args.recall_fraction:
+        setup = MixedSetup.from_setup(setup, recall_fraction=args.recall_fraction)
     if args.compare:
         report = compare(setup, tokens)
         teacher = args.model or profile.teacher
@@ -287,6 +322,8 @@ def cli_main(args) -> int:
             f"python -m hyena_lite distill --profile {profile.name} --compare --tokens {tokens} "
             f"--grad-accum {setup.config.grad_accum} --out {out}"
             + (f" --model {args.model}" if args.model else "")
+            + (f" --hyena-layers {args.hyena_layers}" if layers is not None else "")
+            + (f" --recall-fraction {args.recall_fraction}" if args.recall_fraction else "")
             + (f" --json {args.json}" if args.json else "")
         )
         report = {
@@ -294,12 +331,13 @@ def cli_main(args) -> int:
             "teacher": teacher,
             "profile": profile.name,
             "teacher_train_tokens": profile.teacher_tokens if teacher == "mini-gpt2" else None,
+            "data_mix": setup.data_mix() if isinstance(setup, MixedSetup) else {"corpus": 1.0},
             **report,
             "total_train_seconds": sum(sum(w.values()) for w in report["wall_seconds"].values()),
         }
         for recipe, student in report["students"].items():
             print(
-                f"{recipe:>8}: val ppl {student['val_ppl']:.2f} "
+                f"{recipe:>10}: val ppl {student['val_ppl']:.2f} "
                 f"({student['val_ppl'] / report['teacher_ppl']:.2f}x "
                 f"the teacher's {report['teacher_ppl']:.2f}), {student['tokens']:,} tokens"
             )
