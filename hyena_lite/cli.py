@@ -101,6 +101,7 @@ CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
         "--out": v.output_dir,
         "--json": v.output_file,
         "--grad-accum": v.positive_int,
+        "--recall-fraction": v.share,
     },
     "evaluate": {
         "--model": v.model_reference,

@@ -22,7 +22,7 @@ It needs the hub (for the task data sets), so the offline book never runs it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,11 +281,20 @@ def score_texts(
         name: score_text(model, tokenizer, text, context, stride, max_tokens, batch_size, name)
         for name, text in texts.items()
     }
-    nll = sum(math.log(s["ppl"]) * s["tokens"] for s in per_text.values())
-    tokens = sum(s["tokens"] for s in per_text.values())
-    n_bytes = sum(s["bytes"] for s in per_text.values())
+    return {"texts": per_text, **pooled(per_text.values())}
+
+
+def pooled(scores: Iterable[dict]) -> dict:
+    """Several texts' scores ({"tokens", "bytes", "ppl"} each) as one, token-weighted:
+    {"tokens", "bytes", "ppl", "bpb"}, the perplexity exp of the summed NLL over the summed
+    tokens and bits per byte over the summed bytes."""
+    scores = list(scores)
+    if not scores:
+        raise ValueError("nothing to pool: give at least one text's scores")
+    nll = sum(math.log(s["ppl"]) * s["tokens"] for s in scores)
+    tokens = sum(s["tokens"] for s in scores)
+    n_bytes = sum(s["bytes"] for s in scores)
     return {
-        "texts": per_text,
         "tokens": tokens,
         "bytes": n_bytes,
         "ppl": math.exp(nll / tokens),

@@ -81,6 +81,14 @@ def float_at_least(low: float, strict: bool = False) -> Callable[[str], float]:
     return parse
 
 
+def share(text: str) -> float:
+    """An argparse type: a share of a whole, a number in [0, 1)."""
+    value = float_at_least(0.0)(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; give a share in [0, 1)")
+    return value
+
+
 def int_list(low: int = 1) -> Callable[[str], str]:
     """An argparse type: comma-separated integers, each >= low, at least one (the text is kept as
     given)."""

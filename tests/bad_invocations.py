@@ -181,6 +181,7 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
             "--tokens": below_one,
             "--grad-accum": below_one,
             "--hyena-layers": ["a,b", "", "-1", "0,,x"],
+            "--recall-fraction": ["-0.1", "1", "x"],
             "--out": [p["file"], p["under_file"]],
             "--json": outputs,
             "--profile": ["huge"],

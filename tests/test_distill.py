@@ -158,8 +158,15 @@ def test_compare_gives_every_student_exactly_the_same_batches():
         seen[recipe] = sorted(log)
         assert sum(r.tokens for runs in run.runs.values() for r in runs) == 8 * BATCH * SEQ
     assert all(batches == list(range(8)) for batches in seen.values()), seen
+    log.clear()
     report = experiments_distill.compare(setup, tokens=8 * BATCH * SEQ)
+    # five recipes and the control (the teacher fine-tuned with CE), each on batches 0 to 7
+    assert sorted(log) == sorted(list(range(8)) * 6)
+    control = report["students"]["teacher_ft"]
+    assert control["recipe"]["control"] == "teacher fine-tuned with cross-entropy"
+    assert control["tokens"] == 8 * BATCH * SEQ and set(control["wall_seconds"]) == {"ce"}
     for key in (
+        "teacher_ft_ppl",
         "teacher_ppl",
         "distilled_ppl",
         "paper_ppl",

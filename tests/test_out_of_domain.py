@@ -4,6 +4,7 @@ scorer that every model of the results goes through."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 
@@ -11,6 +12,7 @@ import pytest
 from transformers import GPT2LMHeadModel
 
 from hyena_lite import assets, corpus_sources, evaluate
+from hyena_lite.cli import main
 from hyena_lite.data import gpt2_tokenizer
 from hyena_lite.paths import assets_dir
 from tests.tiny_models import save_tiny_gpt2
@@ -77,3 +79,29 @@ def test_scores_are_token_weighted_over_texts(tmp_path):
     assert min(per_text) < out["ppl"] < max(per_text)
     with pytest.raises(ValueError, match="no texts to score"):
         evaluate.score_texts(model, tokenizer, {}, context=32)
+    with pytest.raises(ValueError, match="nothing to pool"):
+        evaluate.pooled([])
+
+
+@built
+def test_evaluate_cli_pools_each_group_of_texts(tmp_path):
+    folder = save_tiny_gpt2(tmp_path / "tiny")
+    gpt2_tokenizer().save_pretrained(folder)
+    story = tmp_path / "story.txt"
+    story.write_text("Lanterns in the harbor, and a short text about rivers. " * 30)
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--model", f"tiny={folder}", "--text", str(story), "--out-of-domain"]
+    assert main([*argv, "--tasks", "ppl", "--profile", "smoke", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    groups = result["meta"]["text_groups"]
+    assert groups == {"files": [str(story)], "out_of_domain": list(evaluate.out_of_domain_texts())}
+    report = result["models"]["tiny"]
+    assert report["pooled"]["files"] == {
+        "tokens": report["texts"][str(story)]["tokens"],
+        "bytes": report["texts"][str(story)]["bytes"],
+        "ppl": pytest.approx(report["texts"][str(story)]["ppl"]),
+        "bpb": pytest.approx(report["texts"][str(story)]["bpb"]),
+    }
+    outside = report["pooled"]["out_of_domain"]
+    assert outside == evaluate.pooled(report["texts"][n] for n in groups["out_of_domain"])
+    assert outside["tokens"] == sum(report["texts"][n]["tokens"] for n in groups["out_of_domain"])

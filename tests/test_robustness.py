@@ -140,10 +140,18 @@ def test_a_finished_run_is_never_reused_for_another_teacher_or_student(
     assert code != 0 and "another config" in err and "load_state_dict" not in err, err
     profile = get_profile("smoke")
     defaults = {
-        distill_command.default_out(profile, t, layers)
-        for t, layers in [(None, None), ("a", None), ("b", None), (None, [0]), ("a", [0])]
+        distill_command.default_out(profile, t, layers, recall)
+        for t, layers, recall in [
+            (None, None, 0.0),
+            ("a", None, 0.0),
+            ("b", None, 0.0),
+            (None, [0], 0.0),
+            ("a", [0], 0.0),
+            (None, None, 0.25),
+            (None, [0], 0.25),
+        ]
     }
-    assert len(defaults) == 5, "each teacher and choice of layers has its own default folder"
+    assert len(defaults) == 7, "each teacher, choice of layers and mix has its own default folder"
 
 
 def test_a_run_from_before_run_identities_is_set_aside_not_reused(tmp_path, capsys):

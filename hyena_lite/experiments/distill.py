@@ -300,10 +300,6 @@ def cli_main(args) -> int:
     profile = get_profile(args.profile)
     tokens = args.tokens or profile.distill_tokens
     layers = None if args.hyena_layers is None else [int(x) for x in args.hyena_layers.split(",")]
-    if not 0.0 <= args.recall_fraction < 1.0:
-        raise SystemExit(
-            f"--recall-fraction {args.recall_fraction}: give a share in [0, 1), e.g. 0.25"
-        )
     out = args.out or default_out(profile, args.model, layers, args.recall_fraction)
     setup = distill.make_setup(
         profile,

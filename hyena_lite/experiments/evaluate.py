@@ -12,7 +12,14 @@ from pathlib import Path
 import torch
 
 from hyena_lite import runs
-from hyena_lite.evaluate import DEFAULT_TASKS, TASKS, corpus_texts, evaluate_model
+from hyena_lite.evaluate import (
+    DEFAULT_TASKS,
+    TASKS,
+    corpus_texts,
+    evaluate_model,
+    out_of_domain_texts,
+    pooled,
+)
 from hyena_lite.profiles import Profile, get_profile
 from hyena_lite.provenance import command_line, provenance
 
@@ -99,6 +106,12 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
         help="a split of the profile's corpus, per domain (default: validation without --text)",
     )
     parser.add_argument(
+        "--out-of-domain",
+        action="store_true",
+        help="also score the out-of-domain texts, never trained on (ood/NAME: "
+        "hyena_lite.evaluate.out_of_domain_texts)",
+    )
+    parser.add_argument(
         "--tasks",
         default=None,
         help=f"comma-separated, among {','.join(TASKS)} (default: "
@@ -143,15 +156,20 @@ def cli_main(args: argparse.Namespace) -> int:
         if args.tasks
         else list(DEFAULT_TASKS) + (["agreement"] if args.teacher else [])
     )
-    texts = file_texts(args.text)
+    groups = {"files": file_texts(args.text)}
     split = args.split or (None if args.text else "validation")
     if split:
-        texts.update(corpus_texts(split, profile.corpus))
+        groups[split] = corpus_texts(split, profile.corpus)
+    if args.out_of_domain:
+        groups["out_of_domain"] = out_of_domain_texts()
+    groups = {group: found for group, found in groups.items() if found}
+    texts = {name: text for found in groups.values() for name, text in found.items()}
     teacher = load_model(args.teacher, profile) if args.teacher else None
     results = {
         "meta": {
             **_meta(args, profile),
             "tasks": tasks,
+            "text_groups": {group: list(found) for group, found in groups.items()},
             "teacher": args.teacher,
             "note": args.note,
         },
@@ -160,7 +178,7 @@ def cli_main(args: argparse.Namespace) -> int:
     for spec in args.model:
         label, _, where = spec.rpartition("=")
         model, tokenizer = load_model(where, profile)
-        results["models"][label or where] = evaluate_model(
+        report = evaluate_model(
             model,
             tokenizer,
             texts,
@@ -172,6 +190,12 @@ def cli_main(args: argparse.Namespace) -> int:
             args.length,
             args.batch_size,
         )
+        if "texts" in report:  # each group's texts as one, token-weighted
+            report["pooled"] = {
+                group: pooled(report["texts"][name] for name in found)
+                for group, found in groups.items()
+            }
+        results["models"][label or where] = report
     out = runs.write_json(args.json, results)  # atomic (hyena_lite.runs)
     print(f"wrote {out}")
     return 0
