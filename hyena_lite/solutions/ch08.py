@@ -20,9 +20,11 @@ def mqar_scored(pairs: int, length: int) -> torch.Tensor:
     return scored
 
 
-def context_gain(curve: dict) -> float:
-    """A length curve's perplexity at its first position over that at its last bin."""
-    return curve["ppl"][0] / curve["ppl"][-1]
+def context_gain(curve: dict, train_length: int) -> float:
+    """A length curve's perplexity at its first position over that at its last bin within the
+    training length."""
+    inside = max(i for i, p in enumerate(curve["position"]) if p <= train_length)
+    return curve["ppl"][0] / curve["ppl"][inside]
 
 
 unfair_comparison = """\
