@@ -4,7 +4,10 @@ positions (itself included), the layers in `global_layers` everything before the
 
 A Hyena layer mixes tokens by position, not by looking content up at a variable distance; a
 teacher whose other layers are cut to a short window is a training-free estimate of what a hybrid
-keeping attention only in `global_layers` can copy (issue 20). Works through transformers 5's
+keeping attention only in `global_layers` can copy (issue 20). With `sink` > 0 the local layers
+also see the first `sink` positions: trained transformers park attention there (the "attention
+sink" of StreamingLLM, Xiao et al. 2023), and a window without it breaks the model for reasons
+that have nothing to do with recall. Works through transformers 5's
 attention interface (`AttentionInterface`, `AttentionMaskInterface`), on models whose kernel is
 "sdpa" or "eager" (Llama, GPT-2, ...); the model is restored on exit, also after an error.
 """
@@ -31,6 +34,7 @@ class _Reach:
     kernel that does the work."""
 
     window: int | None
+    sink: int
     kernel: Callable
 
 
@@ -83,26 +87,33 @@ def _kernel(model: torch.nn.Module, implementation: str, module: torch.nn.Module
     )
 
 
-def window_band(q_length: int, kv_length: int, window: int, device=None) -> torch.Tensor:
+def window_band(
+    q_length: int, kv_length: int, window: int, sink: int = 0, device=None
+) -> torch.Tensor:
     """[q_length, kv_length] booleans: True where a query (the last q_length of kv_length
-    positions) may see a key, i.e. the key is one of the query's last `window` positions."""
+    positions) may see a key, i.e. the key is one of the query's last `window` positions or one of
+    the first `sink` positions, and not after the query."""
     queries = torch.arange(kv_length - q_length, kv_length, device=device)[:, None]
     keys = torch.arange(kv_length, device=device)[None, :]
-    return (keys <= queries) & (queries - keys < window)
+    return (keys <= queries) & ((queries - keys < window) | (keys < sink))
 
 
 def _narrowed(
-    mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor, window: int, sdpa: bool
+    mask: torch.Tensor | None,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    reach: _Reach,
+    sdpa: bool,
 ) -> torch.Tensor:
     """The layer's mask (None, boolean "may attend", or additive float) with every key further
-    back than `window` positions masked out, in the kernel's format."""
+    back than the reach's window (and not a sink) masked out, in the kernel's format."""
     q_length, kv_length = query.shape[-2], key.shape[-2]
     if mask is not None and mask.shape[-1] != kv_length:
         raise ValueError(
             f"the attention mask covers {mask.shape[-1]} keys and the layer has {kv_length}: "
             f"local_attention supports full forward passes and dynamic caches, not static ones"
         )
-    band = window_band(q_length, kv_length, window, key.device)
+    band = window_band(q_length, kv_length, reach.window, reach.sink, key.device)
     if mask is None:
         if sdpa:
             return band[None, None]
@@ -123,9 +134,9 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
             "a hyena_lite_local attention implementation ran outside local_attention: "
             "restore the model's kernel with model.set_attn_implementation('sdpa')"
         )
-    if reach.window is not None and reach.window < key.shape[-2]:
+    if reach.window is not None and reach.window + reach.sink < key.shape[-2]:
         sdpa = reach.kernel is ALL_ATTENTION_FUNCTIONS["sdpa"]
-        attention_mask = _narrowed(attention_mask, query, key, reach.window, sdpa)
+        attention_mask = _narrowed(attention_mask, query, key, reach, sdpa)
     return reach.kernel(module, query, key, value, attention_mask, **kwargs)
 
 
@@ -139,13 +150,16 @@ def _register(implementation: str) -> str:
 
 @contextmanager
 def local_attention(
-    model: torch.nn.Module, window: int, global_layers: Iterable[int] = ()
+    model: torch.nn.Module, window: int, global_layers: Iterable[int] = (), sink: int = 0
 ) -> Iterator[torch.nn.Module]:
     """Inside, every attention layer of `model` not in `global_layers` attends only to the last
-    `window` positions (itself included); on exit (also on error) the model's attention
-    implementation is restored. Layers are numbered from 0 as the model's `layer_idx`."""
+    `window` positions (itself included) and the first `sink` positions; on exit (also on error)
+    the model's attention implementation is restored. Layers are numbered from 0 as the model's
+    `layer_idx`."""
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a whole number of positions >= 1, got {window!r}")
+    if isinstance(sink, bool) or not isinstance(sink, int) or sink < 0:
+        raise ValueError(f"sink must be a whole number of positions >= 0, got {sink!r}")
     if not hasattr(model, "set_attn_implementation") or not hasattr(model, "config"):
         raise ValueError(
             f"{type(model).__name__} is not a transformers PreTrainedModel: local_attention "
@@ -168,7 +182,7 @@ def local_attention(
     kernel = _kernel(model, before, next(iter(layers.values())))
     name = _register(before)
     for index, module in layers.items():
-        _ACTIVE[id(module)] = _Reach(None if index in chosen else window, kernel)
+        _ACTIVE[id(module)] = _Reach(None if index in chosen else window, sink, kernel)
     try:
         model.set_attn_implementation(name)
         if model.config._attn_implementation != name:

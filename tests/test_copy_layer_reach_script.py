@@ -1,0 +1,34 @@
+"""scripts/copy_layer_reach.py on the smoke profile's teacher: every set is measured, the file
+keeps the other teachers' keys, and bad flags are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_a_smoke_run_records_every_set_beside_the_other_teachers(load_script, tmp_path):
+    reach = load_script("copy_layer_reach")
+    out = tmp_path / "reach.json"
+    out.write_text(json.dumps({"mini-gpt2": {"full": 0.5}}))
+    reach.main(["--smoke", "--window", "4", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report["mini-gpt2"] == {"full": 0.5} and report["commit"] is not None
+    smoke = report["smoke"]
+    assert smoke["settings"]["window"] == 4 and smoke["layers"] == 2
+    assert set(smoke["single_global"]) == {"0", "1"}
+    assert [len(step["global_layers"]) for step in smoke["greedy"]] == [1, 2]
+    assert smoke["greedy"][-1]["copy_accuracy"] == smoke["full"]  # every layer global
+    assert [t["k"] for t in smoke["top_k_by_induction"]] == [1, 2]
+    sets = [p["global_layers"] for p in smoke["perplexity"]]
+    assert sets[:2] == [None, []] and all(p["ppl"] > 1 for p in smoke["perplexity"])
+    for value in smoke["copy_by_set"].values():
+        assert 0.0 <= value <= 1.0
+
+
+@pytest.mark.parametrize("flag", ["--window", "--n", "--threads"])
+def test_counts_below_one_are_refused(load_script, tmp_path, flag):
+    reach = load_script("copy_layer_reach")
+    with pytest.raises(SystemExit):
+        reach.main([flag, "0", "--json", str(tmp_path / "x.json")])
