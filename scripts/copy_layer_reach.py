@@ -13,8 +13,8 @@ SmolLM2, of the hybrids' sets [17, 18] and [16, 17]. For a few sets, the validat
 restriction costs. The JSON file holds one key per teacher; a run replaces its teacher's key.
 
     # SmolLM2-135M-Instruct (de-quantised from Q4_1), bf16 weights, about 20 minutes on one thread
-    PYTHONPATH=. python scripts/copy_layer_reach.py --teacher smollm2 --window 8 --n 4 \
-        --eval-tokens 12000 --dtype bfloat16 --threads 1 --json hyena_lite/results/teacher_copy_reach_cpu.json
+    PYTHONPATH=. python scripts/copy_layer_reach.py --teacher smollm2 --window 8 --n 6 \
+        --dtype bfloat16 --threads 1 --json hyena_lite/results/teacher_copy_reach_cpu.json
     # the cpu profile's mini GPT-2 (4 layers), a few minutes
     PYTHONPATH=. python scripts/copy_layer_reach.py --teacher mini-gpt2 --window 8 --n 64 \
         --threads 1 --json hyena_lite/results/teacher_copy_reach_cpu.json
