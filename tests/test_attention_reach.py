@@ -1,6 +1,7 @@
 """local_attention: a window as long as the sequence changes nothing, a short one bounds how far
-back the logits can see (n_layers x (window - 1) positions), global layers see everything, and
-the model comes back as it was; on tiny random Llama and GPT-2 models, both kernels."""
+back the logits can see (n_layers x (window - 1) positions, and the sink), global layers see
+everything, and the model comes back as it was; on tiny random Llama and GPT-2 models, both
+kernels."""
 
 from __future__ import annotations
 
@@ -92,6 +93,20 @@ def test_local_layers_see_exactly_layers_times_window_minus_one_back(model):
             assert not torch.allclose(logits(model, far)[:, t], logits(model, ids)[:, t])
 
 
+def test_a_sink_shows_the_first_positions_and_nothing_else_out_of_reach(model):
+    window, sink, t = 4, 2, LENGTH - 1
+    reach = LAYERS * (window - 1)
+    ids = tokens()
+    middle = ids.clone()  # changed between the sink and the reach
+    middle[:, sink : t - reach] = tokens(seed=1)[:, sink : t - reach]
+    first = ids.clone()
+    first[:, 0] = (ids[:, 0] + 1) % VOCAB
+    with local_attention(model, window, sink=sink):
+        local = logits(model, ids)
+        assert torch.allclose(logits(model, middle)[:, t], local[:, t], atol=1e-5)
+        assert not torch.allclose(logits(model, first)[:, t], local[:, t], atol=1e-5)
+
+
 def test_a_window_of_one_is_each_token_on_its_own():
     llama = tiny_llama()  # rotary positions: a token that sees only itself ignores its position
     ids = tokens()
@@ -146,6 +161,9 @@ def test_bad_windows_layers_and_models_are_refused_with_a_reason(model):
     for window in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="window must be"), local_attention(model, window):
             pass
+    for sink in (-1, 1.5):
+        with pytest.raises(ValueError, match="sink must be"), local_attention(model, 4, sink=sink):
+            pass
     for layers in ([LAYERS], [-1], ["0"]):
         with pytest.raises(ValueError, match="unknown attention layers"):
             with local_attention(model, 4, global_layers=layers):
@@ -179,4 +197,9 @@ def test_the_band_keeps_the_last_window_positions_of_each_query():
     assert band.tolist() == [
         [False, True, True, True, False],
         [False, False, True, True, True],
+    ]
+    assert window_band(q_length=3, kv_length=3, window=1, sink=1).tolist() == [
+        [True, False, False],
+        [True, True, False],
+        [True, False, True],
     ]
