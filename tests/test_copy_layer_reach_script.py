@@ -51,3 +51,16 @@ def test_the_scripts_copy_accuracy_is_the_librarys(load_script):
     accuracy, log_prob = reach.copy_scores(model, tokenizer, n=3)
     assert 0.05 < accuracy < 0.95 and log_prob < 0
     assert accuracy == pytest.approx(recall.copy_accuracy(model, tokenizer, n=3), abs=1e-12)
+
+
+@pytest.mark.parametrize("flag", ["--window", "--n", "--threads"])
+def test_counts_below_one_are_refused(load_script, tmp_path, flag):
+    reach = load_script("copy_layer_reach")
+    with pytest.raises(SystemExit):
+        reach.main([flag, "0", "--json", str(tmp_path / "x.json")])
+
+
+def test_a_negative_sink_is_refused(load_script, tmp_path):
+    reach = load_script("copy_layer_reach")
+    with pytest.raises(SystemExit):
+        reach.main(["--sink", "-1", "--json", str(tmp_path / "x.json")])
