@@ -58,17 +58,21 @@ def train_on_recall(
     model: torch.nn.Module, setup: MixedSetup, tokens: int, n: int, label: str
 ) -> list[dict]:
     """Cross-entropy on recall rows alone, in PARTS equal parts (each with its own warm-up and
-    decay, on the next stretch of the same stream); the scores before and after each part."""
+    decay, on the next stretch of the same stream); the scores before and after each part, and
+    each part's training loss (the mean over its last tenth of steps)."""
     curve = [{"tokens": 0, **recall_scores(model, setup.tokenizer, n)}]
+    print(f"{label}: {curve[-1]}", flush=True)
     steps = setup.steps_for(tokens // PARTS)
     for part in range(PARTS):
         model.train()
-        distill.run_stage(
+        (run,) = distill.run_stage(
             "ce", model, setup, tokens // PARTS, f"{label}-{part}", offset=part * steps
         )
+        last = run.losses[-max(1, len(run.losses) // 10) :]  # the part's last tenth of steps
         curve.append(
             {
                 "tokens": (part + 1) * steps * setup.config.tokens_per_step,
+                "train_loss": sum(last) / len(last),
                 **recall_scores(model, setup.tokenizer, n),
             }
         )
