@@ -1,0 +1,42 @@
+"""scripts/hyena_copy_capacity.py and scripts/cpu_token_scaling.py on the smoke profile: the
+files they write hold what their chapters and notes read."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def test_copy_capacity_records_the_probes_before_and_after_each_part(load_script, tmp_path):
+    capacity = load_script("hyena_copy_capacity")
+    out = tmp_path / "capacity.json"
+    assert capacity.main(["--smoke", "--n", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["commit"] and report["profile"] == "smoke"
+    assert list(report["models"]) == list(capacity.STUDENTS)
+    for model in report["models"].values():
+        curve = model["curve"]
+        assert len(curve) == capacity.PARTS + 1 and curve[0]["tokens"] == 0
+        assert [p["tokens"] for p in curve] == sorted({p["tokens"] for p in curve})
+        assert all(0 <= p["copy"] <= 1 and 0 <= p["mqar"] <= 1 for p in curve)
+        assert all(math.isfinite(p["train_loss"]) for p in curve[1:])
+
+
+def test_token_scaling_scores_the_student_and_the_control_at_each_budget(
+    load_script, tmp_path, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports cpu_mix_probe, as `python scripts/..`
+    scaling = load_script("cpu_token_scaling")
+    out = tmp_path / "scaling.json"
+    assert scaling.main(["--smoke", "--eval-tokens", "300", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["data_mix"]["recall"] == 0.25 and len(report["budgets"]) == 1
+    (budget,) = report["budgets"].values()
+    models = budget["models"]
+    assert set(models) == {"distilled", "teacher_ft"}
+    ratio = models["distilled"]["in_domain"]["ppl"] / models["teacher_ft"]["in_domain"]["ppl"]
+    assert math.isclose(budget["distilled_over_teacher_ft_in"], ratio)
+    assert all(m["out_of_domain"]["ppl"] > 1 for m in models.values())
