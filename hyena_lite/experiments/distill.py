@@ -25,10 +25,9 @@ def compare(
     setup: distill.Setup,
     tokens: int,
     recipes: tuple[str, ...] = ("paper", "best", "transfer", "ce", "scratch"),
-    control: bool = True,
 ) -> dict:
     """Train one student per recipe on the same `tokens` tokens and measure them against the
-    teacher; with `control`, also the teacher fine-tuned with cross-entropy on the same batches
+    teacher and the control, the teacher fine-tuned with cross-entropy on the same batches
     (book_students.CONTROL, "teacher_ft").
 
     The summary has teacher_ppl, RECIPE_ppl for each recipe (and teacher_ft_ppl), distilled_ppl
@@ -42,11 +41,10 @@ def compare(
         run = distill.run_recipe(recipe, setup, tokens)
         students[recipe] = distill.summarize(recipe, run, setup)
         _save(run.student, setup, recipe)
-    if control:
-        model, result = fine_tuned_teacher(setup, tokens, CONTROL_SPEC["lr_scale"], CONTROL)
-        run = distill.RecipeRun(model, {"ce": [result]}, {})
-        students[CONTROL] = {"recipe": CONTROL_SPEC, **distill.summarize_run(run, setup)}
-        _save(model, setup, CONTROL)
+    model, result = fine_tuned_teacher(setup, tokens, CONTROL_SPEC["lr_scale"], CONTROL)
+    run = distill.RecipeRun(model, {"ce": [result]}, {})
+    students[CONTROL] = {"recipe": CONTROL_SPEC, **distill.summarize_run(run, setup)}
+    _save(model, setup, CONTROL)
     tokens_seen = {name: s["tokens"] for name, s in students.items()}
     step_tokens = setup.config.tokens_per_step
     if max(tokens_seen.values()) - min(tokens_seen.values()) >= step_tokens * max(
