@@ -81,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     profile = get_profile("smoke" if args.smoke else "cpu")
     clock = time.perf_counter()
     base = distill.make_setup(profile, progress=False)
-    base = dataclasses.replace(base, config=dataclasses.replace(base.config, out_dir=None))
     tokenizer, tokens = base.tokenizer, book_students.student_tokens(profile)
     induction, kept = book_students.attention_layers_for(base.teacher, tokenizer)
     settings = SampleSettings(

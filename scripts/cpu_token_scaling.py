@@ -15,7 +15,6 @@ domain and out of domain, sliding windows, token-weighted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 import time
@@ -44,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "scripts/cpu_token_scaling.py", *sys.argv[1:]])
     profile = get_profile("smoke" if args.smoke else "cpu")
     base = distill.make_setup(profile, progress=False)
-    base = dataclasses.replace(base, config=dataclasses.replace(base.config, out_dir=None))
     setup = MixedSetup.from_setup(base, recall_fraction=book_students.RECALL_FRACTION)
     budgets = [int(b) for b in args.budgets.split(",")]
     if args.smoke:

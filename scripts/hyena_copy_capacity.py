@@ -90,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "scripts/hyena_copy_capacity.py", *sys.argv[1:]])
     profile = get_profile("smoke" if args.smoke else "cpu")
     base = distill.make_setup(profile, progress=False)
-    base = dataclasses.replace(base, config=dataclasses.replace(base.config, out_dir=None))
     setup = MixedSetup.from_setup(base, recall_fraction=1.0)
     clock, report = time.perf_counter(), {}
     for label, folder in STUDENTS.items():
