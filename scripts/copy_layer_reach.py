@@ -22,6 +22,9 @@ replaces its teacher's key.
     # the cpu profile's mini GPT-2 (4 layers), a few minutes
     PYTHONPATH=. python scripts/copy_layer_reach.py --teacher mini-gpt2 --window 8 --n 64 \
         --threads 1 --json hyena_lite/results/teacher_copy_reach_cpu.json
+    # on a GPU: more sequences, and a window per file (a sweep: 4, 8, 16, 32)
+    PYTHONPATH=. python scripts/copy_layer_reach.py --teacher smollm2 --device cuda --n 64 \
+        --window 8 --dtype bfloat16 --json hyena_lite/results/teacher_copy_reach_h200_w8.json
     # seconds: the smoke profile's mini GPT-2
     PYTHONPATH=. python scripts/copy_layer_reach.py --smoke --json /tmp/reach.json
 """
@@ -60,8 +63,10 @@ def copy_scores(model, tokenizer, n: int, seed: int = 0) -> tuple[float, float]:
     vocab = ordinary_tokens(tokenizer)
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     accuracies, log_probs = [], []
+    device = probes.model_device(model)
     for length in recall.COPY_LENGTHS:
         ids, scored = probes.copy_batch(vocab, start, length, n, seed)
+        ids, scored = ids.to(device), scored.to(device)
         first = int(scored[0].nonzero()[0])  # every row scores the same positions
         keep = ids.shape[1] - first + 1
         logits = model(input_ids=ids, logits_to_keep=keep).logits[:, -keep:-1].float()
@@ -174,7 +179,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every number of one teacher."""
     clock = time.perf_counter()
     model, tokenizer, note, context, corpus = teacher(args.teacher, args.smoke)
-    model = model.to(DTYPES[args.dtype]).eval()
+    model = model.to(args.device, DTYPES[args.dtype]).eval()
     reach = Reach(model, tokenizer, args.window, args.n, args.sink)
     print(f"{note}: {len(reach.layers)} attention layers, {args.dtype}", flush=True)
     out: dict[str, Any] = {"teacher": note, "dtype": args.dtype, "layers": len(reach.layers)}
@@ -243,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-tokens", type=int, default=20_000, help="tokens scored per set")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (a larger --n pays there)")
     parser.add_argument("--smoke", action="store_true", help="the smoke profile's teacher, tiny n")
     parser.add_argument("--json", required=True, help="the results file (a key per teacher)")
     args = parser.parse_args(argv)
@@ -251,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.sink < 0:
         parser.error(f"--sink must be >= 0, got {args.sink}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here; give --device cpu")
     if args.smoke:
         args.n, args.greedy_steps, args.eval_tokens = 2, 2, 600
     torch.set_num_threads(args.threads)
