@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from hyena_lite.attention_reach import attention_layers, local_attention, window_band
+from tests.tiny_models import random_gpt2
 
 VOCAB, LAYERS, LENGTH = 64, 3, 40
 
@@ -32,17 +33,7 @@ def tiny_llama() -> LlamaForCausalLM:
 
 
 def tiny_gpt2() -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=128,
-        n_embd=32,
-        n_layer=LAYERS,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=1,
-    )
-    return GPT2LMHeadModel(config).eval()
+    return random_gpt2(VOCAB, 128, layers=LAYERS, bos_token_id=0, eos_token_id=1).eval()
 
 
 MODELS = {"llama": tiny_llama, "gpt2": tiny_gpt2}
