@@ -15,7 +15,8 @@ the greedy accuracy on the second copy, averaged over the lengths 32, 64 and 128
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -38,22 +39,27 @@ def copy_accuracy(
     return sum(point["accuracy"] for point in curve) / len(curve)
 
 
-@torch.inference_mode()
-def attention_patterns(model: torch.nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
-    """The attention probabilities of every layer, [batch, heads, L, L] each, float32 on the CPU.
-
-    Models whose attention kernel returns no weights (SDPA, flash) are switched to the eager kernel
-    for the call and back after it.
-    """
+@contextlib.contextmanager
+def eager_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Run a model's attention with the eager kernel for a while (SDPA and flash return no
+    attention weights), and put its own kernel back after."""
     before = getattr(model.config, "_attn_implementation", None)
     switch = before not in (None, "eager") and hasattr(model, "set_attn_implementation")
     if switch:
         model.set_attn_implementation("eager")
     try:
-        out = model(input_ids=ids.to(model_device(model)), output_attentions=True)
+        yield
     finally:
         if switch:
             model.set_attn_implementation(before)
+
+
+@torch.inference_mode()
+def attention_patterns(model: torch.nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
+    """The attention probabilities of every layer, [batch, heads, L, L] each, float32 on the CPU
+    (under eager attention for the call)."""
+    with eager_attention(model):
+        out = model(input_ids=ids.to(model_device(model)), output_attentions=True)
     attentions = getattr(out, "attentions", None)
     if not attentions or any(a is None for a in attentions):
         raise ValueError(

@@ -260,13 +260,23 @@ def run_recipe(
     setup: Setup,
     tokens: int,
     after_stage: Callable[[str, nn.Module], None] | None = None,
+    stage_options: dict[str, dict[str, Any]] | None = None,
 ) -> RecipeRun:
     """Build the recipe's student and train it through its stages on `tokens` tokens in all;
     after_stage(name, student), if given, sees the student at "init", after "calibrate" (if the
-    recipe calibrates) and after every stage (a probe of what each stage changes)."""
+    recipe calibrates) and after every stage (a probe of what each stage changes). stage_options
+    {stage: {option: value}} adds to or overrides the recipe's options of those stages (e.g.
+    {"kd": {"induction_weight": 0.5}})."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     spec = RECIPES[recipe]
+    extra = stage_options or {}
+    unknown = set(extra) - {stage for stage, _, _ in spec["stages"]}
+    if unknown:
+        raise ValueError(
+            f"stage_options names stages {sorted(unknown)} that recipe {recipe!r} does not run "
+            f"(its stages: {', '.join(stage for stage, _, _ in spec['stages'])})"
+        )
     student = make_student(setup, spec["init"])
     run = RecipeRun(student, {}, {"init": math.exp(validation_loss(student, setup.curve_windows))})
     probe = after_stage or (lambda _name, _student: None)
@@ -280,6 +290,7 @@ def run_recipe(
         prefix = f"{recipe}/calibrated"
     offset = 0
     for i, (stage, share, options) in enumerate(spec["stages"]):
+        options = {**options, **extra.get(stage, {})}
         runs = run_stage(
             stage, student, setup, int(tokens * share), f"{prefix}/{i}-{stage}", offset, **options
         )

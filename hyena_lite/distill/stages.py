@@ -11,6 +11,7 @@ that chain stages in `hyena_lite.distill.recipes`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from hyena_lite.capture import capture_mixer, capture_mixers, first_output, run_until_stop
+from hyena_lite.copy_loss import induction_loss, induction_targets
 from hyena_lite.losses import (
     kd_loss,
     lm_cross_entropy,
@@ -27,6 +29,7 @@ from hyena_lite.losses import (
     weighted_sum,
 )
 from hyena_lite.models import HyenaMixer, layer_mixers
+from hyena_lite.recall import eager_attention
 from hyena_lite.training import Batch, BatchesFn, TrainConfig, TrainResult, train
 
 
@@ -159,10 +162,12 @@ def kd_objective(
     ce: float = 0.0,
     hidden: float = 0.0,
     temperature: float = 1.0,
+    induction: float = 0.0,
 ):
     """Loss of a whole student: kd * KL(teacher || student) + ce * cross-entropy + hidden * mean
-    hidden-state NMSE."""
-    weights = {"kd": kd, "ce": ce, "hidden": hidden}
+    hidden-state NMSE + induction * the copy-aware loss of its attention layers
+    (hyena_lite.copy_loss; the student must run eager attention)."""
+    weights = {"kd": kd, "ce": ce, "hidden": hidden, "induction": induction}
 
     def loss_fn(model: nn.Module, batch: Batch):
         ids, mask = _ids_and_mask(batch)
@@ -170,12 +175,20 @@ def kd_objective(
             t_out = _place(teacher, ids)(
                 input_ids=ids, attention_mask=mask, output_hidden_states=bool(hidden)
             )
-        s_out = model(input_ids=ids, attention_mask=mask, output_hidden_states=bool(hidden))
+        s_out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            output_hidden_states=bool(hidden),
+            output_attentions=bool(induction),
+        )
         s_logits, kept = shift_for_next_token(s_out.logits, mask)
         terms = {
             "kd": kd_loss(s_logits, shift_for_next_token(t_out.logits, mask)[0], temperature, kept),
             "ce": lm_cross_entropy(s_out.logits, ids, mask),
         }
+        if induction:
+            attentions = [a for a in s_out.attentions or () if a is not None]
+            terms["induction"] = induction_loss(attentions, *induction_targets(ids, mask))
         if hidden:
             pairs = list(zip(s_out.hidden_states[1:], t_out.hidden_states[1:], strict=False))
             terms["hidden"] = torch.stack([normalized_mse(s, t, mask) for s, t in pairs]).mean()
@@ -328,20 +341,25 @@ def kd(
     hidden_weight: float = 0.0,
     temperature: float = 1.0,
     trainable: str = "all",
+    induction_weight: float = 0.0,
     eval_fn=None,
 ) -> TrainResult:
-    """End-to-end distillation on the logits (plus optional CE and hidden alignment); trainable:
-    all | mixers. Taught in chapter 7."""
+    """End-to-end distillation on the logits (plus optional CE, hidden alignment and, for a hybrid,
+    the copy-aware loss of hyena_lite.copy_loss, under eager attention); trainable: all | mixers.
+    Taught in chapter 7 (the copy-aware loss in chapter 12)."""
     freeze(teacher)
-    objective = kd_objective(teacher, kd_weight, ce_weight, hidden_weight, temperature)
-    return train(
-        student,
-        objective,
-        batches_fn,
-        config,
-        eval_fn=eval_fn,
-        trainable=_trainable(student, trainable),
+    objective = kd_objective(
+        teacher, kd_weight, ce_weight, hidden_weight, temperature, induction_weight
     )
+    with eager_attention(student) if induction_weight else contextlib.nullcontext():
+        return train(
+            student,
+            objective,
+            batches_fn,
+            config,
+            eval_fn=eval_fn,
+            trainable=_trainable(student, trainable),
+        )
 
 
 def ce(student: nn.Module, batches_fn: BatchesFn, config: TrainConfig, eval_fn=None) -> TrainResult:
