@@ -7,29 +7,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
 from hyena_lite.attention_reach import attention_layers, local_attention, window_band
-from tests.tiny_models import random_gpt2
+from tests.tiny_models import random_gpt2, random_llama
 
 VOCAB, LAYERS, LENGTH = 64, 3, 40
 
 
 def tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=2,  # grouped-query attention, as SmolLM2
-        max_position_embeddings=128,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    return LlamaForCausalLM(config).eval()
+    return random_llama(VOCAB, 128, layers=LAYERS, bos_token_id=0, eos_token_id=1, pad_token_id=1)
 
 
 def tiny_gpt2() -> GPT2LMHeadModel:

@@ -14,8 +14,9 @@ from hyena_lite.copy_loss import induction_loss, induction_targets
 from hyena_lite.distill import stages
 from hyena_lite.models import convert
 from hyena_lite.probes import copy_batch
+from hyena_lite.recall import eager_attention
 from hyena_lite.training import TrainConfig
-from tests.tiny_models import random_gpt2
+from tests.tiny_models import random_gpt2, random_llama
 
 VOCAB, SEQ, BATCH = 64, 16, 2
 
@@ -97,8 +98,6 @@ def test_kd_with_the_copy_loss_trains_the_hybrids_attention_and_restores_its_ker
     objective = stages.kd_objective(teacher, induction=1.0)
     with pytest.raises(ValueError, match="keep at least one attention layer"):
         objective(convert(teacher, init="teacher"), ids)  # all-Hyena: nothing to teach
-    from hyena_lite.recall import eager_attention
-
     with eager_attention(student):
         loss, terms = objective(student, ids)
     assert set(terms) == {"kd", "ce", "induction"} and terms["induction"] > 0
@@ -136,3 +135,18 @@ def test_a_recipe_takes_stage_options_and_refuses_stages_it_does_not_run():
     assert "induction" not in plain.runs["kd"][-1].records[-1]
     with pytest.raises(ValueError, match="does not run"):
         distill.run_recipe("ce", hybrid, 4 * BATCH * SEQ, stage_options={"kd": {}})
+
+
+def test_a_llama_hybrid_gives_the_loss_its_attention_layers_only():
+    """SmolLM2's family: the hybrid returns the probabilities of its attention layers alone."""
+    teacher = stages.freeze(random_llama(VOCAB, 64, layers=3))
+    student = convert(teacher, hyena_layers=[0, 2], init="teacher")
+    ids = copy_batch(torch.arange(VOCAB), 0, 7, BATCH, seed=0)[0]
+    with eager_attention(student):
+        out = student(input_ids=ids, output_attentions=True)
+        loss, terms = stages.kd_objective(teacher, induction=1.0)(student, ids)
+    assert [tuple(a.shape) for a in out.attentions if a is not None] == [(BATCH, 4, 15, 15)]
+    loss.backward()
+    attention = student.model.layers[1].self_attn
+    assert terms["induction"] > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in attention.parameters())

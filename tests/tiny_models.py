@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from hyena_lite.data import gpt2_tokenizer
 from hyena_lite.paths import assets_dir
@@ -42,6 +42,27 @@ def random_gpt2(
             **config,
         )
     )
+
+
+def random_llama(
+    vocab: int, positions: int, width: int = 32, layers: int = 2, seed: int = 0, **config
+) -> LlamaForCausalLM:
+    """A random Llama with grouped-query attention (4 heads, 2 key-value heads, as SmolLM2's
+    family) drawn after `torch.manual_seed(seed)`, in eval mode; `config` adds LlamaConfig
+    fields."""
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=positions,
+            **config,
+        )
+    ).eval()
 
 
 def random_batches(vocab: int, batch: int, seq: int) -> Callable[[int], Iterator[torch.Tensor]]:
