@@ -1,0 +1,190 @@
+"""Can a hybrid learn to copy when its attention is not where the teacher copies? (issue 20: a
+recipe that keeps recall, chosen by evidence)
+
+SmolLM2's copying needs about twelve of its thirty attention layers (teacher_copy_reach_cpu.json),
+so a hybrid with two of them cannot keep the teacher's circuit: it has to build one. The cpu
+teacher copies in one layer (3, induction score 0.94), and the book's hybrid keeps it. Here hybrids
+of the cpu teacher keep one attention layer that is *not* its induction layer, so that, like
+SmolLM2's hybrids, they must learn copying anew, trained by the book's recipe on the book's mix
+(a quarter copy / recall rows): once as the book trains them, once with the copy-aware loss of
+hyena_lite.copy_loss added to the KD stage (each weight of --weights), and once followed by an
+"induction stage" (--stage-tokens of recall rows alone, KD plus the copy-aware loss at weight 1,
+three times the KD learning rate, every weight trained). The hybrid that keeps layer 3 is the
+reference. Each model: validation perplexity, copy and MQAR accuracy (the cpu evaluation's sizes),
+and where its attention looks on copy sequences (the copy-aware loss there, and the attention its
+best head pays to the induction target): whether it learned where to look, and whether it then
+reads out what it found.
+
+    PYTHONPATH=. python scripts/hybrid_copy_circuit.py \
+        --json hyena_lite/results/hybrid_copy_circuit_cpu.json
+    PYTHONPATH=. python scripts/hybrid_copy_circuit.py --smoke --json /tmp/circuit.json  # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hyena_copy_capacity import recall_scores  # this folder's probe: copy and MQAR at cpu sizes
+
+from hyena_lite import book_students, distill, runs
+from hyena_lite.copy_loss import induction_loss, induction_targets
+from hyena_lite.data import ordinary_tokens
+from hyena_lite.probes import copy_batch
+from hyena_lite.profiles import get_profile
+from hyena_lite.provenance import provenance
+from hyena_lite.recall import eager_attention
+from hyena_lite.teacher_data import MixedSetup
+
+ATTENTION_LAYERS = {"keep 3 (induction)": 3, "keep 2": 2, "keep 1": 1}
+
+
+INDUCTION_STAGE = {"kd_weight": 1.0, "ce_weight": 0.0, "induction_weight": 1.0, "lr_scale": 3.0}
+
+
+def arms(weights: list[float], layers: list[str]) -> dict[str, tuple[int, float, bool]]:
+    """Label -> (the attention layer kept, the copy-aware loss weight in KD, whether an induction
+    stage follows): every layer of `layers` as the book trains it, and the non-induction ones with
+    each weight and with the induction stage."""
+    found = {}
+    for name in layers:
+        kept = ATTENTION_LAYERS[name]
+        found[name] = (kept, 0.0, False)
+        if kept != 3:
+            found |= {f"{name} + copy loss {w:g}": (kept, w, False) for w in weights}
+            found[f"{name} + induction stage"] = (kept, 0.0, True)
+    return found
+
+
+@torch.no_grad()
+def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float]:
+    """On n copy sequences of 32 tokens: the copy-aware loss, and the attention that the best head
+    pays to each induction target, averaged over the copyable positions."""
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    ids, _ = copy_batch(ordinary_tokens(tokenizer), start, 32, n, seed=1)
+    model.eval()
+    with eager_attention(model):
+        out = model(input_ids=ids, output_attentions=True)
+    attentions = [a for a in out.attentions if a is not None]
+    targets, copyable = induction_targets(ids)
+    loss = induction_loss(attentions, targets, copyable).item()
+    paid = torch.cat(attentions, 1).gather(
+        -1, targets[:, None, :, None].expand(-1, sum(a.shape[1] for a in attentions), -1, 1)
+    )
+    return {
+        "induction_nll": loss,
+        "attention_on_target": paid.squeeze(-1).amax(1)[copyable].mean().item(),
+        # attention spread evenly over the t + 1 visible keys: the loss of a head that looks nowhere
+        "uniform_nll": torch.arange(1, ids.shape[1] + 1)
+        .log()
+        .expand_as(ids)[copyable]
+        .mean()
+        .item(),
+    }
+
+
+def last_terms(records: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each loss term (kd, ce, induction) over the last tenth of a run's steps."""
+    tail = records[-max(1, len(records) // 10) :]
+    keys = [k for k in ("kd", "ce", "induction") if k in tail[0]]
+    return {k: sum(r[k] for r in tail) / len(tail) for k in keys}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", required=True, help="the results file (resumed if it exists)")
+    parser.add_argument("--tokens", type=int, default=None, help="tokens a model (book's)")
+    parser.add_argument("--weights", default="0.5", help="comma-separated copy-loss weights")
+    parser.add_argument(
+        "--layers", default=",".join(ATTENTION_LAYERS), help="which arms (labels, commas)"
+    )
+    parser.add_argument(
+        "--stage-tokens", type=int, default=1_572_864, help="tokens of the induction stage"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="training seed (profile's)")
+    parser.add_argument("--n", type=int, default=32, help="probe sequences per size")
+    parser.add_argument("--smoke", action="store_true", help="the smoke profile, in seconds")
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", "scripts/hybrid_copy_circuit.py", *sys.argv[1:]])
+    profile = get_profile("smoke" if args.smoke else "cpu")
+    base = distill.make_setup(profile, progress=False)
+    if args.seed is not None:
+        base.config = dataclasses.replace(base.config, seed=args.seed)
+    setup = MixedSetup.from_setup(base, recall_fraction=book_students.RECALL_FRACTION)
+    layers = setup.teacher.config.num_hidden_layers
+    tokens = args.tokens or book_students.TOKENS.get(profile.name, profile.distill_tokens)
+    chosen = arms([float(w) for w in args.weights.split(",")], args.layers.split(","))
+    path = Path(args.json)
+    report = json.loads(path.read_text()) if path.is_file() else {"models": {}}
+    report |= {
+        **provenance(command),
+        "profile": profile.name,
+        "tokens": tokens,
+        "seed": setup.config.seed,
+        "data_mix": setup.data_mix(),
+        "recipe": "best",
+    }
+    if "teacher" not in report:
+        report["teacher"] = {
+            **recall_scores(setup.teacher, setup.tokenizer, args.n),
+            **where_it_looks(setup.teacher, setup.tokenizer, args.n),
+        }
+    for label, (kept, weight, induction_stage) in chosen.items():
+        if label in report["models"]:
+            print(f"{label}: done before, kept", flush=True)
+            continue
+        clock = time.perf_counter()
+        if kept >= layers:
+            raise SystemExit(
+                f"the teacher has {layers} layers; layer {kept} does not exist (--layers)"
+            )
+        hyena = [i for i in range(layers) if i != kept]
+        options = {"kd": {"induction_weight": weight}} if weight else None
+        hybrid = dataclasses.replace(setup, hyena_layers=hyena)
+        run = distill.run_recipe("best", hybrid, tokens, stage_options=options)
+        stage = {}
+        if induction_stage:
+            recall_rows = dataclasses.replace(hybrid, recall_fraction=1.0)
+            offset = tokens // setup.config.tokens_per_step  # after the recipe's batches
+            (extra,) = distill.run_stage(
+                "kd",
+                run.student,
+                recall_rows,
+                args.stage_tokens,
+                "induction",
+                offset,
+                **INDUCTION_STAGE,
+            )
+            stage = {
+                "induction_stage": {**INDUCTION_STAGE, "tokens": extra.tokens, "rows": "recall"},
+                "val_ppl_after_stage": math.exp(
+                    distill.validation_loss(run.student, setup.curve_windows)
+                ),
+                "stage_terms_last_tenth": last_terms(extra.records),
+            }
+        report["models"][label] = {
+            "attention_layer": kept,
+            "copy_loss_weight": weight,
+            "val_ppl": run.ppl_after,
+            "kd_terms_last_tenth": last_terms(run.runs["kd"][-1].records),
+            **stage,
+            **where_it_looks(run.student, setup.tokenizer, args.n),
+            **recall_scores(run.student, setup.tokenizer, args.n),
+            "seconds": time.perf_counter() - clock,
+        }
+        print(f"{label}: {report['models'][label]}", flush=True)
+        runs.write_json(path, report)  # after every model: a cut run resumes
+    runs.write_json(path, report)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
