@@ -89,10 +89,16 @@ def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
 class ModalStep(nn.Module):
     """One Hyena operator's recurrent decoding step on static buffers: u [B, 1, D] -> [B, 1, D].
 
-    The same arithmetic as `RecurrentDecoder._step` (short filter over a window of K projected
+    The same recurrence as `RecurrentDecoder._step` (short filter over a window of K projected
     inputs, then per stage an FIR head of F taps, the skip and a modal state of m complex modes),
     with every state held in float32 buffers of fixed address and complex numbers split into real
     and imaginary parts. `load(decoder)` takes the state a prefilled RecurrentDecoder left.
+
+    Arranged for few fused kernels: stage n's output is c_n + g_n * y_n, where c_n (the FIR taps
+    over the older inputs plus the modes' output) depends only on the old state, so one batched
+    reduction gives it for every stage, and g_n (the newest FIR tap plus the skip) is a constant;
+    the gating chain y_{n+1} = z_n * (c_n + g_n * y_n) is then element-wise on [B, D], and every
+    stage's recent inputs and modes are updated together after it.
     """
 
     def __init__(self, op: HyenaOperator, fit: ModalFilter, batch: int) -> None:
@@ -108,14 +114,15 @@ class ModalStep(nn.Module):
             )
         self.op, self.order, self.width = op, N, D
         poles, residues = fit.poles.view(N, D, -1), fit.residues.view(N, D, -1)
+        fir = fit.fir.view(N, D, -1).flip(-1)  # reversed: fir[..., -1] is h_0
         conv_bias = op.short_filter.bias
         constants = {
             "poles_re": poles.real,
             "poles_im": poles.imag,
             "res_re": residues.real,
             "res_im": residues.imag,
-            "fir": fit.fir.view(N, D, -1).flip(-1),  # reversed: fir[..., -1] is h_0
-            "skips": op.long_filters(1)[1],
+            "fir_past": fir[..., :-1],  # the taps of the F - 1 older inputs
+            "gain": fir[..., -1] + op.long_filters(1)[1],  # g_n = h_0 + skip [N, D]
             "conv_w": op.short_filter.weight[:, 0].detach().float(),
             "conv_b": torch.zeros(width, device=device)
             if conv_bias is None
@@ -164,21 +171,22 @@ class ModalStep(nn.Module):
         window = torch.cat([self.window[..., 1:], p[..., None]], dim=-1)
         self.window.copy_(window)
         z = ((window * self.conv_w).sum(-1) + self.conv_b).to(u.dtype).float()
-        y = z[:, N * D :]
+        z = z.view(-1, N + 1, D)  # gates z_0 .. z_{N-1}, then the first input y_0
+        re, im = self.state_re, self.state_im  # [N, B, D, m]
+        known = (self.fir_past[:, None] * self.recent[..., 1:]).sum(-1) + (
+            self.res_re[:, None] * re - self.res_im[:, None] * im
+        ).sum(-1)  # c_n [N, B, D]: every stage's output but for its newest input
+        y, inputs = z[:, N], []
         for n in range(N):
-            recent = torch.cat([self.recent[n, ..., 1:], y[..., None]], dim=-1)  # [B, D, F]
-            re, im = self.state_re[n], self.state_im[n]
-            out = (
-                (recent * self.fir[n]).sum(-1)
-                + self.skips[n] * y
-                + (self.res_re[n] * re - self.res_im[n] * im).sum(-1)
-            )
-            new_re = self.poles_re[n] * re - self.poles_im[n] * im + recent[..., :1]
-            new_im = self.poles_re[n] * im + self.poles_im[n] * re
-            self.state_re[n].copy_(new_re)
-            self.state_im[n].copy_(new_im)
-            self.recent[n].copy_(recent)
-            y = z[:, n * D : (n + 1) * D] * out
+            inputs.append(y)
+            y = z[:, n] * (known[n] + self.gain[n] * y)
+        recent = torch.cat([self.recent[..., 1:], torch.stack(inputs)[..., None]], dim=-1)
+        poles_re, poles_im = self.poles_re[:, None], self.poles_im[:, None]
+        new_re = poles_re * re - poles_im * im + recent[..., :1]  # + the input leaving the head
+        new_im = poles_re * im + poles_im * re
+        self.state_re.copy_(new_re)
+        self.state_im.copy_(new_im)
+        self.recent.copy_(recent)
         return op.out_proj(y.to(u.dtype))[:, None]
 
 
