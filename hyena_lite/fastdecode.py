@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyena_lite.cudagraph import record
@@ -86,6 +87,14 @@ def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ the student
+def _shifted(buffer: Tensor, newest: Tensor) -> Tensor:
+    """buffer [..., K] moved one place to the left along its last axis, with newest [...] in the
+    last place; written as a sum of two padded tensors, which inductor generates as element-wise
+    work (a cat there costs a kernel for each of its inputs)."""
+    taps = buffer.shape[-1]
+    return F.pad(buffer[..., 1:], (0, 1)) + F.pad(newest[..., None], (taps - 1, 0))
+
+
 class ModalStep(nn.Module):
     """One Hyena operator's recurrent decoding step on static buffers: u [B, 1, D] -> [B, 1, D].
 
@@ -168,7 +177,7 @@ class ModalStep(nn.Module):
     def forward(self, u: Tensor) -> Tensor:
         op, N, D = self.op, self.order, self.width
         p = op.in_proj(u[:, 0]).float()  # [B, (N + 1) D]
-        window = torch.cat([self.window[..., 1:], p[..., None]], dim=-1)
+        window = _shifted(self.window, p)
         self.window.copy_(window)
         z = ((window * self.conv_w).sum(-1) + self.conv_b).to(u.dtype).float()
         z = z.view(-1, N + 1, D)  # gates z_0 .. z_{N-1}, then the first input y_0
@@ -180,7 +189,7 @@ class ModalStep(nn.Module):
         for n in range(N):
             inputs.append(y)
             y = z[:, n] * (known[n] + self.gain[n] * y)
-        recent = torch.cat([self.recent[..., 1:], torch.stack(inputs)[..., None]], dim=-1)
+        recent = _shifted(self.recent, torch.stack(inputs))
         poles_re, poles_im = self.poles_re[:, None], self.poles_im[:, None]
         new_re = poles_re * re - poles_im * im + recent[..., :1]  # + the input leaving the head
         new_im = poles_re * im + poles_im * re
