@@ -189,10 +189,13 @@ class ModalStep(nn.Module):
         for n in range(N):
             inputs.append(y)
             y = z[:, n] * (known[n] + self.gain[n] * y)
-        recent = _shifted(self.recent, torch.stack(inputs))
+        newest = torch.stack(inputs)  # [N, B, D]
+        # the input leaving the FIR head for the modes: known before this step unless F = 1
+        leaving = self.recent[..., 1] if self.recent.shape[-1] > 1 else newest
         poles_re, poles_im = self.poles_re[:, None], self.poles_im[:, None]
-        new_re = poles_re * re - poles_im * im + recent[..., :1]  # + the input leaving the head
+        new_re = poles_re * re - poles_im * im + leaving[..., None]
         new_im = poles_re * im + poles_im * re
+        recent = _shifted(self.recent, newest)
         self.state_re.copy_(new_re)
         self.state_im.copy_(new_im)
         self.recent.copy_(recent)
