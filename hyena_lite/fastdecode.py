@@ -174,21 +174,28 @@ class ModalStep(nn.Module):
         names = set(dict(self.named_buffers())) - set(self.state_names)
         return _tensor_bytes(getattr(self, name) for name in sorted(names))
 
+    def _short_filter(self, p: Tensor, group: int, dtype: torch.dtype) -> Tensor:
+        """The short filter's output [B, D] for the channels of `group` (the gates z_0 .. z_{N-1},
+        then the first input y_0) after the new projected input p [B, (N + 1) D], tap by tap: one
+        element-wise expression each, which inductor computes where it is used."""
+        channels = slice(group * self.width, (group + 1) * self.width)
+        weight, window = self.conv_w[channels], self.window[:, channels]
+        z = self.conv_b[channels] + p[:, channels] * weight[:, -1]
+        for k in range(window.shape[-1] - 1):
+            z = z + window[..., k + 1] * weight[:, k]
+        return z.to(dtype).float()
+
     def forward(self, u: Tensor) -> Tensor:
-        op, N, D = self.op, self.order, self.width
+        op, N = self.op, self.order
         p = op.in_proj(u[:, 0]).float()  # [B, (N + 1) D]
-        window = _shifted(self.window, p)
-        self.window.copy_(window)
-        z = ((window * self.conv_w).sum(-1) + self.conv_b).to(u.dtype).float()
-        z = z.view(-1, N + 1, D)  # gates z_0 .. z_{N-1}, then the first input y_0
         re, im = self.state_re, self.state_im  # [N, B, D, m]
         known = (self.fir_past[:, None] * self.recent[..., 1:]).sum(-1) + (
             self.res_re[:, None] * re - self.res_im[:, None] * im
         ).sum(-1)  # c_n [N, B, D]: every stage's output but for its newest input
-        y, inputs = z[:, N], []
+        y, inputs = self._short_filter(p, N, u.dtype), []
         for n in range(N):
             inputs.append(y)
-            y = z[:, n] * (known[n] + self.gain[n] * y)
+            y = self._short_filter(p, n, u.dtype) * (known[n] + self.gain[n] * y)
         newest = torch.stack(inputs)  # [N, B, D]
         # the input leaving the FIR head for the modes: known before this step unless F = 1
         leaving = self.recent[..., 1] if self.recent.shape[-1] > 1 else newest
@@ -196,6 +203,7 @@ class ModalStep(nn.Module):
         new_re = poles_re * re - poles_im * im + leaving[..., None]
         new_im = poles_re * im + poles_im * re
         recent = _shifted(self.recent, newest)
+        self.window.copy_(_shifted(self.window, p))
         self.state_re.copy_(new_re)
         self.state_im.copy_(new_im)
         self.recent.copy_(recent)
