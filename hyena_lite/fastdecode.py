@@ -103,11 +103,12 @@ class ModalStep(nn.Module):
     with every state held in float32 buffers of fixed address and complex numbers split into real
     and imaginary parts. `load(decoder)` takes the state a prefilled RecurrentDecoder left.
 
-    Arranged for few fused kernels: stage n's output is c_n + g_n * y_n, where c_n (the FIR taps
-    over the older inputs plus the modes' output) depends only on the old state, so one batched
-    reduction gives it for every stage, and g_n (the newest FIR tap plus the skip) is a constant;
-    the gating chain y_{n+1} = z_n * (c_n + g_n * y_n) is then element-wise on [B, D], and every
-    stage's recent inputs and modes are updated together after it.
+    Arranged for few fused kernels (torch.compile): stage n's output is c_n + g_n * y_n, where c_n
+    (the FIR taps over the older inputs plus the modes' output) depends only on the old state, so
+    one batched reduction gives it for every stage, and g_n (the newest FIR tap plus the skip) is a
+    constant; the gating chain y_{n+1} = z_n * (c_n + g_n * y_n), with the short filter's z_n, is
+    then element-wise on [B, D]. The modes take the input leaving the FIR head, which (for F > 1)
+    is also known before the step, and every state is written back at the end.
     """
 
     def __init__(self, op: HyenaOperator, fit: ModalFilter, batch: int) -> None:
@@ -169,8 +170,8 @@ class ModalStep(nn.Module):
         return _tensor_bytes(getattr(self, name) for name in self.state_names)
 
     def constant_bytes(self) -> int:
-        """Bytes of the fitted constants a step reads (poles, residues, FIR taps, skips, short
-        filter)."""
+        """Bytes of the fitted constants a step reads (poles, residues, FIR taps, the newest tap
+        plus skip, short filter)."""
         names = set(dict(self.named_buffers())) - set(self.state_names)
         return _tensor_bytes(getattr(self, name) for name in sorted(names))
 
