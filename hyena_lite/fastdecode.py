@@ -107,8 +107,9 @@ class ModalStep(nn.Module):
     (the FIR taps over the older inputs plus the modes' output) depends only on the old state, so
     one batched reduction gives it for every stage, and g_n (the newest FIR tap plus the skip) is a
     constant; the gating chain y_{n+1} = z_n * (c_n + g_n * y_n), with the short filter's z_n, is
-    then element-wise on [B, D]. The modes take the input leaving the FIR head, which (for F > 1)
-    is also known before the step, and every state is written back at the end.
+    then element-wise on [B, D], and every state is written back at the end. (Updating the modes
+    before the chain, from the old buffer, would save one more kernel on the GPU but trips a bug
+    of inductor's C++ backend in torch 2.13: KeyError in its outer-loop fusion.)
     """
 
     def __init__(self, op: HyenaOperator, fit: ModalFilter, batch: int) -> None:
@@ -197,13 +198,10 @@ class ModalStep(nn.Module):
         for n in range(N):
             inputs.append(y)
             y = self._short_filter(p, n, u.dtype) * (known[n] + self.gain[n] * y)
-        newest = torch.stack(inputs)  # [N, B, D]
-        # the input leaving the FIR head for the modes: known before this step unless F = 1
-        leaving = self.recent[..., 1] if self.recent.shape[-1] > 1 else newest
+        recent = _shifted(self.recent, torch.stack(inputs))
         poles_re, poles_im = self.poles_re[:, None], self.poles_im[:, None]
-        new_re = poles_re * re - poles_im * im + leaving[..., None]
+        new_re = poles_re * re - poles_im * im + recent[..., :1]  # + the input leaving the head
         new_im = poles_re * im + poles_im * re
-        recent = _shifted(self.recent, newest)
         self.window.copy_(_shifted(self.window, p))
         self.state_re.copy_(new_re)
         self.state_im.copy_(new_im)

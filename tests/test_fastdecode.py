@@ -64,12 +64,12 @@ def test_student_static_step_equals_the_recurrent_decoder_and_a_new_prefill_rest
         assert int(decoder.position) == ids.shape[1]
 
 
-def _operator_pair(order, fir, batch, prompt=9):
+def _operator_pair(order, fir, batch, prompt=9, modal_order=6):
     """A Hyena operator of `order`, its modal fit with an FIR head of `fir` taps, a prefilled
     RecurrentDecoder, a ModalStep loaded from it, and the inputs of 40 further steps."""
     torch.manual_seed(order * 10 + fir)
     op = HyenaOperator(16, 64, order=order, filter_order=16).eval()
-    fit, _ = fit_operator(op, order=6, fir=fir)
+    fit, _ = fit_operator(op, order=modal_order, fir=fir)
     u = torch.randn(batch, prompt + 40, 16)
     reference = RecurrentDecoder(op, fit)
     reference.prefill(u[:, :prompt])
@@ -194,11 +194,13 @@ def test_compiled_student_step_decodes_the_same_tokens_as_the_eager_step():
     not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
     reason="torch.compile's CPU backend (inductor) needs a C++ compiler",
 )
-@pytest.mark.parametrize("order", [2, 3])
-def test_compiled_modal_step_equals_the_eager_one(order):
+@pytest.mark.parametrize(("order", "batch"), [(2, 1), (3, 3)])
+def test_compiled_modal_step_equals_the_eager_one(order, batch):
     torch._dynamo.reset()
-    _, eager, later = _operator_pair(order, fir=2, batch=3)
-    _, compiled, _ = _operator_pair(order, fir=2, batch=3)
+    # modal order 16 (8 modes) as the GPT-2 benchmarks: some arrangements of the step trip
+    # inductor's C++ backend at batch 1 with these shapes only
+    _, eager, later = _operator_pair(order, fir=2, batch=batch, modal_order=16)
+    _, compiled, _ = _operator_pair(order, fir=2, batch=batch, modal_order=16)
     run = torch.compile(compiled, dynamic=False)
     with torch.no_grad():
         for t in range(later.shape[1]):
