@@ -6,13 +6,15 @@ was, kept only here) and after it (`hyena_lite.fastdecode.ModalStep`).
 Kernels are counted as launches in inductor's generated code for the whole step: with its CPU
 backend (C++, `cpp_fused_*`, which fuses far more than the GPU's) and, where the `triton` package
 imports, with inductor's Triton backend generating code for the CPU (`triton_*`; code generation
-only, nothing is compiled or run), whose fusion decisions are those the GPU's Triton backend makes.
-Both are proxies: the GPU's own count comes from scripts/profile_h200.py on the device. GPT-2-124M
+only, nothing is compiled or run), whose fusion decisions are largely those the GPU's Triton
+backend makes. Both are proxies: the GPU's own count comes from scripts/profile_h200.py on the
+device. GPT-2-124M
 shapes, float32, random weights, batch 1, a small modal fit (speed does not depend on it); times are
 medians and interquartile ranges over blocks of calls (`hyena_lite.timing`).
 
-    PYTHONPATH=. python3 scripts/step_kernels_cpu.py                 # ~10 minutes on 2 cores
-    PYTHONPATH=.:/path/to/triton python3 scripts/step_kernels_cpu.py # plus the Triton-backend count
+    PYTHONPATH=. python3 scripts/step_kernels_cpu.py                  # ~6 minutes on 2 cores
+    pip install --target /tmp/triton triton    # the Triton-backend count, outside the environment
+    PYTHONPATH=.:/tmp/triton python3 scripts/step_kernels_cpu.py
     PYTHONPATH=. python3 scripts/step_kernels_cpu.py --layers 2 --out /tmp/s.json  # a quick look
 """
 
@@ -186,7 +188,13 @@ def measure(student: Any, fits: dict, step: str, ids: Tensor, args: argparse.Nam
         torch._dynamo.reset()
         if not sources:
             raise RuntimeError("inductor generated no Triton code for the step")
-        row["triton_codegen"] = {"graphs": len(sources), "kernels": launches("\n".join(sources))}
+        import triton
+
+        row["triton_codegen"] = {
+            "triton": triton.__version__,
+            "graphs": len(sources),
+            "kernels": launches("\n".join(sources)),
+        }
     return row
 
 
@@ -227,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         + " `loop`: the step before (stage by stage, each shifting its recent inputs); "
         "`batched`: hyena_lite.fastdecode.ModalStep (every stage's old-state part in one batched "
         "reduction, the gating chain element-wise, recent inputs and modes updated together). "
-        "kernels.total = fused + extern (matrix products) launches per step.",
+        "kernels.total = fused + extern (matrix products) launches per step; on the GPU cuBLAS "
+        "adds a split-K reduce kernel to some matrix-vector products, which no count here sees. "
+        "CPU step times are bound by reading the weights (the head's 50257 x 768 above all), so "
+        "they barely move with the Hyena step's kernel count.",
         "rows": [],
     }
     for step in STEPS:
