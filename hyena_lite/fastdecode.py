@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyena_lite.cudagraph import record
@@ -86,13 +87,29 @@ def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ the student
+def _shifted(buffer: Tensor, newest: Tensor) -> Tensor:
+    """buffer [..., K] moved one place to the left along its last axis, with newest [...] in the
+    last place; written as a sum of two padded tensors, which inductor generates as element-wise
+    work (a cat there costs a kernel for each of its inputs)."""
+    taps = buffer.shape[-1]
+    return F.pad(buffer[..., 1:], (0, 1)) + F.pad(newest[..., None], (taps - 1, 0))
+
+
 class ModalStep(nn.Module):
     """One Hyena operator's recurrent decoding step on static buffers: u [B, 1, D] -> [B, 1, D].
 
-    The same arithmetic as `RecurrentDecoder._step` (short filter over a window of K projected
+    The same recurrence as `RecurrentDecoder._step` (short filter over a window of K projected
     inputs, then per stage an FIR head of F taps, the skip and a modal state of m complex modes),
     with every state held in float32 buffers of fixed address and complex numbers split into real
     and imaginary parts. `load(decoder)` takes the state a prefilled RecurrentDecoder left.
+
+    Arranged for few fused kernels (torch.compile): stage n's output is c_n + g_n * y_n, where c_n
+    (the FIR taps over the older inputs plus the modes' output) depends only on the old state, so
+    one batched reduction gives it for every stage, and g_n (the newest FIR tap plus the skip) is a
+    constant; the gating chain y_{n+1} = z_n * (c_n + g_n * y_n), with the short filter's z_n, is
+    then element-wise on [B, D], and every state is written back at the end. (Updating the modes
+    before the chain, from the old buffer, would save one more kernel on the GPU but trips a bug
+    of inductor's C++ backend in torch 2.13: KeyError in its outer-loop fusion.)
     """
 
     def __init__(self, op: HyenaOperator, fit: ModalFilter, batch: int) -> None:
@@ -108,14 +125,15 @@ class ModalStep(nn.Module):
             )
         self.op, self.order, self.width = op, N, D
         poles, residues = fit.poles.view(N, D, -1), fit.residues.view(N, D, -1)
+        fir = fit.fir.view(N, D, -1).flip(-1)  # reversed: fir[..., -1] is h_0
         conv_bias = op.short_filter.bias
         constants = {
             "poles_re": poles.real,
             "poles_im": poles.imag,
             "res_re": residues.real,
             "res_im": residues.imag,
-            "fir": fit.fir.view(N, D, -1).flip(-1),  # reversed: fir[..., -1] is h_0
-            "skips": op.long_filters(1)[1],
+            "fir_past": fir[..., :-1],  # the taps of the F - 1 older inputs
+            "gain": fir[..., -1] + op.long_filters(1)[1],  # g_n = h_0 + skip [N, D]
             "conv_w": op.short_filter.weight[:, 0].detach().float(),
             "conv_b": torch.zeros(width, device=device)
             if conv_bias is None
@@ -153,32 +171,41 @@ class ModalStep(nn.Module):
         return _tensor_bytes(getattr(self, name) for name in self.state_names)
 
     def constant_bytes(self) -> int:
-        """Bytes of the fitted constants a step reads (poles, residues, FIR taps, skips, short
-        filter)."""
+        """Bytes of the fitted constants a step reads (poles, residues, FIR taps, the newest tap
+        plus skip, short filter)."""
         names = set(dict(self.named_buffers())) - set(self.state_names)
         return _tensor_bytes(getattr(self, name) for name in sorted(names))
 
+    def _short_filter(self, p: Tensor, group: int, dtype: torch.dtype) -> Tensor:
+        """The short filter's output [B, D] for the channels of `group` (the gates z_0 .. z_{N-1},
+        then the first input y_0) after the new projected input p [B, (N + 1) D], tap by tap: one
+        element-wise expression each, which inductor computes where it is used."""
+        channels = slice(group * self.width, (group + 1) * self.width)
+        weight, window = self.conv_w[channels], self.window[:, channels]
+        z = self.conv_b[channels] + p[:, channels] * weight[:, -1]
+        for k in range(window.shape[-1] - 1):
+            z = z + window[..., k + 1] * weight[:, k]
+        return z.to(dtype).float()
+
     def forward(self, u: Tensor) -> Tensor:
-        op, N, D = self.op, self.order, self.width
+        op, N = self.op, self.order
         p = op.in_proj(u[:, 0]).float()  # [B, (N + 1) D]
-        window = torch.cat([self.window[..., 1:], p[..., None]], dim=-1)
-        self.window.copy_(window)
-        z = ((window * self.conv_w).sum(-1) + self.conv_b).to(u.dtype).float()
-        y = z[:, N * D :]
+        re, im = self.state_re, self.state_im  # [N, B, D, m]
+        known = (self.fir_past[:, None] * self.recent[..., 1:]).sum(-1) + (
+            self.res_re[:, None] * re - self.res_im[:, None] * im
+        ).sum(-1)  # c_n [N, B, D]: every stage's output but for its newest input
+        y, inputs = self._short_filter(p, N, u.dtype), []
         for n in range(N):
-            recent = torch.cat([self.recent[n, ..., 1:], y[..., None]], dim=-1)  # [B, D, F]
-            re, im = self.state_re[n], self.state_im[n]
-            out = (
-                (recent * self.fir[n]).sum(-1)
-                + self.skips[n] * y
-                + (self.res_re[n] * re - self.res_im[n] * im).sum(-1)
-            )
-            new_re = self.poles_re[n] * re - self.poles_im[n] * im + recent[..., :1]
-            new_im = self.poles_re[n] * im + self.poles_im[n] * re
-            self.state_re[n].copy_(new_re)
-            self.state_im[n].copy_(new_im)
-            self.recent[n].copy_(recent)
-            y = z[:, n * D : (n + 1) * D] * out
+            inputs.append(y)
+            y = self._short_filter(p, n, u.dtype) * (known[n] + self.gain[n] * y)
+        recent = _shifted(self.recent, torch.stack(inputs))
+        poles_re, poles_im = self.poles_re[:, None], self.poles_im[:, None]
+        new_re = poles_re * re - poles_im * im + recent[..., :1]  # + the input leaving the head
+        new_im = poles_re * im + poles_im * re
+        self.window.copy_(_shifted(self.window, p))
+        self.state_re.copy_(new_re)
+        self.state_im.copy_(new_im)
+        self.recent.copy_(recent)
         return op.out_proj(y.to(u.dtype))[:, None]
 
 

@@ -9,14 +9,16 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hyena_lite.decoding import fit_student
+from hyena_lite.decoding import RecurrentDecoder, fit_operator, fit_student
 from hyena_lite.fastdecode import (
+    ModalStep,
     StudentGraphDecoder,
     TeacherGraphDecoder,
     weight_bytes,
 )
 from hyena_lite.generation import Decoder
 from hyena_lite.models import convert
+from hyena_lite.operator import HyenaOperator
 
 VOCAB = 97
 
@@ -60,6 +62,34 @@ def test_student_static_step_equals_the_recurrent_decoder_and_a_new_prefill_rest
         for want, have in zip(reference, got, strict=True):
             torch.testing.assert_close(have, want, atol=1e-5, rtol=0)
         assert int(decoder.position) == ids.shape[1]
+
+
+def _operator_pair(order, fir, batch, prompt=9, modal_order=6):
+    """A Hyena operator of `order`, its modal fit with an FIR head of `fir` taps, a prefilled
+    RecurrentDecoder, a ModalStep loaded from it, and the inputs of 40 further steps."""
+    torch.manual_seed(order * 10 + fir)
+    op = HyenaOperator(16, 64, order=order, filter_order=16).eval()
+    fit, _ = fit_operator(op, order=modal_order, fir=fir)
+    u = torch.randn(batch, prompt + 40, 16)
+    reference = RecurrentDecoder(op, fit)
+    reference.prefill(u[:, :prompt])
+    step = ModalStep(op, fit, batch)
+    step.load(reference)
+    return reference, step, u[:, prompt:]
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("fir", [1, 2])  # fir=1: the input entering the modes is the new one
+def test_modal_step_equals_the_recurrent_decoder_over_many_steps(order, batch, fir):
+    reference, step, later = _operator_pair(order, fir, batch)
+    with torch.no_grad():
+        for t in range(later.shape[1]):
+            want = reference.extend(later[:, t : t + 1])
+            torch.testing.assert_close(step(later[:, t : t + 1]), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step.recent, reference.recent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step.state_re, reference.state.real, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step.state_im, reference.state.imag, atol=1e-5, rtol=1e-5)
 
 
 def test_teacher_static_cache_step_equals_the_full_forward_with_a_chunked_prefill():
@@ -158,6 +188,26 @@ def test_compiled_student_step_decodes_the_same_tokens_as_the_eager_step():
     torch.testing.assert_close(
         compiled.step(want[:, -1]), eager.step(want[:, -1]), atol=1e-5, rtol=0
     )
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+    reason="torch.compile's CPU backend (inductor) needs a C++ compiler",
+)
+@pytest.mark.parametrize(("order", "batch"), [(2, 1), (3, 3)])
+def test_compiled_modal_step_equals_the_eager_one(order, batch):
+    torch._dynamo.reset()
+    # modal order 16 (8 modes) as the GPT-2 benchmarks: some arrangements of the step trip
+    # inductor's C++ backend at batch 1 with these shapes only
+    _, eager, later = _operator_pair(order, fir=2, batch=batch, modal_order=16)
+    _, compiled, _ = _operator_pair(order, fir=2, batch=batch, modal_order=16)
+    run = torch.compile(compiled, dynamic=False)
+    with torch.no_grad():
+        for t in range(later.shape[1]):
+            u = later[:, t : t + 1]
+            torch.testing.assert_close(run(u), eager(u), atol=1e-5, rtol=1e-5)
+    for name in eager.state_names:  # the compiled step updated its buffers in place
+        torch.testing.assert_close(getattr(compiled, name), getattr(eager, name))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
