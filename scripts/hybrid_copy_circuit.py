@@ -13,7 +13,8 @@ three times the KD learning rate, every weight trained). The hybrid that keeps l
 reference. Each model: validation perplexity, copy and MQAR accuracy (the cpu evaluation's sizes),
 and where its attention looks on copy sequences (the copy-aware loss there, and the attention its
 best head pays to the induction target): whether it learned where to look, and whether it then
-reads out what it found.
+reads out what it found (the best attention layer's output alone, read by the head: the logit
+lens). GPT-2 teachers only (the cpu and smoke chains).
 
     PYTHONPATH=. python scripts/hybrid_copy_circuit.py \
         --json hyena_lite/results/hybrid_copy_circuit_cpu.json
@@ -37,6 +38,7 @@ from hyena_copy_capacity import recall_scores  # this folder's probe: copy and M
 from hyena_lite import book_students, distill, runs
 from hyena_lite.copy_loss import induction_loss, induction_targets
 from hyena_lite.data import ordinary_tokens
+from hyena_lite.models import HyenaMixer, layer_mixers
 from hyena_lite.probes import copy_batch
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import provenance
@@ -65,21 +67,37 @@ def arms(weights: list[float], layers: list[str]) -> dict[str, tuple[int, float,
 
 @torch.no_grad()
 def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float]:
-    """On n copy sequences of 32 tokens: the copy-aware loss, and the attention that the best head
-    pays to each induction target, averaged over the copyable positions."""
+    """On n copy sequences of 32 tokens, where copying is right: the copy-aware loss; the attention
+    that the best head pays to the induction target; and what the best attention layer writes, its
+    output alone read by the final norm and the head (the logit lens): how often that is the next
+    token."""
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     ids, _ = copy_batch(ordinary_tokens(tokenizer), start, 32, n, seed=1)
     model.eval()
-    with eager_attention(model):
-        out = model(input_ids=ids, output_attentions=True)
+    outputs, hooks = [], []
+    for mixer in layer_mixers(model):
+        if not isinstance(mixer, HyenaMixer):
+            hooks.append(mixer.register_forward_hook(lambda m, a, out: outputs.append(out[0])))
+    try:
+        with eager_attention(model):
+            out = model(input_ids=ids, output_attentions=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
     attentions = [a for a in out.attentions if a is not None]
     targets, copyable = induction_targets(ids)
-    loss = induction_loss(attentions, targets, copyable).item()
-    paid = torch.cat(attentions, 1).gather(
-        -1, targets[:, None, :, None].expand(-1, sum(a.shape[1] for a in attentions), -1, 1)
-    )
+    heads = torch.cat(attentions, 1)
+    paid = heads.gather(-1, targets[:, None, :, None].expand(-1, heads.shape[1], -1, 1))
+    right = copyable[:, :-1]
+    written = [
+        (model.lm_head(model.transformer.ln_f(o[:, :-1][right])).argmax(-1) == ids[:, 1:][right])
+        .float()
+        .mean()
+        .item()
+        for o in outputs
+    ]
     return {
-        "induction_nll": loss,
+        "induction_nll": induction_loss(attentions, targets, copyable).item(),
         "attention_on_target": paid.squeeze(-1).amax(1)[copyable].mean().item(),
         # attention spread evenly over the t + 1 visible keys: the loss of a head that looks nowhere
         "uniform_nll": torch.arange(1, ids.shape[1] + 1)
@@ -87,6 +105,7 @@ def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float
         .expand_as(ids)[copyable]
         .mean()
         .item(),
+        "readout_top1": max(written),
     }
 
 
