@@ -8,7 +8,8 @@ of the cpu teacher keep one attention layer that is *not* its induction layer, s
 SmolLM2's hybrids, they must learn copying anew, trained by the book's recipe on the book's mix
 (a quarter copy / recall rows): once as the book trains them, once with the copy-aware loss of
 hyena_lite.copy_loss added to the KD stage (each weight of --weights), and once followed by an
-"induction stage" (--stage-tokens of recall rows alone, KD plus the copy-aware loss at weight 1,
+"induction stage" (--stage-tokens of rows that are recall rows with --stage-recall's share, recall
+rows alone by default, KD plus the copy-aware loss at weight 1,
 three times the KD learning rate, every weight trained). The hybrid that keeps layer 3 is the
 reference. Each model: validation perplexity, copy and MQAR accuracy (the cpu evaluation's sizes),
 and where its attention looks on copy sequences (the copy-aware loss there, and the attention its
@@ -51,7 +52,9 @@ ATTENTION_LAYERS = {"keep 3 (induction)": 3, "keep 2": 2, "keep 1": 1}
 INDUCTION_STAGE = {"kd_weight": 1.0, "ce_weight": 0.0, "induction_weight": 1.0, "lr_scale": 3.0}
 
 
-def arms(weights: list[float], layers: list[str]) -> dict[str, tuple[int, float, bool]]:
+def arms(
+    weights: list[float], layers: list[str], stage_recall: float
+) -> dict[str, tuple[int, float, bool]]:
     """Label -> (the attention layer kept, the copy-aware loss weight in KD, whether an induction
     stage follows): every layer of `layers` as the book trains it, and the non-induction ones with
     each weight and with the induction stage."""
@@ -61,7 +64,8 @@ def arms(weights: list[float], layers: list[str]) -> dict[str, tuple[int, float,
         found[name] = (kept, 0.0, False)
         if kept != 3:
             found |= {f"{name} + copy loss {w:g}": (kept, w, False) for w in weights}
-            found[f"{name} + induction stage"] = (kept, 0.0, True)
+            rows = "" if stage_recall == 1 else f" ({stage_recall:g} recall rows)"
+            found[f"{name} + induction stage{rows}"] = (kept, 0.0, True)
     return found
 
 
@@ -127,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stage-tokens", type=int, default=1_572_864, help="tokens of the induction stage"
     )
+    parser.add_argument(
+        "--stage-recall", type=float, default=1.0, help="the induction stage's share of recall rows"
+    )
     parser.add_argument("--seed", type=int, default=None, help="training seed (profile's)")
     parser.add_argument("--n", type=int, default=32, help="probe sequences per size")
     parser.add_argument("--smoke", action="store_true", help="the smoke profile, in seconds")
@@ -139,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     setup = MixedSetup.from_setup(base, recall_fraction=book_students.RECALL_FRACTION)
     layers = setup.teacher.config.num_hidden_layers
     tokens = args.tokens or book_students.TOKENS.get(profile.name, profile.distill_tokens)
-    chosen = arms([float(w) for w in args.weights.split(",")], args.layers.split(","))
+    if not 0 < args.stage_recall <= 1:
+        raise SystemExit(f"--stage-recall must be in (0, 1], got {args.stage_recall}")
+    weights = [float(w) for w in args.weights.split(",")]
+    chosen = arms(weights, args.layers.split(","), args.stage_recall)
     path = Path(args.json)
     report = json.loads(path.read_text()) if path.is_file() else {"models": {}}
     report |= {
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         run = distill.run_recipe("best", hybrid, tokens, stage_options=options)
         stage = {}
         if induction_stage:
-            recall_rows = dataclasses.replace(hybrid, recall_fraction=1.0)
+            recall_rows = dataclasses.replace(hybrid, recall_fraction=args.stage_recall)
             offset = tokens // setup.config.tokens_per_step  # after the recipe's batches
             (extra,) = distill.run_stage(
                 "kd",
@@ -182,13 +192,19 @@ def main(argv: list[str] | None = None) -> int:
                 **INDUCTION_STAGE,
             )
             stage = {
-                "induction_stage": {**INDUCTION_STAGE, "tokens": extra.tokens, "rows": "recall"},
+                "induction_stage": {
+                    **INDUCTION_STAGE,
+                    "tokens": extra.tokens,
+                    "recall_fraction": args.stage_recall,
+                },
                 "val_ppl_after_stage": math.exp(
                     distill.validation_loss(run.student, setup.curve_windows)
                 ),
                 "stage_terms_last_tenth": last_terms(extra.records),
             }
         report["models"][label] = {
+            "command": command,
+            "commit": report["commit"],
             "attention_layer": kept,
             "copy_loss_weight": weight,
             "val_ppl": run.ppl_after,
