@@ -38,10 +38,9 @@ def induction_targets(ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, 
     return targets.where(copyable, 0), copyable
 
 
-def induction_loss(attentions: Sequence[Tensor], targets: Tensor, copyable: Tensor) -> Tensor:
-    """Mean over copyable positions of -log(the largest attention any head of any layer pays to the
-    position's induction target); attentions: [B, heads, L, L] per attention layer. Zero (with a
-    gradient) where no position is copyable."""
+def attention_on_targets(attentions: Sequence[Tensor], targets: Tensor) -> Tensor:
+    """The attention [B, L] that the best head of any layer (attentions: [B, heads, L, L] per
+    attention layer) pays, from each position, to its induction target."""
     if not attentions:
         raise ValueError(
             "the induction loss needs attention probabilities, and the model returned none: "
@@ -50,7 +49,13 @@ def induction_loss(attentions: Sequence[Tensor], targets: Tensor, copyable: Tens
         )
     heads = torch.cat([a.float() for a in attentions], dim=1)  # [B, all heads, L, L]
     index = targets[:, None, :, None].expand(-1, heads.shape[1], -1, 1)
-    paid = heads.gather(-1, index).squeeze(-1).amax(1)  # [B, L]
-    nll = -paid.clamp_min(1e-6).log()
+    return heads.gather(-1, index).squeeze(-1).amax(1)
+
+
+def induction_loss(attentions: Sequence[Tensor], targets: Tensor, copyable: Tensor) -> Tensor:
+    """Mean over copyable positions of -log(the largest attention any head of any layer pays to the
+    position's induction target); attentions: [B, heads, L, L] per attention layer. Zero (with a
+    gradient) where no position is copyable."""
+    nll = -attention_on_targets(attentions, targets).clamp_min(1e-6).log()
     kept = copyable.to(nll.dtype)
     return (nll * kept).sum() / kept.sum().clamp_min(1.0)

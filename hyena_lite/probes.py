@@ -130,12 +130,13 @@ def cloze_accuracy(
 # --- recall -----------------------------------------------------------------------------------
 
 
-def _start(tokenizer) -> int:
-    """The token that opens a probe sequence: BOS, else EOS (GPT-2 uses one token for both)."""
+def start_token(tokenizer) -> int:
+    """The token that opens a probe sequence, a prompt or a training recall row: BOS, else EOS
+    (GPT-2 uses one token for both)."""
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if start is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to open probe sequences")
-    return start
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token to open its sequences")
+    return int(start)
 
 
 def copy_batch(
@@ -190,7 +191,7 @@ def mqar_batch(
 def _curve(model, tokenizer, sizes, key, desc, make_batch, n, batch_size, seed) -> list[dict]:
     """Accuracy on the batch `make_batch(vocab, start, size, n, seed)` of each size:
     [{key, "accuracy"}]."""
-    vocab, start = ordinary_tokens(tokenizer), _start(tokenizer)
+    vocab, start = ordinary_tokens(tokenizer), start_token(tokenizer)
     curve = []
     for size in tqdm(sizes, desc=desc, leave=False):
         ids, scored = make_batch(vocab, start, size, n, seed)

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from hyena_lite.data import ordinary_tokens
-from hyena_lite.probes import copy_batch, copy_curve, model_device
+from hyena_lite.probes import copy_batch, copy_curve, model_device, start_token
 
 COPY_LENGTHS = (32, 64, 128)
 
@@ -78,10 +78,7 @@ def head_scores(
     {"previous_token_heads", "induction_heads"} (per layer, per head)."""
     if length < 2:
         raise ValueError(f"the repeated sequences need at least 2 tokens, got length={length}")
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if start is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to open the sequences")
-    ids, _ = copy_batch(ordinary_tokens(tokenizer), start, length, n, seed)
+    ids, _ = copy_batch(ordinary_tokens(tokenizer), start_token(tokenizer), length, n, seed)
     positions = torch.arange(1, ids.shape[1])
     second = torch.arange(length + 1, 2 * length + 1)
     previous, induction = [], []

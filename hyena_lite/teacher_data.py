@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyena_lite.distill.recipes import Setup
-from hyena_lite.probes import copy_batch, model_device, mqar_batch
+from hyena_lite.probes import copy_batch, model_device, mqar_batch, start_token
 
 PROMPT_KINDS = ("bos", "corpus", "mixed")
 
@@ -62,20 +62,13 @@ class SampleSettings:
             )
 
 
-def _start(tokenizer) -> int:
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if start is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to open the prompts")
-    return int(start)
-
-
 def prompts(
     tokenizer, corpus: torch.Tensor, n: int, kind: str, prompt_tokens: int, seed: int
 ) -> torch.Tensor:
     """n prompts: kind "corpus" the start token then prompt_tokens corpus tokens at a random offset
     ([n, 1 + prompt_tokens]), kind "bos" the start token alone ([n, 1]). (A "mixed" sampling
     alternates the two by shard: see sample_shard.)"""
-    start = _start(tokenizer)
+    start = start_token(tokenizer)
     if kind == "bos" or prompt_tokens == 0:
         return torch.full((n, 1), start)
     rng = np.random.default_rng([seed, 1])
@@ -287,7 +280,7 @@ class MixedSetup(Setup):
     def batches_fn(self):
         from hyena_lite.data import ordinary_tokens
 
-        c, vocab, start = self.config, ordinary_tokens(self.tokenizer), _start(self.tokenizer)
+        c, vocab, start = self.config, ordinary_tokens(self.tokenizer), start_token(self.tokenizer)
         return lambda first: mixed_batches(
             self.train_tokens,
             self.samples,

@@ -61,7 +61,7 @@ def copy_scores(model, tokenizer, n: int, seed: int = 0) -> tuple[float, float]:
     The log-probability is graded where the accuracy is 0 everywhere, so that the greedy build-up
     can still tell the layers apart."""
     vocab = ordinary_tokens(tokenizer)
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    start = probes.start_token(tokenizer)
     accuracies, log_probs = [], []
     device = probes.model_device(model)
     for length in recall.COPY_LENGTHS:

@@ -37,10 +37,10 @@ import torch
 from hyena_copy_capacity import recall_scores  # this folder's probe: copy and MQAR at cpu sizes
 
 from hyena_lite import book_students, distill, runs
-from hyena_lite.copy_loss import induction_loss, induction_targets
+from hyena_lite.copy_loss import attention_on_targets, induction_loss, induction_targets
 from hyena_lite.data import ordinary_tokens
 from hyena_lite.models import HyenaMixer, layer_mixers
-from hyena_lite.probes import copy_batch
+from hyena_lite.probes import copy_batch, start_token
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import provenance
 from hyena_lite.recall import eager_attention
@@ -75,8 +75,7 @@ def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float
     that the best head pays to the induction target; and what the best attention layer writes, its
     output alone read by the final norm and the head (the logit lens): how often that is the next
     token."""
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    ids, _ = copy_batch(ordinary_tokens(tokenizer), start, 32, n, seed=1)
+    ids, _ = copy_batch(ordinary_tokens(tokenizer), start_token(tokenizer), 32, n, seed=1)
     model.eval()
     outputs, hooks = [], []
     for mixer in layer_mixers(model):
@@ -90,8 +89,6 @@ def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float
             hook.remove()
     attentions = [a for a in out.attentions if a is not None]
     targets, copyable = induction_targets(ids)
-    heads = torch.cat(attentions, 1)
-    paid = heads.gather(-1, targets[:, None, :, None].expand(-1, heads.shape[1], -1, 1))
     right = copyable[:, :-1]
     written = [
         (model.lm_head(model.transformer.ln_f(o[:, :-1][right])).argmax(-1) == ids[:, 1:][right])
@@ -102,7 +99,7 @@ def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float
     ]
     return {
         "induction_nll": induction_loss(attentions, targets, copyable).item(),
-        "attention_on_target": paid.squeeze(-1).amax(1)[copyable].mean().item(),
+        "attention_on_target": attention_on_targets(attentions, targets)[copyable].mean().item(),
         # attention spread evenly over the t + 1 visible keys: the loss of a head that looks nowhere
         "uniform_nll": torch.arange(1, ids.shape[1] + 1)
         .log()
