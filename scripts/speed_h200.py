@@ -300,6 +300,75 @@ def _references(
     return teacher_logits, student_logits
 
 
+class _FixedMixer(nn.Module):
+    """A stand-in for a Hyena step in the ceiling rows: no mixer at all (its block adds zeros), or
+    the operator's two projections alone (in_proj, then out_proj of its first D channels), with
+    no mixing over time."""
+
+    def __init__(self, op: HyenaOperator | None) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if self.op is None:
+            return torch.zeros_like(hidden), None
+        return self.op.out_proj(self.op.in_proj(hidden)[..., : self.op.d_model]), None
+
+
+class _CeilingDecoder(StudentGraphDecoder):
+    """The student's graph step with every Hyena step replaced by a `_FixedMixer`: how fast any
+    mixer could make a step of these shapes, the rest of the model (embeddings, norms, MLPs, head)
+    being what it is."""
+
+    def __init__(self, student: nn.Module, fits: dict, batch: int, projections: bool, **kw) -> None:
+        super().__init__(student, fits, batch, **kw)
+        self.mixers = {
+            i: _FixedMixer(step.op if projections else None) for i, step in self.steps.items()
+        }
+
+
+CEILINGS = {"no_mixer": False, "projections_only": True}  # name -> keeps the projections
+
+
+def ceilings(
+    run: Run,
+    student: nn.Module,
+    fits: dict,
+    ids: torch.Tensor,
+    token: torch.Tensor,
+    row: dict[str, Any],
+    variant: str,
+) -> None:
+    """The ceiling columns of a batch-1 decoding row: the step time of the student's model with no
+    mixer and with the Hyena projections only, timed as the student's `variant`, and the speed-up
+    over the strongest teacher that each would give (no mixer can beat it)."""
+    for name, projections in CEILINGS.items():
+        key = (row["batch"], f"ceiling_{name}_{variant}")
+        if not run.allows(f"ceiling {name} context {row['context']}", 60.0):
+            continue
+        try:
+            if key not in run.students:
+                run.students[key] = _CeilingDecoder(
+                    student,
+                    fits,
+                    row["batch"],
+                    projections,
+                    compile=variant.startswith("compiled"),
+                    graph=run.cuda,
+                )
+            measured = time_graph_decoding(run.students[key], ids, token, None, None, **run.timing)
+            row[f"ceiling_{name}_ms"] = measured["ms"]
+            row[f"ceiling_{name}_iqr_ms"] = measured["iqr_ms"]
+            row[f"ceiling_{name}_tok_s"] = measured["tok_s"]
+            row[f"speedup_ceiling_{name}"] = _ratio(
+                measured["tok_s"], row.get("teacher_graph_tok_s")
+            )
+        except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
+            row[f"ceiling_{name}_error"] = f"{type(error).__name__}: {error}"[:500]
+        run.free()
+
+
 def decoding(
     run: Run,
     shapes: Shapes,
@@ -382,6 +451,8 @@ def decoding(
                 row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
             run.free()
         _best(row, "recurrent", student_variants)
+        if batch == 1 and row.get("recurrent_best"):
+            ceilings(run, student, fits, ids, token, row, row["recurrent_best"])
         if row.get("teacher_graph_tok_s") and row.get("recurrent_graph_tok_s"):
             row["speedup"] = row["recurrent_graph_tok_s"] / row["teacher_graph_tok_s"]
         for side in ("teacher", "recurrent"):

@@ -49,6 +49,10 @@ def test_smoke_run_writes_both_results_files(tmp_path: Path) -> None:
         assert row["teacher_best"] in ("eager_graph", "eager_graph_no_cudnn")
         assert row["teacher_graph_tok_s"] >= row["teacher_eager_graph_no_cudnn_tok_s"]
         assert row["recurrent_read_mb"] < row["teacher_read_mb"] * 2
+    (first,) = [r for r in rows if r["batch"] == 1]
+    for name in ("no_mixer", "projections_only"):  # the ceilings of any mixer, batch 1 only
+        assert first[f"ceiling_{name}_ms"] > 0 and first[f"speedup_ceiling_{name}"] > 0
+    assert not any("ceiling_no_mixer_ms" in r for r in rows if r["batch"] > 1)
     checked = [r for r in rows if r["context"] * r["batch"] <= 1024]
     assert checked and all(
         r["teacher_eager_graph_max_logit_diff"] < 1e-4
