@@ -5,15 +5,20 @@ t's token: what followed it then is the guess for what follows now (Olsson et al
 guess is right (the token at s + 1 is the token at t + 1), the target is known from the data alone,
 in copy and recall rows and wherever ordinary text repeats itself. The loss is the negative log of
 the attention that the best head of any attention layer pays to that target: the student may build
-its copying circuit in whichever head it likes. Taught in chapter 12.
+its copying circuit in whichever head it likes. Looking at the target is half of copying: the
+read-out loss asks that what the attention layer then writes, read by the model's final norm and
+head alone (the logit lens), be the next token. Taught in chapter 12.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hyena_lite.students import HyenaMixer, family_of, layer_mixers
 
 
 def induction_targets(ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -59,3 +64,39 @@ def induction_loss(attentions: Sequence[Tensor], targets: Tensor, copyable: Tens
     nll = -attention_on_targets(attentions, targets).clamp_min(1e-6).log()
     kept = copyable.to(nll.dtype)
     return (nll * kept).sum() / kept.sum().clamp_min(1.0)
+
+
+def attention_layers(model: nn.Module) -> list[int]:
+    """The layers of a teacher or hybrid whose token mixer is attention (not a HyenaMixer)."""
+    return [i for i, m in enumerate(layer_mixers(model)) if not isinstance(m, HyenaMixer)]
+
+
+def logit_lens(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """hidden [..., D] -> logits [..., vocab] as the model reads its last hidden state: its family's
+    final norm, then its head."""
+    norm, head = family_of(model).final_norm(model), model.get_output_embeddings()
+    return lambda hidden: head(norm(hidden))
+
+
+def readout_loss(
+    outputs: Sequence[Tensor], read: Callable[[Tensor], Tensor], ids: Tensor, copyable: Tensor
+) -> Tensor:
+    """Mean over copyable positions t of the next token's cross-entropy under what one attention
+    layer writes at t, alone (outputs: each attention layer's mixer output [B, L, D]; read: the
+    logit lens); per position the best layer counts. Zero (with a gradient) where no position is
+    copyable."""
+    if not outputs:
+        raise ValueError(
+            "the read-out loss needs the output of at least one attention layer: keep one (a "
+            "hybrid) and capture its mixer's output (hyena_lite.capture.capture_mixers)"
+        )
+    if copyable.shape != ids.shape:
+        raise ValueError(f"copyable {tuple(copyable.shape)} must match ids {tuple(ids.shape)}")
+    right = copyable[:, :-1]
+    if not right.any():
+        return sum(o.sum() for o in outputs) * 0.0
+    nexts = ids[:, 1:][right]
+    nll = torch.stack(
+        [F.cross_entropy(read(o[:, :-1][right]).float(), nexts, reduction="none") for o in outputs]
+    )
+    return nll.amin(0).mean()

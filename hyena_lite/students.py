@@ -430,6 +430,7 @@ class Family:
     student_class: type[PreTrainedModel]
     layers: Callable[[nn.Module], nn.ModuleList]  # the decoder layers of a causal LM
     attention: str  # attribute of a layer that holds its mixer (attention or HyenaMixer)
+    final_norm: Callable[[nn.Module], nn.Module]  # the norm between the last layer and the head
 
 
 FAMILIES: dict[str, Family] = {
@@ -441,6 +442,7 @@ FAMILIES: dict[str, Family] = {
         HyenaGPT2LMHeadModel,
         lambda m: m.transformer.h,
         "attn",
+        lambda m: m.transformer.ln_f,
     ),
     "gpt_neox": Family(
         "GPT-NeoX (Pythia)",
@@ -450,6 +452,7 @@ FAMILIES: dict[str, Family] = {
         HyenaGPTNeoXForCausalLM,
         lambda m: m.gpt_neox.layers,
         "attention",
+        lambda m: m.gpt_neox.final_layer_norm,
     ),
     "llama": Family(
         "Llama (SmolLM2)",
@@ -459,6 +462,7 @@ FAMILIES: dict[str, Family] = {
         HyenaLlamaForCausalLM,
         lambda m: m.model.layers,
         "self_attn",
+        lambda m: m.model.norm,
     ),
 }
 FAMILIES_BY_STUDENT: dict[str, Family] = {f.config_class.model_type: f for f in FAMILIES.values()}

@@ -52,21 +52,51 @@ ATTENTION_LAYERS = {"keep 3 (induction)": 3, "keep 2": 2, "keep 1": 1}
 INDUCTION_STAGE = {"kd_weight": 1.0, "ce_weight": 0.0, "induction_weight": 1.0, "lr_scale": 3.0}
 
 
+# --init-attention: what the kept attention layer takes from the teacher's induction layer (the
+# book's choice, 3 in the cpu teacher) before training: its value and output projections (the
+# copying heads' OV circuits, in their head slots), or its whole attention and the norm before it
+TRANSPLANTS = {"ov": " (induction layer's OV)", "all": " (induction layer's attention)"}
+
+
 def arms(
-    weights: list[float], layers: list[str], stage_recall: float
+    weights: list[float],
+    layers: list[str],
+    stage_recall: float,
+    stage_readout: float = 0.0,
+    init_attention: str | None = None,
 ) -> dict[str, tuple[int, float, bool]]:
     """Label -> (the attention layer kept, the copy-aware loss weight in KD, whether an induction
-    stage follows): every layer of `layers` as the book trains it, and the non-induction ones with
-    each weight and with the induction stage."""
+    stage follows): every layer of `layers` as the book trains it and with each weight, and the
+    non-induction ones with the induction stage (plus the read-out loss at stage_readout)."""
     found = {}
     for name in layers:
         kept = ATTENTION_LAYERS[name]
-        found[name] = (kept, 0.0, False)
+        label = name + (TRANSPLANTS[init_attention] if init_attention and kept != 3 else "")
+        found[label] = (kept, 0.0, False)
+        found |= {f"{label} + copy loss {w:g}": (kept, w, False) for w in weights}
         if kept != 3:
-            found |= {f"{name} + copy loss {w:g}": (kept, w, False) for w in weights}
             rows = "" if stage_recall == 1 else f" ({stage_recall:g} recall rows)"
-            found[f"{name} + induction stage{rows}"] = (kept, 0.0, True)
+            readout = f" + read-out {stage_readout:g}" if stage_readout else ""
+            found[f"{label} + induction stage{rows}{readout}"] = (kept, 0.0, True)
     return found
+
+
+@torch.no_grad()
+def transplant(
+    teacher: torch.nn.Module, student: torch.nn.Module, source: int, kept: int, what: str
+) -> None:
+    """Give the student's attention layer `kept` the value and output projections of the teacher's
+    layer `source` (what="ov"), or its whole attention and the norm before it (what="all"); GPT-2
+    only."""
+    source, target = teacher.transformer.h[source], student.transformer.h[kept]
+    if what == "all":
+        target.attn.load_state_dict(source.attn.state_dict())
+        target.ln_1.load_state_dict(source.ln_1.state_dict())
+        return
+    width = teacher.config.n_embd  # c_attn's columns are [query | key | value]
+    target.attn.c_attn.weight[:, 2 * width :] = source.attn.c_attn.weight[:, 2 * width :]
+    target.attn.c_attn.bias[2 * width :] = source.attn.c_attn.bias[2 * width :]
+    target.attn.c_proj.load_state_dict(source.attn.c_proj.state_dict())
 
 
 @torch.no_grad()
@@ -111,9 +141,9 @@ def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float
 
 
 def last_terms(records: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each loss term (kd, ce, induction) over the last tenth of a run's steps."""
+    """The mean of each loss term (kd, ce, induction, readout) over a run's last tenth of steps."""
     tail = records[-max(1, len(records) // 10) :]
-    keys = [k for k in ("kd", "ce", "induction") if k in tail[0]]
+    keys = [k for k in ("kd", "ce", "induction", "readout") if k in tail[0]]
     return {k: sum(r[k] for r in tail) / len(tail) for k in keys}
 
 
@@ -121,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True, help="the results file (resumed if it exists)")
     parser.add_argument("--tokens", type=int, default=None, help="tokens a model (book's)")
-    parser.add_argument("--weights", default="0.5", help="comma-separated copy-loss weights")
+    parser.add_argument(
+        "--weights", default="0.5", help="comma-separated copy-loss weights ('' for none)"
+    )
     parser.add_argument(
         "--layers", default=",".join(ATTENTION_LAYERS), help="which arms (labels, commas)"
     )
@@ -130,6 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stage-recall", type=float, default=1.0, help="the induction stage's share of recall rows"
+    )
+    parser.add_argument(
+        "--stage-readout",
+        type=float,
+        default=0.0,
+        help="the read-out loss's weight in the induction stage (0: none)",
+    )
+    parser.add_argument(
+        "--init-attention",
+        choices=sorted(TRANSPLANTS),
+        default=None,
+        help="the kept attention starts from the teacher's layer 3: its OV, or all of it",
     )
     parser.add_argument("--seed", type=int, default=None, help="training seed (profile's)")
     parser.add_argument("--n", type=int, default=32, help="probe sequences per size")
@@ -142,11 +186,19 @@ def main(argv: list[str] | None = None) -> int:
         base.config = dataclasses.replace(base.config, seed=args.seed)
     setup = MixedSetup.from_setup(base, recall_fraction=book_students.RECALL_FRACTION)
     layers = setup.teacher.config.num_hidden_layers
+    (induction_layer,) = book_students.attention_layers_for(setup.teacher, setup.tokenizer)[1][:1]
     tokens = args.tokens or book_students.TOKENS.get(profile.name, profile.distill_tokens)
     if not 0 < args.stage_recall <= 1:
         raise SystemExit(f"--stage-recall must be in (0, 1], got {args.stage_recall}")
-    weights = [float(w) for w in args.weights.split(",")]
-    chosen = arms(weights, args.layers.split(","), args.stage_recall)
+    weights = [float(w) for w in args.weights.split(",") if w]
+    if args.stage_readout < 0:
+        raise SystemExit(f"--stage-readout must be >= 0, got {args.stage_readout}")
+    chosen = arms(
+        weights, args.layers.split(","), args.stage_recall, args.stage_readout, args.init_attention
+    )
+    stage_options = {**INDUCTION_STAGE}
+    if args.stage_readout:
+        stage_options["readout_weight"] = args.stage_readout
     path = Path(args.json)
     report = json.loads(path.read_text()) if path.is_file() else {"models": {}}
     report |= {
@@ -174,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         hyena = [i for i in range(layers) if i != kept]
         options = {"kd": {"induction_weight": weight}} if weight else None
         hybrid = dataclasses.replace(setup, hyena_layers=hyena)
-        run = distill.run_recipe("best", hybrid, tokens, stage_options=options)
+        init = args.init_attention if kept != induction_layer else None
+
+        def start(name: str, student: torch.nn.Module, kept=kept, init=init) -> None:
+            if name == "init" and init:
+                transplant(setup.teacher, student, induction_layer, kept, init)
+
+        run = distill.run_recipe("best", hybrid, tokens, after_stage=start, stage_options=options)
         stage = {}
         if induction_stage:
             recall_rows = dataclasses.replace(hybrid, recall_fraction=args.stage_recall)
@@ -186,11 +244,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.stage_tokens,
                 "induction",
                 offset,
-                **INDUCTION_STAGE,
+                **stage_options,
             )
             stage = {
                 "induction_stage": {
-                    **INDUCTION_STAGE,
+                    **stage_options,
                     "tokens": extra.tokens,
                     "recall_fraction": args.stage_recall,
                 },
@@ -204,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             "commit": report["commit"],
             "attention_layer": kept,
             "copy_loss_weight": weight,
+            "init_attention": init,
+            **({"init_attention_from": induction_layer} if init else {}),
             "val_ppl": run.ppl_after,
             "kd_terms_last_tenth": last_terms(run.runs["kd"][-1].records),
             **stage,

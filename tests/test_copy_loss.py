@@ -10,9 +10,16 @@ import pytest
 import torch
 
 from hyena_lite import distill
-from hyena_lite.copy_loss import induction_loss, induction_targets
+from hyena_lite.capture import first_output
+from hyena_lite.copy_loss import (
+    attention_layers,
+    induction_loss,
+    induction_targets,
+    logit_lens,
+    readout_loss,
+)
 from hyena_lite.distill import stages
-from hyena_lite.models import convert
+from hyena_lite.models import convert, family_of
 from hyena_lite.probes import copy_batch
 from hyena_lite.recall import eager_attention
 from hyena_lite.training import TrainConfig
@@ -150,3 +157,102 @@ def test_a_llama_hybrid_gives_the_loss_its_attention_layers_only():
     attention = student.model.layers[1].self_attn
     assert terms["induction"] > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in attention.parameters())
+
+
+def test_the_readout_loss_is_the_next_tokens_cross_entropy_at_copyable_positions_by_hand():
+    ids = torch.tensor([[5, 1, 2, 3, 1, 2, 3, 9]])  # copyable: 4 (next 2) and 5 (next 3)
+    _, copyable = induction_targets(ids)
+    read = torch.nn.Identity()  # hidden states are the logits (D = vocab = 10)
+    written = torch.zeros(1, 8, 10)
+    written[0, 4, 2] = 2.0  # position 4 says 2 with logit 2, position 5 writes nothing
+    # by hand: -log softmax: at 4, log(e^2 + 9) - 2; at 5, uniform over 10: log 10
+    expected = (math.log(math.exp(2) + 9) - 2 + math.log(10)) / 2
+    assert readout_loss([written], read, ids, copyable).item() == pytest.approx(expected)
+    # per position the best layer counts: a second layer that is right at 5 only
+    other = torch.zeros(1, 8, 10)
+    other[0, 5, 3] = 5.0
+    best = (math.log(math.exp(2) + 9) - 2 + math.log(math.exp(5) + 9) - 5) / 2
+    assert readout_loss([written, other], read, ids, copyable).item() == pytest.approx(best)
+    # what is written elsewhere (not copyable: positions 0-3, 6, 7) does not count
+    noise = written.clone()
+    noise[0, [0, 1, 2, 3, 6, 7]] = torch.randn(6, 10)
+    assert readout_loss([noise], read, ids, copyable).item() == pytest.approx(expected)
+    # padding of t + 1 makes t not copyable
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    _, padded = induction_targets(ids, mask)
+    assert readout_loss([written], read, ids, padded).item() == pytest.approx(
+        math.log(math.exp(2) + 9) - 2
+    )
+
+
+def test_the_readout_loss_is_causal_zero_with_a_gradient_and_needs_an_attention_layer():
+    ids = torch.tensor([[5, 1, 2, 3, 1, 2, 3, 9]])
+    _, copyable = induction_targets(ids)
+    written = torch.randn(1, 8, 10, requires_grad=True)
+    readout_loss([written], torch.nn.Identity(), ids, copyable).backward()
+    # the loss at t reads only what is written at t: positions 4 and 5 alone get a gradient
+    assert written.grad.abs().sum(-1)[0].nonzero().flatten().tolist() == [4, 5]
+    plain = torch.tensor([[1, 2, 3, 4]])
+    flat = torch.randn(1, 4, 10, requires_grad=True)
+    loss = readout_loss([flat], torch.nn.Identity(), plain, induction_targets(plain)[1])
+    loss.backward()
+    assert loss.item() == 0.0 and flat.grad is not None
+    with pytest.raises(ValueError, match="at least one attention layer"):
+        readout_loss([], torch.nn.Identity(), plain, induction_targets(plain)[1])
+    with pytest.raises(ValueError, match="must match ids"):
+        readout_loss([flat], torch.nn.Identity(), plain, copyable)
+
+
+def test_the_logit_lens_is_the_models_own_final_norm_and_head_and_finds_the_kept_layers():
+    """Read from the last layer's output, the lens gives the model's logits (GPT-2 and Llama)."""
+    gpt2 = random_gpt2(VOCAB, 64, width=16, layers=3).eval()
+    for teacher in (gpt2, random_llama(VOCAB, 64, layers=3)):
+        student = convert(teacher, hyena_layers=[0, 2], init="teacher").eval()
+        assert attention_layers(teacher) == [0, 1, 2] and attention_layers(student) == [1]
+        seen = []
+        last = family_of(student).layers(student)[-1]
+        hook = last.register_forward_hook(lambda m, a, out, seen=seen: seen.append(out))
+        with torch.no_grad():
+            logits = student(input_ids=torch.tensor([[1, 2, 3, 1, 2]])).logits
+            lens = logit_lens(student)(first_output(seen[0]))
+        hook.remove()
+        assert torch.allclose(lens, logits, atol=1e-5)
+
+
+def test_kd_with_the_readout_loss_trains_the_kept_attention_of_a_gpt2_and_a_llama_hybrid():
+    """The read-out term reaches the kept attention layer's weights (and the shared head) in both
+    families; the KD stage records it."""
+    ids = copy_batch(torch.arange(VOCAB), 0, 7, BATCH, seed=0)[0]  # 15 tokens
+    for teacher in (tiny_teacher(), stages.freeze(random_llama(VOCAB, 64, layers=3))):
+        student = convert(
+            teacher,
+            hyena_layers=[0, 2] if teacher.config.num_hidden_layers == 3 else [0],
+            init="teacher",
+        )
+        kept = attention_layers(student)
+        loss, terms = stages.kd_objective(teacher, readout=1.0)(student, ids)
+        assert set(terms) == {"kd", "ce", "readout"} and terms["readout"] > 0
+        loss.backward()
+        attention = family_of(student).layers(student)[kept[0]]
+        mixer = getattr(attention, family_of(student).attention)
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mixer.parameters())
+        with pytest.raises(ValueError, match="at least one attention layer"):
+            stages.kd_objective(teacher, readout=1.0)(convert(teacher, init="teacher"), ids)
+    batches = lambda start: iter(lambda: ids, None)  # noqa: E731  the same copy batch, endlessly
+    config = TrainConfig(steps=2, lr=3e-3, batch_size=BATCH, seq_len=15, progress=False)
+    teacher = tiny_teacher()
+    student = convert(teacher, hyena_layers=[0], init="teacher")
+    frozen = {n: p.detach().clone() for n, p in student.named_parameters()}
+    result = stages.kd(
+        student,
+        teacher,
+        batches,
+        config,
+        induction_weight=1.0,
+        readout_weight=1.0,
+        trainable="attention",
+    )
+    assert {"induction", "readout"} <= set(result.records[-1])
+    changed = {n for n, p in student.named_parameters() if not torch.equal(p, frozen[n])}
+    assert changed and all(n.startswith("transformer.h.1.attn.") for n in changed)

@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from hyena_lite.capture import capture_mixer, capture_mixers, first_output, run_until_stop
-from hyena_lite.copy_loss import induction_loss, induction_targets
+from hyena_lite.copy_loss import (
+    attention_layers,
+    induction_loss,
+    induction_targets,
+    logit_lens,
+    readout_loss,
+)
 from hyena_lite.losses import (
     kd_loss,
     lm_cross_entropy,
@@ -163,11 +169,12 @@ def kd_objective(
     hidden: float = 0.0,
     temperature: float = 1.0,
     induction: float = 0.0,
+    readout: float = 0.0,
 ):
     """Loss of a whole student: kd * KL(teacher || student) + ce * cross-entropy + hidden * mean
-    hidden-state NMSE + induction * the copy-aware loss of its attention layers
-    (hyena_lite.copy_loss; the student must run eager attention)."""
-    weights = {"kd": kd, "ce": ce, "hidden": hidden, "induction": induction}
+    hidden-state NMSE + induction * the copy-aware loss of its attention layers (the student must
+    run eager attention) + readout * the read-out loss of their outputs (hyena_lite.copy_loss)."""
+    weights = {"kd": kd, "ce": ce, "hidden": hidden, "induction": induction, "readout": readout}
 
     def loss_fn(model: nn.Module, batch: Batch):
         ids, mask = _ids_and_mask(batch)
@@ -175,20 +182,28 @@ def kd_objective(
             t_out = _place(teacher, ids)(
                 input_ids=ids, attention_mask=mask, output_hidden_states=bool(hidden)
             )
-        s_out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            output_hidden_states=bool(hidden),
-            output_attentions=bool(induction),
-        )
+        kept_layers = attention_layers(model) if readout else []
+        capture = capture_mixers(model, kept_layers, stop=False) if kept_layers else None
+        with capture or contextlib.nullcontext({}) as written:
+            s_out = model(
+                input_ids=ids,
+                attention_mask=mask,
+                output_hidden_states=bool(hidden),
+                output_attentions=bool(induction),
+            )
         s_logits, kept = shift_for_next_token(s_out.logits, mask)
         terms = {
             "kd": kd_loss(s_logits, shift_for_next_token(t_out.logits, mask)[0], temperature, kept),
             "ce": lm_cross_entropy(s_out.logits, ids, mask),
         }
+        if induction or readout:
+            targets, copyable = induction_targets(ids, mask)
         if induction:
             attentions = [a for a in s_out.attentions or () if a is not None]
-            terms["induction"] = induction_loss(attentions, *induction_targets(ids, mask))
+            terms["induction"] = induction_loss(attentions, targets, copyable)
+        if readout:
+            outputs = [written[i]["output"] for i in kept_layers]
+            terms["readout"] = readout_loss(outputs, logit_lens(model), ids, copyable)
         if hidden:
             pairs = list(zip(s_out.hidden_states[1:], t_out.hidden_states[1:], strict=False))
             terms["hidden"] = torch.stack([normalized_mse(s, t, mask) for s, t in pairs]).mean()
@@ -342,14 +357,16 @@ def kd(
     temperature: float = 1.0,
     trainable: str = "all",
     induction_weight: float = 0.0,
+    readout_weight: float = 0.0,
     eval_fn=None,
 ) -> TrainResult:
     """End-to-end distillation on the logits (plus optional CE, hidden alignment and, for a hybrid,
-    the copy-aware loss of hyena_lite.copy_loss, under eager attention); trainable: all | mixers.
-    Taught in chapter 7 (the copy-aware loss in chapter 12)."""
+    the copy-aware loss of hyena_lite.copy_loss, under eager attention, and its read-out loss);
+    trainable: all | mixers | attention (the kept attention layers alone).
+    Taught in chapter 7 (the copy-aware and read-out losses in chapter 12)."""
     freeze(teacher)
     objective = kd_objective(
-        teacher, kd_weight, ce_weight, hidden_weight, temperature, induction_weight
+        teacher, kd_weight, ce_weight, hidden_weight, temperature, induction_weight, readout_weight
     )
     with eager_attention(student) if induction_weight else contextlib.nullcontext():
         return train(
@@ -373,4 +390,7 @@ def _trainable(student: nn.Module, which: str) -> list[nn.Parameter] | None:
         return None
     if which == "mixers":
         return [p for m in layer_mixers(student) for p in m.parameters()]
-    raise ValueError(f"trainable must be 'all' or 'mixers', got {which!r}")
+    if which == "attention":
+        mixers = layer_mixers(student)
+        return [p for i in attention_layers(student) for p in mixers[i].parameters()]
+    raise ValueError(f"trainable must be 'all', 'mixers' or 'attention', got {which!r}")
