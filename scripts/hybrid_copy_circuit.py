@@ -9,9 +9,13 @@ SmolLM2's hybrids, they must learn copying anew, trained by the book's recipe on
 (a quarter copy / recall rows): once as the book trains them, once with the copy-aware loss of
 hyena_lite.copy_loss added to the KD stage (each weight of --weights), and once followed by an
 "induction stage" (--stage-tokens of rows that are recall rows with --stage-recall's share, recall
-rows alone by default, KD plus the copy-aware loss at weight 1,
-three times the KD learning rate, every weight trained). The hybrid that keeps layer 3 is the
-reference. Each model: validation perplexity, copy and MQAR accuracy (the cpu evaluation's sizes),
+rows alone by default, KD plus the copy-aware loss at weight 1 and the read-out loss at
+--stage-readout's, three times the KD learning rate, every weight trained). With --init-attention
+the kept layer starts from the teacher's induction layer: its value and output projections (ov:
+the copying heads' OV circuits, so that only where to look must be learned) or its whole attention
+(all). The hybrid that keeps layer 3 is the reference, trained the same ways (what the loss and the
+stage add where the teacher's copying heads are kept, as in SmolLM2's hybrids). Each model:
+validation perplexity, copy and MQAR accuracy (the cpu evaluation's sizes),
 and where its attention looks on copy sequences (the copy-aware loss there, and the attention its
 best head pays to the induction target): whether it learned where to look, and whether it then
 reads out what it found (the best attention layer's output alone, read by the head: the logit
@@ -19,6 +23,9 @@ lens). GPT-2 teachers only (the cpu and smoke chains).
 
     PYTHONPATH=. python scripts/hybrid_copy_circuit.py \
         --json hyena_lite/results/hybrid_copy_circuit_cpu.json
+    PYTHONPATH=. python scripts/hybrid_copy_circuit.py --layers 'keep 2' --weights '' \
+        --init-attention all --stage-recall 0.25 --stage-tokens 786432 \
+        --json hyena_lite/results/hybrid_copy_circuit_cpu.json  # the transplant arms, 4 min
     PYTHONPATH=. python scripts/hybrid_copy_circuit.py --smoke --json /tmp/circuit.json  # seconds
 """
 
@@ -64,20 +71,21 @@ def arms(
     stage_recall: float,
     stage_readout: float = 0.0,
     init_attention: str | None = None,
-) -> dict[str, tuple[int, float, bool]]:
+) -> dict[str, tuple[int, float, bool, str | None]]:
     """Label -> (the attention layer kept, the copy-aware loss weight in KD, whether an induction
-    stage follows): every layer of `layers` as the book trains it and with each weight, and the
-    non-induction ones with the induction stage (plus the read-out loss at stage_readout)."""
+    stage follows, the transplant): every layer of `layers` as the book trains it, with each weight,
+    and with the induction stage (plus the read-out loss at stage_readout); the non-induction
+    layers start with init_attention's transplant."""
     found = {}
+    rows = "" if stage_recall == 1 else f" ({stage_recall:g} recall rows)"
+    readout = f" + read-out {stage_readout:g}" if stage_readout else ""
     for name in layers:
         kept = ATTENTION_LAYERS[name]
-        label = name + (TRANSPLANTS[init_attention] if init_attention and kept != 3 else "")
-        found[label] = (kept, 0.0, False)
-        found |= {f"{label} + copy loss {w:g}": (kept, w, False) for w in weights}
-        if kept != 3:
-            rows = "" if stage_recall == 1 else f" ({stage_recall:g} recall rows)"
-            readout = f" + read-out {stage_readout:g}" if stage_readout else ""
-            found[f"{label} + induction stage{rows}{readout}"] = (kept, 0.0, True)
+        init = init_attention if kept != 3 else None
+        label = name + (TRANSPLANTS[init] if init else "")
+        found[label] = (kept, 0.0, False, init)
+        found |= {f"{label} + copy loss {w:g}": (kept, w, False, init) for w in weights}
+        found[f"{label} + induction stage{rows}{readout}"] = (kept, 0.0, True, init)
     return found
 
 
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             **recall_scores(setup.teacher, setup.tokenizer, args.n),
             **where_it_looks(setup.teacher, setup.tokenizer, args.n),
         }
-    for label, (kept, weight, induction_stage) in chosen.items():
+    for label, (kept, weight, induction_stage, init) in chosen.items():
         if label in report["models"]:
             print(f"{label}: done before, kept", flush=True)
             continue
@@ -226,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
         hyena = [i for i in range(layers) if i != kept]
         options = {"kd": {"induction_weight": weight}} if weight else None
         hybrid = dataclasses.replace(setup, hyena_layers=hyena)
-        init = args.init_attention if kept != induction_layer else None
 
         def start(name: str, student: torch.nn.Module, kept=kept, init=init) -> None:
             if name == "init" and init:
