@@ -10,7 +10,8 @@ SmolLM2's hybrids, they must learn copying anew, trained by the book's recipe on
 hyena_lite.copy_loss added to the KD stage (each weight of --weights), and once followed by an
 "induction stage" (--stage-tokens of rows that are recall rows with --stage-recall's share, recall
 rows alone by default, KD plus the copy-aware loss at weight 1 and the read-out loss at
---stage-readout's, three times the KD learning rate, every weight trained). With --init-attention
+--stage-readout's, three times the KD learning rate, every weight trained or, with
+--stage-trainable attention, the kept attention alone). With --init-attention
 the kept layer starts from the teacher's induction layer: its value and output projections (ov:
 the copying heads' OV circuits, so that only where to look must be learned) or its whole attention
 (all). The hybrid that keeps layer 3 is the reference, trained the same ways (what the loss and the
@@ -71,14 +72,16 @@ def arms(
     stage_recall: float,
     stage_readout: float = 0.0,
     init_attention: str | None = None,
+    stage_trainable: str = "all",
 ) -> dict[str, tuple[int, float, bool, str | None]]:
     """Label -> (the attention layer kept, the copy-aware loss weight in KD, whether an induction
     stage follows, the transplant): every layer of `layers` as the book trains it, with each weight,
-    and with the induction stage (plus the read-out loss at stage_readout); the non-induction
-    layers start with init_attention's transplant."""
+    and with the induction stage (plus the read-out loss at stage_readout; training
+    stage_trainable's weights); the non-induction layers start with init_attention's transplant."""
     found = {}
     rows = "" if stage_recall == 1 else f" ({stage_recall:g} recall rows)"
     readout = f" + read-out {stage_readout:g}" if stage_readout else ""
+    readout += "" if stage_trainable == "all" else f" ({stage_trainable} trained alone)"
     for name in layers:
         kept = ATTENTION_LAYERS[name]
         init = init_attention if kept != 3 else None
@@ -178,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the read-out loss's weight in the induction stage (0: none)",
     )
     parser.add_argument(
+        "--stage-trainable",
+        choices=["all", "attention"],
+        default="all",
+        help="what the induction stage trains: every weight, or the kept attention alone",
+    )
+    parser.add_argument(
         "--init-attention",
         choices=sorted(TRANSPLANTS),
         default=None,
@@ -202,11 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage_readout < 0:
         raise SystemExit(f"--stage-readout must be >= 0, got {args.stage_readout}")
     chosen = arms(
-        weights, args.layers.split(","), args.stage_recall, args.stage_readout, args.init_attention
+        weights,
+        args.layers.split(","),
+        args.stage_recall,
+        args.stage_readout,
+        args.init_attention,
+        args.stage_trainable,
     )
     stage_options = {**INDUCTION_STAGE}
     if args.stage_readout:
         stage_options["readout_weight"] = args.stage_readout
+    if args.stage_trainable != "all":
+        stage_options["trainable"] = args.stage_trainable
     path = Path(args.json)
     report = json.loads(path.read_text()) if path.is_file() else {"models": {}}
     report |= {
