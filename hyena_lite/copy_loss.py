@@ -12,7 +12,8 @@ head alone (the logit lens), be the next token. Taught in chapter 12.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -78,13 +79,44 @@ def logit_lens(model: nn.Module) -> Callable[[Tensor], Tensor]:
     return lambda hidden: head(norm(hidden))
 
 
-def readout_loss(
-    outputs: Sequence[Tensor], read: Callable[[Tensor], Tensor], ids: Tensor, copyable: Tensor
+@contextmanager
+def final_residual(model: nn.Module) -> Iterator[dict[str, Tensor]]:
+    """Record the residual stream [B, L, D] that the final norm reads (key "final") during the
+    next forward pass."""
+    seen: dict[str, Tensor] = {}
+    norm = family_of(model).final_norm(model)
+    hook = norm.register_forward_pre_hook(lambda _m, args: seen.update(final=args[0]))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
+def written_logits(
+    output: Tensor, read: Callable[[Tensor], Tensor], final: Tensor | None = None
 ) -> Tensor:
-    """Mean over copyable positions t of the next token's cross-entropy under what one attention
-    layer writes at t, alone (outputs: each attention layer's mixer output [B, L, D]; read: the
-    logit lens); per position the best layer counts. Zero (with a gradient) where no position is
-    copyable."""
+    """The logits [..., vocab] that an attention layer's output [..., D] writes: read by the logit
+    lens alone (`read`, scale-free: a faint write reads as well as a loud one); or, given the
+    residual stream that the final norm reads at the same positions (`final`), its direct effect
+    on the model's logits, the rest of that stream held fixed: read(final) - read(final - output).
+    """
+    if final is None:
+        return read(output)
+    rest = (final - output).detach()
+    return read(rest + output) - read(rest)
+
+
+def readout_loss(
+    outputs: Sequence[Tensor],
+    read: Callable[[Tensor], Tensor],
+    ids: Tensor,
+    copyable: Tensor,
+    final: Tensor | None = None,
+) -> Tensor:
+    """Mean over copyable positions t of the next token's cross-entropy under the logits that one
+    attention layer writes at t (outputs: each attention layer's mixer output [B, L, D]; read: the
+    logit lens; final: the final norm's input [B, L, D] for the direct effect, `written_logits`);
+    per position the best layer counts. Zero (with a gradient) where no position is copyable."""
     if not outputs:
         raise ValueError(
             "the read-out loss needs the output of at least one attention layer: keep one (a "
@@ -96,7 +128,13 @@ def readout_loss(
     if not right.any():
         return sum(o.sum() for o in outputs) * 0.0
     nexts = ids[:, 1:][right]
+    rest = None if final is None else final[:, :-1][right]
     nll = torch.stack(
-        [F.cross_entropy(read(o[:, :-1][right]).float(), nexts, reduction="none") for o in outputs]
+        [
+            F.cross_entropy(
+                written_logits(o[:, :-1][right], read, rest).float(), nexts, reduction="none"
+            )
+            for o in outputs
+        ]
     )
     return nll.amin(0).mean()

@@ -8,19 +8,20 @@ of the cpu teacher keep one attention layer that is *not* its induction layer, s
 SmolLM2's hybrids, they must learn copying anew, trained by the book's recipe on the book's mix
 (a quarter copy / recall rows): once as the book trains them, once with the copy-aware loss of
 hyena_lite.copy_loss added to the KD stage (each weight of --weights), and once followed by an
-"induction stage" (--stage-tokens of rows that are recall rows with --stage-recall's share, recall
-rows alone by default, KD plus the copy-aware loss at weight 1 and the read-out loss at
---stage-readout's, three times the KD learning rate, every weight trained or, with
---stage-trainable attention, the kept attention alone). With --init-attention
-the kept layer starts from the teacher's induction layer: its value and output projections (ov:
-the copying heads' OV circuits, so that only where to look must be learned) or its whole attention
-(all). The hybrid that keeps layer 3 is the reference, trained the same ways (what the loss and the
-stage add where the teacher's copying heads are kept, as in SmolLM2's hybrids). Each model:
-validation perplexity, copy and MQAR accuracy (the cpu evaluation's sizes),
-and where its attention looks on copy sequences (the copy-aware loss there, and the attention its
-best head pays to the induction target): whether it learned where to look, and whether it then
-reads out what it found (the best attention layer's output alone, read by the head: the logit
-lens). GPT-2 teachers only (the cpu and smoke chains).
+"induction stage": --stage-tokens of rows that are recall rows with --stage-recall's share (recall
+rows alone by default), KD plus the copy-aware loss at weight 1 and the read-out loss at
+--stage-readout's (of the logit lens, or with --stage-readout-direct of the direct effect on the
+logits), three times the KD learning rate, every weight trained (or, with --stage-trainable
+attention, the kept attention alone). With --init-attention the kept layer starts from the
+teacher's induction layer: its value and output projections (ov: the copying heads' OV circuits,
+so that only where to look must be learned) or its whole attention (all). The hybrid that keeps
+layer 3 is the reference, trained the same ways (what the loss and the stage add where the
+teacher's copying heads are kept, as in SmolLM2's hybrids). Each model: validation perplexity,
+copy and MQAR accuracy (the cpu evaluation's sizes), and where its attention looks on copy
+sequences (the copy-aware loss there, and the attention its best head pays to the induction
+target): whether it learned where to look, and whether it then reads out what it found (the best
+attention layer's output alone, read by the head: the logit lens; and its direct effect on the
+logits). GPT-2 teachers only (the cpu and smoke chains).
 
     PYTHONPATH=. python scripts/hybrid_copy_circuit.py \
         --json hyena_lite/results/hybrid_copy_circuit_cpu.json
@@ -45,9 +46,17 @@ import torch
 from hyena_copy_capacity import recall_scores  # this folder's probe: copy and MQAR at cpu sizes
 
 from hyena_lite import book_students, distill, runs
-from hyena_lite.copy_loss import attention_on_targets, induction_loss, induction_targets
+from hyena_lite.capture import capture_mixers
+from hyena_lite.copy_loss import (
+    attention_layers,
+    attention_on_targets,
+    final_residual,
+    induction_loss,
+    induction_targets,
+    logit_lens,
+    written_logits,
+)
 from hyena_lite.data import ordinary_tokens
-from hyena_lite.models import HyenaMixer, layer_mixers
 from hyena_lite.probes import copy_batch, start_token
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import provenance
@@ -73,14 +82,17 @@ def arms(
     stage_readout: float = 0.0,
     init_attention: str | None = None,
     stage_trainable: str = "all",
+    stage_direct: bool = False,
 ) -> dict[str, tuple[int, float, bool, str | None]]:
     """Label -> (the attention layer kept, the copy-aware loss weight in KD, whether an induction
     stage follows, the transplant): every layer of `layers` as the book trains it, with each weight,
-    and with the induction stage (plus the read-out loss at stage_readout; training
-    stage_trainable's weights); the non-induction layers start with init_attention's transplant."""
+    and with the induction stage (plus the read-out loss at stage_readout, of the direct effect
+    with stage_direct; training stage_trainable's weights); the non-induction layers start with
+    init_attention's transplant."""
     found = {}
     rows = "" if stage_recall == 1 else f" ({stage_recall:g} recall rows)"
-    readout = f" + read-out {stage_readout:g}" if stage_readout else ""
+    kind = "direct read-out" if stage_direct else "read-out"
+    readout = f" + {kind} {stage_readout:g}" if stage_readout else ""
     readout += "" if stage_trainable == "all" else f" ({stage_trainable} trained alone)"
     for name in layers:
         kept = ATTENTION_LAYERS[name]
@@ -114,30 +126,26 @@ def transplant(
 def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float]:
     """On n copy sequences of 32 tokens, where copying is right: the copy-aware loss; the attention
     that the best head pays to the induction target; and what the best attention layer writes, its
-    output alone read by the final norm and the head (the logit lens): how often that is the next
-    token."""
+    output alone read by the final norm and the head (the logit lens), and its direct effect on the
+    model's logits (hyena_lite.copy_loss.written_logits): how often each is the next token."""
     ids, _ = copy_batch(ordinary_tokens(tokenizer), start_token(tokenizer), 32, n, seed=1)
     model.eval()
-    outputs, hooks = [], []
-    for mixer in layer_mixers(model):
-        if not isinstance(mixer, HyenaMixer):
-            hooks.append(mixer.register_forward_hook(lambda m, a, out: outputs.append(out[0])))
-    try:
-        with eager_attention(model):
-            out = model(input_ids=ids, output_attentions=True)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    kept = attention_layers(model)
+    with (
+        eager_attention(model),
+        capture_mixers(model, kept, stop=False) as captured,
+        final_residual(model) as final,
+    ):
+        out = model(input_ids=ids, output_attentions=True)
     attentions = [a for a in out.attentions if a is not None]
     targets, copyable = induction_targets(ids)
     right = copyable[:, :-1]
-    written = [
-        (model.lm_head(model.transformer.ln_f(o[:, :-1][right])).argmax(-1) == ids[:, 1:][right])
-        .float()
-        .mean()
-        .item()
-        for o in outputs
-    ]
+    lens, nexts, rest = logit_lens(model), ids[:, 1:][right], final["final"][:, :-1][right]
+
+    def top1(logits: torch.Tensor) -> float:
+        return (logits.argmax(-1) == nexts).float().mean().item()
+
+    outputs = [captured[i]["output"][:, :-1][right] for i in kept]
     return {
         "induction_nll": induction_loss(attentions, targets, copyable).item(),
         "attention_on_target": attention_on_targets(attentions, targets)[copyable].mean().item(),
@@ -147,7 +155,8 @@ def where_it_looks(model: torch.nn.Module, tokenizer, n: int) -> dict[str, float
         .expand_as(ids)[copyable]
         .mean()
         .item(),
-        "readout_top1": max(written),
+        "readout_top1": max(top1(written_logits(o, lens)) for o in outputs),
+        "direct_readout_top1": max(top1(written_logits(o, lens, rest)) for o in outputs),
     }
 
 
@@ -179,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.0,
         help="the read-out loss's weight in the induction stage (0: none)",
+    )
+    parser.add_argument(
+        "--stage-readout-direct",
+        action="store_true",
+        help="the read-out loss scores the direct effect on the logits, not the logit lens alone",
     )
     parser.add_argument(
         "--stage-trainable",
@@ -217,10 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         args.stage_readout,
         args.init_attention,
         args.stage_trainable,
+        args.stage_readout_direct,
     )
     stage_options = {**INDUCTION_STAGE}
     if args.stage_readout:
         stage_options["readout_weight"] = args.stage_readout
+        stage_options["readout_direct"] = args.stage_readout_direct
     if args.stage_trainable != "all":
         stage_options["trainable"] = args.stage_trainable
     path = Path(args.json)
@@ -234,10 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": "best",
     }
     if "teacher" not in report:
-        report["teacher"] = {
-            **recall_scores(setup.teacher, setup.tokenizer, args.n),
-            **where_it_looks(setup.teacher, setup.tokenizer, args.n),
-        }
+        report["teacher"] = recall_scores(setup.teacher, setup.tokenizer, args.n)
+    report["teacher"] |= where_it_looks(setup.teacher, setup.tokenizer, args.n)  # a new probe too
     for label, (kept, weight, induction_stage, init) in chosen.items():
         if label in report["models"]:
             print(f"{label}: done before, kept", flush=True)

@@ -21,6 +21,7 @@ from torch import nn
 from hyena_lite.capture import capture_mixer, capture_mixers, first_output, run_until_stop
 from hyena_lite.copy_loss import (
     attention_layers,
+    final_residual,
     induction_loss,
     induction_targets,
     logit_lens,
@@ -170,10 +171,12 @@ def kd_objective(
     temperature: float = 1.0,
     induction: float = 0.0,
     readout: float = 0.0,
+    readout_direct: bool = False,
 ):
     """Loss of a whole student: kd * KL(teacher || student) + ce * cross-entropy + hidden * mean
     hidden-state NMSE + induction * the copy-aware loss of its attention layers (the student must
-    run eager attention) + readout * the read-out loss of their outputs (hyena_lite.copy_loss)."""
+    run eager attention) + readout * the read-out loss of their outputs (hyena_lite.copy_loss; with
+    readout_direct, of their direct effect on the logits rather than the logit lens alone)."""
     weights = {"kd": kd, "ce": ce, "hidden": hidden, "induction": induction, "readout": readout}
 
     def loss_fn(model: nn.Module, batch: Batch):
@@ -182,9 +185,11 @@ def kd_objective(
             t_out = _place(teacher, ids)(
                 input_ids=ids, attention_mask=mask, output_hidden_states=bool(hidden)
             )
-        kept_layers = attention_layers(model) if readout else []
-        capture = capture_mixers(model, kept_layers, stop=False) if kept_layers else None
-        with capture or contextlib.nullcontext({}) as written:
+        kept_layers, written = attention_layers(model) if readout else [], {}
+        with contextlib.ExitStack() as stack:
+            if kept_layers:
+                written = stack.enter_context(capture_mixers(model, kept_layers, stop=False))
+            final = stack.enter_context(final_residual(model)) if readout_direct else {}
             s_out = model(
                 input_ids=ids,
                 attention_mask=mask,
@@ -203,7 +208,8 @@ def kd_objective(
             terms["induction"] = induction_loss(attentions, targets, copyable)
         if readout:
             outputs = [written[i]["output"] for i in kept_layers]
-            terms["readout"] = readout_loss(outputs, logit_lens(model), ids, copyable)
+            lens = logit_lens(model)
+            terms["readout"] = readout_loss(outputs, lens, ids, copyable, final.get("final"))
         if hidden:
             pairs = list(zip(s_out.hidden_states[1:], t_out.hidden_states[1:], strict=False))
             terms["hidden"] = torch.stack([normalized_mse(s, t, mask) for s, t in pairs]).mean()
@@ -358,15 +364,24 @@ def kd(
     trainable: str = "all",
     induction_weight: float = 0.0,
     readout_weight: float = 0.0,
+    readout_direct: bool = False,
     eval_fn=None,
 ) -> TrainResult:
     """End-to-end distillation on the logits (plus optional CE, hidden alignment and, for a hybrid,
-    the copy-aware loss of hyena_lite.copy_loss, under eager attention, and its read-out loss);
+    the copy-aware loss of hyena_lite.copy_loss, under eager attention, and its read-out loss, of
+    the logit lens or with readout_direct of the direct effect);
     trainable: all | mixers | attention (the kept attention layers alone).
     Taught in chapter 7 (the copy-aware and read-out losses in chapter 12)."""
     freeze(teacher)
     objective = kd_objective(
-        teacher, kd_weight, ce_weight, hidden_weight, temperature, induction_weight, readout_weight
+        teacher,
+        kd_weight,
+        ce_weight,
+        hidden_weight,
+        temperature,
+        induction_weight,
+        readout_weight,
+        readout_direct,
     )
     with eager_attention(student) if induction_weight else contextlib.nullcontext():
         return train(
