@@ -13,10 +13,12 @@ from hyena_lite import distill
 from hyena_lite.capture import first_output
 from hyena_lite.copy_loss import (
     attention_layers,
+    final_residual,
     induction_loss,
     induction_targets,
     logit_lens,
     readout_loss,
+    written_logits,
 )
 from hyena_lite.distill import stages
 from hyena_lite.models import convert, family_of
@@ -256,3 +258,48 @@ def test_kd_with_the_readout_loss_trains_the_kept_attention_of_a_gpt2_and_a_llam
     assert {"induction", "readout"} <= set(result.records[-1])
     changed = {n for n, p in student.named_parameters() if not torch.equal(p, frozen[n])}
     assert changed and all(n.startswith("transformer.h.1.attn.") for n in changed)
+
+
+def test_the_lens_is_scale_free_and_the_direct_effect_is_not():
+    """A faint write reads as well as a loud one through the logit lens; its direct effect on the
+    logits (the rest of the final residual held fixed, no gradient) is faint."""
+    torch.manual_seed(0)
+    norm = torch.nn.LayerNorm(10, elementwise_affine=False)  # a lens: norm, then identity head
+    ids = torch.tensor([[5, 1, 2, 3, 1, 2, 3, 9]])
+    _, copyable = induction_targets(ids)
+    loud = torch.zeros(1, 8, 10)
+    loud[0, 4, 2], loud[0, 5, 3] = 30.0, 30.0  # says the next token at both copyable positions
+    final = 10 * torch.randn(1, 8, 10) + loud  # the rest of the stream is as loud as the write
+    faint = loud * 1e-2
+    lens_loud = readout_loss([loud], norm, ids, copyable).item()
+    assert readout_loss([faint], norm, ids, copyable).item() == pytest.approx(lens_loud, rel=1e-2)
+    rest = final - loud
+    direct_loud = readout_loss([loud], norm, ids, copyable, final).item()
+    direct_faint = readout_loss([faint], norm, ids, copyable, rest + faint).item()
+    assert direct_loud < math.log(10) - 1 and direct_faint == pytest.approx(math.log(10), abs=0.05)
+    # by hand at one position: norm(final) - norm(final - output)
+    f, o = final[0, 4], loud[0, 4]
+    assert torch.allclose(written_logits(o, norm, f), norm(f) - norm(f - o))
+    assert torch.equal(written_logits(o, norm), norm(o))
+    # the gradient reaches the layer's output only, never the rest of the stream
+    o = loud.clone().requires_grad_(True)
+    f = final.clone().requires_grad_(True)
+    readout_loss([o], norm, ids, copyable, f).backward()
+    assert o.grad.abs().sum() > 0 and f.grad is None
+
+
+def test_kd_with_the_direct_readout_reads_the_final_norms_input_in_both_families():
+    ids = copy_batch(torch.arange(VOCAB), 0, 7, BATCH, seed=0)[0]
+    for teacher in (tiny_teacher(), stages.freeze(random_llama(VOCAB, 64, layers=3))):
+        student = convert(teacher, hyena_layers=[0], init="teacher")
+        with final_residual(student) as seen:
+            out = student(input_ids=ids)
+        assert torch.allclose(logit_lens(student)(seen["final"]), out.logits, atol=1e-5)
+        lens = stages.kd_objective(teacher, readout=1.0)(student, ids)[1]["readout"]
+        direct_loss, terms = stages.kd_objective(teacher, readout=1.0, readout_direct=True)(
+            student, ids
+        )
+        assert terms["readout"] > 0 and terms["readout"] != pytest.approx(lens)
+        direct_loss.backward()
+        mixer = getattr(family_of(student).layers(student)[1], family_of(student).attention)
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mixer.parameters())
