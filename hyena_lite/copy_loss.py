@@ -6,8 +6,9 @@ guess is right (the token at s + 1 is the token at t + 1), the target is known f
 in copy and recall rows and wherever ordinary text repeats itself. The loss is the negative log of
 the attention that the best head of any attention layer pays to that target: the student may build
 its copying circuit in whichever head it likes. Looking at the target is half of copying: the
-read-out loss asks that what the attention layer then writes, read by the model's final norm and
-head alone (the logit lens), be the next token. Taught in chapter 12.
+read-out loss asks that what the attention layer then writes be the next token, read by the
+model's final norm and head alone (the logit lens) or as its direct effect on the model's logits.
+Taught in chapter 12.
 """
 
 from __future__ import annotations

@@ -258,6 +258,8 @@ def test_kd_with_the_readout_loss_trains_the_kept_attention_of_a_gpt2_and_a_llam
     assert {"induction", "readout"} <= set(result.records[-1])
     changed = {n for n, p in student.named_parameters() if not torch.equal(p, frozen[n])}
     assert changed and all(n.startswith("transformer.h.1.attn.") for n in changed)
+    with pytest.raises(ValueError, match="keeps no attention"):
+        stages.kd(convert(teacher, init="teacher"), teacher, batches, config, trainable="attention")
 
 
 def test_the_lens_is_scale_free_and_the_direct_effect_is_not():

@@ -406,6 +406,8 @@ def _trainable(student: nn.Module, which: str) -> list[nn.Parameter] | None:
     if which == "mixers":
         return [p for m in layer_mixers(student) for p in m.parameters()]
     if which == "attention":
-        mixers = layer_mixers(student)
-        return [p for i in attention_layers(student) for p in mixers[i].parameters()]
+        mixers, kept = layer_mixers(student), attention_layers(student)
+        if not kept:
+            raise ValueError("trainable='attention' needs a hybrid: the student keeps no attention")
+        return [p for i in kept for p in mixers[i].parameters()]
     raise ValueError(f"trainable must be 'all', 'mixers' or 'attention', got {which!r}")
