@@ -66,9 +66,6 @@ from hyena_lite.teacher_data import MixedSetup
 ATTENTION_LAYERS = {"keep 3 (induction)": 3, "keep 2": 2, "keep 1": 1}
 
 
-INDUCTION_STAGE = {"kd_weight": 1.0, "ce_weight": 0.0, "induction_weight": 1.0, "lr_scale": 3.0}
-
-
 # --init-attention: what the kept attention layer takes from the teacher's induction layer (the
 # book's choice, 3 in the cpu teacher) before training: its value and output projections (the
 # copying heads' OV circuits, in their head slots), or its whole attention and the norm before it
@@ -233,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         args.stage_trainable,
         args.stage_readout_direct,
     )
-    stage_options = {**INDUCTION_STAGE}
+    stage_options = {}  # what this call adds to distill.INDUCTION_STAGE
     if args.stage_readout:
         stage_options["readout_weight"] = args.stage_readout
         stage_options["readout_direct"] = args.stage_readout_direct
@@ -272,19 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         run = distill.run_recipe("best", hybrid, tokens, after_stage=start, stage_options=options)
         stage = {}
         if induction_stage:
-            recall_rows = dataclasses.replace(hybrid, recall_fraction=args.stage_recall)
             offset = tokens // setup.config.tokens_per_step  # after the recipe's batches
-            (extra,) = distill.run_stage(
-                "kd",
-                run.student,
-                recall_rows,
-                args.stage_tokens,
-                "induction",
-                offset,
-                **stage_options,
+            extra = distill.run_induction_stage(
+                run.student, hybrid, args.stage_tokens, args.stage_recall, offset, **stage_options
             )
             stage = {
                 "induction_stage": {
+                    **distill.INDUCTION_STAGE,
                     **stage_options,
                     "tokens": extra.tokens,
                     "recall_fraction": args.stage_recall,

@@ -17,6 +17,10 @@ GPT-2 in about a minute:
     timeout -s TERM 560 python scripts/smollm2_h200.py run --out ckpt --no-progress
     python scripts/smollm2_h200.py run --smoke --out /tmp/smoke
 
+--induction-stage-tokens N follows the hybrid's recipe with the induction stage of chapter 12
+(lesson 9): N tokens of KD plus the copy-aware loss, on rows with --induction-stage-recall's share
+of copy and recall sequences.
+
 The parts below are the earlier protocol (four GPUs, one part each, disjoint-window perplexity),
 kept because the results' history was made with them. `scratch` needs only the teacher's config and
 tokenizer (it can also measure the KD speed on random weights and turn a time budget into the token
@@ -617,6 +621,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
     """Train one model on the setup's tokens (checkpoints in --out/NAME) and score it."""
     n_layers = setup.teacher.config.num_hidden_layers
     by_stage: dict[str, float] = {}
+    induction_stage = None
     clock = time.perf_counter()
     if name == "teacher_ft":
         from hyena_lite.control import fine_tuned_teacher
@@ -633,13 +638,29 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
             hyena_layers=[i for i in range(n_layers) if i not in keep],
             config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"),
         )
-        run = distill.run_recipe(
-            recipe, student_setup, args.tokens, copy_probe(setup.tokenizer, args, by_stage)
-        )
+        probe = copy_probe(setup.tokenizer, args, by_stage)
+        run = distill.run_recipe(recipe, student_setup, args.tokens, probe)
         summary = distill.summarize(recipe, run, student_setup)
         model, tokens, kept = run.student, summary["tokens"], None if name == "scratch" else keep
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
         curves, nmse = summary["curves"], layer_nmse(run)
+        if name == "hybrid" and args.induction_stage_tokens:
+            offset = tokens // (setup.config.batch_size * setup.config.seq_len)
+            stage = distill.run_induction_stage(
+                model,
+                student_setup,
+                args.induction_stage_tokens,
+                args.induction_stage_recall,
+                offset,
+            )
+            probe("induction", model)
+            tokens += stage.tokens
+            stage_seconds = {**stage_seconds, "induction": stage.wall_seconds}
+            induction_stage = {
+                **distill.INDUCTION_STAGE,
+                "tokens": stage.tokens,
+                "recall_fraction": args.induction_stage_recall,
+            }
     trained = time.perf_counter() - clock
     report = {
         "recipe": recipe,
@@ -650,6 +671,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         "stage_seconds": stage_seconds,
         "curve_ppl_after": curve_after,
         "copy_accuracy_by_stage": by_stage or None,
+        "induction_stage": induction_stage,
         "layer_nmse": nmse,
         "curves": curves,
         **scores(model, setup.tokenizer, args),
@@ -694,6 +716,7 @@ def results_file(state: dict, args) -> dict:
                 "ppl": ppl[name],
                 "out_of_domain_ppl": ood[name],
                 "data_mix": m["data_mix"],
+                "induction_stage": m.get("induction_stage"),
                 "protocol": "sliding windows, stride seq_len/2, token-weighted",
                 "commit": args.commit,
             }
@@ -764,6 +787,12 @@ def run_all(args) -> None:
             f"--tokens {args.tokens:,} is not a multiple of 4 steps ({step_tokens:,} tokens), so "
             f"the students' stages and the fine-tuned teacher would see different batches: give "
             f"--tokens {max(1, args.tokens // step_tokens) * step_tokens}"
+        )
+    if args.induction_stage_tokens and "hybrid" not in args.models:
+        raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
+    if args.induction_stage_tokens and not 0.0 < args.induction_stage_recall <= 1.0:
+        raise SystemExit(
+            f"--induction-stage-recall must be in (0, 1], got {args.induction_stage_recall}"
         )
     state["tokens"] = args.tokens
     state.setdefault("wall_seconds_per_call", []).append(None)
@@ -886,6 +915,19 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.3,
         help="the fine-tuned teacher's learning rate, times --lr (KD's scale)",
+    )
+    p.add_argument(
+        "--induction-stage-tokens",
+        type=int,
+        default=0,
+        help="after its recipe, the hybrid's induction stage on this many tokens (KD plus the "
+        "copy-aware loss, distill.INDUCTION_STAGE; chapter 12, lesson 9); 0: none",
+    )
+    p.add_argument(
+        "--induction-stage-recall",
+        type=float,
+        default=0.25,
+        help="the induction stage's share of copy and recall rows",
     )
     p.add_argument("--copy-n", type=int, default=16, help="copy sequences per length")
     p.add_argument(

@@ -80,3 +80,30 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
         script.main(
             ["run", "--smoke", "--out", str(out), "--tokens", "2048", "--no-progress", *broad]
         )
+
+
+def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
+    """--induction-stage-tokens: the hybrid's recipe, then the induction stage on its own tokens
+    (copy accuracy probed after it, the stage's settings and tokens recorded); a call without the
+    hybrid among its models is refused before any training."""
+    script = load_script("smollm2_h200")
+    out = tmp_path / "run"
+    stage = ["--induction-stage-tokens", "512", "--induction-stage-recall", "0.5"]
+    script.main(["run", "--smoke", "--models", "hybrid", "--out", str(out), "--no-progress", *stage])
+    results = json.loads((out / "smollm2_smoke.json").read_text())
+    hybrid = results["students"]["hybrid"]
+    assert list(results["copy_accuracy_by_stage"]["hybrid"]) == [
+        "init",
+        "calibrate",
+        "transfer",
+        "kd",
+        "induction",
+    ]
+    assert hybrid["induction_stage"]["tokens"] == 512
+    assert hybrid["induction_stage"]["recall_fraction"] == 0.5
+    assert hybrid["induction_stage"]["induction_weight"] > 0
+    assert hybrid["tokens"] == results["tokens_per_student"] + 512
+    assert "induction" in hybrid["stage_seconds"]
+    assert results["history"][-1]["induction_stage"]["tokens"] == 512
+    with pytest.raises(SystemExit, match="add hybrid to --models"):
+        script.main(["run", "--smoke", "--models", "hyena", "--out", str(tmp_path / "x"), *stage])

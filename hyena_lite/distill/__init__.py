@@ -11,12 +11,14 @@ the capture hooks of `hyena_lite.capture` that the stages are built on.
 from hyena_lite.capture import capture_mixer, capture_mixers, first_output, run_until_stop
 from hyena_lite.distill.recipes import (
     ALIGN,
+    INDUCTION_STAGE,
     RECIPES,
     STAGES,
     RecipeRun,
     Setup,
     make_setup,
     make_student,
+    run_induction_stage,
     run_recipe,
     run_stage,
     summarize,
@@ -47,6 +49,7 @@ from hyena_lite.losses import (
 
 __all__ = [
     "ALIGN",
+    "INDUCTION_STAGE",
     "RECIPES",
     "STAGES",
     "MixerOnly",
@@ -70,6 +73,7 @@ __all__ = [
     "normalized_mse",
     "perplexity_eval",
     "progressive",
+    "run_induction_stage",
     "run_recipe",
     "run_stage",
     "run_until_stop",

@@ -301,6 +301,43 @@ def run_recipe(
     return run
 
 
+# The induction stage of chapter 12 (lesson 9): after a recipe, KD plus the copy-aware loss
+# (hyena_lite.copy_loss) on rows with a larger share of copy and recall sequences, at three times
+# the KD learning rate and without cross-entropy; it teaches a hybrid's kept attention to copy.
+INDUCTION_STAGE: dict[str, float] = {
+    "kd_weight": 1.0,
+    "ce_weight": 0.0,
+    "induction_weight": 1.0,
+    "lr_scale": 3.0,
+}
+
+
+def run_induction_stage(
+    student: nn.Module,
+    setup: Setup,
+    tokens: int,
+    recall_fraction: float,
+    offset: int,
+    name: str = "induction",
+    **options,
+) -> TrainResult:
+    """Train a hybrid `student` in place with the induction stage (INDUCTION_STAGE, `options`
+    adding to or overriding it) on `tokens` tokens whose rows are copy and recall sequences with
+    share `recall_fraction`, from micro-batch `offset` (after the recipe's batches)."""
+    if not any(f.name == "recall_fraction" for f in dataclasses.fields(setup)):
+        raise TypeError(
+            f"the induction stage mixes recall rows into the data, which {type(setup).__name__} "
+            "cannot: give a hyena_lite.teacher_data.MixedSetup (MixedSetup.from_setup(setup))"
+        )
+    if not 0.0 < recall_fraction <= 1.0:
+        raise ValueError(f"recall_fraction must be in (0, 1], got {recall_fraction}")
+    rows = dataclasses.replace(setup, recall_fraction=recall_fraction)
+    (result,) = run_stage(
+        "kd", student, rows, tokens, name, offset, **{**INDUCTION_STAGE, **options}
+    )
+    return result
+
+
 def _downsample(values: list[float], points: int = 100) -> list[float]:
     """At most `points` means of consecutive chunks: a loss curve small enough for a results
     file."""
