@@ -89,7 +89,8 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
     script = load_script("smollm2_h200")
     out = tmp_path / "run"
     stage = ["--induction-stage-tokens", "512", "--induction-stage-recall", "0.5"]
-    script.main(["run", "--smoke", "--models", "hybrid", "--out", str(out), "--no-progress", *stage])
+    hybrid_only = ["run", "--smoke", "--models", "hybrid", "--out", str(out), "--no-progress"]
+    script.main([*hybrid_only, *stage])
     results = json.loads((out / "smollm2_smoke.json").read_text())
     hybrid = results["students"]["hybrid"]
     assert list(results["copy_accuracy_by_stage"]["hybrid"]) == [
