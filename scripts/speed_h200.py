@@ -877,8 +877,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         "--lengths",
         type=_length_list,
         default=None,
-        help="comma-separated sequence lengths of the operator and training rows (default: 1K to "
-        "64K)",
+        help="comma-separated sequence lengths of the operator and training rows, compiled ones "
+        "included (default: 1K to 64K)",
     )
     parser.add_argument(
         "--compile",
@@ -893,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(sys.argv[1:] if argv is None else argv)
     shapes = SMOKE if args.smoke else Shapes()
     if args.lengths:
-        shapes = replace(shapes, lengths=args.lengths)
+        shapes = replace(shapes, lengths=args.lengths, compiled_lengths=args.lengths)
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: this benchmark is for one; run --smoke to check it on a CPU")
     device = torch.device("cpu" if args.smoke else "cuda")
