@@ -24,6 +24,7 @@ from hyena_lite.distill import stages
 from hyena_lite.models import convert, family_of
 from hyena_lite.probes import copy_batch
 from hyena_lite.recall import eager_attention
+from hyena_lite.teacher_data import MixedSetup
 from hyena_lite.training import TrainConfig
 from tests.tiny_models import random_gpt2, random_llama
 
@@ -305,3 +306,19 @@ def test_kd_with_the_direct_readout_reads_the_final_norms_input_in_both_families
         direct_loss.backward()
         mixer = getattr(family_of(student).layers(student)[1], family_of(student).attention)
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mixer.parameters())
+
+
+def test_the_induction_stage_needs_a_mixed_setup_and_a_share_of_recall_rows():
+    teacher = tiny_teacher()
+    windows = torch.randint(0, VOCAB, (2, SEQ))
+    config = TrainConfig(steps=1, lr=3e-3, batch_size=BATCH, seq_len=SEQ, progress=False)
+    setup = distill.Setup(
+        teacher, None, torch.randint(0, VOCAB, (4096,)), windows, windows, config, [0]
+    )
+    student = convert(teacher, hyena_layers=[0], init="teacher")
+    with pytest.raises(TypeError, match="MixedSetup"):
+        distill.run_induction_stage(student, setup, BATCH * SEQ, 0.25, 0)
+    mixed = MixedSetup.from_setup(setup)
+    with pytest.raises(ValueError, match="recall_fraction must be in"):
+        distill.run_induction_stage(student, mixed, BATCH * SEQ, 0.0, 0)
+    assert distill.INDUCTION_STAGE["ce_weight"] == 0 and distill.INDUCTION_STAGE["induction_weight"]
