@@ -124,7 +124,10 @@ def run_colab_cell(
     monkeypatch.setattr(
         assets, "download_debian_files", lambda cache: did.__setitem__("debian", did["debian"] + 1)
     )
-    monkeypatch.delenv("HYENA_LITE_HOME", raising=False)
+    # setenv first, so that teardown restores the real value even where the cell sets it itself
+    # (colab.keep_on_drive writes os.environ): a Drive home must not leak into later tests
+    monkeypatch.setenv("HYENA_LITE_HOME", "")
+    monkeypatch.delenv("HYENA_LITE_HOME")
     if drive_env is None:
         monkeypatch.delenv("HYENA_LITE_DRIVE", raising=False)
     else:
