@@ -868,10 +868,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["compiled", "training"],
+        choices=["compiled", "training", "decoding"],
         help="compiled: only the torch.compile'd operator rows, model forward and decoding rows "
         "(the teacher's and the student's steps compiled); training: only forward + backward "
-        "rows, the Hyena block's default (fused) and plain training paths (training_h200.json)",
+        "rows, the Hyena block's default (fused) and plain training paths (training_h200.json); "
+        "decoding: only the compiled decoding row of the first goal (8K, batch 1) with its "
+        "ceiling columns",
     )
     parser.add_argument(
         "--lengths",
@@ -928,7 +930,10 @@ def main(argv: list[str] | None = None) -> int:
     student = convert(teacher, init="fresh", l_max=longest).eval()
     first, rest = shapes.decode[:2], shapes.decode[2:]  # the goals name the first two rows
     lengths = shapes.compiled_lengths
-    if args.only == "compiled":  # the goals' lengths, the model, the other lengths, decoding
+    if args.only == "decoding":  # the batch-1 goal's row alone: teacher, student, ceilings
+        fits = student_fits(run, shapes, student)
+        decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first[:1], compiled_only=True)
+    elif args.only == "compiled":  # the goals' lengths, the model, the other lengths, decoding
         compiled_operator(run, shapes, bw["copy_gbs"], lengths[:3])
         compiled_model_forward(run, shapes, teacher, student)
         compiled_operator(run, shapes, bw["copy_gbs"], lengths[3:])

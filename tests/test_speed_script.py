@@ -137,3 +137,18 @@ def test_training_rows_time_the_hyena_paths_against_attention(tmp_path: Path) ->
 def test_lengths_that_are_not_integers_are_refused(tmp_path: Path) -> None:
     done = _run(tmp_path, "--only", "training", "--lengths", "4k")
     assert done.returncode == 2 and "comma-separated sequence lengths" in done.stderr
+
+
+def test_only_decoding_times_the_batch_1_goal_row_compiled_with_its_ceilings(
+    tmp_path: Path,
+) -> None:
+    done = _run(tmp_path, "--only", "decoding")
+    assert done.returncode == 0, done.stderr[-3000:]
+    generation = json.loads((tmp_path / "generation_h200.json").read_text())
+    (row,) = generation["rows"]  # the first goal's row alone
+    assert (row["context"], row["batch"]) == (48, 1)
+    assert row["teacher_best"] == row["recurrent_best"] == "compiled_graph"
+    for name in ("no_mixer", "projections_only"):
+        assert row[f"ceiling_{name}_ms"] > 0 and row[f"ceiling_{name}_iqr_ms"] >= 0
+    benchmark = json.loads((tmp_path / "benchmark_h200.json").read_text())
+    assert benchmark["operator"]["rows"] == [] and benchmark["model"]["rows"] == []
