@@ -656,6 +656,8 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
             probe("induction", model)
             tokens += stage.tokens
             stage_seconds = {**stage_seconds, "induction": stage.wall_seconds}
+            after = math.exp(distill.validation_loss(model, student_setup.curve_windows))
+            curve_after = {**curve_after, "induction": after}
             induction_stage = {
                 **distill.INDUCTION_STAGE,
                 "tokens": stage.tokens,

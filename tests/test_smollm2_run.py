@@ -104,7 +104,7 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
     assert hybrid["induction_stage"]["recall_fraction"] == 0.5
     assert hybrid["induction_stage"]["induction_weight"] > 0
     assert hybrid["tokens"] == results["tokens_per_student"] + 512
-    assert "induction" in hybrid["stage_seconds"]
+    assert "induction" in hybrid["stage_seconds"] and hybrid["curve_ppl_after"]["induction"] > 1
     assert results["history"][-1]["induction_stage"]["tokens"] == 512
     with pytest.raises(SystemExit, match="add hybrid to --models"):
         script.main(["run", "--smoke", "--models", "hyena", "--out", str(tmp_path / "x"), *stage])
