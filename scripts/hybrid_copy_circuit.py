@@ -269,9 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         run = distill.run_recipe("best", hybrid, tokens, after_stage=start, stage_options=options)
         stage = {}
         if induction_stage:
-            offset = tokens // setup.config.tokens_per_step  # after the recipe's batches
             extra = distill.run_induction_stage(
-                run.student, hybrid, args.stage_tokens, args.stage_recall, offset, **stage_options
+                run.student,
+                hybrid,
+                args.stage_tokens,
+                args.stage_recall,
+                run.next_batch,
+                **stage_options,
             )
             stage = {
                 "induction_stage": {

@@ -645,13 +645,12 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
         curves, nmse = summary["curves"], layer_nmse(run)
         if name == "hybrid" and args.induction_stage_tokens:
-            offset = tokens // (setup.config.batch_size * setup.config.seq_len)
             stage = distill.run_induction_stage(
                 model,
                 student_setup,
                 args.induction_stage_tokens,
                 args.induction_stage_recall,
-                offset,
+                run.next_batch,
             )
             probe("induction", model)
             tokens += stage.tokens

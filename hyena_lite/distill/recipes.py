@@ -247,12 +247,15 @@ def run_stage(
 class RecipeRun:
     """A trained student, its training runs per stage, its validation perplexity (on the curve
     windows) at initialisation, after calibration (if the recipe calibrates) and after each stage,
-    and the calibration's report per Hyena layer (see hyena_lite.calibration.calibrate_mixers)."""
+    the calibration's report per Hyena layer (see hyena_lite.calibration.calibrate_mixers), and
+    the first micro-batch of the stream that its stages did not use (where a further stage starts).
+    """
 
     student: nn.Module
     runs: dict[str, list[TrainResult]]
     ppl_after: dict[str, float]
     calibration: dict[int, dict[str, float]] = field(default_factory=dict)
+    next_batch: int = 0
 
 
 def run_recipe(
@@ -298,6 +301,7 @@ def run_recipe(
         run.ppl_after[stage] = math.exp(validation_loss(student, setup.curve_windows))
         probe(stage, student)
         offset += sum(r.tokens for r in runs) // (setup.config.batch_size * setup.config.seq_len)
+    run.next_batch = offset
     return run
 
 
@@ -323,7 +327,8 @@ def run_induction_stage(
 ) -> TrainResult:
     """Train a hybrid `student` in place with the induction stage (INDUCTION_STAGE, `options`
     adding to or overriding it) on `tokens` tokens whose rows are copy and recall sequences with
-    share `recall_fraction`, from micro-batch `offset` (after the recipe's batches)."""
+    share `recall_fraction`, from micro-batch `offset` (after a recipe: its
+    RecipeRun.next_batch)."""
     if not any(f.name == "recall_fraction" for f in dataclasses.fields(setup)):
         raise TypeError(
             f"the induction stage mixes recall rows into the data, which {type(setup).__name__} "
