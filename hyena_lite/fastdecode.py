@@ -12,6 +12,8 @@ decoders in `hyena_lite.generation` stay the reference; scripts/speed_h200.py me
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -87,6 +89,20 @@ def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ the student
+def _check_triton(device: torch.device) -> None:
+    """Refuse the Triton step where it cannot run, saying why."""
+    if importlib.util.find_spec("triton") is None:
+        raise ImportError(
+            "triton=True needs the triton package (CUDA builds of PyTorch ship it; elsewhere "
+            "`pip install triton`)"
+        )
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(
+            f"the Triton step runs on a CUDA GPU, the operator is on {device}; on a CPU run it in "
+            "Triton's interpreter (TRITON_INTERPRET=1, set before triton is imported)"
+        )
+
+
 def _shifted(buffer: Tensor, newest: Tensor) -> Tensor:
     """buffer [..., K] moved one place to the left along its last axis, with newest [...] in the
     last place; written as a sum of two padded tensors, which inductor generates as element-wise
@@ -110,11 +126,20 @@ class ModalStep(nn.Module):
     then element-wise on [B, D], and every state is written back at the end. (Updating the modes
     before the chain, from the old buffer, would save one more kernel on the GPU but trips a bug
     of inductor's C++ backend in torch 2.13: KeyError in its outer-loop fusion.)
+
+    With `triton=True` everything between the two projections runs as one Triton kernel
+    (`hyena_lite.modal_kernel`) instead of the kernels inductor makes of this code: on a CUDA GPU,
+    or on the CPU in Triton's interpreter (TRITON_INTERPRET=1 before triton is imported).
     """
 
-    def __init__(self, op: HyenaOperator, fit: ModalFilter, batch: int) -> None:
+    def __init__(
+        self, op: HyenaOperator, fit: ModalFilter, batch: int, triton: bool = False
+    ) -> None:
         super().__init__()
         device = op.out_proj.weight.device
+        if triton:
+            _check_triton(device)
+        self.triton = triton
         fit = fit.to(device=device, dtype=torch.float32)
         N, D = op.order, op.d_model
         width, taps = (N + 1) * D, op.short_filter.weight.shape[-1]
@@ -189,6 +214,10 @@ class ModalStep(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         op, N = self.op, self.order
+        if self.triton:
+            from hyena_lite.modal_kernel import modal_step
+
+            return op.out_proj(modal_step(self, op.in_proj(u[:, 0]), u.dtype))[:, None]
         p = op.in_proj(u[:, 0]).float()  # [B, (N + 1) D]
         re, im = self.state_re, self.state_im  # [N, B, D, m]
         known = (self.fir_past[:, None] * self.recent[..., 1:]).sum(-1) + (
@@ -263,6 +292,7 @@ class StudentGraphDecoder(_GraphStep):
     buffers: on CUDA (or with graph=True) recorded once as a CUDA graph and replayed, compiled by
     torch.compile first with `compile` (default: on CUDA, where inductor's fused step ran 2.7x
     faster on an H200 at batch 1, 2.5x at batch 16). A new prefill reuses the same graph.
+    `triton=True` runs each layer's mixer as one Triton kernel (see `ModalStep`).
     """
 
     def __init__(
@@ -272,6 +302,7 @@ class StudentGraphDecoder(_GraphStep):
         batch: int,
         compile: bool | None = None,
         graph: bool | None = None,
+        triton: bool = False,
     ) -> None:
         operators = hyena_operators(model)
         if len(operators) < model.config.num_hidden_layers or not operators:
@@ -287,7 +318,9 @@ class StudentGraphDecoder(_GraphStep):
         device = next(model.parameters()).device
         super().__init__(device, graph)
         self.model, self.fits, self.batch = model, fits, batch
-        self.steps = {i: ModalStep(op, fits[i], batch) for i, op in operators.items()}
+        self.steps = {
+            i: ModalStep(op, fits[i], batch, triton=triton) for i, op in operators.items()
+        }
         self.mixers = {i: _StepMixer(step) for i, step in self.steps.items()}
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.position = torch.zeros((), dtype=torch.long, device=device)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import shlex
 import sys
 import time
@@ -390,7 +391,10 @@ def decoding(
     if run.compile or compiled_only:
         teacher_variants["compiled_graph"] = None
         student_variants.append("compiled_graph")
+        if run.cuda and importlib.util.find_spec("triton") is not None:
+            student_variants.append("compiled_graph_triton")  # each mixer one Triton kernel
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0, "compiled_graph": 60.0}  # seconds
+    need["compiled_graph_triton"] = need["compiled_graph"]
     students = run.students
     for context, batch in pairs:
         if not run.allows(f"decoding context {context} batch {batch}"):
@@ -438,7 +442,12 @@ def decoding(
             try:
                 if (batch, variant) not in students:
                     students[batch, variant] = StudentGraphDecoder(
-                        student, fits, batch, compile=variant.startswith("compiled"), graph=run.cuda
+                        student,
+                        fits,
+                        batch,
+                        compile=variant.startswith("compiled"),
+                        graph=run.cuda,
+                        triton=variant.endswith("_triton"),
                     )
                 decoder = students[batch, variant]
                 measured = time_graph_decoding(

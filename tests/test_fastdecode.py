@@ -225,3 +225,65 @@ def test_recorded_steps_on_a_gpu_equal_the_eager_ones(compile):
     got = _steps(TeacherGraphDecoder(teacher, 2, 32, compile=compile), ids, 5)
     for t, logits in enumerate(got):
         torch.testing.assert_close(logits, full[:, 4 + t], atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------ the Triton step (modal_kernel)
+def _triton_runs_here():
+    """Why the Triton step cannot run in this process, or None: it needs the triton package and a
+    CUDA GPU, or Triton's interpreter (TRITON_INTERPRET=1 before triton is imported)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (CUDA builds of PyTorch ship it; or pip install triton)"
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        return "no CUDA GPU; set TRITON_INTERPRET=1 to run the kernel in Triton's interpreter"
+    return None
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("fir", [1, 3])
+def test_triton_step_equals_the_modal_step_and_updates_the_same_state(order, batch, fir):
+    import copy
+
+    reference, step, later = _operator_pair(order, fir, batch)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    step = step.to(device)
+    fused = copy.deepcopy(step)
+    fused.triton = True
+    with torch.no_grad():
+        for t in range(12):
+            u = later[:, t : t + 1].to(device)
+            torch.testing.assert_close(fused(u), step(u), atol=1e-6, rtol=1e-5)
+    for name in step.state_names:
+        torch.testing.assert_close(getattr(fused, name), getattr(step, name), atol=1e-6, rtol=1e-5)
+
+
+def test_triton_step_refuses_a_cpu_without_the_interpreter(monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        _, step, _ = _operator_pair(2, 1, 1)
+        with pytest.raises(ImportError, match="needs the triton package"):
+            ModalStep(step.op, fit_operator(step.op, order=4)[0], 1, triton=True)
+        return
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    _, step, _ = _operator_pair(2, 1, 1)
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        ModalStep(step.op, fit_operator(step.op, order=4)[0], 1, triton=True)
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+def test_student_decoder_with_the_triton_step_equals_the_recurrent_decoder():
+    _, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    ids = torch.randint(0, VOCAB, (2, 14))
+    reference = _reference_student(student, fits, ids, 6)
+    if torch.cuda.is_available():
+        student, fits = student.cuda(), {i: fit.to(device="cuda") for i, fit in fits.items()}
+        ids = ids.cuda()
+    decoder = StudentGraphDecoder(student, fits, batch=2, compile=False, triton=True)
+    for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
+        torch.testing.assert_close(have.cpu(), want, atol=1e-5, rtol=0)
