@@ -89,11 +89,14 @@ def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ the student
+STEP_KERNELS = ("torch", "triton", "triton_in_proj")  # who runs a ModalStep (see its docstring)
+
+
 def _check_triton(device: torch.device) -> None:
     """Refuse the Triton step where it cannot run, saying why."""
     if importlib.util.find_spec("triton") is None:
         raise ImportError(
-            "triton=True needs the triton package (CUDA builds of PyTorch ship it; elsewhere "
+            "the Triton step needs the triton package (CUDA builds of PyTorch ship it; elsewhere "
             "`pip install triton`)"
         )
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -127,19 +130,22 @@ class ModalStep(nn.Module):
     before the chain, from the old buffer, would save one more kernel on the GPU but trips a bug
     of inductor's C++ backend in torch 2.13: KeyError in its outer-loop fusion.)
 
-    With `triton=True` everything between the two projections runs as one Triton kernel
-    (`hyena_lite.modal_kernel`) instead of the kernels inductor makes of this code: on a CUDA GPU,
-    or on the CPU in Triton's interpreter (TRITON_INTERPRET=1 before triton is imported).
+    `kernel` picks who runs the step: "torch" (this code, which torch.compile fuses), "triton"
+    (everything between the two projections as one Triton kernel, `hyena_lite.modal_kernel`) or
+    "triton_in_proj" (the input projection inside that kernel too): the Triton ones on a CUDA GPU,
+    or on a CPU in Triton's interpreter (TRITON_INTERPRET=1 before triton is imported).
     """
 
     def __init__(
-        self, op: HyenaOperator, fit: ModalFilter, batch: int, triton: bool = False
+        self, op: HyenaOperator, fit: ModalFilter, batch: int, kernel: str = "torch"
     ) -> None:
         super().__init__()
         device = op.out_proj.weight.device
-        if triton:
+        if kernel not in STEP_KERNELS:
+            raise ValueError(f"kernel must be one of {STEP_KERNELS}, got {kernel!r}")
+        if kernel != "torch":
             _check_triton(device)
-        self.triton = triton
+        self.kernel = kernel
         fit = fit.to(device=device, dtype=torch.float32)
         N, D = op.order, op.d_model
         width, taps = (N + 1) * D, op.short_filter.weight.shape[-1]
@@ -214,10 +220,11 @@ class ModalStep(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         op, N = self.op, self.order
-        if self.triton:
+        if self.kernel != "torch":
             from hyena_lite.modal_kernel import modal_step
 
-            return op.out_proj(modal_step(self, op.in_proj(u[:, 0]), u.dtype))[:, None]
+            y = modal_step(self, u[:, 0], in_proj=self.kernel == "triton_in_proj")
+            return op.out_proj(y)[:, None]
         p = op.in_proj(u[:, 0]).float()  # [B, (N + 1) D]
         re, im = self.state_re, self.state_im  # [N, B, D, m]
         known = (self.fir_past[:, None] * self.recent[..., 1:]).sum(-1) + (
@@ -292,7 +299,8 @@ class StudentGraphDecoder(_GraphStep):
     buffers: on CUDA (or with graph=True) recorded once as a CUDA graph and replayed, compiled by
     torch.compile first with `compile` (default: on CUDA, where inductor's fused step ran 2.7x
     faster on an H200 at batch 1, 2.5x at batch 16). A new prefill reuses the same graph.
-    `triton=True` runs each layer's mixer as one Triton kernel (see `ModalStep`).
+    `kernel="triton"` runs each layer's mixer as one Triton kernel, "triton_in_proj" with its input
+    projection inside it (see `ModalStep`).
     """
 
     def __init__(
@@ -302,7 +310,7 @@ class StudentGraphDecoder(_GraphStep):
         batch: int,
         compile: bool | None = None,
         graph: bool | None = None,
-        triton: bool = False,
+        kernel: str = "torch",
     ) -> None:
         operators = hyena_operators(model)
         if len(operators) < model.config.num_hidden_layers or not operators:
@@ -319,7 +327,7 @@ class StudentGraphDecoder(_GraphStep):
         super().__init__(device, graph)
         self.model, self.fits, self.batch = model, fits, batch
         self.steps = {
-            i: ModalStep(op, fits[i], batch, triton=triton) for i, op in operators.items()
+            i: ModalStep(op, fits[i], batch, kernel=kernel) for i, op in operators.items()
         }
         self.mixers = {i: _StepMixer(step) for i, step in self.steps.items()}
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)

@@ -392,9 +392,10 @@ def decoding(
         teacher_variants["compiled_graph"] = None
         student_variants.append("compiled_graph")
         if run.cuda and importlib.util.find_spec("triton") is not None:
-            student_variants.append("compiled_graph_triton")  # each mixer one Triton kernel
+            # each mixer one Triton kernel, without and with its input projection inside
+            student_variants += ["compiled_graph_triton", "compiled_graph_triton_in_proj"]
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0, "compiled_graph": 60.0}  # seconds
-    need["compiled_graph_triton"] = need["compiled_graph"]
+    need["compiled_graph_triton"] = need["compiled_graph_triton_in_proj"] = need["compiled_graph"]
     students = run.students
     for context, batch in pairs:
         if not run.allows(f"decoding context {context} batch {batch}"):
@@ -447,7 +448,7 @@ def decoding(
                         batch,
                         compile=variant.startswith("compiled"),
                         graph=run.cuda,
-                        triton=variant.endswith("_triton"),
+                        kernel=variant.partition("_graph_")[2] or "torch",
                     )
                 decoder = students[batch, variant]
                 measured = time_graph_decoding(
