@@ -645,6 +645,9 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
         curves, nmse = summary["curves"], layer_nmse(run)
         if name == "hybrid" and args.induction_stage_tokens:
+            # the recipe's hybrid scored like every model, so that the stage's cost and gain are
+            # read within one run (run-to-run variation is as large as the stage's effect)
+            before = scores(model, setup.tokenizer, args)
             stage = distill.run_induction_stage(
                 model,
                 student_setup,
@@ -661,6 +664,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
                 **distill.INDUCTION_STAGE,
                 "tokens": stage.tokens,
                 "recall_fraction": args.induction_stage_recall,
+                "scores_before": before,
             }
     trained = time.perf_counter() - clock
     report = {

@@ -103,6 +103,9 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
     assert hybrid["induction_stage"]["tokens"] == 512
     assert hybrid["induction_stage"]["recall_fraction"] == 0.5
     assert hybrid["induction_stage"]["induction_weight"] > 0
+    before = hybrid["induction_stage"]["scores_before"]  # the recipe's hybrid, before the stage
+    assert before["copy_accuracy"] == results["copy_accuracy_by_stage"]["hybrid"]["kd"]
+    assert before["in_domain"]["ppl"] != results["hybrid_ppl"]
     assert hybrid["tokens"] == results["tokens_per_student"] + 512
     assert "induction" in hybrid["stage_seconds"] and hybrid["curve_ppl_after"]["induction"] > 1
     assert results["history"][-1]["induction_stage"]["tokens"] == 512
