@@ -3,10 +3,17 @@ static recurrent step equals RecurrentDecoder's, the teacher's static-cache step
 forward; both count the bytes a step reads. On CPU the steps run eagerly (no CUDA graph); on a GPU
 the recorded and the compiled steps are checked too."""
 
+import importlib.util
+import os
 import shutil
 
 import pytest
 import torch
+
+if importlib.util.find_spec("triton") is not None and not torch.cuda.is_available():
+    # the Triton step's kernel runs in Triton's interpreter here; it reads this variable when
+    # hyena_lite.modal_kernel is first imported (only the Triton tests below import it)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite.decoding import RecurrentDecoder, fit_operator, fit_student
@@ -231,9 +238,6 @@ def test_recorded_steps_on_a_gpu_equal_the_eager_ones(compile):
 def _triton_runs_here():
     """Why the Triton step cannot run in this process, or None: it needs the triton package and a
     CUDA GPU, or Triton's interpreter (TRITON_INTERPRET=1 before triton is imported)."""
-    import importlib.util
-    import os
-
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (CUDA builds of PyTorch ship it; or pip install triton)"
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
@@ -291,8 +295,6 @@ def test_triton_step_in_bfloat16_follows_the_modal_step_at_a_gpt2_width(kernel):
 
 
 def test_triton_step_refuses_a_cpu_without_the_interpreter(monkeypatch):
-    import importlib.util
-
     if importlib.util.find_spec("triton") is None:
         _, step, _ = _operator_pair(2, 1, 1)
         with pytest.raises(ImportError, match="needs the triton package"):
