@@ -9,11 +9,6 @@ import shutil
 
 import pytest
 import torch
-
-if importlib.util.find_spec("triton") is not None and not torch.cuda.is_available():
-    # the Triton step's kernel runs in Triton's interpreter here; it reads this variable when
-    # hyena_lite.modal_kernel is first imported (only the Triton tests below import it)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite.decoding import RecurrentDecoder, fit_operator, fit_student
