@@ -31,10 +31,6 @@ BLOCK_CHANNELS = 32  # channels per program: 24 programs per sequence at width 7
 BLOCK_INPUTS = 128  # input features per tile of the fused input projection
 
 
-def _next_power_of_two(n: int) -> int:
-    return 1 << max(0, n - 1).bit_length()
-
-
 @triton.jit
 def projected(
     p_ptr, u_ptr, w_ptr, bias_ptr, b, c, live, width, D, rounded,
@@ -151,12 +147,11 @@ def modal_step(step: ModalStep, u: Tensor, in_proj: bool = False) -> Tensor:
     linear = step.op.in_proj
     u = u.contiguous()
     p = u if in_proj else linear(u)  # p is not read when the kernel projects
-    bias = linear.bias if linear.bias is not None else step.conv_b.new_zeros((N + 1) * D)
     taps, head, modes = step.window.shape[-1], step.recent.shape[-1], step.state_re.shape[-1]
     out = torch.empty(batch, D, dtype=u.dtype, device=u.device)
     grid = (batch, -(-D // BLOCK_CHANNELS))
     modal_step_kernel[grid](
-        p, u, linear.weight, bias,
+        p, u, linear.weight, linear.bias,  # HyenaOperator's in_proj always has a bias
         out,
         step.window, step.conv_w, step.conv_b,
         step.recent, step.fir_past, step.gain,
@@ -164,7 +159,7 @@ def modal_step(step: ModalStep, u: Tensor, in_proj: bool = False) -> Tensor:
         step.poles_re, step.poles_im, step.res_re, step.res_im,
         batch, D,
         N=N, K=taps, F=head, M=modes,
-        M_POW2=_next_power_of_two(modes), BLOCK=BLOCK_CHANNELS,
-        IN_PROJ=in_proj, BLOCK_IN=min(BLOCK_INPUTS, _next_power_of_two(D)),
+        M_POW2=triton.next_power_of_2(modes), BLOCK=BLOCK_CHANNELS,
+        IN_PROJ=in_proj, BLOCK_IN=min(BLOCK_INPUTS, triton.next_power_of_2(D)),
     )
     return out

@@ -4,7 +4,6 @@ forward; both count the bytes a step reads. On CPU the steps run eagerly (no CUD
 the recorded and the compiled steps are checked too."""
 
 import importlib.util
-import os
 import shutil
 
 import pytest
@@ -16,6 +15,7 @@ from hyena_lite.fastdecode import (
     ModalStep,
     StudentGraphDecoder,
     TeacherGraphDecoder,
+    _check_triton,
     weight_bytes,
 )
 from hyena_lite.generation import Decoder
@@ -231,12 +231,11 @@ def test_recorded_steps_on_a_gpu_equal_the_eager_ones(compile):
 
 # ------------------------------------------------------------------ the Triton step (modal_kernel)
 def _triton_runs_here():
-    """Why the Triton step cannot run in this process, or None: it needs the triton package and a
-    CUDA GPU, or Triton's interpreter (TRITON_INTERPRET=1 before triton is imported)."""
-    if importlib.util.find_spec("triton") is None:
-        return "triton is not installed (CUDA builds of PyTorch ship it; or pip install triton)"
-    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-        return "no CUDA GPU; set TRITON_INTERPRET=1 to run the kernel in Triton's interpreter"
+    """Why the Triton step cannot run in this process, or None: the library's own refusal."""
+    try:
+        _check_triton(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    except (ImportError, ValueError) as refusal:
+        return str(refusal)
     return None
 
 
