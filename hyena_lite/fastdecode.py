@@ -89,7 +89,8 @@ def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ the student
-STEP_KERNELS = ("torch", "triton", "triton_in_proj")  # who runs a ModalStep (see its docstring)
+# who runs a ModalStep (see its docstring)
+STEP_KERNELS = ("torch", "triton", "triton_in_proj", "triton_fused")
 
 
 def _check_triton(device: torch.device) -> None:
@@ -132,20 +133,35 @@ class ModalStep(nn.Module):
 
     `kernel` picks who runs the step: "torch" (this code, which torch.compile fuses), "triton"
     (everything between the two projections as one Triton kernel, `hyena_lite.modal_kernel`) or
-    "triton_in_proj" (the input projection inside that kernel too): the Triton ones on a CUDA GPU,
-    or on a CPU in Triton's interpreter (TRITON_INTERPRET=1 before triton is imported).
+    "triton_in_proj" (the input projection inside that kernel too) or "triton_fused" (both
+    projections inside it: the whole mixer one launch): the Triton ones on a CUDA GPU, or on a CPU
+    in Triton's interpreter (TRITON_INTERPRET=1 before triton is imported). `block_channels`: the
+    Triton kernel's channels per program (default: `modal_kernel.channels_per_program`).
     """
 
     def __init__(
-        self, op: HyenaOperator, fit: ModalFilter, batch: int, kernel: str = "torch"
+        self,
+        op: HyenaOperator,
+        fit: ModalFilter,
+        batch: int,
+        kernel: str = "torch",
+        block_channels: int | None = None,
     ) -> None:
         super().__init__()
         device = op.out_proj.weight.device
         if kernel not in STEP_KERNELS:
             raise ValueError(f"kernel must be one of {STEP_KERNELS}, got {kernel!r}")
+        self.kernel, self.block_channels = kernel, block_channels
         if kernel != "torch":
             _check_triton(device)
-        self.kernel = kernel
+            from hyena_lite.modal_kernel import channels_per_program
+
+            if block_channels is None:
+                self.block_channels = channels_per_program(batch, op.d_model, device)
+            elif block_channels < 1 or block_channels & (block_channels - 1):
+                raise ValueError(
+                    f"block_channels must be a power of two, got {block_channels}"
+                )
         fit = fit.to(device=device, dtype=torch.float32)
         N, D = op.order, op.d_model
         width, taps = (N + 1) * D, op.short_filter.weight.shape[-1]
@@ -223,6 +239,9 @@ class ModalStep(nn.Module):
         if self.kernel != "torch":
             from hyena_lite.modal_kernel import modal_step
 
+            if self.kernel == "triton_fused":
+                partial = modal_step(self, u[:, 0], in_proj=True, out_proj=True)
+                return (partial.sum(0) + op.out_proj.bias).to(u.dtype)[:, None]
             y = modal_step(self, u[:, 0], in_proj=self.kernel == "triton_in_proj")
             return op.out_proj(y)[:, None]
         p = op.in_proj(u[:, 0]).float()  # [B, (N + 1) D]
@@ -300,7 +319,8 @@ class StudentGraphDecoder(_GraphStep):
     torch.compile first with `compile` (default: on CUDA, where inductor's fused step ran 2.7x
     faster on an H200 at batch 1, 2.5x at batch 16). A new prefill reuses the same graph.
     `kernel="triton"` runs each layer's mixer as one Triton kernel, "triton_in_proj" with its input
-    projection inside it (see `ModalStep`).
+    projection inside it, "triton_fused" with both projections (see `ModalStep`; `block_channels`
+    is its kernel's channels per program).
     """
 
     def __init__(
@@ -311,6 +331,7 @@ class StudentGraphDecoder(_GraphStep):
         compile: bool | None = None,
         graph: bool | None = None,
         kernel: str = "torch",
+        block_channels: int | None = None,
     ) -> None:
         operators = hyena_operators(model)
         if len(operators) < model.config.num_hidden_layers or not operators:
@@ -327,7 +348,8 @@ class StudentGraphDecoder(_GraphStep):
         super().__init__(device, graph)
         self.model, self.fits, self.batch = model, fits, batch
         self.steps = {
-            i: ModalStep(op, fits[i], batch, kernel=kernel) for i, op in operators.items()
+            i: ModalStep(op, fits[i], batch, kernel=kernel, block_channels=block_channels)
+            for i, op in operators.items()
         }
         self.mixers = {i: _StepMixer(step) for i, step in self.steps.items()}
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)

@@ -385,17 +385,22 @@ def decoding(
     rows = run.results["generation"]["rows"]
     # teacher: recorded as dispatched, recorded with cuDNN attention ruled out, compiled first
     teacher_variants = {"eager_graph": None, "eager_graph_no_cudnn": NO_CUDNN}
-    student_variants = ["eager_graph"]
+    # student variant -> (Triton kernel, channels per program: None = channels_per_program's)
+    student_variants: dict[str, tuple[str, int | None]] = {"eager_graph": ("torch", None)}
     if compiled_only:
-        teacher_variants, student_variants = {}, []
+        teacher_variants, student_variants = {}, {}
     if run.compile or compiled_only:
         teacher_variants["compiled_graph"] = None
-        student_variants.append("compiled_graph")
+        student_variants["compiled_graph"] = ("torch", None)
         if run.cuda and importlib.util.find_spec("triton") is not None:
-            # each mixer one Triton kernel, without and with its input projection inside
-            student_variants += ["compiled_graph_triton", "compiled_graph_triton_in_proj"]
-    need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0, "compiled_graph": 60.0}  # seconds
-    need["compiled_graph_triton"] = need["compiled_graph_triton_in_proj"] = need["compiled_graph"]
+            # each mixer one Triton kernel: between the projections, with the input projection,
+            # with both (the whole mixer); the last also with 16 and 32 channels per program
+            for kernel in ("triton", "triton_in_proj", "triton_fused"):
+                student_variants[f"compiled_graph_{kernel}"] = (kernel, None)
+            for block in (16, 32):
+                student_variants[f"compiled_graph_triton_fused_c{block}"] = ("triton_fused", block)
+    need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0}  # seconds
+    need.update({v: 60.0 for v in student_variants | teacher_variants if v.startswith("compiled")})
     students = run.students
     for context, batch in pairs:
         if not run.allows(f"decoding context {context} batch {batch}"):
@@ -448,7 +453,8 @@ def decoding(
                         batch,
                         compile=variant.startswith("compiled"),
                         graph=run.cuda,
-                        kernel=variant.partition("_graph_")[2] or "torch",
+                        kernel=student_variants[variant][0],
+                        block_channels=student_variants[variant][1],
                     )
                 decoder = students[batch, variant]
                 measured = time_graph_decoding(
@@ -460,7 +466,7 @@ def decoding(
             except Exception as error:  # noqa: BLE001
                 row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
             run.free()
-        _best(row, "recurrent", student_variants)
+        _best(row, "recurrent", list(student_variants))
         if batch == 1 and row.get("recurrent_best"):
             ceilings(run, student, fits, ids, token, row, row["recurrent_best"])
         if row.get("teacher_graph_tok_s") and row.get("recurrent_graph_tok_s"):

@@ -239,19 +239,35 @@ def _triton_runs_here():
     return None
 
 
+def _triton_copy(step, kernel, block_channels=None):
+    """A ModalStep like `step` (same operator, fit and state) run by the Triton `kernel`."""
+    import copy
+
+    from hyena_lite.modal_kernel import channels_per_program
+
+    fused = copy.deepcopy(step)
+    fused.kernel = kernel
+    fused.block_channels = block_channels or channels_per_program(
+        step.window.shape[0], step.width, step.window.device
+    )
+    return fused
+
+
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
-@pytest.mark.parametrize("kernel", ["triton", "triton_in_proj"])
+@pytest.mark.parametrize(  # width 16: one program of 32 channels, half masked, or two of 8
+    ("kernel", "block"),
+    [("triton", 32), ("triton_in_proj", 8), ("triton_fused", 8), ("triton_fused", 32)],
+)
 @pytest.mark.parametrize("order", [2, 3])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("fir", [1, 3])
-def test_triton_step_equals_the_modal_step_and_updates_the_same_state(kernel, order, batch, fir):
-    import copy
-
+def test_triton_step_equals_the_modal_step_and_updates_the_same_state(
+    kernel, block, order, batch, fir
+):
     reference, step, later = _operator_pair(order, fir, batch)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     step = step.to(device)
-    fused = copy.deepcopy(step)
-    fused.kernel = kernel
+    fused = _triton_copy(step, kernel, block)
     with torch.no_grad():
         for t in range(12):
             u = later[:, t : t + 1].to(device)
@@ -263,12 +279,11 @@ def test_triton_step_equals_the_modal_step_and_updates_the_same_state(kernel, or
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Triton's interpreter rounds float32 "
                     "to bfloat16 toward zero (GPUs round to nearest even): bfloat16 on a GPU only")
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
-@pytest.mark.parametrize("kernel", ["triton", "triton_in_proj"])
+@pytest.mark.parametrize("kernel", ["triton", "triton_in_proj", "triton_fused"])
 def test_triton_step_in_bfloat16_follows_the_modal_step_at_a_gpt2_width(kernel):
-    """768 channels (24 programs of 32 at batch 2), FIR head of 2 taps, bfloat16 weights: every
-    step's output and state stay within bfloat16 rounding of ModalStep's eager step."""
-    import copy
-
+    """768 channels (at batch 2, as many programs as channels_per_program gives), FIR head of 2
+    taps, bfloat16 weights: every step's output and state stay within bfloat16 rounding of
+    ModalStep's eager step."""
     torch.manual_seed(0)
     op = HyenaOperator(768, 256, order=2, filter_order=16).eval()
     fit, _ = fit_operator(op, order=16, fir=2)
@@ -278,8 +293,7 @@ def test_triton_step_in_bfloat16_follows_the_modal_step_at_a_gpt2_width(kernel):
     reference.prefill(u[:, :16])
     step = ModalStep(op, fit, 2)
     step.load(reference)
-    fused = copy.deepcopy(step)
-    fused.kernel = kernel
+    fused = _triton_copy(step, kernel)
     with torch.no_grad():
         for t in range(16, 40):
             want, have = step(u[:, t : t + 1]), fused(u[:, t : t + 1])
@@ -303,6 +317,37 @@ def test_triton_step_refuses_a_cpu_without_the_interpreter(monkeypatch):
 
 
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+def test_triton_step_refuses_a_block_that_is_no_power_of_two_and_a_lone_out_projection():
+    from hyena_lite.modal_kernel import modal_step
+
+    _, step, later = _operator_pair(2, 1, 1)
+    fit = fit_operator(step.op, order=4)[0]
+    with pytest.raises(ValueError, match="power of two"):
+        ModalStep(step.op, fit, 1, kernel="triton", block_channels=12)
+    with pytest.raises(ValueError, match="needs in_proj=True"):
+        modal_step(_triton_copy(step, "triton"), later[:, 0], out_proj=True)
+
+
+@pytest.mark.parametrize(
+    ("batch", "width", "processors", "want"),
+    [(1, 768, 132, 8), (1, 768, 16, 16), (8, 768, 132, 16), (16, 768, 132, 32), (1, 64, 1, 32)],
+)
+def test_channels_per_program_fills_the_gpu_with_two_programs_a_processor(
+    monkeypatch, batch, width, processors, want
+):
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("hyena_lite.modal_kernel imports triton")
+    from hyena_lite import modal_kernel
+
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device: type("Properties", (), {"multi_processor_count": processors}),
+    )
+    assert modal_kernel.channels_per_program(batch, width, torch.device("cuda")) == want
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
 def test_student_decoder_with_the_triton_step_equals_the_recurrent_decoder():
     _, student = _pair()
     fits = fit_student(student, order=8, progress=False).fits
@@ -311,6 +356,7 @@ def test_student_decoder_with_the_triton_step_equals_the_recurrent_decoder():
     if torch.cuda.is_available():
         student, fits = student.cuda(), {i: fit.to(device="cuda") for i, fit in fits.items()}
         ids = ids.cuda()
-    decoder = StudentGraphDecoder(student, fits, batch=2, compile=False, kernel="triton_in_proj")
-    for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
-        torch.testing.assert_close(have.cpu(), want, atol=1e-5, rtol=0)
+    for kernel in ("triton_in_proj", "triton_fused"):
+        decoder = StudentGraphDecoder(student, fits, batch=2, compile=False, kernel=kernel)
+        for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
+            torch.testing.assert_close(have.cpu(), want, atol=1e-5, rtol=0)
