@@ -18,6 +18,13 @@ At batch 1 a program per 32 channels gives only 24 programs at width 768, a fift
 132 multiprocessors, while the projections' weights (4.7 MB a layer in bfloat16) want them all:
 `channels_per_program` takes fewer channels per program until the grid fills the GPU.
 
+Every thread of a program holds copies of a block's values (8 channels spread over 128 threads),
+so a program that read a state and wrote it back in the same breath would let one copy overwrite
+what a slower copy had still to read (a race the first version had, seen on an H100 as logits
+0.2 off). The kernel reads everything first (projected inputs, windows, FIR inputs, modes, all
+stages at once as [stage, channel, tap] tiles), runs the gating chain in registers, and writes the
+states back only after a barrier.
+
 ModalStep stays the reference (and the CPU path); tests compare the two on a GPU, and in Triton's
 interpreter on a CPU (TRITON_INTERPRET=1, set before triton is imported; it rounds float32 to
 bfloat16 toward zero, where GPUs round to nearest, so only float32 is compared there).
@@ -36,8 +43,8 @@ if TYPE_CHECKING:
     from hyena_lite.fastdecode import ModalStep
 
 MAX_CHANNELS, MIN_CHANNELS = 32, 8  # channels per program (see channels_per_program)
-BLOCK_INPUTS = 128  # input features per tile of the fused input projection
-BLOCK_OUTPUTS = 128  # output features per tile of the fused out-projection
+TILE_ELEMENTS = 16_384  # the largest projection tile a program holds (64 values a thread)
+WARPS = 8
 
 
 def channels_per_program(batch: int, width: int, device: torch.device) -> int:
@@ -56,44 +63,9 @@ def channels_per_program(batch: int, width: int, device: torch.device) -> int:
 
 
 @triton.jit
-def projected(
-    p_ptr, u_ptr, w_ptr, bias_ptr, b, c, live, width, D, rounded,
-    IN_PROJ: tl.constexpr, BLOCK_IN: tl.constexpr,
-):
-    """Channels c of the projected input of sequence b, in float32 after rounding to the model's
-    dtype (what the plain step's Linear returns): read from p, or computed from u."""
-    if IN_PROJ:
-        acc = tl.load(bias_ptr + c, mask=live, other=0.0).to(tl.float32)
-        total = tl.zeros_like(acc)
-        for start in range(0, D, BLOCK_IN):
-            k = start + tl.arange(0, BLOCK_IN)
-            inside = k < D
-            x = tl.load(u_ptr + b * D + k, mask=inside, other=0.0).to(tl.float32)
-            w = tl.load(
-                w_ptr + c[:, None] * D + k[None, :],
-                mask=live[:, None] & inside[None, :],
-                other=0.0,
-            ).to(tl.float32)
-            total += tl.sum(w * x[None, :], axis=1)
-        return (total + acc).to(rounded).to(tl.float32)
-    return tl.load(p_ptr + b * width + c, mask=live, other=0.0).to(tl.float32)
-
-
-@triton.jit
-def short_filter(p, window_ptr, conv_w_ptr, conv_b_ptr, b, c, live, width, rounded,
-                 K: tl.constexpr):
-    """Channels c's short-filter output for the new projected input p (rounded to the model's
-    dtype, as the plain step does), their window moved one place on with p at its end. Each
-    channel's taps stay with one thread, so no thread overwrites a tap another has to read."""
-    row = window_ptr + (b * width + c) * K
-    z = tl.load(conv_b_ptr + c, mask=live, other=0.0)
-    z += p * tl.load(conv_w_ptr + c * K + (K - 1), mask=live, other=0.0)
-    for k in tl.static_range(K - 1):
-        older = tl.load(row + k + 1, mask=live, other=0.0)
-        z += older * tl.load(conv_w_ptr + c * K + k, mask=live, other=0.0)
-        tl.store(row + k, older, mask=live)
-    tl.store(row + (K - 1), p, mask=live)
-    return z.to(rounded).to(tl.float32)
+def pick(rows, index, tile):
+    """Row `index` of tile [R, C] (rows: its row numbers [R, 1]) as a vector [C]."""
+    return tl.sum(tl.where(rows == index, tile, 0.0), axis=0)
 
 
 @triton.jit
@@ -107,59 +79,84 @@ def modal_step_kernel(
     poles_re_ptr, poles_im_ptr, res_re_ptr, res_im_ptr,  # [N, D, M]
     B, D,
     N: tl.constexpr, K: tl.constexpr, F: tl.constexpr, M: tl.constexpr,
-    M_POW2: tl.constexpr, BLOCK: tl.constexpr, IN_PROJ: tl.constexpr, BLOCK_IN: tl.constexpr,
-    OUT_PROJ: tl.constexpr, BLOCK_OUT: tl.constexpr,
+    GROUPS: tl.constexpr, STAGES: tl.constexpr,  # N + 1 and N, rounded up to powers of two
+    K_POW2: tl.constexpr, F_POW2: tl.constexpr, M_POW2: tl.constexpr, BLOCK: tl.constexpr,
+    IN_PROJ: tl.constexpr, BLOCK_IN: tl.constexpr, OUT_PROJ: tl.constexpr, BLOCK_OUT: tl.constexpr,
 ):
     b = tl.program_id(0)
     d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     live = d < D
     width = (N + 1) * D
-    modes = tl.arange(0, M_POW2)[None, :]
-    in_modes = live[:, None] & (modes < M)
     rounded = u_ptr.dtype.element_ty  # the model's dtype (the input u is always passed)
 
-    # The first input is the last group's short filter; the gates z_n come stage by stage.
-    c = N * D + d
-    p = projected(p_ptr, u_ptr, w_in_ptr, b_in_ptr, b, c, live, width, D, rounded, IN_PROJ,
-                  BLOCK_IN)
-    y = short_filter(p, window_ptr, conv_w_ptr, conv_b_ptr, b, c, live, width, rounded, K)
-    for n in tl.static_range(N):
-        channel = n * D + d  # this stage's row in the [N, D, ...] constants
-        sequence = (n * B + b) * D + d  # and in the [N, B, D, ...] states
-        # c_n: the modes' output plus the FIR taps over the older inputs (old state only); the
-        # FIR head moves one place on as it is read, tap by tap, one thread per channel.
-        state = sequence[:, None] * M + modes
-        constant = channel[:, None] * M + modes
-        re = tl.load(state_re_ptr + state, mask=in_modes, other=0.0)
-        im = tl.load(state_im_ptr + state, mask=in_modes, other=0.0)
-        res_re = tl.load(res_re_ptr + constant, mask=in_modes, other=0.0)
-        res_im = tl.load(res_im_ptr + constant, mask=in_modes, other=0.0)
-        known = tl.sum(res_re * re - res_im * im, axis=1)
-        recent = recent_ptr + sequence * F
-        newest = y
-        leaving = newest  # the input that leaves the FIR head and enters the modes
-        for j in tl.static_range(F - 1):
-            older = tl.load(recent + j + 1, mask=live, other=0.0)
-            known += older * tl.load(fir_past_ptr + channel * (F - 1) + j, mask=live, other=0.0)
-            tl.store(recent + j, older, mask=live)
-            if j == 0:
-                leaving = older
-        tl.store(recent + (F - 1), newest, mask=live)
-        gain = tl.load(gain_ptr + channel, mask=live, other=0.0)
-        p = projected(p_ptr, u_ptr, w_in_ptr, b_in_ptr, b, channel, live, width, D, rounded,
-                      IN_PROJ, BLOCK_IN)
-        z = short_filter(p, window_ptr, conv_w_ptr, conv_b_ptr, b, channel, live, width,
-                         rounded, K)
-        y = z * (known + gain * newest)
-        poles_re = tl.load(poles_re_ptr + constant, mask=in_modes, other=0.0)
-        poles_im = tl.load(poles_im_ptr + constant, mask=in_modes, other=0.0)
-        tl.store(
-            state_re_ptr + state, poles_re * re - poles_im * im + leaving[:, None],
-            mask=in_modes,
-        )
-        tl.store(state_im_ptr + state, poles_re * im + poles_im * re, mask=in_modes)
-    if OUT_PROJ:
-        # this program's share of out_proj(y): its channels' columns times their outputs
+    # Every group's projected input P [group, channel] (groups 0..N-1 feed the gates z_n, group
+    # N the first input y_0), rounded to the model's dtype as the plain step's Linear returns it.
+    g = tl.arange(0, GROUPS)[:, None]
+    channel = g * D + d[None, :]
+    grouped = (g < N + 1) & live[None, :]
+    if IN_PROJ:
+        total = tl.zeros([GROUPS, BLOCK], dtype=tl.float32)
+        for start in range(0, D, BLOCK_IN):
+            k = start + tl.arange(0, BLOCK_IN)
+            x = tl.load(u_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+            w = tl.load(
+                w_in_ptr + channel[:, :, None] * D + k[None, None, :],
+                mask=grouped[:, :, None] & (k < D)[None, None, :],
+                other=0.0,
+            ).to(tl.float32)
+            total += tl.sum(w * x[None, None, :], axis=2)
+        bias = tl.load(b_in_ptr + channel, mask=grouped, other=0.0).to(tl.float32)
+        P = (total + bias).to(rounded).to(tl.float32)
+    else:
+        P = tl.load(p_ptr + b * width + channel, mask=grouped, other=0.0).to(tl.float32)
+
+    # The short filter of every group: the window's K - 1 older inputs and the new one.
+    t = tl.arange(0, K_POW2)[None, None, :]
+    older_taps = grouped[:, :, None] & (t >= 1) & (t < K)
+    window = window_ptr + (b * width + channel)[:, :, None] * K + t
+    past = tl.load(window, mask=older_taps, other=0.0)
+    conv_w = tl.load(conv_w_ptr + channel[:, :, None] * K + t - 1, mask=older_taps, other=0.0)
+    newest_w = tl.load(conv_w_ptr + channel * K + (K - 1), mask=grouped, other=0.0)
+    conv_b = tl.load(conv_b_ptr + channel, mask=grouped, other=0.0)
+    Z = (conv_b + P * newest_w + tl.sum(past * conv_w, axis=2)).to(rounded).to(tl.float32)
+
+    # Per stage n: c_n, the FIR taps over the older inputs plus the modes' output (old state).
+    n = tl.arange(0, STAGES)[:, None]
+    staged = (n < N) & live[None, :]
+    constant = n * D + d[None, :]  # rows of the [N, D, ...] constants
+    sequence = (n * B + b) * D + d[None, :]  # and of the [N, B, D, ...] states
+    f = tl.arange(0, F_POW2)[None, None, :]
+    older_inputs = staged[:, :, None] & (f >= 1) & (f < F)
+    recent_at = recent_ptr + sequence[:, :, None] * F + f
+    recent = tl.load(recent_at, mask=older_inputs, other=0.0)
+    fir_past = tl.load(
+        fir_past_ptr + constant[:, :, None] * (F - 1) + f - 1, mask=older_inputs, other=0.0
+    )
+    m = tl.arange(0, M_POW2)[None, None, :]
+    in_modes = staged[:, :, None] & (m < M)
+    state = sequence[:, :, None] * M + m
+    modal = constant[:, :, None] * M + m
+    re = tl.load(state_re_ptr + state, mask=in_modes, other=0.0)
+    im = tl.load(state_im_ptr + state, mask=in_modes, other=0.0)
+    res_re = tl.load(res_re_ptr + modal, mask=in_modes, other=0.0)
+    res_im = tl.load(res_im_ptr + modal, mask=in_modes, other=0.0)
+    poles_re = tl.load(poles_re_ptr + modal, mask=in_modes, other=0.0)
+    poles_im = tl.load(poles_im_ptr + modal, mask=in_modes, other=0.0)
+    known = tl.sum(res_re * re - res_im * im, axis=2) + tl.sum(recent * fir_past, axis=2)
+    gain = tl.load(gain_ptr + constant, mask=staged, other=0.0)
+
+    # The gating chain y_{n+1} = z_n * (c_n + g_n * y_n), in registers.
+    y = pick(g, N, Z)
+    inputs = tl.zeros([STAGES, BLOCK], dtype=tl.float32)  # y_n, each stage's newest input
+    for s in tl.static_range(N):
+        inputs = tl.where(n == s, y[None, :], inputs)
+        y = pick(g, s, Z) * (pick(n, s, known) + pick(n, s, gain) * y)
+    if F > 1:  # the input that leaves the FIR head and enters the modes
+        leaving = tl.sum(tl.where(f == 1, recent, 0.0), axis=2)
+    else:
+        leaving = inputs
+
+    if OUT_PROJ:  # this program's share of out_proj(y): its channels' columns times y
         y = y.to(rounded).to(tl.float32)  # the plain step rounds y before the out-projection
         row = out_ptr + (tl.program_id(1) * B + b) * D
         for start in range(0, D, BLOCK_OUT):
@@ -172,6 +169,16 @@ def modal_step_kernel(
             tl.store(row + o, tl.sum(w * y[:, None], axis=0), mask=o < D)
     else:
         tl.store(out_ptr + b * D + d, y, mask=live)
+
+    # Every read is done: only now may any thread write a state back.
+    tl.debug_barrier()
+    tl.store(window - 1, past, mask=older_taps)  # the window moves one place on
+    tl.store(window_ptr + (b * width + channel) * K + (K - 1), P, mask=grouped)
+    tl.store(recent_at - 1, recent, mask=older_inputs)  # and so does each FIR head
+    tl.store(recent_ptr + sequence * F + (F - 1), inputs, mask=staged)
+    tl.store(state_re_ptr + state, poles_re * re - poles_im * im + leaving[:, :, None],
+             mask=in_modes)
+    tl.store(state_im_ptr + state, poles_re * im + poles_im * re, mask=in_modes)
 
 
 def modal_step(
@@ -195,6 +202,7 @@ def modal_step(
     taps, head, modes = step.window.shape[-1], step.recent.shape[-1], step.state_re.shape[-1]
     block = step.block_channels
     programs = -(-D // block)
+    groups = triton.next_power_of_2(N + 1)
     if out_proj:
         out = torch.empty(programs, batch, D, dtype=torch.float32, device=u.device)
     else:
@@ -208,8 +216,17 @@ def modal_step(
         step.poles_re, step.poles_im, step.res_re, step.res_im,
         batch, D,
         N=N, K=taps, F=head, M=modes,
+        GROUPS=groups, STAGES=triton.next_power_of_2(N),
+        K_POW2=triton.next_power_of_2(taps), F_POW2=triton.next_power_of_2(head),
         M_POW2=triton.next_power_of_2(modes), BLOCK=block,
-        IN_PROJ=in_proj, BLOCK_IN=min(BLOCK_INPUTS, triton.next_power_of_2(D)),
-        OUT_PROJ=out_proj, BLOCK_OUT=min(BLOCK_OUTPUTS, triton.next_power_of_2(D)),
+        IN_PROJ=in_proj, BLOCK_IN=_tile(D, groups * block),
+        OUT_PROJ=out_proj, BLOCK_OUT=_tile(D, block),
+        num_warps=WARPS,
     )
     return out
+
+
+def _tile(features: int, rows: int) -> int:
+    """Features per tile of a projection with `rows` rows a program: all of them (rounded up to a
+    power of two) where TILE_ELEMENTS allows, else the most that it allows."""
+    return max(16, min(triton.next_power_of_2(features), TILE_ELEMENTS // rows))

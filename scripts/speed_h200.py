@@ -394,10 +394,10 @@ def decoding(
         student_variants["compiled_graph"] = ("torch", None)
         if run.cuda and importlib.util.find_spec("triton") is not None:
             # each mixer one Triton kernel: between the projections, with the input projection,
-            # with both (the whole mixer); the last also with 16 and 32 channels per program
+            # with both (the whole mixer); the last also with 4 and 16 channels per program
             for kernel in ("triton", "triton_in_proj", "triton_fused"):
                 student_variants[f"compiled_graph_{kernel}"] = (kernel, None)
-            for block in (16, 32):
+            for block in (4, 16):
                 student_variants[f"compiled_graph_triton_fused_c{block}"] = ("triton_fused", block)
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0}  # seconds
     need.update({v: 60.0 for v in student_variants | teacher_variants if v.startswith("compiled")})
