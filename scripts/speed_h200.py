@@ -394,10 +394,10 @@ def decoding(
         student_variants["compiled_graph"] = ("torch", None)
         if run.cuda and importlib.util.find_spec("triton") is not None:
             # each mixer one Triton kernel: between the projections, with the input projection,
-            # with both (the whole mixer); the last also with 4 and 16 channels per program
+            # with both (the whole mixer); the last also with 8 and 32 channels per program
             for kernel in ("triton", "triton_in_proj", "triton_fused"):
                 student_variants[f"compiled_graph_{kernel}"] = (kernel, None)
-            for block in (4, 16):
+            for block in (8, 32):
                 student_variants[f"compiled_graph_triton_fused_c{block}"] = ("triton_fused", block)
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0}  # seconds
     need.update({v: 60.0 for v in student_variants | teacher_variants if v.startswith("compiled")})
@@ -461,6 +461,9 @@ def decoding(
                     decoder, ids, token, references[1], None, **run.timing
                 )
                 row.update({f"{prefix}_{key}": value for key, value in measured.items()})
+                if student_variants[variant][0] != "torch":  # the kernel's channels a program
+                    first = next(iter(decoder.steps.values()))
+                    row[f"{prefix}_block_channels"] = first.block_channels
                 row["recurrent_read_mb"] = decoder.read_bytes() / 2**20
                 row["recurrent_floor_tok_s"] = batch * bandwidth * 1e9 / decoder.read_bytes()
             except Exception as error:  # noqa: BLE001
