@@ -19,7 +19,9 @@ GPT-2 in about a minute:
 
 --induction-stage-tokens N follows the hybrid's recipe with the induction stage of chapter 12
 (lesson 9): N tokens of KD plus the copy-aware loss, on rows with --induction-stage-recall's share
-of copy and recall sequences.
+of copy and recall sequences. Several comma-separated values of --induction-stage-recall and/or
+--induction-stage-lr-scale run one stage each from the recipe's weights, on the same batches (the
+hybrid keeps the last; each variant's scores are in its induction_stage's `variants`).
 
 The parts below are the earlier protocol (four GPUs, one part each, disjoint-window perplexity),
 kept because the results' history was made with them. `scratch` needs only the teacher's config and
@@ -553,6 +555,7 @@ def copy_probe(tokenizer, args, into: dict):
         )
         student.train(was_training)
 
+    probe.results = into
     return probe
 
 
@@ -645,27 +648,10 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
         curves, nmse = summary["curves"], layer_nmse(run)
         if name == "hybrid" and args.induction_stage_tokens:
-            # the recipe's hybrid scored like every model, so that the stage's cost and gain are
-            # read within one run (run-to-run variation is as large as the stage's effect)
-            before = scores(model, setup.tokenizer, args)
-            stage = distill.run_induction_stage(
-                model,
-                student_setup,
-                args.induction_stage_tokens,
-                args.induction_stage_recall,
-                run.next_batch,
+            stage_seconds, curve_after, induction_stage, added = induction_stages(
+                model, setup, student_setup, run, args, probe, stage_seconds, curve_after
             )
-            probe("induction", model)
-            tokens += stage.tokens
-            stage_seconds = {**stage_seconds, "induction": stage.wall_seconds}
-            after = math.exp(distill.validation_loss(model, student_setup.curve_windows))
-            curve_after = {**curve_after, "induction": after}
-            induction_stage = {
-                **distill.INDUCTION_STAGE,
-                "tokens": stage.tokens,
-                "recall_fraction": args.induction_stage_recall,
-                "scores_before": before,
-            }
+            tokens += added
     trained = time.perf_counter() - clock
     report = {
         "recipe": recipe,
@@ -684,6 +670,81 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
     if device() == "cuda":
         report["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return report
+
+
+def _floats(text: str) -> list[float]:
+    """A comma-separated list of numbers, as an argument."""
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+
+
+def induction_variants(args) -> list[tuple[float, float]]:
+    """The induction stage's (recall share, lr scale) pairs: --induction-stage-recall and
+    --induction-stage-lr-scale zipped, a single value standing for every variant."""
+    recall, lr = args.induction_stage_recall, args.induction_stage_lr_scale
+    count = max(len(recall), len(lr))
+    if {len(recall), len(lr)} - {1, count}:
+        raise SystemExit(
+            f"--induction-stage-recall has {len(recall)} values and --induction-stage-lr-scale "
+            f"{len(lr)}: give one value or as many as the other"
+        )
+    return list(zip(recall * (count // len(recall)), lr * (count // len(lr)), strict=True))
+
+
+def induction_stages(model, setup, student_setup, run, args, probe, stage_seconds, curve_after):
+    """The hybrid's induction stage after its recipe, once per variant of `induction_variants`,
+    each from the recipe's weights and on the same batches, so that the variants and the recipe's
+    hybrid are compared within one run (run-to-run variation is as large as the stage's effect).
+    The model keeps the last variant's weights; returns the stage seconds and curve perplexities
+    with the stages added, the `induction_stage` record and the tokens a variant trains on."""
+    variants, tok = induction_variants(args), setup.tokenizer
+    before = scores(model, tok, args)  # the recipe's hybrid, scored like every model
+    recipe_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    records = []
+    for i, (recall_share, lr_scale) in enumerate(variants):
+        label = "induction"  # several: numbered, so that each keeps checkpoints of its own
+        if len(variants) > 1:
+            label = f"induction{i + 1}_r{recall_share:g}_lr{lr_scale:g}"
+        if i:
+            model.load_state_dict(recipe_weights)
+        stage = distill.run_induction_stage(
+            model,
+            student_setup,
+            args.induction_stage_tokens,
+            recall_share,
+            run.next_batch,
+            name=label,
+            lr_scale=lr_scale,
+        )
+        probe(label, model)
+        after = math.exp(distill.validation_loss(model, student_setup.curve_windows))
+        stage_seconds = {**stage_seconds, label: stage.wall_seconds}
+        curve_after = {**curve_after, label: after}
+        records.append(
+            {
+                "label": label,
+                "recall_fraction": recall_share,
+                "lr_scale": lr_scale,
+                "tokens": stage.tokens,
+                "curve_ppl_after": after,
+                "scores_after": None if i + 1 == len(variants) else scores(model, tok, args),
+            }
+        )
+        print(f"{label}: curve ppl {after:.2f}, copy {probe.results[label]:.3f}", flush=True)
+    last = records[-1]
+    record = {
+        **distill.INDUCTION_STAGE,
+        "tokens": last["tokens"],
+        "recall_fraction": last["recall_fraction"],
+        "lr_scale": last["lr_scale"],
+        "scores_before": before,
+        "variants": records if len(records) > 1 else None,
+    }
+    return stage_seconds, curve_after, record, last["tokens"]
 
 
 def results_file(state: dict, args) -> dict:
@@ -795,10 +856,11 @@ def run_all(args) -> None:
         )
     if args.induction_stage_tokens and "hybrid" not in args.models:
         raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
-    if args.induction_stage_tokens and not 0.0 < args.induction_stage_recall <= 1.0:
-        raise SystemExit(
-            f"--induction-stage-recall must be in (0, 1], got {args.induction_stage_recall}"
-        )
+    for recall_share, lr_scale in induction_variants(args) if args.induction_stage_tokens else []:
+        if not 0.0 < recall_share <= 1.0:
+            raise SystemExit(f"--induction-stage-recall must be in (0, 1], got {recall_share}")
+        if lr_scale <= 0.0:
+            raise SystemExit(f"--induction-stage-lr-scale must be positive, got {lr_scale}")
     state["tokens"] = args.tokens
     state.setdefault("wall_seconds_per_call", []).append(None)
 
@@ -930,9 +992,16 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--induction-stage-recall",
-        type=float,
-        default=0.25,
-        help="the induction stage's share of copy and recall rows",
+        type=_floats,
+        default=[0.25],
+        help="the induction stage's share of copy and recall rows; several, comma-separated, run "
+        "one stage each from the recipe's weights (variants compared within one run)",
+    )
+    p.add_argument(
+        "--induction-stage-lr-scale",
+        type=_floats,
+        default=[distill.INDUCTION_STAGE["lr_scale"]],
+        help="the induction stage's learning rate, times --lr; comma-separated: one per variant",
     )
     p.add_argument("--copy-n", type=int, default=16, help="copy sequences per length")
     p.add_argument(

@@ -111,3 +111,44 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
     assert results["history"][-1]["induction_stage"]["tokens"] == 512
     with pytest.raises(SystemExit, match="add hybrid to --models"):
         script.main(["run", "--smoke", "--models", "hyena", "--out", str(tmp_path / "x"), *stage])
+
+
+def test_smoke_induction_stage_variants_start_from_the_recipe(tmp_path, load_script):
+    """Two variants (recall share, lr scale) of the induction stage: each trained from the
+    recipe's weights on the same batches and scored, the hybrid keeping the last; lists of
+    different lengths and a negative learning-rate scale are refused before any training."""
+    script = load_script("smollm2_h200")
+    out = tmp_path / "run"
+    hybrid_only = ["run", "--smoke", "--models", "hybrid", "--out", str(out), "--no-progress"]
+    stage = ["--induction-stage-tokens", "512", "--induction-stage-recall", "0.25,0.5"]
+    script.main([*hybrid_only, *stage, "--induction-stage-lr-scale", "1,3"])
+    results = json.loads((out / "smollm2_smoke.json").read_text())
+    record = results["students"]["hybrid"]["induction_stage"]
+    first, last = record["variants"]
+    assert (first["recall_fraction"], first["lr_scale"]) == (0.25, 1.0)
+    assert (last["recall_fraction"], last["lr_scale"]) == (0.5, 3.0)
+    assert record["recall_fraction"] == 0.5 and record["lr_scale"] == 3.0
+    by_stage = results["copy_accuracy_by_stage"]["hybrid"]
+    assert {first["label"], last["label"]} <= set(by_stage)
+    # the first variant's scores are its own; the last's are the hybrid's headline scores
+    assert first["scores_after"]["copy_accuracy"] == by_stage[first["label"]]
+    assert (
+        last["scores_after"] is None
+        and results["copy_accuracy"]["hybrid"] == by_stage[last["label"]]
+    )
+    assert first["scores_after"]["in_domain"]["ppl"] != results["hybrid_ppl"]
+    assert results["students"]["hybrid"]["tokens"] == results["tokens_per_student"] + 512
+    # the same variant twice: the second starts where the first started, not where it ended
+    same = ["--induction-stage-recall", "0.5,0.5", "--induction-stage-lr-scale", "3"]
+    twice = [*hybrid_only[:-3], "--out", str(tmp_path / "twice"), "--no-progress"]
+    script.main([*twice, "--induction-stage-tokens", "512", *same])
+    results = json.loads((tmp_path / "twice" / "smollm2_smoke.json").read_text())
+    one, two = results["students"]["hybrid"]["induction_stage"]["variants"]
+    assert one["curve_ppl_after"] == pytest.approx(two["curve_ppl_after"], rel=1e-5)
+    bad = tmp_path / "bad"
+    with pytest.raises(SystemExit, match="one value or as many"):
+        script.main(
+            [*hybrid_only[:-3], "--out", str(bad), *stage, "--induction-stage-lr-scale", "1,2,3"]
+        )
+    with pytest.raises(SystemExit, match="must be positive"):
+        script.main([*hybrid_only, *stage, "--induction-stage-lr-scale", "-1"])
