@@ -9,8 +9,9 @@ with the input, both one inverse FFT of a conjugate product; the input spectra a
 forward, so no FFT is repeated. The short filter runs as K shifted products instead of a depthwise
 Conv1d, whose CUDA kernels are slow at long L. On CUDA the element-wise work between the FFTs
 (casts, pads, skips, gates, conjugate products, the batch sum) runs as a few kernels compiled by
-torch.compile, written on real views so that inductor fuses the complex products too, and so do
-the short filter and the long filters' MLP; elsewhere the same functions run eagerly. Taught in
+torch.compile, written on real views so that inductor fuses the complex products too (which also
+carry the inverse FFTs' 1 / n: torch would scale each inverse FFT's output in a pass of its own),
+and so do the short filter and the long filters' MLP; elsewhere the same functions run eagerly. Taught in
 chapter 9.
 """
 
@@ -76,7 +77,7 @@ class Recurrence(torch.autograd.Function):
         saved = []
         for step in range(order):
             spectrum = torch.fft.rfft(z)
-            y = torch.fft.irfft(spectrum * spectra_k[step], n=n)
+            y = torch.fft.irfft(_filtered(spectrum, spectra_k[step], fused), n=n, norm=_norm(fused))
             saved += [z, spectrum, y]
             gate = mixed[:, step * width : (step + 1) * width]
             last = step == order - 1
@@ -103,9 +104,9 @@ class Recurrence(torch.autograd.Function):
             )
             d_spectrum = torch.fft.rfft(d_conv)
             d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
-            above = (torch.fft.irfft(d_input, n=n), skips[step], d_conv)
+            above = (torch.fft.irfft(d_input, n=n, norm=_norm(fused)), skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
-        d_k = torch.fft.irfft(d_filters, n=n)[..., : ctx.taps]
+        d_k = torch.fft.irfft(d_filters, n=n, norm=_norm(fused))[..., : ctx.taps]
         return d_mixed, d_k, d_skips, None
 
 
@@ -173,6 +174,30 @@ def _value_grad(y: Tensor, skip: Tensor, d_conv: Tensor, d_value: Tensor) -> Non
     d_value.copy_(_input_grad(y, skip, d_conv, d_value.shape[-1]))
 
 
+def _norm(fused: bool) -> str:
+    """The inverse FFTs' norm: with `fused`, their 1 / n rides on the compiled complex products
+    before them ("forward": no scaling pass over the output), else torch scales ("backward")."""
+    return "forward" if fused else "backward"
+
+
+def _real_product(a: Tensor, b: Tensor) -> Tensor:
+    """a * b / n for complex numbers stored as real pairs [..., 2], n = 2 (len - 1) the FFT size
+    of their half spectra: the forward's filtering with the inverse FFT's scale folded in."""
+    scale = 1.0 / (2 * (a.shape[-2] - 1))
+    re = (a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1]) * scale
+    im = (a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]) * scale
+    return torch.stack((re, im), dim=-1)
+
+
+def _filtered(spectrum: Tensor, spectrum_k: Tensor, fused: bool) -> Tensor:
+    """spectrum * spectrum_k; with `fused` also times 1 / n, as one compiled kernel on real views
+    (the inverse FFT after it then runs with norm="forward")."""
+    if not fused:
+        return spectrum * spectrum_k
+    real = torch.view_as_real
+    return torch.view_as_complex(_segment("filtered", True)(real(spectrum), real(spectrum_k)))
+
+
 def _conj_product(a: Tensor, b: Tensor) -> Tensor:
     """a * conj(b) for complex numbers stored as real pairs [..., 2]: real arithmetic that a
     compiler fuses, with no conjugate materialised."""
@@ -185,9 +210,10 @@ def _real_spectral_grads(
     d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor
 ) -> Tensor:
     """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
-    complex arithmetic)."""
-    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0))
-    return _conj_product(d_spectrum, spectrum_k)
+    complex arithmetic), both products times 1 / n, the scale of the inverse FFTs after them."""
+    scale = 1.0 / (2 * (d_spectrum.shape[-2] - 1))
+    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0) * scale)
+    return _conj_product(d_spectrum, spectrum_k) * scale
 
 
 def _spectral_grads(
@@ -195,7 +221,7 @@ def _spectral_grads(
 ) -> Tensor:
     """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
     into d_filter; returns the input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled
-    kernel on real views."""
+    kernel on real views, both times 1 / n (the inverse FFTs then run with norm="forward")."""
     if not fused:
         torch.sum(d_spectrum * spectrum.conj(), 0, out=d_filter)
         return d_spectrum * spectrum_k.conj()
@@ -214,6 +240,7 @@ _SEGMENTS: dict[str, Callable] = {
     "inner_step_grads": _inner_step_grads,
     "value_grad": _value_grad,
     "spectral_grads": _real_spectral_grads,
+    "filtered": _real_product,
 }
 _COMPILED: dict[str, Callable] = {}  # what the training path compiles, made on first use
 

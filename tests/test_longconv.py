@@ -37,6 +37,25 @@ def test_recurrence_gradients_pass_gradcheck(taps: int) -> None:
     assert torch.autograd.gradcheck(Recurrence.apply, (mixed, k, skips))
 
 
+@CPP
+@pytest.mark.parametrize("taps", [7, 16])
+def test_recurrence_with_compiled_kernels_passes_gradcheck(
+    monkeypatch: pytest.MonkeyPatch, taps: int
+) -> None:
+    """`fused`: the element-wise work compiled, the inverse FFTs' 1 / n folded into the complex
+    products before them; the same function and gradients."""
+    torch.manual_seed(1)
+    mixed = torch.randn(2, 9, 7, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 3, 7, dtype=torch.float64)
+    k = torch.nn.functional.pad(k, (0, taps - 7)).requires_grad_(True)
+    skips = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    out = Recurrence.apply(mixed, k, skips, True)
+    assert torch.allclose(out, Recurrence.apply(mixed, k, skips, False), atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda m, f, d: Recurrence.apply(m, f, d, True), (mixed, k, skips)
+    )
+
+
 def test_recurrence_takes_padded_filters_alike_and_refuses_other_lengths() -> None:
     torch.manual_seed(0)
     mixed, k, skips = torch.randn(2, 9, 7), torch.randn(2, 3, 7), torch.randn(2, 3)
