@@ -10,9 +10,10 @@ forward, so no FFT is repeated. The short filter runs as K shifted products inst
 Conv1d, whose CUDA kernels are slow at long L. On CUDA the element-wise work between the FFTs
 (casts, pads, skips, gates, conjugate products, the batch sum) runs as a few kernels compiled by
 torch.compile, written on real views so that inductor fuses the complex products too (which also
-carry the inverse FFTs' 1 / n: torch would scale each inverse FFT's output in a pass of its own),
-and so do the short filter and the long filters' MLP; elsewhere the same functions run eagerly. Taught in
-chapter 9.
+turn each spectrum into the input of a complex inverse FFT of half the size, which writes the real
+signal directly: torch's inverse real FFT would copy its input and scale its output, two passes),
+and so do the short filter and the long filters' MLP; elsewhere the same functions run eagerly.
+Taught in chapter 9.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Recurrence(torch.autograd.Function):
         saved = []
         for step in range(order):
             spectrum = torch.fft.rfft(z)
-            y = torch.fft.irfft(_filtered(spectrum, spectra_k[step], fused), n=n, norm=_norm(fused))
+            y = _inverse(_filtered(spectrum, spectra_k[step], fused), n)
             saved += [z, spectrum, y]
             gate = mixed[:, step * width : (step + 1) * width]
             last = step == order - 1
@@ -92,7 +93,7 @@ class Recurrence(torch.autograd.Function):
         fused, (order, width), length = ctx.fused, spectra_k.shape[:2], mixed.shape[-1]
         n = fft_size(length)
         d_mixed = torch.empty_like(mixed, memory_format=torch.contiguous_format)
-        d_filters = torch.empty_like(spectra_k)  # the filters' gradients, as spectra
+        d_filters = _spectrum_buffer(spectra_k, fused)  # the filters' gradients, as spectra
         d_skips = torch.empty_like(skips)
         above: tuple[Tensor, ...] = (grad.transpose(1, 2),)  # what this step's output gradient is
         for step in reversed(range(order)):
@@ -104,9 +105,9 @@ class Recurrence(torch.autograd.Function):
             )
             d_spectrum = torch.fft.rfft(d_conv)
             d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
-            above = (torch.fft.irfft(d_input, n=n, norm=_norm(fused)), skips[step], d_conv)
+            above = (_inverse(d_input, n), skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
-        d_k = torch.fft.irfft(d_filters, n=n, norm=_norm(fused))[..., : ctx.taps]
+        d_k = _inverse(d_filters, n)[..., : ctx.taps]
         return d_mixed, d_k, d_skips, None
 
 
@@ -174,28 +175,59 @@ def _value_grad(y: Tensor, skip: Tensor, d_conv: Tensor, d_value: Tensor) -> Non
     d_value.copy_(_input_grad(y, skip, d_conv, d_value.shape[-1]))
 
 
-def _norm(fused: bool) -> str:
-    """The inverse FFTs' norm: with `fused`, their 1 / n rides on the compiled complex products
-    before them ("forward": no scaling pass over the output), else torch scales ("backward")."""
-    return "forward" if fused else "backward"
-
-
-def _real_product(a: Tensor, b: Tensor) -> Tensor:
-    """a * b / n for complex numbers stored as real pairs [..., 2], n = 2 (len - 1) the FFT size
-    of their half spectra: the forward's filtering with the inverse FFT's scale folded in."""
-    scale = 1.0 / (2 * (a.shape[-2] - 1))
-    re = (a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1]) * scale
-    im = (a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]) * scale
+def _half_size(p: Tensor) -> Tensor:
+    """From a half spectrum P [..., n / 2 + 1, 2] (complex numbers as real pairs) of a real signal
+    y of n steps, Z [..., n / 2, 2] whose unscaled inverse FFT z (n / 2 points) holds y
+    interleaved: y[2m] = Re z[m], y[2m + 1] = Im z[m]. So the inverse real FFT runs as a complex
+    one of half the size whose output is y with no copy; torch's inverse real FFT copies its input
+    first (cuFFT's overwrites it) and scales its output in a pass of its own. With A and B the
+    spectra of y's even and odd steps, P[k] = A[k] + w^k B[k] and conj(P[n/2 - k]) = A[k] - w^k B[k]
+    (w = exp(-2 pi i / n)), and Z = (A + i B) / (n / 2)."""
+    half = p.shape[-2] - 1
+    ahead, mirror = p[..., :half, :], p[..., 1:, :].flip(-2)  # P[k], P[n/2 - k] for k < n/2
+    s_re, s_im = ahead[..., 0] + mirror[..., 0], ahead[..., 1] - mirror[..., 1]  # P + conj(mirror)
+    d_re, d_im = ahead[..., 0] - mirror[..., 0], ahead[..., 1] + mirror[..., 1]  # P - conj(mirror)
+    angle = torch.arange(half, device=p.device, dtype=p.dtype) * (torch.pi / half)
+    cos, sin = torch.cos(angle), torch.sin(angle)  # i w^-k = -sin + i cos
+    scale = 0.5 / half  # the halves of A and B, and the inverse FFT's 1 / (n / 2)
+    re = (s_re - sin * d_re - cos * d_im) * scale
+    im = (s_im - sin * d_im + cos * d_re) * scale
     return torch.stack((re, im), dim=-1)
 
 
+def _inverse(spectrum: Tensor, n: int) -> Tensor:
+    """The real signal of n steps: irfft of a complex half spectrum, or, given `_half_size`'s Z as
+    real pairs [..., n / 2, 2] (the compiled path), its inverse complex FFT viewed as real."""
+    if spectrum.is_complex():
+        return torch.fft.irfft(spectrum, n=n)
+    z = torch.fft.ifft(torch.view_as_complex(spectrum), norm="forward")
+    return torch.view_as_real(z).flatten(-2)
+
+
+def _spectrum_buffer(spectra_k: Tensor, fused: bool) -> Tensor:
+    """Where the backward writes the filters' gradient spectra: like spectra_k, or with `fused`
+    as `_half_size`'s real pairs [N, D, n / 2, 2]."""
+    if not fused:
+        return torch.empty_like(spectra_k)
+    order, width, bins = spectra_k.shape
+    return spectra_k.new_empty((order, width, bins - 1, 2), dtype=spectra_k.real.dtype)
+
+
+def _real_product(a: Tensor, b: Tensor) -> Tensor:
+    """a * b for complex numbers stored as real pairs [..., 2], as `_half_size`'s Z: the
+    forward's filtering, ready for `_inverse`."""
+    re = a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1]
+    im = a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]
+    return _half_size(torch.stack((re, im), dim=-1))
+
+
 def _filtered(spectrum: Tensor, spectrum_k: Tensor, fused: bool) -> Tensor:
-    """spectrum * spectrum_k; with `fused` also times 1 / n, as one compiled kernel on real views
-    (the inverse FFT after it then runs with norm="forward")."""
+    """spectrum * spectrum_k; with `fused` as one compiled kernel on real views that also turns
+    the product into `_half_size`'s Z."""
     if not fused:
         return spectrum * spectrum_k
     real = torch.view_as_real
-    return torch.view_as_complex(_segment("filtered", True)(real(spectrum), real(spectrum_k)))
+    return _segment("filtered", True)(real(spectrum), real(spectrum_k))
 
 
 def _conj_product(a: Tensor, b: Tensor) -> Tensor:
@@ -210,10 +242,9 @@ def _real_spectral_grads(
     d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor
 ) -> Tensor:
     """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
-    complex arithmetic), both products times 1 / n, the scale of the inverse FFTs after them."""
-    scale = 1.0 / (2 * (d_spectrum.shape[-2] - 1))
-    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0) * scale)
-    return _conj_product(d_spectrum, spectrum_k) * scale
+    complex arithmetic), both products as `_half_size`'s Z, ready for `_inverse`."""
+    d_filter.copy_(_half_size(_conj_product(d_spectrum, spectrum).sum(0)))
+    return _half_size(_conj_product(d_spectrum, spectrum_k))
 
 
 def _spectral_grads(
@@ -221,15 +252,14 @@ def _spectral_grads(
 ) -> Tensor:
     """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
     into d_filter; returns the input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled
-    kernel on real views, both times 1 / n (the inverse FFTs then run with norm="forward")."""
+    kernel on real views, both as `_half_size`'s Z (d_filter from `_spectrum_buffer`)."""
     if not fused:
         torch.sum(d_spectrum * spectrum.conj(), 0, out=d_filter)
         return d_spectrum * spectrum_k.conj()
     real = torch.view_as_real
-    out = _segment("spectral_grads", True)(
-        real(d_spectrum), real(spectrum), real(spectrum_k), real(d_filter)
+    return _segment("spectral_grads", True)(
+        real(d_spectrum), real(spectrum), real(spectrum_k), d_filter
     )
-    return torch.view_as_complex(out)
 
 
 _SEGMENTS: dict[str, Callable] = {
