@@ -159,9 +159,7 @@ class ModalStep(nn.Module):
             if block_channels is None:
                 self.block_channels = channels_per_program(batch, op.d_model, device)
             elif block_channels < 1 or block_channels & (block_channels - 1):
-                raise ValueError(
-                    f"block_channels must be a power of two, got {block_channels}"
-                )
+                raise ValueError(f"block_channels must be a power of two, got {block_channels}")
         fit = fit.to(device=device, dtype=torch.float32)
         N, D = op.order, op.d_model
         width, taps = (N + 1) * D, op.short_filter.weight.shape[-1]

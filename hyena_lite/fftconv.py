@@ -94,3 +94,45 @@ def direct_conv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     if D is not None:
         y = y + u_wide * D.to(dtype).unsqueeze(-1)
     return y.to(u.dtype)
+
+
+def real_pair_product(a: Tensor, b: Tensor) -> Tensor:
+    """a * b for complex numbers stored as real pairs [..., 2]: real arithmetic that torch.compile
+    fuses with what surrounds it (inductor does not fuse complex arithmetic)."""
+    re = a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1]
+    im = a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]
+    return torch.stack((re, im), dim=-1)
+
+
+def half_size(p: Tensor, scaled: bool = False) -> Tensor:
+    """From a half spectrum P [..., n / 2 + 1, 2] (complex numbers as real pairs) of a real signal
+    y of n steps, Z [..., n / 2, 2] whose unscaled inverse FFT z (n / 2 points) holds y
+    interleaved: y[2m] = Re z[m], y[2m + 1] = Im z[m]. So the inverse real FFT runs as a complex
+    one of half the size whose output is y with no copy; torch's inverse real FFT copies its input
+    first (cuFFT's overwrites it) and scales its output in a pass of its own. With A and B the
+    spectra of y's even and odd steps, P[k] = A[k] + w^k B[k] and conj(P[n/2 - k]) = A[k] - w^k B[k]
+    (w = exp(-2 pi i / n)), and Z = (A + i B) / (n / 2). `scaled`: P already carries the 1 / n
+    (irfft's norm="forward", as the inference path's filter spectra do)."""
+    half = p.shape[-2] - 1
+    ahead, mirror = p[..., :half, :], p[..., 1:, :].flip(-2)  # P[k], P[n/2 - k] for k < n/2
+    s_re, s_im = ahead[..., 0] + mirror[..., 0], ahead[..., 1] - mirror[..., 1]  # P + conj(mirror)
+    d_re, d_im = ahead[..., 0] - mirror[..., 0], ahead[..., 1] + mirror[..., 1]  # P - conj(mirror)
+    angle = torch.arange(half, device=p.device, dtype=p.dtype) * (torch.pi / half)
+    cos, sin = torch.cos(angle), torch.sin(angle)  # i w^-k = -sin + i cos
+    scale = 1.0 if scaled else 0.5 / half  # the halves of A and B, the inverse FFT's 1 / (n / 2)
+    re = (s_re - sin * d_re - cos * d_im) * scale
+    im = (s_im - sin * d_im + cos * d_re) * scale
+    return torch.stack((re, im), dim=-1)
+
+
+def inverse_half_size(z: Tensor) -> Tensor:
+    """The real signal y [..., n] from `half_size`'s Z [..., n / 2, 2]: its unscaled inverse
+    complex FFT, viewed as real (no copy)."""
+    out = torch.fft.ifft(torch.view_as_complex(z), norm="forward")
+    return torch.view_as_real(out).flatten(-2)
+
+
+def half_size_product(spectrum: Tensor, spectrum_k: Tensor) -> Tensor:
+    """`half_size` of spectrum * spectrum_k (real pairs), for filter spectra that carry the
+    inverse FFT's 1 / n: the inference path's filtering, ready for `inverse_half_size`."""
+    return half_size(real_pair_product(spectrum, spectrum_k), scaled=True)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hyena_lite.fftconv import fft_size
+from hyena_lite.fftconv import fft_size, half_size, inverse_half_size, real_pair_product
 from hyena_lite.recompiles import allow_recompiles
 
 if TYPE_CHECKING:
@@ -175,38 +175,15 @@ def _value_grad(y: Tensor, skip: Tensor, d_conv: Tensor, d_value: Tensor) -> Non
     d_value.copy_(_input_grad(y, skip, d_conv, d_value.shape[-1]))
 
 
-def _half_size(p: Tensor) -> Tensor:
-    """From a half spectrum P [..., n / 2 + 1, 2] (complex numbers as real pairs) of a real signal
-    y of n steps, Z [..., n / 2, 2] whose unscaled inverse FFT z (n / 2 points) holds y
-    interleaved: y[2m] = Re z[m], y[2m + 1] = Im z[m]. So the inverse real FFT runs as a complex
-    one of half the size whose output is y with no copy; torch's inverse real FFT copies its input
-    first (cuFFT's overwrites it) and scales its output in a pass of its own. With A and B the
-    spectra of y's even and odd steps, P[k] = A[k] + w^k B[k] and conj(P[n/2 - k]) = A[k] - w^k B[k]
-    (w = exp(-2 pi i / n)), and Z = (A + i B) / (n / 2)."""
-    half = p.shape[-2] - 1
-    ahead, mirror = p[..., :half, :], p[..., 1:, :].flip(-2)  # P[k], P[n/2 - k] for k < n/2
-    s_re, s_im = ahead[..., 0] + mirror[..., 0], ahead[..., 1] - mirror[..., 1]  # P + conj(mirror)
-    d_re, d_im = ahead[..., 0] - mirror[..., 0], ahead[..., 1] + mirror[..., 1]  # P - conj(mirror)
-    angle = torch.arange(half, device=p.device, dtype=p.dtype) * (torch.pi / half)
-    cos, sin = torch.cos(angle), torch.sin(angle)  # i w^-k = -sin + i cos
-    scale = 0.5 / half  # the halves of A and B, and the inverse FFT's 1 / (n / 2)
-    re = (s_re - sin * d_re - cos * d_im) * scale
-    im = (s_im - sin * d_im + cos * d_re) * scale
-    return torch.stack((re, im), dim=-1)
-
-
 def _inverse(spectrum: Tensor, n: int) -> Tensor:
-    """The real signal of n steps: irfft of a complex half spectrum, or, given `_half_size`'s Z as
-    real pairs [..., n / 2, 2] (the compiled path), its inverse complex FFT viewed as real."""
-    if spectrum.is_complex():
-        return torch.fft.irfft(spectrum, n=n)
-    z = torch.fft.ifft(torch.view_as_complex(spectrum), norm="forward")
-    return torch.view_as_real(z).flatten(-2)
+    """The real signal of n steps: irfft of a complex half spectrum, or, given `half_size`'s Z as
+    real pairs [..., n / 2, 2] (the compiled path), `inverse_half_size`."""
+    return torch.fft.irfft(spectrum, n=n) if spectrum.is_complex() else inverse_half_size(spectrum)
 
 
 def _spectrum_buffer(spectra_k: Tensor, fused: bool) -> Tensor:
     """Where the backward writes the filters' gradient spectra: like spectra_k, or with `fused`
-    as `_half_size`'s real pairs [N, D, n / 2, 2]."""
+    as `half_size`'s real pairs [N, D, n / 2, 2]."""
     if not fused:
         return torch.empty_like(spectra_k)
     order, width, bins = spectra_k.shape
@@ -214,16 +191,14 @@ def _spectrum_buffer(spectra_k: Tensor, fused: bool) -> Tensor:
 
 
 def _real_product(a: Tensor, b: Tensor) -> Tensor:
-    """a * b for complex numbers stored as real pairs [..., 2], as `_half_size`'s Z: the
+    """a * b for complex numbers stored as real pairs [..., 2], as `half_size`'s Z: the
     forward's filtering, ready for `_inverse`."""
-    re = a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1]
-    im = a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]
-    return _half_size(torch.stack((re, im), dim=-1))
+    return half_size(real_pair_product(a, b))
 
 
 def _filtered(spectrum: Tensor, spectrum_k: Tensor, fused: bool) -> Tensor:
     """spectrum * spectrum_k; with `fused` as one compiled kernel on real views that also turns
-    the product into `_half_size`'s Z."""
+    the product into `half_size`'s Z."""
     if not fused:
         return spectrum * spectrum_k
     real = torch.view_as_real
@@ -242,9 +217,9 @@ def _real_spectral_grads(
     d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor
 ) -> Tensor:
     """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
-    complex arithmetic), both products as `_half_size`'s Z, ready for `_inverse`."""
-    d_filter.copy_(_half_size(_conj_product(d_spectrum, spectrum).sum(0)))
-    return _half_size(_conj_product(d_spectrum, spectrum_k))
+    complex arithmetic), both products as `half_size`'s Z, ready for `_inverse`."""
+    d_filter.copy_(half_size(_conj_product(d_spectrum, spectrum).sum(0)))
+    return half_size(_conj_product(d_spectrum, spectrum_k))
 
 
 def _spectral_grads(
@@ -252,7 +227,7 @@ def _spectral_grads(
 ) -> Tensor:
     """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
     into d_filter; returns the input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled
-    kernel on real views, both as `_half_size`'s Z (d_filter from `_spectrum_buffer`)."""
+    kernel on real views, both as `half_size`'s Z (d_filter from `_spectrum_buffer`)."""
     if not fused:
         torch.sum(d_spectrum * spectrum.conj(), 0, out=d_filter)
         return d_spectrum * spectrum_k.conj()

@@ -72,18 +72,40 @@ def pick(rows, index, tile):
 
 @triton.jit
 def modal_step_kernel(
-    p_ptr, u_ptr, w_in_ptr, b_in_ptr,  # [B, (N+1)D] projected input, or [B, D] input + Linear
+    p_ptr,
+    u_ptr,
+    w_in_ptr,
+    b_in_ptr,  # [B, (N+1)D] projected input, or [B, D] input + Linear
     out_ptr,  # [B, D] gated output, model dtype; or [programs per sequence, B, D] float32
     w_out_ptr,  # [D, D] out-projection (read with OUT_PROJ)
-    window_ptr, conv_w_ptr, conv_b_ptr,  # [B, (N + 1) D, K], [(N + 1) D, K], [(N + 1) D]
-    recent_ptr, fir_past_ptr, gain_ptr,  # [N, B, D, F], [N, D, F - 1], [N, D]
-    state_re_ptr, state_im_ptr,  # [N, B, D, M]
-    poles_re_ptr, poles_im_ptr, res_re_ptr, res_im_ptr,  # [N, D, M]
-    B, D,
-    N: tl.constexpr, K: tl.constexpr, F: tl.constexpr, M: tl.constexpr,
-    GROUPS: tl.constexpr, STAGES: tl.constexpr,  # N + 1 and N, rounded up to powers of two
-    K_POW2: tl.constexpr, F_POW2: tl.constexpr, M_POW2: tl.constexpr, BLOCK: tl.constexpr,
-    IN_PROJ: tl.constexpr, BLOCK_IN: tl.constexpr, OUT_PROJ: tl.constexpr, BLOCK_OUT: tl.constexpr,
+    window_ptr,
+    conv_w_ptr,
+    conv_b_ptr,  # [B, (N + 1) D, K], [(N + 1) D, K], [(N + 1) D]
+    recent_ptr,
+    fir_past_ptr,
+    gain_ptr,  # [N, B, D, F], [N, D, F - 1], [N, D]
+    state_re_ptr,
+    state_im_ptr,  # [N, B, D, M]
+    poles_re_ptr,
+    poles_im_ptr,
+    res_re_ptr,
+    res_im_ptr,  # [N, D, M]
+    B,
+    D,
+    N: tl.constexpr,
+    K: tl.constexpr,
+    F: tl.constexpr,
+    M: tl.constexpr,
+    GROUPS: tl.constexpr,
+    STAGES: tl.constexpr,  # N + 1 and N, rounded up to powers of two
+    K_POW2: tl.constexpr,
+    F_POW2: tl.constexpr,
+    M_POW2: tl.constexpr,
+    BLOCK: tl.constexpr,
+    IN_PROJ: tl.constexpr,
+    BLOCK_IN: tl.constexpr,
+    OUT_PROJ: tl.constexpr,
+    BLOCK_OUT: tl.constexpr,
 ):
     b = tl.program_id(0)
     d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -178,14 +200,13 @@ def modal_step_kernel(
     tl.store(window_ptr + (b * width + channel) * K + (K - 1), P, mask=grouped)
     tl.store(recent_at - 1, recent, mask=older_inputs)  # and so does each FIR head
     tl.store(recent_ptr + sequence * F + (F - 1), inputs, mask=staged)
-    tl.store(state_re_ptr + state, poles_re * re - poles_im * im + leaving[:, :, None],
-             mask=in_modes)
+    tl.store(
+        state_re_ptr + state, poles_re * re - poles_im * im + leaving[:, :, None], mask=in_modes
+    )
     tl.store(state_im_ptr + state, poles_re * im + poles_im * re, mask=in_modes)
 
 
-def modal_step(
-    step: ModalStep, u: Tensor, in_proj: bool = False, out_proj: bool = False
-) -> Tensor:
+def modal_step(step: ModalStep, u: Tensor, in_proj: bool = False, out_proj: bool = False) -> Tensor:
     """One recurrent step of `step`'s operator for the input u [B, D], every state updated in
     place; the same numbers as ModalStep's own forward. Returns the gated output y [B, D] in u's
     dtype, for the out-projection; or with `out_proj` (which needs `in_proj`) out_proj(y) itself
@@ -210,19 +231,40 @@ def modal_step(
     else:
         out = torch.empty(batch, D, dtype=u.dtype, device=u.device)
     modal_step_kernel[(batch, programs)](
-        p, u, linear.weight, linear.bias,  # HyenaOperator's in_proj always has a bias
-        out, step.op.out_proj.weight,
-        step.window, step.conv_w, step.conv_b,
-        step.recent, step.fir_past, step.gain,
-        step.state_re, step.state_im,
-        step.poles_re, step.poles_im, step.res_re, step.res_im,
-        batch, D,
-        N=N, K=taps, F=head, M=modes,
-        GROUPS=groups, STAGES=triton.next_power_of_2(N),
-        K_POW2=triton.next_power_of_2(taps), F_POW2=triton.next_power_of_2(head),
-        M_POW2=triton.next_power_of_2(modes), BLOCK=block,
-        IN_PROJ=in_proj, BLOCK_IN=_tile(D, groups * block),
-        OUT_PROJ=out_proj, BLOCK_OUT=_tile(D, block),
+        p,
+        u,
+        linear.weight,
+        linear.bias,  # HyenaOperator's in_proj always has a bias
+        out,
+        step.op.out_proj.weight,
+        step.window,
+        step.conv_w,
+        step.conv_b,
+        step.recent,
+        step.fir_past,
+        step.gain,
+        step.state_re,
+        step.state_im,
+        step.poles_re,
+        step.poles_im,
+        step.res_re,
+        step.res_im,
+        batch,
+        D,
+        N=N,
+        K=taps,
+        F=head,
+        M=modes,
+        GROUPS=groups,
+        STAGES=triton.next_power_of_2(N),
+        K_POW2=triton.next_power_of_2(taps),
+        F_POW2=triton.next_power_of_2(head),
+        M_POW2=triton.next_power_of_2(modes),
+        BLOCK=block,
+        IN_PROJ=in_proj,
+        BLOCK_IN=_tile(D, groups * block),
+        OUT_PROJ=out_proj,
+        BLOCK_OUT=_tile(D, block),
         num_warps=WARPS,
     )
     return out

@@ -43,8 +43,10 @@ def chapter() -> nbformat.NotebookNode:
             v4.new_markdown_cell("# 1. A chapter\n\nAfter {cite:p}`poli2023hyena`."),
             v4.new_code_cell("# Colab only: install\npass"),
             parameters,
-            v4.new_markdown_cell("Intro, see {cite:p}`hinton2015distilling,poli2023hyena`.\n\n"
-                                 "## First\n\nA {term}`long convolution <conv>`."),
+            v4.new_markdown_cell(
+                "Intro, see {cite:p}`hinton2015distilling,poli2023hyena`.\n\n"
+                "## First\n\nA {term}`long convolution <conv>`."
+            ),
             talk,
             v4.new_markdown_cell("More prose."),
             figure,

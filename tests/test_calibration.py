@@ -21,9 +21,7 @@ def teacher_of(family: str, sharpen: float = 1.0):
     projections)."""
     torch.manual_seed(0)
     if family == "gpt2":
-        model = random_gpt2(
-            VOCAB, CONTEXT, WIDTH, bos_token_id=None, eos_token_id=None
-        ).eval()
+        model = random_gpt2(VOCAB, CONTEXT, WIDTH, bos_token_id=None, eos_token_id=None).eval()
         qkv = [block.attn.c_attn.weight for block in model.transformer.h]
     else:
         model = LlamaForCausalLM(

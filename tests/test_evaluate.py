@@ -63,9 +63,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def gpt2(tokenizer):
-    return random_gpt2(
-        len(tokenizer), 128, dropout=0.1, bos_token_id=0, eos_token_id=0
-    ).eval()
+    return random_gpt2(len(tokenizer), 128, dropout=0.1, bos_token_id=0, eos_token_id=0).eval()
 
 
 class Uniform(torch.nn.Module):

@@ -276,8 +276,11 @@ def test_triton_step_equals_the_modal_step_and_updates_the_same_state(
         torch.testing.assert_close(getattr(fused, name), getattr(step, name), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="Triton's interpreter rounds float32 "
-                    "to bfloat16 toward zero (GPUs round to nearest even): bfloat16 on a GPU only")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="Triton's interpreter rounds float32 "
+    "to bfloat16 toward zero (GPUs round to nearest even): bfloat16 on a GPU only",
+)
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
 @pytest.mark.parametrize("kernel", ["triton", "triton_in_proj", "triton_fused"])
 def test_triton_step_in_bfloat16_follows_the_modal_step_at_a_gpt2_width(kernel):

@@ -13,9 +13,7 @@ from hyena_lite.models import convert
 
 
 def _student(hyena_layers=None, seed: int = 0, vocab: int = 97):
-    teacher = random_gpt2(
-        vocab, 64, seed=seed, dropout=0.1, bos_token_id=0, eos_token_id=0
-    ).eval()
+    teacher = random_gpt2(vocab, 64, seed=seed, dropout=0.1, bos_token_id=0, eos_token_id=0).eval()
     return teacher, convert(teacher, hyena_layers=hyena_layers).eval()
 
 

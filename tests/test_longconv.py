@@ -217,15 +217,3 @@ def test_compiled_kernels_on_cuda_in_float32_equal_plain(
     u = torch.randn(batch, length, 64, device="cuda")
     for got, want in zip(_grads(op, u, True), _grads(op, u, False), strict=True):
         assert (got - want).norm() / want.norm() < 1e-4
-
-
-@pytest.mark.parametrize("n", [2, 8, 64])
-def test_half_size_complex_inverse_equals_the_inverse_real_fft(n: int) -> None:
-    """The compiled path's inverse: `_half_size` then a complex inverse FFT of n / 2 points,
-    viewed as real, is irfft of the half spectrum of any real signal (n steps)."""
-    torch.manual_seed(n)
-    spectrum = torch.fft.rfft(torch.randn(3, n, dtype=torch.float64))
-    half = longconv._half_size(torch.view_as_real(spectrum))
-    assert half.shape == (3, n // 2, 2)
-    got, want = longconv._inverse(half, n), torch.fft.irfft(spectrum, n=n)
-    assert torch.allclose(got, want, atol=1e-12)

@@ -197,8 +197,9 @@ def cli_arguments(parser) -> None:
         help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE, else by hardware)",
     )
     parser.add_argument(
-        "--model", default=None, help="the teacher to distil, a name or a folder (default: the "
-        "profile's)"
+        "--model",
+        default=None,
+        help="the teacher to distil, a name or a folder (default: the profile's)",
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--stage", choices=distill.STAGES, help="run one stage on one student")

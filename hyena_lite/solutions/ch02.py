@@ -12,9 +12,7 @@ def kv_cache_bytes(config, length: int, batch: int, bytes_per_number: int) -> in
     return 2 * config.n_layer * batch * length * config.n_embd * bytes_per_number
 
 
-def unigram_perplexity(
-    train_tokens: torch.Tensor, targets: torch.Tensor, vocab_size: int
-) -> float:
+def unigram_perplexity(train_tokens: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> float:
     """Add-one token frequencies of the training tokens, scored as a perplexity on `targets`."""
     counts = torch.bincount(train_tokens, minlength=vocab_size).double() + 1
     probabilities = counts / counts.sum()
