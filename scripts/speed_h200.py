@@ -133,6 +133,8 @@ class Run:
         }
         if args.only == "training":
             self.paths = {"training": out / "training_h200.json"}
+        if args.only == "operator":
+            self.paths = {"benchmark": out / "operator_h200.json"}
         self.results: dict[str, dict[str, Any]] = {name: dict(meta) for name in self.paths}
         self.skipped: list[str] = []
         self.students: dict[tuple[int, str], StudentGraphDecoder] = {}  # per batch: graphs reused
@@ -157,11 +159,14 @@ class Run:
                 self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
                 runs.write_json(path, self.results[name])
             return
-        self.results["generation"]["goals"] = decoding_goals(self.results["generation"]["rows"])
+        if "generation" in self.results:
+            rows = self.results["generation"]["rows"]
+            self.results["generation"]["goals"] = decoding_goals(rows)
         benchmark = self.results["benchmark"]
+        model = benchmark.get("model")  # --only operator: the shapes' description, no rows
         benchmark["goals"] = operator_goals(
             benchmark.get("operator", {}).get("rows", []),
-            benchmark.get("model", {}).get("rows", []),
+            model.get("rows", []) if isinstance(model, dict) else [],
         )
         for name, path in self.paths.items():
             self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
@@ -887,12 +892,13 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["compiled", "training", "decoding"],
+        choices=["compiled", "training", "decoding", "operator"],
         help="compiled: only the torch.compile'd operator rows, model forward and decoding rows "
         "(the teacher's and the student's steps compiled); training: only forward + backward "
         "rows, the Hyena block's default (fused) and plain training paths (training_h200.json); "
         "decoding: only the compiled decoding row of the first goal (8K, batch 1) with its "
-        "ceiling columns",
+        "ceiling columns; operator: only the operator rows (forward as CUDA graphs, forward + "
+        "backward) in operator_h200.json",
     )
     parser.add_argument(
         "--lengths",
@@ -934,6 +940,12 @@ def main(argv: list[str] | None = None) -> int:
         training(run, shapes)
         run.save()
         print(f"wrote {run.paths['training']} in {run.elapsed():.0f} s", flush=True)
+        return 0
+    if args.only == "operator":
+        run.results["benchmark"].update(model, bandwidth=bw, operator={"rows": []})
+        operator(run, shapes, bw["copy_gbs"])
+        run.save()
+        print(f"wrote {run.paths['benchmark']} in {run.elapsed():.0f} s", flush=True)
         return 0
     for results in run.results.values():
         results.update(model, bandwidth=bw)

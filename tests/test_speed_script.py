@@ -134,6 +134,19 @@ def test_training_rows_time_the_hyena_paths_against_attention(tmp_path: Path) ->
     assert goal["met"] is None and goal["value"] is None  # no row from 16K in --smoke
 
 
+def test_only_operator_writes_the_operator_rows_alone(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--only", "operator", "--lengths", "64,32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["operator_h200.json"]
+    results = json.loads((tmp_path / "operator_h200.json").read_text())
+    assert set(KEYS) <= set(results) and "--only operator" in results["command"]
+    assert [r["L"] for r in results["operator"]["rows"]] == [64, 32]
+    for row in results["operator"]["rows"]:
+        assert row["hyena_ms"] > 0 and row["attn_fwdbwd_ms"] > 0 and row["hyena_bound_ms"] > 0
+        assert row["hyena_fast_rel_err"] < 1e-4
+    assert "hyena_ms / attention_ms from 4K <= 1" in results["goals"]
+
+
 def test_lengths_that_are_not_integers_are_refused(tmp_path: Path) -> None:
     done = _run(tmp_path, "--only", "training", "--lengths", "4k")
     assert done.returncode == 2 and "comma-separated sequence lengths" in done.stderr
