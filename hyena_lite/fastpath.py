@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hyena_lite.cudagraph import record
-from hyena_lite.fftconv import fft_size, fftconv, half_size_product, inverse_half_size
+from hyena_lite.fftconv import fft_size, fftconv
 from hyena_lite.longconv import short_conv
 from hyena_lite.recompiles import allow_recompiles
 
@@ -113,7 +113,6 @@ _KERNELS: dict[str, Callable] = {
     "value": _short_value,
     "gate": _gate,
     "last_gate": _last_gate,
-    "filter": half_size_product,
 }
 _FUSED: dict[str, Callable] = {}
 
@@ -179,13 +178,7 @@ def _mix(
     gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
     v = _kernel("value", fused)(z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:], n)
     for step in range(op.order):
-        if fused:  # the product as the input of a half-size complex inverse FFT: no copy, no scale
-            product = _kernel("filter", True)(
-                *map(torch.view_as_real, (torch.fft.rfft(v), spectra[step]))
-            )
-            y = inverse_half_size(product)
-        else:
-            y = torch.fft.irfft(torch.fft.rfft(v) * spectra[step], n=n, norm="forward")
+        y = torch.fft.irfft(torch.fft.rfft(v) * spectra[step], n=n, norm="forward")
         x = gates[:, step * width : (step + 1) * width]
         v = _kernel("last_gate" if step == op.order - 1 else "gate", fused)(y, v, x, skips[step])
     return op.out_proj(v)

@@ -9,11 +9,9 @@ with the input, both one inverse FFT of a conjugate product; the input spectra a
 forward, so no FFT is repeated. The short filter runs as K shifted products instead of a depthwise
 Conv1d, whose CUDA kernels are slow at long L. On CUDA the element-wise work between the FFTs
 (casts, pads, skips, gates, conjugate products, the batch sum) runs as a few kernels compiled by
-torch.compile, written on real views so that inductor fuses the complex products too (which also
-turn each spectrum into the input of a complex inverse FFT of half the size, which writes the real
-signal directly: torch's inverse real FFT would copy its input and scale its output, two passes),
-and so do the short filter and the long filters' MLP; elsewhere the same functions run eagerly.
-Taught in chapter 9.
+torch.compile, written on real views so that inductor fuses the complex products too, and so do
+the short filter and the long filters' MLP; elsewhere the same functions run eagerly. Taught in
+chapter 9.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hyena_lite.fftconv import fft_size, half_size, inverse_half_size, real_pair_product
+from hyena_lite.fftconv import fft_size
 from hyena_lite.recompiles import allow_recompiles
 
 if TYPE_CHECKING:
@@ -78,7 +76,7 @@ class Recurrence(torch.autograd.Function):
         saved = []
         for step in range(order):
             spectrum = torch.fft.rfft(z)
-            y = _inverse(_filtered(spectrum, spectra_k[step], fused), n)
+            y = torch.fft.irfft(spectrum * spectra_k[step], n=n)
             saved += [z, spectrum, y]
             gate = mixed[:, step * width : (step + 1) * width]
             last = step == order - 1
@@ -93,7 +91,7 @@ class Recurrence(torch.autograd.Function):
         fused, (order, width), length = ctx.fused, spectra_k.shape[:2], mixed.shape[-1]
         n = fft_size(length)
         d_mixed = torch.empty_like(mixed, memory_format=torch.contiguous_format)
-        d_filters = _spectrum_buffer(spectra_k, fused)  # the filters' gradients, as spectra
+        d_filters = torch.empty_like(spectra_k)  # the filters' gradients, as spectra
         d_skips = torch.empty_like(skips)
         above: tuple[Tensor, ...] = (grad.transpose(1, 2),)  # what this step's output gradient is
         for step in reversed(range(order)):
@@ -105,9 +103,9 @@ class Recurrence(torch.autograd.Function):
             )
             d_spectrum = torch.fft.rfft(d_conv)
             d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
-            above = (_inverse(d_input, n), skips[step], d_conv)
+            above = (torch.fft.irfft(d_input, n=n), skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
-        d_k = _inverse(d_filters, n)[..., : ctx.taps]
+        d_k = torch.fft.irfft(d_filters, n=n)[..., : ctx.taps]
         return d_mixed, d_k, d_skips, None
 
 
@@ -175,36 +173,6 @@ def _value_grad(y: Tensor, skip: Tensor, d_conv: Tensor, d_value: Tensor) -> Non
     d_value.copy_(_input_grad(y, skip, d_conv, d_value.shape[-1]))
 
 
-def _inverse(spectrum: Tensor, n: int) -> Tensor:
-    """The real signal of n steps: irfft of a complex half spectrum, or, given `half_size`'s Z as
-    real pairs [..., n / 2, 2] (the compiled path), `inverse_half_size`."""
-    return torch.fft.irfft(spectrum, n=n) if spectrum.is_complex() else inverse_half_size(spectrum)
-
-
-def _spectrum_buffer(spectra_k: Tensor, fused: bool) -> Tensor:
-    """Where the backward writes the filters' gradient spectra: like spectra_k, or with `fused`
-    as `half_size`'s real pairs [N, D, n / 2, 2]."""
-    if not fused:
-        return torch.empty_like(spectra_k)
-    order, width, bins = spectra_k.shape
-    return spectra_k.new_empty((order, width, bins - 1, 2), dtype=spectra_k.real.dtype)
-
-
-def _real_product(a: Tensor, b: Tensor) -> Tensor:
-    """a * b for complex numbers stored as real pairs [..., 2], as `half_size`'s Z: the
-    forward's filtering, ready for `_inverse`."""
-    return half_size(real_pair_product(a, b))
-
-
-def _filtered(spectrum: Tensor, spectrum_k: Tensor, fused: bool) -> Tensor:
-    """spectrum * spectrum_k; with `fused` as one compiled kernel on real views that also turns
-    the product into `half_size`'s Z."""
-    if not fused:
-        return spectrum * spectrum_k
-    real = torch.view_as_real
-    return _segment("filtered", True)(real(spectrum), real(spectrum_k))
-
-
 def _conj_product(a: Tensor, b: Tensor) -> Tensor:
     """a * conj(b) for complex numbers stored as real pairs [..., 2]: real arithmetic that a
     compiler fuses, with no conjugate materialised."""
@@ -217,9 +185,9 @@ def _real_spectral_grads(
     d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor
 ) -> Tensor:
     """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
-    complex arithmetic), both products as `half_size`'s Z, ready for `_inverse`."""
-    d_filter.copy_(half_size(_conj_product(d_spectrum, spectrum).sum(0)))
-    return half_size(_conj_product(d_spectrum, spectrum_k))
+    complex arithmetic)."""
+    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0))
+    return _conj_product(d_spectrum, spectrum_k)
 
 
 def _spectral_grads(
@@ -227,14 +195,15 @@ def _spectral_grads(
 ) -> Tensor:
     """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
     into d_filter; returns the input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled
-    kernel on real views, both as `half_size`'s Z (d_filter from `_spectrum_buffer`)."""
+    kernel on real views."""
     if not fused:
         torch.sum(d_spectrum * spectrum.conj(), 0, out=d_filter)
         return d_spectrum * spectrum_k.conj()
     real = torch.view_as_real
-    return _segment("spectral_grads", True)(
-        real(d_spectrum), real(spectrum), real(spectrum_k), d_filter
+    out = _segment("spectral_grads", True)(
+        real(d_spectrum), real(spectrum), real(spectrum_k), real(d_filter)
     )
+    return torch.view_as_complex(out)
 
 
 _SEGMENTS: dict[str, Callable] = {
@@ -245,7 +214,6 @@ _SEGMENTS: dict[str, Callable] = {
     "inner_step_grads": _inner_step_grads,
     "value_grad": _value_grad,
     "spectral_grads": _real_spectral_grads,
-    "filtered": _real_product,
 }
 _COMPILED: dict[str, Callable] = {}  # what the training path compiles, made on first use
 

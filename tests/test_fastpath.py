@@ -62,8 +62,8 @@ def test_fused_kernels_are_the_same_functions() -> None:
 
 @CPP
 def test_compiled_kernels_equal_the_plain_path() -> None:
-    """`fused`: the element-wise work compiled (here by inductor's C++ backend), the filtering
-    product written as the input of a half-size complex inverse FFT; the same function."""
+    """`fused`: the element-wise work compiled (here by inductor's C++ backend); the same
+    function."""
     op = _operator(order=2)
     u = torch.randn(2, 20, 8)
     with torch.no_grad():

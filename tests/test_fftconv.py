@@ -5,13 +5,7 @@ import pytest
 import torch
 
 from hyena_lite import direct_conv, fftconv
-from hyena_lite.fftconv import (
-    fft_size,
-    half_size,
-    half_size_product,
-    inverse_half_size,
-    real_pair_product,
-)
+from hyena_lite.fftconv import fft_size
 
 
 def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -127,33 +121,3 @@ def test_errors_say_what_was_expected(u_shape, k_shape, d_shape, match) -> None:
     for conv in (fftconv, direct_conv):
         with pytest.raises(ValueError, match=match):
             conv(torch.zeros(u_shape), torch.zeros(k_shape), D)
-
-
-@pytest.mark.parametrize("n", [2, 8, 64])
-def test_half_size_complex_inverse_equals_the_inverse_real_fft(n: int) -> None:
-    """The compiled path's inverse: `half_size` then a complex inverse FFT of n / 2 points,
-    viewed as real, is irfft of the half spectrum of any real signal (n steps)."""
-    torch.manual_seed(n)
-    spectrum = torch.fft.rfft(torch.randn(3, n, dtype=torch.float64))
-    half = half_size(torch.view_as_real(spectrum))
-    assert half.shape == (3, n // 2, 2)
-    got, want = inverse_half_size(half), torch.fft.irfft(spectrum, n=n)
-    assert torch.allclose(got, want, atol=1e-12)
-
-
-def test_half_size_of_a_scaled_spectrum_and_the_product_helpers() -> None:
-    """`scaled`: a spectrum that carries the 1 / n (irfft's norm="forward"); `half_size_product`
-    filters such a spectrum: the inverse is the filtered signal, as irfft computes it."""
-    torch.manual_seed(0)
-    n = 16
-    signal, taps = torch.randn(2, n, dtype=torch.float64), torch.randn(2, n, dtype=torch.float64)
-    spectrum, spectrum_k = torch.fft.rfft(signal), torch.fft.rfft(taps, norm="forward")
-    want = torch.fft.irfft(spectrum * spectrum_k, n=n, norm="forward")
-    real = torch.view_as_real
-    assert torch.allclose(
-        real(spectrum * spectrum_k), real_pair_product(real(spectrum), real(spectrum_k))
-    )
-    scaled = half_size(real(spectrum * spectrum_k), scaled=True)
-    assert torch.allclose(inverse_half_size(scaled), want, atol=1e-12)
-    filtered = half_size_product(real(spectrum), real(spectrum_k))
-    assert torch.allclose(inverse_half_size(filtered), want, atol=1e-12)

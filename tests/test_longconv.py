@@ -42,8 +42,8 @@ def test_recurrence_gradients_pass_gradcheck(taps: int) -> None:
 def test_recurrence_with_compiled_kernels_passes_gradcheck(
     monkeypatch: pytest.MonkeyPatch, taps: int
 ) -> None:
-    """`fused`: the element-wise work compiled, the inverse FFTs' 1 / n folded into the complex
-    products before them; the same function and gradients."""
+    """`fused`: the element-wise work between the FFTs compiled; the same function and
+    gradients."""
     torch.manual_seed(1)
     mixed = torch.randn(2, 9, 7, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 3, 7, dtype=torch.float64)
