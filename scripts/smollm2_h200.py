@@ -19,9 +19,11 @@ GPT-2 in about a minute:
 
 --induction-stage-tokens N follows the hybrid's recipe with the induction stage of chapter 12
 (lesson 9): N tokens of KD plus the copy-aware loss, on rows with --induction-stage-recall's share
-of copy and recall sequences. Several comma-separated values of --induction-stage-recall and/or
---induction-stage-lr-scale run one stage each from the recipe's weights, on the same batches (the
-hybrid keeps the last; each variant's scores are in its induction_stage's `variants`).
+of copy and recall sequences. Several comma-separated values of --induction-stage-recall,
+--induction-stage-lr-scale and/or --induction-stage-weight (the copy-aware loss's) run one stage
+each from the recipe's weights, on the same batches (the hybrid keeps the last; each variant's
+scores are in its induction_stage's `variants`). The control for a stage's text is a variant with
+the recipe's recall share (--recall-fraction) and weight 0: the recipe's KD, continued.
 
 The parts below are the earlier protocol (four GPUs, one part each, disjoint-window perplexity),
 kept because the results' history was made with them. `scratch` needs only the teacher's config and
@@ -682,17 +684,23 @@ def _floats(text: str) -> list[float]:
         ) from None
 
 
-def induction_variants(args) -> list[tuple[float, float]]:
-    """The induction stage's (recall share, lr scale) pairs: --induction-stage-recall and
-    --induction-stage-lr-scale zipped, a single value standing for every variant."""
-    recall, lr = args.induction_stage_recall, args.induction_stage_lr_scale
-    count = max(len(recall), len(lr))
-    if {len(recall), len(lr)} - {1, count}:
+def induction_variants(args) -> list[tuple[float, float, float]]:
+    """The induction stage's (recall share, lr scale, copy-loss weight) triples:
+    --induction-stage-recall, --induction-stage-lr-scale and --induction-stage-weight zipped, a
+    single value standing for every variant."""
+    lists = {
+        "--induction-stage-recall": args.induction_stage_recall,
+        "--induction-stage-lr-scale": args.induction_stage_lr_scale,
+        "--induction-stage-weight": args.induction_stage_weight,
+    }
+    count = max(map(len, lists.values()))
+    if {len(values) for values in lists.values()} - {1, count}:
+        given = ", ".join(f"{name} {len(values)}" for name, values in lists.items())
         raise SystemExit(
-            f"--induction-stage-recall has {len(recall)} values and --induction-stage-lr-scale "
-            f"{len(lr)}: give one value or as many as the other"
+            f"the induction stage's options give {given} values: give each one value or "
+            f"{count}, one per variant"
         )
-    return list(zip(recall * (count // len(recall)), lr * (count // len(lr)), strict=True))
+    return list(zip(*(values * (count // len(values)) for values in lists.values()), strict=True))
 
 
 def induction_stages(model, setup, student_setup, run, args, probe, stage_seconds, curve_after):
@@ -705,10 +713,13 @@ def induction_stages(model, setup, student_setup, run, args, probe, stage_second
     before = scores(model, tok, args)  # the recipe's hybrid, scored like every model
     recipe_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     records = []
-    for i, (recall_share, lr_scale) in enumerate(variants):
+    for i, (recall_share, lr_scale, weight) in enumerate(variants):
         label = "induction"  # several: numbered, so that each keeps checkpoints of its own
         if len(variants) > 1:
             label = f"induction{i + 1}_r{recall_share:g}_lr{lr_scale:g}"
+            label += (
+                "" if weight == distill.INDUCTION_STAGE["induction_weight"] else f"_w{weight:g}"
+            )
         if i:
             model.load_state_dict(recipe_weights)
         stage = distill.run_induction_stage(
@@ -719,6 +730,7 @@ def induction_stages(model, setup, student_setup, run, args, probe, stage_second
             run.next_batch,
             name=label,
             lr_scale=lr_scale,
+            induction_weight=weight,
         )
         probe(label, model)
         after = math.exp(distill.validation_loss(model, student_setup.curve_windows))
@@ -729,6 +741,7 @@ def induction_stages(model, setup, student_setup, run, args, probe, stage_second
                 "label": label,
                 "recall_fraction": recall_share,
                 "lr_scale": lr_scale,
+                "induction_weight": weight,
                 "tokens": stage.tokens,
                 "curve_ppl_after": after,
                 "scores_after": None if i + 1 == len(variants) else scores(model, tok, args),
@@ -741,6 +754,7 @@ def induction_stages(model, setup, student_setup, run, args, probe, stage_second
         "tokens": last["tokens"],
         "recall_fraction": last["recall_fraction"],
         "lr_scale": last["lr_scale"],
+        "induction_weight": last["induction_weight"],
         "scores_before": before,
         "variants": records if len(records) > 1 else None,
     }
@@ -856,11 +870,14 @@ def run_all(args) -> None:
         )
     if args.induction_stage_tokens and "hybrid" not in args.models:
         raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
-    for recall_share, lr_scale in induction_variants(args) if args.induction_stage_tokens else []:
+    variants = induction_variants(args) if args.induction_stage_tokens else []
+    for recall_share, lr_scale, weight in variants:
         if not 0.0 < recall_share <= 1.0:
             raise SystemExit(f"--induction-stage-recall must be in (0, 1], got {recall_share}")
         if lr_scale <= 0.0:
             raise SystemExit(f"--induction-stage-lr-scale must be positive, got {lr_scale}")
+        if weight < 0.0:
+            raise SystemExit(f"--induction-stage-weight must be >= 0, got {weight}")
     state["tokens"] = args.tokens
     state.setdefault("wall_seconds_per_call", []).append(None)
 
@@ -1002,6 +1019,13 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         type=_floats,
         default=[distill.INDUCTION_STAGE["lr_scale"]],
         help="the induction stage's learning rate, times --lr; comma-separated: one per variant",
+    )
+    p.add_argument(
+        "--induction-stage-weight",
+        type=_floats,
+        default=[distill.INDUCTION_STAGE["induction_weight"]],
+        help="the weight of the stage's copy-aware loss; comma-separated: one per variant (0 with "
+        "--recall-fraction's share of recall rows: the recipe's KD continued, the control)",
     )
     p.add_argument("--copy-n", type=int, default=16, help="copy sequences per length")
     p.add_argument(

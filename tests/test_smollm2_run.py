@@ -145,10 +145,21 @@ def test_smoke_induction_stage_variants_start_from_the_recipe(tmp_path, load_scr
     results = json.loads((tmp_path / "twice" / "smollm2_smoke.json").read_text())
     one, two = results["students"]["hybrid"]["induction_stage"]["variants"]
     assert one["curve_ppl_after"] == pytest.approx(two["curve_ppl_after"], rel=1e-5)
+    # the control: the copy-aware loss off, so the stage is the recipe's KD continued
+    control = [*hybrid_only[:-3], "--out", str(tmp_path / "control"), "--no-progress"]
+    weights = ["--induction-stage-weight", "1,0"]
+    script.main([*control, "--induction-stage-tokens", "512", *same, *weights])
+    results = json.loads((tmp_path / "control" / "smollm2_smoke.json").read_text())
+    with_loss, without = results["students"]["hybrid"]["induction_stage"]["variants"]
+    assert (with_loss["induction_weight"], without["induction_weight"]) == (1.0, 0.0)
+    assert without["label"].endswith("_w0") and not with_loss["label"].endswith("_w1")
+    assert with_loss["curve_ppl_after"] != pytest.approx(without["curve_ppl_after"], rel=1e-6)
     bad = tmp_path / "bad"
-    with pytest.raises(SystemExit, match="one value or as many"):
+    with pytest.raises(SystemExit, match="one value or 3, one per variant"):
         script.main(
             [*hybrid_only[:-3], "--out", str(bad), *stage, "--induction-stage-lr-scale", "1,2,3"]
         )
+    with pytest.raises(SystemExit, match="must be >= 0"):
+        script.main([*hybrid_only, *stage, "--induction-stage-weight", "-1"])
     with pytest.raises(SystemExit, match="must be positive"):
         script.main([*hybrid_only, *stage, "--induction-stage-lr-scale", "-1"])
