@@ -21,20 +21,28 @@ KEYS = ("command", "commit", "hardware", "created", "versions")
 
 def git_commit() -> str | None:
     """The checkout's commit: $HYENA_LITE_GIT_COMMIT where the tree travelled without its .git,
-    else the HEAD of the git checkout, else None (an installed wheel has no commit)."""
+    else the HEAD of the git checkout, with "-dirty" appended when tracked files differ from it
+    (a tree copied over an older .git, as on the team's GPU device, must not pass for that
+    commit), else None (an installed wheel has no commit)."""
     if env := os.environ.get("HYENA_LITE_GIT_COMMIT"):
         return env
+    here = Path(__file__).resolve().parent
+    head = _git(["rev-parse", "HEAD"], here)
+    if head is None or not head.stdout.strip():
+        return None
+    changed = _git(["status", "--porcelain", "--untracked-files=no"], here)
+    dirty = changed is not None and bool(changed.stdout.strip())
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess | None:
+    """`git ARGS` run in cwd, or None where git cannot run."""
     try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, cwd=cwd, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None
 
 
 def hardware() -> str:

@@ -2,6 +2,7 @@
 
 import json
 import shlex
+import subprocess
 
 from hyena_lite import provenance
 from hyena_lite.paths import results_dir
@@ -15,6 +16,23 @@ def test_record_has_the_schema_keys_and_the_command(monkeypatch) -> None:
     assert tuple(record) == provenance.KEYS
     assert record["command"] == "python -m hyena_lite x" and record["commit"] == "abc123"
     assert record["hardware"] and record["created"].endswith("+00:00")
+
+
+def test_commit_is_marked_dirty_where_tracked_files_differ_from_it(monkeypatch) -> None:
+    """A tree copied over an older .git (as on the GPU device) names that commit plus -dirty; a
+    clean tree its commit alone; no git, None."""
+    monkeypatch.delenv("HYENA_LITE_GIT_COMMIT", raising=False)
+    answers = {"rev-parse": "0123abc\n", "status": " M hyena_lite/longconv.py\n"}
+
+    def fake_git(args, cwd):
+        return subprocess.CompletedProcess(args, 0, stdout=answers[args[0]], stderr="")
+
+    monkeypatch.setattr(provenance, "_git", fake_git)
+    assert provenance.git_commit() == "0123abc-dirty"
+    answers["status"] = ""
+    assert provenance.git_commit() == "0123abc"
+    monkeypatch.setattr(provenance, "_git", lambda args, cwd: None)
+    assert provenance.git_commit() is None
 
 
 def test_command_line_spells_out_every_option() -> None:
