@@ -1,0 +1,234 @@
+"""Probe (issue 16): the causal long convolution as one Triton program per channel, its FFT computed
+by matrix products, FlashFFTConv-style (Fu et al., 2023), against the FFT convolution the library
+runs (`hyena_lite.fftconv.fftconv`: cuFFT's rfft and irfft with a complex product between).
+
+Not the library's path: an experiment whose timing decides whether it becomes one. The profile of
+the training step at 16K (`profile_training_h100.json`) spends a quarter of its GPU work in ten
+FFTs and a sixth in the copies and scaling passes torch adds around each inverse FFT; a convolution
+that keeps a channel's signal on chip from the forward FFT to the inverse one reads the signal
+once and writes it once.
+
+The FFT of size n = n1 n2 (powers of two, the four-step algorithm): the zero-padded signal x as
+[n1, n2] (x[a n2 + b]); A = F1 x (only the first n1 / 2 rows of x are not padding), A *= T (the
+twiddles W_n^(b k1)), C = A F2, so that C[k1, k2] = X[k1 + n1 k2]; the filter's spectrum is kept in
+that permuted layout. The inverse: A' = (C K) conj(F2), A' *= conj(T), y = conj(F1)[: n1 / 2] A' / n
+(the first L = n / 2 outputs). Twelve real matrix products a channel, as `tl.dot`; "ieee" float32
+for exactness (and Triton's CPU interpreter), "tf32" for tensor cores.
+
+    python scripts/monarch_fftconv_probe.py --out results.json            # on a CUDA GPU
+    TRITON_INTERPRET=1 python scripts/monarch_fftconv_probe.py --check   # exactness, on a CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+
+import torch
+import triton
+import triton.language as tl
+
+from hyena_lite import runs
+from hyena_lite.fftconv import fftconv
+from hyena_lite.provenance import provenance
+from hyena_lite.timing import time_call
+
+MIN_FFT = 2048  # n1 = 32 at least: tl.dot needs 16 rows in the padded half
+
+
+@triton.jit
+def _dot(a, b, PRECISION: tl.constexpr):
+    return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
+def _conv_kernel(
+    u_ptr,  # [rows, length]: the signals, row = batch * channels + channel
+    y_ptr,  # [rows, length]
+    skip_ptr,  # [channels]
+    kr_ptr,  # [channels, N1, N2]: the filters' spectra, permuted
+    ki_ptr,
+    f1r_ptr,  # [N1, N1]
+    f1i_ptr,
+    f2r_ptr,  # [N2, N2]
+    f2i_ptr,
+    tr_ptr,  # [N1, N2]
+    ti_ptr,
+    length,
+    channels,
+    inv_n,
+    N1: tl.constexpr,
+    N2: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    row = tl.program_id(0)
+    channel = row % channels
+    HALF: tl.constexpr = N1 // 2
+    a = tl.arange(0, HALF)
+    k1 = tl.arange(0, N1)
+    b = tl.arange(0, N2)
+    signal = a[:, None] * N2 + b[None, :]
+    x = tl.load(u_ptr + row * length + signal, mask=signal < length, other=0.0)
+    f1_half = k1[:, None] * N1 + a[None, :]  # F1[:, :HALF]
+    ar = _dot(tl.load(f1r_ptr + f1_half), x, PRECISION)
+    ai = _dot(tl.load(f1i_ptr + f1_half), x, PRECISION)
+    grid = k1[:, None] * N2 + b[None, :]
+    tr = tl.load(tr_ptr + grid)
+    ti = tl.load(ti_ptr + grid)
+    ar, ai = ar * tr - ai * ti, ar * ti + ai * tr
+    square = b[:, None] * N2 + b[None, :]
+    f2r = tl.load(f2r_ptr + square)
+    f2i = tl.load(f2i_ptr + square)
+    cr = _dot(ar, f2r, PRECISION) - _dot(ai, f2i, PRECISION)
+    ci = _dot(ar, f2i, PRECISION) + _dot(ai, f2r, PRECISION)
+    kr = tl.load(kr_ptr + channel * N1 * N2 + grid)
+    ki = tl.load(ki_ptr + channel * N1 * N2 + grid)
+    cr, ci = cr * kr - ci * ki, cr * ki + ci * kr
+    ar = _dot(cr, f2r, PRECISION) + _dot(ci, f2i, PRECISION)  # C conj(F2)
+    ai = _dot(ci, f2r, PRECISION) - _dot(cr, f2i, PRECISION)
+    ar, ai = ar * tr + ai * ti, ai * tr - ar * ti  # conj(T)
+    f1_rows = a[:, None] * N1 + k1[None, :]  # conj(F1)[:HALF, :], real part of the product
+    y = _dot(tl.load(f1r_ptr + f1_rows), ar, PRECISION)
+    y += _dot(tl.load(f1i_ptr + f1_rows), ai, PRECISION)
+    y = y * inv_n + tl.load(skip_ptr + channel) * x
+    tl.store(y_ptr + row * length + signal, y, mask=signal < length)
+
+
+def fft_factors(n: int) -> tuple[int, int]:
+    """n = n1 n2, both powers of two, n1 <= n2 and n1 >= 32."""
+    if n < MIN_FFT or n & (n - 1):
+        raise ValueError(f"the FFT size must be a power of two >= {MIN_FFT}, got {n}")
+    n1 = max(2 ** (int(math.log2(n)) // 2), 32)
+    return n1, n // n1
+
+
+def _dft(n: int) -> torch.Tensor:
+    idx = torch.arange(n, dtype=torch.float64)
+    return torch.exp(-2j * math.pi * torch.outer(idx, idx) / n)
+
+
+def _pair(z: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return z.real.float().contiguous().to(device), z.imag.float().contiguous().to(device)
+
+
+def make_plan(k: torch.Tensor, length: int) -> dict:
+    """The constants of the convolution with filters k [C, Lk] over signals of `length` steps: the
+    DFT matrices, the twiddles and each filter's spectrum, permuted to [C, n1, n2]."""
+    n = max(2 ** math.ceil(math.log2(2 * length)), MIN_FFT)
+    n1, n2 = fft_factors(n)
+    rows = torch.arange(n1, dtype=torch.float64)[:, None]
+    cols = torch.arange(n2, dtype=torch.float64)[None, :]
+    spectrum = torch.fft.fft(k.double()[:, :length], n=n)  # index k1 + n1 k2
+    permuted = spectrum.reshape(k.shape[0], n2, n1).transpose(1, 2)
+    device = k.device
+    return {
+        "n": n,
+        "n1": n1,
+        "n2": n2,
+        "f1": _pair(_dft(n1), device),
+        "f2": _pair(_dft(n2), device),
+        "t": _pair(torch.exp(-2j * math.pi * rows * cols / n), device),
+        "k": _pair(permuted, device),
+    }
+
+
+def causal_conv(
+    u: torch.Tensor, plan: dict, skip: torch.Tensor, precision: str = "ieee"
+) -> torch.Tensor:
+    """y = (k * u)[:L] + D u for float32 u [B, C, L], with `make_plan(k, L)` and skip D [C]."""
+    batch, channels, length = u.shape
+    rows = u.reshape(batch * channels, length)
+    out = torch.empty_like(rows)
+    _conv_kernel[(batch * channels,)](
+        rows,
+        out,
+        skip.float().contiguous(),
+        *plan["k"],
+        *plan["f1"],
+        *plan["f2"],
+        *plan["t"],
+        length,
+        channels,
+        1.0 / plan["n"],
+        N1=plan["n1"],
+        N2=plan["n2"],
+        PRECISION=precision,
+    )
+    return out.reshape(batch, channels, length)
+
+
+def check(lengths: list[int]) -> float:
+    """Largest error of the kernel (ieee) against `fftconv`, relative to the output's largest value,
+    over small random problems."""
+    torch.manual_seed(0)
+    worst = 0.0
+    for length in lengths:
+        u, k, skip = torch.randn(2, 3, length), torch.randn(3, length) / length**0.5, torch.randn(3)
+        got, want = causal_conv(u, make_plan(k, length), skip), fftconv(u, k, skip)
+        worst = max(worst, float((got - want).abs().max() / want.abs().max()))
+    return worst
+
+
+def cufft_conv(u: torch.Tensor, spectrum: torch.Tensor, skip: torch.Tensor, n: int) -> torch.Tensor:
+    """The library's convolution with the filter spectrum given (as its inference path caches it):
+    rfft, complex product, irfft, the first L steps plus D u."""
+    y = torch.fft.irfft(torch.fft.rfft(u, n=n) * spectrum, n=n)[..., : u.shape[-1]]
+    return y + skip[:, None] * u
+
+
+def bench(lengths: list[int], width: int, precision: str) -> list[dict]:
+    """Per length, batch 1, `width` channels, float32: the kernel against `cufft_conv`, both with
+    the filter's spectrum computed beforehand and launched eagerly (median and IQR of
+    time_call), and the kernel's error against `fftconv`."""
+    rows = []
+    for length in lengths:
+        u = torch.randn(1, width, length, device="cuda")
+        k = torch.randn(width, length, device="cuda") / length**0.5
+        skip = torch.randn(width, device="cuda")
+        plan = make_plan(k, length)
+        want = fftconv(u, k, skip)
+        try:
+            got = causal_conv(u, plan, skip, precision)
+        except Exception as error:  # noqa: BLE001  too large a tile for the chip: recorded
+            rows.append({"L": length, "n1": plan["n1"], "n2": plan["n2"], "error": repr(error)})
+            print(rows[-1], flush=True)
+            continue
+        row = {
+            "L": length,
+            "n1": plan["n1"],
+            "n2": plan["n2"],
+            "rel_err": float((got - want).abs().max() / want.abs().max()),
+        }
+        spectrum = torch.fft.rfft(k, n=plan["n"])
+        cufft = time_call(lambda u=u, s=spectrum, d=skip, n=plan["n"]: cufft_conv(u, s, d, n))
+        mine = time_call(lambda u=u, p=plan, d=skip: causal_conv(u, p, d, precision))
+        row.update({**cufft.as_row("cufft"), **mine.as_row("monarch")})
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exactness only (CPU interpreter)")
+    parser.add_argument("--out", help="results JSON (with --check: not needed)")
+    parser.add_argument("--lengths", default="1024,4096,16384")
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--precision", choices=["ieee", "tf32"], default="tf32")
+    args = parser.parse_args(argv)
+    if args.check:
+        print(f"largest relative error against fftconv: {check([300, 1024, 2048]):.2e}")
+        return 0
+    if not torch.cuda.is_available() or args.out is None:
+        parser.error("timing needs a CUDA GPU and --out (--check runs on the CPU)")
+    lengths = [int(x) for x in args.lengths.split(",")]
+    command = shlex.join(["python3", "scripts/monarch_fftconv_probe.py", *sys.argv[1:]])
+    result = {**provenance(command), "rows": bench(lengths, args.width, args.precision)}
+    runs.write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The matrix-product FFT convolution probe (scripts/monarch_fftconv_probe.py): the same function as
+the library's FFT convolution, in Triton's CPU interpreter; its cuFFT baseline too."""
+
+import pytest
+import torch
+
+from hyena_lite.fftconv import fftconv
+
+
+def test_kernel_and_baseline_equal_fftconv(load_script) -> None:
+    probe = load_script("monarch_fftconv_probe")
+    assert probe.check([300, 1024, 2048]) < 1e-5  # lengths that pad, fill n / 2, and n1 = 64
+    torch.manual_seed(1)
+    u, k, skip = torch.randn(1, 4, 700), torch.randn(4, 700), torch.randn(4)
+    n = probe.make_plan(k, 700)["n"]
+    baseline = probe.cufft_conv(u, torch.fft.rfft(k, n=n), skip, n)
+    assert torch.allclose(baseline, fftconv(u, k, skip), atol=1e-4, rtol=1e-4)
+
+
+def test_fft_sizes_are_split_into_powers_of_two(load_script) -> None:
+    probe = load_script("monarch_fftconv_probe")
+    assert probe.fft_factors(2048) == (32, 64) and probe.fft_factors(8192) == (64, 128)
+    with pytest.raises(ValueError, match="power of two >= 2048"):
+        probe.fft_factors(3072)
