@@ -550,14 +550,14 @@ def copy_probe(tokenizer, args, into: dict):
     """An after_stage callback of run_recipe: the copy accuracy of the student after each stage."""
     from hyena_lite import recall
 
-    def probe(stage: str, student) -> None:
+    def probe(stage: str, student) -> float:
         was_training = student.training
         into[stage] = recall.copy_accuracy(
             student.eval(), tokenizer, n=args.copy_n, batch_size=args.eval_batch, seed=args.seed
         )
         student.train(was_training)
+        return into[stage]
 
-    probe.results = into
     return probe
 
 
@@ -650,10 +650,11 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
         curves, nmse = summary["curves"], layer_nmse(run)
         if name == "hybrid" and args.induction_stage_tokens:
-            stage_seconds, curve_after, induction_stage, added = induction_stages(
-                model, setup, student_setup, run, args, probe, stage_seconds, curve_after
+            induction_stage, seconds, after = induction_stages(
+                model, setup, student_setup, run, args, probe
             )
-            tokens += added
+            stage_seconds, curve_after = {**stage_seconds, **seconds}, {**curve_after, **after}
+            tokens += induction_stage["tokens"]
     trained = time.perf_counter() - clock
     report = {
         "recipe": recipe,
@@ -687,7 +688,7 @@ def _floats(text: str) -> list[float]:
 def induction_variants(args) -> list[tuple[float, float, float]]:
     """The induction stage's (recall share, lr scale, copy-loss weight) triples:
     --induction-stage-recall, --induction-stage-lr-scale and --induction-stage-weight zipped, a
-    single value standing for every variant."""
+    single value standing for every variant; values out of range are refused."""
     lists = {
         "--induction-stage-recall": args.induction_stage_recall,
         "--induction-stage-lr-scale": args.induction_stage_lr_scale,
@@ -700,19 +701,29 @@ def induction_variants(args) -> list[tuple[float, float, float]]:
             f"the induction stage's options give {given} values: give each one value or "
             f"{count}, one per variant"
         )
-    return list(zip(*(values * (count // len(values)) for values in lists.values()), strict=True))
+    variants = list(
+        zip(*(values * (count // len(values)) for values in lists.values()), strict=True)
+    )
+    for recall_share, lr_scale, weight in variants:
+        if not 0.0 < recall_share <= 1.0:
+            raise SystemExit(f"--induction-stage-recall must be in (0, 1], got {recall_share}")
+        if lr_scale <= 0.0:
+            raise SystemExit(f"--induction-stage-lr-scale must be positive, got {lr_scale}")
+        if weight < 0.0:
+            raise SystemExit(f"--induction-stage-weight must be >= 0, got {weight}")
+    return variants
 
 
-def induction_stages(model, setup, student_setup, run, args, probe, stage_seconds, curve_after):
+def induction_stages(model, setup, student_setup, run, args, probe) -> tuple[dict, dict, dict]:
     """The hybrid's induction stage after its recipe, once per variant of `induction_variants`,
     each from the recipe's weights and on the same batches, so that the variants and the recipe's
     hybrid are compared within one run (run-to-run variation is as large as the stage's effect).
-    The model keeps the last variant's weights; returns the stage seconds and curve perplexities
-    with the stages added, the `induction_stage` record and the tokens a variant trains on."""
+    The model keeps the last variant's weights; returns the `induction_stage` record and, per
+    variant's label, its seconds and its perplexity on the curve windows."""
     variants, tok = induction_variants(args), setup.tokenizer
     before = scores(model, tok, args)  # the recipe's hybrid, scored like every model
     recipe_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    records = []
+    records, seconds, curve_after = [], {}, {}
     for i, (recall_share, lr_scale, weight) in enumerate(variants):
         label = "induction"  # several: numbered, so that each keeps checkpoints of its own
         if len(variants) > 1:
@@ -732,10 +743,9 @@ def induction_stages(model, setup, student_setup, run, args, probe, stage_second
             lr_scale=lr_scale,
             induction_weight=weight,
         )
-        probe(label, model)
+        copied = probe(label, model)
         after = math.exp(distill.validation_loss(model, student_setup.curve_windows))
-        stage_seconds = {**stage_seconds, label: stage.wall_seconds}
-        curve_after = {**curve_after, label: after}
+        seconds[label], curve_after[label] = stage.wall_seconds, after
         records.append(
             {
                 "label": label,
@@ -747,7 +757,7 @@ def induction_stages(model, setup, student_setup, run, args, probe, stage_second
                 "scores_after": None if i + 1 == len(variants) else scores(model, tok, args),
             }
         )
-        print(f"{label}: curve ppl {after:.2f}, copy {probe.results[label]:.3f}", flush=True)
+        print(f"{label}: curve ppl {after:.2f}, copy {copied:.3f}", flush=True)
     last = records[-1]
     record = {
         **distill.INDUCTION_STAGE,
@@ -758,7 +768,7 @@ def induction_stages(model, setup, student_setup, run, args, probe, stage_second
         "scores_before": before,
         "variants": records if len(records) > 1 else None,
     }
-    return stage_seconds, curve_after, record, last["tokens"]
+    return record, seconds, curve_after
 
 
 def results_file(state: dict, args) -> dict:
@@ -870,14 +880,8 @@ def run_all(args) -> None:
         )
     if args.induction_stage_tokens and "hybrid" not in args.models:
         raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
-    variants = induction_variants(args) if args.induction_stage_tokens else []
-    for recall_share, lr_scale, weight in variants:
-        if not 0.0 < recall_share <= 1.0:
-            raise SystemExit(f"--induction-stage-recall must be in (0, 1], got {recall_share}")
-        if lr_scale <= 0.0:
-            raise SystemExit(f"--induction-stage-lr-scale must be positive, got {lr_scale}")
-        if weight < 0.0:
-            raise SystemExit(f"--induction-stage-weight must be >= 0, got {weight}")
+    if args.induction_stage_tokens:
+        induction_variants(args)  # refused here, before any training
     state["tokens"] = args.tokens
     state.setdefault("wall_seconds_per_call", []).append(None)
 

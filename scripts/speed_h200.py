@@ -159,14 +159,13 @@ class Run:
                 self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
                 runs.write_json(path, self.results[name])
             return
-        if "generation" in self.results:
+        if "generation" in self.results:  # not with --only operator
             rows = self.results["generation"]["rows"]
             self.results["generation"]["goals"] = decoding_goals(rows)
         benchmark = self.results["benchmark"]
-        model = benchmark.get("model")  # --only operator: the shapes' description, no rows
         benchmark["goals"] = operator_goals(
             benchmark.get("operator", {}).get("rows", []),
-            model.get("rows", []) if isinstance(model, dict) else [],
+            benchmark.get("model", {}).get("rows", []),
         )
         for name, path in self.paths.items():
             self.results[name]["elapsed_s"] = round(self.elapsed(), 1)
@@ -941,15 +940,14 @@ def main(argv: list[str] | None = None) -> int:
         run.save()
         print(f"wrote {run.paths['training']} in {run.elapsed():.0f} s", flush=True)
         return 0
+    for results in run.results.values():
+        results.update(model, bandwidth=bw)
+    run.results["benchmark"].update(operator={"rows": []}, model={"rows": []})
     if args.only == "operator":
-        run.results["benchmark"].update(model, bandwidth=bw, operator={"rows": []})
         operator(run, shapes, bw["copy_gbs"])
         run.save()
         print(f"wrote {run.paths['benchmark']} in {run.elapsed():.0f} s", flush=True)
         return 0
-    for results in run.results.values():
-        results.update(model, bandwidth=bw)
-    run.results["benchmark"].update(operator={"rows": []}, model={"rows": []})
     run.results["generation"].update(
         order=shapes.order, fit_taps=shapes.fit_taps, step_headroom=STEP_HEADROOM, rows=[]
     )
