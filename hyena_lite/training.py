@@ -40,6 +40,7 @@ from hyena_lite.checkpoints import (
     write_log,
 )
 from hyena_lite.cpu_memory import keep_freed_memory
+from hyena_lite.recompiles import allow_recompiles
 
 LossFn = Callable[[nn.Module, Batch], "tuple[torch.Tensor, dict[str, float]]"]
 BatchesFn = Callable[[int], Iterable[Batch]]
@@ -47,7 +48,12 @@ EvalFn = Callable[[nn.Module], "dict[str, float]"]
 
 # Fields that change how a run is watched, not what it computes: a finished run is reused across
 # them.
-_COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every", "save_seconds")
+_COSMETIC_FIELDS = ("out_dir", "progress", "eval_every", "save_every", "save_seconds", "compile")
+# torch.compile's settings for TrainConfig.compile: "regions" compiles each repeated layer once
+# (accelerate's regional compilation: one compilation serves every layer of a class), "whole" the
+# model as one graph; COMPILE_BACKEND is "inductor" (tests use cheaper ones)
+COMPILE_MODES = ("no", "regions", "whole")
+COMPILE_BACKEND = "inductor"
 
 
 @dataclass
@@ -79,10 +85,18 @@ class TrainConfig:
     out_dir: str | None = None  # checkpoints and log.json; None: keep nothing
     tag: str = ""
     progress: bool = True
+    # torch.compile of the trained model (and a KD stage's teacher), COMPILE_MODES: "no", "regions"
+    # or "whole"; how the same steps run, not what they compute (so not part of the identity)
+    compile: str = "no"
     # What else decides the result (teacher and its weights, data, student, options); see runs
     context: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(
+                f"compile must be one of {', '.join(COMPILE_MODES)} (torch.compile of the trained "
+                f"model), got {self.compile!r}"
+            )
         if self.decay_fraction is not None and not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError(
                 f"decay_fraction must be in (0, 1] (the last fraction of the steps that decays), "
@@ -167,7 +181,25 @@ def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.O
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas)
+    # fused on CUDA: the whole update as a few kernels instead of a launch per tensor and operation
+    fused = all(p.is_cuda for p in params) or None
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=config.lr, betas=config.betas, fused=fused
+    )
+
+
+def compiled(model: nn.Module, mode: str) -> nn.Module:
+    """`model` under torch.compile as `mode` (COMPILE_MODES) says, sharing its parameters: itself
+    for "no", its repeated layers compiled once each for "regions", one graph for "whole"."""
+    if mode == "no":
+        return model
+    from accelerate.utils import compile_regions
+
+    allow_recompiles()  # each model, objective and shape compiles anew: no silent eager fallback
+    options = {"backend": COMPILE_BACKEND, "dynamic": False}
+    return (
+        compile_regions(model, **options) if mode == "regions" else torch.compile(model, **options)
+    )
 
 
 def _seed_everything(seed: int) -> None:
@@ -298,6 +330,9 @@ class _Loop:
         self.start_step, self.wall_before = self._resume(), self.result.wall_seconds
         self.wrapped, self.optimizer = accelerator.prepare(self.model, self.optimizer)
         self.base = accelerator.unwrap_model(self.wrapped)
+        # compiled here, not by accelerate's dynamo plugin: accelerate keeps its first
+        # Accelerator's plugin for the whole process, so a later run could not turn it on
+        self.wrapped = compiled(self.wrapped, config.compile)
 
     def _resume(self) -> int:
         """Load the newest good checkpoint of the last two, if any; the step it was written at,

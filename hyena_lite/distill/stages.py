@@ -37,7 +37,7 @@ from hyena_lite.losses import (
 )
 from hyena_lite.models import HyenaMixer, layer_mixers
 from hyena_lite.recall import eager_attention
-from hyena_lite.training import Batch, BatchesFn, TrainConfig, TrainResult, train
+from hyena_lite.training import Batch, BatchesFn, TrainConfig, TrainResult, compiled, train
 
 
 def _ids_and_mask(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -172,18 +172,25 @@ def kd_objective(
     induction: float = 0.0,
     readout: float = 0.0,
     readout_direct: bool = False,
+    compile: str = "no",
 ):
     """Loss of a whole student: kd * KL(teacher || student) + ce * cross-entropy + hidden * mean
     hidden-state NMSE + induction * the copy-aware loss of its attention layers (the student must
     run eager attention) + readout * the read-out loss of their outputs (hyena_lite.copy_loss; with
-    readout_direct, of their direct effect on the logits rather than the logit lens alone)."""
+    readout_direct, of their direct effect on the logits rather than the logit lens alone).
+    `compile`: the teacher's forward under torch.compile (training.COMPILE_MODES)."""
     weights = {"kd": kd, "ce": ce, "hidden": hidden, "induction": induction, "readout": readout}
+    teacher_forward = compiled(teacher, compile)
 
     def loss_fn(model: nn.Module, batch: Batch):
         ids, mask = _ids_and_mask(batch)
         with torch.no_grad():
-            t_out = _place(teacher, ids)(
-                input_ids=ids, attention_mask=mask, output_hidden_states=bool(hidden)
+            _place(teacher, ids)
+            t_out = teacher_forward(
+                input_ids=ids,
+                attention_mask=mask,
+                output_hidden_states=bool(hidden),
+                use_cache=False,  # no key-value cache to build: one forward, no decoding
             )
         kept_layers, written = attention_layers(model) if readout else [], {}
         with contextlib.ExitStack() as stack:
@@ -195,6 +202,7 @@ def kd_objective(
                 attention_mask=mask,
                 output_hidden_states=bool(hidden),
                 output_attentions=bool(induction),
+                use_cache=False,
             )
         s_logits, kept = shift_for_next_token(s_out.logits, mask)
         terms = {
@@ -371,8 +379,12 @@ def kd(
     the copy-aware loss of hyena_lite.copy_loss, under eager attention, and its read-out loss, of
     the logit lens or with readout_direct of the direct effect);
     trainable: all | mixers | attention (the kept attention layers alone).
-    Taught in chapter 7 (the copy-aware and read-out losses in chapter 12)."""
+    Taught in chapter 7 (the copy-aware and read-out losses in chapter 12).
+    With config.compile, the teacher is compiled as the student; the read-out loss hooks into the
+    student at every step, so with it both run eagerly."""
     freeze(teacher)
+    if readout_weight or readout_direct:
+        config = dataclasses.replace(config, compile="no")
     objective = kd_objective(
         teacher,
         kd_weight,
@@ -382,6 +394,7 @@ def kd(
         induction_weight,
         readout_weight,
         readout_direct,
+        config.compile,
     )
     with eager_attention(student) if induction_weight else contextlib.nullcontext():
         return train(

@@ -1,0 +1,178 @@
+"""Tokens per second of the SmolLM2-shaped KD step as `hyena_lite.training` runs it, with and
+without torch.compile (issue 20: a 10-minute call trains what the step's speed allows).
+
+A random SmolLM2-135M-shaped teacher (LlamaConfig, float32 weights, bf16 autocast) and its hybrid
+student (attention at --attention-layers, every other layer Hyena; `convert(init="teacher")`),
+micro-batches of 8 x 1024 random tokens, `distill.kd` as the `transfer` recipe's KD stage runs it (KL
+plus 0.5 x CE) and as the induction stage does (KL plus the copy-aware loss under eager attention,
+lr 3x). Each variant sets TrainConfig.compile ("no", "regions": each repeated layer compiled once,
+"whole": the model as one graph; the teacher likewise) and trains --steps steps from the same
+weights on the same batches; its tokens/s is over the steps after --warmup (compilation happens in
+the first), its losses are compared with the first variant's of the same objective. The file is
+rewritten after every variant; a variant that fails records its error. --smoke: tiny shapes on the
+CPU with the aot_eager backend, in seconds.
+
+    PYTHONPATH=. python3 scripts/kd_step_speed.py --out $OUT/kd_step_speed.json
+    PYTHONPATH=. python3 scripts/kd_step_speed.py --smoke --out /tmp/kd.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hyena_lite import distill, training
+from hyena_lite.models import convert
+from hyena_lite.provenance import git_commit, hardware
+from hyena_lite.training import TrainConfig
+
+SMOLLM2 = dict(  # SmolLM2-135M's config.json shapes (rope left at LlamaConfig's defaults)
+    hidden_size=576,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    intermediate_size=1536,
+    vocab_size=49152,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+)
+TINY = dict(
+    SMOLLM2,
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    intermediate_size=64,
+    vocab_size=128,
+    max_position_embeddings=256,
+)
+OBJECTIVES = {  # distill.kd's options of the two stages that train the hybrid longest
+    "kd": {"ce_weight": 0.5},
+    "induction": {"induction_weight": 1.0},
+}
+
+
+def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str, Any]:
+    """Train the hybrid --steps steps with one objective and compile mode; tokens/s after warm-up
+    and the losses."""
+    torch.manual_seed(0)
+    layers = shapes["num_hidden_layers"]
+    keep = [i for i in args.attention_layers if i < layers]
+    student = convert(teacher, hyena_layers=[i for i in range(layers) if i not in keep])
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        torch.randint(0, shapes["vocab_size"], (args.batch, args.seq), generator=g)
+        for _ in range(args.steps)
+    ]
+    config = TrainConfig(
+        steps=args.steps,
+        lr=args.lr * (3.0 if objective == "induction" else 1.0),
+        batch_size=args.batch,
+        seq_len=args.seq,
+        progress=False,
+        compile=mode,
+    )
+    clock = time.perf_counter()
+    result = distill.kd(
+        student, teacher, lambda start: iter(batches[start:]), config, **OBJECTIVES[objective]
+    )
+    first, last = result.records[args.warmup - 1], result.records[-1]
+    tokens = last["tokens"] - first["tokens"]
+    seconds = last["wall_seconds"] - first["wall_seconds"]
+    out = {
+        "objective": objective,
+        "compile": mode,
+        "tokens_per_s": round(tokens / seconds),
+        "step_ms": round(seconds / (len(result.records) - args.warmup) * 1e3, 2),
+        "warmup_s": round(first["wall_seconds"], 1),
+        "total_s": round(time.perf_counter() - clock, 1),
+        "losses": [round(x, 5) for x in result.losses],
+    }
+    if torch.cuda.is_available():
+        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        torch.cuda.reset_peak_memory_stats()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=4, help="steps left out of the tokens/s")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument(
+        "--attention-layers", type=lambda s: [int(x) for x in s.split(",")], default=[17, 18]
+    )
+    p.add_argument("--modes", type=lambda s: s.split(","), default=["no", "regions", "whole"])
+    p.add_argument("--objectives", type=lambda s: s.split(","), default=list(OBJECTIVES))
+    p.add_argument("--budget-s", type=float, default=480.0, help="no variant starts after this")
+    p.add_argument("--commit", default=None)
+    args = p.parse_args(argv)
+    shapes = SMOLLM2
+    if args.smoke:
+        shapes, training.COMPILE_BACKEND = TINY, "aot_eager"
+        args.batch, args.seq, args.steps, args.warmup = 2, 64, 4, 2
+        args.attention_layers = [1]
+    if not 1 <= args.warmup < args.steps:
+        raise SystemExit(f"--warmup must be in [1, --steps), got {args.warmup}, {args.steps}")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    teacher = distill.freeze(LlamaForCausalLM(LlamaConfig(**shapes)).float().to(device))
+    report: dict[str, Any] = {
+        "command": "python scripts/kd_step_speed.py " + " ".join(argv or []),
+        "commit": args.commit or git_commit(),
+        "hardware": hardware(),
+        "torch": torch.__version__,
+        "shapes": shapes,
+        "batch": args.batch,
+        "seq": args.seq,
+        "attention_layers": args.attention_layers,
+        "backend": training.COMPILE_BACKEND,
+        "variants": [],
+        "skipped": [],
+    }
+    start = time.perf_counter()
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for objective in args.objectives:
+        for mode in args.modes:
+            if time.perf_counter() - start > args.budget_s:
+                report["skipped"].append(f"{objective}/{mode}")
+                continue
+            try:
+                row = variant(teacher, shapes, args, objective, mode)
+            except Exception as error:  # noqa: BLE001 - a failed variant is a result too
+                row = {"objective": objective, "compile": mode, "error": repr(error)[:2000]}
+            reference = next(
+                (r for r in report["variants"] if r["objective"] == objective and "losses" in r),
+                None,
+            )
+            if reference and "losses" in row:
+                row["max_loss_diff_vs_" + reference["compile"]] = round(
+                    max(abs(a - b) for a, b in zip(row["losses"], reference["losses"], strict=True)), 5
+                )
+            report["variants"].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
+            path.write_text(json.dumps(report, indent=1) + "\n")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
