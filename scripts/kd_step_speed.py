@@ -3,8 +3,9 @@ without torch.compile (issue 20: a 10-minute call trains what the step's speed a
 
 A random SmolLM2-135M-shaped teacher (LlamaConfig, float32 weights, bf16 autocast) and its hybrid
 student (attention at --attention-layers, every other layer Hyena; `convert(init="teacher")`),
-micro-batches of 8 x 1024 random tokens, `distill.kd` as the `transfer` recipe's KD stage runs it (KL
-plus 0.5 x CE) and as the induction stage does (KL plus the copy-aware loss under eager attention,
+micro-batches of 8 x 1024 random tokens, `distill.kd` as the `transfer` recipe's KD stage runs it
+(KL plus 0.5 x CE) and as the induction stage does (KL plus the copy-aware loss under eager
+attention,
 lr 3x). Each variant sets TrainConfig.compile ("no", "regions": each repeated layer compiled once,
 "whole": the model as one graph; the teacher likewise) and trains --steps steps from the same
 weights on the same batches; its tokens/s is over the steps after --warmup (compilation happens in
@@ -164,8 +165,9 @@ def main(argv: list[str] | None = None) -> None:
                 None,
             )
             if reference and "losses" in row:
+                pairs = zip(row["losses"], reference["losses"], strict=True)
                 row["max_loss_diff_vs_" + reference["compile"]] = round(
-                    max(abs(a - b) for a, b in zip(row["losses"], reference["losses"], strict=True)), 5
+                    max(abs(a - b) for a, b in pairs), 5
                 )
             report["variants"].append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
