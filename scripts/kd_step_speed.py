@@ -5,13 +5,12 @@ A random SmolLM2-135M-shaped teacher (LlamaConfig, float32 weights, bf16 autocas
 student (attention at --attention-layers, every other layer Hyena; `convert(init="teacher")`),
 micro-batches of 8 x 1024 random tokens, `distill.kd` as the `transfer` recipe's KD stage runs it
 (KL plus 0.5 x CE) and as the induction stage does (KL plus the copy-aware loss under eager
-attention,
-lr 3x). Each variant sets TrainConfig.compile ("no", "regions": each repeated layer compiled once,
-"whole": the model as one graph; the teacher likewise) and trains --steps steps from the same
-weights on the same batches; its tokens/s is over the steps after --warmup (compilation happens in
-the first), its losses are compared with the first variant's of the same objective. The file is
-rewritten after every variant; a variant that fails records its error. --smoke: tiny shapes on the
-CPU with the aot_eager backend, in seconds.
+attention, lr 3x). Each variant sets TrainConfig.compile ("no"; "regions": each repeated layer
+compiled once; "whole": the model as one graph; the teacher likewise) and trains --steps steps
+from the same weights on the same batches; its tokens/s is over the steps after --warmup
+(compilation happens in the first), its losses are compared with the first variant's of the same
+objective. The file is rewritten after every variant; a variant that fails records its error.
+--smoke: tiny shapes on the CPU with the aot_eager backend, in seconds.
 
     PYTHONPATH=. python3 scripts/kd_step_speed.py --out $OUT/kd_step_speed.json
     PYTHONPATH=. python3 scripts/kd_step_speed.py --smoke --out /tmp/kd.json
@@ -21,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import torch
 
 from hyena_lite import distill, training
 from hyena_lite.models import convert
-from hyena_lite.provenance import git_commit, hardware
+from hyena_lite.provenance import provenance
 from hyena_lite.training import TrainConfig
 
 SMOLLM2 = dict(  # SmolLM2-135M's config.json shapes (rope left at LlamaConfig's defaults)
@@ -121,7 +122,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", type=lambda s: s.split(","), default=["no", "regions", "whole"])
     p.add_argument("--objectives", type=lambda s: s.split(","), default=list(OBJECTIVES))
     p.add_argument("--budget-s", type=float, default=480.0, help="no variant starts after this")
-    p.add_argument("--commit", default=None)
     args = p.parse_args(argv)
     shapes = SMOLLM2
     if args.smoke:
@@ -135,11 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     teacher = distill.freeze(LlamaForCausalLM(LlamaConfig(**shapes)).float().to(device))
+    command = shlex.join(["python3", "scripts/kd_step_speed.py", *(argv or sys.argv[1:])])
     report: dict[str, Any] = {
-        "command": "python scripts/kd_step_speed.py " + " ".join(argv or []),
-        "commit": args.commit or git_commit(),
-        "hardware": hardware(),
-        "torch": torch.__version__,
+        **provenance(command),
         "shapes": shapes,
         "batch": args.batch,
         "seq": args.seq,

@@ -25,6 +25,7 @@ import argparse
 import math
 import shlex
 import sys
+from collections.abc import Iterator
 
 import torch
 import triton
@@ -178,11 +179,10 @@ def cufft_conv(u: torch.Tensor, spectrum: torch.Tensor, skip: torch.Tensor, n: i
     return y + skip[:, None] * u
 
 
-def bench(lengths: list[int], width: int, precision: str) -> list[dict]:
+def bench(lengths: list[int], width: int, precision: str) -> Iterator[dict]:
     """Per length, batch 1, `width` channels, float32: the kernel against `cufft_conv`, both with
     the filter's spectrum computed beforehand and launched eagerly (median and IQR of
-    time_call), and the kernel's error against `fftconv`."""
-    rows = []
+    time_call), and the kernel's error against `fftconv`; one row a length, as it finishes."""
     for length in lengths:
         u = torch.randn(1, width, length, device="cuda")
         k = torch.randn(width, length, device="cuda") / length**0.5
@@ -192,8 +192,7 @@ def bench(lengths: list[int], width: int, precision: str) -> list[dict]:
         try:
             got = causal_conv(u, plan, skip, precision)
         except Exception as error:  # noqa: BLE001  too large a tile for the chip: recorded
-            rows.append({"L": length, "n1": plan["n1"], "n2": plan["n2"], "error": repr(error)})
-            print(rows[-1], flush=True)
+            yield {"L": length, "n1": plan["n1"], "n2": plan["n2"], "error": repr(error)}
             continue
         row = {
             "L": length,
@@ -205,9 +204,7 @@ def bench(lengths: list[int], width: int, precision: str) -> list[dict]:
         cufft = time_call(lambda u=u, s=spectrum, d=skip, n=plan["n"]: cufft_conv(u, s, d, n))
         mine = time_call(lambda u=u, p=plan, d=skip: causal_conv(u, p, d, precision))
         row.update({**cufft.as_row("cufft"), **mine.as_row("monarch")})
-        print(row, flush=True)
-        rows.append(row)
-    return rows
+        yield row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("timing needs a CUDA GPU and --out (--check runs on the CPU)")
     lengths = [int(x) for x in args.lengths.split(",")]
     command = shlex.join(["python3", "scripts/monarch_fftconv_probe.py", *sys.argv[1:]])
-    result = {**provenance(command), "rows": bench(lengths, args.width, args.precision)}
-    runs.write_json(args.out, result)
+    result = {**provenance(command), "rows": []}
+    for row in bench(lengths, args.width, args.precision):  # written after every length
+        print(row, flush=True)
+        result["rows"].append(row)
+        runs.write_json(args.out, result)
     return 0
 
 
