@@ -8,8 +8,9 @@ micro-batches of 8 x 1024 random tokens, `distill.kd` as the `transfer` recipe's
 attention, lr 3x). Each variant sets TrainConfig.compile ("no"; "regions": each repeated layer
 compiled once; "whole": the model as one graph; the teacher likewise) and trains --steps steps
 from the same weights on the same batches; its tokens/s is over the steps after --warmup
-(compilation happens in the first), its losses are compared with the first variant's of the same
-objective. The file is rewritten after every variant; a variant that fails records its error.
+(compilation happens in the first; with --profile, the GPU's kernel time per step beside), its
+losses are compared with the first variant's of the same objective. The file is rewritten after
+every variant; a variant that fails records its error.
 --smoke: tiny shapes on the CPU with the aot_eager backend, in seconds.
 
     PYTHONPATH=. python3 scripts/kd_step_speed.py --out $OUT/kd_step_speed.json
@@ -19,10 +20,12 @@ objective. The file is rewritten after every variant; a variant that fails recor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,22 @@ OBJECTIVES = {  # distill.kd's options of the two stages that train the hybrid l
 }
 
 
+@contextlib.contextmanager
+def gpu_kernels(enabled: bool) -> Iterator[list[float]]:
+    """With `enabled` on CUDA, torch.profiler (CUDA activity only) over the block; the list it
+    yields then holds the sum of its kernels' durations in us."""
+    total: list[float] = []
+    if not (enabled and torch.cuda.is_available()):
+        yield total
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        yield total
+    torch.cuda.synchronize()
+    total.append(sum(e.self_device_time_total for e in prof.key_averages()))
+
+
 def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str, Any]:
     """Train the hybrid --steps steps with one objective and compile mode; tokens/s after warm-up
     and the losses."""
@@ -86,9 +105,10 @@ def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str,
         compile=mode,
     )
     clock = time.perf_counter()
-    result = distill.kd(
-        student, teacher, lambda start: iter(batches[start:]), config, **OBJECTIVES[objective]
-    )
+    with gpu_kernels(args.profile) as kernels:
+        result = distill.kd(
+            student, teacher, lambda start: iter(batches[start:]), config, **OBJECTIVES[objective]
+        )
     first, last = result.records[args.warmup - 1], result.records[-1]
     tokens = last["tokens"] - first["tokens"]
     seconds = last["wall_seconds"] - first["wall_seconds"]
@@ -101,6 +121,8 @@ def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str,
         "total_s": round(time.perf_counter() - clock, 1),
         "losses": [round(x, 5) for x in result.losses],
     }
+    if kernels:  # every step's kernels, compiling steps included: about one step's GPU work
+        out["gpu_busy_ms_per_step"] = round(kernels[0] / args.steps / 1e3, 2)
     if torch.cuda.is_available():
         out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         torch.cuda.reset_peak_memory_stats()
@@ -121,6 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--modes", type=lambda s: s.split(","), default=["no", "regions", "whole"])
     p.add_argument("--objectives", type=lambda s: s.split(","), default=list(OBJECTIVES))
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also the GPU's kernel time per step (torch.profiler, CUDA only; slows the host)",
+    )
     p.add_argument("--budget-s", type=float, default=480.0, help="no variant starts after this")
     args = p.parse_args(argv)
     shapes = SMOLLM2
