@@ -187,6 +187,7 @@ def mistakes(p: dict[str, str]) -> dict[str, dict[str, list[str]]]:
             "--profile": ["huge"],
             "--stage": ["everything"],
             "--init": ["zeros"],
+            "--compile": ["fast"],
             "--model": [p["missing"], p["folder"]],
         },
         "evaluate": {

@@ -130,3 +130,12 @@ def test_kd_step_speed_smoke(tmp_path, cheap_backend):
         assert rows[(objective, "no")]["tokens_per_s"] > 0
         assert rows[(objective, "whole")]["max_loss_diff_vs_no"] < 1e-4
     assert report["command"].startswith("python3 scripts/kd_step_speed.py --smoke")
+
+
+def test_the_distill_command_compiles_its_stages(cheap_backend, tmp_path, capsys):
+    from hyena_lite.cli import main
+
+    argv = ["distill", "--stage", "kd", "--profile", "smoke", "--tokens", "256"]
+    code = main([*argv, "--out", str(tmp_path), "--no-progress", "--compile", "whole"])
+    assert code in (0, None), capsys.readouterr().err
+    assert _graphs() >= 2

@@ -103,12 +103,13 @@ def make_setup(
     out_dir: str | None = None,
     progress: bool = True,
     grad_accum: int | None = None,
+    compile: str = "no",
 ) -> Setup:
     """Load the teacher and the data of a profile, and the training settings shared by all students.
 
     Each optimiser step takes profile.batch_size sequences, in `grad_accum` micro-batches (less
-    memory;
-    default: the profile's, results/peak_memory_h200.json).
+    memory; default: the profile's, results/peak_memory_h200.json). `compile`: TrainConfig.compile
+    for every stage (torch.compile; worth its minutes of compiling on long GPU runs).
     Taught in chapter 6.
     """
     grad_accum = profile.grad_accum if grad_accum is None else grad_accum
@@ -133,6 +134,7 @@ def make_setup(
         out_dir=out_dir,
         progress=progress,
         weight_decay=0.0,
+        compile=compile,
         context=setup_identity(
             teacher_name or profile.teacher, teacher, train_tokens, hyena_layers
         ),
