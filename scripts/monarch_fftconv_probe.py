@@ -135,10 +135,22 @@ def make_plan(k: torch.Tensor, length: int) -> dict:
     }
 
 
+def default_warps(n1: int, n2: int) -> int:
+    """Warps a program: enough threads that the [n1, n2] float32 tiles fit their registers (4 at
+    32 x 64, where 4 won; the H100 run of monarch_h100.json used 4 at every size, and lost from
+    64 x 128 on, most likely to spills)."""
+    return min(16, max(4, n1 * n2 // 1024))
+
+
 def causal_conv(
-    u: torch.Tensor, plan: dict, skip: torch.Tensor, precision: str = "ieee"
+    u: torch.Tensor,
+    plan: dict,
+    skip: torch.Tensor,
+    precision: str = "ieee",
+    num_warps: int | None = None,
 ) -> torch.Tensor:
-    """y = (k * u)[:L] + D u for float32 u [B, C, L], with `make_plan(k, L)` and skip D [C]."""
+    """y = (k * u)[:L] + D u for float32 u [B, C, L], with `make_plan(k, L)` and skip D [C];
+    `num_warps` per program (default: `default_warps`)."""
     batch, channels, length = u.shape
     rows = u.reshape(batch * channels, length)
     out = torch.empty_like(rows)
@@ -156,6 +168,7 @@ def causal_conv(
         N1=plan["n1"],
         N2=plan["n2"],
         PRECISION=precision,
+        num_warps=num_warps or default_warps(plan["n1"], plan["n2"]),
     )
     return out.reshape(batch, channels, length)
 
@@ -179,7 +192,9 @@ def cufft_conv(u: torch.Tensor, spectrum: torch.Tensor, skip: torch.Tensor, n: i
     return y + skip[:, None] * u
 
 
-def bench(lengths: list[int], width: int, precision: str) -> Iterator[dict]:
+def bench(
+    lengths: list[int], width: int, precision: str, num_warps: int | None = None
+) -> Iterator[dict]:
     """Per length, batch 1, `width` channels, float32: the kernel against `cufft_conv`, both with
     the filter's spectrum computed beforehand and launched eagerly (median and IQR of
     time_call), and the kernel's error against `fftconv`; one row a length, as it finishes."""
@@ -190,7 +205,7 @@ def bench(lengths: list[int], width: int, precision: str) -> Iterator[dict]:
         plan = make_plan(k, length)
         want = fftconv(u, k, skip)
         try:
-            got = causal_conv(u, plan, skip, precision)
+            got = causal_conv(u, plan, skip, precision, num_warps)
         except Exception as error:  # noqa: BLE001  too large a tile for the chip: recorded
             yield {"L": length, "n1": plan["n1"], "n2": plan["n2"], "error": repr(error)}
             continue
@@ -198,11 +213,12 @@ def bench(lengths: list[int], width: int, precision: str) -> Iterator[dict]:
             "L": length,
             "n1": plan["n1"],
             "n2": plan["n2"],
+            "num_warps": num_warps or default_warps(plan["n1"], plan["n2"]),
             "rel_err": float((got - want).abs().max() / want.abs().max()),
         }
         spectrum = torch.fft.rfft(k, n=plan["n"])
         cufft = time_call(lambda u=u, s=spectrum, d=skip, n=plan["n"]: cufft_conv(u, s, d, n))
-        mine = time_call(lambda u=u, p=plan, d=skip: causal_conv(u, p, d, precision))
+        mine = time_call(lambda u=u, p=plan, d=skip: causal_conv(u, p, d, precision, num_warps))
         row.update({**cufft.as_row("cufft"), **mine.as_row("monarch")})
         yield row
 
@@ -214,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="1024,4096,16384")
     parser.add_argument("--width", type=int, default=768)
     parser.add_argument("--precision", choices=["ieee", "tf32"], default="tf32")
+    parser.add_argument(
+        "--num-warps", type=int, default=None, help="warps a program (default: by tile size)"
+    )
     args = parser.parse_args(argv)
     if args.check:
         print(f"largest relative error against fftconv: {check([300, 1024, 2048]):.2e}")
@@ -223,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [int(x) for x in args.lengths.split(",")]
     command = shlex.join(["python3", "scripts/monarch_fftconv_probe.py", *sys.argv[1:]])
     result = {**provenance(command), "rows": []}
-    for row in bench(lengths, args.width, args.precision):  # written after every length
+    # written after every length
+    for row in bench(lengths, args.width, args.precision, args.num_warps):
         print(row, flush=True)
         result["rows"].append(row)
         runs.write_json(args.out, result)

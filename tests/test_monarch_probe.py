@@ -22,3 +22,10 @@ def test_fft_sizes_are_split_into_powers_of_two(load_script) -> None:
     assert probe.fft_factors(2048) == (32, 64) and probe.fft_factors(8192) == (64, 128)
     with pytest.raises(ValueError, match="power of two >= 2048"):
         probe.fft_factors(3072)
+
+
+def test_warps_grow_with_the_tiles(load_script) -> None:
+    probe = load_script("monarch_fftconv_probe")
+    assert probe.default_warps(32, 64) == 4  # the size that won on the H100, unchanged
+    assert probe.default_warps(64, 128) == 8 and probe.default_warps(128, 128) == 16
+    assert probe.default_warps(128, 256) == 16  # a program has at most 16 warps here
