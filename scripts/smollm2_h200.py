@@ -12,7 +12,9 @@ token-weighted over texts; ppl and bits per byte) with its copy accuracy, the st
 each stage. OUT/state.json keeps what is done and every stage keeps checkpoints, so a call stopped
 by SIGTERM (`timeout -s TERM`) goes on where it stopped when run again; the earlier runs of the
 results file stay in its `history`. --smoke runs the whole pipeline on the CPU with a tiny random
-GPT-2 in about a minute:
+GPT-2 in about a minute. On a GPU the training runs compiled whole by torch.compile (--compile,
+TrainConfig.compile; 1.55x to 2.1x the tokens/s on an H100, after one to two minutes of compiling
+per stage and call):
 
     timeout -s TERM 560 python scripts/smollm2_h200.py run --out ckpt --no-progress
     python scripts/smollm2_h200.py run --smoke --out /tmp/smoke
