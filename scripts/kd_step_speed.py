@@ -34,34 +34,9 @@ import torch
 from hyena_lite import distill, training
 from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
+from hyena_lite.teachers import SMOLLM2_SHAPES, SMOLLM2_TINY_SHAPES
 from hyena_lite.training import TrainConfig
 
-SMOLLM2 = dict(  # SmolLM2-135M's config.json shapes (rope left at LlamaConfig's defaults)
-    hidden_size=576,
-    num_hidden_layers=30,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    head_dim=64,
-    intermediate_size=1536,
-    vocab_size=49152,
-    max_position_embeddings=8192,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=2,
-)
-TINY = dict(
-    SMOLLM2,
-    hidden_size=32,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    intermediate_size=64,
-    vocab_size=128,
-    max_position_embeddings=256,
-)
 OBJECTIVES = {  # distill.kd's options of the two stages that train the hybrid longest
     "kd": {"ce_weight": 0.5},
     "induction": {"induction_weight": 1.0},
@@ -150,9 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--budget-s", type=float, default=480.0, help="no variant starts after this")
     args = p.parse_args(argv)
-    shapes = SMOLLM2
+    shapes = SMOLLM2_SHAPES
     if args.smoke:
-        shapes, training.COMPILE_BACKEND = TINY, "aot_eager"
+        shapes, training.COMPILE_BACKEND = SMOLLM2_TINY_SHAPES, "aot_eager"
         args.batch, args.seq, args.steps, args.warmup = 2, 64, 4, 2
         args.attention_layers = [1]
     if not 1 <= args.warmup < args.steps:

@@ -56,6 +56,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from hyena_lite import runs
 from hyena_lite.provenance import provenance
+from hyena_lite.teachers import SMOLLM2_SHAPES, SMOLLM2_TINY_SHAPES
 
 PARTS = ("decode", "operator", "kd")
 CALL = "profile_h200.call"  # the range around each profiled call
@@ -96,24 +97,7 @@ class Shapes:
     lengths: tuple[int, ...] = (1024, 4096, 16384)
     hyena_l_max: int = 65536  # as scripts/speed_h200.py builds the block
     operator_calls: int = 10
-    # SmolLM2-135M's shapes (its config.json); rope settings left at LlamaConfig's defaults
-    kd_model: dict[str, Any] = field(
-        default_factory=lambda: dict(
-            hidden_size=576,
-            num_hidden_layers=30,
-            num_attention_heads=9,
-            num_key_value_heads=3,
-            head_dim=64,
-            intermediate_size=1536,
-            vocab_size=49152,
-            max_position_embeddings=8192,
-            rms_norm_eps=1e-5,
-            tie_word_embeddings=True,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=2,
-        )
-    )
+    kd_model: dict[str, Any] = field(default_factory=lambda: dict(SMOLLM2_SHAPES))
     kd_batch: int = 8  # scripts/smollm2_h200.py --batch-size default
     kd_seq: int = 1024  # scripts/smollm2_h200.py --seq-len default
     kd_lr: float = 6e-4  # scripts/smollm2_h200.py --lr default (times the KD stage's lr_scale)
@@ -137,20 +121,7 @@ SMOKE = Shapes(
     lengths=(64, 128),
     hyena_l_max=256,
     operator_calls=2,
-    kd_model=dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        intermediate_size=64,
-        vocab_size=128,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    ),
+    kd_model=dict(SMOLLM2_TINY_SHAPES, num_hidden_layers=2),
     kd_batch=2,
     kd_seq=64,
     kd_steps=2,

@@ -15,22 +15,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from hyena_lite import distill, training
 from hyena_lite.models import convert
+from hyena_lite.teachers import SMOLLM2_TINY_SHAPES
 from hyena_lite.training import TrainConfig, _optimizer
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    intermediate_size=64,
-    vocab_size=128,
-    max_position_embeddings=256,
-    tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=2,
-)
+TINY = SMOLLM2_TINY_SHAPES
 
 
 @pytest.fixture
