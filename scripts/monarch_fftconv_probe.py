@@ -15,7 +15,14 @@ that permuted layout. The inverse: A' = (C K) conj(F2), A' *= conj(T), y = conj(
 (the first L = n / 2 outputs). Twelve real matrix products a channel, as `tl.dot`; "ieee" float32
 for exactness (and Triton's CPU interpreter), "tf32" for tensor cores.
 
-    python scripts/monarch_fftconv_probe.py --out results.json            # on a CUDA GPU
+Timed on an H100 (monarch_h100.json, four warps a program at every size), the two-stage kernel won
+only at n = 2048 (3.1x cuFFT's convolution) and lost from 64 x 128 on: its DFT matrices and tiles
+grow with sqrt(n). The three-stage kernel (from n = 8192: n = 32 n2 n3, n2, n3 >= 16) splits the
+inner FFT of size m = n2 n3 again, so that its matrices stay 16 to 32 wide: the middle axis of the
+[32, n2, n3] tile is moved last, multiplied, and moved back (`_middle`); twenty real matrix
+products a channel. Warps grow with the tile (`default_warps`).
+
+    python scripts/monarch_fftconv_probe.py --out results.json --lengths 1024,4096,8192,16384
     TRITON_INTERPRET=1 python scripts/monarch_fftconv_probe.py --check   # exactness, on a CPU
 """
 
@@ -37,6 +44,7 @@ from hyena_lite.provenance import provenance
 from hyena_lite.timing import time_call
 
 MIN_FFT = 2048  # n1 = 32 at least: tl.dot needs 16 rows in the padded half
+MIN_FFT3 = 8192  # the three-stage kernel: 32 x 16 x 16
 
 
 @triton.jit
@@ -93,6 +101,98 @@ def _conv_kernel(
     f1_rows = a[:, None] * N1 + k1[None, :]  # conj(F1)[:HALF, :], real part of the product
     y = _dot(tl.load(f1r_ptr + f1_rows), ar, PRECISION)
     y += _dot(tl.load(f1i_ptr + f1_rows), ai, PRECISION)
+    y = y * inv_n + tl.load(skip_ptr + channel) * x
+    tl.store(y_ptr + row * length + signal, y, mask=signal < length)
+
+
+@triton.jit
+def _cdot(ar, ai, br, bi, PRECISION: tl.constexpr):
+    """The complex matrix product (ar + i ai) @ (br + i bi), as four real ones."""
+    real = _dot(ar, br, PRECISION) - _dot(ai, bi, PRECISION)
+    return real, _dot(ar, bi, PRECISION) + _dot(ai, br, PRECISION)
+
+
+@triton.jit
+def _middle(
+    ar, ai, fr, fi, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr, PRECISION: tl.constexpr
+):
+    """A [N1, N2 N3] read as [N1, N2, N3], its middle axis multiplied by the symmetric matrix F:
+    the axis moved last, one matrix product, moved back."""
+    pr = tl.reshape(tl.permute(tl.reshape(ar, (N1, N2, N3)), (0, 2, 1)), (N1 * N3, N2))
+    pi = tl.reshape(tl.permute(tl.reshape(ai, (N1, N2, N3)), (0, 2, 1)), (N1 * N3, N2))
+    qr, qi = _cdot(pr, pi, fr, fi, PRECISION)
+    qr = tl.reshape(tl.permute(tl.reshape(qr, (N1, N3, N2)), (0, 2, 1)), (N1, N2 * N3))
+    qi = tl.reshape(tl.permute(tl.reshape(qi, (N1, N3, N2)), (0, 2, 1)), (N1, N2 * N3))
+    return qr, qi
+
+
+@triton.jit
+def _conv3_kernel(
+    u_ptr,  # [rows, length]
+    y_ptr,
+    skip_ptr,
+    kr_ptr,  # [channels, N1 N2, N3]: the filters' spectra, permuted
+    ki_ptr,
+    f1r_ptr,  # [N1, N1]
+    f1i_ptr,
+    f2r_ptr,  # [N2, N2]
+    f2i_ptr,
+    f3r_ptr,  # [N3, N3]
+    f3i_ptr,
+    t1r_ptr,  # [N1, N2 N3]: W_n^(k1 j)
+    t1i_ptr,
+    t2r_ptr,  # [N2 N3]: W_m^(k2 c), m = N2 N3
+    t2i_ptr,
+    length,
+    channels,
+    inv_n,
+    N1: tl.constexpr,
+    N2: tl.constexpr,
+    N3: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    row = tl.program_id(0)
+    channel = row % channels
+    HALF: tl.constexpr = N1 // 2
+    M: tl.constexpr = N2 * N3
+    a = tl.arange(0, HALF)
+    k1 = tl.arange(0, N1)
+    j = tl.arange(0, M)
+    signal = a[:, None] * M + j[None, :]
+    x = tl.load(u_ptr + row * length + signal, mask=signal < length, other=0.0)
+    f1_half = k1[:, None] * N1 + a[None, :]
+    ar = _dot(tl.load(f1r_ptr + f1_half), x, PRECISION)
+    ai = _dot(tl.load(f1i_ptr + f1_half), x, PRECISION)
+    wide = k1[:, None] * M + j[None, :]
+    t1r = tl.load(t1r_ptr + wide)
+    t1i = tl.load(t1i_ptr + wide)
+    ar, ai = ar * t1r - ai * t1i, ar * t1i + ai * t1r
+    b = tl.arange(0, N2)
+    f2r = tl.load(f2r_ptr + b[:, None] * N2 + b[None, :])
+    f2i = tl.load(f2i_ptr + b[:, None] * N2 + b[None, :])
+    ar, ai = _middle(ar, ai, f2r, f2i, N1, N2, N3, PRECISION)
+    t2r = tl.load(t2r_ptr + j)[None, :]  # the same for every k1
+    t2i = tl.load(t2i_ptr + j)[None, :]
+    ar, ai = ar * t2r - ai * t2i, ar * t2i + ai * t2r
+    c = tl.arange(0, N3)
+    f3r = tl.load(f3r_ptr + c[:, None] * N3 + c[None, :])
+    f3i = tl.load(f3i_ptr + c[:, None] * N3 + c[None, :])
+    er, ei = _cdot(
+        tl.reshape(ar, (N1 * N2, N3)), tl.reshape(ai, (N1 * N2, N3)), f3r, f3i, PRECISION
+    )
+    spectrum = channel * N1 * M + tl.arange(0, N1 * N2)[:, None] * N3 + c[None, :]
+    kr = tl.load(kr_ptr + spectrum)
+    ki = tl.load(ki_ptr + spectrum)
+    er, ei = er * kr - ei * ki, er * ki + ei * kr
+    # the inverse: the same steps backwards with conjugate matrices and twiddles
+    gr, gi = _cdot(er, ei, f3r, -f3i, PRECISION)
+    gr, gi = tl.reshape(gr, (N1, M)), tl.reshape(gi, (N1, M))
+    gr, gi = gr * t2r + gi * t2i, gi * t2r - gr * t2i
+    gr, gi = _middle(gr, gi, f2r, -f2i, N1, N2, N3, PRECISION)
+    gr, gi = gr * t1r + gi * t1i, gi * t1r - gr * t1i
+    f1_rows = a[:, None] * N1 + k1[None, :]  # conj(F1)[:HALF, :], real part of the product
+    y = _dot(tl.load(f1r_ptr + f1_rows), gr, PRECISION)
+    y += _dot(tl.load(f1i_ptr + f1_rows), gi, PRECISION)
     y = y * inv_n + tl.load(skip_ptr + channel) * x
     tl.store(y_ptr + row * length + signal, y, mask=signal < length)
 
@@ -173,14 +273,85 @@ def causal_conv(
     return out.reshape(batch, channels, length)
 
 
-def check(lengths: list[int]) -> float:
-    """Largest error of the kernel (ieee) against `fftconv`, relative to the output's largest value,
-    over small random problems."""
+def fft_factors3(n: int) -> tuple[int, int, int]:
+    """n = n1 n2 n3 for the three-stage kernel: n1 = 32 (16 rows of signal in its padded half),
+    n2 <= n3, both at least 16 (`tl.dot`'s smallest side)."""
+    if n < MIN_FFT3 or n & (n - 1):
+        raise ValueError(f"the three-stage FFT size must be a power of two >= {MIN_FFT3}, got {n}")
+    m = n // 32
+    n2 = max(16, 2 ** (int(math.log2(m)) // 2))
+    return 32, n2, m // n2
+
+
+def make_plan3(k: torch.Tensor, length: int) -> dict:
+    """`make_plan` for the three-stage kernel: F1, F2, F3, the twiddles of both levels and each
+    filter's spectrum permuted to [C, n1 n2, n3] (entry (k1 + n1 k2, k3) is X[k1 + n1 k2 + n1 n2
+    k3])."""
+    n = max(2 ** math.ceil(math.log2(2 * length)), MIN_FFT3)
+    n1, n2, n3 = fft_factors3(n)
+    m = n2 * n3
+    spectrum = torch.fft.fft(k.double()[:, :length], n=n)
+    channels = k.shape[0]
+    permuted = spectrum.reshape(channels, n3, n2, n1).permute(0, 3, 2, 1)
+    rows, cols = torch.arange(n1, dtype=torch.float64), torch.arange(m, dtype=torch.float64)
+    k2, c = torch.arange(n2, dtype=torch.float64), torch.arange(n3, dtype=torch.float64)
+    device = k.device
+    return {
+        "n": n,
+        "n1": n1,
+        "n2": n2,
+        "n3": n3,
+        "f1": _pair(_dft(n1), device),
+        "f2": _pair(_dft(n2), device),
+        "f3": _pair(_dft(n3), device),
+        "t1": _pair(torch.exp(-2j * math.pi * torch.outer(rows, cols) / n), device),
+        "t2": _pair(torch.exp(-2j * math.pi * torch.outer(k2, c) / m).reshape(-1), device),
+        "k": _pair(permuted.reshape(channels, n1 * n2, n3), device),
+    }
+
+
+def causal_conv3(
+    u: torch.Tensor,
+    plan: dict,
+    skip: torch.Tensor,
+    precision: str = "ieee",
+    num_warps: int | None = None,
+) -> torch.Tensor:
+    """`causal_conv` by the three-stage kernel, with `make_plan3(k, L)`."""
+    batch, channels, length = u.shape
+    rows = u.reshape(batch * channels, length)
+    out = torch.empty_like(rows)
+    _conv3_kernel[(batch * channels,)](
+        rows,
+        out,
+        skip.float().contiguous(),
+        *plan["k"],
+        *plan["f1"],
+        *plan["f2"],
+        *plan["f3"],
+        *plan["t1"],
+        *plan["t2"],
+        length,
+        channels,
+        1.0 / plan["n"],
+        N1=plan["n1"],
+        N2=plan["n2"],
+        N3=plan["n3"],
+        PRECISION=precision,
+        num_warps=num_warps or default_warps(plan["n1"], plan["n2"] * plan["n3"]),
+    )
+    return out.reshape(batch, channels, length)
+
+
+def check(lengths: list[int], stages: int = 2) -> float:
+    """Largest error of the two- or three-stage kernel (ieee) against `fftconv`, relative to the
+    output's largest value, over small random problems."""
+    plan_fn, conv = (make_plan, causal_conv) if stages == 2 else (make_plan3, causal_conv3)
     torch.manual_seed(0)
     worst = 0.0
     for length in lengths:
-        u, k, skip = torch.randn(2, 3, length), torch.randn(3, length) / length**0.5, torch.randn(3)
-        got, want = causal_conv(u, make_plan(k, length), skip), fftconv(u, k, skip)
+        u, k, skip = torch.randn(1, 2, length), torch.randn(2, length) / length**0.5, torch.randn(2)
+        got, want = conv(u, plan_fn(k, length), skip), fftconv(u, k, skip)
         worst = max(worst, float((got - want).abs().max() / want.abs().max()))
     return worst
 
@@ -192,34 +363,41 @@ def cufft_conv(u: torch.Tensor, spectrum: torch.Tensor, skip: torch.Tensor, n: i
     return y + skip[:, None] * u
 
 
+def _timed(name: str, conv, u, plan, skip, want, precision, num_warps) -> dict:
+    """One kernel's row entries: its split, warps, error against `fftconv` and time, or the error
+    that stopped it (too large a tile for the chip, say)."""
+    factors = [plan[key] for key in ("n1", "n2", "n3") if key in plan]
+    warps = num_warps or default_warps(factors[0], math.prod(factors[1:]))
+    entry = {f"{name}_split": " x ".join(map(str, factors)), f"{name}_num_warps": warps}
+    try:
+        got = conv(u, plan, skip, precision, num_warps)
+    except Exception as error:  # noqa: BLE001  recorded, the other kernel still runs
+        return {**entry, f"{name}_error": repr(error)}
+    entry[f"{name}_rel_err"] = float((got - want).abs().max() / want.abs().max())
+    timing = time_call(lambda: conv(u, plan, skip, precision, num_warps))
+    return {**entry, **timing.as_row(name)}
+
+
 def bench(
     lengths: list[int], width: int, precision: str, num_warps: int | None = None
 ) -> Iterator[dict]:
-    """Per length, batch 1, `width` channels, float32: the kernel against `cufft_conv`, both with
-    the filter's spectrum computed beforehand and launched eagerly (median and IQR of
-    time_call), and the kernel's error against `fftconv`; one row a length, as it finishes."""
+    """Per length, batch 1, `width` channels, float32: the two-stage kernel and (from n = 8192)
+    the three-stage one against `cufft_conv`, all with the filter's spectrum computed beforehand
+    and launched eagerly (median and IQR of time_call), and each kernel's error against
+    `fftconv`; one row a length, as it finishes."""
     for length in lengths:
         u = torch.randn(1, width, length, device="cuda")
         k = torch.randn(width, length, device="cuda") / length**0.5
         skip = torch.randn(width, device="cuda")
-        plan = make_plan(k, length)
         want = fftconv(u, k, skip)
-        try:
-            got = causal_conv(u, plan, skip, precision, num_warps)
-        except Exception as error:  # noqa: BLE001  too large a tile for the chip: recorded
-            yield {"L": length, "n1": plan["n1"], "n2": plan["n2"], "error": repr(error)}
-            continue
-        row = {
-            "L": length,
-            "n1": plan["n1"],
-            "n2": plan["n2"],
-            "num_warps": num_warps or default_warps(plan["n1"], plan["n2"]),
-            "rel_err": float((got - want).abs().max() / want.abs().max()),
-        }
+        plan = make_plan(k, length)
         spectrum = torch.fft.rfft(k, n=plan["n"])
         cufft = time_call(lambda u=u, s=spectrum, d=skip, n=plan["n"]: cufft_conv(u, s, d, n))
-        mine = time_call(lambda u=u, p=plan, d=skip: causal_conv(u, p, d, precision, num_warps))
-        row.update({**cufft.as_row("cufft"), **mine.as_row("monarch")})
+        row = {"L": length, "n": plan["n"], **cufft.as_row("cufft")}
+        row.update(_timed("monarch", causal_conv, u, plan, skip, want, precision, num_warps))
+        if plan["n"] >= MIN_FFT3:
+            plan3 = make_plan3(k, length)
+            row.update(_timed("monarch3", causal_conv3, u, plan3, skip, want, precision, num_warps))
         yield row
 
 
@@ -235,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.check:
-        print(f"largest relative error against fftconv: {check([300, 1024, 2048]):.2e}")
+        print(f"two stages, largest relative error against fftconv: {check([300, 1024, 2048]):.2e}")
+        print(f"three stages: {check([3000, 4096], stages=3):.2e}")
         return 0
     if not torch.cuda.is_available() or args.out is None:
         parser.error("timing needs a CUDA GPU and --out (--check runs on the CPU)")

@@ -29,3 +29,12 @@ def test_warps_grow_with_the_tiles(load_script) -> None:
     assert probe.default_warps(32, 64) == 4  # the size that won on the H100, unchanged
     assert probe.default_warps(64, 128) == 8 and probe.default_warps(128, 128) == 16
     assert probe.default_warps(128, 256) == 16  # a program has at most 16 warps here
+
+
+def test_three_stage_kernel_equals_fftconv(load_script) -> None:
+    probe = load_script("monarch_fftconv_probe")
+    assert probe.check([3000, 4096], stages=3) < 1e-5  # padded, and n / 2 filled: 32 x 16 x 16
+    assert probe.fft_factors3(8192) == (32, 16, 16) and probe.fft_factors3(32768) == (32, 32, 32)
+    assert probe.fft_factors3(16384) == (32, 16, 32)
+    with pytest.raises(ValueError, match="power of two >= 8192"):
+        probe.fft_factors3(4096)
