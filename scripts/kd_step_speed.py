@@ -44,19 +44,26 @@ OBJECTIVES = {  # distill.kd's options of the two stages that train the hybrid l
 
 
 @contextlib.contextmanager
-def gpu_kernels(enabled: bool) -> Iterator[list[float]]:
-    """With `enabled` on CUDA, torch.profiler (CUDA activity only) over the block; the list it
-    yields then holds the sum of its kernels' durations in us."""
-    total: list[float] = []
+def gpu_kernels(enabled: bool, top: int = 12) -> Iterator[dict[str, Any]]:
+    """With `enabled` on CUDA, torch.profiler (CUDA activity only) over the block; the dict it
+    yields then holds `total_us`, the sum of its kernels' durations, and `top`, the kernels of
+    largest total time (name, calls, us)."""
+    found: dict[str, Any] = {}
     if not (enabled and torch.cuda.is_available()):
-        yield total
+        yield found
         return
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        yield total
+        yield found
     torch.cuda.synchronize()
-    total.append(sum(e.self_device_time_total for e in prof.key_averages()))
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    found["total_us"] = sum(e.self_device_time_total for e in events)
+    found["top"] = [
+        {"name": e.key[:120], "calls": e.count, "us": round(e.self_device_time_total)}
+        for e in events[:top]
+    ]
 
 
 def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str, Any]:
@@ -97,7 +104,8 @@ def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str,
         "losses": [round(x, 5) for x in result.losses],
     }
     if kernels:  # every step's kernels, compiling steps included: about one step's GPU work
-        out["gpu_busy_ms_per_step"] = round(kernels[0] / args.steps / 1e3, 2)
+        out["gpu_busy_ms_per_step"] = round(kernels["total_us"] / args.steps / 1e3, 2)
+        out["top_kernels"] = kernels["top"]
     if torch.cuda.is_available():
         out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         torch.cuda.reset_peak_memory_stats()
