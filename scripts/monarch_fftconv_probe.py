@@ -53,6 +53,55 @@ def _dot(a, b, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def _cdot(ar, ai, br, bi, PRECISION: tl.constexpr):
+    """The complex matrix product (ar + i ai) @ (br + i bi), as four real ones."""
+    real = _dot(ar, br, PRECISION) - _dot(ai, bi, PRECISION)
+    return real, _dot(ar, bi, PRECISION) + _dot(ai, br, PRECISION)
+
+
+@triton.jit
+def _first_stage(
+    u_ptr, row, length, f1r_ptr, f1i_ptr, N1: tl.constexpr, W: tl.constexpr, PRECISION: tl.constexpr
+):
+    """The row's zero-padded signal as [N1 / 2, W] (x[a W + j]; the other N1 / 2 rows are padding)
+    and F1 times it, [N1, W] complex: only F1's first N1 / 2 columns meet signal."""
+    HALF: tl.constexpr = N1 // 2
+    a = tl.arange(0, HALF)
+    signal = a[:, None] * W + tl.arange(0, W)[None, :]
+    x = tl.load(u_ptr + row * length + signal, mask=signal < length, other=0.0)
+    f1_half = tl.arange(0, N1)[:, None] * N1 + a[None, :]
+    ar = _dot(tl.load(f1r_ptr + f1_half), x, PRECISION)
+    return x, ar, _dot(tl.load(f1i_ptr + f1_half), x, PRECISION)
+
+
+@triton.jit
+def _last_stage(
+    y_ptr,
+    row,
+    length,
+    gr,
+    gi,
+    x,
+    skip,
+    f1r_ptr,
+    f1i_ptr,
+    inv_n,
+    N1: tl.constexpr,
+    W: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """y = Re(conj(F1)[:N1 / 2] G) / n + D x, stored: the inverse's last stage, only the first
+    L = n / 2 outputs."""
+    HALF: tl.constexpr = N1 // 2
+    a = tl.arange(0, HALF)
+    f1_rows = a[:, None] * N1 + tl.arange(0, N1)[None, :]
+    y = _dot(tl.load(f1r_ptr + f1_rows), gr, PRECISION)
+    y += _dot(tl.load(f1i_ptr + f1_rows), gi, PRECISION)
+    signal = a[:, None] * W + tl.arange(0, W)[None, :]
+    tl.store(y_ptr + row * length + signal, y * inv_n + skip * x, mask=signal < length)
+
+
+@triton.jit
 def _conv_kernel(
     u_ptr,  # [rows, length]: the signals, row = batch * channels + channel
     y_ptr,  # [rows, length]
@@ -74,15 +123,9 @@ def _conv_kernel(
 ):
     row = tl.program_id(0)
     channel = row % channels
-    HALF: tl.constexpr = N1 // 2
-    a = tl.arange(0, HALF)
+    x, ar, ai = _first_stage(u_ptr, row, length, f1r_ptr, f1i_ptr, N1, N2, PRECISION)
     k1 = tl.arange(0, N1)
     b = tl.arange(0, N2)
-    signal = a[:, None] * N2 + b[None, :]
-    x = tl.load(u_ptr + row * length + signal, mask=signal < length, other=0.0)
-    f1_half = k1[:, None] * N1 + a[None, :]  # F1[:, :HALF]
-    ar = _dot(tl.load(f1r_ptr + f1_half), x, PRECISION)
-    ai = _dot(tl.load(f1i_ptr + f1_half), x, PRECISION)
     grid = k1[:, None] * N2 + b[None, :]
     tr = tl.load(tr_ptr + grid)
     ti = tl.load(ti_ptr + grid)
@@ -90,26 +133,14 @@ def _conv_kernel(
     square = b[:, None] * N2 + b[None, :]
     f2r = tl.load(f2r_ptr + square)
     f2i = tl.load(f2i_ptr + square)
-    cr = _dot(ar, f2r, PRECISION) - _dot(ai, f2i, PRECISION)
-    ci = _dot(ar, f2i, PRECISION) + _dot(ai, f2r, PRECISION)
+    cr, ci = _cdot(ar, ai, f2r, f2i, PRECISION)
     kr = tl.load(kr_ptr + channel * N1 * N2 + grid)
     ki = tl.load(ki_ptr + channel * N1 * N2 + grid)
     cr, ci = cr * kr - ci * ki, cr * ki + ci * kr
-    ar = _dot(cr, f2r, PRECISION) + _dot(ci, f2i, PRECISION)  # C conj(F2)
-    ai = _dot(ci, f2r, PRECISION) - _dot(cr, f2i, PRECISION)
+    ar, ai = _cdot(cr, ci, f2r, -f2i, PRECISION)  # C conj(F2)
     ar, ai = ar * tr + ai * ti, ai * tr - ar * ti  # conj(T)
-    f1_rows = a[:, None] * N1 + k1[None, :]  # conj(F1)[:HALF, :], real part of the product
-    y = _dot(tl.load(f1r_ptr + f1_rows), ar, PRECISION)
-    y += _dot(tl.load(f1i_ptr + f1_rows), ai, PRECISION)
-    y = y * inv_n + tl.load(skip_ptr + channel) * x
-    tl.store(y_ptr + row * length + signal, y, mask=signal < length)
-
-
-@triton.jit
-def _cdot(ar, ai, br, bi, PRECISION: tl.constexpr):
-    """The complex matrix product (ar + i ai) @ (br + i bi), as four real ones."""
-    real = _dot(ar, br, PRECISION) - _dot(ai, bi, PRECISION)
-    return real, _dot(ar, bi, PRECISION) + _dot(ai, br, PRECISION)
+    skip = tl.load(skip_ptr + channel)
+    _last_stage(y_ptr, row, length, ar, ai, x, skip, f1r_ptr, f1i_ptr, inv_n, N1, N2, PRECISION)
 
 
 @triton.jit
@@ -153,16 +184,10 @@ def _conv3_kernel(
 ):
     row = tl.program_id(0)
     channel = row % channels
-    HALF: tl.constexpr = N1 // 2
     M: tl.constexpr = N2 * N3
-    a = tl.arange(0, HALF)
+    x, ar, ai = _first_stage(u_ptr, row, length, f1r_ptr, f1i_ptr, N1, M, PRECISION)
     k1 = tl.arange(0, N1)
     j = tl.arange(0, M)
-    signal = a[:, None] * M + j[None, :]
-    x = tl.load(u_ptr + row * length + signal, mask=signal < length, other=0.0)
-    f1_half = k1[:, None] * N1 + a[None, :]
-    ar = _dot(tl.load(f1r_ptr + f1_half), x, PRECISION)
-    ai = _dot(tl.load(f1i_ptr + f1_half), x, PRECISION)
     wide = k1[:, None] * M + j[None, :]
     t1r = tl.load(t1r_ptr + wide)
     t1i = tl.load(t1i_ptr + wide)
@@ -190,11 +215,8 @@ def _conv3_kernel(
     gr, gi = gr * t2r + gi * t2i, gi * t2r - gr * t2i
     gr, gi = _middle(gr, gi, f2r, -f2i, N1, N2, N3, PRECISION)
     gr, gi = gr * t1r + gi * t1i, gi * t1r - gr * t1i
-    f1_rows = a[:, None] * N1 + k1[None, :]  # conj(F1)[:HALF, :], real part of the product
-    y = _dot(tl.load(f1r_ptr + f1_rows), gr, PRECISION)
-    y += _dot(tl.load(f1i_ptr + f1_rows), gi, PRECISION)
-    y = y * inv_n + tl.load(skip_ptr + channel) * x
-    tl.store(y_ptr + row * length + signal, y, mask=signal < length)
+    skip = tl.load(skip_ptr + channel)
+    _last_stage(y_ptr, row, length, gr, gi, x, skip, f1r_ptr, f1i_ptr, inv_n, N1, M, PRECISION)
 
 
 def fft_factors(n: int) -> tuple[int, int]:
@@ -242,6 +264,37 @@ def default_warps(n1: int, n2: int) -> int:
     return min(16, max(4, n1 * n2 // 1024))
 
 
+def _launch(
+    kernel,
+    u: torch.Tensor,
+    plan: dict,
+    skip: torch.Tensor,
+    tables: list[str],
+    sizes: dict,
+    precision: str,
+    num_warps: int | None,
+) -> torch.Tensor:
+    """Run a convolution kernel, one program per row of u [B, C, L]: the plan's `tables` (pairs
+    of real and imaginary parts) in order, its split as the kernel's `sizes` (N1 first)."""
+    batch, channels, length = u.shape
+    rows = u.reshape(batch * channels, length)
+    out = torch.empty_like(rows)
+    n1, *rest = sizes.values()
+    kernel[(batch * channels,)](
+        rows,
+        out,
+        skip.float().contiguous(),
+        *(part for name in tables for part in plan[name]),
+        length,
+        channels,
+        1.0 / plan["n"],
+        **sizes,
+        PRECISION=precision,
+        num_warps=num_warps or default_warps(n1, math.prod(rest)),
+    )
+    return out.reshape(batch, channels, length)
+
+
 def causal_conv(
     u: torch.Tensor,
     plan: dict,
@@ -251,26 +304,9 @@ def causal_conv(
 ) -> torch.Tensor:
     """y = (k * u)[:L] + D u for float32 u [B, C, L], with `make_plan(k, L)` and skip D [C];
     `num_warps` per program (default: `default_warps`)."""
-    batch, channels, length = u.shape
-    rows = u.reshape(batch * channels, length)
-    out = torch.empty_like(rows)
-    _conv_kernel[(batch * channels,)](
-        rows,
-        out,
-        skip.float().contiguous(),
-        *plan["k"],
-        *plan["f1"],
-        *plan["f2"],
-        *plan["t"],
-        length,
-        channels,
-        1.0 / plan["n"],
-        N1=plan["n1"],
-        N2=plan["n2"],
-        PRECISION=precision,
-        num_warps=num_warps or default_warps(plan["n1"], plan["n2"]),
-    )
-    return out.reshape(batch, channels, length)
+    sizes = {"N1": plan["n1"], "N2": plan["n2"]}
+    tables = ["k", "f1", "f2", "t"]
+    return _launch(_conv_kernel, u, plan, skip, tables, sizes, precision, num_warps)
 
 
 def fft_factors3(n: int) -> tuple[int, int, int]:
@@ -318,29 +354,9 @@ def causal_conv3(
     num_warps: int | None = None,
 ) -> torch.Tensor:
     """`causal_conv` by the three-stage kernel, with `make_plan3(k, L)`."""
-    batch, channels, length = u.shape
-    rows = u.reshape(batch * channels, length)
-    out = torch.empty_like(rows)
-    _conv3_kernel[(batch * channels,)](
-        rows,
-        out,
-        skip.float().contiguous(),
-        *plan["k"],
-        *plan["f1"],
-        *plan["f2"],
-        *plan["f3"],
-        *plan["t1"],
-        *plan["t2"],
-        length,
-        channels,
-        1.0 / plan["n"],
-        N1=plan["n1"],
-        N2=plan["n2"],
-        N3=plan["n3"],
-        PRECISION=precision,
-        num_warps=num_warps or default_warps(plan["n1"], plan["n2"] * plan["n3"]),
-    )
-    return out.reshape(batch, channels, length)
+    sizes = {"N1": plan["n1"], "N2": plan["n2"], "N3": plan["n3"]}
+    tables = ["k", "f1", "f2", "f3", "t1", "t2"]
+    return _launch(_conv3_kernel, u, plan, skip, tables, sizes, precision, num_warps)
 
 
 def check(lengths: list[int], stages: int = 2) -> float:
