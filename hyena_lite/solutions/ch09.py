@@ -1,5 +1,6 @@
 """Chapter 9's solutions: the crossover of two timing series, a correct timing, a prediction of
-attention's time at 64K tokens, and reading the peak-memory plot."""
+attention's time at 64K tokens, reading the peak-memory plot, and the FFT as matrix products in
+any number of stages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+
+import torch
 
 
 def crossover(rows: list[dict], x: str, a: str, b: str) -> float | None:
@@ -43,3 +46,22 @@ def attention_at_64k(ms_at_16k: float) -> float:
 def peak_ratio(row: dict) -> float:
     """Hyena's forward peak memory over attention's, in one row of the operator benchmark."""
     return row["hyena_peak_mb"] / row["attn_peak_mb"]
+
+
+def split_fft(x: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """The FFT of x [..., n], n = the product of `sizes`, by matrix products: the first size's DFT
+    down the columns of x read as [n1, n / n1], twiddles, then every row by the other sizes (the
+    same function again); one size left is one DFT matrix."""
+    n, n1 = x.shape[-1], sizes[0]
+    if math.prod(sizes) != n:
+        raise ValueError(f"the sizes {sizes} multiply to {math.prod(sizes)}, not {n}")
+    t = torch.arange(n1, dtype=torch.float64)
+    dft = torch.exp(-2j * math.pi * torch.outer(t, t) / n1)
+    if len(sizes) == 1:
+        return x.to(torch.complex128) @ dft  # symmetric: the rows' DFT
+    m = n // n1
+    grid = dft @ x.to(torch.complex128).reshape(*x.shape[:-1], n1, m)
+    j = torch.arange(m, dtype=torch.float64)
+    grid = grid * torch.exp(-2j * math.pi * torch.outer(t, j) / n)
+    rows = split_fft(grid, sizes[1:])  # rows[k1, k'] = X[k1 + n1 k']
+    return rows.transpose(-1, -2).reshape(*x.shape[:-1], n)
