@@ -26,20 +26,25 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from hyena_lite import distill, training
+from hyena_lite import distill, runs, training
 from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
 from hyena_lite.teachers import SMOLLM2_SHAPES, SMOLLM2_TINY_SHAPES
 from hyena_lite.training import TrainConfig
 
-OBJECTIVES = {  # distill.kd's options of the two stages that train the hybrid longest
-    "kd": {"ce_weight": 0.5},
-    "induction": {"induction_weight": 1.0},
+_KD_STAGE = {name: options for name, _, options in distill.RECIPES["transfer"]["stages"]}["kd"]
+# distill.kd's options of the two stages that train the hybrid longest, and their scale of --lr
+# (the KD stage's own 0.3 is left out: a rate does not change the step's speed)
+OBJECTIVES = {
+    "kd": ({"ce_weight": _KD_STAGE["ce_weight"]}, 1.0),
+    "induction": (
+        {"induction_weight": distill.INDUCTION_STAGE["induction_weight"]},
+        distill.INDUCTION_STAGE["lr_scale"],
+    ),
 }
 
 
@@ -78,9 +83,10 @@ def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str,
         torch.randint(0, shapes["vocab_size"], (args.batch, args.seq), generator=g)
         for _ in range(args.steps)
     ]
+    options, lr_scale = OBJECTIVES[objective]
     config = TrainConfig(
         steps=args.steps,
-        lr=args.lr * (3.0 if objective == "induction" else 1.0),
+        lr=args.lr * lr_scale,
         batch_size=args.batch,
         seq_len=args.seq,
         progress=False,
@@ -89,7 +95,7 @@ def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str,
     clock = time.perf_counter()
     with gpu_kernels(args.profile) as kernels:
         result = distill.kd(
-            student, teacher, lambda start: iter(batches[start:]), config, **OBJECTIVES[objective]
+            student, teacher, lambda start: iter(batches[start:]), config, **options
         )
     first, last = result.records[args.warmup - 1], result.records[-1]
     tokens = last["tokens"] - first["tokens"]
@@ -157,8 +163,6 @@ def main(argv: list[str] | None = None) -> None:
         "skipped": [],
     }
     start = time.perf_counter()
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     for objective in args.objectives:
         for mode in args.modes:
             if time.perf_counter() - start > args.budget_s:
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             report["variants"].append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
-            path.write_text(json.dumps(report, indent=1) + "\n")
+            runs.write_json(args.out, report)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 

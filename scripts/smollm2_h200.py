@@ -109,7 +109,7 @@ def make_setup(teacher, tokenizer, args, hyena_layers: list[int] | None = None) 
         weight_decay=0.0,
         progress=not args.no_progress,
         out_dir=args.out,
-        compile=getattr(args, "compile", "no"),
+        compile=args.compile,
     )
     teacher = distill.freeze(teacher.float().to(device()))
     return distill.Setup(
