@@ -38,13 +38,64 @@ def cache_length(context: int) -> int:
     return -(-(context + STEP_HEADROOM) // 64) * 64
 
 
-def _compiled(fn: Callable[[], Tensor], compile: bool) -> Callable[[], Tensor]:
-    """fn compiled by torch.compile for static shapes (inductor fuses the element-wise work), or fn
-    itself."""
-    if not compile:
+# How a decoding step is compiled: "default" is inductor as it comes; "tuned" is gpt-fast's setting,
+# coordinate-descent tuning of every generated kernel, with each one-row matrix product (biased or
+# not) lowered to a product-and-sum that inductor fuses and tunes like any reduction; "autotune" is
+# "tuned" plus inductor's search over its matrix-product kernels (slower to compile).
+COMPILE_SETTINGS = ("default", "tuned", "autotune")
+
+
+def _one_row_addmm(
+    bias: Tensor, mat1: Tensor, mat2: Tensor, *, beta: float = 1, alpha: float = 1
+) -> Tensor:
+    """addmm of a single row as a product and a sum in float32 (a reduction inductor can tune), or
+    NotImplemented (inductor's own lowering) for more rows."""
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    if not statically_known_true(mat1.shape[0] == 1):
+        return NotImplemented
+    out = (mat1.float().unsqueeze(2) * mat2.float().unsqueeze(0)).sum(dim=1)
+    return (alpha * out + beta * bias.float()).to(mat1.dtype)
+
+
+def _tuned_backend(autotune: bool) -> Callable[..., Any]:
+    """A torch.compile backend: inductor with coordinate-descent tuning, one-row matrix products
+    as reductions (inductor's own decomposition for mm, `_one_row_addmm` for addmm), and its
+    matrix-product search if `autotune`."""
+    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.decomposition import select_decomp_table
+
+    patches = {"coordinate_descent_tuning": True, "max_autotune": autotune}
+    decompositions = {**select_decomp_table(), torch.ops.aten.addmm.default: _one_row_addmm}
+
+    def backend(graph: torch.fx.GraphModule, inputs: list[Tensor]) -> Callable[..., Any]:
+        return compile_fx(graph, inputs, config_patches=patches, decompositions=decompositions)
+
+    return backend
+
+
+def compile_setting(compile: bool | str) -> str | None:
+    """The name in COMPILE_SETTINGS that `compile` asks for (True: "default"), or None (False)."""
+    if compile is False:
+        return None
+    setting = "default" if compile is True else compile
+    if setting not in COMPILE_SETTINGS:
+        raise ValueError(
+            f"compile must be True, False or one of {', '.join(COMPILE_SETTINGS)}; got {compile!r}"
+        )
+    return setting
+
+
+def _compiled(fn: Callable[[], Tensor], compile: bool | str) -> Callable[[], Tensor]:
+    """fn compiled by torch.compile for static shapes with the setting `compile` names (inductor
+    fuses the element-wise work; see COMPILE_SETTINGS), or fn itself (False)."""
+    setting = compile_setting(compile)
+    if setting is None:
         return fn
     allow_recompiles()
-    return torch.compile(fn, dynamic=False)
+    if setting == "default":
+        return torch.compile(fn, dynamic=False)
+    return torch.compile(fn, dynamic=False, backend=_tuned_backend(setting == "autotune"))
 
 
 def _tensor_bytes(tensors: Iterator[Tensor]) -> int:
@@ -314,8 +365,9 @@ class StudentGraphDecoder(_GraphStep):
     The prefill is `hyena_lite.generation.Decoder`'s (recurrent mode, FFT over the prompt); each
     step runs the whole model (embeddings, every layer's `ModalStep` and MLP, the head) from static
     buffers: on CUDA (or with graph=True) recorded once as a CUDA graph and replayed, compiled by
-    torch.compile first with `compile` (default: on CUDA, where inductor's fused step ran 2.7x
-    faster on an H200 at batch 1, 2.5x at batch 16). A new prefill reuses the same graph.
+    torch.compile first with `compile` (True or a name in COMPILE_SETTINGS; default: True on
+    CUDA, where inductor's fused step ran 2.7x faster on an H200 at batch 1, 2.5x at batch 16).
+    A new prefill reuses the same graph.
     `kernel="triton"` runs each layer's mixer as one Triton kernel, "triton_in_proj" with its input
     projection inside it, "triton_fused" with both projections (see `ModalStep`; `block_channels`
     is its kernel's channels per program).
@@ -326,7 +378,7 @@ class StudentGraphDecoder(_GraphStep):
         model: nn.Module,
         fits: dict[int, ModalFilter],
         batch: int,
-        compile: bool | None = None,
+        compile: bool | str | None = None,
         graph: bool | None = None,
         kernel: str = "torch",
         block_channels: int | None = None,
@@ -429,7 +481,8 @@ class TeacherGraphDecoder(_GraphStep):
     (whole rows), and copies keys and values into the static cache, whose tensors keep their
     addresses. A step reads its position from the cache's own counter and builds its mask and
     position ids from it on the device, so that the whole step (on CUDA, or with graph=True) is
-    recorded once as a CUDA graph, after torch.compile with `compile=True`.
+    recorded once as a CUDA graph, after torch.compile with `compile` (True or a name in
+    COMPILE_SETTINGS).
     """
 
     def __init__(
@@ -437,7 +490,7 @@ class TeacherGraphDecoder(_GraphStep):
         model: nn.Module,
         batch: int,
         max_len: int,
-        compile: bool = False,
+        compile: bool | str = False,
         graph: bool | None = None,
         prefill_tokens: int = 65_536,
     ) -> None:

@@ -50,6 +50,7 @@ from hyena_lite.decoding import fit_student
 from hyena_lite.experiments.bench import CausalSelfAttention, gpt2_teacher, hyena_forward_bytes
 from hyena_lite.experiments.generation import time_graph_decoding
 from hyena_lite.fastdecode import (
+    COMPILE_SETTINGS,
     STEP_HEADROOM,
     StudentGraphDecoder,
     TeacherGraphDecoder,
@@ -359,7 +360,7 @@ def ceilings(
                     fits,
                     row["batch"],
                     projections,
-                    compile=variant.startswith("compiled"),
+                    compile=compile_of(variant),
                     graph=run.cuda,
                 )
             measured = time_graph_decoding(run.students[key], ids, token, None, None, **run.timing)
@@ -372,6 +373,18 @@ def ceilings(
         except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
             row[f"ceiling_{name}_error"] = f"{type(error).__name__}: {error}"[:500]
         run.free()
+
+
+SEARCHED = ("tuned", "autotune")  # compile settings that time kernels while compiling: slower
+
+
+def compile_of(variant: str) -> bool | str:
+    """The decoders' `compile` for a variant's name: False (eager_*), a setting of
+    hyena_lite.fastdecode.COMPILE_SETTINGS (compiled_tuned_*, compiled_autotune_*), else True."""
+    if not variant.startswith("compiled"):
+        return False
+    setting = variant.split("_")[1]
+    return setting if setting in COMPILE_SETTINGS else True
 
 
 def decoding(
@@ -396,15 +409,24 @@ def decoding(
     if run.compile or compiled_only:
         teacher_variants["compiled_graph"] = None
         student_variants["compiled_graph"] = ("torch", None)
-        if run.cuda and importlib.util.find_spec("triton") is not None:
+        triton = run.cuda and importlib.util.find_spec("triton") is not None
+        if triton and not compiled_only:
             # each mixer one Triton kernel: between the projections, with the input projection,
             # with both (the whole mixer); the last also with 8 and 32 channels per program
             for kernel in ("triton", "triton_in_proj", "triton_fused"):
                 student_variants[f"compiled_graph_{kernel}"] = (kernel, None)
             for block in (8, 32):
                 student_variants[f"compiled_graph_triton_fused_c{block}"] = ("triton_fused", block)
+        for setting in ("tuned", "autotune"):  # both sides under gpt-fast's inductor settings
+            teacher_variants[f"compiled_{setting}_graph"] = None
+            student_variants[f"compiled_{setting}_graph"] = ("torch", None)
+            if triton:
+                student_variants[f"compiled_{setting}_graph_triton_fused"] = ("triton_fused", None)
+        if triton and compiled_only:  # the best Triton mixer of the full runs
+            student_variants["compiled_graph_triton_fused"] = ("triton_fused", None)
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0}  # seconds
-    need.update({v: 60.0 for v in student_variants | teacher_variants if v.startswith("compiled")})
+    for v in student_variants | teacher_variants:
+        need[v] = 150.0 if compile_of(v) in SEARCHED else 60.0 if compile_of(v) else need[v]
     students = run.students
     for context, batch in pairs:
         if not run.allows(f"decoding context {context} batch {batch}"):
@@ -427,7 +449,7 @@ def decoding(
                     teacher,
                     batch,
                     cache_length(context),
-                    compile=variant.startswith("compiled"),
+                    compile=compile_of(variant),
                     graph=run.cuda,
                 )
                 measured = time_graph_decoding(
@@ -455,7 +477,7 @@ def decoding(
                         student,
                         fits,
                         batch,
-                        compile=variant.startswith("compiled"),
+                        compile=compile_of(variant),
                         graph=run.cuda,
                         kernel=student_variants[variant][0],
                         block_channels=student_variants[variant][1],

@@ -8,14 +8,19 @@ import shutil
 
 import pytest
 import torch
+from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite.decoding import RecurrentDecoder, fit_operator, fit_student
 from hyena_lite.fastdecode import (
+    COMPILE_SETTINGS,
     ModalStep,
     StudentGraphDecoder,
     TeacherGraphDecoder,
     _check_triton,
+    _compiled,
+    _one_row_addmm,
+    compile_setting,
     weight_bytes,
 )
 from hyena_lite.generation import Decoder
@@ -213,7 +218,7 @@ def test_compiled_modal_step_equals_the_eager_one(order, batch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
-@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("compile", [False, True, "tuned"])
 def test_recorded_steps_on_a_gpu_equal_the_eager_ones(compile):
     teacher, student = (m.cuda() for m in _pair())
     fits = fit_student(student, order=8, progress=False).fits
@@ -365,3 +370,46 @@ def test_student_decoder_with_the_triton_step_equals_the_recurrent_decoder():
         decoder = StudentGraphDecoder(student, fits, batch=2, compile=False, kernel=kernel)
         for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
             torch.testing.assert_close(have.cpu(), want, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------- compile settings (tuned)
+def test_one_row_addmm_is_addmm_and_leaves_more_rows_to_inductor():
+    bias, row, weight = torch.randn(8), torch.randn(1, 5), torch.randn(5, 8)
+    torch.testing.assert_close(_one_row_addmm(bias, row, weight), torch.addmm(bias, row, weight))
+    torch.testing.assert_close(
+        _one_row_addmm(bias, row, weight, beta=0.5, alpha=2.0),
+        torch.addmm(bias, row, weight, beta=0.5, alpha=2.0),
+    )
+    assert _one_row_addmm(bias, torch.randn(2, 5), weight) is NotImplemented
+
+
+def test_unknown_compile_settings_are_refused_by_name():
+    assert compile_setting(False) is None
+    assert compile_setting(True) == "default"
+    assert [compile_setting(s) for s in COMPILE_SETTINGS] == list(COMPILE_SETTINGS)
+    with pytest.raises(ValueError, match="one of default, tuned, autotune; got 'fast'"):
+        compile_setting("fast")
+    _, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    with pytest.raises(ValueError, match="got 'fast'"):
+        StudentGraphDecoder(student, fits, batch=1, compile="fast")
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+    reason="torch.compile's CPU backend (inductor) needs a C++ compiler",
+)
+def test_tuned_setting_lowers_a_one_row_linear_into_a_generated_kernel():
+    from torch._inductor.utils import run_and_get_code
+
+    torch._dynamo.reset()
+    linear, x = nn.Linear(16, 32), torch.randn(1, 1, 16)
+    with torch.no_grad():
+        default_out, default_code = run_and_get_code(_compiled(lambda: linear(x), "default"))
+        torch._dynamo.reset()
+        tuned_out, tuned_code = run_and_get_code(_compiled(lambda: linear(x), "tuned"))
+        want = linear(x)
+    assert "extern_kernels.addmm" in "".join(default_code)  # inductor's own: a library call
+    assert "extern_kernels.addmm" not in "".join(tuned_code)  # tuned: fused into its kernel
+    torch.testing.assert_close(default_out, want)
+    torch.testing.assert_close(tuned_out, want)

@@ -165,3 +165,12 @@ def test_only_decoding_times_the_batch_1_goal_row_compiled_with_its_ceilings(
         assert row[f"ceiling_{name}_ms"] > 0 and row[f"ceiling_{name}_iqr_ms"] >= 0
     benchmark = json.loads((tmp_path / "benchmark_h200.json").read_text())
     assert benchmark["operator"]["rows"] == [] and benchmark["model"]["rows"] == []
+
+
+def test_variant_names_say_how_their_step_is_compiled() -> None:
+    script = _script()
+    assert script.compile_of("eager_graph") is False
+    assert script.compile_of("compiled_graph") is True
+    assert script.compile_of("compiled_graph_triton_fused_c8") is True
+    assert script.compile_of("compiled_tuned_graph") == "tuned"
+    assert script.compile_of("compiled_autotune_graph_triton_fused") == "autotune"
