@@ -417,13 +417,13 @@ def decoding(
                 student_variants[f"compiled_graph_{kernel}"] = (kernel, None)
             for block in (8, 32):
                 student_variants[f"compiled_graph_triton_fused_c{block}"] = ("triton_fused", block)
+        if triton and compiled_only:  # the best Triton mixer of the full runs
+            student_variants["compiled_graph_triton_fused"] = ("triton_fused", None)
         for setting in ("tuned", "autotune"):  # both sides under gpt-fast's inductor settings
             teacher_variants[f"compiled_{setting}_graph"] = None
             student_variants[f"compiled_{setting}_graph"] = ("torch", None)
-            if triton:
-                student_variants[f"compiled_{setting}_graph_triton_fused"] = ("triton_fused", None)
-        if triton and compiled_only:  # the best Triton mixer of the full runs
-            student_variants["compiled_graph_triton_fused"] = ("triton_fused", None)
+        if triton:
+            student_variants["compiled_tuned_graph_triton_fused"] = ("triton_fused", None)
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0}  # seconds
     for v in student_variants | teacher_variants:
         need[v] = 150.0 if compile_of(v) in SEARCHED else 60.0 if compile_of(v) else need[v]
