@@ -20,7 +20,7 @@ only at n = 2048 (3.1x cuFFT's convolution) and lost from 64 x 128 on: its DFT m
 grow with sqrt(n). The three-stage kernel (from n = 8192: n = 32 n2 n3, n2, n3 >= 16) splits the
 inner FFT of size m = n2 n3 again, so that its matrices stay 16 to 32 wide: the middle axis of the
 [32, n2, n3] tile is moved last, multiplied, and moved back (`_middle`); twenty real matrix
-products a channel. Warps grow with the tile (`default_warps`).
+products a channel. Warps per program as the H100 measured them (`default_warps`).
 
     python scripts/monarch_fftconv_probe.py --out results.json --lengths 1024,4096,8192,16384
     TRITON_INTERPRET=1 python scripts/monarch_fftconv_probe.py --check   # exactness, on a CPU
@@ -257,11 +257,12 @@ def make_plan(k: torch.Tensor, length: int) -> dict:
     }
 
 
-def default_warps(n1: int, n2: int) -> int:
-    """Warps a program: enough threads that the [n1, n2] float32 tiles fit their registers (4 at
-    32 x 64, where 4 won; the H100 run of monarch_h100.json used 4 at every size, and lost from
-    64 x 128 on, most likely to spills)."""
-    return min(16, max(4, n1 * n2 // 1024))
+def default_warps(n1: int, n2: int, stages: int = 2) -> int:
+    """Warps a program for a tile of n1 x n2 elements, as the H100 sweep measured them
+    (monarch_h100.json): 4 for two-stage tiles up to 64 x 128 (at 4K: 0.37 ms against 0.52 with
+    8), 8 otherwise (8K, two stages: 0.53 ms against 1.47 with 4 and 2.62 with 16; three stages,
+    4K: 0.093 against 0.136 with 4; 8K: 0.32 against 1.19 with 4 and 0.36 with 16)."""
+    return 4 if stages == 2 and n1 * n2 <= 8192 else 8
 
 
 def _launch(
@@ -290,7 +291,7 @@ def _launch(
         1.0 / plan["n"],
         **sizes,
         PRECISION=precision,
-        num_warps=num_warps or default_warps(n1, math.prod(rest)),
+        num_warps=num_warps or default_warps(n1, math.prod(rest), 1 + len(rest)),
     )
     return out.reshape(batch, channels, length)
 
@@ -383,7 +384,7 @@ def _timed(name: str, conv, u, plan, skip, want, precision, num_warps) -> dict:
     """One kernel's row entries: its split, warps, error against `fftconv` and time, or the error
     that stopped it (too large a tile for the chip, say)."""
     factors = [plan[key] for key in ("n1", "n2", "n3") if key in plan]
-    warps = num_warps or default_warps(factors[0], math.prod(factors[1:]))
+    warps = num_warps or default_warps(factors[0], math.prod(factors[1:]), len(factors))
     entry = {f"{name}_split": " x ".join(map(str, factors)), f"{name}_num_warps": warps}
     try:
         got = conv(u, plan, skip, precision, num_warps)
@@ -398,9 +399,11 @@ def bench(
     lengths: list[int], width: int, precision: str, num_warps: int | None = None
 ) -> Iterator[dict]:
     """Per length, batch 1, `width` channels, float32: the two-stage kernel and (from n = 8192)
-    the three-stage one against `cufft_conv`, all with the filter's spectrum computed beforehand
-    and launched eagerly (median and IQR of time_call), and each kernel's error against
-    `fftconv`; one row a length, as it finishes."""
+    the three-stage one against `cufft_conv`, eager and compiled by torch.compile (inductor fuses
+    the padding, slice and skip around cuFFT's calls: the baseline at its best), all with the
+    filter's spectrum computed beforehand (median and IQR of time_call), and each kernel's error
+    against `fftconv`; one row a length, as it finishes."""
+    compiled = torch.compile(cufft_conv, dynamic=False)
     for length in lengths:
         u = torch.randn(1, width, length, device="cuda")
         k = torch.randn(width, length, device="cuda") / length**0.5
@@ -408,8 +411,11 @@ def bench(
         want = fftconv(u, k, skip)
         plan = make_plan(k, length)
         spectrum = torch.fft.rfft(k, n=plan["n"])
-        cufft = time_call(lambda u=u, s=spectrum, d=skip, n=plan["n"]: cufft_conv(u, s, d, n))
-        row = {"L": length, "n": plan["n"], **cufft.as_row("cufft")}
+        row = {"L": length, "n": plan["n"]}
+        for name, conv in (("cufft", cufft_conv), ("cufft_compiled", compiled)):
+            args = (u, spectrum, skip, plan["n"])
+            timing = time_call(lambda c=conv, a=args: c(*a))
+            row.update(timing.as_row(name))
         row.update(_timed("monarch", causal_conv, u, plan, skip, want, precision, num_warps))
         if plan["n"] >= MIN_FFT3:
             plan3 = make_plan3(k, length)

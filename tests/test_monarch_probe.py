@@ -24,11 +24,11 @@ def test_fft_sizes_are_split_into_powers_of_two(load_script) -> None:
         probe.fft_factors(3072)
 
 
-def test_warps_grow_with_the_tiles(load_script) -> None:
+def test_warps_are_those_the_h100_sweep_chose(load_script) -> None:
     probe = load_script("monarch_fftconv_probe")
-    assert probe.default_warps(32, 64) == 4  # the size that won on the H100, unchanged
-    assert probe.default_warps(64, 128) == 8 and probe.default_warps(128, 128) == 16
-    assert probe.default_warps(128, 256) == 16  # a program has at most 16 warps here
+    assert probe.default_warps(32, 64) == 4 and probe.default_warps(64, 128) == 4  # two stages
+    assert probe.default_warps(128, 128) == 8 and probe.default_warps(128, 256) == 8
+    assert probe.default_warps(32, 256, stages=3) == 8  # three stages: 8 at 4K and 8K
 
 
 def test_three_stage_kernel_equals_fftconv(load_script) -> None:
