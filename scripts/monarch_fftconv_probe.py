@@ -39,6 +39,7 @@ import triton
 import triton.language as tl
 
 from hyena_lite import runs
+from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fftconv
 from hyena_lite.provenance import provenance
 from hyena_lite.timing import time_call
@@ -392,7 +393,8 @@ def _timed(name: str, conv, u, plan, skip, want, precision, num_warps) -> dict:
         return {**entry, f"{name}_error": repr(error)}
     entry[f"{name}_rel_err"] = float((got - want).abs().max() / want.abs().max())
     timing = time_call(lambda: conv(u, plan, skip, precision, num_warps))
-    return {**entry, **timing.as_row(name)}
+    graph, _ = record(lambda: conv(u, plan, skip, precision, num_warps), u.device)
+    return {**entry, **timing.as_row(name), **time_call(graph.replay).as_row(f"{name}_graph")}
 
 
 def bench(
@@ -400,7 +402,8 @@ def bench(
 ) -> Iterator[dict]:
     """Per length, batch 1, `width` channels, float32: the two-stage kernel and (from n = 8192)
     the three-stage one against `cufft_conv`, eager and compiled by torch.compile (inductor fuses
-    the padding, slice and skip around cuFFT's calls: the baseline at its best), all with the
+    the padding, slice and skip around cuFFT's calls) and replayed as a CUDA graph (no launch
+    cost: the baseline at its best; the kernels are graphed too), all with the
     filter's spectrum computed beforehand (median and IQR of time_call), and each kernel's error
     against `fftconv`; one row a length, as it finishes."""
     compiled = torch.compile(cufft_conv, dynamic=False)
@@ -416,6 +419,8 @@ def bench(
             args = (u, spectrum, skip, plan["n"])
             timing = time_call(lambda c=conv, a=args: c(*a))
             row.update(timing.as_row(name))
+        graph, _ = record(lambda: cufft_conv(u, spectrum, skip, plan["n"]), u.device, warmup=2)
+        row.update(time_call(graph.replay).as_row("cufft_graph"))  # no launch cost at all
         row.update(_timed("monarch", causal_conv, u, plan, skip, want, precision, num_warps))
         if plan["n"] >= MIN_FFT3:
             plan3 = make_plan3(k, length)
