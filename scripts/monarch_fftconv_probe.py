@@ -403,9 +403,9 @@ def bench(
     """Per length, batch 1, `width` channels, float32: the two-stage kernel and (from n = 8192)
     the three-stage one against `cufft_conv`, eager and compiled by torch.compile (inductor fuses
     the padding, slice and skip around cuFFT's calls) and replayed as a CUDA graph (no launch
-    cost: the baseline at its best; the kernels are graphed too), all with the
-    filter's spectrum computed beforehand (median and IQR of time_call), and each kernel's error
-    against `fftconv`; one row a length, as it finishes."""
+    cost: the baseline at its best; the kernels are graphed too), all with the filter's spectrum
+    computed beforehand (median and IQR of time_call), and each kernel's error against
+    `fftconv`; one row a length, as it finishes."""
     compiled = torch.compile(cufft_conv, dynamic=False)
     for length in lengths:
         u = torch.randn(1, width, length, device="cuda")
@@ -419,7 +419,7 @@ def bench(
             args = (u, spectrum, skip, plan["n"])
             timing = time_call(lambda c=conv, a=args: c(*a))
             row.update(timing.as_row(name))
-        graph, _ = record(lambda: cufft_conv(u, spectrum, skip, plan["n"]), u.device, warmup=2)
+        graph, _ = record(lambda a=args: cufft_conv(*a), u.device, warmup=2)
         row.update(time_call(graph.replay).as_row("cufft_graph"))  # no launch cost at all
         row.update(_timed("monarch", causal_conv, u, plan, skip, want, precision, num_warps))
         if plan["n"] >= MIN_FFT3:
