@@ -15,12 +15,15 @@ that permuted layout. The inverse: A' = (C K) conj(F2), A' *= conj(T), y = conj(
 (the first L = n / 2 outputs). Twelve real matrix products a channel, as `tl.dot`; "ieee" float32
 for exactness (and Triton's CPU interpreter), "tf32" for tensor cores.
 
-Timed on an H100 (monarch_h100.json, four warps a program at every size), the two-stage kernel won
-only at n = 2048 (3.1x cuFFT's convolution) and lost from 64 x 128 on: its DFT matrices and tiles
-grow with sqrt(n). The three-stage kernel (from n = 8192: n = 32 n2 n3, n2, n3 >= 16) splits the
-inner FFT of size m = n2 n3 again, so that its matrices stay 16 to 32 wide: the middle axis of the
-[32, n2, n3] tile is moved last, multiplied, and moved back (`_middle`); twenty real matrix
-products a channel. Warps per program as the H100 measured them (`default_warps`).
+The two-stage kernel's DFT matrices and tiles grow with sqrt(n); the three-stage kernel (from
+n = 8192: n = 32 n2 n3, n2, n3 >= 16) splits the inner FFT of size m = n2 n3 again, so that its
+matrices stay 16 to 32 wide: the middle axis of the [32, n2, n3] tile is moved last, multiplied,
+and moved back (`_middle`); twenty real matrix products a channel. Warps per program as the H100
+measured them (`default_warps`).
+
+Timed on an H100 (monarch_h100.json; both sides as CUDA graphs, the baseline also compiled):
+2.0x the cuFFT convolution at 1K (two stages), 1.5x at 2K and 4K (three stages at 4K), 1.14x
+slower at 8K; from 16K no kernel builds (one program cannot hold a channel of 32K points).
 
     python scripts/monarch_fftconv_probe.py --out results.json --lengths 1024,4096,8192,16384
     TRITON_INTERPRET=1 python scripts/monarch_fftconv_probe.py --check   # exactness, on a CPU
