@@ -188,18 +188,19 @@ def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.O
     )
 
 
-def compiled(model: nn.Module, mode: str) -> nn.Module:
-    """`model` under torch.compile as `mode` (COMPILE_MODES) says, sharing its parameters: itself
-    for "no", its repeated layers compiled once each for "regions", one graph for "whole"."""
+def compiled(model: nn.Module | Callable, mode: str) -> nn.Module | Callable:
+    """`model` (a module or a function) under torch.compile as `mode` (COMPILE_MODES) says,
+    sharing its parameters: itself for "no"; for "regions" a module's repeated layers compiled once
+    each (a function whole); one graph for "whole"."""
     if mode == "no":
         return model
-    from accelerate.utils import compile_regions
-
     allow_recompiles()  # each model, objective and shape compiles anew: no silent eager fallback
     options = {"backend": COMPILE_BACKEND, "dynamic": False}
-    return (
-        compile_regions(model, **options) if mode == "regions" else torch.compile(model, **options)
-    )
+    if mode == "regions" and isinstance(model, nn.Module):
+        from accelerate.utils import compile_regions
+
+        return compile_regions(model, **options)
+    return torch.compile(model, **options)
 
 
 def _seed_everything(seed: int) -> None:

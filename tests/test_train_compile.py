@@ -64,6 +64,32 @@ def test_compiled_kd_trains_the_eager_steps(cheap_backend, mode):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("mode", ["whole", "regions"])
+def test_the_logits_terms_compile_with_the_models(cheap_backend, monkeypatch, mode):
+    """The KD and cross-entropy terms (float32 softmaxes over the vocabulary) are compiled as the
+    models are, as one function, and give the eager values and gradients."""
+    from hyena_lite.distill import stages
+
+    seen = []
+    monkeypatch.setattr(
+        stages, "compiled", lambda fn, m: seen.append((fn, m)) or training.compiled(fn, m)
+    )
+    _distil(_teacher(), mode, ce_weight=0.5)
+    assert (stages.logit_terms, mode) in seen
+    torch.manual_seed(0)
+    student = torch.randn(2, 9, 32, requires_grad=True)
+    teacher, ids = torch.randn(2, 9, 32), torch.randint(0, 32, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    fused = training.compiled(stages.logit_terms, mode)(student, teacher, ids, mask, 2.0)
+    plain = stages.logit_terms(student, teacher, ids, mask, 2.0)
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b)
+    (grad_fused,) = torch.autograd.grad(sum(fused), student)
+    (grad_plain,) = torch.autograd.grad(sum(plain), student)
+    torch.testing.assert_close(grad_fused, grad_plain)
+
+
 def test_a_later_run_compiles_too(cheap_backend):
     """accelerate keeps its first Accelerator's dynamo plugin for the process: the loop compiles
     itself, so an eager run first does not turn compilation off for the next."""
