@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend
 
-from hyena_lite import fastpath, runs
+from hyena_lite import fastpath, monarch_conv, runs
 from hyena_lite.cudagraph import record
 from hyena_lite.decoding import fit_student
 from hyena_lite.experiments.bench import CausalSelfAttention, gpt2_teacher, hyena_forward_bytes
@@ -226,9 +226,15 @@ def _fastest(row: dict[str, Any], keys: tuple[str, ...]) -> float | None:
     return min((row[k] for k in keys if row.get(k)), default=None)
 
 
-# each side's variants: recorded as a CUDA graph (or eager where recording failed), compiled
+# each side's variants: recorded as a CUDA graph (or eager where recording failed), compiled;
+# Hyena's also with the matrix-product convolutions (FastPath.monarch, 1K-4K)
 ATTN_FORWARD = ("attn_graph_ms", "attn_ms", "attn_compiled_graph_ms", "attn_compiled_ms")
-HYENA_FORWARD = ("hyena_ms", "hyena_compiled_graph_ms", "hyena_compiled_ms")
+HYENA_FORWARD = (
+    "hyena_ms",
+    "hyena_compiled_graph_ms",
+    "hyena_compiled_ms",
+    "hyena_monarch_graph_ms",
+)
 ATTN_FWDBWD = ("attn_fwdbwd_ms", "attn_compiled_fwdbwd_ms")
 HYENA_FWDBWD = ("hyena_fwdbwd_ms", "hyena_compiled_fwdbwd_ms")
 
@@ -599,6 +605,17 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
             except torch.OutOfMemoryError as error:
                 row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
             fastpath.clear_caches(block)
+            run.free()
+        if run.cuda and monarch_conv.supports(length):  # the matrix-product convolutions
+            hyena.fastpath.monarch = True
+            try:
+                timing, graphed = _forward_timing(run, hyena, x, True)
+                row.update(timing.as_row("hyena_monarch_graph" if graphed else "hyena_monarch"))
+                row["hyena_monarch_rel_err"] = _fast_error(hyena, x)
+            except Exception as error:  # noqa: BLE001  a failure is a result to report
+                row["hyena_monarch_error"] = f"{type(error).__name__}: {error}"[:500]
+            hyena.fastpath.monarch = False
+            fastpath.clear_caches(hyena)
             run.free()
         if "hyena_graph_ms" in row:  # the column the goals name: Hyena's forward at its best
             row["hyena_ms"], row["hyena_iqr_ms"] = row["hyena_graph_ms"], row["hyena_graph_iqr_ms"]

@@ -1,0 +1,89 @@
+"""hyena_lite.monarch_conv: the matrix-product causal convolution (two and three stages) equals
+fftconv with and without its fused gate, in Triton's CPU interpreter; the operator's fast path
+with FastPath.monarch equals the plain forward, caches its plans and stays out of autograd."""
+
+import pytest
+import torch
+
+from hyena_lite import monarch_conv
+from hyena_lite.fastpath import fast_forward, monarch_plans, plain_forward
+from hyena_lite.fftconv import fftconv
+from hyena_lite.operator import HyenaOperator
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() and not monarch_conv.interpreted(),
+    reason="the Triton kernels run on a CUDA GPU or in Triton's interpreter (TRITON_INTERPRET=1)",
+)
+
+
+def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got - want).abs().max() / want.abs().max())
+
+
+@pytest.mark.parametrize(("length", "stages"), [(600, 2), (2048, 2), (3000, 3), (4096, 3)])
+def test_the_kernels_equal_fftconv_with_and_without_the_gate(length, stages):
+    torch.manual_seed(0)
+    u, k, skip = torch.randn(2, 3, length), torch.randn(3, length) / length**0.5, torch.randn(3)
+    gate = torch.randn(2, 9, length)[:, 3:6]  # a slice: rows contiguous, batch stride 9 L
+    plan = monarch_conv.make_plan(k, length)
+    assert len(plan["sizes"]) == stages
+    want = fftconv(u, k, skip)
+    assert _relative(monarch_conv.causal_conv(u, plan, skip, precision="ieee"), want) < 1e-5
+    gated = monarch_conv.causal_conv(u, plan, skip, gate=gate, precision="ieee")
+    assert gated.dtype == torch.float32 and _relative(gated, gate * want) < 1e-5
+
+
+def test_fft_sizes_split_into_powers_of_two_and_bad_sizes_are_named():
+    assert monarch_conv.fft_factors(2048) == (32, 64) and monarch_conv.fft_factors(4096) == (64, 64)
+    assert monarch_conv.fft_factors3(8192) == (32, 16, 16)
+    assert monarch_conv.fft_factors3(32768) == (32, 32, 32)
+    with pytest.raises(ValueError, match="power of two >= 2048"):
+        monarch_conv.fft_factors(3072)
+    with pytest.raises(ValueError, match="power of two >= 8192"):
+        monarch_conv.make_plan(torch.randn(2, 600), 600, stages=3)
+    assert [monarch_conv.supports(n) for n in (512, 513, 4096, 4097)] == [False, True, True, False]
+    assert monarch_conv.default_warps({"N1": 64, "N2": 64}) == 4  # as the H100 sweep chose
+    assert monarch_conv.default_warps({"N1": 32, "N2": 16, "N3": 16}) == 8
+
+
+def test_a_gate_of_another_shape_is_refused():
+    u, k = torch.randn(1, 2, 600), torch.randn(2, 600)
+    plan = monarch_conv.make_plan(k, 600)
+    with pytest.raises(ValueError, match="the gate must have u's shape"):
+        monarch_conv.causal_conv(u, plan, torch.zeros(2), gate=torch.randn(1, 2, 600, 2)[..., 0])
+
+
+@pytest.mark.parametrize(("order", "length"), [(2, 700), (3, 2500)])
+def test_the_fast_path_with_monarch_equals_the_plain_forward(order, length):
+    torch.manual_seed(0)
+    op = HyenaOperator(d_model=8, l_max=4096, order=order).eval()
+    u = torch.randn(2, length, 8)
+    with torch.no_grad():
+        want = plain_forward(op, u)
+        assert monarch_plans(op, u) is None  # off by default
+        op.fastpath.monarch = True
+        got = fast_forward(op, u)
+        plans = monarch_plans(op, u)
+    assert len(plans) == order and _relative(got, want) < 1e-5
+    with torch.no_grad():
+        assert monarch_plans(op, u) is plans  # cached
+        next(op.filter_fn.parameters()).add_(0.01)  # a new filter: new plans
+        assert monarch_plans(op, u) is not plans
+        assert monarch_plans(op, torch.randn(2, 300, 8)) is None  # too short to pay
+    assert monarch_plans(op, u) is None  # autograd on: the FFT path, which has a backward
+    op.fastpath.clear()
+    assert op.fastpath.plans is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_monarch_path_agrees_in_bfloat16_and_replays_as_a_graph():
+    torch.manual_seed(0)
+    op = HyenaOperator(d_model=64, l_max=4096, order=2).cuda().to(torch.bfloat16).eval()
+    x = torch.randn(2, 3000, 64, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        want = op(x).float()  # the fast path with cuFFT
+        op.fastpath.monarch = op.fastpath.cuda_graphs = True
+        outs = [op(x).float() for _ in range(3)]  # eager, fused, recorded and replayed
+    assert op.fastpath.graph[1] is not None
+    for got in outs:
+        assert float((got - want).norm() / want.norm()) < 2e-2
