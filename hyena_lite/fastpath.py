@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hyena_lite import monarch_conv
 from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fft_size, fftconv
 from hyena_lite.longconv import short_conv
@@ -160,11 +159,13 @@ def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
     """The long filters' `monarch_conv` plans for u's length (one per order, cached on the operator
     like the spectra), or None where the matrix-product convolution is not to run: `monarch` off,
     autograd on, a length it does not support, or neither CUDA nor Triton's interpreter."""
+    if not op.fastpath.monarch or torch.is_grad_enabled():
+        return None
+    from hyena_lite import monarch_conv  # imports triton: only when asked for
+
     length = u.shape[1]
     runs_here = u.is_cuda or monarch_conv.interpreted()
-    if not (op.fastpath.monarch and runs_here and monarch_conv.supports(length)):
-        return None
-    if torch.is_grad_enabled():
+    if not (runs_here and monarch_conv.supports(length)):
         return None
     params = tuple(op.filter_fn.parameters())
     key = (length, *((p.data_ptr(), p._version) for p in params))
@@ -209,6 +210,8 @@ def _mix(
     gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
     value_args = (z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:])
     if plans is not None:  # unpadded float32 values; each step one kernel, its gate inside
+        from hyena_lite import monarch_conv
+
         v = _kernel("value", fused)(*value_args, length)
         precision = "ieee" if u.dtype == torch.float32 else "tf32"
         for step, plan in enumerate(plans):
