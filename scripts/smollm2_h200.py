@@ -647,7 +647,14 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
             config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"),
         )
         probe = copy_probe(setup.tokenizer, args, by_stage)
-        run = distill.run_recipe(recipe, student_setup, args.tokens, probe)
+        budgets = {"transfer": args.transfer_tokens} if args.transfer_tokens else None
+        run = distill.run_recipe(
+            recipe,
+            student_setup,
+            args.tokens,
+            probe,
+            stage_tokens=None if name == "scratch" else budgets,
+        )
         summary = distill.summarize(recipe, run, student_setup)
         model, tokens, kept = run.student, summary["tokens"], None if name == "scratch" else keep
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
@@ -881,6 +888,15 @@ def run_all(args) -> None:
             f"the students' stages and the fine-tuned teacher would see different batches: give "
             f"--tokens {max(1, args.tokens // step_tokens) * step_tokens}"
         )
+    if args.transfer_tokens % (args.batch_size * args.seq_len):
+        raise SystemExit(
+            f"--transfer-tokens {args.transfer_tokens:,} is not a whole number of steps of "
+            f"{args.batch_size * args.seq_len:,} tokens"
+        )
+    if args.transfer_tokens and "transfer" not in args.recipe:
+        raise SystemExit(
+            f"--transfer-tokens sets the transfer stage: recipe {args.recipe} has none"
+        )
     if args.induction_stage_tokens and "hybrid" not in args.models:
         raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
     if args.induction_stage_tokens:
@@ -1003,6 +1019,14 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         "H200 at the rates of the 24.6M-token run, so all four fit one 10-minute call)",
     )
     p.add_argument("--recipe", choices=DISTILL_RECIPES, default="transfer")
+    p.add_argument(
+        "--transfer-tokens",
+        type=int,
+        default=0,
+        help="the students' attention transfer on this many tokens instead of a quarter of "
+        "--tokens (the KD stage keeps its three quarters; the fine-tuned teacher does not see the "
+        "extra tokens); 0: the recipe's share",
+    )
     p.add_argument(
         "--attention-layers",
         type=lambda s: [int(x) for x in s.split(",")],

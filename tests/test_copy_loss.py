@@ -124,7 +124,7 @@ def test_kd_with_the_copy_loss_trains_the_hybrids_attention_and_restores_its_ker
     assert student.config._attn_implementation == kernel
 
 
-def test_a_recipe_takes_stage_options_and_refuses_stages_it_does_not_run():
+def test_a_recipe_takes_stage_options_and_budgets_and_refuses_stages_it_does_not_run():
     teacher = tiny_teacher()
     torch.manual_seed(0)
     windows = torch.randint(0, VOCAB, (2, SEQ))
@@ -145,6 +145,13 @@ def test_a_recipe_takes_stage_options_and_refuses_stages_it_does_not_run():
     assert "induction" not in plain.runs["kd"][-1].records[-1]
     with pytest.raises(ValueError, match="does not run"):
         distill.run_recipe("ce", hybrid, 4 * BATCH * SEQ, stage_options={"kd": {}})
+    longer = distill.run_recipe(
+        "transfer", hybrid, 4 * BATCH * SEQ, stage_tokens={"transfer": 3 * BATCH * SEQ}
+    )  # its own budget for the transfer (3 steps), the kd stage its share (3 of 4)
+    assert [r.tokens for r in longer.runs["transfer"]] == [3 * BATCH * SEQ]
+    assert [r.tokens for r in longer.runs["kd"]] == [3 * BATCH * SEQ]
+    with pytest.raises(ValueError, match="stage_tokens names stages"):
+        distill.run_recipe("ce", hybrid, 4 * BATCH * SEQ, stage_tokens={"transfer": 1})
 
 
 def test_a_llama_hybrid_gives_the_loss_its_attention_layers_only():

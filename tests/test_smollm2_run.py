@@ -163,3 +163,25 @@ def test_smoke_induction_stage_variants_start_from_the_recipe(tmp_path, load_scr
         script.main([*hybrid_only, *stage, "--induction-stage-weight", "-1"])
     with pytest.raises(SystemExit, match="must be positive"):
         script.main([*hybrid_only, *stage, "--induction-stage-lr-scale", "-1"])
+
+
+def test_smoke_longer_transfer_and_its_refusals(tmp_path, load_script):
+    """--transfer-tokens: the students' attention transfer on its own budget (the KD stage keeps
+    its share); a budget that is not whole steps, or a recipe without a transfer, is refused
+    before any training."""
+    script = load_script("smollm2_h200")
+    out = tmp_path / "run"
+    hybrid_only = ["run", "--smoke", "--models", "hybrid", "--out", str(out), "--no-progress"]
+    script.main(hybrid_only)
+    plain = json.loads((out / "smollm2_smoke.json").read_text())["students"]["hybrid"]["tokens"]
+    step = 2 * 64  # --smoke: micro-batches of 2 x 64 tokens
+    longer = ["--transfer-tokens", str(8 * step), "--out", str(tmp_path / "longer")]
+    script.main([*hybrid_only[:-3], *longer, "--no-progress"])
+    results = json.loads((tmp_path / "longer" / "smollm2_smoke.json").read_text())
+    quarter = results["tokens_per_student"] // 4
+    assert results["students"]["hybrid"]["tokens"] == plain - quarter + 8 * step
+    assert results["settings"]["transfer_tokens"] == 8 * step
+    with pytest.raises(SystemExit, match="not a whole number of steps"):
+        script.main([*hybrid_only, "--transfer-tokens", str(step + 1)])
+    with pytest.raises(SystemExit, match="recipe best has none"):
+        script.main([*hybrid_only, "--recipe", "best", "--transfer-tokens", str(step)])

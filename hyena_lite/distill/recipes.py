@@ -266,22 +266,25 @@ def run_recipe(
     tokens: int,
     after_stage: Callable[[str, nn.Module], None] | None = None,
     stage_options: dict[str, dict[str, Any]] | None = None,
+    stage_tokens: dict[str, int] | None = None,
 ) -> RecipeRun:
     """Build the recipe's student and train it through its stages on `tokens` tokens in all;
     after_stage(name, student), if given, sees the student at "init", after "calibrate" (if the
     recipe calibrates) and after every stage (a probe of what each stage changes). stage_options
     {stage: {option: value}} adds to or overrides the recipe's options of those stages (e.g.
-    {"kd": {"induction_weight": 0.5}})."""
+    {"kd": {"induction_weight": 0.5}}); stage_tokens {stage: tokens} gives those stages their own
+    budgets instead of their share of `tokens` (e.g. a longer attention transfer)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     spec = RECIPES[recipe]
-    extra = stage_options or {}
-    unknown = set(extra) - {stage for stage, _, _ in spec["stages"]}
-    if unknown:
-        raise ValueError(
-            f"stage_options names stages {sorted(unknown)} that recipe {recipe!r} does not run "
-            f"(its stages: {', '.join(stage for stage, _, _ in spec['stages'])})"
-        )
+    extra, budgets = stage_options or {}, stage_tokens or {}
+    for what, named in (("stage_options", extra), ("stage_tokens", budgets)):
+        unknown = set(named) - {stage for stage, _, _ in spec["stages"]}
+        if unknown:
+            raise ValueError(
+                f"{what} names stages {sorted(unknown)} that recipe {recipe!r} does not run "
+                f"(its stages: {', '.join(stage for stage, _, _ in spec['stages'])})"
+            )
     student = make_student(setup, spec["init"])
     run = RecipeRun(student, {}, {"init": math.exp(validation_loss(student, setup.curve_windows))})
     probe = after_stage or (lambda _name, _student: None)
@@ -296,9 +299,8 @@ def run_recipe(
     offset = 0
     for i, (stage, share, options) in enumerate(spec["stages"]):
         options = {**options, **extra.get(stage, {})}
-        runs = run_stage(
-            stage, student, setup, int(tokens * share), f"{prefix}/{i}-{stage}", offset, **options
-        )
+        budget = budgets.get(stage, int(tokens * share))
+        runs = run_stage(stage, student, setup, budget, f"{prefix}/{i}-{stage}", offset, **options)
         run.runs[stage] = runs
         run.ppl_after[stage] = math.exp(validation_loss(student, setup.curve_windows))
         probe(stage, student)
