@@ -1,5 +1,6 @@
-"""scripts/hyena_copy_capacity.py and scripts/cpu_token_scaling.py on the smoke profile: the
-files they write hold what their chapters and notes read."""
+"""scripts/hyena_copy_capacity.py, cpu_token_scaling.py, cpu_transfer_budget.py and
+alignment_budget_cpu.py on the smoke profile (or a tiny random teacher): the files they write hold
+what their chapters and notes read."""
 
 from __future__ import annotations
 
@@ -40,3 +41,36 @@ def test_token_scaling_scores_the_student_and_the_control_at_each_budget(
     ratio = models["distilled"]["in_domain"]["ppl"] / models["teacher_ft"]["in_domain"]["ppl"]
     assert math.isclose(budget["distilled_over_teacher_ft_in"], ratio)
     assert all(m["out_of_domain"]["ppl"] > 1 for m in models.values())
+
+
+def test_transfer_budget_scores_every_arm_against_the_control(load_script, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports cpu_mix_probe, as `python scripts/..`
+    budget = load_script("cpu_transfer_budget")
+    out = tmp_path / "transfer.json"
+    assert budget.main(["--smoke", "--eval-tokens", "300", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["commit"] and report["transfer_tokens_longer"] == report["tokens_per_model"]
+    models = report["models"]
+    assert set(models) == {"teacher_ft", "best (progressive)", "transfer", "transfer, longer"}
+    control = models["teacher_ft"]["in_domain"]["ppl"]
+    for label in ("transfer", "transfer, longer"):
+        assert math.isclose(
+            models[label]["over_teacher_ft_in"], models[label]["in_domain"]["ppl"] / control
+        )
+        assert "transfer" in models[label]["ppl_after"]
+
+
+def test_alignment_budget_writes_each_layers_curve(load_script, tmp_path):
+    budget = load_script("alignment_budget_cpu")
+    out = tmp_path / "align.json"
+    argv = ["--smoke", "--layers", "0,2", "--seq", "32", "--train-windows", "8"]
+    assert (
+        budget.main([*argv, "--valid-windows", "2", "--checkpoints", "2,4", "--json", str(out)])
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert report["commit"] and set(report["layers"]) == {"0", "2"}
+    for layer in report["layers"].values():
+        assert [p["step"] for p in layer["curve"]] == [0, 2, 4]
+        assert [p["tokens"] for p in layer["curve"]] == [0, 2 * 4 * 32, 4 * 4 * 32]
+        assert all(math.isfinite(p["nmse"]) and p["nmse"] >= 0 for p in layer["curve"])
