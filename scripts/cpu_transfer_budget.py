@@ -5,7 +5,8 @@ ten times longer miss a third or less of their attention layers' output, against
 after the recipe's steps. Here the cpu chain asks what that buys the whole student: the book's
 all-Hyena student on the book's mix (a quarter copy / recall rows) with the `transfer` recipe as it
 is (a quarter of the budget aligns every mixer at once, the rest is KD) and with the transfer given
-`--transfer-factor` times its tokens (the KD stage unchanged), beside the `best` recipe
+`--transfer-factor` times its tokens (the KD stage unchanged), the recipe's own split of that
+arm's total tokens (the same tokens, a quarter transfer), beside the `best` recipe
 (progressive alignment) and the control (the teacher fine-tuned with cross-entropy on the same
 tokens), all scored as cpu_mix_probe.py scores them. One JSON file with command, commit, hardware.
 
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         "transfer": lambda: distill.run_recipe("transfer", setup, tokens),
         "transfer, longer": lambda: distill.run_recipe(
             "transfer", setup, tokens, stage_tokens={"transfer": longer}
+        ),
+        # the recipe's own split of the longer arm's total: are the extra tokens better spent on
+        # the transfer than on KD?
+        "transfer, same total": lambda: distill.run_recipe(
+            "transfer", setup, tokens // 4 * 3 + longer
         ),
     }
     control = score(fine_tuned_teacher(setup, tokens)[0], profile, base.tokenizer, args.eval_tokens)

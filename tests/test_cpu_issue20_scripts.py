@@ -51,7 +51,13 @@ def test_transfer_budget_scores_every_arm_against_the_control(load_script, tmp_p
     report = json.loads(out.read_text())
     assert report["commit"] and report["transfer_tokens_longer"] == report["tokens_per_model"]
     models = report["models"]
-    assert set(models) == {"teacher_ft", "best (progressive)", "transfer", "transfer, longer"}
+    assert set(models) == {
+        "teacher_ft",
+        "best (progressive)",
+        "transfer",
+        "transfer, longer",
+        "transfer, same total",
+    }
     control = models["teacher_ft"]["in_domain"]["ppl"]
     for label in ("transfer", "transfer, longer"):
         assert math.isclose(
