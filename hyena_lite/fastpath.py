@@ -134,6 +134,12 @@ def _kernel(name: str, fused: bool) -> Callable:
     return _FUSED[name]
 
 
+def _filters_key(op: HyenaOperator, length: int) -> tuple:
+    """What the long filters for `length` depend on: the length and every filter parameter's
+    storage and version (an optimiser step or load_state_dict bumps it, .to() moves it)."""
+    return (length, *((p.data_ptr(), p._version) for p in op.filter_fn.parameters()))
+
+
 def filter_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
     """The long filters' spectra for `length`, [order, D, n // 2 + 1] complex64, scaled by 1 / n,
     and the skips [order, D].
@@ -144,8 +150,7 @@ def filter_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
     filter parameter changes (an optimiser step or load_state_dict bumps a parameter's version,
     .to() moves its storage).
     """
-    params = tuple(op.filter_fn.parameters())
-    key = (length, *((p.data_ptr(), p._version) for p in params))
+    key = _filters_key(op, length)
     state, keep = op.fastpath, op.fastpath.cache_spectra and not torch.is_grad_enabled()
     if keep and state.spectra is not None and state.spectra[0] == key:
         return state.spectra[1]
@@ -167,9 +172,7 @@ def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
     runs_here = u.is_cuda or monarch_conv.interpreted()
     if not (runs_here and monarch_conv.supports(length)):
         return None
-    params = tuple(op.filter_fn.parameters())
-    key = (length, *((p.data_ptr(), p._version) for p in params))
-    state = op.fastpath
+    key, state = _filters_key(op, length), op.fastpath
     if state.plans is None or state.plans[0] != key:
         k, _ = op.long_filters(length)
         state.plans = (key, [monarch_conv.make_plan(k[step], length) for step in range(op.order)])
