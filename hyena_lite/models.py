@@ -81,7 +81,9 @@ def student_config(
             f"{sorted(_OPERATOR_FIELDS)}, and HyenaFilter {sorted(filter_names)}"
         )
     fields = {_OPERATOR_FIELDS[k]: v for k, v in hyena_kwargs.items() if k in _OPERATOR_FIELDS}
-    filter_args = {k: v for k, v in hyena_kwargs.items() if k in filter_names}
+    filter_args = {  # filter_order is both: the operator passes it on to its filter
+        k: v for k, v in hyena_kwargs.items() if k in filter_names and k not in _OPERATOR_FIELDS
+    }
     values = {k: v for k, v in teacher_config.to_dict().items() if k not in _NOT_COPIED}
     values["use_cache"] = False
     config = family.config_class(

@@ -345,3 +345,13 @@ def test_seeding_from_attention_keeps_the_teachers_device(order) -> None:
     projections = {name: (weight, None) for name in ("q", "k", "v", "o")}
     init_from_attention(operator, projections)
     assert operator.in_proj.weight.device.type == "meta"
+
+
+def test_convert_passes_operator_and_filter_settings_through():
+    teacher = tiny_teacher("gpt2")
+    student = convert(teacher, filter_order=8, short_filter_order=5, order=3, emb_dim=5)
+    operator = layer_mixers(student)[0].operator
+    assert operator.order == 3 and operator.short_filter.kernel_size == (5,)
+    assert operator.filter_fn.head.in_features == 8 and operator.filter_fn.bands == 2
+    assert student.config.hyena_filter_args == {"emb_dim": 5}
+    assert student(ids()).logits.shape[-1] == teacher.config.vocab_size
