@@ -14,6 +14,9 @@ pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() and not monarch_conv.interpreted(),
     reason="the Triton kernels run on a CUDA GPU or in Triton's interpreter (TRITON_INTERPRET=1)",
 )
+# Where the kernels run: the interpreter takes CPU tensors, a GPU CUDA ones (conftest.py sets the
+# interpreter only on machines without CUDA).
+DEVICE = torch.device("cpu" if monarch_conv.interpreted() else "cuda")
 
 
 def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -23,8 +26,9 @@ def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
 @pytest.mark.parametrize(("length", "stages"), [(600, 2), (2048, 2), (3000, 3), (4096, 3)])
 def test_the_kernels_equal_fftconv_with_and_without_the_gate(length, stages):
     torch.manual_seed(0)
-    u, k, skip = torch.randn(2, 3, length), torch.randn(3, length) / length**0.5, torch.randn(3)
-    gate = torch.randn(2, 9, length)[:, 3:6]  # a slice: rows contiguous, batch stride 9 L
+    u, k = torch.randn(2, 3, length, device=DEVICE), torch.randn(3, length, device=DEVICE)
+    k, skip = k / length**0.5, torch.randn(3, device=DEVICE)
+    gate = torch.randn(2, 9, length, device=DEVICE)[:, 3:6]  # rows contiguous, batch stride 9 L
     plan = monarch_conv.make_plan(k, length)
     assert len(plan["sizes"]) == stages
     want = fftconv(u, k, skip)
@@ -56,8 +60,8 @@ def test_a_gate_of_another_shape_is_refused():
 @pytest.mark.parametrize(("order", "length"), [(2, 700), (3, 2500)])
 def test_the_fast_path_with_monarch_equals_the_plain_forward(order, length):
     torch.manual_seed(0)
-    op = HyenaOperator(d_model=8, l_max=4096, order=order).eval()
-    u = torch.randn(2, length, 8)
+    op = HyenaOperator(d_model=8, l_max=4096, order=order).eval().to(DEVICE)
+    u = torch.randn(2, length, 8, device=DEVICE)
     with torch.no_grad():
         want = plain_forward(op, u)
         assert monarch_plans(op, u) is None  # off by default
@@ -69,7 +73,7 @@ def test_the_fast_path_with_monarch_equals_the_plain_forward(order, length):
         assert monarch_plans(op, u) is plans  # cached
         next(op.filter_fn.parameters()).add_(0.01)  # a new filter: new plans
         assert monarch_plans(op, u) is not plans
-        assert monarch_plans(op, torch.randn(2, 300, 8)) is None  # too short to pay
+        assert monarch_plans(op, torch.randn(2, 300, 8, device=DEVICE)) is None  # too short
     assert monarch_plans(op, u) is None  # autograd on: the FFT path, which has a backward
     op.fastpath.clear()
     assert op.fastpath.plans is None
