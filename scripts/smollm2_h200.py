@@ -625,6 +625,11 @@ def general_setup(teacher, tokenizer, args):
     return MixedSetup.from_setup(base, samples=samples, broad=broad, **mix), report
 
 
+def hyena_settings(args) -> dict[str, int]:
+    """The students' Hyena operator settings (convert's keyword arguments) from the options."""
+    return {} if args.filter_bands == 1 else {"emb_dim": 2 * args.filter_bands + 1}
+
+
 def run_student(name: str, setup, args, attention: list[int]) -> dict:
     """Train one model on the setup's tokens (checkpoints in --out/NAME) and score it."""
     n_layers = setup.teacher.config.num_hidden_layers
@@ -645,6 +650,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
             setup,
             hyena_layers=[i for i in range(n_layers) if i not in keep],
             config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"),
+            hyena_kwargs=hyena_settings(args),
         )
         probe = copy_probe(setup.tokenizer, args, by_stage)
         budgets = {"transfer": args.transfer_tokens} if args.transfer_tokens else None
@@ -676,6 +682,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         "curve_ppl_after": curve_after,
         "copy_accuracy_by_stage": by_stage or None,
         "induction_stage": induction_stage,
+        "hyena": None if name == "teacher_ft" else hyena_settings(args),
         "layer_nmse": nmse,
         "curves": curves,
         **scores(model, setup.tokenizer, args),
@@ -897,6 +904,13 @@ def run_all(args) -> None:
         raise SystemExit(
             f"--transfer-tokens sets the transfer stage: recipe {args.recipe} has none"
         )
+    if args.filter_bands < 1:
+        raise SystemExit(f"--filter-bands {args.filter_bands}: give at least 1")
+    if state.setdefault("hyena", hyena_settings(args)) != hyena_settings(args):
+        raise SystemExit(
+            f"{out} holds students with Hyena settings {state['hyena']}, not "
+            f"{hyena_settings(args)}: give the same --filter-bands or another --out"
+        )
     if args.induction_stage_tokens and "hybrid" not in args.models:
         raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
     if args.induction_stage_tokens:
@@ -1026,6 +1040,13 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         help="the students' attention transfer on this many tokens instead of a quarter of "
         "--tokens (the KD stage keeps its three quarters; the fine-tuned teacher does not see the "
         "extra tokens); 0: the recipe's share",
+    )
+    p.add_argument(
+        "--filter-bands",
+        type=int,
+        default=1,
+        help="positional bands of the students' implicit filters (HyenaFilter emb_dim = 2 bands + "
+        "1; 1 is the library's default; mixer_capacity_cpu.json: 16 aligned single mixers closer)",
     )
     p.add_argument(
         "--attention-layers",

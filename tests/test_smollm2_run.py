@@ -185,3 +185,32 @@ def test_smoke_longer_transfer_and_its_refusals(tmp_path, load_script):
         script.main([*hybrid_only, "--transfer-tokens", str(step + 1)])
     with pytest.raises(SystemExit, match="recipe best has none"):
         script.main([*hybrid_only, "--recipe", "best", "--transfer-tokens", str(step)])
+
+
+def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
+    tmp_path, load_script, monkeypatch
+):
+    """--filter-bands: the students' implicit filters get that many positional bands (reported
+    per student); a resume with other bands, or fewer than one, is refused before training."""
+    from hyena_lite import models
+
+    built, convert = [], models.convert
+
+    def recording_convert(*args, **kwargs):
+        student = convert(*args, **kwargs)
+        mixers = models.layer_mixers(student)
+        built.append({m.operator.filter_fn.bands for m in mixers if hasattr(m, "operator")})
+        return student
+
+    monkeypatch.setattr(models, "convert", recording_convert)
+    script = load_script("smollm2_h200")
+    out = tmp_path / "run"
+    hybrid_only = ["run", "--smoke", "--models", "hybrid", "--out", str(out), "--no-progress"]
+    script.main([*hybrid_only, "--filter-bands", "4"])
+    results = json.loads((out / "smollm2_smoke.json").read_text())
+    assert results["students"]["hybrid"]["hyena"] == {"emb_dim": 9}
+    assert results["settings"]["filter_bands"] == 4 and built and all(b == {4} for b in built)
+    with pytest.raises(SystemExit, match=r"Hyena settings \{'emb_dim': 9\}"):
+        script.main(hybrid_only)
+    with pytest.raises(SystemExit, match="give at least 1"):
+        script.main([*hybrid_only, "--filter-bands", "0"])
