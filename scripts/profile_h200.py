@@ -44,7 +44,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -531,7 +531,7 @@ HYENA_PARTS = ("filter_fn", "in_proj", "short_filter", "out_proj")
 
 def operator(run: Run) -> None:
     """The Hyena and attention blocks, forward and forward + backward, batch 1, per length."""
-    from hyena_lite import fastpath
+    from hyena_lite import fastpath, monarch_conv
     from hyena_lite.cudagraph import record
     from hyena_lite.experiments.bench import CausalSelfAttention
     from hyena_lite.operator import HyenaOperator
@@ -548,14 +548,18 @@ def operator(run: Run) -> None:
         x = torch.randn(1, length, s.width, device=run.device, dtype=run.dtype)
         row: dict[str, Any] = {"L": length}
         rows.append(row)
-        for name, block, training in (
+        workloads = [
             ("hyena_forward", hyena, False),
             ("attn_forward", attn, False),
             ("hyena_fwdbwd", hyena, True),
             ("attn_fwdbwd", attn, True),
-        ):
+        ]
+        if run.args.monarch and run.cuda and monarch_conv.supports(length):
+            workloads.insert(1, ("hyena_monarch_forward", hyena, False))
+        for name, block, training in workloads:
             if not run.allows(f"operator {name} L={length}", 15.0):
                 continue
+            hyena.fastpath.monarch = name == "hyena_monarch_forward"
             print(f"operator {name} L={length} ...", flush=True)
             entry: dict[str, Any] = {}
             try:
@@ -847,6 +851,18 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         help="start no work that could end after this many seconds",
     )
     parser.add_argument(
+        "--lengths",
+        type=lambda text: tuple(int(x) for x in text.split(",")),
+        default=None,
+        help="the operator part's sequence lengths (default: 1K, 4K, 16K)",
+    )
+    parser.add_argument(
+        "--monarch",
+        action="store_true",
+        help="the operator part also profiles the Hyena forward with FastPath.monarch (the "
+        "matrix-product convolutions) where monarch_conv supports the length",
+    )
+    parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -860,6 +876,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: this profile is for one; run --smoke to check it on a CPU")
     shapes = SMOKE if args.smoke else Shapes()
+    if args.lengths:
+        shapes = replace(shapes, lengths=args.lengths)
     run = Run(args, shapes)
     run.results["shapes"] = asdict(shapes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
