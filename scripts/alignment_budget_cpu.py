@@ -25,6 +25,7 @@ import sys
 import time
 
 import torch
+from torch import nn
 
 from hyena_lite import runs
 from hyena_lite.calibration import calibrate_mixers
@@ -61,6 +62,42 @@ def captured(teacher, ids: torch.Tensor, layers: list[int], batch: int) -> dict[
                 for key in ("input", "output"):
                     parts[i][key].append(io[i][key].float())
     return {i: {k: torch.cat(v) for k, v in part.items()} for i, part in parts.items()}
+
+
+def teacher_and_windows(args) -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[int]]:
+    """The frozen teacher (SmolLM2; a tiny random Llama with --smoke), the training and validation
+    windows (args.train_windows and args.valid_windows of args.seq tokens) and the hybrid's Hyena
+    layers."""
+    torch.manual_seed(0)
+    if args.smoke:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        from hyena_lite.teachers import SMOLLM2_TINY_SHAPES
+
+        teacher = LlamaForCausalLM(LlamaConfig(**SMOLLM2_TINY_SHAPES)).eval()
+        vocab = SMOLLM2_TINY_SHAPES["vocab_size"]
+        train_ids = torch.randint(0, vocab, (args.train_windows, args.seq))
+        valid_ids = torch.randint(0, vocab, (args.valid_windows, args.seq))
+        kept = [1]
+    else:
+        from hyena_lite.teachers import load_teacher
+
+        teacher, tokenizer = load_teacher("smollm2-135m")
+        train_ids = windows(tokenizer, "train", args.train_windows, args.seq, seed=0)
+        valid_ids = windows(tokenizer, "validation", args.valid_windows, args.seq, seed=1)
+        kept = list(KEPT)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    hyena = [i for i in range(teacher.config.num_hidden_layers) if i not in kept]
+    return teacher, train_ids, valid_ids, hyena
+
+
+def captured_pairs(teacher, splits: tuple, layers: list[int], batch: int) -> list[dict]:
+    """`captured` for each split of windows, timed."""
+    clock = time.time()
+    pairs = [captured(teacher, ids, layers, batch) for ids in splits]
+    print(f"captured {len(layers)} layers in {time.time() - clock:.0f} s", flush=True)
+    return pairs
 
 
 def held_out_nmse(mixer: MixerOnly, pairs: dict, batch: int) -> float:
@@ -107,31 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.checkpoints = [int(x) for x in args.checkpoints.split(",")]
     layers = [int(x) for x in args.layers.split(",")]
-    torch.manual_seed(0)
-    if args.smoke:
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        from hyena_lite.teachers import SMOLLM2_TINY_SHAPES
-
-        teacher = LlamaForCausalLM(LlamaConfig(**SMOLLM2_TINY_SHAPES)).eval()
-        vocab = SMOLLM2_TINY_SHAPES["vocab_size"]
-        train_ids = torch.randint(0, vocab, (args.train_windows, args.seq))
-        valid_ids = torch.randint(0, vocab, (args.valid_windows, args.seq))
-        hyena = [i for i in range(teacher.config.num_hidden_layers) if i != 1]
-    else:
-        from hyena_lite.teachers import load_teacher
-
-        teacher, tokenizer = load_teacher("smollm2-135m")
-        train_ids = windows(tokenizer, "train", args.train_windows, args.seq, seed=0)
-        valid_ids = windows(tokenizer, "validation", args.valid_windows, args.seq, seed=1)
-        hyena = [i for i in range(teacher.config.num_hidden_layers) if i not in KEPT]
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher, train_ids, valid_ids, hyena = teacher_and_windows(args)
     student = convert(teacher, hyena_layers=hyena, init="teacher")
     calibrate_mixers(student, teacher, train_ids[: args.batch])
-    clock = time.time()
-    train, valid = (captured(teacher, ids, layers, args.batch) for ids in (train_ids, valid_ids))
-    print(f"captured {len(layers)} layers in {time.time() - clock:.0f} s", flush=True)
+    train, valid = captured_pairs(teacher, (train_ids, valid_ids), layers, args.batch)
     command = shlex.join(["python", "scripts/alignment_budget_cpu.py", *sys.argv[1:]])
     result = {
         **provenance(command),
