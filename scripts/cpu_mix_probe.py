@@ -55,6 +55,17 @@ def score(model: torch.nn.Module, profile, tokenizer, max_tokens: int) -> dict[s
     }
 
 
+def score_recipe_run(
+    run, profile, tokenizer, max_tokens: int, control: dict[str, Any]
+) -> dict[str, Any]:
+    """`score` of a recipe's trained student, with its in-domain ratio to the control (the teacher
+    fine-tuned on the same tokens, scored alike) and its perplexity after each stage."""
+    scores = score(run.student.eval(), profile, tokenizer, max_tokens)
+    scores["over_teacher_ft_in"] = scores["in_domain"]["ppl"] / control["in_domain"]["ppl"]
+    scores["ppl_after"] = run.ppl_after
+    return scores
+
+
 def train_arm(setup: MixedSetup, tokens: int, kept: list[int], n_layers: int) -> dict[str, Any]:
     """The two students and the control on one mix, trained from scratch in a temporary folder."""
     models = {}

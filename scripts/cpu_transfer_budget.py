@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from cpu_mix_probe import score  # this folder's probe: the same scores as its results
+from cpu_mix_probe import score, score_recipe_run  # this folder's probe: its scores
 
 from hyena_lite import book_students, distill, runs
 from hyena_lite.control import fine_tuned_teacher
@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     report["models"]["teacher_ft"] = control
     for label, train in arms.items():
         run = train()
-        scores = score(run.student.eval(), profile, base.tokenizer, args.eval_tokens)
-        scores["over_teacher_ft_in"] = scores["in_domain"]["ppl"] / control["in_domain"]["ppl"]
-        scores["ppl_after"] = run.ppl_after
+        scores = score_recipe_run(run, profile, base.tokenizer, args.eval_tokens, control)
         report["models"][label] = scores
         runs.write_json(Path(args.json), report)
         print(f"{label}: x fine-tuned teacher in domain {scores['over_teacher_ft_in']:.3f}")

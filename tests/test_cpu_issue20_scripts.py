@@ -80,3 +80,39 @@ def test_alignment_budget_writes_each_layers_curve(load_script, tmp_path):
         assert [p["step"] for p in layer["curve"]] == [0, 2, 4]
         assert [p["tokens"] for p in layer["curve"]] == [0, 2 * 4 * 32, 4 * 4 * 32]
         assert all(math.isfinite(p["nmse"]) and p["nmse"] >= 0 for p in layer["curve"])
+
+
+def test_mixer_capacity_aligns_each_variant_on_the_same_pairs(load_script, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports alignment_budget_cpu
+    capacity = load_script("mixer_capacity_cpu")
+    out = tmp_path / "capacity.json"
+    argv = ["--smoke", "--layers", "0", "--seq", "32", "--train-windows", "8"]
+    variants = "recipe,hyena_lm,l_max_1024"
+    argv += ["--valid-windows", "2", "--checkpoints", "2", "--variants", variants]
+    assert capacity.main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["variants"]) == variants.split(",")
+    assert report["variants"]["hyena_lm"]["hyena"] == {"emb_dim": 33, "w": 14.0}
+    starts = {v["layers"]["0"]["curve"][0]["nmse"] for v in report["variants"].values()}
+    assert len(starts) == 3  # each variant's own mixer, scored on the same held-out pairs
+    sizes = [v["mixer_parameters"] for v in report["variants"].values()]
+    assert sizes[1] > sizes[0]  # 16 bands: a wider first layer of the filter network
+
+
+def test_filter_settings_train_each_arm_with_its_hyena_settings(load_script, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports cpu_mix_probe
+    filters = load_script("cpu_filter_settings")
+    out = tmp_path / "filters.json"
+    argv = ["--smoke", "--eval-tokens", "300", "--variants", "recipe,hyena_lm_l_max_context"]
+    assert filters.main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    models = report["models"]
+    assert list(models) == ["teacher_ft", "recipe", "hyena_lm_l_max_context"]
+    assert models["hyena_lm_l_max_context"]["hyena"]["l_max"] == report["context"]
+    control = models["teacher_ft"]["in_domain"]["ppl"]
+    assert math.isclose(
+        models["recipe"]["over_teacher_ft_in"], models["recipe"]["in_domain"]["ppl"] / control
+    )
+    assert (
+        models["recipe"]["in_domain"]["ppl"] != models["hyena_lm_l_max_context"]["in_domain"]["ppl"]
+    )
