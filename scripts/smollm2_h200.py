@@ -61,7 +61,7 @@ from typing import Any
 
 import torch
 
-from hyena_lite import distill, evaluate
+from hyena_lite import distill, evaluate, recall
 from hyena_lite.data import eval_windows, load_corpus, tokenize_split
 from hyena_lite.paths import results_dir
 from hyena_lite.profiles import get_profile
@@ -524,8 +524,6 @@ def sample_settings(args):
 def scores(model, tokenizer, args) -> dict:
     """In-domain and out-of-domain perplexity and bits per byte (sliding windows, token-weighted)
     and copy accuracy: one scorer for every model."""
-    from hyena_lite import recall
-
     clock = time.perf_counter()
     model.eval()
     common = dict(
@@ -551,7 +549,6 @@ def scores(model, tokenizer, args) -> dict:
 
 def copy_probe(tokenizer, args, into: dict):
     """An after_stage callback of run_recipe: the copy accuracy of the student after each stage."""
-    from hyena_lite import recall
 
     def probe(stage: str, student) -> float:
         was_training = student.training
@@ -627,7 +624,8 @@ def general_setup(teacher, tokenizer, args):
 
 def hyena_settings(args) -> dict[str, int]:
     """The students' Hyena operator settings (convert's keyword arguments) from the options."""
-    return {} if args.filter_bands == 1 else {"emb_dim": 2 * args.filter_bands + 1}
+    settings = {} if args.filter_bands == 1 else {"emb_dim": 2 * args.filter_bands + 1}
+    return settings | ({"l_max": args.filter_taps} if args.filter_taps else {})
 
 
 def run_student(name: str, setup, args, attention: list[int]) -> dict:
@@ -876,8 +874,6 @@ def run_all(args) -> None:
     teacher's samples, then the fine-tuned teacher, the all-Hyena and hybrid students and the
     scratch baseline on the same tokens; --out/state.json keeps what is done, so that a second call
     goes on where the first stopped."""
-    from hyena_lite import recall
-
     clock = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -906,10 +902,17 @@ def run_all(args) -> None:
         )
     if args.filter_bands < 1:
         raise SystemExit(f"--filter-bands {args.filter_bands}: give at least 1")
+    longest = max(args.seq_len, 2 * max(recall.COPY_LENGTHS) + 1)  # a copy probe: BOS, seq, seq
+    if args.filter_taps and args.filter_taps < longest:
+        raise SystemExit(
+            f"--filter-taps {args.filter_taps} is shorter than the longest sequence the run reads "
+            f"({longest}: --seq-len or the copy probe): give at least {longest}"
+        )
     if state.setdefault("hyena", hyena_settings(args)) != hyena_settings(args):
         raise SystemExit(
             f"{out} holds students with Hyena settings {state['hyena']}, not "
-            f"{hyena_settings(args)}: give the same --filter-bands or another --out"
+            f"{hyena_settings(args)}: give the same --filter-bands and --filter-taps or another "
+            f"--out"
         )
     if args.induction_stage_tokens and "hybrid" not in args.models:
         raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
@@ -1047,6 +1050,14 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="positional bands of the students' implicit filters (HyenaFilter emb_dim = 2 bands + "
         "1; 1 is the library's default; mixer_capacity_cpu.json: 16 aligned single mixers closer)",
+    )
+    p.add_argument(
+        "--filter-taps",
+        type=int,
+        default=0,
+        help="the students' long filters' length l_max (at least --seq-len; 0: the teacher's "
+        "positions, 8,192; mixer_capacity_cpu.json: 1,024 with 16 bands aligned best, but such "
+        "a student reads at most that many tokens)",
     )
     p.add_argument(
         "--attention-layers",

@@ -190,16 +190,18 @@ def test_smoke_longer_transfer_and_its_refusals(tmp_path, load_script):
 def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
     tmp_path, load_script, monkeypatch
 ):
-    """--filter-bands: the students' implicit filters get that many positional bands (reported
-    per student); a resume with other bands, or fewer than one, is refused before training."""
+    """--filter-bands and --filter-taps: the students' implicit filters get that many positional
+    bands and taps (reported per student); a resume with other settings, fewer than one band or
+    filters shorter than the training windows are refused before training."""
     from hyena_lite import models
 
-    built, convert = [], models.convert
+    built, taps_seen, convert = [], [], models.convert
 
     def recording_convert(*args, **kwargs):
         student = convert(*args, **kwargs)
-        mixers = models.layer_mixers(student)
-        built.append({m.operator.filter_fn.bands for m in mixers if hasattr(m, "operator")})
+        mixers = [m for m in models.layer_mixers(student) if hasattr(m, "operator")]
+        built.append({m.operator.filter_fn.bands for m in mixers})
+        taps_seen.append({m.operator.l_max for m in mixers})
         return student
 
     monkeypatch.setattr(models, "convert", recording_convert)
@@ -214,3 +216,10 @@ def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
         script.main(hybrid_only)
     with pytest.raises(SystemExit, match="give at least 1"):
         script.main([*hybrid_only, "--filter-bands", "0"])
+    with pytest.raises(SystemExit, match="give at least 257"):
+        script.main([*hybrid_only, "--filter-bands", "4", "--filter-taps", "32"])
+    taps = ["--filter-bands", "4", "--filter-taps", "300", "--out", str(tmp_path / "taps")]
+    script.main([*hybrid_only[:-3], *taps, "--no-progress"])
+    results = json.loads((tmp_path / "taps" / "smollm2_smoke.json").read_text())
+    assert results["students"]["hybrid"]["hyena"] == {"emb_dim": 9, "l_max": 300}
+    assert built[-1] == {4} and taps_seen and taps_seen[-1] == {300}
