@@ -130,20 +130,32 @@ def align(student, layer: int, train: dict, valid: dict, args) -> dict:
     return {"curve": curve, "seconds": round(time.time() - clock, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def alignment_parser(layers: str, train_windows: int, checkpoints: str) -> argparse.ArgumentParser:
+    """The options of the single-mixer alignment probes (this one and mixer_capacity_cpu.py), with
+    each probe's defaults."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True)
-    parser.add_argument("--layers", default="0,10,23", help="layers whose mixers are trained")
+    parser.add_argument("--layers", default=layers, help="layers whose mixers are trained")
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--train-windows", type=int, default=96)
+    parser.add_argument("--train-windows", type=int, default=train_windows)
     parser.add_argument("--valid-windows", type=int, default=16)
-    parser.add_argument("--checkpoints", default="15,60,250,1000")
+    parser.add_argument("--checkpoints", default=checkpoints)
     parser.add_argument("--lr", type=float, default=RECIPE_LR)
     parser.add_argument("--smoke", action="store_true")
+    return parser
+
+
+def parse_alignment(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """The parsed options, with --checkpoints as step numbers, and the layers as a list."""
     args = parser.parse_args(argv)
     args.checkpoints = [int(x) for x in args.checkpoints.split(",")]
-    layers = [int(x) for x in args.layers.split(",")]
+    return args, [int(x) for x in args.layers.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = alignment_parser("0,10,23", train_windows=96, checkpoints="15,60,250,1000")
+    args, layers = parse_alignment(parser, argv)
     teacher, train_ids, valid_ids, hyena = teacher_and_windows(args)
     student = convert(teacher, hyena_layers=hyena, init="teacher")
     calibrate_mixers(student, teacher, train_ids[: args.batch])

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cpu_mix_probe import score, score_recipe_run  # this folder's probe: its scores
+from cpu_mix_probe import score, score_recipe_run, write_final  # this folder's probe: its scores
 
 from hyena_lite import book_students, distill, runs
 from hyena_lite.control import fine_tuned_teacher
@@ -97,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         report["models"][name] = scores
         runs.write_json(Path(args.json), report)
         print(f"{name}: x fine-tuned teacher in domain {scores['over_teacher_ft_in']:.3f}")
-    report["seconds"] = time.perf_counter() - clock
-    runs.write_json(Path(args.json), report)
-    print(f"wrote {args.json} in {report['seconds']:.0f} s")
-    return 0
+    return write_final(report, args.json, clock)
 
 
 if __name__ == "__main__":

