@@ -1055,9 +1055,10 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         "--filter-taps",
         type=int,
         default=0,
-        help="the students' long filters' length l_max (at least --seq-len; 0: the teacher's "
-        "positions, 8,192; mixer_capacity_cpu.json: 1,024 with 16 bands aligned best, but such "
-        "a student reads at most that many tokens)",
+        help="the students' long filters' length l_max (at least the longest sequence the run "
+        "reads: --seq-len or the copy probe's 257; 0: the teacher's positions, 8,192; "
+        "mixer_capacity_cpu.json: 1,024 with 16 bands aligned best, but such a student reads at "
+        "most that many tokens)",
     )
     p.add_argument(
         "--attention-layers",
