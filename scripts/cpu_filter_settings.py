@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import shlex
 import sys
 import time
@@ -27,12 +28,15 @@ from cpu_mix_probe import score, score_recipe_run, write_final  # this folder's 
 
 from hyena_lite import book_students, distill, runs
 from hyena_lite.control import fine_tuned_teacher
-from hyena_lite.models import hyena_l_max
+from hyena_lite.operator import HyenaFilter
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import provenance
 from hyena_lite.teacher_data import MixedSetup
 
-FAST_DECAY_PCT, SLOW_DECAY_PCT = 0.3, 1.5  # HyenaFilter's defaults: fractions of l_max
+_FILTER_DEFAULTS = inspect.signature(HyenaFilter).parameters
+FAST_DECAY_PCT, SLOW_DECAY_PCT = (  # the library's decay windows, as fractions of l_max
+    _FILTER_DEFAULTS[name].default for name in ("fast_decay_pct", "slow_decay_pct")
+)
 
 
 def variants(l_max: int, context: int) -> dict[str, dict[str, Any]]:
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     base = distill.make_setup(profile, progress=False)
     setup = MixedSetup.from_setup(base, recall_fraction=book_students.RECALL_FRACTION)
     tokens = 4 * setup.config.tokens_per_step if args.smoke else args.tokens
-    l_max = hyena_l_max(distill.make_student(setup, "teacher").config)
+    l_max = base.teacher.config.max_position_embeddings  # a student's default filter length
     arms = variants(l_max, profile.seq_len)
     chosen = args.variants.split(",") if args.variants else list(arms)
     unknown = [name for name in chosen if name not in arms]
