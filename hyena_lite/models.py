@@ -44,6 +44,12 @@ from hyena_lite.students import (  # noqa: F401  re-exported: the student classe
 )
 
 INITS = ("teacher", "fresh", "random")
+# HyenaFilter arguments a student gets unless convert() is given others: 16 positional bands, as
+# the Hyena paper's language models use. HyenaFilter's own default, one band at a frequency near
+# zero, aligned worse at every scale measured (chapter 12: single mixers, the cpu chain's student
+# and SmolLM2's hybrid). Written into each new student's config, so a student saved before this
+# default changed still loads with its own single band.
+STUDENT_FILTER_DEFAULTS: dict[str, Any] = {"emb_dim": 33}
 # convert()'s keyword arguments that are HyenaOperator arguments, and the config fields that hold
 # them
 _OPERATOR_FIELDS = {
@@ -68,7 +74,7 @@ def student_config(
     teacher_config: Any, family: Family, hyena_layers: list[int], **hyena_kwargs: Any
 ) -> Any:
     """The student's config: the teacher's, plus the Hyena fields from convert()'s keyword
-    arguments."""
+    arguments (filter arguments over `STUDENT_FILTER_DEFAULTS`)."""
     filter_names = set(inspect.signature(HyenaFilter.__init__).parameters) - {
         "self",
         "channels",
@@ -82,12 +88,15 @@ def student_config(
         )
     fields = {_OPERATOR_FIELDS[k]: v for k, v in hyena_kwargs.items() if k in _OPERATOR_FIELDS}
     filter_args = {  # filter_order is both: the operator passes it on to its filter
-        k: v for k, v in hyena_kwargs.items() if k in filter_names and k not in _OPERATOR_FIELDS
+        **STUDENT_FILTER_DEFAULTS,
+        **{
+            k: v for k, v in hyena_kwargs.items() if k in filter_names and k not in _OPERATOR_FIELDS
+        },
     }
     values = {k: v for k, v in teacher_config.to_dict().items() if k not in _NOT_COPIED}
     values["use_cache"] = False
     config = family.config_class(
-        **values, hyena_layers=list(hyena_layers), hyena_filter_args=filter_args or None, **fields
+        **values, hyena_layers=list(hyena_layers), hyena_filter_args=filter_args, **fields
     )
     config._attn_implementation = teacher_config._attn_implementation
     return config
@@ -198,8 +207,10 @@ def convert(
     everywhere but in the Hyena operators, which keep their own initialisation. init="random": the
     same architecture, all untrained. `hyena_kwargs` are HyenaOperator arguments (l_max, order,
     filter_order, short_filter_order, dropout) and HyenaFilter ones; l_max defaults to the teacher's
-    max_position_embeddings. The student has the teacher's dtype and device and is in eval mode
-    unless the teacher is training.
+    max_position_embeddings and the filters to `STUDENT_FILTER_DEFAULTS` (16 positional bands).
+    Filters as long as the training context (l_max = its length) align better still, but such a
+    student reads no longer sequences (chapter 12). The student has the teacher's dtype and device
+    and is in eval mode unless the teacher is training.
     Taught in chapter 5.
     """
     family = family_of(teacher)

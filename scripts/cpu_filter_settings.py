@@ -41,9 +41,10 @@ FAST_DECAY_PCT, SLOW_DECAY_PCT = (  # the library's decay windows, as fractions 
 
 def variants(l_max: int, context: int) -> dict[str, dict[str, Any]]:
     """Hyena settings of each arm (convert's keyword arguments) for filters of `l_max` taps in a
-    student trained on `context` tokens."""
+    student trained on `context` tokens, each over one positional band (`emb_dim` 3: the library's
+    default when these arms were run; "recipe" is that default)."""
     within = context / l_max
-    return {
+    arms = {
         "recipe": {},
         "bands_16": {"emb_dim": 33},
         "l_max_context": {"l_max": context},
@@ -56,6 +57,7 @@ def variants(l_max: int, context: int) -> dict[str, dict[str, Any]]:
         "hyena_lm": {"emb_dim": 33, "w": 14.0},
         "hyena_lm_l_max_context": {"emb_dim": 33, "w": 14.0, "l_max": context},
     }
+    return {name: {"emb_dim": 3} | settings for name, settings in arms.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,7 @@ def outputs(student, teacher, layer: int, ids: torch.Tensor) -> tuple[torch.Tens
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("gates", [True, False])
 def test_calibration_turns_a_blown_up_mixer_into_one_no_worse_than_zero(family, gates):
-    teacher = teacher_of(family, sharpen=40.0)
+    teacher = teacher_of(family, sharpen=60.0)
     student = convert(teacher, init="teacher")
     teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
     student.train()

@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from hyena_lite import HyenaMixer, HyenaOperator, convert, layer_mixers, parameter_table
-from hyena_lite.models import init_from_attention
+from hyena_lite.models import STUDENT_FILTER_DEFAULTS, init_from_attention
 
 VOCAB, CONTEXT, WIDTH = 61, 24, 16
 FAMILIES = ("gpt2", "gpt_neox", "llama")
@@ -355,3 +355,14 @@ def test_convert_passes_operator_and_filter_settings_through():
     assert operator.filter_fn.head.in_features == 8 and operator.filter_fn.bands == 2
     assert student.config.hyena_filter_args == {"emb_dim": 5}
     assert student(ids()).logits.shape[-1] == teacher.config.vocab_size
+
+
+def test_a_student_gets_16_bands_unless_told_and_an_older_config_keeps_its_one():
+    teacher = tiny_teacher("gpt2")
+    student = convert(teacher)
+    assert layer_mixers(student)[0].operator.filter_fn.bands == 16
+    assert student.config.hyena_filter_args == STUDENT_FILTER_DEFAULTS == {"emb_dim": 33}
+    assert convert(teacher, emb_dim=3).config.hyena_filter_args == {"emb_dim": 3}
+    older = student.config.to_dict() | {"hyena_filter_args": None}  # saved before the default
+    rebuilt = type(student)(type(student.config).from_dict(older))
+    assert layer_mixers(rebuilt)[0].operator.filter_fn.bands == 1
