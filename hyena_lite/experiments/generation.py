@@ -90,7 +90,7 @@ def brief_student(
         load_corpus,
         tokenize_split,
     )
-    from hyena_lite.models import convert
+    from hyena_lite.models import convert, layer_mixers
     from hyena_lite.paths import artifacts_dir
     from hyena_lite.training import TrainConfig, train
 
@@ -140,7 +140,7 @@ def brief_student(
     )
     info = {
         "student": f"GPT-2 shape, {layers} layers, width {width}, every attention -> Hyena order "
-        f"2, l_max {seq_len}",
+        f"2, l_max {seq_len}, {layer_mixers(student)[0].operator.filter_fn.bands} positional bands",
         "training": f"cross-entropy from scratch on the offline corpus: {steps} steps of "
         f"{batch_size} x {seq_len} "
         f"tokens, lr {lr}",
