@@ -53,6 +53,11 @@ def variants(l_max: int, context: int) -> dict[str, dict[str, Any]]:
             "slow_decay_pct": SLOW_DECAY_PCT * within,
         },
         "bands_16_l_max_context": {"emb_dim": 33, "l_max": context},
+        "bands_16_decay_within_context": {
+            "emb_dim": 33,
+            "fast_decay_pct": FAST_DECAY_PCT * within,
+            "slow_decay_pct": SLOW_DECAY_PCT * within,
+        },
         # the Hyena paper's language models (safari's configs/experiment/pile/hyena.yaml)
         "hyena_lm": {"emb_dim": 33, "w": 14.0},
         "hyena_lm_l_max_context": {"emb_dim": 33, "w": 14.0, "l_max": context},
