@@ -36,7 +36,7 @@ from hyena_lite.students import layer_mixers
 # Hyena operator settings of each variant (convert's hyena_kwargs) over ONE_BAND; "recipe" is what
 # the runs used when these results were made (one positional band, then the library's default)
 ONE_BAND = {"emb_dim": 3}
-VARIANTS = {
+_SETTINGS = {
     "recipe": {},
     "short_filter_7": {"short_filter_order": 7},
     "order_3": {"order": 3},
@@ -54,7 +54,7 @@ VARIANTS = {
     "hyena_lm": {"emb_dim": 33, "w": 14.0},
     "hyena_lm_l_max_1024": {"emb_dim": 33, "w": 14.0, "l_max": 1024},
 }
-VARIANTS = {name: ONE_BAND | settings for name, settings in VARIANTS.items()}
+VARIANTS = {name: ONE_BAND | settings for name, settings in _SETTINGS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
