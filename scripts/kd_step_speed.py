@@ -10,7 +10,9 @@ compiled once; "whole": the model as one graph; the teacher likewise) and trains
 from the same weights on the same batches; its tokens/s is over the steps after --warmup
 (compilation happens in the first; with --profile, the GPU's kernel time per step beside), its
 losses are compared with the first variant's of the same objective. The file is rewritten after
-every variant; a variant that fails records its error.
+every variant; a variant that fails records its error. A mode with the suffix `+eager_logits`
+("whole+eager_logits") compiles the models but leaves the loss's logit terms eager: the A/B of
+compiling them.
 --smoke: tiny shapes on the CPU with the aot_eager backend, in seconds.
 
     PYTHONPATH=. python3 scripts/kd_step_speed.py --out $OUT/kd_step_speed.json
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 
 from hyena_lite import distill, runs, training
+from hyena_lite.distill import stages
 from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
 from hyena_lite.teachers import SMOLLM2_SHAPES, SMOLLM2_TINY_SHAPES
@@ -71,9 +74,26 @@ def gpu_kernels(enabled: bool, top: int = 12) -> Iterator[dict[str, Any]]:
     ]
 
 
+EAGER_LOGITS = "+eager_logits"  # a mode's suffix: the models compiled, the logit terms not
+
+
+@contextlib.contextmanager
+def logit_terms_left_eager(enabled: bool) -> Iterator[None]:
+    """With `enabled`, distill.kd compiles its models but not its logit terms
+    (`stages.logit_terms`): the A/B that measures what compiling those terms buys."""
+    original = stages.compiled
+    if enabled:
+        stages.compiled = lambda fn, mode: fn if fn is stages.logit_terms else original(fn, mode)
+    try:
+        yield
+    finally:
+        stages.compiled = original
+
+
 def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str, Any]:
-    """Train the hybrid --steps steps with one objective and compile mode; tokens/s after warm-up
-    and the losses."""
+    """Train the hybrid --steps steps with one objective and compile mode (with the suffix
+    EAGER_LOGITS: its logit terms eager); tokens/s after warm-up and the losses."""
+    compile_mode = mode.removesuffix(EAGER_LOGITS)
     torch.manual_seed(0)
     layers = shapes["num_hidden_layers"]
     keep = [i for i in args.attention_layers if i < layers]
@@ -90,10 +110,10 @@ def variant(teacher, shapes: dict, args, objective: str, mode: str) -> dict[str,
         batch_size=args.batch,
         seq_len=args.seq,
         progress=False,
-        compile=mode,
+        compile=compile_mode,
     )
     clock = time.perf_counter()
-    with gpu_kernels(args.profile) as kernels:
+    with logit_terms_left_eager(mode != compile_mode), gpu_kernels(args.profile) as kernels:
         result = distill.kd(
             student, teacher, lambda start: iter(batches[start:]), config, **options
         )
@@ -130,7 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--attention-layers", type=lambda s: [int(x) for x in s.split(",")], default=[17, 18]
     )
-    p.add_argument("--modes", type=lambda s: s.split(","), default=["no", "regions", "whole"])
+    p.add_argument(
+        "--modes",
+        type=lambda s: s.split(","),
+        default=["no", "regions", "whole"],
+        help=f"TrainConfig.compile modes; a mode ending in {EAGER_LOGITS} leaves the logit terms "
+        "eager",
+    )
     p.add_argument("--objectives", type=lambda s: s.split(","), default=list(OBJECTIVES))
     p.add_argument(
         "--profile",

@@ -153,3 +153,16 @@ def test_the_distill_command_compiles_its_stages(cheap_backend, tmp_path, capsys
     code = main([*argv, "--out", str(tmp_path), "--no-progress", "--compile", "whole"])
     assert code in (0, None), capsys.readouterr().err
     assert _graphs() >= 2
+
+
+def test_kd_step_speed_can_leave_the_logit_terms_eager():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import kd_step_speed
+
+    from hyena_lite.distill import stages
+
+    model = torch.nn.Linear(2, 2)
+    with kd_step_speed.logit_terms_left_eager(True):
+        assert stages.compiled(stages.logit_terms, "whole") is stages.logit_terms
+        assert stages.compiled(model, "whole") is not model
+    assert stages.compiled(stages.logit_terms, "whole") is not stages.logit_terms
