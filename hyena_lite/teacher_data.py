@@ -296,6 +296,21 @@ class MixedSetup(Setup):
             broad_fraction=self.broad_fraction,
         )
 
+    def with_recall(self, recall_fraction: float) -> MixedSetup:
+        """This setup with recall rows at `recall_fraction` and every other source (corpus, teacher
+        samples, broad text) scaled to keep its share of the rest: more recall rows displace each
+        source alike, not the corpus (the rest) alone."""
+        if not 0.0 <= recall_fraction <= 1.0:
+            raise ValueError(f"recall_fraction must be in [0, 1], got {recall_fraction}")
+        rest = 1.0 - self.recall_fraction
+        scale = (1.0 - recall_fraction) / rest if rest > 0 else 0.0
+        return dataclasses.replace(
+            self,
+            recall_fraction=recall_fraction,
+            sample_fraction=self.sample_fraction * scale,
+            broad_fraction=self.broad_fraction * scale,
+        )
+
     def data_mix(self) -> dict:
         """The mix as a results file reports it."""
         corpus = 1.0 - self.sample_fraction - self.recall_fraction - self.broad_fraction

@@ -21,7 +21,8 @@ per stage and call):
 
 --induction-stage-tokens N follows the hybrid's recipe with the induction stage of chapter 12
 (lesson 9): N tokens of KD plus the copy-aware loss, on rows with --induction-stage-recall's share
-of copy and recall sequences. Several comma-separated values of --induction-stage-recall,
+of copy and recall sequences, the other sources keeping their proportions (before 2026-12-06 the
+corpus alone made room for them: runs C, D and G trained their stage on no corpus rows). Several comma-separated values of --induction-stage-recall,
 --induction-stage-lr-scale and/or --induction-stage-weight (the copy-aware loss's) run one stage
 each from the recipe's weights, on the same batches (the hybrid keeps the last; each variant's
 scores are in its induction_stage's `variants`). The control for a stage's text is a variant with
@@ -765,6 +766,7 @@ def induction_stages(model, setup, student_setup, run, args, probe) -> tuple[dic
             {
                 "label": label,
                 "recall_fraction": recall_share,
+                "data_mix": student_setup.with_recall(recall_share).data_mix(),
                 "lr_scale": lr_scale,
                 "induction_weight": weight,
                 "tokens": stage.tokens,
@@ -778,6 +780,7 @@ def induction_stages(model, setup, student_setup, run, args, probe) -> tuple[dic
         **distill.INDUCTION_STAGE,
         "tokens": last["tokens"],
         "recall_fraction": last["recall_fraction"],
+        "data_mix": last["data_mix"],  # the other sources keep their proportions (with_recall)
         "lr_scale": last["lr_scale"],
         "induction_weight": last["induction_weight"],
         "scores_before": before,

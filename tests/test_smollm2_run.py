@@ -102,6 +102,10 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
     ]
     assert hybrid["induction_stage"]["tokens"] == 512
     assert hybrid["induction_stage"]["recall_fraction"] == 0.5
+    stage_mix, recipe_mix = hybrid["induction_stage"]["data_mix"], hybrid["data_mix"]
+    assert stage_mix["recall"] == 0.5 and stage_mix["corpus"] > 0  # the corpus keeps its share
+    rest = 1 - recipe_mix["recall"]
+    assert stage_mix["teacher_samples"] / 0.5 == pytest.approx(recipe_mix["teacher_samples"] / rest)
     assert hybrid["induction_stage"]["induction_weight"] > 0
     before = hybrid["induction_stage"]["scores_before"]  # the recipe's hybrid, before the stage
     assert before["copy_accuracy"] == results["copy_accuracy_by_stage"]["hybrid"]["kd"]

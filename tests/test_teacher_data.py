@@ -127,3 +127,22 @@ def test_missing_samples_say_how_to_make_them(tmp_path):
     (tmp_path / "samples.json").write_text(json.dumps({"settings": {}, "shards": []}))
     with pytest.raises(ValueError, match="none of the 0 samples"):
         td.load_samples(tmp_path, eos=0)
+
+
+def test_more_recall_rows_displace_every_source_alike():
+    from hyena_lite import distill
+
+    setup = distill.Setup(None, None, CORPUS, None, None, None, [0])
+    mix = td.MixedSetup.from_setup(
+        setup, sample_fraction=0.5, recall_fraction=0.1, broad_fraction=0.25
+    )
+    stage = mix.with_recall(0.25).data_mix()
+    assert stage["recall"] == 0.25 and sum(stage.values()) == pytest.approx(1.0)
+    before = mix.data_mix()
+    for source in ("corpus", "teacher_samples", "broad"):  # each keeps its share of the rest
+        assert stage[source] / 0.75 == pytest.approx(before[source] / 0.9)
+    assert stage["corpus"] == pytest.approx(0.125)  # not 1 - 0.5 - 0.25 - 0.25 = 0
+    only_recall = td.MixedSetup.from_setup(setup, recall_fraction=1.0).with_recall(0.5)
+    assert only_recall.data_mix() == {"corpus": 0.5, "teacher_samples": 0.0, "recall": 0.5}
+    with pytest.raises(ValueError, match="recall_fraction must be in"):
+        mix.with_recall(1.5)

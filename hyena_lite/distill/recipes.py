@@ -331,16 +331,17 @@ def run_induction_stage(
 ) -> TrainResult:
     """Train a hybrid `student` in place with the induction stage (INDUCTION_STAGE, `options`
     adding to or overriding it) on `tokens` tokens whose rows are copy and recall sequences with
-    share `recall_fraction`, from micro-batch `offset` (after a recipe: its
+    share `recall_fraction`, the other sources keeping their proportions
+    (MixedSetup.with_recall), from micro-batch `offset` (after a recipe: its
     RecipeRun.next_batch)."""
-    if not any(f.name == "recall_fraction" for f in dataclasses.fields(setup)):
+    if not hasattr(setup, "with_recall"):
         raise TypeError(
             f"the induction stage mixes recall rows into the data, which {type(setup).__name__} "
             "cannot: give a hyena_lite.teacher_data.MixedSetup (MixedSetup.from_setup(setup))"
         )
     if not 0.0 < recall_fraction <= 1.0:
         raise ValueError(f"recall_fraction must be in (0, 1], got {recall_fraction}")
-    rows = dataclasses.replace(setup, recall_fraction=recall_fraction)
+    rows = setup.with_recall(recall_fraction)
     (result,) = run_stage(
         "kd", student, rows, tokens, name, offset, **{**INDUCTION_STAGE, **options}
     )
