@@ -22,10 +22,11 @@ per stage and call):
 --induction-stage-tokens N follows the hybrid's recipe with the induction stage of chapter 12
 (lesson 9): N tokens of KD plus the copy-aware loss, on rows with --induction-stage-recall's share
 of copy and recall sequences, the other sources keeping their proportions (before 2026-12-06 the
-corpus alone made room for them: runs C, D and G trained their stage on no corpus rows). Several comma-separated values of --induction-stage-recall,
---induction-stage-lr-scale and/or --induction-stage-weight (the copy-aware loss's) run one stage
-each from the recipe's weights, on the same batches (the hybrid keeps the last; each variant's
-scores are in its induction_stage's `variants`). The control for a stage's text is a variant with
+corpus alone made room for them: runs C, D and G trained their stage on no corpus rows). Several
+comma-separated values of --induction-stage-recall, --induction-stage-lr-scale and/or
+--induction-stage-weight (the copy-aware loss's) run one stage each from the recipe's weights, on
+the same batches (the hybrid keeps the last; each variant's scores are in its induction_stage's
+`variants`). The control for a stage's text is a variant with
 the recipe's recall share (--recall-fraction) and weight 0: the recipe's KD, continued.
 
 The parts below are the earlier protocol (four GPUs, one part each, disjoint-window perplexity),
