@@ -13,6 +13,9 @@
 #                  python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llm_*.whl &&
 #                  export PYTHONPATH=/tmp/site:. HYENA_LITE_HOME=/tmp/smol/hl &&
 #                  python3 scripts/smollm2_h200.py run ...
+# Give the run in call 2 `timeout -s TERM 480` at most: the install takes about 30 s and the
+# checkpoint written on SIGTERM up to a minute, and a call cut at its 600 s limit returns nothing
+# (the checkpoints stay on the warm machine: call again at once with the same command to resume).
 # The machine goes back about 30 s after a call; the guard above makes a second call that finds it
 # cold fail at once (session 16: one of two tries did), so that both calls can be repeated cheaply.
 # Needs the offline assets built here first (`make assets`).
