@@ -13,7 +13,7 @@ each stage. OUT/state.json keeps what is done and every stage keeps checkpoints,
 by SIGTERM (`timeout -s TERM`) goes on where it stopped when run again; the earlier runs of the
 results file stay in its `history`. --smoke runs the whole pipeline on the CPU with a tiny random
 GPT-2 in about a minute. On a GPU the training runs compiled whole by torch.compile (--compile,
-TrainConfig.compile; 1.55x to 2.1x the tokens/s on an H100, after one to two minutes of compiling
+TrainConfig.compile; 1.9x to 2.1x the tokens/s on an H100, after one to two minutes of compiling
 per stage and call):
 
     timeout -s TERM 560 python scripts/smollm2_h200.py run --out ckpt --no-progress
@@ -999,7 +999,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         choices=COMPILE_MODES,
         default="whole" if torch.cuda.is_available() else "no",
         help="torch.compile of the trained models and the KD teacher (TrainConfig.compile; "
-        "default: whole on a GPU, no on the CPU). On an H100 'whole' ran the KD step 1.55x and the "
+        "default: whole on a GPU, no on the CPU). On an H100 'whole' ran the KD step 1.87x and the "
         "induction stage's 2.1x faster (scripts/kd_step_speed.py), after one to two minutes of "
         "compiling per stage and call",
     )
