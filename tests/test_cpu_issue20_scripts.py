@@ -116,3 +116,20 @@ def test_filter_settings_train_each_arm_with_its_hyena_settings(load_script, tmp
     assert (
         models["recipe"]["in_domain"]["ppl"] != models["hyena_lm_l_max_context"]["in_domain"]["ppl"]
     )
+
+
+def test_stage_mix_trains_both_stages_from_the_recipes_weights(load_script, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports cpu_mix_probe
+    probe = load_script("cpu_stage_mix")
+    out = tmp_path / "stage_mix.json"
+    assert probe.main(["--smoke", "--eval-tokens", "300", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    dropped, kept = (report["stages"][name] for name in ("corpus_dropped", "corpus_kept"))
+    assert abs(dropped["data_mix"]["corpus"]) < 1e-9 and kept["data_mix"]["corpus"] > 0.1
+    assert dropped["data_mix"]["recall"] == kept["data_mix"]["recall"] == 0.25
+    assert dropped["tokens"] == kept["tokens"] == report["stage_tokens"]
+    assert dropped["in_domain"]["ppl"] != kept["in_domain"]["ppl"]  # different rows, same start
+    assert report["recipe"]["in_domain"]["ppl"] not in (
+        dropped["in_domain"]["ppl"],
+        kept["in_domain"]["ppl"],
+    )
