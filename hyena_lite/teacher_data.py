@@ -226,7 +226,7 @@ def mixed_batches(
     exactly; with every fraction 0 the rows are the corpus windows of
     hyena_lite.data.iterate_batches."""
     fractions = (sample_fraction, recall_fraction, broad_fraction)
-    if min(fractions) < 0 or sum(fractions) > 1:
+    if min(fractions) < 0 or sum(fractions) > 1 + 1e-9:  # rounding of scaled shares allowed
         raise ValueError(
             f"sample_fraction={sample_fraction}, recall_fraction={recall_fraction} and "
             f"broad_fraction={broad_fraction} must be >= 0 and sum to at most 1"

@@ -146,3 +146,31 @@ def test_more_recall_rows_displace_every_source_alike():
     assert only_recall.data_mix() == {"corpus": 0.5, "teacher_samples": 0.0, "recall": 0.5}
     with pytest.raises(ValueError, match="recall_fraction must be in"):
         mix.with_recall(1.5)
+
+
+def test_scaled_shares_that_fill_every_row_still_mix(tokenizer):
+    from hyena_lite import distill
+
+    vocab, start = ordinary_tokens(tokenizer)[:500], tokenizer.eos_token_id
+    setup = distill.Setup(None, None, CORPUS, None, None, None, [0])
+    mix = td.MixedSetup.from_setup(
+        setup, sample_fraction=0.1, recall_fraction=0.1, broad_fraction=0.8
+    )
+    full = mix.with_recall(0.2)  # no corpus left; the shares' sum rounds to just above 1
+    assert full.sample_fraction + full.recall_fraction + full.broad_fraction > 1
+    fractions = (full.sample_fraction, full.recall_fraction, full.broad_fraction)
+    samples, broad = torch.full((5000,), 7), torch.full((5000,), 9)
+    rows = next(
+        td.mixed_batches(
+            CORPUS,
+            samples,
+            *fractions[:2],
+            vocab,
+            start,
+            64,
+            32,
+            broad=broad,
+            broad_fraction=fractions[2],
+        )
+    )
+    assert not ((rows >= 1000) & (rows < 3000)).all(1).any()  # no corpus rows
