@@ -220,11 +220,18 @@ def cpu_bf16_is_fast() -> bool:
 
 def _make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     cpu = config.device == "cpu" or not torch.cuda.is_available()
     precision = config.mixed_precision
     if precision == "auto":
         precision = "no" if cpu else "bf16"
+    state = AcceleratorState._shared_state
+    if state.get("_mixed_precision", precision) != precision:
+        # accelerate keeps one precision per process and refuses another; a process that trains
+        # twice (the cpu teacher pre-trained in bf16, then a student distilled in float32) starts
+        # the state afresh, keeping the process group (PartialState)
+        AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(cpu=cpu, mixed_precision=precision)
 
 

@@ -184,3 +184,13 @@ def test_decay_fraction_is_checked_and_absent_from_the_identity_when_unset():
         TrainConfig(steps=10, decay_fraction=1.5)
     assert "decay_fraction" not in TrainConfig(steps=10).identity()
     assert TrainConfig(steps=10, decay_fraction=0.2).identity()["decay_fraction"] == 0.2
+
+
+def test_one_process_trains_in_bf16_then_in_float32():
+    """The cpu teacher pre-trains in bf16 where the CPU has bf16 instructions; a student distilled
+    after it in the same process (a notebook, `distill` on a fresh machine) trains in float32."""
+    for precision in ("bf16", "no", "bf16"):
+        result = train(
+            tiny_gpt2(), lm_loss, batches_from, config(steps=2, mixed_precision=precision)
+        )
+        assert result.finished and all(math.isfinite(x) for x in result.losses)
