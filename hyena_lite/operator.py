@@ -8,6 +8,7 @@ convolves.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
 from collections.abc import Iterator
@@ -111,6 +112,19 @@ class HyenaFilter(nn.Module):
             h = activation(F.linear(h, linear.weight.float(), linear.bias.float()))
         h = F.linear(h, self.head.weight.float())  # [length, channels]
         return h.transpose(0, 1) * self.window(length)
+
+
+def decay_within(context: int, l_max: int) -> dict[str, float]:
+    """HyenaFilter's decay windows (`fast_decay_pct`, `slow_decay_pct`, fractions of l_max) moved
+    inside the first `context` positions, as its defaults place them inside l_max: filters that
+    keep their length but decay within the context a student trains on (chapter 12)."""
+    if not 0 < context <= l_max:
+        raise ValueError(f"the decay context must be in (0, l_max={l_max}], got {context}")
+    defaults = inspect.signature(HyenaFilter.__init__).parameters
+    return {
+        name: defaults[name].default * context / l_max
+        for name in ("fast_decay_pct", "slow_decay_pct")
+    }
 
 
 class HyenaOperator(nn.Module):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import shlex
 import sys
 import time
@@ -28,36 +27,24 @@ from cpu_mix_probe import score, score_recipe_run, write_final  # this folder's 
 
 from hyena_lite import book_students, distill, runs
 from hyena_lite.control import fine_tuned_teacher
-from hyena_lite.operator import HyenaFilter
+from hyena_lite.operator import decay_within
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import provenance
 from hyena_lite.teacher_data import MixedSetup
-
-_FILTER_DEFAULTS = inspect.signature(HyenaFilter).parameters
-FAST_DECAY_PCT, SLOW_DECAY_PCT = (  # the library's decay windows, as fractions of l_max
-    _FILTER_DEFAULTS[name].default for name in ("fast_decay_pct", "slow_decay_pct")
-)
 
 
 def variants(l_max: int, context: int) -> dict[str, dict[str, Any]]:
     """Hyena settings of each arm (convert's keyword arguments) for filters of `l_max` taps in a
     student trained on `context` tokens, each over one positional band (`emb_dim` 3: the library's
     default when these arms were run; "recipe" is that default)."""
-    within = context / l_max
+    within = decay_within(context, l_max)
     arms = {
         "recipe": {},
         "bands_16": {"emb_dim": 33},
         "l_max_context": {"l_max": context},
-        "decay_within_context": {
-            "fast_decay_pct": FAST_DECAY_PCT * within,
-            "slow_decay_pct": SLOW_DECAY_PCT * within,
-        },
+        "decay_within_context": within,
         "bands_16_l_max_context": {"emb_dim": 33, "l_max": context},
-        "bands_16_decay_within_context": {
-            "emb_dim": 33,
-            "fast_decay_pct": FAST_DECAY_PCT * within,
-            "slow_decay_pct": SLOW_DECAY_PCT * within,
-        },
+        "bands_16_decay_within_context": {"emb_dim": 33, **within},
         # the Hyena paper's language models (safari's configs/experiment/pile/hyena.yaml)
         "hyena_lm": {"emb_dim": 33, "w": 14.0},
         "hyena_lm_l_max_context": {"emb_dim": 33, "w": 14.0, "l_max": context},

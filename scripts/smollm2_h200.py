@@ -65,6 +65,7 @@ import torch
 
 from hyena_lite import distill, evaluate, recall
 from hyena_lite.data import eval_windows, load_corpus, tokenize_split
+from hyena_lite.operator import decay_within
 from hyena_lite.paths import results_dir
 from hyena_lite.profiles import get_profile
 from hyena_lite.provenance import git_commit, hardware
@@ -624,10 +625,20 @@ def general_setup(teacher, tokenizer, args):
     return MixedSetup.from_setup(base, samples=samples, broad=broad, **mix), report
 
 
-def hyena_settings(args) -> dict[str, int]:
-    """The students' Hyena operator settings (convert's keyword arguments) from the options."""
-    settings = {"emb_dim": 2 * args.filter_bands + 1}
-    return settings | ({"l_max": args.filter_taps} if args.filter_taps else {})
+def positions(teacher) -> int:
+    """The teacher's position table: the students' filters' length unless --filter-taps."""
+    return teacher.config.max_position_embeddings
+
+
+def hyena_settings(args, teacher_positions: int) -> dict[str, float]:
+    """The students' Hyena operator settings (convert's keyword arguments) from the options, for a
+    teacher of `teacher_positions` positions (the filters' length unless --filter-taps)."""
+    settings: dict[str, float] = {"emb_dim": 2 * args.filter_bands + 1}
+    if args.filter_taps:
+        settings["l_max"] = args.filter_taps
+    if args.filter_decay_context:
+        settings |= decay_within(args.filter_decay_context, args.filter_taps or teacher_positions)
+    return settings
 
 
 def run_student(name: str, setup, args, attention: list[int]) -> dict:
@@ -650,7 +661,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
             setup,
             hyena_layers=[i for i in range(n_layers) if i not in keep],
             config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"),
-            hyena_kwargs=hyena_settings(args),
+            hyena_kwargs=hyena_settings(args, positions(setup.teacher)),
         )
         probe = copy_probe(setup.tokenizer, args, by_stage)
         budgets = {"transfer": args.transfer_tokens} if args.transfer_tokens else None
@@ -682,7 +693,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         "curve_ppl_after": curve_after,
         "copy_accuracy_by_stage": by_stage or None,
         "induction_stage": induction_stage,
-        "hyena": None if name == "teacher_ft" else hyena_settings(args),
+        "hyena": None if name == "teacher_ft" else hyena_settings(args, positions(setup.teacher)),
         "layer_nmse": nmse,
         "curves": curves,
         **scores(model, setup.tokenizer, args),
@@ -912,12 +923,6 @@ def run_all(args) -> None:
             f"--filter-taps {args.filter_taps} is shorter than the longest sequence the run reads "
             f"({longest}: --seq-len or the copy probe): give at least {longest}"
         )
-    if state.setdefault("hyena", hyena_settings(args)) != hyena_settings(args):
-        raise SystemExit(
-            f"{out} holds students with Hyena settings {state['hyena']}, not "
-            f"{hyena_settings(args)}: give the same --filter-bands and --filter-taps or another "
-            f"--out"
-        )
     if args.induction_stage_tokens and "hybrid" not in args.models:
         raise SystemExit("--induction-stage-tokens trains the hybrid: add hybrid to --models")
     if args.induction_stage_tokens:
@@ -931,6 +936,18 @@ def run_all(args) -> None:
 
     teacher, tokenizer = smoke_teacher() if args.smoke else load_teacher(TEACHER)
     state["teacher_load_seconds"] = time.perf_counter() - clock
+    taps = args.filter_taps or positions(teacher)
+    if not 0 <= args.filter_decay_context <= taps:
+        raise SystemExit(
+            f"--filter-decay-context {args.filter_decay_context}: give 0 (off) or a length up to "
+            f"the filters' {taps} taps"
+        )
+    hyena = hyena_settings(args, positions(teacher))
+    if state.setdefault("hyena", hyena) != hyena:
+        raise SystemExit(
+            f"{out} holds students with Hyena settings {state['hyena']}, not {hyena}: give the "
+            f"same --filter-bands, --filter-taps and --filter-decay-context or another --out"
+        )
     setup, state["samples"] = general_setup(teacher, tokenizer, args)
     if "teacher" not in state["models"]:
         state["heads"] = recall.head_scores(setup.teacher, tokenizer, length=args.head_length)
@@ -1064,6 +1081,15 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         "reads: --seq-len or the copy probe's 257; 0: the teacher's positions, 8,192; "
         "mixer_capacity_cpu.json: 1,024 with 16 bands aligned best, but such a student reads at "
         "most that many tokens)",
+    )
+    p.add_argument(
+        "--filter-decay-context",
+        type=int,
+        default=0,
+        help="place the filters' decay windows inside this many positions, the filters keeping "
+        "their length (hyena_lite.operator.decay_within; 0: the library's windows over the whole "
+        "filter); on the cpu chain 16 bands with the decay inside the training context did as well "
+        "as filters of the context's length (cpu_filter_settings_decay16.json)",
     )
     p.add_argument(
         "--attention-layers",

@@ -207,3 +207,17 @@ def test_filter_errors_say_what_was_expected() -> None:
     for emb_dim in (1, 4):
         with pytest.raises(ValueError, match=f"emb_dim must be odd and >= 3.*got {emb_dim}"):
             HyenaFilter(4, l_max=100, emb_dim=emb_dim)
+
+
+def test_decay_within_moves_the_windows_inside_the_context():
+    from hyena_lite.operator import decay_within
+
+    within = decay_within(128, 1024)
+    assert within == pytest.approx({"fast_decay_pct": 0.3 / 8, "slow_decay_pct": 1.5 / 8})
+    moved = HyenaFilter(8, emb_dim=33, l_max=1024, **within)
+    library = HyenaFilter(8, emb_dim=33, l_max=1024)
+    assert moved(1024).shape == (8, 1024)  # the filters keep their length
+    # each channel decays 8 times faster: at step s where the library's window is at step 8s
+    torch.testing.assert_close(moved.window(1024)[:, :128], library.window(1024)[:, ::8])
+    with pytest.raises(ValueError, match="decay context must be in"):
+        decay_within(2048, 1024)

@@ -198,6 +198,7 @@ def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
     bands and taps (reported per student); a resume with other settings, fewer than one band or
     filters shorter than the training windows are refused before training."""
     from hyena_lite import models
+    from hyena_lite.operator import decay_within
 
     built, taps_seen, convert = [], [], models.convert
 
@@ -227,3 +228,11 @@ def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
     results = json.loads((tmp_path / "taps" / "smollm2_smoke.json").read_text())
     assert results["students"]["hybrid"]["hyena"] == {"emb_dim": 9, "l_max": 300}
     assert built[-1] == {4} and taps_seen and taps_seen[-1] == {300}
+    decay = ["--filter-bands", "4", "--filter-decay-context", "64", "--out", str(tmp_path / "d")]
+    script.main([*hybrid_only[:-3], *decay, "--no-progress"])
+    results = json.loads((tmp_path / "d" / "smollm2_smoke.json").read_text())
+    positions = 320  # the smoke teacher's: the filters keep them, their windows decay within 64
+    assert results["students"]["hybrid"]["hyena"] == {"emb_dim": 9} | decay_within(64, positions)
+    assert taps_seen[-1] == {positions}
+    with pytest.raises(SystemExit, match="up to the filters' 300 taps"):
+        script.main([*hybrid_only, "--filter-taps", "300", "--filter-decay-context", "301"])
