@@ -92,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         "samples": {"settings": dataclasses.asdict(settings), **stats},
         "data_mix": setup.data_mix(),
         "teacher": score(base.teacher, profile, tokenizer, args.eval_tokens),
-        "recipe": {**score(student.eval(), profile, tokenizer, args.eval_tokens)},
+        "recipe": {
+            **score(student.eval(), profile, tokenizer, args.eval_tokens),
+            "ppl_after": run.ppl_after,
+        },
         "stages": {},
     }
-    report["recipe"]["ppl_after"] = run.ppl_after
     for name, rows in stage_setups(setup).items():
         student.load_state_dict(recipe_weights)
         stage = distill.run_induction_stage(
