@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             student.train(), rows, args.stage_tokens, STAGE_RECALL, run.next_batch, name=name
         )
         report["stages"][name] = {
-            "data_mix": rows.with_recall(STAGE_RECALL).data_mix(),
+            "data_mix": rows.data_mix(),  # both already at the stage's recall share
             "tokens": stage.tokens,
             "seconds": stage.wall_seconds,
             **score(student.eval(), profile, tokenizer, args.eval_tokens),

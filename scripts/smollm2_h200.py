@@ -26,8 +26,8 @@ corpus alone made room for them: runs C, D and G trained their stage on no corpu
 comma-separated values of --induction-stage-recall, --induction-stage-lr-scale and/or
 --induction-stage-weight (the copy-aware loss's) run one stage each from the recipe's weights, on
 the same batches (the hybrid keeps the last; each variant's scores are in its induction_stage's
-`variants`). The control for a stage's text is a variant with
-the recipe's recall share (--recall-fraction) and weight 0: the recipe's KD, continued.
+`variants`). The control for a stage's text is a variant with the recipe's recall share
+(--recall-fraction) and weight 0: the recipe's KD, continued.
 
 The parts below are the earlier protocol (four GPUs, one part each, disjoint-window perplexity),
 kept because the results' history was made with them. `scratch` needs only the teacher's config and
@@ -644,6 +644,7 @@ def hyena_settings(args, teacher_positions: int) -> dict[str, float]:
 def run_student(name: str, setup, args, attention: list[int]) -> dict:
     """Train one model on the setup's tokens (checkpoints in --out/NAME) and score it."""
     n_layers = setup.teacher.config.num_hidden_layers
+    hyena = hyena_settings(args, positions(setup.teacher))
     by_stage: dict[str, float] = {}
     induction_stage = None
     clock = time.perf_counter()
@@ -661,7 +662,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
             setup,
             hyena_layers=[i for i in range(n_layers) if i not in keep],
             config=dataclasses.replace(setup.config, out_dir=f"{args.out}/{name}"),
-            hyena_kwargs=hyena_settings(args, positions(setup.teacher)),
+            hyena_kwargs=hyena,
         )
         probe = copy_probe(setup.tokenizer, args, by_stage)
         budgets = {"transfer": args.transfer_tokens} if args.transfer_tokens else None
@@ -693,7 +694,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         "curve_ppl_after": curve_after,
         "copy_accuracy_by_stage": by_stage or None,
         "induction_stage": induction_stage,
-        "hyena": None if name == "teacher_ft" else hyena_settings(args, positions(setup.teacher)),
+        "hyena": None if name == "teacher_ft" else hyena,
         "layer_nmse": nmse,
         "curves": curves,
         **scores(model, setup.tokenizer, args),
