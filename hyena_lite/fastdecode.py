@@ -125,18 +125,27 @@ def weight_bytes(model: nn.Module, skip: Callable[[str], bool] = lambda name: Fa
 
 
 @contextlib.contextmanager
-def _mixers(model: nn.Module, mixers: dict[int, nn.Module]) -> Iterator[None]:
-    """Put `mixers` (layer index -> module) in the place of those layers' mixers for a while."""
-    family = family_of(model)
-    layers = family.layers(model)
-    saved = {i: getattr(layers[i], family.attention) for i in mixers}
+def _swapped(model: nn.Module, attribute: str, modules: dict[int, nn.Module]) -> Iterator[None]:
+    """Put `modules` (layer index -> module) in the place of those layers' `attribute` (their
+    mixer, their MLP) for a while."""
+    layers = family_of(model).layers(model)
+    saved = {i: getattr(layers[i], attribute) for i in modules}
     try:
-        for i, mixer in mixers.items():
-            setattr(layers[i], family.attention, mixer)
+        for i, module in modules.items():
+            setattr(layers[i], attribute, module)
         yield
     finally:
-        for i, mixer in saved.items():
-            setattr(layers[i], family.attention, mixer)
+        for i, module in saved.items():
+            setattr(layers[i], attribute, module)
+
+
+@contextlib.contextmanager
+def _step_modules(
+    model: nn.Module, mixers: dict[int, nn.Module], mlps: dict[int, nn.Module]
+) -> Iterator[None]:
+    """The step's stand-ins in place: `mixers` for those layers' mixers, `mlps` for their MLPs."""
+    with _swapped(model, family_of(model).attention, mixers), _swapped(model, "mlp", mlps):
+        yield
 
 
 # ------------------------------------------------------------------------------------ the student
@@ -145,7 +154,7 @@ STEP_KERNELS = ("torch", "triton", "triton_in_proj", "triton_fused")
 
 
 def _check_triton(device: torch.device) -> None:
-    """Refuse the Triton step where it cannot run, saying why."""
+    """Refuse a Triton step (mixer or MLP) where it cannot run, saying why."""
     if importlib.util.find_spec("triton") is None:
         raise ImportError(
             "the Triton step needs the triton package (CUDA builds of PyTorch ship it; elsewhere "
@@ -153,9 +162,26 @@ def _check_triton(device: torch.device) -> None:
         )
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError(
-            f"the Triton step runs on a CUDA GPU, the operator is on {device}; on a CPU run it in "
+            f"the Triton step runs on a CUDA GPU, the model is on {device}; on a CPU run it in "
             "Triton's interpreter (TRITON_INTERPRET=1, set before triton is imported)"
         )
+
+
+# who runs each block's MLP at a step: the model's own module, or one Triton kernel
+MLP_KERNELS = ("torch", "triton")
+
+
+def _mlp_steps(model: nn.Module, mlp_kernel: str) -> dict[int, nn.Module]:
+    """The stand-ins for every layer's MLP that `mlp_kernel` asks for (none for "torch")."""
+    if mlp_kernel not in MLP_KERNELS:
+        raise ValueError(f"mlp_kernel must be one of {MLP_KERNELS}, got {mlp_kernel!r}")
+    if mlp_kernel == "torch":
+        return {}
+    _check_triton(next(model.parameters()).device)
+    from hyena_lite.mlp_kernel import MLPStep
+
+    layers = family_of(model).layers(model)
+    return {i: MLPStep(getattr(layer, "mlp", None)) for i, layer in enumerate(layers)}
 
 
 def _shifted(buffer: Tensor, newest: Tensor) -> Tensor:
@@ -370,7 +396,8 @@ class StudentGraphDecoder(_GraphStep):
     A new prefill reuses the same graph.
     `kernel="triton"` runs each layer's mixer as one Triton kernel, "triton_in_proj" with its input
     projection inside it, "triton_fused" with both projections (see `ModalStep`; `block_channels`
-    is its kernel's channels per program).
+    is its kernel's channels per program). `mlp_kernel="triton"` runs each GPT-2 MLP as one Triton
+    kernel too (`hyena_lite.mlp_kernel`).
     """
 
     def __init__(
@@ -382,6 +409,7 @@ class StudentGraphDecoder(_GraphStep):
         graph: bool | None = None,
         kernel: str = "torch",
         block_channels: int | None = None,
+        mlp_kernel: str = "torch",
     ) -> None:
         operators = hyena_operators(model)
         if len(operators) < model.config.num_hidden_layers or not operators:
@@ -402,6 +430,7 @@ class StudentGraphDecoder(_GraphStep):
             for i, op in operators.items()
         }
         self.mixers = {i: _StepMixer(step) for i, step in self.steps.items()}
+        self.mlps = _mlp_steps(model, mlp_kernel)
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.position = torch.zeros((), dtype=torch.long, device=device)
         self.mask = torch.ones(batch, 1, 1, 1, dtype=torch.bool, device=device)
@@ -420,7 +449,7 @@ class StudentGraphDecoder(_GraphStep):
         return out.logits[:, -1]
 
     def _run(self) -> Tensor:
-        with _mixers(self.model, self.mixers):
+        with _step_modules(self.model, self.mixers, self.mlps):
             logits = self._forward()
         self.position.add_(1)
         return logits
@@ -482,7 +511,8 @@ class TeacherGraphDecoder(_GraphStep):
     addresses. A step reads its position from the cache's own counter and builds its mask and
     position ids from it on the device, so that the whole step (on CUDA, or with graph=True) is
     recorded once as a CUDA graph, after torch.compile with `compile` (True or a name in
-    COMPILE_SETTINGS).
+    COMPILE_SETTINGS). `mlp_kernel="triton"` runs each GPT-2 MLP of a step as one Triton kernel,
+    as the student's can (`hyena_lite.mlp_kernel`): the same help on both sides.
     """
 
     def __init__(
@@ -493,6 +523,7 @@ class TeacherGraphDecoder(_GraphStep):
         compile: bool | str = False,
         graph: bool | None = None,
         prefill_tokens: int = 65_536,
+        mlp_kernel: str = "torch",
     ) -> None:
         from transformers import StaticCache
 
@@ -510,6 +541,7 @@ class TeacherGraphDecoder(_GraphStep):
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.key_index = torch.arange(max_len, device=device)
         self.context = 0
+        self.mlps = _mlp_steps(model, mlp_kernel)
         self._forward = _compiled(self._logits_of_step, compile)
 
     def _counter(self) -> Tensor:
@@ -531,7 +563,8 @@ class TeacherGraphDecoder(_GraphStep):
         return out.logits[:, -1]
 
     def _run(self) -> Tensor:
-        return self._forward()
+        with _step_modules(self.model, {}, self.mlps):
+            return self._forward()
 
     def _snapshot(self) -> Callable[[], None]:
         position = int(self._counter())

@@ -372,6 +372,125 @@ def test_student_decoder_with_the_triton_step_equals_the_recurrent_decoder():
             torch.testing.assert_close(have.cpu(), want, atol=1e-5, rtol=0)
 
 
+# ------------------------------------------------------------------- the Triton MLP (mlp_kernel)
+def _mlp_of(width=32, activation="gelu_new", seed=0):
+    """A GPT-2 block's MLP (hidden 4 x width) with weights large enough that rounding shows."""
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=1, n_embd=width, n_head=2, vocab_size=VOCAB, n_positions=16)
+    config.activation_function = activation
+    mlp = GPT2LMHeadModel(config).transformer.h[0].mlp.eval()
+    for parameter in mlp.parameters():
+        parameter.data.normal_(0.0, 0.2)
+    return mlp
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+@pytest.mark.parametrize(("width", "hidden_per_program"), [(32, 32), (32, 8), (40, 16)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_triton_mlp_step_equals_the_gpt2_mlp(width, hidden_per_program, batch):
+    """Width 40: 160 hidden units, the last program's 16 partly masked; the partial rows sum to
+    the MLP's output without c_proj's bias."""
+    from hyena_lite.mlp_kernel import MLPStep, mlp_partials
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    mlp = _mlp_of(width).to(device)
+    x = torch.randn(batch, 1, width, device=device)
+    with torch.no_grad():
+        want = mlp(x)
+        torch.testing.assert_close(MLPStep(mlp, hidden_per_program)(x), want, atol=1e-5, rtol=1e-5)
+        partial = mlp_partials(mlp, x[:, 0], hidden_per_program)
+    assert partial.shape == (-(-4 * width // hidden_per_program), batch, width)
+    assert partial.dtype == torch.float32
+    torch.testing.assert_close(partial.sum(0) + mlp.c_proj.bias, want[:, 0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="Triton's interpreter rounds float32 "
+    "to bfloat16 toward zero (GPUs round to nearest even): bfloat16 on a GPU only",
+)
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+def test_triton_mlp_step_in_bfloat16_follows_the_mlp_at_a_gpt2_width():
+    from hyena_lite.mlp_kernel import MLPStep
+
+    mlp = _mlp_of(768).to("cuda", torch.bfloat16)
+    for parameter in mlp.parameters():
+        parameter.data.mul_(0.25)
+    x = torch.randn(2, 1, 768, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        want, have = mlp(x).float(), MLPStep(mlp)(x).float()
+    torch.testing.assert_close(have, want, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+def test_decoders_with_the_triton_mlp_equal_their_references_and_give_the_mlps_back(
+    monkeypatch,
+):
+    from hyena_lite import mlp_kernel
+
+    calls = []
+    kernel_call = mlp_kernel.mlp_partials
+    monkeypatch.setattr(
+        mlp_kernel, "mlp_partials", lambda *a, **k: calls.append(1) or kernel_call(*a, **k)
+    )
+    teacher, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    ids = torch.randint(0, VOCAB, (2, 14))
+    reference = _reference_student(student, fits, ids, 6)
+    with torch.no_grad():
+        full = teacher(ids).logits
+    if torch.cuda.is_available():
+        teacher, student, ids = teacher.cuda(), student.cuda(), ids.cuda()
+        fits = {i: fit.to(device="cuda") for i, fit in fits.items()}
+    decoder = StudentGraphDecoder(
+        student, fits, batch=2, compile=False, kernel="triton_fused", mlp_kernel="triton"
+    )
+    for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
+        torch.testing.assert_close(have.cpu(), want, atol=1e-5, rtol=0)
+    decoder = TeacherGraphDecoder(teacher, batch=2, max_len=32, mlp_kernel="triton")
+    for t, logits in enumerate(_steps(decoder, ids, 6)):
+        torch.testing.assert_close(logits.cpu(), full[:, 5 + t], atol=1e-5, rtol=0)
+    assert len(calls) == 2 * 8 * 2  # both decoders, 8 steps, 2 layers: the kernel ran each MLP
+    for model in (teacher, student):  # the stand-ins only ever sit there during a step
+        assert all(type(block.mlp).__name__ == "GPT2MLP" for block in model.transformer.h)
+
+
+def test_triton_mlp_refusals_say_what_to_do(monkeypatch):
+    teacher, _ = _pair()
+    with pytest.raises(ValueError, match="mlp_kernel must be one of"):
+        TeacherGraphDecoder(teacher, batch=1, max_len=8, mlp_kernel="cuda")
+    if _triton_runs_here() is not None:  # no triton, or no way to run it: refused as the mixer is
+        with pytest.raises((ImportError, ValueError), match="triton|TRITON_INTERPRET"):
+            TeacherGraphDecoder(teacher, batch=1, max_len=8, mlp_kernel="triton")
+        return
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hyena_lite.mlp_kernel import MLPStep, computes_gelu_tanh, mlp_partials
+
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
+    with pytest.raises(ValueError, match="not a GPT-2 MLP"):
+        TeacherGraphDecoder(llama, batch=1, max_len=8, mlp_kernel="triton")
+    with pytest.raises(ValueError, match="tanh approximation"):
+        MLPStep(_mlp_of(32, activation="gelu"))
+    assert computes_gelu_tanh(_mlp_of(32, activation="gelu_pytorch_tanh").act)
+    mlp = _mlp_of(32)
+    with pytest.raises(ValueError, match="power of two"):
+        mlp_partials(mlp, torch.zeros(1, 32), hidden_per_program=12)
+    with pytest.raises(ValueError, match=r"shape \[batch, 32\]"):
+        mlp_partials(mlp, torch.zeros(1, 16))
+    with pytest.raises(ValueError, match="one position a step"):
+        MLPStep(mlp)(torch.zeros(1, 2, 32))
+
+
 # ----------------------------------------------------------------------- compile settings (tuned)
 def test_one_row_addmm_is_addmm_and_leaves_more_rows_to_inductor():
     bias, row, weight = torch.randn(8), torch.randn(1, 5), torch.randn(5, 8)

@@ -1,0 +1,156 @@
+"""A GPT-2 block's MLP at a decoding step as one Triton kernel.
+
+At batch 1 a decoding step is a chain of matrix-vector products and small element-wise kernels,
+and on a GPU each costs a launch slot of a few microseconds in the CUDA graph: compiled, a GPT-2
+MLP is three (cuBLAS for `c_fc`, inductor's GELU, cuBLAS for `c_proj`). Here it is one: a program
+takes one sequence and a slice of the hidden units, computes them from the whole (normalised)
+input, `gelu(x W_fc[:, slice] + b_fc[slice])`, and multiplies them by their rows of `c_proj`,
+writing that partial product (float32) to a row of its own. The caller sums the rows (no atomics:
+the same numbers every run) and adds `c_proj`'s bias, element-wise work that torch.compile fuses
+into the residual add and the next norm. The same design as the Hyena mixer's fused step
+(`hyena_lite.modal_kernel`), so a layer of a student is four launches (norm, mixer, norm, MLP),
+and a teacher's layer gets the same MLP: the speed benchmarks give it to both sides.
+
+The plain module stays the reference (and the CPU path); tests compare the two on a GPU, and in
+Triton's interpreter on a CPU (TRITON_INTERPRET=1, set before triton is imported; it rounds
+float32 to bfloat16 toward zero, where GPUs round to nearest, so only float32 is compared there).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor, nn
+
+HIDDEN_PER_PROGRAM = 32  # hidden units a program computes (3,072 / 32 = 96 programs for GPT-2)
+BLOCK_WIDTH = 256  # input / output features a tile holds
+WARPS = 4
+
+
+@triton.jit
+def mlp_step_kernel(
+    x_ptr,  # [B, D] the block's normalised input, model dtype
+    w_fc_ptr,  # [D, H] c_fc's weight (transformers' Conv1D: input by output)
+    b_fc_ptr,  # [H]
+    w_proj_ptr,  # [H, D] c_proj's weight
+    out_ptr,  # [programs per sequence, B, D] float32 partial products
+    B,
+    D,
+    H,
+    HIDDEN: tl.constexpr,
+    WIDTH: tl.constexpr,
+):
+    b = tl.program_id(0)
+    h = tl.program_id(1) * HIDDEN + tl.arange(0, HIDDEN)
+    live = h < H
+    rounded = x_ptr.dtype.element_ty
+
+    # This program's hidden units, from the whole input, rounded as c_fc's output is.
+    total = tl.zeros([HIDDEN], dtype=tl.float32)
+    for start in range(0, D, WIDTH):
+        k = start + tl.arange(0, WIDTH)
+        x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+        w = tl.load(
+            w_fc_ptr + k[:, None] * H + h[None, :],
+            mask=(k < D)[:, None] & live[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        total += tl.sum(w * x[:, None], axis=0)
+    bias = tl.load(b_fc_ptr + h, mask=live, other=0.0).to(tl.float32)
+    a = (total + bias).to(rounded).to(tl.float32)
+    # GELU, tanh approximation: 0.5 a (1 + tanh(u)) = a * sigmoid(2 u)
+    inner = 0.7978845608028654 * (a + 0.044715 * a * a * a)
+    hidden = (a * tl.sigmoid(2.0 * inner)).to(rounded).to(tl.float32)
+    hidden = tl.where(live, hidden, 0.0)
+
+    # Their share of c_proj: the hidden units times their rows.
+    row = out_ptr + (tl.program_id(1) * B + b) * D
+    for start in range(0, D, WIDTH):
+        o = start + tl.arange(0, WIDTH)
+        w = tl.load(
+            w_proj_ptr + h[:, None] * D + o[None, :],
+            mask=live[:, None] & (o < D)[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        tl.store(row + o, tl.sum(w * hidden[:, None], axis=0), mask=o < D)
+
+
+def mlp_partials(mlp: nn.Module, x: Tensor, hidden_per_program: int = HIDDEN_PER_PROGRAM) -> Tensor:
+    """GPT-2's `mlp(x)` for x [B, D] without `c_proj`'s bias, as float32 partial sums
+    [programs per sequence, B, D]: their sum plus the bias is the MLP's output."""
+    check_mlp(mlp)
+    if x.dim() != 2 or x.shape[1] != mlp.c_fc.weight.shape[0]:
+        raise ValueError(
+            f"x must have shape [batch, {mlp.c_fc.weight.shape[0]}], got {tuple(x.shape)}"
+        )
+    if hidden_per_program < 1 or hidden_per_program & (hidden_per_program - 1):
+        raise ValueError(f"hidden_per_program must be a power of two, got {hidden_per_program}")
+    x = x.contiguous()
+    (batch, width), hidden = x.shape, mlp.c_fc.weight.shape[1]
+    programs = -(-hidden // hidden_per_program)
+    out = torch.empty(programs, batch, width, dtype=torch.float32, device=x.device)
+    mlp_step_kernel[(batch, programs)](
+        x,
+        mlp.c_fc.weight,
+        mlp.c_fc.bias,
+        mlp.c_proj.weight,
+        out,
+        batch,
+        width,
+        hidden,
+        HIDDEN=hidden_per_program,
+        WIDTH=min(BLOCK_WIDTH, triton.next_power_of_2(width)),
+        num_warps=WARPS,
+    )
+    return out
+
+
+def computes_gelu_tanh(activation: object) -> bool:
+    """Whether `activation` is GELU with the tanh approximation (transformers' gelu_new,
+    gelu_pytorch_tanh, gelu_fast), judged by what it computes on a probe, not by its class name."""
+    if not callable(activation):
+        return False
+    probe = torch.linspace(-6.0, 6.0, 97)
+    expected = 0.5 * probe * (1 + torch.tanh(0.7978845608028654 * (probe + 0.044715 * probe**3)))
+    try:
+        got = activation(probe)
+    except (TypeError, RuntimeError):
+        return False
+    return isinstance(got, Tensor) and torch.allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def check_mlp(mlp: nn.Module) -> None:
+    """Refuse an MLP the kernel does not compute, saying which one it does."""
+    fc, proj = getattr(mlp, "c_fc", None), getattr(mlp, "c_proj", None)
+    if fc is None or proj is None or fc.weight.dim() != 2 or proj.weight.dim() != 2:
+        raise ValueError(
+            f"{type(mlp).__name__} is not a GPT-2 MLP (c_fc, GELU, c_proj); the fused MLP step "
+            "computes GPT-2's only: decode this model with mlp_kernel='torch'"
+        )
+    if not computes_gelu_tanh(getattr(mlp, "act", None)):
+        raise ValueError(
+            f"the fused MLP step computes GELU with the tanh approximation (GPT-2's gelu_new), "
+            f"this MLP's activation is {type(getattr(mlp, 'act', None)).__name__}: decode it with "
+            "mlp_kernel='torch'"
+        )
+    if fc.bias is None or proj.bias is None:
+        raise ValueError("the fused MLP step needs c_fc and c_proj with biases, as GPT-2 has")
+
+
+class MLPStep(nn.Module):
+    """Stands in for a GPT-2 block's MLP during a decoding step: the same output, from one
+    Triton kernel (`mlp_partials`) and the sum of its partial rows."""
+
+    def __init__(self, mlp: nn.Module, hidden_per_program: int = HIDDEN_PER_PROGRAM) -> None:
+        super().__init__()
+        check_mlp(mlp)
+        self.mlp, self.hidden_per_program = mlp, hidden_per_program
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        batch, length, width = hidden_states.shape
+        if length != 1:
+            raise ValueError(f"MLPStep runs one position a step, got {length}")
+        partial = mlp_partials(self.mlp, hidden_states[:, 0], self.hidden_per_program)
+        out = partial.sum(0) + self.mlp.c_proj.bias
+        return out.to(hidden_states.dtype)[:, None]
