@@ -7,7 +7,9 @@ Both sides at their best: the teacher decodes over transformers' StaticCache wit
 step recorded as a CUDA graph, eager (attention kernels as dispatched, or with cuDNN's ruled out)
 or compiled by torch.compile first (`teacher_graph_tok_s` is the fastest); the student decodes with
 its whole recurrent step (all layers, MLPs, head) recorded as one CUDA graph, eager or compiled
-(`recurrent_graph_tok_s` is the faster); the attention block is replayed as a CUDA graph as the
+(`recurrent_graph_tok_s` is the faster); on CUDA both sides are also timed with every GPT-2 MLP
+of the step as one Triton kernel (`*_triton_mlp`, hyena_lite.mlp_kernel: the same help for both);
+the attention block is replayed as a CUDA graph as the
 Hyena block is, and both blocks (and both whole models) are also compiled by torch.compile
 (`*_compiled_*` columns); the goals take each side's fastest variant. Every time is the median
 over blocks of back-to-back calls, with its interquartile range (`hyena_lite.timing`).
@@ -368,6 +370,7 @@ def ceilings(
                     projections,
                     compile=compile_of(variant),
                     graph=run.cuda,
+                    mlp_kernel=mlp_kernel_of(variant),
                 )
             measured = time_graph_decoding(run.students[key], ids, token, None, None, **run.timing)
             row[f"ceiling_{name}_ms"] = measured["ms"]
@@ -391,6 +394,12 @@ def compile_of(variant: str) -> bool | str:
         return False
     setting = variant.split("_")[1]
     return setting if setting in COMPILE_SETTINGS else True
+
+
+def mlp_kernel_of(variant: str) -> str:
+    """The decoders' `mlp_kernel` for a variant's name: "triton" (every GPT-2 MLP of the step one
+    Triton kernel, hyena_lite.mlp_kernel) for *_triton_mlp, else "torch"."""
+    return "triton" if variant.endswith("_triton_mlp") else "torch"
 
 
 def decoding(
@@ -425,6 +434,9 @@ def decoding(
                 student_variants[f"compiled_graph_triton_fused_c{block}"] = ("triton_fused", block)
         if triton and compiled_only:  # the best Triton mixer of the full runs
             student_variants["compiled_graph_triton_fused"] = ("triton_fused", None)
+        if triton:  # every MLP one Triton kernel as well, on both sides alike
+            teacher_variants["compiled_graph_triton_mlp"] = None
+            student_variants["compiled_graph_triton_fused_triton_mlp"] = ("triton_fused", None)
         for setting in ("tuned", "autotune"):  # both sides under gpt-fast's inductor settings
             teacher_variants[f"compiled_{setting}_graph"] = None
             student_variants[f"compiled_{setting}_graph"] = ("torch", None)
@@ -457,6 +469,7 @@ def decoding(
                     cache_length(context),
                     compile=compile_of(variant),
                     graph=run.cuda,
+                    mlp_kernel=mlp_kernel_of(variant),
                 )
                 measured = time_graph_decoding(
                     decoder, ids, token, references[0], backends, **run.timing
@@ -487,6 +500,7 @@ def decoding(
                         graph=run.cuda,
                         kernel=student_variants[variant][0],
                         block_channels=student_variants[variant][1],
+                        mlp_kernel=mlp_kernel_of(variant),
                     )
                 decoder = students[batch, variant]
                 measured = time_graph_decoding(

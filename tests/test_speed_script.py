@@ -177,3 +177,7 @@ def test_variant_names_say_how_their_step_is_compiled() -> None:
     assert script.compile_of("compiled_graph_triton_fused_c8") is True
     assert script.compile_of("compiled_tuned_graph") == "tuned"
     assert script.compile_of("compiled_autotune_graph_triton_fused") == "autotune"
+    assert script.compile_of("compiled_graph_triton_fused_triton_mlp") is True
+    assert script.mlp_kernel_of("compiled_graph_triton_fused_triton_mlp") == "triton"
+    assert script.mlp_kernel_of("compiled_graph_triton_mlp") == "triton"
+    assert script.mlp_kernel_of("compiled_graph_triton_fused") == "torch"
