@@ -23,9 +23,26 @@ import triton
 import triton.language as tl
 from torch import Tensor, nn
 
-HIDDEN_PER_PROGRAM = 32  # hidden units a program computes (3,072 / 32 = 96 programs for GPT-2)
+MAX_HIDDEN, MIN_HIDDEN = 64, 16  # hidden units a program computes (see units_per_program)
 BLOCK_WIDTH = 256  # input / output features a tile holds
 WARPS = 4
+
+
+def units_per_program(batch: int, hidden: int, device: torch.device) -> int:
+    """Hidden units per program: the most (up to MAX_HIDDEN, a power of two) that still give every
+    multiprocessor of the GPU two programs, and no fewer than MIN_HIDDEN (the rule of
+    `modal_kernel.channels_per_program`): 16 at batch 1 for GPT-2's 3,072 (192 programs on an
+    H100's 132 multiprocessors), 64 from batch 11. Each program reads its weights once per
+    sequence (the later reads from L2), so the kernel is made for small batches."""
+    processors = (
+        torch.cuda.get_device_properties(device).multi_processor_count
+        if device.type == "cuda"
+        else 1
+    )
+    block = MAX_HIDDEN
+    while block > MIN_HIDDEN and batch * -(-hidden // block) < 2 * processors:
+        block //= 2
+    return block
 
 
 @triton.jit
@@ -76,9 +93,10 @@ def mlp_step_kernel(
         tl.store(row + o, tl.sum(w * hidden[:, None], axis=0), mask=o < D)
 
 
-def mlp_partials(mlp: nn.Module, x: Tensor, hidden_per_program: int = HIDDEN_PER_PROGRAM) -> Tensor:
+def mlp_partials(mlp: nn.Module, x: Tensor, hidden_per_program: int) -> Tensor:
     """GPT-2's `mlp(x)` for x [B, D] without `c_proj`'s bias, as float32 partial sums
-    [programs per sequence, B, D]: their sum plus the bias is the MLP's output."""
+    [programs per sequence, B, D], a program for each `hidden_per_program` hidden units: their
+    sum plus the bias is the MLP's output."""
     check_mlp(mlp)
     if x.dim() != 2 or x.shape[1] != mlp.c_fc.weight.shape[0]:
         raise ValueError(
@@ -140,12 +158,15 @@ def check_mlp(mlp: nn.Module) -> None:
 
 class MLPStep(nn.Module):
     """Stands in for a GPT-2 block's MLP during a decoding step: the same output, from one
-    Triton kernel (`mlp_partials`) and the sum of its partial rows."""
+    Triton kernel (`mlp_partials`) and the sum of its partial rows. `hidden_per_program`
+    (default: `units_per_program` for the batch the step runs)."""
 
-    def __init__(self, mlp: nn.Module, hidden_per_program: int = HIDDEN_PER_PROGRAM) -> None:
+    def __init__(self, mlp: nn.Module, batch: int, hidden_per_program: int | None = None) -> None:
         super().__init__()
         check_mlp(mlp)
-        self.mlp, self.hidden_per_program = mlp, hidden_per_program
+        hidden, device = mlp.c_fc.weight.shape[1], mlp.c_fc.weight.device
+        self.mlp = mlp
+        self.hidden_per_program = hidden_per_program or units_per_program(batch, hidden, device)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         batch, length, width = hidden_states.shape

@@ -397,7 +397,9 @@ def test_triton_mlp_step_equals_the_gpt2_mlp(width, hidden_per_program, batch):
     x = torch.randn(batch, 1, width, device=device)
     with torch.no_grad():
         want = mlp(x)
-        torch.testing.assert_close(MLPStep(mlp, hidden_per_program)(x), want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            MLPStep(mlp, batch, hidden_per_program)(x), want, atol=1e-5, rtol=1e-5
+        )
         partial = mlp_partials(mlp, x[:, 0], hidden_per_program)
     assert partial.shape == (-(-4 * width // hidden_per_program), batch, width)
     assert partial.dtype == torch.float32
@@ -418,8 +420,27 @@ def test_triton_mlp_step_in_bfloat16_follows_the_mlp_at_a_gpt2_width():
         parameter.data.mul_(0.25)
     x = torch.randn(2, 1, 768, device="cuda", dtype=torch.bfloat16)
     with torch.no_grad():
-        want, have = mlp(x).float(), MLPStep(mlp)(x).float()
+        want, have = mlp(x).float(), MLPStep(mlp, 2)(x).float()
     torch.testing.assert_close(have, want, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize(
+    ("batch", "hidden", "processors", "want"),
+    [(1, 3072, 132, 16), (1, 3072, 16, 64), (11, 3072, 132, 64), (4, 3072, 132, 32)],
+)
+def test_units_per_program_fill_the_gpu_with_two_programs_a_processor(
+    monkeypatch, batch, hidden, processors, want
+):
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("hyena_lite.mlp_kernel imports triton")
+    from hyena_lite import mlp_kernel
+
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device: type("Properties", (), {"multi_processor_count": processors}),
+    )
+    assert mlp_kernel.units_per_program(batch, hidden, torch.device("cuda")) == want
 
 
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
@@ -480,15 +501,15 @@ def test_triton_mlp_refusals_say_what_to_do(monkeypatch):
     with pytest.raises(ValueError, match="not a GPT-2 MLP"):
         TeacherGraphDecoder(llama, batch=1, max_len=8, mlp_kernel="triton")
     with pytest.raises(ValueError, match="tanh approximation"):
-        MLPStep(_mlp_of(32, activation="gelu"))
+        MLPStep(_mlp_of(32, activation="gelu"), 1)
     assert computes_gelu_tanh(_mlp_of(32, activation="gelu_pytorch_tanh").act)
     mlp = _mlp_of(32)
     with pytest.raises(ValueError, match="power of two"):
         mlp_partials(mlp, torch.zeros(1, 32), hidden_per_program=12)
     with pytest.raises(ValueError, match=r"shape \[batch, 32\]"):
-        mlp_partials(mlp, torch.zeros(1, 16))
+        mlp_partials(mlp, torch.zeros(1, 16), 16)
     with pytest.raises(ValueError, match="one position a step"):
-        MLPStep(mlp)(torch.zeros(1, 2, 32))
+        MLPStep(mlp, 1)(torch.zeros(1, 2, 32))
 
 
 # ----------------------------------------------------------------------- compile settings (tuned)
