@@ -9,7 +9,10 @@ writing that partial product (float32) to a row of its own. The caller sums the 
 the same numbers every run) and adds `c_proj`'s bias, element-wise work that torch.compile fuses
 into the residual add and the next norm. The same design as the Hyena mixer's fused step
 (`hyena_lite.modal_kernel`), so a layer of a student is four launches (norm, mixer, norm, MLP),
-and a teacher's layer gets the same MLP: the speed benchmarks give it to both sides.
+and a teacher's layer gets the same MLP: the speed benchmarks give it to both sides. At batch 1
+the step waits on memory's latency more than on its bandwidth (a layer's mixer, 4.7 MB of
+projections, took about ten times what its bytes need; chapter 10), so a program whose weight
+slices fit one tile issues every read at once, before any arithmetic.
 
 The plain module stays the reference (and the CPU path); tests compare the two on a GPU, and in
 Triton's interpreter on a CPU (TRITON_INTERPRET=1, set before triton is imported; it rounds
@@ -24,8 +27,7 @@ import triton.language as tl
 from torch import Tensor, nn
 
 MAX_HIDDEN, MIN_HIDDEN = 64, 16  # hidden units a program computes (see units_per_program)
-BLOCK_WIDTH = 256  # input / output features a tile holds
-WARPS = 4
+TILE_ELEMENTS = 16_384  # the largest weight tile a program holds (64 values a thread at 8 warps)
 
 
 def units_per_program(batch: int, hidden: int, device: torch.device) -> int:
@@ -46,6 +48,15 @@ def units_per_program(batch: int, hidden: int, device: torch.device) -> int:
 
 
 @triton.jit
+def gelu_of(total, bias, rounded):
+    """c_fc's output (float32 sums plus bias, rounded to the model's dtype), then GELU with the
+    tanh approximation, 0.5 a (1 + tanh(u)) = a * sigmoid(2 u), rounded again."""
+    a = (total + bias).to(rounded).to(tl.float32)
+    inner = 0.7978845608028654 * (a + 0.044715 * a * a * a)
+    return (a * tl.sigmoid(2.0 * inner)).to(rounded).to(tl.float32)
+
+
+@triton.jit
 def mlp_step_kernel(
     x_ptr,  # [B, D] the block's normalised input, model dtype
     w_fc_ptr,  # [D, H] c_fc's weight (transformers' Conv1D: input by output)
@@ -57,46 +68,61 @@ def mlp_step_kernel(
     H,
     HIDDEN: tl.constexpr,
     WIDTH: tl.constexpr,
+    ONE_TILE: tl.constexpr,  # WIDTH >= D: each weight slice read as one tile
 ):
     b = tl.program_id(0)
     h = tl.program_id(1) * HIDDEN + tl.arange(0, HIDDEN)
     live = h < H
     rounded = x_ptr.dtype.element_ty
-
-    # This program's hidden units, from the whole input, rounded as c_fc's output is.
-    total = tl.zeros([HIDDEN], dtype=tl.float32)
-    for start in range(0, D, WIDTH):
-        k = start + tl.arange(0, WIDTH)
-        x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
-        w = tl.load(
-            w_fc_ptr + k[:, None] * H + h[None, :],
-            mask=(k < D)[:, None] & live[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        total += tl.sum(w * x[:, None], axis=0)
-    bias = tl.load(b_fc_ptr + h, mask=live, other=0.0).to(tl.float32)
-    a = (total + bias).to(rounded).to(tl.float32)
-    # GELU, tanh approximation: 0.5 a (1 + tanh(u)) = a * sigmoid(2 u)
-    inner = 0.7978845608028654 * (a + 0.044715 * a * a * a)
-    hidden = (a * tl.sigmoid(2.0 * inner)).to(rounded).to(tl.float32)
-    hidden = tl.where(live, hidden, 0.0)
-
-    # Their share of c_proj: the hidden units times their rows.
     row = out_ptr + (tl.program_id(1) * B + b) * D
-    for start in range(0, D, WIDTH):
-        o = start + tl.arange(0, WIDTH)
-        w = tl.load(
-            w_proj_ptr + h[:, None] * D + o[None, :],
-            mask=live[:, None] & (o < D)[None, :],
+    bias = tl.load(b_fc_ptr + h, mask=live, other=0.0).to(tl.float32)
+    if ONE_TILE:
+        # Every read issued at once (both weight slices, the input): one trip to memory's
+        # latency, not one per tile.
+        k = tl.arange(0, WIDTH)
+        x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+        w_fc = tl.load(
+            w_fc_ptr + k[:, None] * H + h[None, :], mask=(k < D)[:, None] & live[None, :], other=0.0
+        )
+        w_proj = tl.load(
+            w_proj_ptr + h[:, None] * D + k[None, :],
+            mask=live[:, None] & (k < D)[None, :],
             other=0.0,
-        ).to(tl.float32)
-        tl.store(row + o, tl.sum(w * hidden[:, None], axis=0), mask=o < D)
+        )
+        total = tl.sum(w_fc.to(tl.float32) * x[:, None], axis=0)
+        hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
+        tl.store(row + k, tl.sum(w_proj.to(tl.float32) * hidden[:, None], axis=0), mask=k < D)
+    else:
+        # This program's hidden units, from the whole input, tile by tile.
+        total = tl.zeros([HIDDEN], dtype=tl.float32)
+        for start in range(0, D, WIDTH):
+            k = start + tl.arange(0, WIDTH)
+            x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+            w = tl.load(
+                w_fc_ptr + k[:, None] * H + h[None, :],
+                mask=(k < D)[:, None] & live[None, :],
+                other=0.0,
+            ).to(tl.float32)
+            total += tl.sum(w * x[:, None], axis=0)
+        hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
+        # Their share of c_proj: the hidden units times their rows.
+        for start in range(0, D, WIDTH):
+            o = start + tl.arange(0, WIDTH)
+            w = tl.load(
+                w_proj_ptr + h[:, None] * D + o[None, :],
+                mask=live[:, None] & (o < D)[None, :],
+                other=0.0,
+            ).to(tl.float32)
+            tl.store(row + o, tl.sum(w * hidden[:, None], axis=0), mask=o < D)
 
 
-def mlp_partials(mlp: nn.Module, x: Tensor, hidden_per_program: int) -> Tensor:
+def mlp_partials(
+    mlp: nn.Module, x: Tensor, hidden_per_program: int, tile_elements: int = TILE_ELEMENTS
+) -> Tensor:
     """GPT-2's `mlp(x)` for x [B, D] without `c_proj`'s bias, as float32 partial sums
     [programs per sequence, B, D], a program for each `hidden_per_program` hidden units: their
-    sum plus the bias is the MLP's output."""
+    sum plus the bias is the MLP's output. A program holds weight tiles of at most
+    `tile_elements` values: its whole slice at once where that allows, else tile by tile."""
     check_mlp(mlp)
     if x.dim() != 2 or x.shape[1] != mlp.c_fc.weight.shape[0]:
         raise ValueError(
@@ -107,6 +133,7 @@ def mlp_partials(mlp: nn.Module, x: Tensor, hidden_per_program: int) -> Tensor:
     x = x.contiguous()
     (batch, width), hidden = x.shape, mlp.c_fc.weight.shape[1]
     programs = -(-hidden // hidden_per_program)
+    tile = max(16, min(triton.next_power_of_2(width), tile_elements // hidden_per_program))
     out = torch.empty(programs, batch, width, dtype=torch.float32, device=x.device)
     mlp_step_kernel[(batch, programs)](
         x,
@@ -118,8 +145,9 @@ def mlp_partials(mlp: nn.Module, x: Tensor, hidden_per_program: int) -> Tensor:
         width,
         hidden,
         HIDDEN=hidden_per_program,
-        WIDTH=min(BLOCK_WIDTH, triton.next_power_of_2(width)),
-        num_warps=WARPS,
+        WIDTH=tile,
+        ONE_TILE=tile >= width,
+        num_warps=8 if hidden_per_program * tile >= tile_elements // 2 else 4,
     )
     return out
 

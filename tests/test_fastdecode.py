@@ -389,7 +389,8 @@ def _mlp_of(width=32, activation="gelu_new", seed=0):
 @pytest.mark.parametrize("batch", [1, 3])
 def test_triton_mlp_step_equals_the_gpt2_mlp(width, hidden_per_program, batch):
     """Width 40: 160 hidden units, the last program's 16 partly masked; the partial rows sum to
-    the MLP's output without c_proj's bias."""
+    the MLP's output without c_proj's bias, whether a program reads its weight slices as one
+    tile or (tiles of 128 values) tile by tile."""
     from hyena_lite.mlp_kernel import MLPStep, mlp_partials
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -401,9 +402,11 @@ def test_triton_mlp_step_equals_the_gpt2_mlp(width, hidden_per_program, batch):
             MLPStep(mlp, batch, hidden_per_program)(x), want, atol=1e-5, rtol=1e-5
         )
         partial = mlp_partials(mlp, x[:, 0], hidden_per_program)
+        tiled = mlp_partials(mlp, x[:, 0], hidden_per_program, tile_elements=128)
     assert partial.shape == (-(-4 * width // hidden_per_program), batch, width)
     assert partial.dtype == torch.float32
-    torch.testing.assert_close(partial.sum(0) + mlp.c_proj.bias, want[:, 0], atol=1e-5, rtol=1e-5)
+    for rows in (partial, tiled):
+        torch.testing.assert_close(rows.sum(0) + mlp.c_proj.bias, want[:, 0], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.skipif(
