@@ -218,18 +218,23 @@ def test_compiled_modal_step_equals_the_eager_one(order, batch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
-@pytest.mark.parametrize("compile", [False, True, "tuned"])
-def test_recorded_steps_on_a_gpu_equal_the_eager_ones(compile):
+@pytest.mark.parametrize(
+    ("compile", "mlp_kernel"),
+    [(False, "torch"), (True, "torch"), ("tuned", "torch"), (False, "triton"), (True, "triton")],
+)
+def test_recorded_steps_on_a_gpu_equal_the_eager_ones(compile, mlp_kernel):
     teacher, student = (m.cuda() for m in _pair())
     fits = fit_student(student, order=8, progress=False).fits
     ids = torch.randint(0, VOCAB, (2, 20), device="cuda")
     with torch.no_grad():
         full = teacher(ids).logits
     reference = _reference_student(student, fits, ids, 5)
-    got = _steps(StudentGraphDecoder(student, fits, 2, compile=compile), ids, 5)
-    for want, have in zip(reference, got, strict=True):
+    decoder = StudentGraphDecoder(student, fits, 2, compile=compile, mlp_kernel=mlp_kernel)
+    for want, have in zip(reference, _steps(decoder, ids, 5), strict=True):
         torch.testing.assert_close(have, want, atol=1e-4, rtol=0)
-    got = _steps(TeacherGraphDecoder(teacher, 2, 32, compile=compile), ids, 5)
+    got = _steps(
+        TeacherGraphDecoder(teacher, 2, 32, compile=compile, mlp_kernel=mlp_kernel), ids, 5
+    )
     for t, logits in enumerate(got):
         torch.testing.assert_close(logits, full[:, 4 + t], atol=1e-4, rtol=0)
 
