@@ -678,10 +678,11 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
         curves, nmse = summary["curves"], layer_nmse(run)
         if name == "hybrid" and args.induction_stage_tokens:
-            induction_stage, seconds, after = induction_stages(
+            induction_stage, seconds, after, stage_curves = induction_stages(
                 model, setup, student_setup, run, args, probe
             )
             stage_seconds, curve_after = {**stage_seconds, **seconds}, {**curve_after, **after}
+            curves = {**curves, **stage_curves}
             tokens += induction_stage["tokens"]
     trained = time.perf_counter() - clock
     report = {
@@ -743,16 +744,20 @@ def induction_variants(args) -> list[tuple[float, float, float]]:
     return variants
 
 
-def induction_stages(model, setup, student_setup, run, args, probe) -> tuple[dict, dict, dict]:
+def induction_stages(
+    model, setup, student_setup, run, args, probe
+) -> tuple[dict, dict, dict, dict]:
     """The hybrid's induction stage after its recipe, once per variant of `induction_variants`,
     each from the recipe's weights and on the same batches, so that the variants and the recipe's
     hybrid are compared within one run (run-to-run variation is as large as the stage's effect).
     The model keeps the last variant's weights; returns the `induction_stage` record and, per
-    variant's label, its seconds and its perplexity on the curve windows."""
+    variant's label, its seconds, its perplexity on the curve windows and its curves (tokens
+    counted on from the recipe's)."""
     variants, tok = induction_variants(args), setup.tokenizer
     before = scores(model, tok, args)  # the recipe's hybrid, scored like every model
     recipe_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    records, seconds, curve_after = [], {}, {}
+    recipe_tokens = sum(part.tokens for parts in run.runs.values() for part in parts)
+    records, seconds, curve_after, curves = [], {}, {}, {}
     for i, (recall_share, lr_scale, weight) in enumerate(variants):
         label = "induction"  # several: numbered, so that each keeps checkpoints of its own
         if len(variants) > 1:
@@ -775,6 +780,7 @@ def induction_stages(model, setup, student_setup, run, args, probe) -> tuple[dic
         copied = probe(label, model)
         after = math.exp(distill.validation_loss(model, student_setup.curve_windows))
         seconds[label], curve_after[label] = stage.wall_seconds, after
+        curves[label] = distill.stage_curve(stage, recipe_tokens)
         records.append(
             {
                 "label": label,
@@ -799,7 +805,7 @@ def induction_stages(model, setup, student_setup, run, args, probe) -> tuple[dic
         "scores_before": before,
         "variants": records if len(records) > 1 else None,
     }
-    return record, seconds, curve_after
+    return record, seconds, curve_after, curves
 
 
 def results_file(state: dict, args) -> dict:

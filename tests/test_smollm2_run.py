@@ -4,6 +4,7 @@ finds everything done and trains nothing."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 
@@ -113,6 +114,11 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
     assert hybrid["tokens"] == results["tokens_per_student"] + 512
     assert "induction" in hybrid["stage_seconds"] and hybrid["curve_ppl_after"]["induction"] > 1
     assert results["history"][-1]["induction_stage"]["tokens"] == 512
+    with open(out / "smollm2_smoke_curves.csv") as f:  # the stage's curve follows the recipe's
+        curves = [row for row in csv.DictReader(f) if row["model"] == "hybrid"]
+    recipe_end = max(float(row["tokens"]) for row in curves if row["stage"] == "kd")
+    stage_tokens = [float(row["tokens"]) for row in curves if row["stage"] == "induction"]
+    assert stage_tokens and recipe_end < min(stage_tokens) <= max(stage_tokens) <= recipe_end + 512
     with pytest.raises(SystemExit, match="add hybrid to --models"):
         script.main(["run", "--smoke", "--models", "hyena", "--out", str(tmp_path / "x"), *stage])
 

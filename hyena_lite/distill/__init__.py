@@ -21,6 +21,7 @@ from hyena_lite.distill.recipes import (
     run_induction_stage,
     run_recipe,
     run_stage,
+    stage_curve,
     summarize,
     summarize_run,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "run_stage",
     "run_until_stop",
     "summarize",
+    "stage_curve",
     "summarize_run",
     "transfer",
     "transfer_objective",

@@ -357,6 +357,23 @@ def _downsample(values: list[float], points: int = 100) -> list[float]:
     return [float(sum(values[a:b]) / (b - a)) for a, b in zip(edges[:-1], edges[1:], strict=False)]
 
 
+def stage_curve(part: TrainResult, offset: int) -> dict:
+    """One trained stage's curves for a results file: its training loss (and cross-entropy where
+    it has one) against the tokens seen, counted from `offset` tokens trained before it, and its
+    validation perplexities."""
+    records = part.records
+    return {
+        "tokens": _downsample([offset + r["tokens"] for r in records]),
+        "loss": _downsample(part.losses),
+        "ce": _downsample([r["ce"] for r in records]) if "ce" in records[0] else None,
+        "val_ppl": [
+            [offset + records[e["step"] - 1]["tokens"], e["val_ppl"]]
+            for e in part.evals
+            if "val_ppl" in e
+        ],
+    }
+
+
 def summarize(recipe: str, run: RecipeRun, setup: Setup) -> dict:
     """Validation perplexity, tokens, wall time per stage and the curves of one trained student."""
     return {"recipe": RECIPES[recipe], **summarize_run(run, setup)}
@@ -367,17 +384,7 @@ def summarize_run(run: RecipeRun, setup: Setup) -> dict:
     offset, curves = 0, {}
     for stage, parts in run.runs.items():
         for i, part in enumerate(parts):
-            records = part.records
-            curves[stage if len(parts) == 1 else f"{stage}/{i}"] = {
-                "tokens": _downsample([offset + r["tokens"] for r in records]),
-                "loss": _downsample(part.losses),
-                "ce": _downsample([r["ce"] for r in records]) if "ce" in records[0] else None,
-                "val_ppl": [
-                    [offset + records[e["step"] - 1]["tokens"], e["val_ppl"]]
-                    for e in part.evals
-                    if "val_ppl" in e
-                ],
-            }
+            curves[stage if len(parts) == 1 else f"{stage}/{i}"] = stage_curve(part, offset)
             offset += part.tokens
     return {
         "val_ppl": math.exp(validation_loss(run.student, setup.valid_windows)),
