@@ -26,25 +26,18 @@ import triton
 import triton.language as tl
 from torch import Tensor, nn
 
+from hyena_lite.modal_kernel import per_program
+
 MAX_HIDDEN, MIN_HIDDEN = 64, 16  # hidden units a program computes (see units_per_program)
 TILE_ELEMENTS = 16_384  # the largest weight tile a program holds (64 values a thread at 8 warps)
 
 
 def units_per_program(batch: int, hidden: int, device: torch.device) -> int:
-    """Hidden units per program: the most (up to MAX_HIDDEN, a power of two) that still give every
-    multiprocessor of the GPU two programs, and no fewer than MIN_HIDDEN (the rule of
-    `modal_kernel.channels_per_program`): 16 at batch 1 for GPT-2's 3,072 (192 programs on an
-    H100's 132 multiprocessors), 64 from batch 11. Each program reads its weights once per
-    sequence (the later reads from L2), so the kernel is made for small batches."""
-    processors = (
-        torch.cuda.get_device_properties(device).multi_processor_count
-        if device.type == "cuda"
-        else 1
-    )
-    block = MAX_HIDDEN
-    while block > MIN_HIDDEN and batch * -(-hidden // block) < 2 * processors:
-        block //= 2
-    return block
+    """Hidden units per program (`modal_kernel.per_program`, MIN_HIDDEN to MAX_HIDDEN): 16 at
+    batch 1 for GPT-2's 3,072 (192 programs on an H100's 132 multiprocessors), 64 from batch 11.
+    Each program reads its weights once per sequence (the later reads from L2), so the kernel is
+    made for small batches."""
+    return per_program(batch, hidden, device, MAX_HIDDEN, MIN_HIDDEN)
 
 
 @triton.jit

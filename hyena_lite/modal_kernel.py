@@ -47,21 +47,27 @@ TILE_ELEMENTS = 16_384  # the largest projection tile a program holds (64 values
 WARPS = 8
 
 
-def channels_per_program(batch: int, width: int, device: torch.device) -> int:
-    """Channels per program: the most (up to MAX_CHANNELS, a power of two) that still give every
-    multiprocessor of the GPU two programs, and no fewer than MIN_CHANNELS: 16 at batch 1 (48
-    programs at width 768; measured on an H200, the fused step of a GPT-2-shaped student took
-    0.365 ms with 16 channels a program, 0.388 ms with 8 and 0.386 ms with 4: fewer, fuller
-    programs beat more, emptier ones), 32 from batch 11 on a GPU of 132 multiprocessors."""
+def per_program(batch: int, units: int, device: torch.device, most: int, fewest: int) -> int:
+    """Units (channels, hidden units) per program of a kernel whose grid is (batch, units /
+    block): the most (up to `most`, a power of two) that still give every multiprocessor of the
+    GPU two programs, and no fewer than `fewest`."""
     processors = (
         torch.cuda.get_device_properties(device).multi_processor_count
         if device.type == "cuda"
         else 1
     )
-    block = MAX_CHANNELS
-    while block > MIN_CHANNELS and batch * -(-width // block) < 2 * processors:
+    block = most
+    while block > fewest and batch * -(-units // block) < 2 * processors:
         block //= 2
     return block
+
+
+def channels_per_program(batch: int, width: int, device: torch.device) -> int:
+    """Channels per program (`per_program`, 16 to MAX_CHANNELS): 16 at batch 1 (48 programs at
+    width 768; measured on an H200, the fused step of a GPT-2-shaped student took 0.365 ms with 16
+    channels a program, 0.388 ms with 8 and 0.386 ms with 4: fewer, fuller programs beat more,
+    emptier ones), 32 from batch 11 on a GPU of 132 multiprocessors."""
+    return per_program(batch, width, device, MAX_CHANNELS, MIN_CHANNELS)
 
 
 @triton.jit

@@ -344,22 +344,33 @@ def test_triton_step_refuses_a_block_that_is_no_power_of_two_and_a_lone_out_proj
 
 
 @pytest.mark.parametrize(
-    ("batch", "width", "processors", "want"),
-    [(1, 768, 132, 16), (1, 768, 8, 32), (8, 768, 132, 16), (16, 768, 132, 32), (1, 64, 1, 32)],
+    ("kernel", "batch", "units", "processors", "want"),
+    [
+        ("modal", 1, 768, 132, 16),  # channels of the mixer's step
+        ("modal", 1, 768, 8, 32),
+        ("modal", 8, 768, 132, 16),
+        ("modal", 16, 768, 132, 32),
+        ("modal", 1, 64, 1, 32),
+        ("mlp", 1, 3072, 132, 16),  # hidden units of the MLP's step
+        ("mlp", 1, 3072, 16, 64),
+        ("mlp", 4, 3072, 132, 32),
+        ("mlp", 11, 3072, 132, 64),
+    ],
 )
-def test_channels_per_program_fills_the_gpu_with_two_programs_a_processor(
-    monkeypatch, batch, width, processors, want
+def test_programs_fill_the_gpu_with_two_programs_a_processor(
+    monkeypatch, kernel, batch, units, processors, want
 ):
     if importlib.util.find_spec("triton") is None:
-        pytest.skip("hyena_lite.modal_kernel imports triton")
-    from hyena_lite import modal_kernel
+        pytest.skip("the Triton kernels' modules import triton")
+    from hyena_lite import mlp_kernel, modal_kernel
 
     monkeypatch.setattr(
         torch.cuda,
         "get_device_properties",
         lambda device: type("Properties", (), {"multi_processor_count": processors}),
     )
-    assert modal_kernel.channels_per_program(batch, width, torch.device("cuda")) == want
+    rule = modal_kernel.channels_per_program if kernel == "modal" else mlp_kernel.units_per_program
+    assert rule(batch, units, torch.device("cuda")) == want
 
 
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
@@ -430,25 +441,6 @@ def test_triton_mlp_step_in_bfloat16_follows_the_mlp_at_a_gpt2_width():
     with torch.no_grad():
         want, have = mlp(x).float(), MLPStep(mlp, 2)(x).float()
     torch.testing.assert_close(have, want, atol=2e-2, rtol=2e-2)
-
-
-@pytest.mark.parametrize(
-    ("batch", "hidden", "processors", "want"),
-    [(1, 3072, 132, 16), (1, 3072, 16, 64), (11, 3072, 132, 64), (4, 3072, 132, 32)],
-)
-def test_units_per_program_fill_the_gpu_with_two_programs_a_processor(
-    monkeypatch, batch, hidden, processors, want
-):
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("hyena_lite.mlp_kernel imports triton")
-    from hyena_lite import mlp_kernel
-
-    monkeypatch.setattr(
-        torch.cuda,
-        "get_device_properties",
-        lambda device: type("Properties", (), {"multi_processor_count": processors}),
-    )
-    assert mlp_kernel.units_per_program(batch, hidden, torch.device("cuda")) == want
 
 
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
