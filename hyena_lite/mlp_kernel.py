@@ -115,8 +115,8 @@ def mlp_partials(
     """GPT-2's `mlp(x)` for x [B, D] without `c_proj`'s bias, as float32 partial sums
     [programs per sequence, B, D], a program for each `hidden_per_program` hidden units: their
     sum plus the bias is the MLP's output. A program holds weight tiles of at most
-    `tile_elements` values: its whole slice at once where that allows, else tile by tile."""
-    check_mlp(mlp)
+    `tile_elements` values: its whole slice at once where that allows, else tile by tile. `mlp`
+    must pass `check_mlp` (MLPStep checks once, not at every step)."""
     if x.dim() != 2 or x.shape[1] != mlp.c_fc.weight.shape[0]:
         raise ValueError(
             f"x must have shape [batch, {mlp.c_fc.weight.shape[0]}], got {tuple(x.shape)}"
@@ -190,9 +190,8 @@ class MLPStep(nn.Module):
         self.hidden_per_program = hidden_per_program or units_per_program(batch, hidden, device)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        batch, length, width = hidden_states.shape
-        if length != 1:
-            raise ValueError(f"MLPStep runs one position a step, got {length}")
+        if hidden_states.shape[1] != 1:
+            raise ValueError(f"MLPStep runs one position a step, got {hidden_states.shape[1]}")
         partial = mlp_partials(self.mlp, hidden_states[:, 0], self.hidden_per_program)
         out = partial.sum(0) + self.mlp.c_proj.bias
         return out.to(hidden_states.dtype)[:, None]
