@@ -9,10 +9,10 @@ or compiled by torch.compile first (`teacher_graph_tok_s` is the fastest); the s
 its whole recurrent step (all layers, MLPs, head) recorded as one CUDA graph, eager or compiled
 (`recurrent_graph_tok_s` is the faster); on CUDA both sides are also timed with every GPT-2 MLP
 of the step as one Triton kernel (`*_triton_mlp`, hyena_lite.mlp_kernel: the same help for both);
-the attention block is replayed as a CUDA graph as the
-Hyena block is, and both blocks (and both whole models) are also compiled by torch.compile
-(`*_compiled_*` columns); the goals take each side's fastest variant. Every time is the median
-over blocks of back-to-back calls, with its interquartile range (`hyena_lite.timing`).
+the attention block is replayed as a CUDA graph as the Hyena block is, and both blocks (and both
+whole models) are also compiled by torch.compile (`*_compiled_*` columns); the goals take each
+side's fastest variant. Every time is the median over blocks of back-to-back calls, with its
+interquartile range (`hyena_lite.timing`).
 `floor_tok_s` is a step's bytes to read (weights, plus the key-value cache or the modal state) over
 the measured bandwidth of a large copy.
 
