@@ -401,12 +401,13 @@ def _mlp_of(width=32, activation="gelu_new", seed=0):
 
 
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
-@pytest.mark.parametrize(("width", "hidden_per_program"), [(32, 32), (32, 8), (40, 16)])
+@pytest.mark.parametrize(("width", "hidden_per_program"), [(32, 32), (32, 8), (40, 16), (40, 64)])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_triton_mlp_step_equals_the_gpt2_mlp(width, hidden_per_program, batch):
-    """Width 40: 160 hidden units, the last program's 16 partly masked; the partial rows sum to
-    the MLP's output without c_proj's bias, whether a program reads its weight slices as one
-    tile or (tiles of 128 values) tile by tile."""
+    """Width 40: tiles of 64 inputs, partly masked; its 160 hidden units in programs of 64 leave
+    the last program's half empty. The partial rows sum to the MLP's output without c_proj's
+    bias, whether a program reads its weight slices as one tile or (tiles of 128 values) tile by
+    tile."""
     from hyena_lite.mlp_kernel import MLPStep, mlp_partials
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
