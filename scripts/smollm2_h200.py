@@ -1096,7 +1096,8 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         help="place the filters' decay windows inside this many positions, the filters keeping "
         "their length (hyena_lite.operator.decay_within; 0: the library's windows over the whole "
         "filter); on the cpu chain 16 bands with the decay inside the training context did as well "
-        "as filters of the context's length (cpu_filter_settings_decay16.json)",
+        "as filters of the context's length (cpu_filter_settings_decay16.json), on SmolLM2 5 to "
+        "8%% worse than --filter-taps 1024 (smollm2_h100_filters_decay_within.json)",
     )
     p.add_argument(
         "--attention-layers",
