@@ -171,7 +171,7 @@ def _check_triton(device: torch.device) -> None:
 MLP_KERNELS = ("torch", "triton")
 
 
-def _mlp_steps(model: nn.Module, mlp_kernel: str, batch: int) -> dict[int, nn.Module]:
+def _mlp_steps(model: nn.Module, mlp_kernel: str) -> dict[int, nn.Module]:
     """The stand-ins for every layer's MLP that `mlp_kernel` asks for (none for "torch")."""
     if mlp_kernel not in MLP_KERNELS:
         raise ValueError(f"mlp_kernel must be one of {MLP_KERNELS}, got {mlp_kernel!r}")
@@ -181,7 +181,7 @@ def _mlp_steps(model: nn.Module, mlp_kernel: str, batch: int) -> dict[int, nn.Mo
     from hyena_lite.mlp_kernel import MLPStep
 
     layers = family_of(model).layers(model)
-    return {i: MLPStep(getattr(layer, "mlp", None), batch) for i, layer in enumerate(layers)}
+    return {i: MLPStep(getattr(layer, "mlp", None)) for i, layer in enumerate(layers)}
 
 
 def _shifted(buffer: Tensor, newest: Tensor) -> Tensor:
@@ -430,7 +430,7 @@ class StudentGraphDecoder(_GraphStep):
             for i, op in operators.items()
         }
         self.mixers = {i: _StepMixer(step) for i, step in self.steps.items()}
-        self.mlps = _mlp_steps(model, mlp_kernel, batch)
+        self.mlps = _mlp_steps(model, mlp_kernel)
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.position = torch.zeros((), dtype=torch.long, device=device)
         self.mask = torch.ones(batch, 1, 1, 1, dtype=torch.bool, device=device)
@@ -541,7 +541,7 @@ class TeacherGraphDecoder(_GraphStep):
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.key_index = torch.arange(max_len, device=device)
         self.context = 0
-        self.mlps = _mlp_steps(model, mlp_kernel, batch)
+        self.mlps = _mlp_steps(model, mlp_kernel)
         self._forward = _compiled(self._logits_of_step, compile)
 
     def _counter(self) -> Tensor:

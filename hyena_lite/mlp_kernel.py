@@ -3,9 +3,10 @@
 At batch 1 a decoding step is a chain of matrix-vector products and small element-wise kernels,
 and on a GPU each costs a launch slot of a few microseconds in the CUDA graph: compiled, a GPT-2
 MLP is three (cuBLAS for `c_fc`, inductor's GELU, cuBLAS for `c_proj`). Here it is one: a program
-takes one sequence and a slice of the hidden units, computes them from the whole (normalised)
-input, `gelu(x W_fc[:, slice] + b_fc[slice])`, and multiplies them by their rows of `c_proj`,
-writing that partial product (float32) to a row of its own. The caller sums the rows (no atomics:
+takes a slice of the hidden units, reads their weights once, and for each sequence of the batch
+computes them from the whole (normalised) input, `gelu(x W_fc[:, slice] + b_fc[slice])`, and
+multiplies them by their rows of `c_proj`, writing that partial product (float32) to a row of
+its own. The caller sums the rows (no atomics:
 the same numbers every run) and adds `c_proj`'s bias, element-wise work that torch.compile fuses
 into the residual add and the next norm. The same design as the Hyena mixer's fused step
 (`hyena_lite.modal_kernel`), so a layer of a student is four launches (norm, mixer, norm, MLP),
@@ -32,12 +33,12 @@ MAX_HIDDEN, MIN_HIDDEN = 64, 16  # hidden units a program computes (see units_pe
 TILE_ELEMENTS = 16_384  # the largest weight tile a program holds (64 values a thread at 8 warps)
 
 
-def units_per_program(batch: int, hidden: int, device: torch.device) -> int:
-    """Hidden units per program (`modal_kernel.per_program`, MIN_HIDDEN to MAX_HIDDEN): 16 at
-    batch 1 for GPT-2's 3,072 (192 programs on an H100's 132 multiprocessors), 64 from batch 11.
-    Each program reads its weights once per sequence (the later reads from L2), so the kernel is
-    made for small batches."""
-    return per_program(batch, hidden, device, MAX_HIDDEN, MIN_HIDDEN)
+def units_per_program(hidden: int, device: torch.device) -> int:
+    """Hidden units per program (`modal_kernel.per_program`, MIN_HIDDEN to MAX_HIDDEN), whatever
+    the batch (a program reads its weight slices once and runs every sequence with them): 16 for
+    GPT-2's 3,072, 192 programs on an H100's 132 multiprocessors. Measured on an H100 at batch 1
+    (`scripts/mlp_step_speed.py`): 11.9 us an MLP at 16, 14.2 at 8, 17.7 at 32, 23.6 at 64."""
+    return per_program(1, hidden, device, MAX_HIDDEN, MIN_HIDDEN)
 
 
 @triton.jit
@@ -55,7 +56,7 @@ def mlp_step_kernel(
     w_fc_ptr,  # [D, H] c_fc's weight (transformers' Conv1D: input by output)
     b_fc_ptr,  # [H]
     w_proj_ptr,  # [H, D] c_proj's weight
-    out_ptr,  # [programs per sequence, B, D] float32 partial products
+    out_ptr,  # [programs, B, D] float32 partial products
     B,
     D,
     H,
@@ -63,17 +64,15 @@ def mlp_step_kernel(
     WIDTH: tl.constexpr,
     ONE_TILE: tl.constexpr,  # WIDTH >= D: each weight slice read as one tile
 ):
-    b = tl.program_id(0)
-    h = tl.program_id(1) * HIDDEN + tl.arange(0, HIDDEN)
+    h = tl.program_id(0) * HIDDEN + tl.arange(0, HIDDEN)
     live = h < H
     rounded = x_ptr.dtype.element_ty
-    row = out_ptr + (tl.program_id(1) * B + b) * D
+    rows = out_ptr + tl.program_id(0) * B * D
     bias = tl.load(b_fc_ptr + h, mask=live, other=0.0).to(tl.float32)
     if ONE_TILE:
-        # Every read issued at once (both weight slices, the input): one trip to memory's
-        # latency, not one per tile.
+        # Both weight slices read once, every read issued at once (one trip to memory's
+        # latency), then used for every sequence of the batch.
         k = tl.arange(0, WIDTH)
-        x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
         w_fc = tl.load(
             w_fc_ptr + k[:, None] * H + h[None, :], mask=(k < D)[:, None] & live[None, :], other=0.0
         )
@@ -82,38 +81,43 @@ def mlp_step_kernel(
             mask=live[:, None] & (k < D)[None, :],
             other=0.0,
         )
-        total = tl.sum(w_fc.to(tl.float32) * x[:, None], axis=0)
-        hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
-        tl.store(row + k, tl.sum(w_proj.to(tl.float32) * hidden[:, None], axis=0), mask=k < D)
-    else:
-        # This program's hidden units, from the whole input, tile by tile.
-        total = tl.zeros([HIDDEN], dtype=tl.float32)
-        for start in range(0, D, WIDTH):
-            k = start + tl.arange(0, WIDTH)
+        for b in range(B):
             x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
-            w = tl.load(
-                w_fc_ptr + k[:, None] * H + h[None, :],
-                mask=(k < D)[:, None] & live[None, :],
-                other=0.0,
-            ).to(tl.float32)
-            total += tl.sum(w * x[:, None], axis=0)
-        hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
-        # Their share of c_proj: the hidden units times their rows.
-        for start in range(0, D, WIDTH):
-            o = start + tl.arange(0, WIDTH)
-            w = tl.load(
-                w_proj_ptr + h[:, None] * D + o[None, :],
-                mask=live[:, None] & (o < D)[None, :],
-                other=0.0,
-            ).to(tl.float32)
-            tl.store(row + o, tl.sum(w * hidden[:, None], axis=0), mask=o < D)
+            total = tl.sum(w_fc.to(tl.float32) * x[:, None], axis=0)
+            hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
+            partial = tl.sum(w_proj.to(tl.float32) * hidden[:, None], axis=0)
+            tl.store(rows + b * D + k, partial, mask=k < D)
+    else:
+        for b in range(B):
+            # This program's hidden units, from the whole input, tile by tile (the weights
+            # read again for each sequence, from L2 after the first).
+            total = tl.zeros([HIDDEN], dtype=tl.float32)
+            for start in range(0, D, WIDTH):
+                k = start + tl.arange(0, WIDTH)
+                x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+                w = tl.load(
+                    w_fc_ptr + k[:, None] * H + h[None, :],
+                    mask=(k < D)[:, None] & live[None, :],
+                    other=0.0,
+                ).to(tl.float32)
+                total += tl.sum(w * x[:, None], axis=0)
+            hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
+            # Their share of c_proj: the hidden units times their rows.
+            for start in range(0, D, WIDTH):
+                o = start + tl.arange(0, WIDTH)
+                w = tl.load(
+                    w_proj_ptr + h[:, None] * D + o[None, :],
+                    mask=live[:, None] & (o < D)[None, :],
+                    other=0.0,
+                ).to(tl.float32)
+                tl.store(rows + b * D + o, tl.sum(w * hidden[:, None], axis=0), mask=o < D)
 
 
 def mlp_partials(
     mlp: nn.Module, x: Tensor, hidden_per_program: int, tile_elements: int = TILE_ELEMENTS
 ) -> Tensor:
     """GPT-2's `mlp(x)` for x [B, D] without `c_proj`'s bias, as float32 partial sums
-    [programs per sequence, B, D], a program for each `hidden_per_program` hidden units: their
+    [programs, B, D], a program for each `hidden_per_program` hidden units: their
     sum plus the bias is the MLP's output. A program holds weight tiles of at most
     `tile_elements` values: its whole slice at once where that allows, else tile by tile. `mlp`
     must pass `check_mlp` (MLPStep checks once, not at every step)."""
@@ -128,7 +132,7 @@ def mlp_partials(
     programs = -(-hidden // hidden_per_program)
     tile = max(16, min(triton.next_power_of_2(width), tile_elements // hidden_per_program))
     out = torch.empty(programs, batch, width, dtype=torch.float32, device=x.device)
-    mlp_step_kernel[(batch, programs)](
+    mlp_step_kernel[(programs,)](
         x,
         mlp.c_fc.weight,
         mlp.c_fc.bias,
@@ -180,14 +184,14 @@ def check_mlp(mlp: nn.Module) -> None:
 class MLPStep(nn.Module):
     """Stands in for a GPT-2 block's MLP during a decoding step: the same output, from one
     Triton kernel (`mlp_partials`) and the sum of its partial rows. `hidden_per_program`
-    (default: `units_per_program` for the batch the step runs)."""
+    (default: `units_per_program`)."""
 
-    def __init__(self, mlp: nn.Module, batch: int, hidden_per_program: int | None = None) -> None:
+    def __init__(self, mlp: nn.Module, hidden_per_program: int | None = None) -> None:
         super().__init__()
         check_mlp(mlp)
         hidden, device = mlp.c_fc.weight.shape[1], mlp.c_fc.weight.device
         self.mlp = mlp
-        self.hidden_per_program = hidden_per_program or units_per_program(batch, hidden, device)
+        self.hidden_per_program = hidden_per_program or units_per_program(hidden, device)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         if hidden_states.shape[1] != 1:

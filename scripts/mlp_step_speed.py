@@ -97,10 +97,10 @@ def main() -> None:
         with torch.no_grad():
             reference = chain(list(mlps), x)().float()
             variants: dict[str, list[nn.Module]] = {"torch": list(mlps)}
-            chosen = units_per_program(batch, hidden, device)
+            chosen = units_per_program(hidden, device)
             for units in (*UNITS, None):
                 name = f"triton_{units}" if units else f"triton_auto_{chosen}"
-                variants[name] = [MLPStep(mlp, batch, units) for mlp in mlps]
+                variants[name] = [MLPStep(mlp, units) for mlp in mlps]
             for name, parts in variants.items():
                 fn = chain(parts, x)
                 if compile_on:
