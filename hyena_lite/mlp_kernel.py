@@ -57,9 +57,9 @@ def mlp_step_kernel(
     b_fc_ptr,  # [H]
     w_proj_ptr,  # [H, D] c_proj's weight
     out_ptr,  # [programs, B, D] float32 partial products
-    B,
     D,
     H,
+    B: tl.constexpr,  # the batch, fixed for a decoder's life: at 1 the loop over it compiles away
     HIDDEN: tl.constexpr,
     WIDTH: tl.constexpr,
     ONE_TILE: tl.constexpr,  # WIDTH >= D: each weight slice read as one tile
@@ -138,9 +138,9 @@ def mlp_partials(
         mlp.c_fc.bias,
         mlp.c_proj.weight,
         out,
-        batch,
         width,
         hidden,
+        B=batch,
         HIDDEN=hidden_per_program,
         WIDTH=tile,
         ONE_TILE=tile >= width,
