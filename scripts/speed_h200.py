@@ -14,7 +14,8 @@ whole models) are also compiled by torch.compile (`*_compiled_*` columns); the g
 side's fastest variant. Every time is the median over blocks of back-to-back calls, with its
 interquartile range (`hyena_lite.timing`).
 `floor_tok_s` is a step's bytes to read (weights, plus the key-value cache or the modal state) over
-the measured bandwidth of a large copy.
+the measured bandwidth of a large copy; `floor_speedup`, the ratio of the two floors, is the most
+any student that reads its weights each step could gain at that row (2.16 at 8K, batch 1).
 
     PYTHONPATH=. python3 scripts/speed_h200.py --out $OUT          # on the GPU, under 6 minutes
     PYTHONPATH=. python3 scripts/speed_h200.py --only compiled --out $OUT  # the compiled rows
@@ -520,6 +521,9 @@ def decoding(
             ceilings(run, student, fits, ids, token, row, row["recurrent_best"])
         if row.get("teacher_graph_tok_s") and row.get("recurrent_graph_tok_s"):
             row["speedup"] = row["recurrent_graph_tok_s"] / row["teacher_graph_tok_s"]
+        row["floor_speedup"] = _ratio(
+            row.get("recurrent_floor_tok_s"), row.get("teacher_floor_tok_s")
+        )
         for side in ("teacher", "recurrent"):
             if row.get(f"{side}_graph_tok_s") and row.get(f"{side}_floor_tok_s"):
                 row[f"{side}_floor_ratio"] = row[f"{side}_floor_tok_s"] / row[f"{side}_graph_tok_s"]

@@ -49,6 +49,8 @@ def test_smoke_run_writes_both_results_files(tmp_path: Path) -> None:
         assert row["teacher_best"] in ("eager_graph", "eager_graph_no_cudnn")
         assert row["teacher_graph_tok_s"] >= row["teacher_eager_graph_no_cudnn_tok_s"]
         assert row["recurrent_read_mb"] < row["teacher_read_mb"] * 2
+        floors = row["recurrent_floor_tok_s"] / row["teacher_floor_tok_s"]
+        assert abs(row["floor_speedup"] - floors) < 1e-9 * floors
     (first,) = [r for r in rows if r["batch"] == 1]
     for name in ("no_mixer", "projections_only"):  # the ceilings of any mixer, batch 1 only
         assert first[f"ceiling_{name}_ms"] > 0 and first[f"speedup_ceiling_{name}"] > 0
