@@ -1,19 +1,18 @@
 """A GPT-2 block's MLP at a decoding step as one Triton kernel.
 
-At batch 1 a decoding step is a chain of matrix-vector products and small element-wise kernels,
-and on a GPU each costs a launch slot of a few microseconds in the CUDA graph: compiled, a GPT-2
-MLP is three (cuBLAS for `c_fc`, inductor's GELU, cuBLAS for `c_proj`). Here it is one: a program
-takes a slice of the hidden units, reads their weights once, and for each sequence of the batch
-computes them from the whole (normalised) input, `gelu(x W_fc[:, slice] + b_fc[slice])`, and
-multiplies them by their rows of `c_proj`, writing that partial product (float32) to a row of
-its own. The caller sums the rows (no atomics:
-the same numbers every run) and adds `c_proj`'s bias, element-wise work that torch.compile fuses
-into the residual add and the next norm. The same design as the Hyena mixer's fused step
-(`hyena_lite.modal_kernel`), so a layer of a student is four launches (norm, mixer, norm, MLP),
-and a teacher's layer gets the same MLP: the speed benchmarks give it to both sides. At batch 1
-the step waits on memory's latency more than on its bandwidth (a layer's mixer, 4.7 MB of
-projections, took about ten times what its bytes need; chapter 10), so a program whose weight
-slices fit one tile issues every read at once, before any arithmetic.
+At batch 1 a decoding step is a chain of matrix-vector products and small element-wise kernels, and
+on a GPU each costs a launch slot of a few microseconds in the CUDA graph: compiled, a GPT-2 MLP is
+three (cuBLAS for `c_fc`, inductor's GELU, cuBLAS for `c_proj`). Here it is one: a program takes a
+slice of the hidden units, reads their weights once, and for each sequence of the batch computes
+them from the whole (normalised) input, `gelu(x W_fc[:, slice] + b_fc[slice])`, and multiplies them
+by their rows of `c_proj`, writing that partial product (float32) to a row of its own. The caller
+sums the rows (no atomics: the same numbers every run) and adds `c_proj`'s bias, element-wise work
+that torch.compile fuses into the residual add and the next norm. The same design as the Hyena
+mixer's fused step (`hyena_lite.modal_kernel`), so a layer of a student is four launches (norm,
+mixer, norm, MLP), and a teacher's layer gets the same MLP: the speed benchmarks give it to both
+sides. At batch 1 the step waits on memory's latency more than on its bandwidth (a layer's mixer,
+4.7 MB of projections, took about ten times what its bytes need; chapter 10), so a program whose
+weight slices fit one tile issues every read at once, before any arithmetic.
 
 The plain module stays the reference (and the CPU path); tests compare the two on a GPU, and in
 Triton's interpreter on a CPU (TRITON_INTERPRET=1, set before triton is imported; it rounds
