@@ -48,9 +48,10 @@ WARPS = 8
 
 
 def per_program(batch: int, units: int, device: torch.device, most: int, fewest: int) -> int:
-    """Units (channels, hidden units) per program of a kernel whose grid is (batch, units /
-    block): the most (up to `most`, a power of two) that still give every multiprocessor of the
-    GPU two programs, and no fewer than `fewest`."""
+    """Units (channels, hidden units) per program of a kernel with batch x units / block
+    programs (batch 1 for one whose programs run the whole batch): the most (up to `most`, a power
+    of two) that still give every multiprocessor of the GPU two programs, and no fewer than
+    `fewest`."""
     processors = (
         torch.cuda.get_device_properties(device).multi_processor_count
         if device.type == "cuda"
