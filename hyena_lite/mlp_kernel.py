@@ -36,7 +36,8 @@ def units_per_program(hidden: int, device: torch.device) -> int:
     """Hidden units per program (`modal_kernel.per_program`, MIN_HIDDEN to MAX_HIDDEN), whatever
     the batch (a program reads its weight slices once and runs every sequence with them): 16 for
     GPT-2's 3,072, 192 programs on an H100's 132 multiprocessors. Measured on an H100 at batch 1
-    (`scripts/mlp_step_speed.py`): 11.9 us an MLP at 16, 14.2 at 8, 17.7 at 32, 23.6 at 64."""
+    (`scripts/mlp_step_speed.py`): 12.0 us an MLP at 16, 13.9 at 8, 19.4 at 32, 23.6 at 64 (cuBLAS
+    after inductor 13.8); past batch 1 cuBLAS wins (15.6 us against 27.6 at batch 4)."""
     return per_program(1, hidden, device, MAX_HIDDEN, MIN_HIDDEN)
 
 
