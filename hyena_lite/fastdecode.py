@@ -167,21 +167,38 @@ def _check_triton(device: torch.device) -> None:
         )
 
 
-# who runs each block's MLP at a step: the model's own module, or one Triton kernel
-MLP_KERNELS = ("torch", "triton")
+# who runs each block's MLP at a step: the model's own module, one Triton kernel, or one Triton
+# kernel that also does the block's residual add and norm, in a step written block by block
+# (hyena_lite.block_steps)
+MLP_KERNELS = ("torch", "triton", "triton_blocks")
 
 
 def _mlp_steps(model: nn.Module, mlp_kernel: str) -> dict[int, nn.Module]:
-    """The stand-ins for every layer's MLP that `mlp_kernel` asks for (none for "torch")."""
+    """The stand-ins for every layer's MLP that `mlp_kernel` asks for (none for "torch", nor for
+    "triton_blocks", whose step does not go through the model's forward)."""
     if mlp_kernel not in MLP_KERNELS:
         raise ValueError(f"mlp_kernel must be one of {MLP_KERNELS}, got {mlp_kernel!r}")
     if mlp_kernel == "torch":
         return {}
     _check_triton(next(model.parameters()).device)
+    if mlp_kernel == "triton_blocks":
+        return {}
     from hyena_lite.mlp_kernel import MLPStep
 
     layers = family_of(model).layers(model)
     return {i: MLPStep(getattr(layer, "mlp", None)) for i, layer in enumerate(layers)}
+
+
+def _dependent_launches(pdl: bool | None, device: torch.device) -> bool:
+    """Whether the block-by-block step launches its Triton kernels as programmatic dependents:
+    `pdl`, or by default where the GPU has them (compute capability 9.0, Hopper, and later)."""
+    has = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+    if pdl and not has:
+        raise ValueError(
+            f"pdl=True needs a CUDA GPU of compute capability 9.0 or later; the model is on "
+            f"{device}: pass pdl=False"
+        )
+    return has if pdl is None else pdl
 
 
 def _shifted(buffer: Tensor, newest: Tensor) -> Tensor:
@@ -397,7 +414,10 @@ class StudentGraphDecoder(_GraphStep):
     `kernel="triton"` runs each layer's mixer as one Triton kernel, "triton_in_proj" with its input
     projection inside it, "triton_fused" with both projections (see `ModalStep`; `block_channels`
     is its kernel's channels per program). `mlp_kernel="triton"` runs each GPT-2 MLP as one Triton
-    kernel too (`hyena_lite.mlp_kernel`).
+    kernel too (`hyena_lite.mlp_kernel`); `mlp_kernel="triton_blocks"` (with kernel="triton_fused")
+    writes the step block by block, each block's residual adds and norms inside its two Triton
+    kernels (`hyena_lite.block_steps`), launched as programmatic dependents with `pdl` (default:
+    where the GPU has them).
     """
 
     def __init__(
@@ -410,7 +430,13 @@ class StudentGraphDecoder(_GraphStep):
         kernel: str = "torch",
         block_channels: int | None = None,
         mlp_kernel: str = "torch",
+        pdl: bool | None = None,
     ) -> None:
+        if mlp_kernel == "triton_blocks" and kernel != "triton_fused":
+            raise ValueError(
+                "mlp_kernel='triton_blocks' runs each block as the whole-mixer and MLP Triton "
+                f"kernels: pass kernel='triton_fused' with it (got kernel={kernel!r})"
+            )
         operators = hyena_operators(model)
         if len(operators) < model.config.num_hidden_layers or not operators:
             raise ValueError(
@@ -435,7 +461,19 @@ class StudentGraphDecoder(_GraphStep):
         self.position = torch.zeros((), dtype=torch.long, device=device)
         self.mask = torch.ones(batch, 1, 1, 1, dtype=torch.bool, device=device)
         self.compile = device.type == "cuda" if compile is None else compile
-        self._forward = _compiled(self._logits_of_step, self.compile)
+        if mlp_kernel == "triton_blocks":
+            from hyena_lite.block_steps import StudentBlockStep
+
+            blocks = StudentBlockStep(
+                model,
+                self.steps,
+                batch,
+                lambda fn: _compiled(fn, self.compile),
+                _dependent_launches(pdl, device),
+            )
+            self._forward = lambda: blocks(self.tokens, self.position)
+        else:
+            self._forward = _compiled(self._logits_of_step, self.compile)
 
     def _logits_of_step(self) -> Tensor:
         positions = self.position.view(1, 1).expand(self.batch, 1)
@@ -513,6 +551,10 @@ class TeacherGraphDecoder(_GraphStep):
     recorded once as a CUDA graph, after torch.compile with `compile` (True or a name in
     COMPILE_SETTINGS). `mlp_kernel="triton"` runs each GPT-2 MLP of a step as one Triton kernel,
     as the student's can (`hyena_lite.mlp_kernel`): the same help on both sides.
+    `mlp_kernel="triton_blocks"` writes the step block by block as the student's can
+    (`hyena_lite.block_steps`): the attention as torch code, the MLP with its block's residual add
+    and norm in one Triton kernel, launched as a programmatic dependent with `pdl` (default: where
+    the GPU has them).
     """
 
     def __init__(
@@ -524,6 +566,7 @@ class TeacherGraphDecoder(_GraphStep):
         graph: bool | None = None,
         prefill_tokens: int = 65_536,
         mlp_kernel: str = "torch",
+        pdl: bool | None = None,
     ) -> None:
         from transformers import StaticCache
 
@@ -542,7 +585,19 @@ class TeacherGraphDecoder(_GraphStep):
         self.key_index = torch.arange(max_len, device=device)
         self.context = 0
         self.mlps = _mlp_steps(model, mlp_kernel)
-        self._forward = _compiled(self._logits_of_step, compile)
+        if mlp_kernel == "triton_blocks":
+            from hyena_lite.block_steps import TeacherBlockStep
+
+            blocks = TeacherBlockStep(
+                model,
+                self.cache,
+                batch,
+                lambda fn: _compiled(fn, compile),
+                _dependent_launches(pdl, device),
+            )
+            self._forward = lambda: blocks(self.tokens)
+        else:
+            self._forward = _compiled(self._logits_of_step, compile)
 
     def _counter(self) -> Tensor:
         """The cache's count of stored positions (a device tensor that its update advances)."""

@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor, nn
 
+from hyena_lite.block_prologue import NormInput, norm_statistics, normed, tile_of, write_stream
 from hyena_lite.modal_kernel import per_program
 
 MAX_HIDDEN, MIN_HIDDEN = 64, 16  # hidden units a program computes (see units_per_program)
@@ -52,26 +53,39 @@ def gelu_of(total, bias, rounded):
 
 @triton.jit
 def mlp_step_kernel(
-    x_ptr,  # [B, D] the block's normalised input, model dtype
+    x_ptr,  # [B, D] the block's normalised input, model dtype (read without NORM)
     w_fc_ptr,  # [D, H] c_fc's weight (transformers' Conv1D: input by output)
     b_fc_ptr,  # [H]
     w_proj_ptr,  # [H, D] c_proj's weight
-    out_ptr,  # [programs, B, D] float32 partial products
+    out_ptr,  # [programs, B, D] float32 partial products; with ATOMIC [B, D], summed into
+    base_ptr,  # with NORM: the input is norm(base + (delta + delta_bias).to(dtype)), and
+    delta_ptr,  # program 0 writes base + ... to stream (hyena_lite.block_prologue)
+    delta_bias_ptr,
+    norm_w_ptr,
+    norm_b_ptr,
+    stream_ptr,
+    eps,
     D,
     H,
     B: tl.constexpr,  # the batch, fixed for a decoder's life: at 1 the loop over it compiles away
     HIDDEN: tl.constexpr,
     WIDTH: tl.constexpr,
     ONE_TILE: tl.constexpr,  # WIDTH >= D: each weight slice read as one tile
+    NORM: tl.constexpr,
+    NORM_TILE: tl.constexpr,
+    ATOMIC: tl.constexpr,
+    PDL: tl.constexpr,  # launched as a programmatic dependent: wait for the kernel before
 ):
     h = tl.program_id(0) * HIDDEN + tl.arange(0, HIDDEN)
     live = h < H
-    rounded = x_ptr.dtype.element_ty
-    rows = out_ptr + tl.program_id(0) * B * D
+    rounded = w_fc_ptr.dtype.element_ty
+    first = tl.program_id(0) == 0
+    rows = out_ptr if ATOMIC else out_ptr + tl.program_id(0) * B * D
     bias = tl.load(b_fc_ptr + h, mask=live, other=0.0).to(tl.float32)
     if ONE_TILE:
         # Both weight slices read once, every read issued at once (one trip to memory's
-        # latency), then used for every sequence of the batch.
+        # latency), then used for every sequence of the batch; with PDL before the previous
+        # kernel has finished, since no weight depends on it.
         k = tl.arange(0, WIDTH)
         w_fc = tl.load(
             w_fc_ptr + k[:, None] * H + h[None, :], mask=(k < D)[:, None] & live[None, :], other=0.0
@@ -81,20 +95,88 @@ def mlp_step_kernel(
             mask=live[:, None] & (k < D)[None, :],
             other=0.0,
         )
+        if PDL:
+            tl.extra.cuda.gdc_wait()
+            tl.extra.cuda.gdc_launch_dependents()
         for b in range(B):
-            x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+            if NORM:
+                mean, rstd = norm_statistics(
+                    base_ptr, delta_ptr, delta_bias_ptr, b * D, D, eps, rounded, NORM_TILE
+                )
+                x = normed(
+                    base_ptr,
+                    delta_ptr,
+                    delta_bias_ptr,
+                    norm_w_ptr,
+                    norm_b_ptr,
+                    b * D,
+                    k,
+                    k < D,
+                    mean,
+                    rstd,
+                    rounded,
+                )
+                if first:
+                    write_stream(
+                        base_ptr,
+                        delta_ptr,
+                        delta_bias_ptr,
+                        stream_ptr,
+                        b * D,
+                        D,
+                        rounded,
+                        NORM_TILE,
+                    )
+            else:
+                x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
             total = tl.sum(w_fc.to(tl.float32) * x[:, None], axis=0)
             hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
             partial = tl.sum(w_proj.to(tl.float32) * hidden[:, None], axis=0)
-            tl.store(rows + b * D + k, partial, mask=k < D)
+            if ATOMIC:
+                tl.atomic_add(rows + b * D + k, partial, mask=k < D, sem="relaxed")
+            else:
+                tl.store(rows + b * D + k, partial, mask=k < D)
     else:
+        if PDL:
+            tl.extra.cuda.gdc_wait()
+            tl.extra.cuda.gdc_launch_dependents()
         for b in range(B):
+            if NORM:
+                mean, rstd = norm_statistics(
+                    base_ptr, delta_ptr, delta_bias_ptr, b * D, D, eps, rounded, NORM_TILE
+                )
+                if first:
+                    write_stream(
+                        base_ptr,
+                        delta_ptr,
+                        delta_bias_ptr,
+                        stream_ptr,
+                        b * D,
+                        D,
+                        rounded,
+                        NORM_TILE,
+                    )
             # This program's hidden units, from the whole input, tile by tile (the weights
             # read again for each sequence, from L2 after the first).
             total = tl.zeros([HIDDEN], dtype=tl.float32)
             for start in range(0, D, WIDTH):
                 k = start + tl.arange(0, WIDTH)
-                x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+                if NORM:
+                    x = normed(
+                        base_ptr,
+                        delta_ptr,
+                        delta_bias_ptr,
+                        norm_w_ptr,
+                        norm_b_ptr,
+                        b * D,
+                        k,
+                        k < D,
+                        mean,
+                        rstd,
+                        rounded,
+                    )
+                else:
+                    x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
                 w = tl.load(
                     w_fc_ptr + k[:, None] * H + h[None, :],
                     mask=(k < D)[:, None] & live[None, :],
@@ -110,41 +192,70 @@ def mlp_step_kernel(
                     mask=live[:, None] & (o < D)[None, :],
                     other=0.0,
                 ).to(tl.float32)
-                tl.store(rows + b * D + o, tl.sum(w * hidden[:, None], axis=0), mask=o < D)
+                partial = tl.sum(w * hidden[:, None], axis=0)
+                if ATOMIC:
+                    tl.atomic_add(rows + b * D + o, partial, mask=o < D, sem="relaxed")
+                else:
+                    tl.store(rows + b * D + o, partial, mask=o < D)
 
 
 def mlp_partials(
-    mlp: nn.Module, x: Tensor, hidden_per_program: int, tile_elements: int = TILE_ELEMENTS
+    mlp: nn.Module,
+    x: Tensor | None,
+    hidden_per_program: int,
+    tile_elements: int = TILE_ELEMENTS,
+    *,
+    norm: NormInput | None = None,
+    accumulator: Tensor | None = None,
+    pdl: bool = False,
 ) -> Tensor:
     """GPT-2's `mlp(x)` for x [B, D] without `c_proj`'s bias, as float32 partial sums
     [programs, B, D], a program for each `hidden_per_program` hidden units: their
     sum plus the bias is the MLP's output. A program holds weight tiles of at most
     `tile_elements` values: its whole slice at once where that allows, else tile by tile. `mlp`
-    must pass `check_mlp` (MLPStep checks once, not at every step)."""
-    if x.dim() != 2 or x.shape[1] != mlp.c_fc.weight.shape[0]:
+    must pass `check_mlp` (MLPStep checks once, not at every step).
+
+    With `norm` (x None) the kernel computes its input itself, `norm.norm(h)` with h the residual
+    add that `norm` describes (`hyena_lite.block_prologue`), and writes h to `norm.stream`. With
+    `accumulator` (float32 [B, D]) the programs add their products into it (atomically: sums in
+    varying order) and it is returned. `pdl`: launched as a programmatic dependent of the kernel
+    before it (Hopper and later): the weights are read while that kernel finishes."""
+    rows = norm.base if norm is not None else x
+    if rows is None or rows.dim() != 2 or rows.shape[1] != mlp.c_fc.weight.shape[0]:
         raise ValueError(
-            f"x must have shape [batch, {mlp.c_fc.weight.shape[0]}], got {tuple(x.shape)}"
+            f"x must have shape [batch, {mlp.c_fc.weight.shape[0]}], got "
+            f"{None if rows is None else tuple(rows.shape)}"
         )
     if hidden_per_program < 1 or hidden_per_program & (hidden_per_program - 1):
         raise ValueError(f"hidden_per_program must be a power of two, got {hidden_per_program}")
-    x = x.contiguous()
-    (batch, width), hidden = x.shape, mlp.c_fc.weight.shape[1]
+    rows = rows.contiguous()
+    (batch, width), hidden = rows.shape, mlp.c_fc.weight.shape[1]
     programs = -(-hidden // hidden_per_program)
     tile = max(16, min(triton.next_power_of_2(width), tile_elements // hidden_per_program))
-    out = torch.empty(programs, batch, width, dtype=torch.float32, device=x.device)
+    if accumulator is None:
+        out = torch.empty(programs, batch, width, dtype=torch.float32, device=rows.device)
+    else:
+        out = accumulator
+    prologue = rows, rows, rows, rows, rows, rows, 0.0  # unread without NORM
     mlp_step_kernel[(programs,)](
-        x,
+        rows,
         mlp.c_fc.weight,
         mlp.c_fc.bias,
         mlp.c_proj.weight,
         out,
+        *(prologue if norm is None else norm.arguments()),
         width,
         hidden,
         B=batch,
         HIDDEN=hidden_per_program,
         WIDTH=tile,
         ONE_TILE=tile >= width,
+        NORM=norm is not None,
+        NORM_TILE=tile_of(width),
+        ATOMIC=accumulator is not None,
+        PDL=pdl,
         num_warps=8 if hidden_per_program * tile >= tile_elements // 2 else 4,
+        **({"launch_pdl": True} if pdl else {}),
     )
     return out
 

@@ -39,6 +39,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from hyena_lite.block_prologue import NormInput, norm_statistics, normed, tile_of, write_stream
+
 if TYPE_CHECKING:
     from hyena_lite.fastdecode import ModalStep
 
@@ -97,6 +99,13 @@ def modal_step_kernel(
     poles_im_ptr,
     res_re_ptr,
     res_im_ptr,  # [N, D, M]
+    base_ptr,  # with NORM the input is norm(base + (delta + delta_bias).to(dtype)), computed
+    delta_ptr,  # here, and the first program of a sequence writes base + ... to stream
+    delta_bias_ptr,  # (hyena_lite.block_prologue)
+    norm_w_ptr,
+    norm_b_ptr,
+    stream_ptr,
+    eps,
     B,
     D,
     N: tl.constexpr,
@@ -113,12 +122,27 @@ def modal_step_kernel(
     BLOCK_IN: tl.constexpr,
     OUT_PROJ: tl.constexpr,
     BLOCK_OUT: tl.constexpr,
+    NORM: tl.constexpr,
+    NORM_TILE: tl.constexpr,
+    ATOMIC: tl.constexpr,  # with OUT_PROJ: add the product into out [B, D] instead of a row
+    PDL: tl.constexpr,  # launched as a programmatic dependent: wait for the kernel before
 ):
     b = tl.program_id(0)
     d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     live = d < D
     width = (N + 1) * D
     rounded = u_ptr.dtype.element_ty  # the model's dtype (the input u is always passed)
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+    if NORM:
+        mean, rstd = norm_statistics(
+            base_ptr, delta_ptr, delta_bias_ptr, b * D, D, eps, rounded, NORM_TILE
+        )
+        if tl.program_id(1) == 0:
+            write_stream(
+                base_ptr, delta_ptr, delta_bias_ptr, stream_ptr, b * D, D, rounded, NORM_TILE
+            )
 
     # Every group's projected input P [group, channel] (groups 0..N-1 feed the gates z_n, group
     # N the first input y_0), rounded to the model's dtype as the plain step's Linear returns it.
@@ -129,7 +153,22 @@ def modal_step_kernel(
         total = tl.zeros([GROUPS, BLOCK], dtype=tl.float32)
         for start in range(0, D, BLOCK_IN):
             k = start + tl.arange(0, BLOCK_IN)
-            x = tl.load(u_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+            if NORM:
+                x = normed(
+                    base_ptr,
+                    delta_ptr,
+                    delta_bias_ptr,
+                    norm_w_ptr,
+                    norm_b_ptr,
+                    b * D,
+                    k,
+                    k < D,
+                    mean,
+                    rstd,
+                    rounded,
+                )
+            else:
+                x = tl.load(u_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
             w = tl.load(
                 w_in_ptr + channel[:, :, None] * D + k[None, None, :],
                 mask=grouped[:, :, None] & (k < D)[None, None, :],
@@ -189,7 +228,7 @@ def modal_step_kernel(
 
     if OUT_PROJ:  # this program's share of out_proj(y): its channels' columns times y
         y = y.to(rounded).to(tl.float32)  # the plain step rounds y before the out-projection
-        row = out_ptr + (tl.program_id(1) * B + b) * D
+        row = out_ptr + (b if ATOMIC else tl.program_id(1) * B + b) * D
         for start in range(0, D, BLOCK_OUT):
             o = start + tl.arange(0, BLOCK_OUT)
             w = tl.load(
@@ -197,7 +236,11 @@ def modal_step_kernel(
                 mask=live[:, None] & (o < D)[None, :],
                 other=0.0,
             ).to(tl.float32)
-            tl.store(row + o, tl.sum(w * y[:, None], axis=0), mask=o < D)
+            partial = tl.sum(w * y[:, None], axis=0)
+            if ATOMIC:
+                tl.atomic_add(row + o, partial, mask=o < D, sem="relaxed")
+            else:
+                tl.store(row + o, partial, mask=o < D)
     else:
         tl.store(out_ptr + b * D + d, y, mask=live)
 
@@ -213,17 +256,41 @@ def modal_step_kernel(
     tl.store(state_im_ptr + state, poles_re * im + poles_im * re, mask=in_modes)
 
 
-def modal_step(step: ModalStep, u: Tensor, in_proj: bool = False, out_proj: bool = False) -> Tensor:
+def modal_step(
+    step: ModalStep,
+    u: Tensor | None,
+    in_proj: bool = False,
+    out_proj: bool = False,
+    *,
+    norm: NormInput | None = None,
+    accumulator: Tensor | None = None,
+    pdl: bool = False,
+) -> Tensor:
     """One recurrent step of `step`'s operator for the input u [B, D], every state updated in
     place; the same numbers as ModalStep's own forward. Returns the gated output y [B, D] in u's
     dtype, for the out-projection; or with `out_proj` (which needs `in_proj`) out_proj(y) itself
     as float32 partial sums [programs per sequence, B, D] without the bias, which the caller sums
     and rounds. The input projection runs as the operator's Linear (cuBLAS), or with `in_proj`
-    inside the kernel."""
+    inside the kernel.
+
+    The whole mixer (both projections) may also start from the residual stream and end in it:
+    with `norm` (u None) the kernel computes its input, `norm.norm(h)` of the residual add `norm`
+    describes (`hyena_lite.block_prologue`), and writes h to `norm.stream`; with `accumulator`
+    (float32 [B, D]) it adds out_proj(y) into it (atomically) and returns it. `pdl`: launched as a
+    programmatic dependent of the kernel before it (Hopper and later)."""
     N, D = step.order, step.width
     batch = step.window.shape[0]
-    if u.shape != (batch, D):
-        raise ValueError(f"u must have shape [batch={batch}, width={D}], got {tuple(u.shape)}")
+    if norm is not None:
+        if not (in_proj and out_proj):
+            raise ValueError("norm needs in_proj=True and out_proj=True (the whole mixer)")
+        u = norm.base
+    if accumulator is not None and not out_proj:
+        raise ValueError("accumulator needs out_proj=True (the kernel sums the out-projection)")
+    if u is None or u.shape != (batch, D):
+        raise ValueError(
+            f"u must have shape [batch={batch}, width={D}], got "
+            f"{None if u is None else tuple(u.shape)}"
+        )
     if out_proj and not in_proj:
         raise ValueError("out_proj=True needs in_proj=True (the whole mixer in one kernel)")
     linear = step.op.in_proj
@@ -233,10 +300,13 @@ def modal_step(step: ModalStep, u: Tensor, in_proj: bool = False, out_proj: bool
     block = step.block_channels
     programs = -(-D // block)
     groups = triton.next_power_of_2(N + 1)
-    if out_proj:
+    if accumulator is not None:
+        out = accumulator
+    elif out_proj:
         out = torch.empty(programs, batch, D, dtype=torch.float32, device=u.device)
     else:
         out = torch.empty(batch, D, dtype=u.dtype, device=u.device)
+    prologue = u, u, u, u, u, u, 0.0  # unread without NORM
     modal_step_kernel[(batch, programs)](
         p,
         u,
@@ -256,6 +326,7 @@ def modal_step(step: ModalStep, u: Tensor, in_proj: bool = False, out_proj: bool
         step.poles_im,
         step.res_re,
         step.res_im,
+        *(prologue if norm is None else norm.arguments()),
         batch,
         D,
         N=N,
@@ -272,7 +343,12 @@ def modal_step(step: ModalStep, u: Tensor, in_proj: bool = False, out_proj: bool
         BLOCK_IN=_tile(D, groups * block),
         OUT_PROJ=out_proj,
         BLOCK_OUT=_tile(D, block),
+        NORM=norm is not None,
+        NORM_TILE=tile_of(D),
+        ATOMIC=accumulator is not None,
+        PDL=pdl,
         num_warps=WARPS,
+        **({"launch_pdl": True} if pdl else {}),
     )
     return out
 
