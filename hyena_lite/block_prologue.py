@@ -36,11 +36,18 @@ class NormInput:
     stream: Tensor
 
     def arguments(self) -> tuple[object, ...]:
-        """The kernel arguments, in the order the kernels take them."""
-        norm = self.norm
+        """The kernel arguments, in the order the kernels take them (rows read as contiguous)."""
+        norm, shape = self.norm, tuple(self.base.shape)
+        if len(shape) != 2 or self.delta.shape != shape or self.stream.shape != shape:
+            raise ValueError(
+                f"base, delta and stream must share one shape [batch, width]; got {shape}, "
+                f"{tuple(self.delta.shape)} and {tuple(self.stream.shape)}"
+            )
+        if not self.stream.is_contiguous():
+            raise ValueError("stream is written in place: pass a contiguous tensor")
         return (
-            self.base,
-            self.delta,
+            self.base.contiguous(),
+            self.delta.contiguous(),
             self.delta_bias,
             norm.weight,
             norm.bias,

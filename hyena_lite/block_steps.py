@@ -54,7 +54,6 @@ class _BlockStep:
         compile: Callable[[Callable[..., Any]], Callable[..., Any]],
         pdl: bool,
     ) -> None:
-        check_gpt2(model)
         self.model, self.batch, self.pdl = model, batch, pdl
         self.blocks = list(model.transformer.h)
         weight = model.transformer.wte.weight
@@ -91,6 +90,7 @@ class StudentBlockStep(_BlockStep):
     ) -> None:
         from hyena_lite.mlp_kernel import check_mlp, units_per_program
 
+        check_gpt2(model)
         super().__init__(model, batch, 2 * len(model.transformer.h), compile, pdl)
         self.steps = [steps[i] for i in range(len(self.blocks))]
         for block in self.blocks:
@@ -136,6 +136,7 @@ class TeacherBlockStep(_BlockStep):
     ) -> None:
         from hyena_lite.mlp_kernel import check_mlp, units_per_program
 
+        check_gpt2(model)
         super().__init__(model, batch, len(model.transformer.h), compile, pdl)
         config = model.config
         if getattr(config, "add_cross_attention", False):

@@ -6,9 +6,10 @@
   static-cache step as a CUDA graph (`TeacherGraphDecoder`), each compiled by torch.compile first
   (`*_compiled_graph`, the fastest in scripts/speed_h200.py; --no-compile leaves them out) and not
   (`*_eager_graph`), and the student's step run eagerly (`student_eager`: its launches one by one).
-  On CUDA, first the fastest steps of all: the student's with its mixers and MLPs as Triton
-  kernels (`student_compiled_graph_triton_fused_triton_mlp`), the teacher's with its MLPs so
-  (`teacher_compiled_graph_triton_mlp`).
+  On CUDA, first the fastest steps of all: both written block by block, norms inside the Triton
+  kernels (`*_triton_blocks`, hyena_lite.block_steps), then the student's with its mixers and MLPs
+  as Triton kernels (`student_compiled_graph_triton_fused_triton_mlp`), the teacher's with its
+  MLPs so (`teacher_compiled_graph_triton_mlp`).
 - `operator`: the Hyena block's inference forward and forward + backward, and the attention
   block's, at L = 1K, 4K and 16K, batch 1, width 768, bf16, as scripts/speed_h200.py runs them
   (eagerly here, so that launches and host syncs show; the forward's CUDA-graph time is recorded
@@ -481,10 +482,9 @@ def decode(run: Run) -> None:
     ids = torch.randint(0, s.vocab, (1, s.context + 1), device=run.device, generator=generator)
     ids, token = ids[:, :-1], ids[:, -1:]
 
-    def make(side: str, compile: bool, graph: bool, triton: bool) -> Any:
-        mlp = "triton" if triton else "torch"
+    def make(side: str, compile: bool, graph: bool, mlp: str) -> Any:
         if side == "student":
-            kernel = "triton_fused" if triton else "torch"
+            kernel = "torch" if mlp == "torch" else "triton_fused"
             return StudentGraphDecoder(
                 student, fits, 1, compile=compile, graph=graph, kernel=kernel, mlp_kernel=mlp
             )
@@ -492,29 +492,37 @@ def decode(run: Run) -> None:
             teacher, 1, cache_length(s.context), compile=compile, graph=graph, mlp_kernel=mlp
         )
 
-    # (name, side, compiled, graphed, triton): the strongest steps first, as speed_h200 runs
-    # them; on CUDA the fastest of all first: the student's mixers and both sides' MLPs as
-    # Triton kernels (speed_h200's best variants)
+    # (name, side, compiled, graphed, mlp_kernel): the strongest steps first, as speed_h200 runs
+    # them; on CUDA the fastest of all first: the steps written block by block (norms inside the
+    # Triton kernels), then the student's mixers and both sides' MLPs as Triton kernels
     variants = [
         (f"{side}_{kind}", side, kind.startswith("compiled"), kind.endswith("graph") and run.cuda)
         for kind in (["compiled_graph"] if run.compile else []) + ["eager_graph"]
         for side in ("student", "teacher")
     ]
-    variants = [(*variant, False) for variant in variants]
+    variants = [(*variant, "torch") for variant in variants]
     if run.cuda and run.compile:
         variants[:0] = [
-            ("student_compiled_graph_triton_fused_triton_mlp", "student", True, True, True),
-            ("teacher_compiled_graph_triton_mlp", "teacher", True, True, True),
+            (
+                "student_compiled_graph_triton_fused_triton_blocks",
+                "student",
+                True,
+                True,
+                "triton_blocks",
+            ),
+            ("teacher_compiled_graph_triton_blocks", "teacher", True, True, "triton_blocks"),
+            ("student_compiled_graph_triton_fused_triton_mlp", "student", True, True, "triton"),
+            ("teacher_compiled_graph_triton_mlp", "teacher", True, True, "triton"),
         ]
-    variants.append(("student_eager", "student", False, False, False))  # launches one by one
-    for name, side, compiled, graphed, triton in variants:
+    variants.append(("student_eager", "student", False, False, "torch"))  # launches one by one
+    for name, side, compiled, graphed, mlp in variants:
         if not run.allows(f"decode {name}", 60.0 if compiled else 20.0):
             continue
         print(f"decode {name} ...", flush=True)
         entry: dict[str, Any] = {"graph": graphed, "compiled": compiled}
         steps = s.graph_steps if graphed else s.eager_steps
         try:
-            decoder = make(side, compiled, graphed, triton)
+            decoder = make(side, compiled, graphed, mlp)
             start = time.perf_counter()
             with torch.no_grad():
                 decoder.prefill(ids)

@@ -371,7 +371,9 @@ def ceilings(
                     projections,
                     compile=compile_of(variant),
                     graph=run.cuda,
-                    mlp_kernel=mlp_kernel_of(variant),
+                    # the ceilings swap the mixers of the model's forward, which the block-by-block
+                    # step does not run: its MLP kernels without the norms stand in
+                    mlp_kernel="triton" if "triton_blocks" in variant else mlp_kernel_of(variant),
                 )
             measured = time_graph_decoding(run.students[key], ids, token, None, None, **run.timing)
             row[f"ceiling_{name}_ms"] = measured["ms"]
@@ -399,8 +401,23 @@ def compile_of(variant: str) -> bool | str:
 
 def mlp_kernel_of(variant: str) -> str:
     """The decoders' `mlp_kernel` for a variant's name: "triton" (every GPT-2 MLP of the step one
-    Triton kernel, hyena_lite.mlp_kernel) for *_triton_mlp, else "torch"."""
-    return "triton" if variant.endswith("_triton_mlp") else "torch"
+    Triton kernel, hyena_lite.mlp_kernel) for *_triton_mlp, "triton_blocks" (the step written
+    block by block, norms inside the Triton kernels, hyena_lite.block_steps) for *_triton_blocks
+    and *_triton_blocks_serial, else "torch"."""
+    if variant.endswith("_triton_mlp"):
+        return "triton"
+    return (
+        "triton_blocks"
+        if variant.endswith(("_triton_blocks", "_triton_blocks_serial"))
+        else "torch"
+    )
+
+
+def pdl_of(variant: str) -> bool | None:
+    """The decoders' `pdl` for a variant's name: False for *_serial (every kernel waits for the one
+    before to end before it starts), else None (programmatic dependent launches where the GPU has
+    them)."""
+    return False if variant.endswith("_serial") else None
 
 
 def decoding(
@@ -438,6 +455,11 @@ def decoding(
         if triton:  # every MLP one Triton kernel as well, on both sides alike
             teacher_variants["compiled_graph_triton_mlp"] = None
             student_variants["compiled_graph_triton_fused_triton_mlp"] = ("triton_fused", None)
+            # and the steps written block by block, norms inside the Triton kernels, with
+            # programmatic dependent launches and without
+            for suffix in ("triton_blocks", "triton_blocks_serial"):
+                teacher_variants[f"compiled_graph_{suffix}"] = None
+                student_variants[f"compiled_graph_triton_fused_{suffix}"] = ("triton_fused", None)
         for setting in ("tuned", "autotune"):  # both sides under gpt-fast's inductor settings
             teacher_variants[f"compiled_{setting}_graph"] = None
             student_variants[f"compiled_{setting}_graph"] = ("torch", None)
@@ -471,6 +493,7 @@ def decoding(
                     compile=compile_of(variant),
                     graph=run.cuda,
                     mlp_kernel=mlp_kernel_of(variant),
+                    pdl=pdl_of(variant),
                 )
                 measured = time_graph_decoding(
                     decoder, ids, token, references[0], backends, **run.timing
@@ -502,6 +525,7 @@ def decoding(
                         kernel=student_variants[variant][0],
                         block_channels=student_variants[variant][1],
                         mlp_kernel=mlp_kernel_of(variant),
+                        pdl=pdl_of(variant),
                     )
                 decoder = students[batch, variant]
                 measured = time_graph_decoding(

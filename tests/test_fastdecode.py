@@ -562,3 +562,103 @@ def test_tuned_setting_lowers_a_one_row_linear_into_a_generated_kernel():
     assert "extern_kernels.addmm" not in "".join(tuned_code)  # tuned: fused into its kernel
     torch.testing.assert_close(default_out, want)
     torch.testing.assert_close(tuned_out, want)
+
+
+# ------------------------------------------------- the block-by-block step (hyena_lite.block_steps)
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+@pytest.mark.parametrize("tile", [16_384, 256])  # whole slices, or tile by tile
+def test_kernel_prologues_add_normalise_and_sum_as_the_block_does(tile):
+    from hyena_lite.block_prologue import NormInput
+    from hyena_lite.mlp_kernel import mlp_partials
+    from hyena_lite.modal_kernel import modal_step
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    atol = 1e-4 if device == "cuda" else 1e-5
+    block = GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=40, n_head=2, vocab_size=VOCAB, n_positions=16)
+    ).transformer.h[0]
+    block = block.eval().to(device)
+    for parameter in block.parameters():
+        parameter.data.normal_(0.0, 0.2)
+    base, delta = torch.randn(3, 40, device=device), torch.randn(3, 40, device=device)
+    bias = torch.randn(40, device=device)
+    h = base + (delta + bias)
+    stream, total = torch.full_like(base, float("nan")), torch.zeros_like(base)
+    with torch.no_grad():
+        want = block.mlp(block.ln_2(h))
+        into = NormInput(base, delta, bias, block.ln_2, stream)
+        mlp_partials(block.mlp, None, 16, tile, norm=into, accumulator=total)
+    torch.testing.assert_close(total + block.mlp.c_proj.bias, want, atol=atol, rtol=0)
+    torch.testing.assert_close(stream, h, atol=0, rtol=0)
+
+    _, step, later = _operator_pair(order=2, fir=2, batch=3)
+    step = step.to(device)
+    fused = _triton_copy(step, "triton_fused")
+    norm = nn.LayerNorm(step.width).to(device)
+    nn.init.normal_(norm.weight, 1.0, 0.2)
+    nn.init.normal_(norm.bias, 0.0, 0.2)
+    base, delta = later[:, 0].to(device), torch.randn_like(later[:, 0]).to(device)
+    h = base + delta
+    stream, total = torch.full_like(base, float("nan")), torch.zeros_like(base)
+    with torch.no_grad():
+        want = step(norm(h)[:, None])[:, 0]
+        into = NormInput(base, delta, torch.zeros_like(norm.bias), norm, stream)
+        modal_step(fused, None, True, True, norm=into, accumulator=total)
+    torch.testing.assert_close(total + step.op.out_proj.bias, want, atol=atol, rtol=1e-5)
+    torch.testing.assert_close(stream, h, atol=0, rtol=0)
+    for name in step.state_names:  # and the states moved on as the plain step's did
+        torch.testing.assert_close(getattr(fused, name), getattr(step, name), atol=atol, rtol=1e-5)
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+@pytest.mark.parametrize(("compile", "pdl"), [(False, None), (True, None), (True, False)])
+def test_block_by_block_steps_equal_their_references(compile, pdl):
+    if compile and not torch.cuda.is_available():
+        pytest.skip("compiled and recorded on a CUDA GPU only (the CPU runs it in the interpreter)")
+    teacher, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    ids = torch.randint(0, VOCAB, (2, 14))
+    reference = _reference_student(student, fits, ids, 6)
+    with torch.no_grad():
+        full = teacher(ids).logits
+    atol = 1e-5
+    if torch.cuda.is_available():
+        teacher, student, ids = teacher.cuda(), student.cuda(), ids.cuda()
+        fits = {i: fit.to(device="cuda") for i, fit in fits.items()}
+        atol = 1e-4
+    options = {"compile": compile, "mlp_kernel": "triton_blocks", "pdl": pdl}
+    decoder = StudentGraphDecoder(student, fits, batch=2, kernel="triton_fused", **options)
+    for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
+        torch.testing.assert_close(have.cpu(), want, atol=atol, rtol=0)
+    decoder = TeacherGraphDecoder(teacher, batch=2, max_len=32, **options)
+    for t, logits in enumerate(_steps(decoder, ids, 6)):
+        torch.testing.assert_close(logits.cpu(), full[:, 5 + t], atol=atol, rtol=0)
+    decoder.rewind(9)  # the counter it advances is the cache's own
+    assert int(decoder._counter()) == 9
+
+
+def test_block_by_block_refusals_say_what_to_do():
+    teacher, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    with pytest.raises(ValueError, match="kernel='triton_fused'"):
+        StudentGraphDecoder(student, fits, 1, compile=False, mlp_kernel="triton_blocks")
+    if _triton_runs_here() is not None:
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        with pytest.raises(ValueError, match="pdl=False"):
+            TeacherGraphDecoder(teacher, 1, 8, mlp_kernel="triton_blocks", pdl=True)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    ).to(device)
+    with pytest.raises(ValueError, match="laid out as GPT-2"):
+        TeacherGraphDecoder(llama, 1, 8, mlp_kernel="triton_blocks")

@@ -183,3 +183,7 @@ def test_variant_names_say_how_their_step_is_compiled() -> None:
     assert script.mlp_kernel_of("compiled_graph_triton_fused_triton_mlp") == "triton"
     assert script.mlp_kernel_of("compiled_graph_triton_mlp") == "triton"
     assert script.mlp_kernel_of("compiled_graph_triton_fused") == "torch"
+    for variant in ("compiled_graph_triton_blocks", "compiled_graph_triton_fused_triton_blocks"):
+        assert script.mlp_kernel_of(variant) == "triton_blocks"
+        assert script.mlp_kernel_of(f"{variant}_serial") == "triton_blocks"
+        assert script.pdl_of(variant) is None and script.pdl_of(f"{variant}_serial") is False
