@@ -117,6 +117,21 @@ def write_stream(
         tl.store(stream_ptr + row + k, h.to(rounded), mask=k < D)
 
 
+@triton.jit
+def prefetch(pointers):
+    """Ask for the cache lines at `pointers` to be brought into L2 (PTX prefetch.global.L2) and go
+    on without waiting: what a programmatic dependent reads before it may read its inputs. GPU
+    only (Triton's interpreter runs no PTX)."""
+    tl.inline_asm_elementwise(
+        "prefetch.global.L2 [$1]; mov.u32 $0, 0;",
+        "=r,l",
+        [pointers],
+        dtype=tl.int32,
+        is_pure=False,
+        pack=1,
+    )
+
+
 def tile_of(width: int) -> int:
     """The prologue's tile: the whole width where it is at most 1,024 (rounded up to a power of
     two), else 1,024."""

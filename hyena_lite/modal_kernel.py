@@ -39,7 +39,14 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from hyena_lite.block_prologue import NormInput, norm_statistics, normed, tile_of, write_stream
+from hyena_lite.block_prologue import (
+    NormInput,
+    norm_statistics,
+    normed,
+    prefetch,
+    tile_of,
+    write_stream,
+)
 
 if TYPE_CHECKING:
     from hyena_lite.fastdecode import ModalStep
@@ -126,6 +133,8 @@ def modal_step_kernel(
     NORM_TILE: tl.constexpr,
     ATOMIC: tl.constexpr,  # with OUT_PROJ: add the product into out [B, D] instead of a row
     PDL: tl.constexpr,  # launched as a programmatic dependent: wait for the kernel before
+    LINES: tl.constexpr,  # with PDL: cache lines of a projection row, and the out-projection's
+    OUT_ROWS: tl.constexpr,  # rows, rounded up to powers of two (what the prefetch covers)
 ):
     b = tl.program_id(0)
     d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -133,6 +142,14 @@ def modal_step_kernel(
     width = (N + 1) * D
     rounded = u_ptr.dtype.element_ty  # the model's dtype (the input u is always passed)
     if PDL:
+        # The projections' weights do not depend on the kernel before: have them fetched into L2
+        # while it finishes, a pointer per cache line of 64 two-byte values (rows past the end
+        # point at the last one), then wait for its outputs.
+        g = tl.minimum(tl.arange(0, GROUPS), N)[:, None, None]
+        line = tl.minimum(tl.arange(0, LINES), (D - 1) // 64)[None, None, :] * 64
+        prefetch(w_in_ptr + (g * D + tl.minimum(d, D - 1)[None, :, None]) * D + line)
+        o = tl.minimum(tl.arange(0, OUT_ROWS), D - 1)  # a row's channels share one line
+        prefetch(w_out_ptr + o * D + tl.program_id(1) * BLOCK)
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
     if NORM:
@@ -347,6 +364,8 @@ def modal_step(
         NORM_TILE=tile_of(D),
         ATOMIC=accumulator is not None,
         PDL=pdl,
+        LINES=triton.next_power_of_2(-(-D // 64)),
+        OUT_ROWS=triton.next_power_of_2(D),
         num_warps=WARPS,
         **({"launch_pdl": True} if pdl else {}),
     )
