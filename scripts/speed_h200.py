@@ -465,6 +465,10 @@ def decoding(
             student_variants[f"compiled_{setting}_graph"] = ("torch", None)
         if triton:
             student_variants["compiled_tuned_graph_triton_fused"] = ("triton_fused", None)
+    chosen = run.args.variants
+    if chosen:  # --variants: those names alone, on either side
+        teacher_variants = {k: v for k, v in teacher_variants.items() if k in chosen}
+        student_variants = {k: v for k, v in student_variants.items() if k in chosen}
     need = {"eager_graph": 15.0, "eager_graph_no_cudnn": 15.0}  # seconds
     for v in student_variants | teacher_variants:
         need[v] = 150.0 if compile_of(v) in SEARCHED else 60.0 if compile_of(v) else need[v]
@@ -541,7 +545,7 @@ def decoding(
                 row[f"{prefix}_error"] = f"{type(error).__name__}: {error}"[:500]
             run.free()
         _best(row, "recurrent", list(student_variants))
-        if batch == 1 and row.get("recurrent_best"):
+        if batch == 1 and row.get("recurrent_best") and not chosen:
             ceilings(run, student, fits, ids, token, row, row["recurrent_best"])
         if row.get("teacher_graph_tok_s") and row.get("recurrent_graph_tok_s"):
             row["speedup"] = row["recurrent_graph_tok_s"] / row["teacher_graph_tok_s"]
@@ -979,6 +983,14 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         "decoding: only the compiled decoding row of the first goal (8K, batch 1) with its "
         "ceiling columns; operator: only the operator rows (forward as CUDA graphs, forward + "
         "backward) in operator_h200.json",
+    )
+    parser.add_argument(
+        "--variants",
+        type=lambda text: set(text.split(",")),
+        default=None,
+        help="comma-separated decoding variants to time, of either side (e.g. "
+        "compiled_graph_triton_mlp,compiled_graph_triton_fused_triton_mlp); the others and the "
+        "ceiling columns are left out (default: all)",
     )
     parser.add_argument(
         "--lengths",

@@ -172,6 +172,18 @@ def test_only_decoding_times_the_batch_1_goal_row_compiled_with_its_ceilings(
     assert benchmark["operator"]["rows"] == [] and benchmark["model"]["rows"] == []
 
 
+def test_variants_times_those_alone_without_the_ceilings(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--only", "decoding", "--variants", "eager_graph,compiled_graph")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "generation_h200.json").read_text())["rows"]
+    timed = {key.removesuffix("_ms") for key in row if key.endswith("_ms") and "iqr" not in key}
+    assert timed == {
+        f"{side}_{kind}"
+        for side in ("teacher", "recurrent")
+        for kind in ("compiled_graph", "graph")
+    }
+
+
 def test_variant_names_say_how_their_step_is_compiled() -> None:
     script = _script()
     assert script.compile_of("eager_graph") is False
