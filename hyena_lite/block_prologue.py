@@ -118,6 +118,70 @@ def write_stream(
 
 
 @triton.jit
+def start_row(
+    base_ptr,
+    delta_ptr,
+    delta_bias_ptr,
+    stream_ptr,
+    row,
+    D,
+    eps,
+    rounded,
+    write,
+    NORM: tl.constexpr,
+    TILE: tl.constexpr,
+):
+    """A kernel's start on one sequence's row: with NORM, the norm's mean and reciprocal standard
+    deviation of h, h written to stream where `write` (one program per sequence); else (0, 1),
+    unused."""
+    mean, rstd = 0.0, 1.0
+    if NORM:
+        mean, rstd = norm_statistics(
+            base_ptr, delta_ptr, delta_bias_ptr, row, D, eps, rounded, TILE
+        )
+        if write:
+            write_stream(base_ptr, delta_ptr, delta_bias_ptr, stream_ptr, row, D, rounded, TILE)
+    return mean, rstd
+
+
+@triton.jit
+def input_tile(
+    x_ptr,
+    base_ptr,
+    delta_ptr,
+    delta_bias_ptr,
+    norm_w_ptr,
+    norm_b_ptr,
+    row,
+    k,
+    mask,
+    mean,
+    rstd,
+    rounded,
+    NORM: tl.constexpr,
+):
+    """A kernel's input at features k of a row, as float32: the norm's output (NORM, from
+    `start_row`'s statistics) or the row of x as it is."""
+    if NORM:
+        x = normed(
+            base_ptr,
+            delta_ptr,
+            delta_bias_ptr,
+            norm_w_ptr,
+            norm_b_ptr,
+            row,
+            k,
+            mask,
+            mean,
+            rstd,
+            rounded,
+        )
+    else:
+        x = tl.load(x_ptr + row + k, mask=mask, other=0.0).to(tl.float32)
+    return x
+
+
+@triton.jit
 def prefetch(pointers):
     """Ask for the cache lines at `pointers` to be brought into L2 (PTX prefetch.global.L2) and go
     on without waiting: what a programmatic dependent reads before it may read its inputs. GPU

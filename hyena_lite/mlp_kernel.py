@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor, nn
 
-from hyena_lite.block_prologue import NormInput, norm_statistics, normed, tile_of, write_stream
+from hyena_lite.block_prologue import NormInput, input_tile, start_row, tile_of
 from hyena_lite.modal_kernel import per_program
 
 MAX_HIDDEN, MIN_HIDDEN = 64, 16  # hidden units a program computes (see units_per_program)
@@ -99,36 +99,34 @@ def mlp_step_kernel(
             tl.extra.cuda.gdc_wait()
             tl.extra.cuda.gdc_launch_dependents()
         for b in range(B):
-            if NORM:
-                mean, rstd = norm_statistics(
-                    base_ptr, delta_ptr, delta_bias_ptr, b * D, D, eps, rounded, NORM_TILE
-                )
-                x = normed(
-                    base_ptr,
-                    delta_ptr,
-                    delta_bias_ptr,
-                    norm_w_ptr,
-                    norm_b_ptr,
-                    b * D,
-                    k,
-                    k < D,
-                    mean,
-                    rstd,
-                    rounded,
-                )
-                if first:
-                    write_stream(
-                        base_ptr,
-                        delta_ptr,
-                        delta_bias_ptr,
-                        stream_ptr,
-                        b * D,
-                        D,
-                        rounded,
-                        NORM_TILE,
-                    )
-            else:
-                x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+            mean, rstd = start_row(
+                base_ptr,
+                delta_ptr,
+                delta_bias_ptr,
+                stream_ptr,
+                b * D,
+                D,
+                eps,
+                rounded,
+                first,
+                NORM,
+                NORM_TILE,
+            )
+            x = input_tile(
+                x_ptr,
+                base_ptr,
+                delta_ptr,
+                delta_bias_ptr,
+                norm_w_ptr,
+                norm_b_ptr,
+                b * D,
+                k,
+                k < D,
+                mean,
+                rstd,
+                rounded,
+                NORM,
+            )
             total = tl.sum(w_fc.to(tl.float32) * x[:, None], axis=0)
             hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
             partial = tl.sum(w_proj.to(tl.float32) * hidden[:, None], axis=0)
@@ -141,42 +139,39 @@ def mlp_step_kernel(
             tl.extra.cuda.gdc_wait()
             tl.extra.cuda.gdc_launch_dependents()
         for b in range(B):
-            if NORM:
-                mean, rstd = norm_statistics(
-                    base_ptr, delta_ptr, delta_bias_ptr, b * D, D, eps, rounded, NORM_TILE
-                )
-                if first:
-                    write_stream(
-                        base_ptr,
-                        delta_ptr,
-                        delta_bias_ptr,
-                        stream_ptr,
-                        b * D,
-                        D,
-                        rounded,
-                        NORM_TILE,
-                    )
+            mean, rstd = start_row(
+                base_ptr,
+                delta_ptr,
+                delta_bias_ptr,
+                stream_ptr,
+                b * D,
+                D,
+                eps,
+                rounded,
+                first,
+                NORM,
+                NORM_TILE,
+            )
             # This program's hidden units, from the whole input, tile by tile (the weights
             # read again for each sequence, from L2 after the first).
             total = tl.zeros([HIDDEN], dtype=tl.float32)
             for start in range(0, D, WIDTH):
                 k = start + tl.arange(0, WIDTH)
-                if NORM:
-                    x = normed(
-                        base_ptr,
-                        delta_ptr,
-                        delta_bias_ptr,
-                        norm_w_ptr,
-                        norm_b_ptr,
-                        b * D,
-                        k,
-                        k < D,
-                        mean,
-                        rstd,
-                        rounded,
-                    )
-                else:
-                    x = tl.load(x_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+                x = input_tile(
+                    x_ptr,
+                    base_ptr,
+                    delta_ptr,
+                    delta_bias_ptr,
+                    norm_w_ptr,
+                    norm_b_ptr,
+                    b * D,
+                    k,
+                    k < D,
+                    mean,
+                    rstd,
+                    rounded,
+                    NORM,
+                )
                 w = tl.load(
                     w_fc_ptr + k[:, None] * H + h[None, :],
                     mask=(k < D)[:, None] & live[None, :],

@@ -39,14 +39,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from hyena_lite.block_prologue import (
-    NormInput,
-    norm_statistics,
-    normed,
-    prefetch,
-    tile_of,
-    write_stream,
-)
+from hyena_lite.block_prologue import NormInput, input_tile, prefetch, start_row, tile_of
 
 if TYPE_CHECKING:
     from hyena_lite.fastdecode import ModalStep
@@ -152,14 +145,19 @@ def modal_step_kernel(
         prefetch(w_out_ptr + o * D + tl.program_id(1) * BLOCK)
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
-    if NORM:
-        mean, rstd = norm_statistics(
-            base_ptr, delta_ptr, delta_bias_ptr, b * D, D, eps, rounded, NORM_TILE
-        )
-        if tl.program_id(1) == 0:
-            write_stream(
-                base_ptr, delta_ptr, delta_bias_ptr, stream_ptr, b * D, D, rounded, NORM_TILE
-            )
+    mean, rstd = start_row(
+        base_ptr,
+        delta_ptr,
+        delta_bias_ptr,
+        stream_ptr,
+        b * D,
+        D,
+        eps,
+        rounded,
+        tl.program_id(1) == 0,
+        NORM,
+        NORM_TILE,
+    )
 
     # Every group's projected input P [group, channel] (groups 0..N-1 feed the gates z_n, group
     # N the first input y_0), rounded to the model's dtype as the plain step's Linear returns it.
@@ -170,22 +168,21 @@ def modal_step_kernel(
         total = tl.zeros([GROUPS, BLOCK], dtype=tl.float32)
         for start in range(0, D, BLOCK_IN):
             k = start + tl.arange(0, BLOCK_IN)
-            if NORM:
-                x = normed(
-                    base_ptr,
-                    delta_ptr,
-                    delta_bias_ptr,
-                    norm_w_ptr,
-                    norm_b_ptr,
-                    b * D,
-                    k,
-                    k < D,
-                    mean,
-                    rstd,
-                    rounded,
-                )
-            else:
-                x = tl.load(u_ptr + b * D + k, mask=k < D, other=0.0).to(tl.float32)
+            x = input_tile(
+                u_ptr,
+                base_ptr,
+                delta_ptr,
+                delta_bias_ptr,
+                norm_w_ptr,
+                norm_b_ptr,
+                b * D,
+                k,
+                k < D,
+                mean,
+                rstd,
+                rounded,
+                NORM,
+            )
             w = tl.load(
                 w_in_ptr + channel[:, :, None] * D + k[None, None, :],
                 mask=grouped[:, :, None] & (k < D)[None, None, :],
