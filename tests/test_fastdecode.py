@@ -30,6 +30,21 @@ from hyena_lite.operator import HyenaOperator
 VOCAB = 97
 
 
+def _llama(device="cpu"):
+    """A tiny Llama: a model whose MLP and layout are not GPT-2's."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    return LlamaForCausalLM(config).to(device)
+
+
 def _pair(hyena_layers=None):
     torch.manual_seed(0)
     config = GPT2Config(
@@ -50,6 +65,23 @@ def _reference_student(student, fits, ids, prompt):
         return [decoder.prefill(ids[:, :prompt])] + [
             decoder.step(ids[:, i]) for i in range(prompt, ids.shape[1])
         ]
+
+
+def _pair_with_references():
+    """`_pair()` with a modal fit, prompts of 6 and 8 more tokens (batch 2), the recurrent
+    decoder's logits and the teacher's full forward on the CPU, everything then moved to the GPU
+    if there is one, and the tolerance against those CPU references (a GPU's kernels sum in
+    other orders)."""
+    teacher, student = _pair()
+    fits = fit_student(student, order=8, progress=False).fits
+    ids = torch.randint(0, VOCAB, (2, 14))
+    reference = _reference_student(student, fits, ids, 6)
+    with torch.no_grad():
+        full = teacher(ids).logits
+    if not torch.cuda.is_available():
+        return teacher, student, fits, ids, reference, full, 1e-5
+    fits = {i: fit.to(device="cuda") for i, fit in fits.items()}
+    return teacher.cuda(), student.cuda(), fits, ids.cuda(), reference, full, 1e-4
 
 
 def _steps(decoder, ids, prompt):
@@ -457,17 +489,7 @@ def test_decoders_with_the_triton_mlp_equal_their_references_and_give_the_mlps_b
         "mlp_partials",
         lambda mlp, *a, **k: calls.append(mlp) or kernel_call(mlp, *a, **k),
     )
-    teacher, student = _pair()
-    fits = fit_student(student, order=8, progress=False).fits
-    ids = torch.randint(0, VOCAB, (2, 14))
-    reference = _reference_student(student, fits, ids, 6)
-    with torch.no_grad():
-        full = teacher(ids).logits
-    atol = 1e-5  # against references computed on the CPU: a GPU's kernels sum in other orders
-    if torch.cuda.is_available():
-        teacher, student, ids = teacher.cuda(), student.cuda(), ids.cuda()
-        fits = {i: fit.to(device="cuda") for i, fit in fits.items()}
-        atol = 1e-4
+    teacher, student, fits, ids, reference, full, atol = _pair_with_references()
     decoder = StudentGraphDecoder(
         student, fits, batch=2, compile=False, kernel="triton_fused", mlp_kernel="triton"
     )
@@ -492,21 +514,10 @@ def test_triton_mlp_refusals_say_what_to_do(monkeypatch):
         with pytest.raises((ImportError, ValueError), match="triton|TRITON_INTERPRET"):
             TeacherGraphDecoder(teacher, batch=1, max_len=8, mlp_kernel="triton")
         return
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from hyena_lite.mlp_kernel import MLPStep, computes_gelu_tanh, mlp_partials
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # where the kernel runs here
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-    ).to(device)
+    llama = _llama(device)
     with pytest.raises(ValueError, match="not a GPT-2 MLP"):
         TeacherGraphDecoder(llama, batch=1, max_len=8, mlp_kernel="triton")
     with pytest.raises(ValueError, match="tanh approximation"):
@@ -615,17 +626,7 @@ def test_kernel_prologues_add_normalise_and_sum_as_the_block_does(tile):
 def test_block_by_block_steps_equal_their_references(compile, pdl):
     if compile and not torch.cuda.is_available():
         pytest.skip("compiled and recorded on a CUDA GPU only (the CPU runs it in the interpreter)")
-    teacher, student = _pair()
-    fits = fit_student(student, order=8, progress=False).fits
-    ids = torch.randint(0, VOCAB, (2, 14))
-    reference = _reference_student(student, fits, ids, 6)
-    with torch.no_grad():
-        full = teacher(ids).logits
-    atol = 1e-5
-    if torch.cuda.is_available():
-        teacher, student, ids = teacher.cuda(), student.cuda(), ids.cuda()
-        fits = {i: fit.to(device="cuda") for i, fit in fits.items()}
-        atol = 1e-4
+    teacher, student, fits, ids, reference, full, atol = _pair_with_references()
     options = {"compile": compile, "mlp_kernel": "triton_blocks", "pdl": pdl}
     decoder = StudentGraphDecoder(student, fits, batch=2, kernel="triton_fused", **options)
     for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
@@ -648,17 +649,6 @@ def test_block_by_block_refusals_say_what_to_do():
     if device == "cpu":
         with pytest.raises(ValueError, match="pdl=False"):
             TeacherGraphDecoder(teacher, 1, 8, mlp_kernel="triton_blocks", pdl=True)
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-    ).to(device)
+    llama = _llama(device)
     with pytest.raises(ValueError, match="laid out as GPT-2"):
         TeacherGraphDecoder(llama, 1, 8, mlp_kernel="triton_blocks")
