@@ -21,6 +21,8 @@ any student that reads its weights each step could gain at that row (2.16 at 8K,
     PYTHONPATH=. python3 scripts/speed_h200.py --only compiled --out $OUT  # the compiled rows
     PYTHONPATH=. python3 scripts/speed_h200.py --only training --out $OUT  # forward + backward
     PYTHONPATH=. python3 scripts/speed_h200.py --only training --lengths 4096,16384 --out $OUT
+    PYTHONPATH=. python3 scripts/speed_h200.py --only decoding --pairs 1024x1,32768x1 \
+        --variants compiled_graph_triton_blocks,compiled_graph_triton_fused_triton_blocks --out $OUT
     PYTHONPATH=. python3 scripts/speed_h200.py --smoke --out /tmp/x  # CPU, tiny shapes, seconds
 
 Work runs in this order: the two decoding rows that the goals name, the operator rows, the model
@@ -951,6 +953,19 @@ def student_fits(run: Run, shapes: Shapes, student: nn.Module) -> dict:
     return fits
 
 
+def _pair_list(text: str) -> list[tuple[int, int]]:
+    """--pairs: comma-separated context x batch pairs such as 1024x1,32768x1."""
+    try:
+        pairs = [tuple(int(n) for n in part.split("x")) for part in text.split(",")]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(p) != 2 or min(p) < 1 for p in pairs):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated context x batch pairs such as 1024x1,32768x1, got {text!r}"
+        )
+    return pairs
+
+
 def _length_list(text: str) -> list[int]:
     """--lengths: comma-separated positive integers."""
     try:
@@ -993,6 +1008,13 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         "ceiling columns are left out (default: all)",
     )
     parser.add_argument(
+        "--pairs",
+        type=_pair_list,
+        default=None,
+        help="with --only decoding: the decoding rows to time, as context x batch pairs "
+        "(default: 8192x1, the first goal's row)",
+    )
+    parser.add_argument(
         "--lengths",
         type=_length_list,
         default=None,
@@ -1013,6 +1035,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes = SMOKE if args.smoke else Shapes()
     if args.lengths:
         shapes = replace(shapes, lengths=args.lengths, compiled_lengths=args.lengths)
+    if args.pairs:  # the decoding rows asked for, in that order
+        shapes = replace(shapes, decode=args.pairs)
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: this benchmark is for one; run --smoke to check it on a CPU")
     device = torch.device("cpu" if args.smoke else "cuda")
@@ -1052,9 +1076,10 @@ def main(argv: list[str] | None = None) -> int:
     student = convert(teacher, init="fresh", l_max=longest).eval()
     first, rest = shapes.decode[:2], shapes.decode[2:]  # the goals name the first two rows
     lengths = shapes.compiled_lengths
-    if args.only == "decoding":  # the batch-1 goal's row alone: teacher, student, ceilings
+    if args.only == "decoding":  # the batch-1 goal's row alone (or --pairs): teacher, student
         fits = student_fits(run, shapes, student)
-        decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], first[:1], compiled_only=True)
+        pairs = args.pairs or first[:1]
+        decoding(run, shapes, teacher, student, fits, bw["copy_gbs"], pairs, compiled_only=True)
     elif args.only == "compiled":  # the goals' lengths, the model, the other lengths, decoding
         compiled_operator(run, shapes, bw["copy_gbs"], lengths[:3])
         compiled_model_forward(run, shapes, teacher, student)

@@ -154,6 +154,11 @@ def test_lengths_that_are_not_integers_are_refused(tmp_path: Path) -> None:
     assert done.returncode == 2 and "comma-separated sequence lengths" in done.stderr
 
 
+def test_pairs_that_are_not_context_x_batch_are_refused(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--only", "decoding", "--pairs", "8192,1")
+    assert done.returncode == 2 and "context x batch pairs" in done.stderr
+
+
 def test_only_decoding_times_the_batch_1_goal_row_compiled_with_its_ceilings(
     tmp_path: Path,
 ) -> None:
@@ -172,10 +177,19 @@ def test_only_decoding_times_the_batch_1_goal_row_compiled_with_its_ceilings(
     assert benchmark["operator"]["rows"] == [] and benchmark["model"]["rows"] == []
 
 
-def test_variants_times_those_alone_without_the_ceilings(tmp_path: Path) -> None:
-    done = _run(tmp_path, "--only", "decoding", "--variants", "eager_graph,compiled_graph")
+def test_variants_and_pairs_time_those_alone_without_the_ceilings(tmp_path: Path) -> None:
+    done = _run(
+        tmp_path,
+        "--only",
+        "decoding",
+        "--variants",
+        "eager_graph,compiled_graph",
+        "--pairs",
+        "32x2",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = json.loads((tmp_path / "generation_h200.json").read_text())["rows"]
+    assert (row["context"], row["batch"]) == (32, 2)  # the row asked for
     timed = {key.removesuffix("_ms") for key in row if key.endswith("_ms") and "iqr" not in key}
     assert timed == {
         f"{side}_{kind}"
