@@ -18,13 +18,16 @@ The embeddings and the head run as torch code, compiled with the decoder's `comp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyena_lite.block_prologue import NormInput
+
+if TYPE_CHECKING:
+    from hyena_lite.fastdecode import ModalStep
 
 
 def check_gpt2(model: nn.Module) -> None:
@@ -35,12 +38,15 @@ def check_gpt2(model: nn.Module) -> None:
         raise ValueError(
             f"{type(model).__name__} is not laid out as GPT-2 (transformer.wte, wpe, h, ln_f): "
             "the block-by-block step is written for GPT-2 and its students; decode this model "
-            "with fused_blocks=False"
+            "with mlp_kernel='torch' (or 'triton' for GPT-2's MLP)"
         )
     for i, block in enumerate(transformer.h):
         for name in ("ln_1", "ln_2"):
             if not isinstance(getattr(block, name, None), nn.LayerNorm):
-                raise ValueError(f"block {i}'s {name} is not a LayerNorm; use fused_blocks=False")
+                raise ValueError(
+                    f"block {i}'s {name} is not a LayerNorm, which the kernels' prologue computes; "
+                    "decode this model with mlp_kernel='torch' or 'triton'"
+                )
 
 
 class _BlockStep:
@@ -83,7 +89,7 @@ class StudentBlockStep(_BlockStep):
     def __init__(
         self,
         model: nn.Module,
-        steps: dict[int, nn.Module],
+        steps: dict[int, ModalStep],
         batch: int,
         compile: Callable[[Callable[..., Any]], Callable[..., Any]],
         pdl: bool,
@@ -140,7 +146,10 @@ class TeacherBlockStep(_BlockStep):
         super().__init__(model, batch, len(model.transformer.h), compile, pdl)
         config = model.config
         if getattr(config, "add_cross_attention", False):
-            raise ValueError("the block-by-block step has no cross-attention; fused_blocks=False")
+            raise ValueError(
+                "the block-by-block step has no cross-attention: decode this model with "
+                "mlp_kernel='torch' or 'triton'"
+            )
         self.cache, self.heads = cache, config.n_head
         head_dim = config.n_embd // config.n_head
         scale = head_dim**-0.5 if config.scale_attn_weights else 1.0
@@ -184,6 +193,7 @@ class TeacherBlockStep(_BlockStep):
         return h, torch.addmm(proj_b, out.reshape(self.batch, -1), proj_w)
 
     def _advanced(self, counters: list[Tensor]) -> None:
+        """Every layer's cache counter one position on, as the cache's own update does."""
         torch._foreach_add_(counters, 1)
 
     def __call__(self, tokens: Tensor) -> Tensor:

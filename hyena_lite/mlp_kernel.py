@@ -14,6 +14,12 @@ sides. At batch 1 the step waits on memory's latency more than on its bandwidth 
 4.7 MB of projections, took about ten times what its bytes need; chapter 10), so a program whose
 weight slices fit one tile issues every read at once, before any arithmetic.
 
+In a step written block by block (`hyena_lite.block_steps`) the kernel also starts from the
+residual stream, the residual add and the norm as its prologue (`hyena_lite.block_prologue`), and
+adds its products into one accumulator (atomically: the sums then come in varying order), so a
+student's layer is two launches; launched as a programmatic dependent (Hopper), it reads its
+weights before it waits for the kernel before it.
+
 The plain module stays the reference (and the CPU path); tests compare the two on a GPU, and in
 Triton's interpreter on a CPU (TRITON_INTERPRET=1, set before triton is imported; it rounds
 float32 to bfloat16 toward zero, where GPUs round to nearest, so only float32 is compared there).

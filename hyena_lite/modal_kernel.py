@@ -14,6 +14,12 @@ to a row of its own, so a layer's whole mixer, both projections included, is one
 over the rows (deterministic, no atomics) is element-wise work that torch.compile fuses into the
 residual add after it.
 
+In a step written block by block (`hyena_lite.block_steps`) the whole-mixer kernel also starts
+from the residual stream (the residual add and the norm as its prologue,
+`hyena_lite.block_prologue`) and adds its out-projection into one accumulator (atomically);
+launched as a programmatic dependent (Hopper), it asks for its projections' weights in L2 before
+it waits for the kernel before it.
+
 At batch 1 a program per 32 channels gives only 24 programs at width 768, a fifth of an H100's
 132 multiprocessors: `channels_per_program` takes fewer channels per program (down to 16, the
 fastest measured) until the grid fills the GPU.

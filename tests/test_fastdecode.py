@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from hyena_lite.decoding import RecurrentDecoder, fit_operator, fit_student
+from hyena_lite.decoding import RecurrentDecoder, fit_operator, fit_student, hyena_operators
 from hyena_lite.fastdecode import (
     COMPILE_SETTINGS,
     ModalStep,
@@ -652,3 +652,17 @@ def test_block_by_block_refusals_say_what_to_do():
     llama = _llama(device)
     with pytest.raises(ValueError, match="laid out as GPT-2"):
         TeacherGraphDecoder(llama, 1, 8, mlp_kernel="triton_blocks")
+    from hyena_lite.block_prologue import NormInput
+    from hyena_lite.modal_kernel import modal_step
+
+    step = ModalStep(hyena_operators(student)[0], fits[0], 2).to(device)
+    rows = torch.zeros(2, 32, device=device)
+    norm = nn.LayerNorm(32).to(device)
+    with pytest.raises(ValueError, match="norm needs in_proj=True and out_proj=True"):
+        modal_step(step, None, norm=NormInput(rows, rows, rows[0], norm, rows.clone()))
+    with pytest.raises(ValueError, match="accumulator needs out_proj=True"):
+        modal_step(step, rows, accumulator=rows.clone())
+    with pytest.raises(ValueError, match="share one shape"):
+        NormInput(rows, rows[:1], rows[0], norm, rows.clone()).arguments()
+    with pytest.raises(ValueError, match="contiguous"):
+        NormInput(rows, rows, rows[0], norm, torch.zeros(32, 2, device=device).T).arguments()
