@@ -468,6 +468,10 @@ def decoding(
         if triton:
             student_variants["compiled_tuned_graph_triton_fused"] = ("triton_fused", None)
     chosen = run.args.variants
+    unknown = sorted((chosen or set()) - set(teacher_variants) - set(student_variants))
+    if unknown:
+        known = ", ".join(sorted(set(teacher_variants) | set(student_variants)))
+        raise SystemExit(f"--variants names no such variant: {', '.join(unknown)}; known: {known}")
     if chosen:  # --variants: those names alone, on either side
         teacher_variants = {k: v for k, v in teacher_variants.items() if k in chosen}
         student_variants = {k: v for k, v in student_variants.items() if k in chosen}
@@ -1011,8 +1015,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         "--pairs",
         type=_pair_list,
         default=None,
-        help="with --only decoding: the decoding rows to time, as context x batch pairs "
-        "(default: 8192x1, the first goal's row)",
+        help="the decoding rows to time, as context x batch pairs, the first two read as the "
+        "goals' (default: the benchmark's eight; with --only decoding, 8192x1, the first goal's)",
     )
     parser.add_argument(
         "--lengths",

@@ -159,6 +159,12 @@ def test_pairs_that_are_not_context_x_batch_are_refused(tmp_path: Path) -> None:
     assert done.returncode == 2 and "context x batch pairs" in done.stderr
 
 
+def test_variants_that_do_not_exist_are_refused_with_the_known_ones(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--only", "decoding", "--variants", "compiled_grph")
+    assert done.returncode != 0 and "no such variant: compiled_grph" in done.stderr
+    assert "compiled_graph" in done.stderr.split("known:")[1]
+
+
 def test_only_decoding_times_the_batch_1_goal_row_compiled_with_its_ceilings(
     tmp_path: Path,
 ) -> None:
