@@ -9,6 +9,7 @@ Triton kernel that sums its partial products into a float32 accumulator (atomica
 rounded to the model's dtype as the plain module returns it. Every program of the next kernel
 computes `h` and the norm's statistics itself (a vector of the model's width, read from L2), and
 one program per sequence writes `h` out, the residual stream the sub-layer after it adds to.
+Its end is `emit`: the programs' products added into one accumulator, the next kernel's delta.
 
 `NormInput` carries the pointers; the `@triton.jit` helpers compute the same numbers as
 `base + (delta + bias).to(dtype)` followed by `nn.LayerNorm` in the model's dtype, in float32.
@@ -179,6 +180,16 @@ def input_tile(
     else:
         x = tl.load(x_ptr + row + k, mask=mask, other=0.0).to(tl.float32)
     return x
+
+
+@triton.jit
+def emit(pointers, values, mask, ATOMIC: tl.constexpr):
+    """A kernel's products: added into an accumulator shared by its programs (ATOMIC; the sums
+    then come in varying order), or stored in a row of the program's own."""
+    if ATOMIC:
+        tl.atomic_add(pointers, values, mask=mask, sem="relaxed")
+    else:
+        tl.store(pointers, values, mask=mask)
 
 
 @triton.jit

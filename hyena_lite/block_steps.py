@@ -50,21 +50,30 @@ def check_gpt2(model: nn.Module) -> None:
 
 
 class _BlockStep:
-    """What both block-by-block steps share: accumulators, streams, the embeddings and the head."""
+    """What both block-by-block steps share: the checks, accumulators, streams, the MLP kernel's
+    units a program, the embeddings and the head. `kernels_per_block`: the step's Triton kernels
+    in a block (each gets an accumulator and a residual stream)."""
 
     def __init__(
         self,
         model: nn.Module,
         batch: int,
-        sublayers: int,
+        kernels_per_block: int,
         compile: Callable[[Callable[..., Any]], Callable[..., Any]],
         pdl: bool,
     ) -> None:
+        from hyena_lite.mlp_kernel import check_mlp, units_per_program
+
+        check_gpt2(model)
         self.model, self.batch, self.pdl = model, batch, pdl
         self.blocks = list(model.transformer.h)
+        for block in self.blocks:
+            check_mlp(block.mlp)
         weight = model.transformer.wte.weight
         width, device, dtype = weight.shape[1], weight.device, weight.dtype
-        # one accumulator and one residual stream per Triton kernel of the step
+        hidden = self.blocks[0].mlp.c_fc.weight.shape[1]
+        self.hidden_per_program = units_per_program(hidden, device)
+        sublayers = kernels_per_block * len(self.blocks)
         self.sums = torch.zeros(sublayers, batch, width, device=device, dtype=torch.float32)
         self.streams = torch.zeros(sublayers, batch, width, device=device, dtype=dtype)
         self.no_delta = torch.zeros(batch, width, device=device, dtype=torch.float32)
@@ -94,15 +103,8 @@ class StudentBlockStep(_BlockStep):
         compile: Callable[[Callable[..., Any]], Callable[..., Any]],
         pdl: bool,
     ) -> None:
-        from hyena_lite.mlp_kernel import check_mlp, units_per_program
-
-        check_gpt2(model)
-        super().__init__(model, batch, 2 * len(model.transformer.h), compile, pdl)
+        super().__init__(model, batch, 2, compile, pdl)
         self.steps = [steps[i] for i in range(len(self.blocks))]
-        for block in self.blocks:
-            check_mlp(block.mlp)
-        hidden = self.blocks[0].mlp.c_fc.weight.shape[1]
-        self.hidden_per_program = units_per_program(hidden, self.sums.device)
 
     def __call__(self, tokens: Tensor, position: Tensor) -> Tensor:
         from hyena_lite.mlp_kernel import mlp_partials
@@ -140,10 +142,7 @@ class TeacherBlockStep(_BlockStep):
         compile: Callable[[Callable[..., Any]], Callable[..., Any]],
         pdl: bool,
     ) -> None:
-        from hyena_lite.mlp_kernel import check_mlp, units_per_program
-
-        check_gpt2(model)
-        super().__init__(model, batch, len(model.transformer.h), compile, pdl)
+        super().__init__(model, batch, 1, compile, pdl)
         config = model.config
         if getattr(config, "add_cross_attention", False):
             raise ValueError(
@@ -157,10 +156,6 @@ class TeacherBlockStep(_BlockStep):
             scale / (i + 1) if config.scale_attn_by_inverse_layer_idx else scale
             for i in range(len(self.blocks))
         ]
-        for block in self.blocks:
-            check_mlp(block.mlp)
-        hidden = self.blocks[0].mlp.c_fc.weight.shape[1]
-        self.hidden_per_program = units_per_program(hidden, self.sums.device)
         self._attend = compile(self._attention)
         self._advance = compile(self._advanced)
 

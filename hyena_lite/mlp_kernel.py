@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 from torch import Tensor, nn
 
-from hyena_lite.block_prologue import NormInput, input_tile, start_row, tile_of
+from hyena_lite.block_prologue import NormInput, emit, input_tile, start_row, tile_of
 from hyena_lite.modal_kernel import per_program
 
 MAX_HIDDEN, MIN_HIDDEN = 64, 16  # hidden units a program computes (see units_per_program)
@@ -101,23 +101,24 @@ def mlp_step_kernel(
             mask=live[:, None] & (k < D)[None, :],
             other=0.0,
         )
-        if PDL:
-            tl.extra.cuda.gdc_wait()
-            tl.extra.cuda.gdc_launch_dependents()
-        for b in range(B):
-            mean, rstd = start_row(
-                base_ptr,
-                delta_ptr,
-                delta_bias_ptr,
-                stream_ptr,
-                b * D,
-                D,
-                eps,
-                rounded,
-                first,
-                NORM,
-                NORM_TILE,
-            )
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+    for b in range(B):
+        mean, rstd = start_row(
+            base_ptr,
+            delta_ptr,
+            delta_bias_ptr,
+            stream_ptr,
+            b * D,
+            D,
+            eps,
+            rounded,
+            first,
+            NORM,
+            NORM_TILE,
+        )
+        if ONE_TILE:
             x = input_tile(
                 x_ptr,
                 base_ptr,
@@ -136,28 +137,8 @@ def mlp_step_kernel(
             total = tl.sum(w_fc.to(tl.float32) * x[:, None], axis=0)
             hidden = tl.where(live, gelu_of(total, bias, rounded), 0.0)
             partial = tl.sum(w_proj.to(tl.float32) * hidden[:, None], axis=0)
-            if ATOMIC:
-                tl.atomic_add(rows + b * D + k, partial, mask=k < D, sem="relaxed")
-            else:
-                tl.store(rows + b * D + k, partial, mask=k < D)
-    else:
-        if PDL:
-            tl.extra.cuda.gdc_wait()
-            tl.extra.cuda.gdc_launch_dependents()
-        for b in range(B):
-            mean, rstd = start_row(
-                base_ptr,
-                delta_ptr,
-                delta_bias_ptr,
-                stream_ptr,
-                b * D,
-                D,
-                eps,
-                rounded,
-                first,
-                NORM,
-                NORM_TILE,
-            )
+            emit(rows + b * D + k, partial, k < D, ATOMIC)
+        else:
             # This program's hidden units, from the whole input, tile by tile (the weights
             # read again for each sequence, from L2 after the first).
             total = tl.zeros([HIDDEN], dtype=tl.float32)
@@ -193,11 +174,7 @@ def mlp_step_kernel(
                     mask=live[:, None] & (o < D)[None, :],
                     other=0.0,
                 ).to(tl.float32)
-                partial = tl.sum(w * hidden[:, None], axis=0)
-                if ATOMIC:
-                    tl.atomic_add(rows + b * D + o, partial, mask=o < D, sem="relaxed")
-                else:
-                    tl.store(rows + b * D + o, partial, mask=o < D)
+                emit(rows + b * D + o, tl.sum(w * hidden[:, None], axis=0), o < D, ATOMIC)
 
 
 def mlp_partials(

@@ -45,7 +45,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from hyena_lite.block_prologue import NormInput, input_tile, prefetch, start_row, tile_of
+from hyena_lite.block_prologue import NormInput, emit, input_tile, prefetch, start_row, tile_of
 
 if TYPE_CHECKING:
     from hyena_lite.fastdecode import ModalStep
@@ -256,11 +256,7 @@ def modal_step_kernel(
                 mask=live[:, None] & (o < D)[None, :],
                 other=0.0,
             ).to(tl.float32)
-            partial = tl.sum(w * y[:, None], axis=0)
-            if ATOMIC:
-                tl.atomic_add(row + o, partial, mask=o < D, sem="relaxed")
-            else:
-                tl.store(row + o, partial, mask=o < D)
+            emit(row + o, tl.sum(w * y[:, None], axis=0), o < D, ATOMIC)
     else:
         tl.store(out_ptr + b * D + d, y, mask=live)
 
