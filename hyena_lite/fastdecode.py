@@ -554,7 +554,7 @@ class TeacherGraphDecoder(_GraphStep):
     `mlp_kernel="triton_blocks"` writes the step block by block as the student's can
     (`hyena_lite.block_steps`): the attention as torch code, the MLP with its block's residual add
     and norm in one Triton kernel, launched as a programmatic dependent with `pdl` (default: where
-    the GPU has them).
+    the GPU has them); `attention` (block_steps.ATTENTIONS) picks how its attention reads the cache.
     """
 
     def __init__(
@@ -567,6 +567,7 @@ class TeacherGraphDecoder(_GraphStep):
         prefill_tokens: int = 65_536,
         mlp_kernel: str = "torch",
         pdl: bool | None = None,
+        attention: str = "sdpa",
     ) -> None:
         from transformers import StaticCache
 
@@ -576,6 +577,12 @@ class TeacherGraphDecoder(_GraphStep):
             raise ValueError(
                 "TeacherGraphDecoder decodes transformers; decode a Hyena student with "
                 "StudentGraphDecoder"
+            )
+        if attention != "sdpa" and mlp_kernel != "triton_blocks":
+            raise ValueError(
+                f"attention={attention!r} is the block-by-block step's: pass "
+                "mlp_kernel='triton_blocks' (through transformers' forward the model's own "
+                "attention runs)"
             )
         self.model, self.batch, self.max_len = model, batch, max_len
         self.prefill_tokens = prefill_tokens
@@ -594,6 +601,7 @@ class TeacherGraphDecoder(_GraphStep):
                 batch,
                 lambda fn: _compiled(fn, compile),
                 _dependent_launches(pdl, device),
+                attention,
             )
             self._forward = lambda: blocks(self.tokens)
         else:

@@ -405,14 +405,18 @@ def mlp_kernel_of(variant: str) -> str:
     """The decoders' `mlp_kernel` for a variant's name: "triton" (every GPT-2 MLP of the step one
     Triton kernel, hyena_lite.mlp_kernel) for *_triton_mlp, "triton_blocks" (the step written
     block by block, norms inside the Triton kernels, hyena_lite.block_steps) for *_triton_blocks
-    and *_triton_blocks_serial, else "torch"."""
+    and its variants (*_serial, *_split, *_flex), else "torch"."""
     if variant.endswith("_triton_mlp"):
         return "triton"
-    return (
-        "triton_blocks"
-        if variant.endswith(("_triton_blocks", "_triton_blocks_serial"))
-        else "torch"
-    )
+    return "triton_blocks" if "_triton_blocks" in variant else "torch"
+
+
+def attention_of(variant: str) -> str:
+    """The teacher's `attention` (hyena_lite.block_steps.ATTENTIONS) for a variant's name: "split"
+    for *_split (the Triton kernel split over the keys), "flex" for *_flex (FlexAttention), else
+    "sdpa"."""
+    last = variant.rsplit("_", 1)[-1]
+    return last if last in ("split", "flex") else "sdpa"
 
 
 def pdl_of(variant: str) -> bool | None:
@@ -462,6 +466,9 @@ def decoding(
             for suffix in ("triton_blocks", "triton_blocks_serial"):
                 teacher_variants[f"compiled_graph_{suffix}"] = None
                 student_variants[f"compiled_graph_triton_fused_{suffix}"] = ("triton_fused", None)
+            # the teacher's block step with the other attentions over its cache
+            for attention in ("split", "flex"):
+                teacher_variants[f"compiled_graph_triton_blocks_{attention}"] = None
         for setting in ("tuned", "autotune"):  # both sides under gpt-fast's inductor settings
             teacher_variants[f"compiled_{setting}_graph"] = None
             student_variants[f"compiled_{setting}_graph"] = ("torch", None)
@@ -504,6 +511,7 @@ def decoding(
                     graph=run.cuda,
                     mlp_kernel=mlp_kernel_of(variant),
                     pdl=pdl_of(variant),
+                    attention=attention_of(variant),
                 )
                 measured = time_graph_decoding(
                     decoder, ids, token, references[0], backends, **run.timing

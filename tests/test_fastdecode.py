@@ -8,9 +8,11 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from hyena_lite.block_steps import ATTENTIONS
 from hyena_lite.decoding import RecurrentDecoder, fit_operator, fit_student, hyena_operators
 from hyena_lite.fastdecode import (
     COMPILE_SETTINGS,
@@ -631,11 +633,46 @@ def test_block_by_block_steps_equal_their_references(compile, pdl):
     decoder = StudentGraphDecoder(student, fits, batch=2, kernel="triton_fused", **options)
     for want, have in zip(reference, _steps(decoder, ids, 6), strict=True):
         torch.testing.assert_close(have.cpu(), want, atol=atol, rtol=0)
-    decoder = TeacherGraphDecoder(teacher, batch=2, max_len=32, **options)
-    for t, logits in enumerate(_steps(decoder, ids, 6)):
-        torch.testing.assert_close(logits.cpu(), full[:, 5 + t], atol=atol, rtol=0)
+    for attention in ATTENTIONS:
+        decoder = TeacherGraphDecoder(teacher, batch=2, max_len=32, attention=attention, **options)
+        for t, logits in enumerate(_steps(decoder, ids, 6)):
+            torch.testing.assert_close(logits.cpu(), full[:, 5 + t], atol=atol, rtol=0)
     decoder.rewind(9)  # the counter it advances is the cache's own
     assert int(decoder._counter()) == 9
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_split_attention_equals_masked_attention_at_every_position(dtype):
+    from hyena_lite.decode_attention import split_attention
+
+    if dtype != torch.float32 and not torch.cuda.is_available():
+        pytest.skip("the interpreter rounds bfloat16 toward zero (float32 only on the CPU)")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    batch, heads, length, dim = 2, 3, 200, 16
+    keys, values = torch.randn(2, batch, heads, length, dim, device=device, dtype=dtype)
+    rows = torch.randn(batch, heads, 3 * dim, device=device, dtype=dtype)
+    q = rows[..., dim : 2 * dim]  # rows of stride 3 dim, as c_attn's output splits them
+    for position in (0, 63, 64, 130, length - 1):  # in the first, at and past a chunk's edge
+        visible = (torch.arange(length, device=device) <= position).view(1, 1, 1, -1)
+        want = F.scaled_dot_product_attention(
+            q[:, :, None].float(), keys.float(), values.float(), attn_mask=visible, scale=0.3
+        )[:, :, 0]
+        for chunk in (64, 128, 256):
+            have = split_attention(
+                q, keys, values, torch.tensor(position, device=device), 0.3, chunk
+            )
+            assert have.dtype == dtype
+            atol = 1e-5 if dtype == torch.float32 else 2e-2
+            torch.testing.assert_close(have.float(), want, atol=atol, rtol=0)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        split_attention(q, keys, values, torch.tensor(0, device=device), 0.3, 96)
+    with pytest.raises(ValueError, match=r"q must be \[batch, heads, head_dim\]"):
+        split_attention(q[:1], keys, values, torch.tensor(0, device=device), 0.3, 64)
+    with pytest.raises(ValueError, match="contiguous"):
+        split_attention(
+            q, keys.transpose(2, 3).contiguous().transpose(2, 3), values, torch.tensor(0), 0.3, 64
+        )
 
 
 def test_block_by_block_refusals_say_what_to_do():
@@ -643,6 +680,8 @@ def test_block_by_block_refusals_say_what_to_do():
     fits = fit_student(student, order=8, progress=False).fits
     with pytest.raises(ValueError, match="kernel='triton_fused'"):
         StudentGraphDecoder(student, fits, 1, compile=False, mlp_kernel="triton_blocks")
+    with pytest.raises(ValueError, match="block-by-block step's"):
+        TeacherGraphDecoder(teacher, 1, 8, mlp_kernel="triton", attention="split")
     if _triton_runs_here() is not None:
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -652,6 +691,8 @@ def test_block_by_block_refusals_say_what_to_do():
     llama = _llama(device)
     with pytest.raises(ValueError, match="laid out as GPT-2"):
         TeacherGraphDecoder(llama, 1, 8, mlp_kernel="triton_blocks")
+    with pytest.raises(ValueError, match="attention must be one of"):
+        TeacherGraphDecoder(teacher, 1, 8, mlp_kernel="triton_blocks", attention="flash")
     from hyena_lite.block_prologue import NormInput
     from hyena_lite.modal_kernel import modal_step
 
