@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyena_lite.block_prologue import NormInput
+from hyena_lite.decode_attention import ATTENTIONS, attend
 
 if TYPE_CHECKING:
     from hyena_lite.fastdecode import ModalStep
@@ -130,17 +131,10 @@ class StudentBlockStep(_BlockStep):
         return self._head(base, delta, bias)
 
 
-# How the teacher's block step attends over its cache: "sdpa", PyTorch's scaled dot-product
-# attention with a mask (cuDNN's kernel on a Hopper GPU); "split", this project's Triton kernel
-# split over the keys (`hyena_lite.decode_attention`); "flex", PyTorch's FlexAttention, whose
-# compiled kernel for one query also splits the keys.
-ATTENTIONS = ("sdpa", "split", "flex")
-
-
 class TeacherBlockStep(_BlockStep):
     """A GPT-2 teacher's step over a transformers StaticCache: per block, the attention as torch
-    code (compiled; `attention` in ATTENTIONS says how it reads the cache) and the MLP with its
-    norm as one Triton kernel, the same as the student's."""
+    code (compiled; `attention`, one of `decode_attention.ATTENTIONS`, says how it reads the
+    cache) and the MLP with its norm as one Triton kernel, the same as the student's."""
 
     def __init__(
         self,
@@ -161,7 +155,6 @@ class TeacherBlockStep(_BlockStep):
                 "mlp_kernel='torch' or 'triton'"
             )
         self.cache, self.heads, self.attention = cache, config.n_head, attention
-        self.chunk: int | None = None  # the split kernel's keys a program, once the cache exists
         head_dim = config.n_embd // config.n_head
         scale = head_dim**-0.5 if config.scale_attn_weights else 1.0
         self.scales = [
@@ -193,29 +186,8 @@ class TeacherBlockStep(_BlockStep):
         q, k, v = (t.view(self.batch, self.heads, 1, -1) for t in (q, k, v))
         keys.index_copy_(2, position.view(1), k)
         values.index_copy_(2, position.view(1), v)
-        return h, torch.addmm(proj_b, self._attended(q, keys, values, position, scale), proj_w)
-
-    def _attended(
-        self, q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float
-    ) -> Tensor:
-        """The query q [B, H, 1, d] attending over the cache's keys 0 .. position, as [B, H d]."""
-        if self.attention == "split":
-            from hyena_lite.decode_attention import split_attention
-
-            out = split_attention(q[:, :, 0], keys, values, position, scale, self.chunk)
-        elif self.attention == "flex":
-            from torch.nn.attention.flex_attention import flex_attention
-
-            def visible(score: Tensor, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor):
-                return torch.where(kv_idx <= position, score, -float("inf"))
-
-            out = flex_attention(q, keys, values, score_mod=visible, scale=scale)
-        else:
-            visible = torch.arange(keys.shape[2], device=keys.device) <= position
-            out = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=visible.view(1, 1, 1, -1), scale=scale
-            )
-        return out.reshape(self.batch, -1)
+        out = attend(self.attention, q[:, :, 0], keys, values, position, scale)
+        return h, torch.addmm(proj_b, out.reshape(self.batch, -1), proj_w)
 
     def _advanced(self, counters: list[Tensor]) -> None:
         """Every layer's cache counter one position on, as the cache's own update does."""
@@ -226,11 +198,6 @@ class TeacherBlockStep(_BlockStep):
 
         layers = self.cache.layers
         position = layers[0].cumulative_length
-        if self.attention == "split" and self.chunk is None:
-            from hyena_lite.decode_attention import keys_per_program
-
-            keys = layers[0].keys
-            self.chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
         self.sums.zero_()
         base, delta, bias = self._embed(tokens, position), self.no_delta, self.no_bias
         for i, block in enumerate(self.blocks):

@@ -1,4 +1,5 @@
-"""One new query's attention over a static key-value cache, split over the keys (flash decoding).
+"""One new query's attention over a static key-value cache: three ways (ATTENTIONS), among them a
+Triton kernel split over the keys (flash decoding).
 
 At a decoding step the teacher's attention reads every cached key and value once: at 8K positions
 GPT-2's twelve heads hold 25 MB a layer, about 8 us at an H100's copy bandwidth. A step has one
@@ -13,15 +14,20 @@ gets several programs a multiprocessor (`keys_per_program`).
 
 Numbers as `F.scaled_dot_product_attention` with the mask `key <= position` computes them, in
 float32 from the model's dtype; tests compare the two on a GPU and in Triton's interpreter.
+`attend` runs any of the three: "sdpa", PyTorch's scaled dot-product attention with that mask
+(cuDNN's kernel on a Hopper GPU); "split", this kernel; "flex", PyTorch's FlexAttention with the
+mask as a score modification (its compiled kernel for one query splits the keys too).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch import Tensor
 
+ATTENTIONS = ("sdpa", "split", "flex")
 BLOCK_KEYS = 64  # keys a program reads at once (a [64, head_dim] tile)
 PROGRAMS_PER_PROCESSOR = 4  # keys_per_program aims at this many programs a multiprocessor
 
@@ -141,3 +147,49 @@ def split_attention(
     weights = torch.exp2(tops - tops.amax(dim=1, keepdim=True))  # 0 for empty chunks
     combined = (out * weights[..., None]).sum(1) / (totals * weights).sum(1, keepdim=True)
     return combined.view(batch, heads, dim).to(q.dtype)
+
+
+def masked_attention(
+    q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float
+) -> Tensor:
+    """PyTorch's scaled dot-product attention of q [B, H, D] over keys 0 .. position (a mask)."""
+    visible = torch.arange(keys.shape[2], device=keys.device) <= position
+    out = F.scaled_dot_product_attention(
+        q[:, :, None], keys, values, attn_mask=visible.view(1, 1, 1, -1), scale=scale
+    )
+    return out[:, :, 0]
+
+
+def flex_attention_over(
+    q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float
+) -> Tensor:
+    """FlexAttention of q [B, H, D] over keys 0 .. position, the mask a score modification (a
+    fused kernel only under torch.compile; eager, it computes every score as plain torch)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def visible(score: Tensor, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        return torch.where(kv_idx <= position, score, -float("inf"))
+
+    return flex_attention(q[:, :, None], keys, values, score_mod=visible, scale=scale)[:, :, 0]
+
+
+def attend(
+    method: str,
+    q: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    position: Tensor,
+    scale: float,
+    chunk: int | None = None,
+) -> Tensor:
+    """q [B, H, D] attending over the cache's keys 0 .. position by `method` (in ATTENTIONS):
+    [B, H, D]. `chunk`: the split kernel's keys a program (default: `keys_per_program`'s)."""
+    if method == "split":
+        if chunk is None:
+            chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
+        return split_attention(q, keys, values, position, scale, chunk)
+    if method == "flex":
+        return flex_attention_over(q, keys, values, position, scale)
+    if method == "sdpa":
+        return masked_attention(q, keys, values, position, scale)
+    raise ValueError(f"attention must be one of {ATTENTIONS}, got {method!r}")

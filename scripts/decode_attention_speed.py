@@ -22,12 +22,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hyena_lite import runs
 from hyena_lite.cudagraph import record
-from hyena_lite.decode_attention import keys_per_program, split_attention
+from hyena_lite.decode_attention import (
+    flex_attention_over,
+    keys_per_program,
+    masked_attention,
+    split_attention,
+)
 from hyena_lite.experiments.bench import copy_bandwidth_gbs
 from hyena_lite.fastdecode import cache_length
 from hyena_lite.provenance import provenance
@@ -35,25 +39,6 @@ from hyena_lite.recompiles import allow_recompiles
 from hyena_lite.timing import time_call
 
 CHUNKS = (64, 128, 256, 512, 1024)  # keys a program of the split kernel, beside the default
-
-
-def masked(q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float) -> Tensor:
-    """The reference: scaled dot-product attention of q [B, H, D] with the mask key <= position."""
-    visible = torch.arange(keys.shape[2], device=keys.device) <= position
-    out = F.scaled_dot_product_attention(
-        q[:, :, None], keys, values, attn_mask=visible.view(1, 1, 1, -1), scale=scale
-    )
-    return out[:, :, 0]
-
-
-def flex(q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float) -> Tensor:
-    """FlexAttention with the mask as a score modification (compiled by the caller)."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    def visible(score: Tensor, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
-        return torch.where(kv_idx <= position, score, -float("inf"))
-
-    return flex_attention(q[:, :, None], keys, values, score_mod=visible, scale=scale)[:, :, 0]
 
 
 def layers_of(
@@ -109,12 +94,15 @@ def main() -> None:
         floor_us = visible_bytes / layers / (bandwidth * 1e9) * 1e6
         with torch.no_grad():
             reference = layers_of(
-                masked, queries.float(), [(k.float(), v.float()) for k, v in caches], position
+                masked_attention,
+                queries.float(),
+                [(k.float(), v.float()) for k, v in caches],
+                position,
             )()
         chosen = keys_per_program(batch * heads, length, device)
-        variants: dict[str, Callable[..., Tensor]] = {"sdpa": masked}
+        variants: dict[str, Callable[..., Tensor]] = {"sdpa": masked_attention}
         if cuda:
-            variants["flex"] = flex
+            variants["flex"] = flex_attention_over
         for chunk in (*CHUNKS, None):
             name = f"split_{chunk}" if chunk else f"split_auto_{chosen}"
             variants[name] = lambda q, k, v, p, s, c=chunk or chosen: split_attention(
