@@ -71,7 +71,7 @@ def split_attention_kernel(
     chunks = tl.num_programs(1)
     dims = tl.arange(0, D)
     q = tl.load(q_ptr + (row // H) * q_batch + (row % H) * q_head + dims).to(tl.float32)
-    q = q * scale
+    q = (q * scale).to(tl.float32)  # scale may come as float64 (torch.compile passes doubles)
     start = chunk * CHUNK
     end = tl.minimum(start + CHUNK, tl.load(position_ptr).to(tl.int32) + 1)
     top = -float("inf")

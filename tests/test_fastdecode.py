@@ -691,7 +691,7 @@ def test_block_by_block_refusals_say_what_to_do():
     with pytest.raises(ValueError, match="laid out as GPT-2"):
         TeacherGraphDecoder(llama, 1, 8, mlp_kernel="triton_blocks")
     with pytest.raises(ValueError, match="attention must be one of"):
-        TeacherGraphDecoder(teacher, 1, 8, mlp_kernel="triton_blocks", attention="flash")
+        TeacherGraphDecoder(teacher.to(device), 1, 8, mlp_kernel="triton_blocks", attention="x")
     from hyena_lite.block_prologue import NormInput
     from hyena_lite.modal_kernel import modal_step
 
