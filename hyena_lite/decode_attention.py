@@ -1,5 +1,5 @@
-"""One new query's attention over a static key-value cache: three ways (ATTENTIONS), among them a
-Triton kernel split over the keys (flash decoding).
+"""One new query's attention over a static key-value cache, by PyTorch's scaled dot-product
+attention or by a Triton kernel split over the keys (flash decoding).
 
 At a decoding step the teacher's attention reads every cached key and value once: at 8K positions
 GPT-2's twelve heads hold 25 MB a layer, about 8 us at an H100's copy bandwidth. A step has one
@@ -14,9 +14,10 @@ gets several programs a multiprocessor (`keys_per_program`).
 
 Numbers as `F.scaled_dot_product_attention` with the mask `key <= position` computes them, in
 float32 from the model's dtype; tests compare the two on a GPU and in Triton's interpreter.
-`attend` runs any of the three: "sdpa", PyTorch's scaled dot-product attention with that mask
-(cuDNN's kernel on a Hopper GPU); "split", this kernel; "flex", PyTorch's FlexAttention with the
-mask as a score modification (its compiled kernel for one query splits the keys too).
+`attend` runs either (ATTENTIONS): "sdpa", PyTorch's scaled dot-product attention with that mask
+(cuDNN's kernel on a Hopper GPU), or "split", this kernel. PyTorch's FlexAttention, whose compiled
+kernel for short queries splits the keys too, was slower than both on an H100
+(`scripts/decode_attention_speed.py` times it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-ATTENTIONS = ("sdpa", "split", "flex")
+ATTENTIONS = ("sdpa", "split")
 BLOCK_KEYS = 64  # keys a program reads at once (a [64, head_dim] tile)
 PROGRAMS_PER_PROCESSOR = 4  # keys_per_program aims at this many programs a multiprocessor
 
@@ -160,19 +161,6 @@ def masked_attention(
     return out[:, :, 0]
 
 
-def flex_attention_over(
-    q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float
-) -> Tensor:
-    """FlexAttention of q [B, H, D] over keys 0 .. position, the mask a score modification (a
-    fused kernel only under torch.compile; eager, it computes every score as plain torch)."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    def visible(score: Tensor, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
-        return torch.where(kv_idx <= position, score, -float("inf"))
-
-    return flex_attention(q[:, :, None], keys, values, score_mod=visible, scale=scale)[:, :, 0]
-
-
 def attend(
     method: str,
     q: Tensor,
@@ -188,8 +176,6 @@ def attend(
         if chunk is None:
             chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
         return split_attention(q, keys, values, position, scale, chunk)
-    if method == "flex":
-        return flex_attention_over(q, keys, values, position, scale)
     if method == "sdpa":
         return masked_attention(q, keys, values, position, scale)
     raise ValueError(f"attention must be one of {ATTENTIONS}, got {method!r}")

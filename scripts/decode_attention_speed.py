@@ -27,7 +27,6 @@ from torch import Tensor
 from hyena_lite import runs
 from hyena_lite.cudagraph import record
 from hyena_lite.decode_attention import (
-    flex_attention_over,
     keys_per_program,
     masked_attention,
     split_attention,
@@ -39,6 +38,19 @@ from hyena_lite.recompiles import allow_recompiles
 from hyena_lite.timing import time_call
 
 CHUNKS = (64, 128, 256, 512, 1024)  # keys a program of the split kernel, beside the default
+
+
+def flex_attention_over(
+    q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float
+) -> Tensor:
+    """FlexAttention of q [B, H, D] over keys 0 .. position, the mask a score modification (a
+    fused kernel only under torch.compile; eager, it computes every score as plain torch)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def visible(score: Tensor, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        return torch.where(kv_idx <= position, score, -float("inf"))
+
+    return flex_attention(q[:, :, None], keys, values, score_mod=visible, scale=scale)[:, :, 0]
 
 
 def layers_of(

@@ -405,18 +405,16 @@ def mlp_kernel_of(variant: str) -> str:
     """The decoders' `mlp_kernel` for a variant's name: "triton" (every GPT-2 MLP of the step one
     Triton kernel, hyena_lite.mlp_kernel) for *_triton_mlp, "triton_blocks" (the step written
     block by block, norms inside the Triton kernels, hyena_lite.block_steps) for *_triton_blocks
-    and its variants (*_serial, *_split, *_flex), else "torch"."""
+    and its variants (*_serial, *_split), else "torch"."""
     if variant.endswith("_triton_mlp"):
         return "triton"
     return "triton_blocks" if "_triton_blocks" in variant else "torch"
 
 
 def attention_of(variant: str) -> str:
-    """The teacher's `attention` (hyena_lite.block_steps.ATTENTIONS) for a variant's name: "split"
-    for *_split (the Triton kernel split over the keys), "flex" for *_flex (FlexAttention), else
-    "sdpa"."""
-    last = variant.rsplit("_", 1)[-1]
-    return last if last in ("split", "flex") else "sdpa"
+    """The teacher's `attention` (hyena_lite.decode_attention.ATTENTIONS) for a variant's name:
+    "split" for *_split (the Triton kernel split over the keys), else "sdpa"."""
+    return "split" if variant.endswith("_split") else "sdpa"
 
 
 def pdl_of(variant: str) -> bool | None:
@@ -466,9 +464,8 @@ def decoding(
             for suffix in ("triton_blocks", "triton_blocks_serial"):
                 teacher_variants[f"compiled_graph_{suffix}"] = None
                 student_variants[f"compiled_graph_triton_fused_{suffix}"] = ("triton_fused", None)
-            # the teacher's block step with the other attentions over its cache
-            for attention in ("split", "flex"):
-                teacher_variants[f"compiled_graph_triton_blocks_{attention}"] = None
+            # the teacher's block step with the split Triton attention over its cache
+            teacher_variants["compiled_graph_triton_blocks_split"] = None
         for setting in ("tuned", "autotune"):  # both sides under gpt-fast's inductor settings
             teacher_variants[f"compiled_{setting}_graph"] = None
             student_variants[f"compiled_{setting}_graph"] = ("torch", None)

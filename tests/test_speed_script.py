@@ -219,8 +219,7 @@ def test_variant_names_say_how_their_step_is_compiled() -> None:
         assert script.mlp_kernel_of(variant) == "triton_blocks"
         assert script.mlp_kernel_of(f"{variant}_serial") == "triton_blocks"
         assert script.pdl_of(variant) is None and script.pdl_of(f"{variant}_serial") is False
-    for attention in ("split", "flex"):
-        variant = f"compiled_graph_triton_blocks_{attention}"
-        assert script.mlp_kernel_of(variant) == "triton_blocks"
-        assert script.attention_of(variant) == attention and script.pdl_of(variant) is None
+    variant = "compiled_graph_triton_blocks_split"
+    assert script.mlp_kernel_of(variant) == "triton_blocks" and script.pdl_of(variant) is None
+    assert script.attention_of(variant) == "split"
     assert script.attention_of("compiled_graph_triton_blocks_serial") == "sdpa"
