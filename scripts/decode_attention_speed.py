@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from hyena_lite import runs
-from hyena_lite.cudagraph import record
+from hyena_lite.cudagraph import time_recorded
 from hyena_lite.decode_attention import (
     keys_per_program,
     masked_attention,
@@ -35,7 +35,6 @@ from hyena_lite.experiments.bench import copy_bandwidth_gbs
 from hyena_lite.fastdecode import cache_length
 from hyena_lite.provenance import provenance
 from hyena_lite.recompiles import allow_recompiles
-from hyena_lite.timing import time_call
 
 CHUNKS = (64, 128, 256, 512, 1024)  # keys a program of the split kernel, beside the default
 
@@ -127,12 +126,7 @@ def main() -> None:
             row: dict[str, Any] = {"context": context, "batch": batch, "variant": name}
             try:
                 with torch.no_grad():
-                    if cuda:
-                        graph, out = record(fn, device, warmup=3)
-                        timing = time_call(graph.replay, blocks=args.blocks)
-                    else:
-                        out = fn()
-                        timing = time_call(fn, blocks=args.blocks, block_s=0.01, max_calls=3)
+                    timing, out = time_recorded(fn, device, args.blocks)
                 row |= {
                     "ms": timing.median_ms,
                     "iqr_ms": timing.iqr_ms,

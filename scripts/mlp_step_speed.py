@@ -24,12 +24,11 @@ from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hyena_lite import runs
-from hyena_lite.cudagraph import record
+from hyena_lite.cudagraph import time_recorded
 from hyena_lite.experiments.bench import copy_bandwidth_gbs
 from hyena_lite.mlp_kernel import MLPStep, units_per_program
 from hyena_lite.provenance import provenance
 from hyena_lite.recompiles import allow_recompiles
-from hyena_lite.timing import time_call
 
 UNITS = (8, 16, 32, 64)  # hidden units per program tried, beside units_per_program's choice
 
@@ -55,17 +54,6 @@ def chain(parts: list[nn.Module], x: Tensor) -> Callable[[], Tensor]:
         return y
 
     return run
-
-
-def timed(fn: Callable[[], Tensor], device: torch.device, blocks: int) -> tuple[Any, Tensor]:
-    """fn recorded as a CUDA graph (on CUDA; called as it is elsewhere) and timed: its Timing and
-    its output."""
-    if device.type != "cuda":
-        return time_call(fn, blocks=blocks, block_s=0.01, max_calls=3), fn()
-    graph, out = record(fn, device, warmup=3)
-    timing = time_call(graph.replay, blocks=blocks)
-    graph.replay()
-    return timing, out
 
 
 def main() -> None:
@@ -107,7 +95,7 @@ def main() -> None:
                     fn = torch.compile(fn)
                 row: dict[str, Any] = {"batch": batch, "variant": name}
                 try:
-                    timing, out = timed(fn, device, args.blocks)
+                    timing, out = time_recorded(fn, device, args.blocks)
                     row |= {
                         "ms": timing.median_ms,
                         "iqr_ms": timing.iqr_ms,

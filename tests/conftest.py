@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -30,3 +32,24 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture
+def run_smoke():
+    """A function that runs scripts/NAME.py with its arguments from the repository's root, with
+    Triton's interpreter, and returns the finished process (asserting it exited 0)."""
+
+    def run(name: str, *arguments: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(SCRIPTS.parent), "TRITON_INTERPRET": "1"}
+        done = subprocess.run(
+            [sys.executable, str(SCRIPTS / f"{name}.py"), *arguments],
+            cwd=SCRIPTS.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    return run

@@ -6,32 +6,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hyena_lite.provenance import KEYS
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
-def test_smoke_run_times_every_variant_and_agrees_with_the_eager_chain(tmp_path: Path) -> None:
+def test_smoke_run_times_every_variant_and_agrees_with_the_eager_chain(
+    tmp_path: Path, run_smoke
+) -> None:
     out = tmp_path / "mlp.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1"}
-    done = subprocess.run(
-        [sys.executable, "scripts/mlp_step_speed.py", "--smoke", "--batches", "1", "--blocks", "1"]
-        + ["--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_smoke("mlp_step_speed", "--smoke", "--batches", "1", "--blocks", "1", "--out", str(out))
     report = json.loads(out.read_text())
     assert set(KEYS) <= set(report)
     names = [row["variant"] for row in report["rows"]]
