@@ -1,31 +1,24 @@
-"""One new query's attention over a static key-value cache, by PyTorch's scaled dot-product
-attention or by a Triton kernel split over the keys (flash decoding).
+"""One new query's attention over a static key-value cache, as a teacher's decoding step needs
+it: PyTorch's scaled dot-product attention with the mask `key <= position` ("sdpa", cuDNN's kernel
+on a Hopper GPU), or flash decoding, a Triton kernel split over the keys ("split",
+`hyena_lite.split_attention`).
 
 At a decoding step the teacher's attention reads every cached key and value once: at 8K positions
 GPT-2's twelve heads hold 25 MB a layer, about 8 us at an H100's copy bandwidth. A step has one
 query a head, so a kernel with one program a head (B x 12 programs) leaves most of the GPU idle;
-here the cache is cut into chunks of `chunk` keys along the sequence and every (sequence, head,
-chunk) gets a program (Dao et al., "Flash-Decoding for long-context inference", 2023). A program
-reads its chunk's keys up to the newest position (later ones it skips: they are not read), keeps
-the running maximum and sum of a softmax over them (online softmax, as FlashAttention), and writes
-its unnormalised output with the two numbers; `split_attention` combines the chunks in float32 as
-torch code that torch.compile fuses. The chunk is chosen from the cache's length so that the GPU
-gets several programs a multiprocessor (`keys_per_program`).
-
-Numbers as `F.scaled_dot_product_attention` with the mask `key <= position` computes them, in
-float32 from the model's dtype; tests compare the two on a GPU and in Triton's interpreter.
-`attend` runs either (ATTENTIONS): "sdpa", PyTorch's scaled dot-product attention with that mask
-(cuDNN's kernel on a Hopper GPU), or "split", this kernel. PyTorch's FlexAttention, whose compiled
-kernel for short queries splits the keys too, was slower than both on an H100
-(`scripts/decode_attention_speed.py` times it).
+the split kernel cuts the cache into chunks of keys along the sequence and gives every (sequence,
+head, chunk) a program (Dao et al., "Flash-Decoding for long-context inference", 2023), with the
+chunk chosen from the cache's length so that the GPU gets several programs a multiprocessor
+(`keys_per_program`). Measured on an H100 (`scripts/decode_attention_speed.py`): faster than
+cuDNN's at 1K (7.5 against 11 us a layer), slower from 8K (19.7 against 18.6). PyTorch's
+FlexAttention, whose compiled kernel for short queries splits the keys too, was slower than both.
+This module needs no Triton; the split kernel is imported when asked for.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
 from torch import Tensor
 
 ATTENTIONS = ("sdpa", "split")
@@ -48,106 +41,6 @@ def keys_per_program(batch_heads: int, length: int, device: torch.device) -> int
     ):
         chunk //= 2
     return chunk
-
-
-@triton.jit
-def split_attention_kernel(
-    q_ptr,  # [B, H, D] one query a head (rows of strides q_batch, q_head), model dtype
-    k_ptr,  # [B, H, L, D] the cache's keys, contiguous
-    v_ptr,  # [B, H, L, D] its values
-    position_ptr,  # the newest position (keys 0 .. position are visible), an integer tensor
-    out_ptr,  # [B * H, chunks, D] float32: each chunk's output, not yet divided by its sum
-    max_ptr,  # [B * H, chunks] float32: each chunk's largest score (log2 units), -inf if empty
-    sum_ptr,  # [B * H, chunks] float32: each chunk's sum of 2^(score - max)
-    q_batch,
-    q_head,
-    L,
-    scale,  # the softmax scale times log2(e): scores in log2 units, for exp2
-    H: tl.constexpr,
-    D: tl.constexpr,
-    CHUNK: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    row, chunk = tl.program_id(0), tl.program_id(1)
-    chunks = tl.num_programs(1)
-    dims = tl.arange(0, D)
-    q = tl.load(q_ptr + (row // H) * q_batch + (row % H) * q_head + dims).to(tl.float32)
-    q = (q * scale).to(tl.float32)  # scale may come as float64 (torch.compile passes doubles)
-    start = chunk * CHUNK
-    end = tl.minimum(start + CHUNK, tl.load(position_ptr).to(tl.int32) + 1)
-    top = -float("inf")
-    total = 0.0
-    acc = tl.zeros([D], dtype=tl.float32)
-    cache = row.to(tl.int64) * L * D
-    for first in range(start, end, BLOCK):  # empty where the chunk lies past the position
-        keys = first + tl.arange(0, BLOCK)
-        visible = keys < end
-        offsets = cache + keys[:, None] * D + dims[None, :]
-        k = tl.load(k_ptr + offsets, mask=visible[:, None], other=0.0)
-        v = tl.load(v_ptr + offsets, mask=visible[:, None], other=0.0)
-        scores = tl.sum(k.to(tl.float32) * q[None, :], axis=1)
-        scores = tl.where(visible, scores, -float("inf"))
-        new_top = tl.maximum(top, tl.max(scores, axis=0))  # finite: a block has a visible key
-        weights = tl.exp2(scores - new_top)
-        shrink = tl.exp2(top - new_top)
-        total = total * shrink + tl.sum(weights, axis=0)
-        acc = acc * shrink + tl.sum(weights[:, None] * v.to(tl.float32), axis=0)
-        top = new_top
-    slot = row * chunks + chunk
-    tl.store(out_ptr + slot * D + dims, acc)
-    tl.store(max_ptr + slot, top)
-    tl.store(sum_ptr + slot, total)
-
-
-def split_attention(
-    q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float, chunk: int
-) -> Tensor:
-    """softmax(q k^T * scale) v over keys 0 .. `position` of a static cache, for one query a head:
-    q [B, H, D], keys and values [B, H, L, D] (contiguous), position a one-element integer tensor
-    on their device; returns [B, H, D] in q's dtype. `chunk`: keys a program reads (a multiple of
-    BLOCK_KEYS; `keys_per_program` picks one)."""
-    batch, heads, length, dim = keys.shape
-    if q.shape != (batch, heads, dim) or values.shape != keys.shape:
-        raise ValueError(
-            f"q must be [batch, heads, head_dim] and keys, values [batch, heads, length, head_dim] "
-            f"with the same batch, heads and head_dim; got {tuple(q.shape)}, "
-            f"{tuple(keys.shape)} and {tuple(values.shape)}"
-        )
-    if chunk % BLOCK_KEYS or dim & (dim - 1):
-        raise ValueError(
-            f"chunk must be a multiple of {BLOCK_KEYS} and head_dim a power of two; got "
-            f"chunk={chunk}, head_dim={dim}"
-        )
-    if not (keys.is_contiguous() and values.is_contiguous()) or q.stride(2) != 1:
-        raise ValueError(
-            "keys and values must be contiguous [batch, heads, length, head_dim], and q's rows "
-            "contiguous (stride 1 along head_dim)"
-        )
-    chunks = -(-length // chunk)
-    rows = batch * heads
-    out = torch.empty(rows, chunks, dim, dtype=torch.float32, device=q.device)
-    tops = torch.empty(rows, chunks, dtype=torch.float32, device=q.device)
-    totals = torch.empty(rows, chunks, dtype=torch.float32, device=q.device)
-    split_attention_kernel[(rows, chunks)](
-        q,
-        keys,
-        values,
-        position,
-        out,
-        tops,
-        totals,
-        q.stride(0),
-        q.stride(1),
-        length,
-        scale * 1.4426950408889634,
-        H=heads,
-        D=dim,
-        CHUNK=chunk,
-        BLOCK=BLOCK_KEYS,
-    )
-    weights = torch.exp2(tops - tops.amax(dim=1, keepdim=True))  # 0 for empty chunks
-    combined = (out * weights[..., None]).sum(1) / (totals * weights).sum(1, keepdim=True)
-    return combined.view(batch, heads, dim).to(q.dtype)
 
 
 def masked_attention(
@@ -173,6 +66,8 @@ def attend(
     """q [B, H, D] attending over the cache's keys 0 .. position by `method` (in ATTENTIONS):
     [B, H, D]. `chunk`: the split kernel's keys a program (default: `keys_per_program`'s)."""
     if method == "split":
+        from hyena_lite.split_attention import split_attention
+
         if chunk is None:
             chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
         return split_attention(q, keys, values, position, scale, chunk)

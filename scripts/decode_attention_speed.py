@@ -3,7 +3,7 @@ attention at a decoding step, GPT-2-124M's twelve layers chained as a step chain
 its own cache, bf16, random values), at contexts 1K to 32K and batch 1, with three kernels:
 PyTorch's scaled dot-product attention with a mask (whichever backend it picks, cuDNN's on a
 Hopper GPU), FlexAttention (compiled; its decoding kernel splits the keys), and this project's
-Triton kernel split over the keys (`hyena_lite.decode_attention`) at several chunk sizes and at
+Triton kernel split over the keys (`hyena_lite.split_attention`) at several chunk sizes and at
 `keys_per_program`'s choice. Each chain is recorded as a CUDA graph and timed (median and
 interquartile range, `hyena_lite.timing`); per row also microseconds a layer, the floor (the
 visible keys' and values' bytes at a large copy's bandwidth) and the largest difference from the
@@ -26,15 +26,12 @@ from torch import Tensor
 
 from hyena_lite import runs
 from hyena_lite.cudagraph import time_recorded
-from hyena_lite.decode_attention import (
-    keys_per_program,
-    masked_attention,
-    split_attention,
-)
+from hyena_lite.decode_attention import keys_per_program, masked_attention
 from hyena_lite.experiments.bench import copy_bandwidth_gbs
 from hyena_lite.fastdecode import cache_length
 from hyena_lite.provenance import provenance
 from hyena_lite.recompiles import allow_recompiles
+from hyena_lite.split_attention import split_attention
 
 CHUNKS = (64, 128, 256, 512, 1024)  # keys a program of the split kernel, beside the default
 

@@ -643,7 +643,7 @@ def test_block_by_block_steps_equal_their_references(compile, pdl):
 @pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_split_attention_equals_masked_attention_at_every_position(dtype):
-    from hyena_lite.decode_attention import split_attention
+    from hyena_lite.split_attention import split_attention
 
     if dtype != torch.float32 and not torch.cuda.is_available():
         pytest.skip("the interpreter rounds bfloat16 toward zero (float32 only on the CPU)")
