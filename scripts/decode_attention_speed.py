@@ -118,8 +118,8 @@ def main() -> None:
             )
         for name, attend in variants.items():
             fn = layers_of(attend, queries, caches, position)
-            if cuda:  # compiled afresh: the split variants differ only in a lambda's default,
-                torch._dynamo.reset()  # which dynamo's guards on the shared code do not see
+            if cuda:  # compiled afresh (the split variants differ only in a lambda's default,
+                torch._dynamo.reset()  # and their rows of one run came out alike: see its note)
                 fn = torch.compile(fn, dynamic=False)
             row: dict[str, Any] = {"context": context, "batch": batch, "variant": name}
             try:
