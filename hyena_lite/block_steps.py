@@ -9,8 +9,9 @@ and ends in a float32 accumulator (its programs add their products into it), so 
 student's block is two launches, the mixer (`modal_kernel`) and the MLP (`mlp_kernel`), and the
 kernels can be launched as programmatic dependents (`pdl`, Hopper and later): the MLP reads its
 weights while the mixer before it finishes. The teacher's block gets the same MLP; its attention
-(norm, `c_attn`, the static cache's update, scaled dot-product attention over the cache,
-`c_proj`) is written out as transformers computes it and compiled by torch.compile.
+(norm, `c_attn`, the static cache's update, attention over the cache, `c_proj`) is written out as
+transformers computes it and compiled by torch.compile, the attention over the cache by PyTorch's
+scaled dot-product attention or by flash decoding's split kernel (`hyena_lite.decode_attention`).
 
 The embeddings and the head run as torch code, compiled with the decoder's `compile` setting.
 """
