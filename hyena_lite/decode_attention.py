@@ -10,7 +10,7 @@ the split kernel cuts the cache into chunks of keys along the sequence and gives
 head, chunk) a program (Dao et al., "Flash-Decoding for long-context inference", 2023), with the
 chunk chosen from the cache's length so that the GPU gets several programs a multiprocessor
 (`keys_per_program`). Measured on an H100 (`scripts/decode_attention_speed.py`): faster than
-cuDNN's at 1K (7.5 against 11 us a layer), slower from 8K (19.7 against 18.6). PyTorch's
+cuDNN's at 1K (7.7 against 11.1 us a layer), slower from 8K (19.6 against 18.6). PyTorch's
 FlexAttention, whose compiled kernel for short queries splits the keys too, was slower than both.
 This module needs no Triton; the split kernel is imported when asked for.
 """

@@ -554,7 +554,7 @@ class TeacherGraphDecoder(_GraphStep):
     `mlp_kernel="triton_blocks"` writes the step block by block as the student's can
     (`hyena_lite.block_steps`): the attention as torch code, the MLP with its block's residual add
     and norm in one Triton kernel, launched as a programmatic dependent with `pdl` (default: where
-    the GPU has them); `attention` (block_steps.ATTENTIONS) picks how its attention reads the cache.
+    the GPU has them); `attention` (decode_attention.ATTENTIONS) picks how it reads the cache.
     """
 
     def __init__(
