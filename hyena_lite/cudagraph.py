@@ -11,8 +11,6 @@ from typing import TypeVar
 
 import torch
 
-from hyena_lite.timing import Timing, time_call
-
 T = TypeVar("T")
 
 
@@ -42,15 +40,3 @@ def record(
     with torch.cuda.graph(graph):
         out = fn()
     return graph, out
-
-
-def time_recorded(fn: Callable[[], T], device: torch.device, blocks: int) -> tuple[Timing, T]:
-    """fn recorded as a CUDA graph and its replays timed (`hyena_lite.timing.time_call`) on CUDA;
-    elsewhere fn itself, a few calls a block. Returns the timing and fn's output (after a
-    replay)."""
-    if device.type != "cuda":
-        return time_call(fn, blocks=blocks, block_s=0.01, max_calls=3), fn()
-    graph, out = record(fn, device, warmup=3)
-    timing = time_call(graph.replay, blocks=blocks)
-    graph.replay()
-    return timing, out

@@ -61,15 +61,13 @@ def attend(
     values: Tensor,
     position: Tensor,
     scale: float,
-    chunk: int | None = None,
 ) -> Tensor:
     """q [B, H, D] attending over the cache's keys 0 .. position by `method` (in ATTENTIONS):
-    [B, H, D]. `chunk`: the split kernel's keys a program (default: `keys_per_program`'s)."""
+    [B, H, D], the split kernel with `keys_per_program`'s chunks."""
     if method == "split":
         from hyena_lite.split_attention import split_attention
 
-        if chunk is None:
-            chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
+        chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
         return split_attention(q, keys, values, position, scale, chunk)
     if method == "sdpa":
         return masked_attention(q, keys, values, position, scale)

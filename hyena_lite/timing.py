@@ -4,6 +4,7 @@ accelerator around each block).
 
 A decoding step advances a state of bounded size (a static key-value cache, learned positions), so
 `time_call` can put the state back (`reset`) before every block, outside the timed calls.
+`measured_row` gives a kernel benchmark's row its timing columns, from a CUDA graph's replays.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch.utils.benchmark import Timer
+
+from hyena_lite.cudagraph import record
 
 
 @dataclass
@@ -77,3 +81,22 @@ def time_call(
 def warmup_calls(calls: int) -> int:
     """How many calls torch.utils.benchmark's Timer.timeit(calls) makes before its timed ones."""
     return max(calls // 100, 2)
+
+
+def measured_row(
+    fn: Callable[[], torch.Tensor], device: torch.device, blocks: int, reference: torch.Tensor
+) -> dict[str, Any]:
+    """A benchmark row's timing columns for fn: recorded as a CUDA graph and its replays timed on
+    CUDA (fn itself, a few calls a block, elsewhere), `ms` and `iqr_ms`, and `max_abs_diff`, the
+    largest difference of its output from `reference`; or `error` (a failure is a result)."""
+    try:
+        if device.type == "cuda":
+            graph, out = record(fn, device, warmup=3)
+            timing = time_call(graph.replay, blocks=blocks)
+            graph.replay()
+        else:
+            timing, out = time_call(fn, blocks=blocks, block_s=0.01, max_calls=3), fn()
+    except Exception as error:  # noqa: BLE001  a failure is a result to report, not a crash
+        return {"error": f"{type(error).__name__}: {error}"[:500]}
+    difference = (out.float() - reference.float()).abs().max().item()
+    return {"ms": timing.median_ms, "iqr_ms": timing.iqr_ms, "max_abs_diff": difference}

@@ -25,13 +25,13 @@ import torch
 from torch import Tensor
 
 from hyena_lite import runs
-from hyena_lite.cudagraph import time_recorded
 from hyena_lite.decode_attention import keys_per_program, masked_attention
 from hyena_lite.experiments.bench import copy_bandwidth_gbs
 from hyena_lite.fastdecode import cache_length
 from hyena_lite.provenance import provenance
 from hyena_lite.recompiles import allow_recompiles
 from hyena_lite.split_attention import split_attention
+from hyena_lite.timing import measured_row
 
 CHUNKS = (64, 128, 256, 512, 1024)  # keys a program of the split kernel, beside the default
 
@@ -122,19 +122,12 @@ def main() -> None:
                 torch._dynamo.reset()  # and their rows of one run came out alike: see its note)
                 fn = torch.compile(fn, dynamic=False)
             row: dict[str, Any] = {"context": context, "batch": batch, "variant": name}
-            try:
-                with torch.no_grad():
-                    timing, out = time_recorded(fn, device, args.blocks)
-                row |= {
-                    "ms": timing.median_ms,
-                    "iqr_ms": timing.iqr_ms,
-                    "us_per_layer": timing.median_ms * 1e3 / layers,
-                    "floor_us_per_layer": floor_us,
-                    "max_abs_diff": (out.float() - reference).abs().max().item(),
-                }
+            with torch.no_grad():
+                row |= measured_row(fn, device, args.blocks, reference)
+            if "ms" in row:
+                row["us_per_layer"] = row["ms"] * 1e3 / layers
+                row["floor_us_per_layer"] = floor_us
                 row["floor_ratio"] = row["us_per_layer"] / floor_us
-            except Exception as error:  # noqa: BLE001  a failure is a result to report
-                row["error"] = f"{type(error).__name__}: {error}"[:500]
             report["rows"].append(row)
             print(row, flush=True)
             runs.write_json(args.out, report)
