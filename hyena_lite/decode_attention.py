@@ -9,9 +9,10 @@ query a head, so a kernel with one program a head (B x 12 programs) leaves most 
 the split kernel cuts the cache into chunks of keys along the sequence and gives every (sequence,
 head, chunk) a program (Dao et al., "Flash-Decoding for long-context inference", 2023), with the
 chunk chosen from the cache's length so that the GPU gets several programs a multiprocessor
-(`keys_per_program`). Measured on an H100 (`scripts/decode_attention_speed.py`): faster than
-cuDNN's at 1K (7.7 against 11.1 us a layer), slower from 8K (19.6 against 18.6). PyTorch's
-FlexAttention, whose compiled kernel for short queries splits the keys too, was slower than both.
+(`split_attention.keys_per_program`). Measured on an H100 (`scripts/decode_attention_speed.py`):
+faster than cuDNN's at 1K (7.7 against 11.1 us a layer), slower from 8K (19.6 against 18.6).
+PyTorch's FlexAttention, whose compiled kernel for short queries splits the keys too, was slower
+than both.
 This module needs no Triton; the split kernel is imported when asked for.
 """
 
@@ -22,25 +23,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 ATTENTIONS = ("sdpa", "split")
-BLOCK_KEYS = 64  # keys a program reads at once (a [64, head_dim] tile)
-PROGRAMS_PER_PROCESSOR = 4  # keys_per_program aims at this many programs a multiprocessor
-
-
-def keys_per_program(batch_heads: int, length: int, device: torch.device) -> int:
-    """Keys a program reads (a multiple of BLOCK_KEYS): the fewest chunks, of at most 1,024 keys,
-    that still give every multiprocessor PROGRAMS_PER_PROCESSOR programs for `batch_heads` query
-    rows over a cache of `length` positions."""
-    processors = (
-        torch.cuda.get_device_properties(device).multi_processor_count
-        if device.type == "cuda"
-        else 1
-    )
-    chunk = 1024
-    while chunk > BLOCK_KEYS and batch_heads * -(-length // chunk) < (
-        PROGRAMS_PER_PROCESSOR * processors
-    ):
-        chunk //= 2
-    return chunk
 
 
 def masked_attention(
@@ -65,7 +47,7 @@ def attend(
     """q [B, H, D] attending over the cache's keys 0 .. position by `method` (in ATTENTIONS):
     [B, H, D], the split kernel with `keys_per_program`'s chunks."""
     if method == "split":
-        from hyena_lite.split_attention import split_attention
+        from hyena_lite.split_attention import keys_per_program, split_attention
 
         chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
         return split_attention(q, keys, values, position, scale, chunk)

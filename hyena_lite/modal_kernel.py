@@ -55,18 +55,20 @@ TILE_ELEMENTS = 16_384  # the largest projection tile a program holds (64 values
 WARPS = 8
 
 
-def per_program(batch: int, units: int, device: torch.device, most: int, fewest: int) -> int:
-    """Units (channels, hidden units) per program of a kernel with batch x units / block
+def per_program(
+    batch: int, units: int, device: torch.device, most: int, fewest: int, per_processor: int = 2
+) -> int:
+    """Units (channels, hidden units, keys) per program of a kernel with batch x units / block
     programs (batch 1 for one whose programs run the whole batch): the most (up to `most`, a power
-    of two) that still give every multiprocessor of the GPU two programs, and no fewer than
-    `fewest`."""
+    of two) that still give every multiprocessor of the GPU `per_processor` programs, and no fewer
+    than `fewest`."""
     processors = (
         torch.cuda.get_device_properties(device).multi_processor_count
         if device.type == "cuda"
         else 1
     )
     block = most
-    while block > fewest and batch * -(-units // block) < 2 * processors:
+    while block > fewest and batch * -(-units // block) < per_processor * processors:
         block //= 2
     return block
 

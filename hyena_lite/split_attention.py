@@ -16,7 +16,17 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from hyena_lite.decode_attention import BLOCK_KEYS
+from hyena_lite.modal_kernel import per_program
+
+BLOCK_KEYS = 64  # keys a program reads at once (a [64, head_dim] tile)
+PROGRAMS_PER_PROCESSOR = 4  # keys_per_program aims at this many programs a multiprocessor
+
+
+def keys_per_program(batch_heads: int, length: int, device: torch.device) -> int:
+    """Keys a program reads (`modal_kernel.per_program`, BLOCK_KEYS to 1,024): the fewest chunks
+    that still give every multiprocessor PROGRAMS_PER_PROCESSOR programs for `batch_heads` query
+    rows over a cache of `length` positions."""
+    return per_program(batch_heads, length, device, 1024, BLOCK_KEYS, PROGRAMS_PER_PROCESSOR)
 
 
 @triton.jit
@@ -74,7 +84,7 @@ def split_attention(
     """softmax(q k^T * scale) v over keys 0 .. `position` of a static cache, for one query a head:
     q [B, H, D], keys and values [B, H, L, D] (contiguous), position a one-element integer tensor
     on their device; returns [B, H, D] in q's dtype. `chunk`: keys a program reads (a multiple of
-    BLOCK_KEYS; `decode_attention.keys_per_program` picks one)."""
+    BLOCK_KEYS; `keys_per_program` picks one)."""
     batch, heads, length, dim = keys.shape
     if q.shape != (batch, heads, dim) or values.shape != keys.shape:
         raise ValueError(

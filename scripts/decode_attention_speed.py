@@ -25,12 +25,12 @@ import torch
 from torch import Tensor
 
 from hyena_lite import runs
-from hyena_lite.decode_attention import keys_per_program, masked_attention
+from hyena_lite.decode_attention import masked_attention
 from hyena_lite.experiments.bench import copy_bandwidth_gbs
 from hyena_lite.fastdecode import cache_length
 from hyena_lite.provenance import provenance
 from hyena_lite.recompiles import allow_recompiles
-from hyena_lite.split_attention import split_attention
+from hyena_lite.split_attention import keys_per_program, split_attention
 from hyena_lite.timing import measured_row
 
 CHUNKS = (64, 128, 256, 512, 1024)  # keys a program of the split kernel, beside the default
