@@ -156,6 +156,8 @@ class TeacherBlockStep(_BlockStep):
                 "mlp_kernel='torch' or 'triton'"
             )
         self.cache, self.heads, self.attention = cache, config.n_head, attention
+        device = model.transformer.wte.weight.device
+        self.arrivals = torch.zeros(batch * self.heads, dtype=torch.int32, device=device)
         head_dim = config.n_embd // config.n_head
         scale = head_dim**-0.5 if config.scale_attn_weights else 1.0
         self.scales = [
@@ -187,7 +189,9 @@ class TeacherBlockStep(_BlockStep):
         q, k, v = (t.view(self.batch, self.heads, 1, -1) for t in (q, k, v))
         keys.index_copy_(2, position.view(1), k)
         values.index_copy_(2, position.view(1), v)
-        out = attend(self.attention, q[:, :, 0], keys, values, position, scale)
+        out = attend(
+            self.attention, q[:, :, 0], keys, values, position, scale, arrivals=self.arrivals
+        )
         return h, torch.addmm(proj_b, out.reshape(self.batch, -1), proj_w)
 
     def _advanced(self, counters: list[Tensor]) -> None:

@@ -43,14 +43,16 @@ def attend(
     values: Tensor,
     position: Tensor,
     scale: float,
+    arrivals: Tensor | None = None,
 ) -> Tensor:
     """q [B, H, D] attending over the cache's keys 0 .. position by `method` (in ATTENTIONS):
-    [B, H, D], the split kernel with `keys_per_program`'s chunks."""
+    [B, H, D], the split kernel with `keys_per_program`'s chunks; `arrivals`: its count of
+    finished chunks (`split_attention.split_attention`)."""
     if method == "split":
         from hyena_lite.split_attention import keys_per_program, split_attention
 
         chunk = keys_per_program(keys.shape[0] * keys.shape[1], keys.shape[2], keys.device)
-        return split_attention(q, keys, values, position, scale, chunk)
+        return split_attention(q, keys, values, position, scale, chunk, arrivals)
     if method == "sdpa":
         return masked_attention(q, keys, values, position, scale)
     raise ValueError(f"attention must be one of {ATTENTIONS}, got {method!r}")

@@ -3,8 +3,9 @@ split into chunks with a program each (`hyena_lite.decode_attention` says why an
 
 A program reads its chunk's keys up to the newest position (later ones it skips: they are not
 read), keeps the running maximum and sum of a softmax over them (online softmax, as
-FlashAttention), and writes its unnormalised output with the two numbers; `split_attention`
-combines the chunks in float32 as torch code that torch.compile fuses. Numbers as
+FlashAttention), and writes its unnormalised output with the two numbers; the last of a row's
+programs to finish (an atomic count) combines the row's chunks, so the whole attention is one
+launch. Numbers as
 `F.scaled_dot_product_attention` with the mask `key <= position` computes them, in float32 from
 the model's dtype; tests compare the two on a GPU and in Triton's interpreter.
 """
@@ -19,7 +20,7 @@ from torch import Tensor
 from hyena_lite.modal_kernel import per_program
 
 BLOCK_KEYS = 64  # keys a program reads at once (a [64, head_dim] tile)
-PROGRAMS_PER_PROCESSOR = 4  # keys_per_program aims at this many programs a multiprocessor
+PROGRAMS_PER_PROCESSOR = 8  # keys_per_program aims at this many programs a multiprocessor
 
 
 def keys_per_program(batch_heads: int, length: int, device: torch.device) -> int:
@@ -38,6 +39,8 @@ def split_attention_kernel(
     out_ptr,  # [B * H, chunks, D] float32: each chunk's output, not yet divided by its sum
     max_ptr,  # [B * H, chunks] float32: each chunk's largest score (log2 units), -inf if empty
     sum_ptr,  # [B * H, chunks] float32: each chunk's sum of 2^(score - max)
+    arrivals_ptr,  # [B * H] int32, zero: chunks done a row (the last one sets it back to zero)
+    result_ptr,  # [B * H, D] the attention's output, model dtype
     q_batch,
     q_head,
     L,
@@ -46,6 +49,7 @@ def split_attention_kernel(
     D: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
+    COMBINE: tl.constexpr,  # chunks the last program combines at once
 ):
     row, chunk = tl.program_id(0), tl.program_id(1)
     chunks = tl.num_programs(1)
@@ -76,15 +80,65 @@ def split_attention_kernel(
     tl.store(out_ptr + slot * D + dims, acc)
     tl.store(max_ptr + slot, top)
     tl.store(sum_ptr + slot, total)
+    tl.debug_barrier()  # every thread's stores issued before the arrival is counted
+    if tl.atomic_add(arrivals_ptr + row, 1, sem="acq_rel") == chunks - 1:  # the row's last
+        combine_chunks(out_ptr, max_ptr, sum_ptr, result_ptr, row, chunks, D, COMBINE)
+        tl.store(arrivals_ptr + row, 0)  # ready for the next step
+
+
+@triton.jit
+def combine_chunks(
+    out_ptr, max_ptr, sum_ptr, result_ptr, row, chunks, D: tl.constexpr, COMBINE: tl.constexpr
+):
+    """A row's output from its chunks': each weighed by 2^(its max - the largest max), summed, and
+    divided by the weighed sums (read past L1: other programs wrote them)."""
+    dims, part = tl.arange(0, D), tl.arange(0, COMBINE)
+    largest = -float("inf")
+    for first in range(0, chunks, COMBINE):
+        slots = first + part
+        tops = tl.load(
+            max_ptr + row * chunks + slots,
+            mask=slots < chunks,
+            other=-float("inf"),
+            cache_modifier=".cg",
+        )
+        largest = tl.maximum(largest, tl.max(tops, axis=0))
+    acc = tl.zeros([D], dtype=tl.float32)
+    total = 0.0
+    for first in range(0, chunks, COMBINE):
+        slots = first + part
+        inside = slots < chunks
+        tops = tl.load(
+            max_ptr + row * chunks + slots, mask=inside, other=-float("inf"), cache_modifier=".cg"
+        )
+        weights = tl.exp2(tops - largest)  # 0 for empty chunks and those past the end
+        sums = tl.load(sum_ptr + row * chunks + slots, mask=inside, other=0.0, cache_modifier=".cg")
+        outs = tl.load(
+            out_ptr + (row * chunks + slots)[:, None] * D + dims[None, :],
+            mask=inside[:, None],
+            other=0.0,
+            cache_modifier=".cg",
+        )
+        total += tl.sum(weights * sums, axis=0)
+        acc += tl.sum(weights[:, None] * outs, axis=0)
+    tl.store(result_ptr + row * D + dims, (acc / total).to(result_ptr.dtype.element_ty))
 
 
 def split_attention(
-    q: Tensor, keys: Tensor, values: Tensor, position: Tensor, scale: float, chunk: int
+    q: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    position: Tensor,
+    scale: float,
+    chunk: int,
+    arrivals: Tensor | None = None,
 ) -> Tensor:
     """softmax(q k^T * scale) v over keys 0 .. `position` of a static cache, for one query a head:
     q [B, H, D], keys and values [B, H, L, D] (contiguous), position a one-element integer tensor
     on their device; returns [B, H, D] in q's dtype. `chunk`: keys a program reads (a multiple of
-    BLOCK_KEYS; `keys_per_program` picks one)."""
+    BLOCK_KEYS; `keys_per_program` picks one). The last program of a row to finish combines the
+    row's chunks, counted in `arrivals` (int32 [B * H], zero, and zero again after the call: pass
+    one that lives as long as the caller to spare a fill a call)."""
     batch, heads, length, dim = keys.shape
     if q.shape != (batch, heads, dim) or values.shape != keys.shape:
         raise ValueError(
@@ -102,11 +156,15 @@ def split_attention(
             "keys and values must be contiguous [batch, heads, length, head_dim], and q's rows "
             "contiguous (stride 1 along head_dim)"
         )
-    chunks = -(-length // chunk)
-    rows = batch * heads
-    out = torch.empty(rows, chunks, dim, dtype=torch.float32, device=q.device)
-    tops = torch.empty(rows, chunks, dtype=torch.float32, device=q.device)
-    totals = torch.empty(rows, chunks, dtype=torch.float32, device=q.device)
+    chunks, rows, device = -(-length // chunk), batch * heads, q.device
+    if arrivals is None:
+        arrivals = torch.zeros(rows, dtype=torch.int32, device=device)
+    elif arrivals.shape != (rows,) or arrivals.dtype != torch.int32:
+        raise ValueError(f"arrivals must be int32 zeros of shape [{rows}] (batch x heads)")
+    out = torch.empty(rows, chunks, dim, dtype=torch.float32, device=device)
+    tops = torch.empty(rows, chunks, dtype=torch.float32, device=device)
+    totals = torch.empty(rows, chunks, dtype=torch.float32, device=device)
+    result = torch.empty(batch, heads, dim, dtype=q.dtype, device=device)
     split_attention_kernel[(rows, chunks)](
         q,
         keys,
@@ -115,6 +173,8 @@ def split_attention(
         out,
         tops,
         totals,
+        arrivals,
+        result,
         q.stride(0),
         q.stride(1),
         length,
@@ -123,7 +183,7 @@ def split_attention(
         D=dim,
         CHUNK=chunk,
         BLOCK=BLOCK_KEYS,
+        COMBINE=32,
+        num_warps=2 if chunk <= BLOCK_KEYS else 4,
     )
-    weights = torch.exp2(tops - tops.amax(dim=1, keepdim=True))  # 0 for empty chunks
-    combined = (out * weights[..., None]).sum(1) / (totals * weights).sum(1, keepdim=True)
-    return combined.view(batch, heads, dim).to(q.dtype)
+    return result

@@ -111,10 +111,11 @@ def main() -> None:
         variants: dict[str, Callable[..., Tensor]] = {"sdpa": masked_attention}
         if cuda:
             variants["flex"] = flex_attention_over
+        arrivals = torch.zeros(batch * heads, dtype=torch.int32, device=device)
         for chunk in (*CHUNKS, None):
             name = f"split_{chunk}" if chunk else f"split_auto_{chosen}"
-            variants[name] = lambda q, k, v, p, s, c=chunk or chosen: split_attention(
-                q, k, v, p, s, c
+            variants[name] = lambda q, k, v, p, s, c=chunk or chosen, a=arrivals: split_attention(
+                q, k, v, p, s, c, a
             )
         for name, attend in variants.items():
             fn = layers_of(attend, queries, caches, position)

@@ -657,17 +657,19 @@ def test_split_attention_equals_masked_attention_at_every_position(dtype):
         want = F.scaled_dot_product_attention(
             q[:, :, None].float(), keys.float(), values.float(), attn_mask=visible, scale=0.3
         )[:, :, 0]
+        arrivals = torch.zeros(batch * heads, dtype=torch.int32, device=device)
         for chunk in (64, 128, 256):
-            have = split_attention(
-                q, keys, values, torch.tensor(position, device=device), 0.3, chunk
-            )
-            assert have.dtype == dtype
+            at = torch.tensor(position, device=device)
+            have = split_attention(q, keys, values, at, 0.3, chunk, arrivals)
+            assert have.dtype == dtype and not arrivals.any()  # left at zero for the next call
             atol = 1e-5 if dtype == torch.float32 else 2e-2
             torch.testing.assert_close(have.float(), want, atol=atol, rtol=0)
     with pytest.raises(ValueError, match="multiple of 64"):
         split_attention(q, keys, values, torch.tensor(0, device=device), 0.3, 96)
     with pytest.raises(ValueError, match=r"q must be \[batch, heads, head_dim\]"):
         split_attention(q[:1], keys, values, torch.tensor(0, device=device), 0.3, 64)
+    with pytest.raises(ValueError, match="arrivals must be int32 zeros of shape"):
+        split_attention(q, keys, values, torch.tensor(0), 0.3, 64, torch.zeros(batch * heads))
     with pytest.raises(ValueError, match="contiguous"):
         split_attention(
             q, keys.transpose(2, 3).contiguous().transpose(2, 3), values, torch.tensor(0), 0.3, 64
