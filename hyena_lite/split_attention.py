@@ -20,7 +20,7 @@ from torch import Tensor
 from hyena_lite.modal_kernel import per_program
 
 BLOCK_KEYS = 64  # keys a program reads at once (a [64, head_dim] tile)
-PROGRAMS_PER_PROCESSOR = 8  # keys_per_program aims at this many programs a multiprocessor
+PROGRAMS_PER_PROCESSOR = 4  # keys_per_program aims at this many programs a multiprocessor
 
 
 def keys_per_program(batch_heads: int, length: int, device: torch.device) -> int:
