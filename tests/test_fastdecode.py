@@ -21,6 +21,7 @@ from hyena_lite.fastdecode import (
     _check_triton,
     _compiled,
     _one_row_addmm,
+    cache_length,
     compile_setting,
     weight_bytes,
 )
@@ -674,6 +675,22 @@ def test_split_attention_equals_masked_attention_at_every_position(dtype):
         split_attention(
             q, keys.transpose(2, 3).contiguous().transpose(2, 3), values, torch.tensor(0), 0.3, 64
         )
+
+
+@pytest.mark.skipif(_triton_runs_here() is not None, reason=str(_triton_runs_here()))
+def test_keys_per_program_picks_the_fastest_chunks_measured_on_an_h100(monkeypatch):
+    """GPT-2's 12 heads at batch 1 on 132 multiprocessors: 64 / 128 / 512 keys a program at
+    1K / 8K / 32K, the fastest chunk of each in results/decode_attention_h100.json."""
+    from types import SimpleNamespace
+
+    from hyena_lite.split_attention import keys_per_program
+
+    h100 = SimpleNamespace(multi_processor_count=132)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: h100)
+    cuda = torch.device("cuda")
+    chosen = {n: keys_per_program(12, cache_length(n), cuda) for n in (1024, 8192, 32768)}
+    assert chosen == {1024: 64, 8192: 128, 32768: 512}
+    assert keys_per_program(64 * 12, cache_length(1024), cuda) == 1024  # batch 64: rows enough
 
 
 def test_block_by_block_refusals_say_what_to_do():
