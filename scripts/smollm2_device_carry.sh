@@ -22,6 +22,9 @@
 # de-quantisation, the samples, compiling the KD and induction steps): the hybrid's recipe with
 # its 13M-token induction stage then needs a second call (on an H100: step 361 of 1,600 after 510 s).
 # Either folder may go first: a call that does other work can carry .smol2 and copy it to /tmp.
+# `run --compile-cache $OUT/compiled.gz` brings the compiled kernels back (if under 16 MiB, the
+# limit on a file from $OUT); put the file in .smol2/ and give its path next time to skip most of
+# the compiling (hyena_lite.compile_cache; same torch, Triton, GPU architecture and code only).
 # The machine goes back about 30 s after a call; the guard above makes a second call that finds it
 # cold fail at once (session 16: one of two tries did), so that both calls can be repeated cheaply.
 # Needs the offline assets built here first (`make assets`).

@@ -64,6 +64,7 @@ from typing import Any
 import torch
 
 from hyena_lite import distill, evaluate, recall
+from hyena_lite.compile_cache import load_compiled, save_compiled
 from hyena_lite.data import eval_windows, load_corpus, tokenize_split
 from hyena_lite.operator import decay_within
 from hyena_lite.paths import results_dir
@@ -892,6 +893,20 @@ def results_file(state: dict, args) -> dict:
 
 
 def run_all(args) -> None:
+    """`run_models`, with --compile-cache's compiled artefacts loaded first and saved at the end,
+    also when a signal stops the call."""
+    if args.compile_cache:
+        loaded = load_compiled(args.compile_cache)
+        print(f"compile cache {args.compile_cache}: loaded {loaded}", flush=True)
+    try:
+        run_models(args)
+    finally:
+        if args.compile_cache:
+            size = save_compiled(args.compile_cache)
+            print(f"compile cache {args.compile_cache}: saved {size} bytes", flush=True)
+
+
+def run_models(args) -> None:
     """Every model of issue 20 on one device, resumable: the teacher's scores and heads, the
     teacher's samples, then the fine-tuned teacher, the all-Hyena and hybrid students and the
     scratch baseline on the same tokens; --out/state.json keeps what is done, so that a second call
@@ -1042,6 +1057,13 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         help="checkpoints, samples and state.json: run the same command again to resume",
+    )
+    p.add_argument(
+        "--compile-cache",
+        default=None,
+        help="a file of torch.compile's artefacts (hyena_lite.compile_cache): loaded first if it "
+        "exists, written at the end of the call; carry it to a fresh machine to skip most of the "
+        "compiling (minutes a call)",
     )
     p.add_argument(
         "--results",

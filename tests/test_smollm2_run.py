@@ -83,15 +83,19 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
         )
 
 
-def test_smoke_hybrid_with_induction_stage(tmp_path, load_script):
+def test_smoke_hybrid_with_induction_stage(tmp_path, load_script, capsys):
     """--induction-stage-tokens: the hybrid's recipe, then the induction stage on its own tokens
     (copy accuracy probed after it, the stage's settings and tokens recorded); a call without the
-    hybrid among its models is refused before any training."""
+    hybrid among its models is refused before any training; --compile-cache is tried first and
+    written last (nothing to load on a first call)."""
     script = load_script("smollm2_h200")
     out = tmp_path / "run"
     stage = ["--induction-stage-tokens", "512", "--induction-stage-recall", "0.5"]
     hybrid_only = ["run", "--smoke", "--models", "hybrid", "--out", str(out), "--no-progress"]
-    script.main([*hybrid_only, *stage])
+    cache = str(tmp_path / "compiled.gz")
+    script.main([*hybrid_only, *stage, "--compile-cache", cache])
+    log = capsys.readouterr().out
+    assert f"compile cache {cache}: loaded None" in log and f"compile cache {cache}: saved" in log
     results = json.loads((out / "smollm2_smoke.json").read_text())
     hybrid = results["students"]["hybrid"]
     assert list(results["copy_accuracy_by_stage"]["hybrid"]) == [
