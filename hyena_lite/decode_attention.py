@@ -10,9 +10,9 @@ the split kernel cuts the cache into chunks of keys along the sequence and gives
 head, chunk) a program (Dao et al., "Flash-Decoding for long-context inference", 2023), with the
 chunk chosen from the cache's length so that the GPU gets several programs a multiprocessor
 (`split_attention.keys_per_program`). Measured on an H100 (`scripts/decode_attention_speed.py`):
-faster than cuDNN's at 1K (7.7 against 11.1 us a layer), slower from 8K (19.6 against 18.6).
-PyTorch's FlexAttention, whose compiled kernel for short queries splits the keys too, was slower
-than both.
+faster than cuDNN's at 1K (7.8 against 11.0 us a layer), level at 8K (18.5), slower at 32K (45.5
+against 43.3). PyTorch's FlexAttention, whose compiled kernel for short queries splits the keys
+too, was slower than both.
 This module needs no Triton; the split kernel is imported when asked for.
 """
 
