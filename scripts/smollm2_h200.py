@@ -894,7 +894,7 @@ def results_file(state: dict, args) -> dict:
 
 def run_all(args) -> None:
     """`run_models`, with --compile-cache's compiled artefacts loaded first and saved at the end,
-    also when a signal stops the call."""
+    also when a signal stops the call (a failure to save is printed, not raised)."""
     if args.compile_cache:
         loaded = load_compiled(args.compile_cache)
         print(f"compile cache {args.compile_cache}: loaded {loaded}", flush=True)
@@ -902,8 +902,11 @@ def run_all(args) -> None:
         run_models(args)
     finally:
         if args.compile_cache:
-            size = save_compiled(args.compile_cache)
-            print(f"compile cache {args.compile_cache}: saved {size} bytes", flush=True)
+            try:  # a cache: its failure must not hide why the call ended
+                size = save_compiled(args.compile_cache)
+                print(f"compile cache {args.compile_cache}: saved {size} bytes", flush=True)
+            except Exception as error:
+                print(f"compile cache {args.compile_cache}: not saved ({error!r})", flush=True)
 
 
 def run_models(args) -> None:
