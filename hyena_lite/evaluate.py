@@ -399,6 +399,26 @@ def out_of_domain_texts() -> dict[str, str]:
     }
 
 
+def texts_windows(texts: dict[str, str], tokenizer, seq_len: int, max_tokens: int) -> torch.Tensor:
+    """Disjoint windows [N, seq_len] from the start of each text, an equal share of `max_tokens`
+    each (at least one window a text): fixed windows for a training curve, such as the
+    out-of-domain one (the reported scores are score_texts')."""
+    if not texts:
+        raise ValueError("no texts given: there is nothing to cut into windows")
+    share = max(seq_len, max_tokens // len(texts))
+    rows = []
+    for name, text in texts.items():
+        ids = encode_text(text, tokenizer, share, name).ids
+        if len(ids) < seq_len:
+            raise ValueError(
+                f"{name} has {len(ids)} tokens, fewer than one window of {seq_len}: give a "
+                f"shorter seq_len or a longer text"
+            )
+        n = len(ids) // seq_len
+        rows.append(ids[: n * seq_len].reshape(n, seq_len))
+    return torch.cat(rows).long()
+
+
 def _powers_of_two(low: int, high: int) -> list[int]:
     """low, 2 low, 4 low, ... up to high."""
     return [low << i for i in range(max(0, (high // low).bit_length()))]

@@ -124,6 +124,9 @@ def make_setup(teacher, tokenizer, args, hyena_layers: list[int] | None = None) 
         eval_windows(valid, args.seq_len, args.curve_tokens),
         config,
         hyena_layers,
+        ood_curve_windows=evaluate.texts_windows(
+            evaluate.out_of_domain_texts(), tokenizer, args.seq_len, args.curve_tokens
+        ),
     )
 
 
@@ -343,10 +346,11 @@ def curve_rows(name: str, model: dict) -> list[dict[str, Any]]:
             rows.append(
                 {"model": name, "stage": stage, "kind": "loss", "tokens": tokens, "value": loss}
             )
-        for tokens, ppl in curve["val_ppl"]:
-            rows.append(
-                {"model": name, "stage": stage, "kind": "val_ppl", "tokens": tokens, "value": ppl}
-            )
+        for kind in ("val_ppl", "ood_ppl"):
+            for tokens, ppl in curve.get(kind) or []:
+                rows.append(
+                    {"model": name, "stage": stage, "kind": kind, "tokens": tokens, "value": ppl}
+                )
     return rows
 
 

@@ -397,3 +397,17 @@ def test_window_bits_per_byte_is_the_summed_nll_over_the_token_bytes():
     expected = ev.bits_per_byte(float(nll), int(nbytes[window[0, 1:]].sum()))
     got = ev.window_bits_per_byte(model, ids[:16], 16, nbytes)
     assert abs(got - expected) < 1e-5
+
+
+def test_texts_windows_take_an_equal_share_of_each_text_from_its_start(tokenizer):
+    texts = {"a": english(40, seed=5), "b": english(40, seed=6)}
+    windows = ev.texts_windows(texts, tokenizer, seq_len=8, max_tokens=32)
+    assert windows.shape == (4, 8) and windows.dtype == torch.long  # 16 tokens of each text
+    for i, text in enumerate(texts.values()):
+        assert torch.equal(
+            windows[2 * i : 2 * i + 2].flatten(), ev.encode_text(text, tokenizer).ids[:16]
+        )
+    with pytest.raises(ValueError, match="fewer than one window of 4096"):
+        ev.texts_windows(texts, tokenizer, seq_len=4096, max_tokens=32)
+    with pytest.raises(ValueError, match="no texts"):
+        ev.texts_windows({}, tokenizer, seq_len=8, max_tokens=32)

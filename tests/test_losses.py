@@ -35,6 +35,18 @@ def test_validation_loss_is_the_token_weighted_mean_and_keeps_the_mode():
     assert uniform == pytest.approx(math.log(VOCAB), rel=1e-6)
 
 
+def test_perplexity_eval_watches_out_of_domain_windows_only_where_given():
+    model = tiny_teacher()
+    make = torch.Generator().manual_seed(2)
+    windows, ood = (torch.randint(0, VOCAB, (2, SEQ), generator=make) for _ in range(2))
+    plain = distill.perplexity_eval(windows)(model)
+    assert set(plain) == {"val_loss", "val_ppl"}
+    both = distill.perplexity_eval(windows, ood_windows=ood)(model)
+    assert both["val_ppl"] == pytest.approx(plain["val_ppl"])
+    assert both["ood_loss"] == pytest.approx(validation_loss(model, ood))
+    assert both["ood_ppl"] == pytest.approx(math.exp(both["ood_loss"]))
+
+
 def test_kd_loss_is_the_scaled_kl_of_softened_distributions():
     torch.manual_seed(0)
     s, t = torch.randn(2, 5, VOCAB), torch.randn(2, 5, VOCAB)

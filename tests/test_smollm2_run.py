@@ -123,6 +123,9 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script, capsys):
     recipe_end = max(float(row["tokens"]) for row in curves if row["stage"] == "kd")
     stage_tokens = [float(row["tokens"]) for row in curves if row["stage"] == "induction"]
     assert stage_tokens and recipe_end < min(stage_tokens) <= max(stage_tokens) <= recipe_end + 512
+    ood = [row for row in curves if row["kind"] == "ood_ppl"]  # the generality curve, each stage
+    assert {row["stage"] for row in ood} >= {"kd", "induction"}
+    assert all(1 < float(row["value"]) < float("inf") for row in ood)
     with pytest.raises(SystemExit, match="add hybrid to --models"):
         script.main(["run", "--smoke", "--models", "hyena", "--out", str(tmp_path / "x"), *stage])
 

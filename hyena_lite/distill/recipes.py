@@ -75,6 +75,7 @@ class Setup:
     config: TrainConfig  # steps are filled in per stage
     hyena_layers: list[int] | None = None
     hyena_kwargs: dict[str, Any] = field(default_factory=dict)
+    ood_curve_windows: torch.Tensor | None = None  # out-of-domain windows, curves only
 
     def batches_fn(self) -> BatchesFn:
         from hyena_lite.data import iterate_batches
@@ -229,7 +230,7 @@ def run_stage(
         tag=name,
         context={**c.context, "stage": stage, "options": options},
     )
-    eval_fn = stages.perplexity_eval(setup.curve_windows)
+    eval_fn = stages.perplexity_eval(setup.curve_windows, ood_windows=setup.ood_curve_windows)
     if stage == "progressive":
         return stages.progressive(
             student, setup.teacher, batches, config, eval_fn=eval_fn, **options
@@ -360,17 +361,18 @@ def _downsample(values: list[float], points: int = 100) -> list[float]:
 def stage_curve(part: TrainResult, offset: int) -> dict:
     """One trained stage's curves for a results file: its training loss (and cross-entropy where
     it has one) against the tokens seen, counted from `offset` tokens trained before it, and its
-    validation perplexities."""
+    validation perplexities (in domain, and out of domain where the stage measured it)."""
     records = part.records
+
+    def measured(key: str) -> list[list[float]]:
+        return [[offset + records[e["step"] - 1]["tokens"], e[key]] for e in part.evals if key in e]
+
     return {
         "tokens": _downsample([offset + r["tokens"] for r in records]),
         "loss": _downsample(part.losses),
         "ce": _downsample([r["ce"] for r in records]) if "ce" in records[0] else None,
-        "val_ppl": [
-            [offset + records[e["step"] - 1]["tokens"], e["val_ppl"]]
-            for e in part.evals
-            if "val_ppl" in e
-        ],
+        "val_ppl": measured("val_ppl"),
+        "ood_ppl": measured("ood_ppl"),
     }
 
 

@@ -251,12 +251,19 @@ def ce_objective():
     return loss_fn
 
 
-def perplexity_eval(windows: torch.Tensor, batch_size: int = 8):
-    """An eval_fn for `train`: validation loss and perplexity on fixed windows."""
+def perplexity_eval(
+    windows: torch.Tensor, batch_size: int = 8, ood_windows: torch.Tensor | None = None
+):
+    """An eval_fn for `train`: validation loss and perplexity on fixed windows, and on
+    out-of-domain windows too where given (a curve that shows whether a student stays general)."""
 
     def eval_fn(model: nn.Module) -> dict[str, float]:
         loss = validation_loss(model, windows, batch_size)
-        return {"val_loss": loss, "val_ppl": math.exp(loss)}
+        out = {"val_loss": loss, "val_ppl": math.exp(loss)}
+        if ood_windows is not None:
+            ood = validation_loss(model, ood_windows, batch_size)
+            out |= {"ood_loss": ood, "ood_ppl": math.exp(ood)}
+        return out
 
     return eval_fn
 
