@@ -320,3 +320,14 @@ class MixedSetup(Setup):
             "recall": self.recall_fraction,
         }
         return mix | ({"broad": self.broad_fraction} if self.broad_fraction else {})
+
+    def passes(self, tokens: int) -> dict[str, float]:
+        """How many times `tokens` tokens of this mix go over each finite source (corpus, teacher
+        samples, broad text): a source seen many times is memorised, not learnt from."""
+        sizes = {"corpus": self.train_tokens, "teacher_samples": self.samples, "broad": self.broad}
+        mix = self.data_mix()
+        return {
+            name: tokens * mix[name] / len(source)
+            for name, source in sizes.items()
+            if source is not None and mix.get(name, 0) > 0
+        }

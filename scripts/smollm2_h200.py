@@ -9,7 +9,10 @@ fine-tuned with cross-entropy on exactly the students' batches (the control), th
 student, the hybrid (attention at the two layers of largest induction score) and the scratch
 baseline, each scored in-domain and out of domain (sliding windows, stride half the context,
 token-weighted over texts; ppl and bits per byte) with its copy accuracy, the students' also after
-each stage. OUT/state.json keeps what is done and every stage keeps checkpoints, so a call stopped
+each stage. Beside the results file, its curves CSV holds every stage's training loss and its
+perplexity on fixed windows in domain (kind val_ppl) and out of domain (kind ood_ppl, from
+commit 1309b37): whether a student stays general while it trains, not only at the end.
+OUT/state.json keeps what is done and every stage keeps checkpoints, so a call stopped
 by SIGTERM (`timeout -s TERM`) goes on where it stopped when run again; the earlier runs of the
 results file stay in its `history`. --smoke runs the whole pipeline on the CPU with a tiny random
 GPT-2 in about a minute. On a GPU the training runs compiled whole by torch.compile (--compile,
@@ -660,6 +663,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         model, result = fine_tuned_teacher(setup, args.tokens, args.ft_lr_scale, name)
         recipe, tokens, kept = "teacher fine-tuned with CE", result.tokens, list(range(n_layers))
         stage_seconds, curve_after, curves, nmse = {"ce": result.wall_seconds}, None, None, None
+        passes = setup.passes(tokens)
     else:
         recipe = "scratch" if name == "scratch" else args.recipe
         keep = attention if name == "hybrid" else []
@@ -682,6 +686,7 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         model, tokens, kept = run.student, summary["tokens"], None if name == "scratch" else keep
         stage_seconds, curve_after = summary["wall_seconds"], summary["curve_ppl_after"]
         curves, nmse = summary["curves"], layer_nmse(run)
+        passes = setup.passes(tokens)
         if name == "hybrid" and args.induction_stage_tokens:
             induction_stage, seconds, after, stage_curves = induction_stages(
                 model, setup, student_setup, run, args, probe
@@ -689,12 +694,16 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
             stage_seconds, curve_after = {**stage_seconds, **seconds}, {**curve_after, **after}
             curves = {**curves, **stage_curves}
             tokens += induction_stage["tokens"]
+            stage_mix = setup.with_recall(induction_stage["recall_fraction"])
+            for source, times in stage_mix.passes(induction_stage["tokens"]).items():
+                passes[source] = passes.get(source, 0.0) + times
     trained = time.perf_counter() - clock
     report = {
         "recipe": recipe,
         "data_mix": setup.data_mix(),
         "attention_layers": kept,
         "tokens": tokens,
+        "passes": passes,  # over each finite source: corpus, teacher samples, broad text
         "train_seconds_this_call": trained,
         "stage_seconds": stage_seconds,
         "curve_ppl_after": curve_after,

@@ -116,6 +116,7 @@ def test_smoke_hybrid_with_induction_stage(tmp_path, load_script, capsys):
     assert before["copy_accuracy"] == results["copy_accuracy_by_stage"]["hybrid"]["kd"]
     assert before["in_domain"]["ppl"] != results["hybrid_ppl"]
     assert hybrid["tokens"] == results["tokens_per_student"] + 512
+    assert hybrid["passes"]["corpus"] > 0 and hybrid["passes"]["teacher_samples"] > 0
     assert "induction" in hybrid["stage_seconds"] and hybrid["curve_ppl_after"]["induction"] > 1
     assert results["history"][-1]["induction_stage"]["tokens"] == 512
     with open(out / "smollm2_smoke_curves.csv") as f:  # the stage's curve follows the recipe's

@@ -174,3 +174,20 @@ def test_scaled_shares_that_fill_every_row_still_mix(tokenizer):
         )
     )
     assert not ((rows >= 1000) & (rows < 3000)).all(1).any()  # no corpus rows
+
+
+def test_passes_count_how_often_a_budget_goes_over_each_source():
+    from hyena_lite import distill
+
+    setup = distill.Setup(None, None, torch.arange(1000), None, None, None, [0])
+    mix = td.MixedSetup.from_setup(
+        setup,
+        samples=torch.arange(100),
+        sample_fraction=0.5,
+        recall_fraction=0.1,
+        broad=torch.arange(400),
+        broad_fraction=0.2,
+    )
+    passes = mix.passes(2000)  # corpus 0.2: 400 of 1000; samples 1000 of 100; broad 400 of 400
+    assert passes == pytest.approx({"corpus": 0.4, "teacher_samples": 10.0, "broad": 1.0})
+    assert td.MixedSetup.from_setup(setup).passes(500) == {"corpus": 0.5}  # no samples, no broad
