@@ -323,7 +323,7 @@ class MixedSetup(Setup):
 
     def passes(self, tokens: int) -> dict[str, float]:
         """How many times `tokens` tokens of this mix go over each finite source (corpus, teacher
-        samples, broad text): a source seen many times is memorised, not learnt from."""
+        samples, broad text): a source gone over many times can be memorised rather than learnt."""
         sizes = {"corpus": self.train_tokens, "teacher_samples": self.samples, "broad": self.broad}
         mix = self.data_mix()
         return {
