@@ -403,6 +403,8 @@ def texts_windows(texts: dict[str, str], tokenizer, seq_len: int, max_tokens: in
     """Disjoint windows [N, seq_len] from the start of each text, an equal share of `max_tokens`
     each (at least one window a text): fixed windows for a training curve, such as the
     out-of-domain one (the reported scores are score_texts')."""
+    from hyena_lite.data import eval_windows
+
     if not texts:
         raise ValueError("no texts given: there is nothing to cut into windows")
     share = max(seq_len, max_tokens // len(texts))
@@ -414,9 +416,8 @@ def texts_windows(texts: dict[str, str], tokenizer, seq_len: int, max_tokens: in
                 f"{name} has {len(ids)} tokens, fewer than one window of {seq_len}: give a "
                 f"shorter seq_len or a longer text"
             )
-        n = len(ids) // seq_len
-        rows.append(ids[: n * seq_len].reshape(n, seq_len))
-    return torch.cat(rows).long()
+        rows.append(eval_windows(ids, seq_len, share))
+    return torch.cat(rows)
 
 
 def _powers_of_two(low: int, high: int) -> list[int]:
