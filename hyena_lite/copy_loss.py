@@ -45,6 +45,24 @@ def induction_targets(ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, 
     return targets.where(copyable, 0), copyable
 
 
+def copyable_in_text(ids: Tensor, reach: int) -> Tensor:
+    """For a long 1-D text: per target ids[1:], whether copying predicts it (the token after the
+    last earlier occurrence of the current token is the next one, that occurrence at most `reach`
+    tokens back): `induction_targets`' rule in linear memory, for scoring texts of any length."""
+    if ids.dim() != 1:
+        raise ValueError(f"ids must be one text, shape [length], got {tuple(ids.shape)}")
+    if reach < 1:
+        raise ValueError(f"reach must be at least 1 token, got {reach}")
+    order = torch.argsort(ids, stable=True)  # equal tokens in order of position
+    repeat = ids[order[1:]] == ids[order[:-1]]
+    last = torch.full_like(ids, -1)
+    last[order[1:][repeat]] = order[:-1][repeat]
+    t = torch.arange(len(ids) - 1, device=ids.device)
+    s = last[:-1]
+    found = (s >= 0) & (t - s <= reach)
+    return found & (ids[(s + 1).clamp_min(0)] == ids[1:])
+
+
 def attention_on_targets(attentions: Sequence[Tensor], targets: Tensor) -> Tensor:
     """The attention [B, L] that the best head of any layer (attentions: [B, heads, L, L] per
     attention layer) pays, from each position, to its induction target."""

@@ -236,7 +236,8 @@ def score_text(
     name: str = "text",
     teacher: torch.nn.Module | None = None,
 ) -> dict:
-    """Sliding-window scores of one text: {"tokens", "bytes", "ppl", "bpb"}, and with a teacher
+    """Sliding-window scores of one text: {"tokens", "bytes", "ppl", "bpb", "by_class"} (by_class:
+    `by_copy_class`, copying's reach the context every scored token sees), and with a teacher
     (same tokenizer) "top1" (agreement) and "kl" (mean KL(teacher || model), nats per token).
     Taught in chapter 8."""
     encoded = encode_text(text, tokenizer, max_tokens, name)
@@ -254,10 +255,25 @@ def score_text(
         "bytes": encoded.n_bytes,
         "ppl": math.exp(total / n),
         "bpb": bits_per_byte(total, encoded.n_bytes),
+        "by_class": by_copy_class(scores["nll"], encoded.ids, context - (stride or context // 2)),
     }
     if teacher is not None:
         report.update(top1=float(scores["top1"].double().mean()), kl=float(scores["kl"].mean()))
     return report
+
+
+def by_copy_class(nll: torch.Tensor, ids: torch.Tensor, reach: int) -> dict:
+    """Perplexity of the targets ids[1:] that copying predicts within `reach` tokens
+    (`copy_loss.copyable_in_text`) and of the others: {"copyable": {"tokens", "ppl"}, "other":
+    ...}; ppl None where a class is empty. Tells a student's recall gap from its knowledge gap."""
+    from hyena_lite.copy_loss import copyable_in_text
+
+    copyable = copyable_in_text(ids, reach)
+    out = {}
+    for name, where in (("copyable", copyable), ("other", ~copyable)):
+        n = int(where.sum())
+        out[name] = {"tokens": n, "ppl": math.exp(float(nll[where].mean())) if n else None}
+    return out
 
 
 def score_texts(
@@ -287,19 +303,33 @@ def score_texts(
 def pooled(scores: Iterable[dict]) -> dict:
     """Several texts' scores ({"tokens", "bytes", "ppl"} each) as one, token-weighted:
     {"tokens", "bytes", "ppl", "bpb"}, the perplexity exp of the summed NLL over the summed
-    tokens and bits per byte over the summed bytes."""
+    tokens and bits per byte over the summed bytes; "by_class" pooled too where every text has
+    it."""
     scores = list(scores)
     if not scores:
         raise ValueError("nothing to pool: give at least one text's scores")
     nll = sum(math.log(s["ppl"]) * s["tokens"] for s in scores)
     tokens = sum(s["tokens"] for s in scores)
     n_bytes = sum(s["bytes"] for s in scores)
-    return {
+    report = {
         "tokens": tokens,
         "bytes": n_bytes,
         "ppl": math.exp(nll / tokens),
         "bpb": bits_per_byte(nll, n_bytes),
     }
+    if all("by_class" in s for s in scores):
+        report["by_class"] = {
+            name: _pooled_class([s["by_class"][name] for s in scores])
+            for name in ("copyable", "other")
+        }
+    return report
+
+
+def _pooled_class(rows: list[dict]) -> dict:
+    """One copy class of several texts ({"tokens", "ppl"} each, ppl None when empty) as one."""
+    tokens = sum(r["tokens"] for r in rows)
+    nll = sum(math.log(r["ppl"]) * r["tokens"] for r in rows if r["tokens"])
+    return {"tokens": tokens, "ppl": math.exp(nll / tokens) if tokens else None}
 
 
 # --- perplexity against position --------------------------------------------------------------

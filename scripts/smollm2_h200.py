@@ -875,6 +875,11 @@ def results_file(state: dict, args) -> dict:
         "vs_teacher": ratios("teacher"),
         "vs_teacher_ft": ratios("teacher_ft"),
         "copy_accuracy": {name: m["copy_accuracy"] for name, m in models.items()},
+        # perplexity of the tokens copying predicts and of the rest (evaluate.by_copy_class)
+        "by_copy_class": {
+            name: {part: m[part]["by_class"] for part in ("in_domain", "out_of_domain")}
+            for name, m in models.items()
+        },
         "copy_accuracy_by_stage": {
             name: m["copy_accuracy_by_stage"]
             for name, m in models.items()

@@ -13,6 +13,7 @@ from hyena_lite import distill
 from hyena_lite.capture import first_output
 from hyena_lite.copy_loss import (
     attention_layers,
+    copyable_in_text,
     final_residual,
     induction_loss,
     induction_targets,
@@ -68,6 +69,23 @@ def test_targets_never_look_ahead_and_padding_is_never_copyable():
     assert torch.equal(masked[:, :14], copyable[:, :14])
     with pytest.raises(ValueError, match="batch, length"):
         induction_targets(ids[0])
+
+
+def test_copyable_in_text_is_induction_targets_rule_within_its_reach():
+    torch.manual_seed(1)
+    ids = torch.randint(0, 5, (300,))  # a small alphabet: many repeats, near and far
+    _, copyable = induction_targets(ids[None])
+    assert torch.equal(copyable_in_text(ids, reach=300), copyable[0, :-1])
+    near = copyable_in_text(ids, reach=3)
+    assert not (near & ~copyable[0, :-1]).any() and near.sum() < copyable.sum()
+    by_hand = torch.tensor([5, 1, 2, 3, 1, 2, 3, 9])
+    # targets 2 and 3 of t=4, 5 (their earlier 1 and 2 three tokens back), not with reach 2
+    assert copyable_in_text(by_hand, 3).tolist() == [0, 0, 0, 0, 1, 1, 0]
+    assert not copyable_in_text(by_hand, 2).any()
+    with pytest.raises(ValueError, match="one text"):
+        copyable_in_text(ids[None], 3)
+    with pytest.raises(ValueError, match="reach"):
+        copyable_in_text(ids, 0)
 
 
 def test_the_loss_is_zero_when_one_head_attends_to_the_targets_and_log_t_when_uniform():

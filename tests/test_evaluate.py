@@ -174,6 +174,21 @@ def test_windowed_transformer_nll_matches_explicit_windows(gpt2, tokenizer):
                 assert float(nll[t - 1]) == pytest.approx(float(expected), rel=1e-4)
 
 
+def test_copy_classes_split_the_targets_and_pool_back_to_the_perplexity(tokenizer):
+    text = english(8, seed=6) + " " + english(8, seed=6)  # the second half repeats the first
+    result = ev.score_text(Bigram(len(tokenizer)), tokenizer, text, context=64, stride=32)
+    classes = result["by_class"]
+    assert classes["copyable"]["tokens"] + classes["other"]["tokens"] == result["tokens"]
+    assert classes["copyable"]["tokens"] > 0 and classes["other"]["tokens"] > 0
+    nll = sum(math.log(c["ppl"]) * c["tokens"] for c in classes.values())
+    assert math.exp(nll / result["tokens"]) == pytest.approx(result["ppl"], rel=1e-9)
+    pooled = ev.pooled([result, result])["by_class"]
+    assert pooled["copyable"]["tokens"] == 2 * classes["copyable"]["tokens"]
+    assert pooled["other"]["ppl"] == pytest.approx(classes["other"]["ppl"])
+    empty = ev.by_copy_class(torch.zeros(3, dtype=torch.float64), torch.arange(4), reach=8)
+    assert empty["copyable"] == {"tokens": 0, "ppl": None} and empty["other"]["ppl"] == 1.0
+
+
 def test_bits_per_byte_formula_and_uniform_model(tokenizer):
     assert ev.bits_per_byte(math.log(2) * 12, 6) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="positive byte count"):

@@ -57,6 +57,13 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
         "ood/narrative",
         "ood/speech",
     }
+    for part in ("in_domain", "out_of_domain"):  # each model's tokens split by copy class
+        classes = results["by_copy_class"]["hybrid"][part]
+        assert sum(c["tokens"] for c in classes.values()) == sum(
+            results["per_text"]["hybrid"][t]["tokens"]
+            for t in results["per_text"]["hybrid"]
+            if t.startswith("ood/") == (part == "out_of_domain")
+        )
     assert results["vs_teacher"]["hyena"]["in_domain"] == pytest.approx(
         results["hyena_ppl"] / results["teacher_ppl"]
     )
