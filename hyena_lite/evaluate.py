@@ -524,7 +524,7 @@ def evaluate_model(
         }
         if "ppl" in tasks:
             report["texts"] = {
-                name: {k: s[k] for k in ("tokens", "bytes", "ppl", "bpb")}
+                name: {k: s[k] for k in ("tokens", "bytes", "ppl", "bpb", "by_class")}
                 for name, s in scores.items()
             }
         if "agreement" in tasks:

@@ -352,7 +352,12 @@ def test_cli_writes_the_json(saved, tmp_path):
         and result["meta"]["profile"] == "smoke"
     )
     report = result["models"]["mine"]
-    assert set(report["texts"][str(text)]) == {"tokens", "bytes", "ppl", "bpb"}
+    scored = report["texts"][str(text)]
+    assert set(scored) == {"tokens", "bytes", "ppl", "bpb", "by_class"}
+    assert sum(c["tokens"] for c in scored["by_class"].values()) == scored["tokens"]
+    for name, one in scored["by_class"].items():  # one text pooled: itself
+        pooled_class = report["pooled"]["files"]["by_class"][name]
+        assert pooled_class == {**one, "ppl": pytest.approx(one["ppl"])}
     assert report["agreement"][str(text)]["top1"] == 1.0
     assert (
         0.0 <= report["cloze"]["accuracy"] <= 1.0

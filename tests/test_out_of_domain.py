@@ -96,12 +96,16 @@ def test_evaluate_cli_pools_each_group_of_texts(tmp_path):
     groups = result["meta"]["text_groups"]
     assert groups == {"files": [str(story)], "out_of_domain": list(evaluate.out_of_domain_texts())}
     report = result["models"]["tiny"]
-    assert report["pooled"]["files"] == {
-        "tokens": report["texts"][str(story)]["tokens"],
-        "bytes": report["texts"][str(story)]["bytes"],
-        "ppl": pytest.approx(report["texts"][str(story)]["ppl"]),
-        "bpb": pytest.approx(report["texts"][str(story)]["bpb"]),
+    files, text = report["pooled"]["files"], report["texts"][str(story)]
+    assert files == {
+        "tokens": text["tokens"],
+        "bytes": text["bytes"],
+        "ppl": pytest.approx(text["ppl"]),
+        "bpb": pytest.approx(text["bpb"]),
+        "by_class": files["by_class"],
     }
+    for name, scored in text["by_class"].items():  # one text pooled: itself
+        assert files["by_class"][name] == {**scored, "ppl": pytest.approx(scored["ppl"])}
     outside = report["pooled"]["out_of_domain"]
     assert outside == evaluate.pooled(report["texts"][n] for n in groups["out_of_domain"])
     assert outside["tokens"] == sum(report["texts"][n]["tokens"] for n in groups["out_of_domain"])
