@@ -367,6 +367,23 @@ def test_cli_writes_the_json(saved, tmp_path):
     assert report["length"]["length"] == 128
 
 
+def test_cli_eval_tokens_overrides_the_profiles_budget(saved, tmp_path, tokenizer):
+    text = tmp_path / "story.txt"
+    text.write_text(english(60, seed=10), encoding="utf-8")
+    scored = {}
+    for budget in ("100", "0"):
+        out = tmp_path / f"eval{budget}.json"
+        argv = ["evaluate", "--model", f"mine={saved}", "--text", str(text), "--tasks", "ppl"]
+        argv += ["--context", "32", "--profile", "smoke", "--eval-tokens", budget]
+        assert main([*argv, "--json", str(out)]) == 0
+        scored[budget] = json.loads(out.read_text())["models"]["mine"]["texts"][str(text)]
+    assert scored["100"]["tokens"] == 100
+    whole = ev.encode_text(text.read_text(), tokenizer).n_text_tokens
+    assert whole > 100 and scored["0"]["tokens"] == whole
+    with pytest.raises(SystemExit, match="--eval-tokens -1"):
+        main([*argv, "--eval-tokens", "-1", "--json", str(tmp_path / "no.json")])
+
+
 def test_errors_say_what_is_wrong(saved, tmp_path, gpt2, tokenizer):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n", encoding="utf-8")

@@ -137,6 +137,13 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     parser.add_argument(
+        "--eval-tokens",
+        type=int,
+        default=None,
+        help="tokens scored per evaluation, shared by the texts (default: the profile's; 0: "
+        "every token of every text)",
+    )
+    parser.add_argument(
         "--profile", default=None, help="smoke, cpu or gpu (default: $HYENA_BOOK_PROFILE)"
     )
     parser.add_argument(
@@ -151,6 +158,10 @@ def cli_main(args: argparse.Namespace) -> int:
     """Evaluate every --model on the texts and write {"meta", "models": {label: report}} to
     --json."""
     profile = get_profile(args.profile)
+    if args.eval_tokens is not None:
+        if args.eval_tokens < 0:
+            raise SystemExit(f"--eval-tokens {args.eval_tokens}: give 0 (all) or a positive count")
+        profile = profile.replace(eval_tokens=args.eval_tokens)
     tasks = (
         args.tasks.split(",")
         if args.tasks
