@@ -714,9 +714,23 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         "curves": curves,
         **scores(model, setup.tokenizer, args),
     }
+    if name in ("hyena", "hybrid"):
+        report["drift"] = drift(model, setup, args)
     if device() == "cuda":
         report["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return report
+
+
+def drift(student, setup, args) -> dict:
+    """The student's layer drift from the teacher (hyena_lite.drift) on the in-domain and the
+    out-of-domain curve windows."""
+    from hyena_lite.drift import layer_drift
+
+    parts = (("in_domain", setup.curve_windows), ("out_of_domain", setup.ood_curve_windows))
+    return {
+        part: layer_drift(student.eval(), setup.teacher, windows, args.eval_batch)
+        for part, windows in parts
+    }
 
 
 def _floats(text: str) -> list[float]:

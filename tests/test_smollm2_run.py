@@ -57,6 +57,11 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
         "ood/narrative",
         "ood/speech",
     }
+    for part in ("in_domain", "out_of_domain"):  # each student's drift, per layer
+        drift = students["hybrid"]["drift"][part]
+        hyena_layers = [str(i) for i in range(3) if i not in kept]
+        assert list(drift["mixer"]) == hyena_layers and len(drift["hidden"]) == 3
+    assert "drift" not in students["teacher_ft"] and "drift" in students["hyena"]
     for part in ("in_domain", "out_of_domain"):  # each model's tokens split by copy class
         classes = results["by_copy_class"]["hybrid"][part]
         assert sum(c["tokens"] for c in classes.values()) == sum(
