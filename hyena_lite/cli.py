@@ -113,6 +113,7 @@ CHECKS: dict[str, dict[str, Callable[[str], object]]] = {
         "--stride": v.positive_int,
         "--length": v.int_at_least(2),
         "--batch-size": v.positive_int,
+        "--eval-tokens": v.int_at_least(0),
         "--profile": _profile,
         "--json": v.output_file,
     },
