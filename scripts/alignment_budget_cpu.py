@@ -31,7 +31,7 @@ from hyena_lite import runs
 from hyena_lite.calibration import calibrate_mixers
 from hyena_lite.capture import capture_mixers, run_until_stop
 from hyena_lite.distill.stages import MixerOnly
-from hyena_lite.evaluate import corpus_texts
+from hyena_lite.evaluate import corpus_texts, out_of_domain_texts
 from hyena_lite.losses import normalized_mse
 from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
@@ -43,9 +43,9 @@ RECIPE_LR = 6e-4 * 3.0  # the SmolLM2 runs' rate times the transfer stage's lr_s
 
 def windows(tokenizer, split: str, count: int, length: int, seed: int) -> torch.Tensor:
     """`count` random windows of `length` tokens from the offline corpus's `split` (every domain's
-    text joined)."""
-    text = "\n\n".join(corpus_texts(split).values())
-    ids = torch.tensor(tokenizer(text)["input_ids"])
+    text joined), or from the out-of-domain texts for split "out_of_domain"."""
+    texts = out_of_domain_texts() if split == "out_of_domain" else corpus_texts(split)
+    ids = torch.tensor(tokenizer("\n\n".join(texts.values()))["input_ids"])
     g = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, len(ids) - length, (count,), generator=g)
     return torch.stack([ids[s : s + length] for s in starts.tolist()])
@@ -64,9 +64,12 @@ def captured(teacher, ids: torch.Tensor, layers: list[int], batch: int) -> dict[
     return {i: {k: torch.cat(v) for k, v in part.items()} for i, part in parts.items()}
 
 
-def teacher_and_windows(args) -> tuple[nn.Module, torch.Tensor, torch.Tensor, list[int]]:
-    """The frozen teacher (SmolLM2; a tiny random Llama with --smoke), the training and validation
-    windows (args.train_windows and args.valid_windows of args.seq tokens) and the hybrid's Hyena
+def teacher_and_windows(
+    args,
+) -> tuple[nn.Module, torch.Tensor, tuple[torch.Tensor, ...], list[int]]:
+    """The frozen teacher (SmolLM2; a tiny random Llama with --smoke), the training windows
+    (args.train_windows of args.seq tokens), the held-out ones (args.valid_windows of validation
+    text, and as many of the out-of-domain texts with --out-of-domain) and the hybrid's Hyena
     layers."""
     torch.manual_seed(0)
     if args.smoke:
@@ -77,19 +80,22 @@ def teacher_and_windows(args) -> tuple[nn.Module, torch.Tensor, torch.Tensor, li
         teacher = LlamaForCausalLM(LlamaConfig(**SMOLLM2_TINY_SHAPES)).eval()
         vocab = SMOLLM2_TINY_SHAPES["vocab_size"]
         train_ids = torch.randint(0, vocab, (args.train_windows, args.seq))
-        valid_ids = torch.randint(0, vocab, (args.valid_windows, args.seq))
+        held_out = [torch.randint(0, vocab, (args.valid_windows, args.seq))]
+        if args.out_of_domain:
+            held_out.append(torch.randint(0, vocab, (args.valid_windows, args.seq)))
         kept = [1]
     else:
         from hyena_lite.teachers import load_teacher
 
         teacher, tokenizer = load_teacher("smollm2-135m")
         train_ids = windows(tokenizer, "train", args.train_windows, args.seq, seed=0)
-        valid_ids = windows(tokenizer, "validation", args.valid_windows, args.seq, seed=1)
+        splits = ("validation", "out_of_domain") if args.out_of_domain else ("validation",)
+        held_out = [windows(tokenizer, split, args.valid_windows, args.seq, 1) for split in splits]
         kept = list(KEPT)
     for p in teacher.parameters():
         p.requires_grad_(False)
     hyena = [i for i in range(teacher.config.num_hidden_layers) if i not in kept]
-    return teacher, train_ids, valid_ids, hyena
+    return teacher, train_ids, tuple(held_out), hyena
 
 
 def captured_pairs(teacher, splits: tuple, layers: list[int], batch: int) -> list[dict]:
@@ -109,12 +115,19 @@ def held_out_nmse(mixer: MixerOnly, pairs: dict, batch: int) -> float:
     return float(torch.stack(errors).mean())
 
 
-def align(student, layer: int, train: dict, valid: dict, args) -> dict:
-    """Train one mixer on the cached pairs; its held-out error at each checkpoint."""
+def align(student, layer: int, train: dict, held_out: list[dict], args) -> dict:
+    """Train one mixer on the cached pairs; its held-out error at each checkpoint ("nmse" on
+    validation text, "nmse_ood" on out-of-domain text when `held_out` has a second set)."""
     mixer = MixerOnly(layer_mixers(student)[layer])
     optimizer = torch.optim.AdamW(mixer.parameters(), lr=args.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(layer)
-    curve, clock = [{"step": 0, "nmse": held_out_nmse(mixer, valid, args.batch)}], time.time()
+
+    def scored(step: int) -> dict:
+        keys = ("nmse", "nmse_ood")[: len(held_out)]
+        scores = (held_out_nmse(mixer, pairs, args.batch) for pairs in held_out)
+        return {"step": step} | dict(zip(keys, scores, strict=True))
+
+    curve, clock = [scored(0)], time.time()
     for step in range(1, max(args.checkpoints) + 1):
         rows = torch.randint(0, len(train["input"]), (args.batch,), generator=g)
         loss = normalized_mse(mixer(train["input"][rows]), train["output"][rows])
@@ -122,8 +135,8 @@ def align(student, layer: int, train: dict, valid: dict, args) -> dict:
         loss.backward()
         optimizer.step()
         if step in args.checkpoints:
-            curve.append({"step": step, "nmse": held_out_nmse(mixer, valid, args.batch)})
-            print(f"layer {layer} step {step}: held-out nmse {curve[-1]['nmse']:.3f}", flush=True)
+            curve.append(scored(step))
+            print(f"layer {layer}: {curve[-1]}", flush=True)
     tokens_per_step = args.batch * args.seq
     for point in curve:
         point["tokens"] = point["step"] * tokens_per_step
@@ -143,6 +156,11 @@ def alignment_parser(layers: str, train_windows: int, checkpoints: str) -> argpa
     parser.add_argument("--checkpoints", default=checkpoints)
     parser.add_argument("--lr", type=float, default=RECIPE_LR)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--out-of-domain",
+        action="store_true",
+        help="also score the mixers on as many windows of the out-of-domain texts (nmse_ood)",
+    )
     return parser
 
 
@@ -156,10 +174,10 @@ def parse_alignment(parser: argparse.ArgumentParser, argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     parser = alignment_parser("0,10,23", train_windows=96, checkpoints="15,60,250,1000")
     args, layers = parse_alignment(parser, argv)
-    teacher, train_ids, valid_ids, hyena = teacher_and_windows(args)
+    teacher, train_ids, held_out_ids, hyena = teacher_and_windows(args)
     student = convert(teacher, hyena_layers=hyena, init="teacher")
     calibrate_mixers(student, teacher, train_ids[: args.batch])
-    train, valid = captured_pairs(teacher, (train_ids, valid_ids), layers, args.batch)
+    train, *held_out = captured_pairs(teacher, (train_ids, *held_out_ids), layers, args.batch)
     command = shlex.join(["python", "scripts/alignment_budget_cpu.py", *sys.argv[1:]])
     result = {
         **provenance(command),
@@ -169,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "layers": {},
     }
     for layer in layers:
-        result["layers"][str(layer)] = align(student, layer, train[layer], valid[layer], args)
+        pairs = [split[layer] for split in held_out]
+        result["layers"][str(layer)] = align(student, layer, train[layer], pairs, args)
         runs.write_json(args.json, result)
     return 0
 

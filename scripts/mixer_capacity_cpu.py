@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose among {', '.join(VARIANTS)}")
-    teacher, train_ids, valid_ids, hyena = teacher_and_windows(args)
-    train, valid = captured_pairs(teacher, (train_ids, valid_ids), layers, args.batch)
+    teacher, train_ids, held_out_ids, hyena = teacher_and_windows(args)
+    train, *held_out = captured_pairs(teacher, (train_ids, *held_out_ids), layers, args.batch)
     command = shlex.join(["python", "scripts/mixer_capacity_cpu.py", *sys.argv[1:]])
     result = {
         **provenance(command),
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         result["variants"][name] = entry
         for layer in layers:
             print(f"variant {name}:", flush=True)
-            entry["layers"][str(layer)] = align(student, layer, train[layer], valid[layer], args)
+            pairs = [split[layer] for split in held_out]
+            entry["layers"][str(layer)] = align(student, layer, train[layer], pairs, args)
             runs.write_json(args.json, result)
     return 0
 

@@ -80,6 +80,7 @@ def test_alignment_budget_writes_each_layers_curve(load_script, tmp_path):
         assert [p["step"] for p in layer["curve"]] == [0, 2, 4]
         assert [p["tokens"] for p in layer["curve"]] == [0, 2 * 4 * 32, 4 * 4 * 32]
         assert all(math.isfinite(p["nmse"]) and p["nmse"] >= 0 for p in layer["curve"])
+        assert all("nmse_ood" not in p for p in layer["curve"])  # without --out-of-domain
 
 
 def test_mixer_capacity_aligns_each_variant_on_the_same_pairs(load_script, tmp_path, monkeypatch):
@@ -89,8 +90,11 @@ def test_mixer_capacity_aligns_each_variant_on_the_same_pairs(load_script, tmp_p
     argv = ["--smoke", "--layers", "0", "--seq", "32", "--train-windows", "8"]
     variants = "recipe,hyena_lm,l_max_1024"
     argv += ["--valid-windows", "2", "--checkpoints", "2", "--variants", variants]
-    assert capacity.main([*argv, "--json", str(out)]) == 0
+    assert capacity.main([*argv, "--out-of-domain", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
+    curve = report["variants"]["recipe"]["layers"]["0"]["curve"]
+    assert all(set(p) == {"step", "tokens", "nmse", "nmse_ood"} for p in curve)
+    assert curve[0]["nmse_ood"] != curve[0]["nmse"]  # other windows
     assert list(report["variants"]) == variants.split(",")
     assert report["variants"]["hyena_lm"]["hyena"] == {"emb_dim": 33, "w": 14.0}
     starts = {v["layers"]["0"]["curve"][0]["nmse"] for v in report["variants"].values()}
