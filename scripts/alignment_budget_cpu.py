@@ -43,9 +43,15 @@ RECIPE_LR = 6e-4 * 3.0  # the SmolLM2 runs' rate times the transfer stage's lr_s
 
 def windows(tokenizer, split: str, count: int, length: int, seed: int) -> torch.Tensor:
     """`count` random windows of `length` tokens from the offline corpus's `split` (every domain's
-    text joined), or from the out-of-domain texts for split "out_of_domain"."""
-    texts = out_of_domain_texts() if split == "out_of_domain" else corpus_texts(split)
-    ids = torch.tensor(tokenizer("\n\n".join(texts.values()))["input_ids"])
+    text joined), from the out-of-domain texts (split "out_of_domain") or from the broad text
+    (split "broad", hyena_lite.broad_text)."""
+    if split == "broad":
+        from hyena_lite.broad_text import broad_tokens
+
+        ids = broad_tokens(tokenizer)
+    else:
+        texts = out_of_domain_texts() if split == "out_of_domain" else corpus_texts(split)
+        ids = torch.tensor(tokenizer("\n\n".join(texts.values()))["input_ids"])
     g = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, len(ids) - length, (count,), generator=g)
     return torch.stack([ids[s : s + length] for s in starts.tolist()])
@@ -88,7 +94,7 @@ def teacher_and_windows(
         from hyena_lite.teachers import load_teacher
 
         teacher, tokenizer = load_teacher("smollm2-135m")
-        train_ids = windows(tokenizer, "train", args.train_windows, args.seq, seed=0)
+        train_ids = training_windows(tokenizer, args)
         splits = ("validation", "out_of_domain") if args.out_of_domain else ("validation",)
         held_out = [windows(tokenizer, split, args.valid_windows, args.seq, 1) for split in splits]
         kept = list(KEPT)
@@ -96,6 +102,21 @@ def teacher_and_windows(
         p.requires_grad_(False)
     hyena = [i for i in range(teacher.config.num_hidden_layers) if i not in kept]
     return teacher, train_ids, tuple(held_out), hyena
+
+
+def training_windows(tokenizer, args) -> torch.Tensor:
+    """args.train_windows windows of the corpus's training split, or with --train-text mixed half
+    of them from the broad text (the runs' modern technical prose), in one shuffled order."""
+    if args.train_text == "corpus":
+        return windows(tokenizer, "train", args.train_windows, args.seq, seed=0)
+    half = args.train_windows // 2
+    both = torch.cat(
+        [
+            windows(tokenizer, "train", args.train_windows - half, args.seq, seed=0),
+            windows(tokenizer, "broad", half, args.seq, seed=0),
+        ]
+    )
+    return both[torch.randperm(len(both), generator=torch.Generator().manual_seed(0))]
 
 
 def captured_pairs(teacher, splits: tuple, layers: list[int], batch: int) -> list[dict]:
@@ -160,6 +181,13 @@ def alignment_parser(layers: str, train_windows: int, checkpoints: str) -> argpa
         "--out-of-domain",
         action="store_true",
         help="also score the mixers on as many windows of the out-of-domain texts (nmse_ood)",
+    )
+    parser.add_argument(
+        "--train-text",
+        choices=("corpus", "mixed"),
+        default="corpus",
+        help="the windows the mixers align on: the corpus's training split, or half of them "
+        "from the broad text (hyena_lite.broad_text)",
     )
     return parser
 

@@ -83,6 +83,25 @@ def test_alignment_budget_writes_each_layers_curve(load_script, tmp_path):
         assert all("nmse_ood" not in p for p in layer["curve"])  # without --out-of-domain
 
 
+def test_mixed_training_windows_take_half_from_the_broad_text(load_script):
+    from types import SimpleNamespace
+
+    from hyena_lite.data import gpt2_tokenizer
+
+    budget = load_script("alignment_budget_cpu")
+    tokenizer = gpt2_tokenizer()
+    args = SimpleNamespace(train_windows=6, seq=16, train_text="corpus")
+    corpus = budget.training_windows(tokenizer, args)
+    mixed = budget.training_windows(
+        tokenizer, SimpleNamespace(**{**vars(args), "train_text": "mixed"})
+    )
+    broad = budget.windows(tokenizer, "broad", 3, 16, seed=0)
+    assert corpus.shape == mixed.shape == (6, 16)
+    rows = {tuple(r) for r in mixed.tolist()}
+    assert {tuple(r) for r in broad.tolist()} <= rows  # the broad half, shuffled in
+    assert len(rows & {tuple(r) for r in corpus.tolist()}) == 3  # the corpus half
+
+
 def test_mixer_capacity_aligns_each_variant_on_the_same_pairs(load_script, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports alignment_budget_cpu
     capacity = load_script("mixer_capacity_cpu")
