@@ -29,11 +29,7 @@ def induction_targets(ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, 
     next token; never at the last position, or where `mask` marks t or t + 1 as padding)."""
     if ids.dim() != 2:
         raise ValueError(f"ids must have shape [batch, length], got {tuple(ids.shape)}")
-    length = ids.shape[1]
-    positions = torch.arange(length, device=ids.device)
-    earlier = positions[None, :] < positions[:, None]  # [t, s]: s < t
-    same = (ids[:, :, None] == ids[:, None, :]) & earlier
-    last = torch.where(same, positions, -1).amax(-1)  # [B, L]; -1: no earlier occurrence
+    last = last_earlier(ids)  # [B, L]; -1: no earlier occurrence
     targets = (last + 1).clamp_min(0)
     copyable = torch.zeros_like(ids, dtype=torch.bool)
     continued = ids.gather(1, targets[:, :-1]) == ids[:, 1:]
@@ -45,20 +41,26 @@ def induction_targets(ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, 
     return targets.where(copyable, 0), copyable
 
 
+def last_earlier(ids: Tensor) -> Tensor:
+    """For ids [..., L]: per position the last earlier position holding the same token along the
+    last dimension, -1 where there is none (one stable sort: linear memory)."""
+    order = torch.argsort(ids, dim=-1, stable=True)  # equal tokens in order of position
+    ranked = ids.gather(-1, order)
+    repeat = ranked[..., 1:] == ranked[..., :-1]
+    last = torch.full_like(ids, -1)
+    return last.scatter(-1, order[..., 1:], torch.where(repeat, order[..., :-1], -1))
+
+
 def copyable_in_text(ids: Tensor, reach: int) -> Tensor:
     """For a long 1-D text: per target ids[1:], whether copying predicts it (the token after the
     last earlier occurrence of the current token is the next one, that occurrence at most `reach`
-    tokens back): `induction_targets`' rule in linear memory, for scoring texts of any length."""
+    tokens back): `induction_targets`' rule, for scoring texts of any length."""
     if ids.dim() != 1:
         raise ValueError(f"ids must be one text, shape [length], got {tuple(ids.shape)}")
     if reach < 1:
         raise ValueError(f"reach must be at least 1 token, got {reach}")
-    order = torch.argsort(ids, stable=True)  # equal tokens in order of position
-    repeat = ids[order[1:]] == ids[order[:-1]]
-    last = torch.full_like(ids, -1)
-    last[order[1:][repeat]] = order[:-1][repeat]
     t = torch.arange(len(ids) - 1, device=ids.device)
-    s = last[:-1]
+    s = last_earlier(ids)[:-1]
     found = (s >= 0) & (t - s <= reach)
     return found & (ids[(s + 1).clamp_min(0)] == ids[1:])
 

@@ -37,7 +37,7 @@ def layer_drift(
             f"give the teacher the student was made from"
         )
     device = model_device(student)
-    sums: dict[str, dict[int, float]] = {"mixer": dict.fromkeys(hyena, 0.0), "hidden": {}}
+    sums = {"mixer": dict.fromkeys(hyena, 0.0), "hidden": dict.fromkeys(range(len(mixers)), 0.0)}
     for start in range(0, len(windows), batch_size):
         ids = windows[start : start + batch_size].to(device)
         with capture_mixers(teacher, hyena, stop=False) as io:
@@ -46,9 +46,8 @@ def layer_drift(
         for layer in hyena:
             got = first_output(mixers[layer](io[layer]["input"]))
             sums["mixer"][layer] += _summed_nmse(got, io[layer]["output"])
-        for layer in range(len(mixers)):
-            error = _summed_nmse(mine[layer + 1], theirs[layer + 1])
-            sums["hidden"][layer] = sums["hidden"].get(layer, 0.0) + error
+        for layer in sums["hidden"]:
+            sums["hidden"][layer] += _summed_nmse(mine[layer + 1], theirs[layer + 1])
     return {
         kind: {layer: total / len(windows) for layer, total in by_layer.items()}
         for kind, by_layer in sums.items()

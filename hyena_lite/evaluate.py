@@ -308,7 +308,7 @@ def pooled(scores: Iterable[dict]) -> dict:
     scores = list(scores)
     if not scores:
         raise ValueError("nothing to pool: give at least one text's scores")
-    nll = sum(math.log(s["ppl"]) * s["tokens"] for s in scores)
+    nll = _summed_nll(scores)
     tokens = sum(s["tokens"] for s in scores)
     n_bytes = sum(s["bytes"] for s in scores)
     report = {
@@ -328,8 +328,13 @@ def pooled(scores: Iterable[dict]) -> dict:
 def _pooled_class(rows: list[dict]) -> dict:
     """One copy class of several texts ({"tokens", "ppl"} each, ppl None when empty) as one."""
     tokens = sum(r["tokens"] for r in rows)
-    nll = sum(math.log(r["ppl"]) * r["tokens"] for r in rows if r["tokens"])
-    return {"tokens": tokens, "ppl": math.exp(nll / tokens) if tokens else None}
+    return {"tokens": tokens, "ppl": math.exp(_summed_nll(rows) / tokens) if tokens else None}
+
+
+def _summed_nll(rows: Iterable[dict]) -> float:
+    """The summed NLL in nats of scores {"tokens", "ppl"}: log(ppl) times tokens, over the rows
+    that scored any token."""
+    return sum(math.log(r["ppl"]) * r["tokens"] for r in rows if r["tokens"])
 
 
 # --- perplexity against position --------------------------------------------------------------
