@@ -246,16 +246,37 @@ def score_text(
             f"{name} has {encoded.n_text_tokens} tokens, fewer than one window of {context}: "
             f"give a longer text or a smaller --context"
         )
-    scores = window_scores(
-        model, encoded.ids, context, stride or context // 2, batch_size, teacher, name
-    )
+    report = score_ids(model, encoded.ids, context, stride, batch_size, name, teacher)
+    return {
+        **report,
+        "bytes": encoded.n_bytes,
+        "bpb": bits_per_byte(_summed_nll([report]), encoded.n_bytes),
+    }
+
+
+def score_ids(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    context: int,
+    stride: int | None = None,
+    batch_size: int = 8,
+    name: str = "tokens",
+    teacher: torch.nn.Module | None = None,
+) -> dict:
+    """Sliding-window scores of a 1-D tensor of token ids (a text already encoded, or a model's
+    samples): {"tokens", "ppl", "by_class"}, with a teacher also "top1" and "kl" (score_text)."""
+    stride = stride or context // 2
+    if len(ids) < context:
+        raise ValueError(
+            f"{name} has {len(ids)} tokens, fewer than one window of {context}: give more tokens "
+            f"or a smaller context"
+        )
+    scores = window_scores(model, ids, context, stride, batch_size, teacher, name)
     total, n = float(scores["nll"].sum()), len(scores["nll"])
     report = {
         "tokens": n,
-        "bytes": encoded.n_bytes,
         "ppl": math.exp(total / n),
-        "bpb": bits_per_byte(total, encoded.n_bytes),
-        "by_class": by_copy_class(scores["nll"], encoded.ids, context - (stride or context // 2)),
+        "by_class": by_copy_class(scores["nll"], ids, context - stride),
     }
     if teacher is not None:
         report.update(top1=float(scores["top1"].double().mean()), kl=float(scores["kl"].mean()))
@@ -284,9 +305,11 @@ def score_texts(
     stride: int | None = None,
     max_tokens: int = 0,
     batch_size: int = 8,
+    teacher: torch.nn.Module | None = None,
 ) -> dict:
     """Sliding-window scores (score_text) of every text, and over all of them, token-weighted:
-    {"texts": {name: {"tokens", "bytes", "ppl", "bpb"}}, "tokens", "bytes", "ppl", "bpb"}.
+    {"texts": {name: {"tokens", "bytes", "ppl", "bpb"}}, "tokens", "bytes", "ppl", "bpb"}; with a
+    teacher also "top1" and "kl" per text and pooled.
 
     The overall perplexity is exp of the summed NLL over the summed tokens, so a long text weighs
     more than a short one; bits per byte likewise over the summed bytes. max_tokens caps each text.
@@ -294,7 +317,9 @@ def score_texts(
     if not texts:
         raise ValueError("no texts to score: give at least one text")
     per_text = {
-        name: score_text(model, tokenizer, text, context, stride, max_tokens, batch_size, name)
+        name: score_text(
+            model, tokenizer, text, context, stride, max_tokens, batch_size, name, teacher
+        )
         for name, text in texts.items()
     }
     return {"texts": per_text, **pooled(per_text.values())}
@@ -304,7 +329,7 @@ def pooled(scores: Iterable[dict]) -> dict:
     """Several texts' scores ({"tokens", "bytes", "ppl"} each) as one, token-weighted:
     {"tokens", "bytes", "ppl", "bpb"}, the perplexity exp of the summed NLL over the summed
     tokens and bits per byte over the summed bytes; "by_class" pooled too where every text has
-    it."""
+    it, and "top1" and "kl" (token-weighted means) where every text has them."""
     scores = list(scores)
     if not scores:
         raise ValueError("nothing to pool: give at least one text's scores")
@@ -322,6 +347,9 @@ def pooled(scores: Iterable[dict]) -> dict:
             name: _pooled_class([s["by_class"][name] for s in scores])
             for name in ("copyable", "other")
         }
+    for key in ("top1", "kl"):
+        if all(key in s for s in scores):
+            report[key] = sum(s[key] * s["tokens"] for s in scores) / tokens
     return report
 
 

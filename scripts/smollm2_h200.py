@@ -81,6 +81,7 @@ TEACHER = "smollm2-135m"
 # or one by one
 DISTILL_RECIPES = ("transfer", "transfer_mixers", "best")
 SUITE = ("ppl", "cloze", "recall")  # plus agreement when the teacher's weights are loaded
+PARTS = ("in_domain", "out_of_domain", "held_out_samples")  # what `scores` scores
 
 
 def device() -> str:
@@ -532,28 +533,39 @@ def sample_settings(args):
     )
 
 
-def scores(model, tokenizer, args) -> dict:
+def scores(model, tokenizer, args, teacher=None, held_out: torch.Tensor | None = None) -> dict:
     """In-domain and out-of-domain perplexity and bits per byte (sliding windows, token-weighted)
-    and copy accuracy: one scorer for every model."""
+    and copy accuracy: one scorer for every model; with the teacher also the mean KL(teacher ||
+    model) and top-1 agreement on every text; with held-out teacher samples, the same scores of
+    those tokens."""
     clock = time.perf_counter()
     model.eval()
-    common = dict(
-        context=args.seq_len,
-        stride=args.seq_len // 2,
-        max_tokens=args.eval_tokens,
-        batch_size=args.eval_batch,
-    )
+    common = dict(context=args.seq_len, stride=args.seq_len // 2, batch_size=args.eval_batch)
     out = {
         "in_domain": evaluate.score_texts(
-            model, tokenizer, evaluate.corpus_texts("validation"), **common
+            model,
+            tokenizer,
+            evaluate.corpus_texts("validation"),
+            max_tokens=args.eval_tokens,
+            teacher=teacher,
+            **common,
         ),
         "out_of_domain": evaluate.score_texts(
-            model, tokenizer, evaluate.out_of_domain_texts(), **common
+            model,
+            tokenizer,
+            evaluate.out_of_domain_texts(),
+            max_tokens=args.eval_tokens,
+            teacher=teacher,
+            **common,
         ),
         "copy_accuracy": recall.copy_accuracy(
             model, tokenizer, n=args.copy_n, batch_size=args.eval_batch, seed=args.seed
         ),
     }
+    if held_out is not None:
+        out["held_out_samples"] = evaluate.score_ids(
+            model, held_out, name="held-out teacher samples", teacher=teacher, **common
+        )
     out["eval_seconds"] = time.perf_counter() - clock
     return out
 
@@ -581,6 +593,42 @@ def teacher_ppl_on(teacher, samples: torch.Tensor, tokens: int, args) -> float |
         return None
     nll = evaluate.window_scores(teacher, ids, args.seq_len, args.seq_len // 2, args.eval_batch)
     return math.exp(float(nll["nll"].mean()))
+
+
+def held_out_samples(teacher, tokenizer, corpus: torch.Tensor, args):
+    """--held-out-samples continuations of the start token alone, at the students' temperature and
+    nucleus, seeded apart from their training samples (--seed + 1), in --out/held_out_samples:
+    the teacher's general distribution, unseen. A student's log perplexity on them over the
+    teacher's estimates the mean KL(teacher || student) there. Returns (tokens, report), or
+    (None, None) with --held-out-samples 0."""
+    from hyena_lite.teacher_data import SampleSettings, load_samples, teacher_samples
+
+    if not args.held_out_samples:
+        return None, None
+    settings = SampleSettings(
+        sequences=args.held_out_samples,
+        new_tokens=args.sample_tokens,
+        prompts="bos",
+        temperature=args.temperature,
+        top_p=args.top_p,
+        batch_size=min(args.sample_batch, args.held_out_samples),
+        seed=args.seed + 1,
+    )
+    folder, clock = f"{args.out}/held_out_samples", time.perf_counter()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device() == "cuda"):
+        teacher_samples(teacher, tokenizer, corpus, settings, folder, not args.no_progress)
+    tokens, stats = load_samples(folder, tokenizer.eos_token_id)
+    if len(tokens) < args.seq_len:
+        raise SystemExit(
+            f"the {args.held_out_samples} held-out samples hold {len(tokens)} tokens, fewer than "
+            f"one window of {args.seq_len}: give more --held-out-samples"
+        )
+    report = {
+        "settings": dataclasses.asdict(settings),
+        **stats,
+        "seconds_this_call": time.perf_counter() - clock,
+    }
+    return tokens, report
 
 
 def general_setup(teacher, tokenizer, args):
@@ -649,8 +697,11 @@ def hyena_settings(args, teacher_positions: int) -> dict[str, float]:
     return settings
 
 
-def run_student(name: str, setup, args, attention: list[int]) -> dict:
-    """Train one model on the setup's tokens (checkpoints in --out/NAME) and score it."""
+def run_student(
+    name: str, setup, args, attention: list[int], held_out: torch.Tensor | None = None
+) -> dict:
+    """Train one model on the setup's tokens (checkpoints in --out/NAME) and score it, against
+    the teacher too (KL, agreement), also on the held-out teacher samples where given."""
     n_layers = setup.teacher.config.num_hidden_layers
     hyena = hyena_settings(args, positions(setup.teacher))
     by_stage: dict[str, float] = {}
@@ -712,21 +763,24 @@ def run_student(name: str, setup, args, attention: list[int]) -> dict:
         "hyena": None if name == "teacher_ft" else hyena,
         "layer_nmse": nmse,
         "curves": curves,
-        **scores(model, setup.tokenizer, args),
+        **scores(model, setup.tokenizer, args, setup.teacher, held_out),
     }
     if name in ("hyena", "hybrid"):
-        report["drift"] = drift(model, setup, args)
+        report["drift"] = drift(model, setup, args, held_out)
     if device() == "cuda":
         report["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return report
 
 
-def drift(student, setup, args) -> dict:
+def drift(student, setup, args, held_out: torch.Tensor | None = None) -> dict:
     """The student's layer drift from the teacher (hyena_lite.drift) on the in-domain and the
-    out-of-domain curve windows."""
+    out-of-domain curve windows, and on as many windows of the held-out teacher samples."""
     from hyena_lite.drift import layer_drift
 
-    parts = (("in_domain", setup.curve_windows), ("out_of_domain", setup.ood_curve_windows))
+    parts = [("in_domain", setup.curve_windows), ("out_of_domain", setup.ood_curve_windows)]
+    if held_out is not None:
+        n = min(len(setup.curve_windows), len(held_out) // args.seq_len)
+        parts.append(("held_out_samples", held_out[: n * args.seq_len].view(n, args.seq_len)))
     return {
         part: layer_drift(student.eval(), setup.teacher, windows, args.eval_batch)
         for part, windows in parts
@@ -894,6 +948,19 @@ def results_file(state: dict, args) -> dict:
             name: {part: m[part]["by_class"] for part in ("in_domain", "out_of_domain")}
             for name, m in models.items()
         },
+        # the teacher's general distribution, unseen (held_out_samples): log(student ppl / teacher
+        # ppl) there estimates the mean KL(teacher || student)
+        "held_out_samples_ppl": {
+            name: m["held_out_samples"]["ppl"]
+            for name, m in models.items()
+            if "held_out_samples" in m
+        },
+        # mean KL(teacher || model), nats per token, on every scored text (students only)
+        "kl_to_teacher": {
+            name: {part: m[part]["kl"] for part in PARTS if part in m and "kl" in m[part]}
+            for name, m in models.items()
+            if "kl" in m["in_domain"]
+        },
         "copy_accuracy_by_stage": {
             name: m["copy_accuracy_by_stage"]
             for name, m in models.items()
@@ -913,6 +980,7 @@ def results_file(state: dict, args) -> dict:
             for name, m in models.items()
         },
         "samples": state.get("samples"),
+        "held_out_samples": state.get("held_out_samples"),
         "tokens_per_student": args.tokens,
         "wall_seconds_per_call": state["wall_seconds_per_call"],
         "command": shlex.join(["python", *sys.argv]),
@@ -1006,11 +1074,14 @@ def run_models(args) -> None:
             f"same --filter-bands, --filter-taps and --filter-decay-context or another --out"
         )
     setup, state["samples"] = general_setup(teacher, tokenizer, args)
+    held_out, state["held_out_samples"] = held_out_samples(
+        setup.teacher, tokenizer, setup.train_tokens, args
+    )
     if "teacher" not in state["models"]:
         state["heads"] = recall.head_scores(setup.teacher, tokenizer, length=args.head_length)
         state["models"]["teacher"] = {
             "copy_accuracy_by_stage": None,
-            **scores(setup.teacher, tokenizer, args),
+            **scores(setup.teacher, tokenizer, args, held_out=held_out),
         }
         save()
     heads = state["heads"]
@@ -1026,7 +1097,7 @@ def run_models(args) -> None:
             continue
         if device() == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        state["models"][name] = run_student(name, setup, args, layers)
+        state["models"][name] = run_student(name, setup, args, layers, held_out)
         save()
         m = state["models"][name]
         print(
@@ -1227,6 +1298,14 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sample-batch", type=int, default=512, help="sequences sampled at once (one shard)"
     )
+    p.add_argument(
+        "--held-out-samples",
+        type=int,
+        default=512,
+        help="the teacher's samples from its start token alone, seeded apart from the training "
+        "samples, that every model is scored on and the students' drift measured on (the "
+        "teacher's general distribution, unseen); 0: none",
+    )
     p.add_argument("--prompts", choices=("bos", "corpus", "mixed"), default="mixed")
     p.add_argument("--prompt-tokens", type=int, default=8)
     p.add_argument(
@@ -1254,6 +1333,7 @@ SMOKE_DEFAULTS = {
     "sample_sequences": 8,
     "sample_tokens": 32,
     "sample_batch": 4,
+    "held_out_samples": 8,
 }
 
 

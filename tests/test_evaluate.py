@@ -235,6 +235,28 @@ def test_agreement_of_a_model_with_itself_is_perfect(gpt2, tokenizer):
     )
 
 
+def test_score_ids_is_score_text_without_the_bytes(gpt2, tokenizer):
+    text = english(12, seed=8)
+    ids = ev.encode_text(text, tokenizer).ids
+    of_text = ev.score_text(gpt2, tokenizer, text, context=32, stride=8)
+    of_ids = ev.score_ids(gpt2, ids, context=32, stride=8)
+    assert of_ids == {k: of_text[k] for k in ("tokens", "ppl", "by_class")}
+    with pytest.raises(ValueError, match="fewer than one window of 32"):
+        ev.score_ids(gpt2, ids[:20], context=32)
+
+
+def test_score_texts_pools_agreement_token_weighted(gpt2, tokenizer):
+    torch.manual_seed(2)
+    other = GPT2LMHeadModel(gpt2.config).eval()
+    texts = {"short": english(6, seed=9), "long": english(18, seed=10)}
+    report = ev.score_texts(other, tokenizer, texts, context=32, teacher=gpt2)
+    rows = report["texts"].values()
+    for key in ("kl", "top1"):
+        by_hand = sum(r[key] * r["tokens"] for r in rows) / sum(r["tokens"] for r in rows)
+        assert report[key] == pytest.approx(by_hand) and report[key] > 0
+    assert "kl" not in ev.score_texts(other, tokenizer, texts, context=32)
+
+
 def test_agreement_needs_the_same_tokenizer(tokenizer):
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(

@@ -57,7 +57,7 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
         "ood/narrative",
         "ood/speech",
     }
-    for part in ("in_domain", "out_of_domain"):  # each student's drift, per layer
+    for part in ("in_domain", "out_of_domain", "held_out_samples"):  # drift, per layer
         drift = students["hybrid"]["drift"][part]
         hyena_layers = [str(i) for i in range(3) if i not in kept]
         assert list(drift["mixer"]) == hyena_layers and len(drift["hidden"]) == 3
@@ -80,6 +80,16 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
         r.startswith("hyena,kd,") for r in curves
     )
     assert results["samples"]["teacher_ppl_on_samples"] > 1
+    # the teacher's samples from its start token, seeded apart: every model scored on them, and
+    # the students' KL from the teacher on every part
+    held_out = results["held_out_samples"]
+    assert held_out["settings"]["prompts"] == "bos" and held_out["settings"]["seed"] == 1
+    assert set(results["held_out_samples_ppl"]) == set(models)
+    assert all(p > 1 for p in results["held_out_samples_ppl"].values())
+    assert set(results["kl_to_teacher"]) == set(models) - {"teacher"}
+    for kl in results["kl_to_teacher"].values():
+        assert set(kl) == {"in_domain", "out_of_domain", "held_out_samples"}
+        assert all(k > 0 for k in kl.values())
     assert results["samples"]["sequences_made"] == 8 and results["commit"] and results["hardware"]
     assert len(results["history"]) == 4
     clock = time.perf_counter()
