@@ -1,6 +1,6 @@
 """A student's drift from its teacher (hyena_lite.drift): the mixers' teacher-forced alignment
-error, equal to the transfer stage's loss, and the residual stream's error, zero below the first
-Hyena layer."""
+error, equal to the transfer stage's loss, and the residual stream's error token by token (and at
+the first token alone), zero below the first Hyena layer."""
 
 from __future__ import annotations
 
@@ -22,8 +22,15 @@ def test_drift_is_zero_below_the_first_hyena_layer_and_the_mixer_error_is_the_tr
     windows = torch.randint(0, VOCAB, (5, 24), generator=torch.Generator().manual_seed(0))
     drift = layer_drift(student, teacher, windows, batch_size=2)
     assert sorted(drift["mixer"]) == [1, 2] and sorted(drift["hidden"]) == [0, 1, 2]
-    assert drift["hidden"][0] == 0.0  # block 0 is the teacher's own
+    assert drift["hidden"][0] == 0.0 == drift["first_token"][0]  # block 0 is the teacher's own
     assert drift["hidden"][1] > 0.0 and all(v > 0.0 for v in drift["mixer"].values())
+    # the stream's error token by token, every token weighing the same, and the first alone
+    with torch.no_grad():
+        mine = student(input_ids=windows, output_hidden_states=True).hidden_states[2]
+        theirs = teacher(input_ids=windows, output_hidden_states=True).hidden_states[2]
+    per_token = (mine - theirs).pow(2).sum(-1) / theirs.pow(2).sum(-1)
+    assert drift["hidden"][1] == pytest.approx(per_token.mean().item(), rel=1e-4)
+    assert drift["first_token"][1] == pytest.approx(per_token[:, 0].mean().item(), rel=1e-4)
     # the mixers' error is the transfer stage's loss, window by window averaged
     mixers = stages.MixerSet({layer: stages.layer_mixers(student)[layer] for layer in (1, 2)})
     objective = stages.transfer_objective(teacher, [1, 2])

@@ -60,7 +60,8 @@ def test_smoke_run_writes_every_key_and_resumes(tmp_path, load_script):
     for part in ("in_domain", "out_of_domain", "held_out_samples"):  # drift, per layer
         drift = students["hybrid"]["drift"][part]
         hyena_layers = [str(i) for i in range(3) if i not in kept]
-        assert list(drift["mixer"]) == hyena_layers and len(drift["hidden"]) == 3
+        assert list(drift["mixer"]) == hyena_layers
+        assert len(drift["hidden"]) == len(drift["first_token"]) == 3
     assert "drift" not in students["teacher_ft"] and "drift" in students["hyena"]
     for part in ("in_domain", "out_of_domain"):  # each model's tokens split by copy class
         classes = results["by_copy_class"]["hybrid"][part]
