@@ -24,6 +24,7 @@ from hyena_lite.decoding import (
     RecurrentDecoder,
     fit_student,
     hyena_operators,
+    refuse_first_token,
 )
 from hyena_lite.hf_cache import stored_fits
 from hyena_lite.losses import validation_loss
@@ -93,6 +94,8 @@ class Decoder:
         self.model, self.mode = model, mode
         self.family = family_of(model)
         self.operators = hyena_operators(model)
+        if mode != "full":
+            refuse_first_token(model, f"Decoder(mode={mode!r})")
         if mode == "recurrent" and not self.operators:
             raise ValueError(
                 "mode='recurrent' needs a Hyena student; decode a transformer with mode='cached' "

@@ -50,9 +50,10 @@ INITS = ("teacher", "fresh", "random")
 # and SmolLM2's hybrid). Written into each new student's config, so a student saved before this
 # default changed still loads with its own single band.
 STUDENT_FILTER_DEFAULTS: dict[str, Any] = {"emb_dim": 33}
-# convert()'s keyword arguments that are HyenaOperator arguments, and the config fields that hold
-# them
+# convert()'s keyword arguments that are HyenaOperator arguments (and first_token, the mixer's
+# first-token path), and the config fields that hold them
 _OPERATOR_FIELDS = {
+    "first_token": "hyena_first_token",
     "l_max": "hyena_l_max",
     "order": "hyena_order",
     "filter_order": "hyena_filter_order",
@@ -206,7 +207,8 @@ def convert(
     o -> out_proj; see the module doc); the filters start fresh. init="fresh": the teacher's weights
     everywhere but in the Hyena operators, which keep their own initialisation. init="random": the
     same architecture, all untrained. `hyena_kwargs` are HyenaOperator arguments (l_max, order,
-    filter_order, short_filter_order, dropout) and HyenaFilter ones; l_max defaults to the teacher's
+    filter_order, short_filter_order, dropout), first_token (HyenaMixer's first-token path, seeded
+    exact from attention with init="teacher") and HyenaFilter ones; l_max defaults to the teacher's
     max_position_embeddings and the filters to `STUDENT_FILTER_DEFAULTS` (16 positional bands).
     Filters as long as the training context (l_max = its length) align better still, but such a
     student reads no longer sequences (chapter 12). The student has the teacher's dtype and device
@@ -260,15 +262,34 @@ def _copy_from_teacher(
     target = student.state_dict()
     shared = {k: v for k, v in teacher.state_dict().items() if k in target}
     student.load_state_dict(shared, strict=False)
-    hyena_keys = {k for k in target if ".operator." in k or ".modal_fit." in k}
+    hyena_keys = {
+        k
+        for k in target
+        if any(part in k for part in (".operator.", ".modal_fit.", ".first_token."))
+    }
     missing = set(target) - set(shared) - hyena_keys
     if missing:
         raise RuntimeError(f"student weights with no teacher counterpart: {sorted(missing)[:5]}")
     teacher_mixers, student_mixers = layer_mixers(teacher), layer_mixers(student)
     for i in layers:
-        init_from_attention(
-            student_mixers[i].operator, attention_projections(teacher_mixers[i], family)
-        )
+        projections = attention_projections(teacher_mixers[i], family)
+        init_from_attention(student_mixers[i].operator, projections)
+        if student_mixers[i].first_token is not None:
+            init_first_token(student_mixers[i].first_token, projections)
+
+
+def init_first_token(
+    linear: nn.Linear, projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+) -> None:
+    """Set `linear` to attention's output at a sequence's first position, where it attends to that
+    position alone: x -> W_o (W_v x + b_v) + b_o."""
+    (v, v_bias), (o, o_bias) = projections["v"], projections["o"]
+    with torch.no_grad():
+        linear.weight.copy_(o @ v)
+        bias = torch.zeros(o.shape[0], device=o.device) if o_bias is None else o_bias.clone()
+        if v_bias is not None:
+            bias += o @ v_bias
+        linear.bias.copy_(bias)
 
 
 def _parts(model: PreTrainedModel) -> dict[str, str]:

@@ -70,6 +70,9 @@ class HyenaFields:
     hyena_filter_order: int = 64
     hyena_short_filter_order: int = 3
     hyena_dropout: float = 0.0
+    # the first position through a linear map of its own (seeded with attention's W_o W_v, exact
+    # there): see HyenaMixer
+    hyena_first_token: bool = False
     hyena_filter_args: dict | None = None
     use_cache: bool = False  # a plain forward keeps no cache; generate() turns it on
 
@@ -134,7 +137,12 @@ class HyenaMixer(nn.Module):
     (normalised hidden states [B, L, D] first, positionally or as `hidden_states=`; the rest
     ignored) and returns what the layer unpacks, (output [B, L, D], None). Given a cache, it
     decodes on its recurrent state (`hyena_lite.hf_cache`) with the modal fit kept in
-    `modal_fit`."""
+    `modal_fit`.
+
+    With config.hyena_first_token, a sequence's first position takes `first_token`, a linear map
+    of that position alone: there softmax attention sees one key, so its output is exactly
+    W_o W_v x_0, which the operator's gated product cannot represent. Llama-style teachers build
+    their attention sink, a massive activation at the first token, from it (chapter 12)."""
 
     def __init__(self, config: Any, layer_idx: int) -> None:
         super().__init__()
@@ -153,6 +161,8 @@ class HyenaMixer(nn.Module):
         self.modal_fit = ModalFitBuffers(
             config.hyena_order * config.hidden_size, MODAL_ORDER, MODAL_FIR
         )
+        width = config.hidden_size
+        self.first_token = nn.Linear(width, width) if config.hyena_first_token else None
 
     def forward(
         self, hidden_states: torch.Tensor, *_args: Any, **kwargs: Any
@@ -171,7 +181,23 @@ class HyenaMixer(nn.Module):
                 f"convert the teacher with a larger one: hyena_lite.convert(teacher, "
                 f"l_max={length}) or more"
             )
-        return self.operator(hidden_states), None
+        return self.with_first_token(hidden_states, self.operator(hidden_states)), None
+
+    def with_first_token(
+        self, hidden: torch.Tensor, out: torch.Tensor, first: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`out` with each row's first position (index 0, or `first` [B] where left pads come
+        before it) replaced by `first_token` of that position's input; `out` itself without a
+        first-token path."""
+        if self.first_token is None:
+            return out
+        if first is None:
+            head = self.first_token(hidden[:, :1]).to(out.dtype)
+            return torch.cat([head, out[:, 1:]], dim=1)
+        rows = torch.arange(len(out), device=out.device)
+        out = out.clone()
+        out[rows, first] = self.first_token(hidden[rows, first]).to(out.dtype)
+        return out
 
 
 # ------------------------------------------------------------------------------------------ padding

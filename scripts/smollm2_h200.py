@@ -694,6 +694,8 @@ def hyena_settings(args, teacher_positions: int) -> dict[str, float]:
         settings["l_max"] = args.filter_taps
     if args.filter_decay_context:
         settings |= decay_within(args.filter_decay_context, args.filter_taps or teacher_positions)
+    if args.first_token:
+        settings["first_token"] = True
     return settings
 
 
@@ -1226,6 +1228,14 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         "filter); on the cpu chain 16 bands with the decay inside the training context did as well "
         "as filters of the context's length (cpu_filter_settings_decay16.json), on SmolLM2 5 to "
         "8%% worse than --filter-taps 1024 (smollm2_h100_filters_decay_within.json)",
+    )
+    p.add_argument(
+        "--first-token",
+        action="store_true",
+        help="give the students' Hyena mixers the first-token path (convert(..., "
+        "first_token=True)): a sequence's first position through attention's own W_o W_v, exact "
+        "there, so that the student can rebuild the teacher's attention sink, the massive "
+        "activation SmolLM2 writes at the first token from block 11 on (smollm2_sink_cpu.json)",
     )
     p.add_argument(
         "--attention-layers",

@@ -273,3 +273,7 @@ def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
     assert taps_seen[-1] == {positions}
     with pytest.raises(SystemExit, match="up to the filters' 300 taps"):
         script.main([*hybrid_only, "--filter-taps", "300", "--filter-decay-context", "301"])
+    first = ["--filter-bands", "4", "--first-token", "--out", str(tmp_path / "first")]
+    script.main([*hybrid_only[:-3], *first, "--no-progress"])
+    results = json.loads((tmp_path / "first" / "smollm2_smoke.json").read_text())
+    assert results["students"]["hybrid"]["hyena"] == {"emb_dim": 9, "first_token": True}

@@ -1,0 +1,85 @@
+"""The Hyena mixer's first-token path (convert(..., first_token=True)): at a sequence's first
+position softmax attention sees that position alone, so its output is a linear map of it, seeded
+exact from the teacher; with every layer Hyena the student's first position is then the teacher's
+at every layer. Saved and loaded with the weights, decoded by generate() with left pads, refused by
+the library's own decoders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from hyena_lite.fastdecode import StudentGraphDecoder
+from hyena_lite.generation import Decoder
+from hyena_lite.models import convert
+from hyena_lite.students import layer_mixers
+from tests.tiny_models import random_llama
+
+VOCAB = 61
+
+
+def gpt2_teacher() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64)
+    teacher = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # biases that matter, so that the seeded map must carry them
+        for p in teacher.parameters():
+            if p.dim() == 1:
+                p.normal_(0, 0.5)
+    return teacher
+
+
+TEACHERS = {"gpt2": gpt2_teacher, "llama": lambda: random_llama(VOCAB, 64, width=32, layers=3)}
+
+
+@pytest.mark.parametrize("make", TEACHERS.values(), ids=TEACHERS.keys())
+def test_the_first_position_is_the_teachers_at_every_layer(make):
+    teacher = make()
+    torch.manual_seed(5)  # the same fresh filters for both students
+    student = convert(teacher, first_token=True)
+    torch.manual_seed(5)
+    plain = convert(teacher)
+    ids = torch.randint(0, VOCAB, (3, 10), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = teacher(input_ids=ids, output_hidden_states=True).hidden_states
+        mine = student(input_ids=ids, output_hidden_states=True).hidden_states
+        without = plain(input_ids=ids, output_hidden_states=True).hidden_states
+    for layer in range(1, len(theirs)):
+        torch.testing.assert_close(mine[layer][:, 0], theirs[layer][:, 0], rtol=1e-4, atol=1e-4)
+        # the other positions are the plain student's, the path changes only the first
+        if layer == 1:
+            torch.testing.assert_close(mine[1][:, 1:], without[1][:, 1:])
+    assert (without[-1][:, 0] - theirs[-1][:, 0]).abs().max() > 1e-2  # not so without it
+    assert student.config.hyena_first_token and not plain.config.hyena_first_token
+    assert all(m.first_token is None for m in layer_mixers(plain))
+
+
+def test_the_path_trains_saves_loads_and_generates_with_left_pads(tmp_path):
+    student = convert(gpt2_teacher(), hyena_layers=[0, 2], first_token=True).train()
+    ids = torch.randint(1, VOCAB, (2, 9))
+    student(input_ids=ids, labels=ids).loss.backward()
+    first = layer_mixers(student)[0].first_token
+    assert first.weight.grad is not None and float(first.weight.grad.abs().sum()) > 0
+    student.eval().save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded(input_ids=ids).logits, student(input_ids=ids).logits)
+    # generate() on the cache, a left-padded row beside a full one, equals full recompute
+    padded = torch.tensor([[0, 0, 5, 7, 9], [3, 4, 5, 7, 9]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    common = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    cached = loaded.generate(padded, use_cache=True, **common)
+    full = loaded.generate(padded, use_cache=False, **common)
+    assert torch.equal(cached, full)
+    alone = loaded.generate(padded[:1, 2:], use_cache=True, **{**common, "attention_mask": None})
+    assert torch.equal(cached[0, 2:], alone[0])  # the pads change nothing
+
+
+def test_the_librarys_decoders_refuse_it():
+    student = convert(gpt2_teacher(), first_token=True)
+    for mode in ("cached", "recurrent"):
+        with pytest.raises(NotImplementedError, match="first-token path"):
+            Decoder(student, mode=mode)
+    with pytest.raises(NotImplementedError, match="model.generate"):
+        StudentGraphDecoder(student, {}, batch=1)
+    Decoder(student, mode="full")  # re-running the model decodes it
