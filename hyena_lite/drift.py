@@ -6,11 +6,12 @@ that the `transfer` stage minimises, on any text); "hidden", the student's resid
 each block against the teacher's (the last after the final norm, as transformers returns it), each
 model run on its own, token by token, every token weighing the same (how far the error has
 carried); and "first_token", the same at each window's first position alone. Llama-style teachers
-write a massive activation there (SmolLM2-135M from block 11 on: a norm about 160 times the median
-token's, 98% of a 512-token window's energy, its attention sink; Sun et al., 2024), so a
-window-level error of the stream would measure that one token; "first_token" keeps it apart. Scored
-on the training text's windows and on text never trained on, they tell whether a student's mixers,
-or only its stream, fall behind out of domain. Taught in chapter 12.
+write a massive activation there (SmolLM2-135M from block 11 on: a norm over 150 times the median
+token's, about 97% of a 1,024-token window's energy, its attention sink; Sun et al., 2024;
+smollm2_sink_cpu.json), so a window-level error of the stream would measure that one token;
+"first_token" keeps it apart. Scored on the training text's windows and on text never trained on,
+they tell whether a student's mixers, or only its stream, fall behind out of domain. Taught in
+chapter 12.
 """
 
 from __future__ import annotations
