@@ -11,7 +11,11 @@ baseline, each scored in-domain and out of domain (sliding windows, stride half 
 token-weighted over texts; ppl and bits per byte) with its copy accuracy, the students' also after
 each stage. Beside the results file, its curves CSV holds every stage's training loss and its
 perplexity on fixed windows in domain (kind val_ppl) and out of domain (kind ood_ppl, from
-commit 1309b37): whether a student stays general while it trains, not only at the end.
+commit 1309b37): whether a student stays general while it trains, not only at the end. Every
+model is also scored on --held-out-samples fresh samples of the teacher from its start token alone
+(the teacher's general distribution, never trained on), and each student against the teacher by
+the mean KL(teacher || student) on every text (`kl_to_teacher`) and by its drift layer by layer
+(`drift`, hyena_lite.drift).
 OUT/state.json keeps what is done and every stage keeps checkpoints, so a call stopped
 by SIGTERM (`timeout -s TERM`) goes on where it stopped when run again; the earlier runs of the
 results file stay in its `history`. --smoke runs the whole pipeline on the CPU with a tiny random
