@@ -279,10 +279,10 @@ def _copy_from_teacher(
 
 
 def init_first_token(
-    linear: nn.Linear, projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+    linear: nn.Module, projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
 ) -> None:
-    """Set `linear` to attention's output at a sequence's first position, where it attends to that
-    position alone: x -> W_o (W_v x + b_v) + b_o."""
+    """Set `linear` (its weight and bias) to attention's output at a sequence's first position,
+    where it attends to that position alone: x -> W_o (W_v x + b_v) + b_o."""
     (v, v_bias), (o, o_bias) = projections["v"], projections["o"]
     with torch.no_grad():
         linear.weight.copy_(o @ v)

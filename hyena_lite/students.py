@@ -142,7 +142,8 @@ class HyenaMixer(nn.Module):
     With config.hyena_first_token, a sequence's first position takes `first_token`, a linear map
     of that position alone: there softmax attention sees one key, so its output is exactly
     W_o W_v x_0, which the operator's gated product cannot represent. Llama-style teachers build
-    their attention sink, a massive activation at the first token, from it (chapter 12)."""
+    their attention sink, a massive activation at the first token, from it (chapter 12). The map
+    is fixed (FirstToken), not trained."""
 
     def __init__(self, config: Any, layer_idx: int) -> None:
         super().__init__()
@@ -162,7 +163,7 @@ class HyenaMixer(nn.Module):
             config.hyena_order * config.hidden_size, MODAL_ORDER, MODAL_FIR
         )
         width = config.hidden_size
-        self.first_token = nn.Linear(width, width) if config.hyena_first_token else None
+        self.first_token = FirstToken(width) if config.hyena_first_token else None
 
     def forward(
         self, hidden_states: torch.Tensor, *_args: Any, **kwargs: Any
@@ -198,6 +199,20 @@ class HyenaMixer(nn.Module):
         out = out.clone()
         out[rows, first] = self.first_token(hidden[rows, first]).to(out.dtype)
         return out
+
+
+class FirstToken(nn.Module):
+    """A fixed linear map x -> W x + b whose weight and bias are buffers, saved with the model but
+    never trained: seeded exact from attention (hyena_lite.models.init_first_token), its loss
+    gradient is rounding noise, which Adam would turn into steps of the learning rate's size."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(width, width))
+        self.register_buffer("bias", torch.zeros(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
 
 
 # ------------------------------------------------------------------------------------------ padding

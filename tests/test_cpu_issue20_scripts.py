@@ -156,3 +156,18 @@ def test_stage_mix_trains_both_stages_from_the_recipes_weights(load_script, tmp_
         dropped["in_domain"]["ppl"],
         kept["in_domain"]["ppl"],
     )
+
+
+def test_first_token_swap_aligns_both_arms_from_the_same_seed(load_script, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports alignment_budget_cpu
+    swap = load_script("first_token_swap_cpu")
+    out = tmp_path / "swap.json"
+    assert swap.main(["--smoke", "--layer", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["commit"] and list(report["arms"]) == ["plain", "first_token"]
+    plain, first = report["arms"]["plain"], report["arms"]["first_token"]
+    for arm in (plain, first):
+        curve = arm["alignment"]["curve"]
+        assert [p["step"] for p in curve] == [0, 4] and all(p["nmse"] > 0 for p in curve)
+    # the swapped block's first token is the teacher's exactly with the path, not without it
+    assert first["drift"]["first_token"]["1"] < 1e-8 < plain["drift"]["first_token"]["1"]

@@ -1,8 +1,8 @@
 """The Hyena mixer's first-token path (convert(..., first_token=True)): at a sequence's first
 position softmax attention sees that position alone, so its output is a linear map of it, seeded
-exact from the teacher; with every layer Hyena the student's first position is then the teacher's
-at every layer. Saved and loaded with the weights, decoded by generate() with left pads, refused by
-the library's own decoders."""
+exact from the teacher and never trained; with every layer Hyena the student's first position is
+then the teacher's at every layer. Saved and loaded with the weights, decoded by generate() with
+left pads, refused by the library's own decoders."""
 
 from __future__ import annotations
 
@@ -55,12 +55,18 @@ def test_the_first_position_is_the_teachers_at_every_layer(make):
     assert all(m.first_token is None for m in layer_mixers(plain))
 
 
-def test_the_path_trains_saves_loads_and_generates_with_left_pads(tmp_path):
+def test_the_path_stays_fixed_in_training_saves_loads_and_generates_with_left_pads(tmp_path):
     student = convert(gpt2_teacher(), hyena_layers=[0, 2], first_token=True).train()
-    ids = torch.randint(1, VOCAB, (2, 9))
-    student(input_ids=ids, labels=ids).loss.backward()
     first = layer_mixers(student)[0].first_token
-    assert first.weight.grad is not None and float(first.weight.grad.abs().sum()) > 0
+    seeded = first.weight.clone()
+    assert not list(first.parameters())  # buffers: saved, never trained
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-2)
+    ids = torch.randint(1, VOCAB, (2, 9))
+    for _ in range(3):
+        student(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert torch.equal(first.weight, seeded)
     student.eval().save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert torch.equal(loaded(input_ids=ids).logits, student(input_ids=ids).logits)
