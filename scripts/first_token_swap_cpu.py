@@ -1,16 +1,19 @@
-"""Does a Hyena mixer need the first-token path where the teacher writes its attention sink?
-(issue 20, on the CPU)
+"""Do Hyena mixers need the first-token path to keep the teacher's attention sink? (issue 20, on
+the CPU)
 
 SmolLM2 writes a massive activation into every window's first token in block 11 (its attention
-sink; `attention_sink_probe.py`), and the distilled hybrid never rebuilds it. This probe swaps one
-layer's attention of the teacher for a Hyena mixer (16 bands, filters of the context's length),
-once plain and once with the first-token path (`convert(..., first_token=True)`), from the same
-seed: each is calibrated, aligned teacher-forced on cached corpus windows as
-`alignment_budget_cpu.py` aligns, then scored whole (every other layer the teacher's): in-domain
-perplexity (sliding windows, token-weighted), copy accuracy, and the stream's drift from the
-teacher after the swapped block and at the last (`hyena_lite.drift`), first token apart.
+sink; `attention_sink_probe.py`), and the distilled hybrid never rebuilds it. This probe swaps the
+attention of some of the teacher's layers (--layers) for Hyena mixers (16 bands, filters of the
+context's length), once plain and once with the first-token path (`convert(...,
+first_token=True)`), from the same seed: each mixer is calibrated, aligned teacher-forced on cached
+corpus windows as `alignment_budget_cpu.py` aligns (each on the teacher's input to its layer, as
+the transfer stage does), then the model is scored whole (every other layer the teacher's):
+in-domain perplexity (sliding windows, token-weighted), copy accuracy, and the stream's drift from
+the teacher after each swapped block and at the last (`hyena_lite.drift`), first token apart.
 
     python scripts/first_token_swap_cpu.py --json hyena_lite/results/first_token_swap_cpu.json
+    python scripts/first_token_swap_cpu.py --layers 0-11 --steps 60 --train-windows 96 \
+        --json hyena_lite/results/first_token_swap_0-11_cpu.json
     python scripts/first_token_swap_cpu.py --smoke --json /tmp/swap.json   # tiny random Llama
 """
 
@@ -31,6 +34,14 @@ from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
 
 ARMS = {"plain": False, "first_token": True}
+
+
+def layer_list(text: str) -> list[int]:
+    """Layers as "3,5,7" or "0-11"."""
+    if "-" in text:
+        first, last = (int(x) for x in text.split("-"))
+        return list(range(first, last + 1))
+    return [int(x) for x in text.split(",")]
 
 
 def teacher_and_data(args):
@@ -58,17 +69,16 @@ def teacher_and_data(args):
     return teacher, tokenizer, train, held_out
 
 
-def whole_scores(model, tokenizer, teacher, held_out, layer: int, args) -> dict:
-    """The swapped model's perplexity, copy accuracy and drift (None where --smoke has no
-    tokenizer)."""
+def whole_scores(model, tokenizer, teacher, held_out, layers: list[int], args) -> dict:
+    """The swapped model's perplexity, copy accuracy (both left out with --smoke, which has no
+    tokenizer) and drift after each swapped block and the last."""
     drift = layer_drift(model, teacher, held_out, args.batch)
-    last = max(drift["hidden"])
+    shown = sorted({*layers, max(drift["hidden"])})
     scores = {
         "drift": {
-            kind: {str(i): drift[kind][i] for i in (layer, last)}
-            for kind in ("hidden", "first_token")
+            kind: {str(i): drift[kind][i] for i in shown} for kind in ("hidden", "first_token")
         }
-        | {"mixer": drift["mixer"][layer]},
+        | {"mixer": {str(i): drift["mixer"][i] for i in layers}},
     }
     if tokenizer is not None:
         scores["in_domain_ppl"] = evaluate.score_texts(
@@ -88,7 +98,12 @@ def whole_scores(model, tokenizer, teacher, held_out, layer: int, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True)
-    parser.add_argument("--layer", type=int, default=11, help="the layer swapped for Hyena")
+    parser.add_argument(
+        "--layers",
+        type=layer_list,
+        default=[11],
+        help="the layers swapped for Hyena: comma-separated, or a range FIRST-LAST",
+    )
     parser.add_argument("--steps", type=int, default=250, help="alignment steps")
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
@@ -108,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     clock = time.perf_counter()
     teacher, tokenizer, train_ids, held_out_ids = teacher_and_data(args)
-    train, held_out = captured_pairs(teacher, (train_ids, held_out_ids), [args.layer], args.batch)
+    layers = args.layers
+    train, held_out = captured_pairs(teacher, (train_ids, held_out_ids), layers, args.batch)
     command = shlex.join(["python", "scripts/first_token_swap_cpu.py", *sys.argv[1:]])
     result = {
         **provenance(command),
@@ -135,15 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, first_token in ARMS.items():
         torch.manual_seed(0)  # the same fresh filters in both arms
-        student = convert(
-            teacher, hyena_layers=[args.layer], first_token=first_token, l_max=args.context
-        )
+        student = convert(teacher, hyena_layers=layers, first_token=first_token, l_max=args.context)
         calibrate_mixers(student, teacher, train_ids[: args.batch])
-        aligned = align(student, args.layer, train[args.layer], [held_out[args.layer]], args)
+        aligned = {
+            str(layer): align(student, layer, train[layer], [held_out[layer]], args)
+            for layer in layers
+        }
         student.eval()
         result["arms"][name] = {
             "alignment": aligned,
-            **whole_scores(student, tokenizer, teacher, held_out_ids, args.layer, args),
+            **whole_scores(student, tokenizer, teacher, held_out_ids, layers, args),
         }
         print(f"{name}: {result['arms'][name]}", flush=True)
         runs.write_json(args.json, result)

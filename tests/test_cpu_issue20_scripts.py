@@ -162,12 +162,15 @@ def test_first_token_swap_aligns_both_arms_from_the_same_seed(load_script, tmp_p
     monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports alignment_budget_cpu
     swap = load_script("first_token_swap_cpu")
     out = tmp_path / "swap.json"
-    assert swap.main(["--smoke", "--layer", "1", "--json", str(out)]) == 0
+    assert swap.main(["--smoke", "--layers", "0-1", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["commit"] and list(report["arms"]) == ["plain", "first_token"]
     plain, first = report["arms"]["plain"], report["arms"]["first_token"]
     for arm in (plain, first):
-        curve = arm["alignment"]["curve"]
-        assert [p["step"] for p in curve] == [0, 4] and all(p["nmse"] > 0 for p in curve)
-    # the swapped block's first token is the teacher's exactly with the path, not without it
-    assert first["drift"]["first_token"]["1"] < 1e-8 < plain["drift"]["first_token"]["1"]
+        for curve in (arm["alignment"][layer]["curve"] for layer in ("0", "1")):
+            assert [p["step"] for p in curve] == [0, 4] and all(p["nmse"] > 0 for p in curve)
+        assert sorted(arm["drift"]["hidden"]) == ["0", "1", "2"]  # each swapped block, the last
+    # the swapped blocks' first token is the teacher's exactly with the path, not without it
+    for block in ("0", "1", "2"):
+        assert first["drift"]["first_token"][block] < 1e-8 < plain["drift"]["first_token"][block]
+    assert swap.layer_list("3,5") == [3, 5] and swap.layer_list("0-2") == [0, 1, 2]
