@@ -69,6 +69,19 @@ def teacher_and_data(args):
     return teacher, tokenizer, train, held_out
 
 
+@torch.inference_mode()
+def massive_tokens(model, teacher, windows: torch.Tensor, block: int, factor: float = 20.0) -> dict:
+    """How many tokens after the first of each window leave `block` with a norm over `factor`
+    times the teacher's median token's there, in the model and in the teacher."""
+    counts = {}
+    theirs = teacher(input_ids=windows, output_hidden_states=True).hidden_states[block + 1]
+    limit = factor * theirs.float().norm(dim=-1).median(dim=-1).values[:, None]
+    for name, net in (("teacher", teacher), ("model", model)):
+        states = net(input_ids=windows, output_hidden_states=True).hidden_states[block + 1]
+        counts[name] = int((states[:, 1:].float().norm(dim=-1) > limit).sum())
+    return counts | {"of": windows[:, 1:].numel(), "block": block, "factor": factor}
+
+
 def whole_scores(model, tokenizer, teacher, held_out, layers: list[int], args) -> dict:
     """The swapped model's perplexity, copy accuracy (both left out with --smoke, which has no
     tokenizer) and drift after each swapped block and the last."""
@@ -79,6 +92,7 @@ def whole_scores(model, tokenizer, teacher, held_out, layers: list[int], args) -
             kind: {str(i): drift[kind][i] for i in shown} for kind in ("hidden", "first_token")
         }
         | {"mixer": {str(i): drift["mixer"][i] for i in layers}},
+        "massive_tokens": massive_tokens(model, teacher, held_out, args.sink_block),
     }
     if tokenizer is not None:
         scores["in_domain_ppl"] = evaluate.score_texts(
@@ -105,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the layers swapped for Hyena: comma-separated, or a range FIRST-LAST",
     )
     parser.add_argument("--steps", type=int, default=250, help="alignment steps")
+    parser.add_argument(
+        "--sink-block",
+        type=int,
+        default=11,
+        help="the block after which massive activations are counted (SmolLM2's sink block)",
+    )
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=6e-4 * 3.0)
@@ -120,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.train_windows, args.valid_windows, args.seq = 4, 8, 4, 32
         args.context = args.seq
     args.checkpoints = [args.steps]
+    if args.smoke:
+        args.sink_block = min(args.sink_block, 1)
     torch.set_num_threads(args.threads)
     clock = time.perf_counter()
     teacher, tokenizer, train_ids, held_out_ids = teacher_and_data(args)

@@ -174,3 +174,5 @@ def test_first_token_swap_aligns_both_arms_from_the_same_seed(load_script, tmp_p
     for block in ("0", "1", "2"):
         assert first["drift"]["first_token"][block] < 1e-8 < plain["drift"]["first_token"][block]
     assert swap.layer_list("3,5") == [3, 5] and swap.layer_list("0-2") == [0, 1, 2]
+    counts = first["massive_tokens"]
+    assert counts["teacher"] == 0 and counts["of"] == 4 * 31  # a random tiny teacher has none
