@@ -265,9 +265,7 @@ def cached_forward(mixer: nn.Module, hidden: Tensor, cache: Cache) -> Tensor:
         mixer.decoder = fitted_decoder(mixer)
         out = mixer.decoder.prefill(hidden, mixer.pad_mask)
         _keep(layer, mixer.decoder, hidden.shape[1])
-        pads = mixer.pad_mask  # the first real token of each row follows its left pads
-        first = None if pads is None else (pads == 0).long().cumprod(dim=1).sum(dim=1)
-        return mixer.with_first_token(hidden, out, first)
+        return mixer.with_first_token(hidden, out, mixer.pad_mask)
     decoder = getattr(mixer, "decoder", None) or fitted_decoder(mixer)
     mixer.decoder = decoder
     decoder.resume(

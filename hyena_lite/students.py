@@ -185,13 +185,14 @@ class HyenaMixer(nn.Module):
         return self.with_first_token(hidden_states, self.operator(hidden_states)), None
 
     def with_first_token(
-        self, hidden: torch.Tensor, out: torch.Tensor, first: torch.Tensor | None = None
+        self, hidden: torch.Tensor, out: torch.Tensor, pad_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """`out` with each row's first position (index 0, or `first` [B] where left pads come
-        before it) replaced by `first_token` of that position's input; `out` itself without a
-        first-token path."""
+        """`out` with each row's first position (index 0, or the first after its left pads in a
+        [B, L] `pad_mask`) replaced by `first_token` of that position's input; `out` itself
+        without a first-token path."""
         if self.first_token is None:
             return out
+        first = None if pad_mask is None else _left_pad_shifts(pad_mask)
         if first is None:
             head = self.first_token(hidden[:, :1]).to(out.dtype)
             return torch.cat([head, out[:, 1:]], dim=1)
