@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from hyena_lite.capture import capture_mixers, first_output
-from hyena_lite.losses import normalized_mse
+from hyena_lite.losses import normalized_mse, token_nmse
 from hyena_lite.probes import model_device
 from hyena_lite.students import HyenaMixer, layer_mixers
 
@@ -60,19 +60,13 @@ def layer_drift(
             got = first_output(mixers[layer](io[layer]["input"]))
             sums["mixer"][layer] += _summed_nmse(got, io[layer]["output"])
         for layer in layers:
-            error = _token_errors(mine[layer + 1], theirs[layer + 1])
+            error = token_nmse(mine[layer + 1], theirs[layer + 1])
             sums["hidden"][layer] += float(error.mean(-1).sum())
             sums["first_token"][layer] += float(error[:, 0].sum())
     return {
         kind: {layer: total / len(windows) for layer, total in by_layer.items()}
         for kind, by_layer in sums.items()
     }
-
-
-def _token_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """[B, L] normalised squared errors ||pred - target||^2 / ||target||^2 of every token."""
-    error = (pred.float() - target.float()).pow(2).sum(-1)
-    return error / target.float().pow(2).sum(-1).clamp_min(1e-12)
 
 
 def _summed_nmse(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -1,11 +1,12 @@
 """The losses of distillation, and the mean next-token NLL every validation and perplexity uses.
 
-Taught in chapters 6 (normalised MSE of a layer's output) and 7 (KD, cross-entropy).
+Taught in chapters 6 (normalised MSE of a layer's output), 7 (KD, cross-entropy) and 12 (the
+stream's error token by token).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,35 @@ def normalized_mse(
     if mask is not None:
         error, energy = error * mask, energy * mask
     return error.sum() / energy.sum().clamp_min(1e-12)
+
+
+def token_nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[B, L] normalised squared errors ||pred - target||^2 / ||target||^2 of every token of
+    [B, L, D] states: each token weighs the same, however large its norm."""
+    error = (pred.float() - target.float()).pow(2).sum(-1)
+    return error / target.float().pow(2).sum(-1).clamp_min(1e-12)
+
+
+def stream_loss(
+    student_states: Sequence[torch.Tensor],
+    teacher_states: Sequence[torch.Tensor],
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean over blocks and kept tokens of log(1 + token_nmse) between two residual streams.
+
+    Token by token, so that no token hides behind the teacher's massive first one; the logarithm
+    keeps the gradient of a spurious massive activation (an error of 10^4) about the size of an
+    ordinary token's instead of 10^4 times it. Taught in chapter 12."""
+    if len(student_states) != len(teacher_states) or not student_states:
+        raise ValueError(
+            f"stream_loss needs as many student states as teacher states (one per block), got "
+            f"{len(student_states)} and {len(teacher_states)}"
+        )
+    per_block = [
+        _masked_mean(torch.log1p(token_nmse(s, t)), mask)
+        for s, t in zip(student_states, teacher_states, strict=True)
+    ]
+    return torch.stack(per_block).mean()
 
 
 def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

@@ -104,6 +104,16 @@ def test_kd_lowers_the_divergence_and_mixers_only_subset():
     assert changed and changed <= mixer_params
 
 
+def test_kd_with_the_stream_term_pulls_the_stream_toward_the_teachers():
+    teacher = tiny_teacher()
+    student = convert(teacher, init="fresh")
+    result = distill.kd(
+        student, teacher, batches_from, config(steps=24), kd_weight=0.0, stream_weight=1.0
+    )
+    stream = [r["stream"] for r in result.records]
+    assert sum(stream[-4:]) < 0.7 * sum(stream[:4]), f"{stream[:4]} ... {stream[-4:]}"
+
+
 def test_progressive_from_student_inputs_with_unfreezing_trains_blocks_below():
     teacher = tiny_teacher()
     student = convert(teacher, init="fresh")

@@ -89,6 +89,40 @@ def test_normalized_mse_scale_and_mask():
     assert distill.normalized_mse(off, target, mask).item() == 0.0
 
 
+def test_stream_loss_weighs_tokens_alike_and_tames_a_massive_one():
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 6, 8) for _ in range(3)]
+    assert distill.stream_loss(teacher, teacher).item() == 0.0
+    zeros = [torch.zeros_like(t) for t in teacher]
+    assert distill.stream_loss(zeros, teacher).item() == pytest.approx(math.log(2.0), rel=1e-5)
+    # the teacher's massive first token holds a window's energy; the student matches it and is
+    # 10% off on every other token: a window-level NMSE hardly sees it, stream_loss does
+    massive = [t.clone() for t in teacher]
+    for t in massive:
+        t[:, 0] *= 1000.0
+    near = [t.clone() for t in massive]
+    for t in near:
+        t[:, 1:] *= 1.1
+    assert distill.normalized_mse(near[0], massive[0]).item() < 1e-4
+    expected = math.log1p(0.01) * 5 / 6
+    assert distill.stream_loss(near, massive).item() == pytest.approx(expected, rel=1e-4)
+    assert distill.token_nmse(near[0], massive[0]).shape == (2, 6)
+    # a spurious massive token: its gradient stays of an ordinary token's size
+    student = [t.clone().requires_grad_(True) for t in teacher]
+    with torch.no_grad():
+        student[0][0, 3] = 1e4 * teacher[0][0, 3]
+        student[0][1, 2] = 2.0 * teacher[0][1, 2]
+    distill.stream_loss(student, teacher).backward()
+    grads = student[0].grad.norm(dim=-1)
+    assert grads[0, 3] < grads[1, 2]
+    mask = torch.ones(2, 6)
+    mask[0, 3] = 0.0
+    masked = distill.stream_loss([s.detach() for s in student], teacher, mask)
+    assert masked.item() == pytest.approx(math.log(2.0) / 11 / 3, rel=1e-4)  # 11 kept tokens
+    with pytest.raises(ValueError, match="one per block"):
+        distill.stream_loss(teacher[:2], teacher)
+
+
 def test_weighted_sum_skips_zero_weights_and_refuses_all_zero():
     terms = {"a": torch.tensor(2.0), "b": torch.tensor(float("nan"))}
     assert distill.weighted_sum(terms, {"a": 0.5, "b": 0.0}).item() == 1.0

@@ -1,6 +1,7 @@
 """Distillation of a transformer teacher into a Hyena student, in three small modules:
 
-- `hyena_lite.losses`: KD, normalised MSE, cross-entropy, and the validation loss;
+- `hyena_lite.losses`: KD, normalised MSE, the stream's per-token error, cross-entropy, and the
+  validation loss;
 - `hyena_lite.distill.stages`: the objectives and the stages (progressive, transfer, kd, ce);
 - `hyena_lite.distill.recipes`: a student's initialisation and its stages on one shared setup.
 
@@ -44,6 +45,8 @@ from hyena_lite.losses import (
     kd_loss,
     lm_cross_entropy,
     normalized_mse,
+    stream_loss,
+    token_nmse,
     validation_loss,
     weighted_sum,
 )
@@ -80,7 +83,9 @@ __all__ = [
     "run_until_stop",
     "summarize",
     "stage_curve",
+    "stream_loss",
     "summarize_run",
+    "token_nmse",
     "transfer",
     "transfer_objective",
     "validation_loss",

@@ -32,6 +32,7 @@ from hyena_lite.losses import (
     lm_cross_entropy,
     normalized_mse,
     shift_for_next_token,
+    stream_loss,
     validation_loss,
     weighted_sum,
 )
@@ -188,14 +189,25 @@ def kd_objective(
     readout: float = 0.0,
     readout_direct: bool = False,
     compile: str = "no",
+    stream: float = 0.0,
 ):
     """Loss of a whole student: kd * KL(teacher || student) + ce * cross-entropy + hidden * mean
     hidden-state NMSE + induction * the copy-aware loss of its attention layers (the student must
     run eager attention) + readout * the read-out loss of their outputs (hyena_lite.copy_loss; with
-    readout_direct, of their direct effect on the logits rather than the logit lens alone).
+    readout_direct, of their direct effect on the logits rather than the logit lens alone)
+    + stream * the residual stream's per-token error (losses.stream_loss: against spurious massive
+    tokens).
     `compile`: the teacher's forward and the logits' terms under torch.compile
     (training.COMPILE_MODES)."""
-    weights = {"kd": kd, "ce": ce, "hidden": hidden, "induction": induction, "readout": readout}
+    weights = {
+        "kd": kd,
+        "ce": ce,
+        "hidden": hidden,
+        "induction": induction,
+        "readout": readout,
+        "stream": stream,
+    }
+    states = bool(hidden or stream)
     teacher_forward = compiled(teacher, compile)
     terms_of_logits = compiled(logit_terms, compile)
 
@@ -206,7 +218,7 @@ def kd_objective(
             t_out = teacher_forward(
                 input_ids=ids,
                 attention_mask=mask,
-                output_hidden_states=bool(hidden),
+                output_hidden_states=states,
                 use_cache=False,  # no key-value cache to build: one forward, no decoding
             )
         kept_layers, written = attention_layers(model) if readout else [], {}
@@ -217,7 +229,7 @@ def kd_objective(
             s_out = model(
                 input_ids=ids,
                 attention_mask=mask,
-                output_hidden_states=bool(hidden),
+                output_hidden_states=states,
                 output_attentions=bool(induction),
                 use_cache=False,
             )
@@ -235,6 +247,8 @@ def kd_objective(
         if hidden:
             pairs = list(zip(s_out.hidden_states[1:], t_out.hidden_states[1:], strict=False))
             terms["hidden"] = torch.stack([normalized_mse(s, t, mask) for s, t in pairs]).mean()
+        if stream:
+            terms["stream"] = stream_loss(s_out.hidden_states[1:], t_out.hidden_states[1:], mask)
         return weighted_sum(terms, weights), {k: v.item() for k, v in terms.items()}
 
     return loss_fn
@@ -395,8 +409,10 @@ def kd(
     readout_weight: float = 0.0,
     readout_direct: bool = False,
     eval_fn=None,
+    stream_weight: float = 0.0,
 ) -> TrainResult:
-    """End-to-end distillation on the logits (plus optional CE, hidden alignment and, for a hybrid,
+    """End-to-end distillation on the logits (plus optional CE, hidden alignment, the stream's
+    per-token error (stream_weight) and, for a hybrid,
     the copy-aware loss of hyena_lite.copy_loss, under eager attention, and its read-out loss, of
     the logit lens or with readout_direct of the direct effect);
     trainable: all | mixers | attention (the kept attention layers alone).
@@ -416,6 +432,7 @@ def kd(
         readout_weight,
         readout_direct,
         config.compile,
+        stream_weight,
     )
     with eager_attention(student) if induction_weight else contextlib.nullcontext():
         return train(
