@@ -732,11 +732,13 @@ def run_student(
         )
         probe = copy_probe(setup.tokenizer, args, by_stage)
         budgets = {"transfer": args.transfer_tokens} if args.transfer_tokens else None
+        guarded = name != "scratch" and args.stream_weight
         run = distill.run_recipe(
             recipe,
             student_setup,
             args.tokens,
             probe,
+            stage_options={"kd": {"stream_weight": args.stream_weight}} if guarded else None,
             stage_tokens=None if name == "scratch" else budgets,
         )
         summary = distill.summarize(recipe, run, student_setup)
@@ -767,6 +769,7 @@ def run_student(
         "copy_accuracy_by_stage": by_stage or None,
         "induction_stage": induction_stage,
         "hyena": None if name == "teacher_ft" else hyena,
+        "stream_weight": args.stream_weight if name in ("hyena", "hybrid") else None,
         "layer_nmse": nmse,
         "curves": curves,
         **scores(model, setup.tokenizer, args, setup.teacher, held_out),
@@ -1240,6 +1243,15 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         "first_token=True)): a sequence's first position through attention's own W_o W_v, exact "
         "there, so that the student can rebuild the teacher's attention sink, the massive "
         "activation SmolLM2 writes at the first token from block 11 on (smollm2_sink_cpu.json)",
+    )
+    p.add_argument(
+        "--stream-weight",
+        type=float,
+        default=0.0,
+        help="add the stream term to the students' KD stage (kd(stream_weight=): the residual "
+        "stream's error token by token, losses.stream_loss), the guard against spurious massive "
+        "tokens: Hyena mixers that fire the sink block's MLP at ordinary tokens "
+        "(first_token_swap_0-11_cpu.json)",
     )
     p.add_argument(
         "--attention-layers",

@@ -274,6 +274,11 @@ def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
     with pytest.raises(SystemExit, match="up to the filters' 300 taps"):
         script.main([*hybrid_only, "--filter-taps", "300", "--filter-decay-context", "301"])
     first = ["--filter-bands", "4", "--first-token", "--out", str(tmp_path / "first")]
-    script.main([*hybrid_only[:-3], *first, "--no-progress"])
+    script.main([*hybrid_only[:-3], *first, "--stream-weight", "0.5", "--no-progress"])
     results = json.loads((tmp_path / "first" / "smollm2_smoke.json").read_text())
-    assert results["students"]["hybrid"]["hyena"] == {"emb_dim": 9, "first_token": True}
+    hybrid = results["students"]["hybrid"]
+    assert hybrid["hyena"] == {"emb_dim": 9, "first_token": True}
+    assert hybrid["stream_weight"] == 0.5
+    logged = json.loads(next((tmp_path / "first").glob("hybrid/**/1-kd/log.json")).read_text())
+    assert logged["config"]["context"]["options"] == {"ce_weight": 0.5, "stream_weight": 0.5}
+    assert all(record["stream"] > 0 for record in logged["records"])
