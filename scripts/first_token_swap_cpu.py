@@ -14,15 +14,7 @@ the teacher after each swapped block and at the last (`hyena_lite.drift`), first
     python scripts/first_token_swap_cpu.py --json hyena_lite/results/first_token_swap_cpu.json
     python scripts/first_token_swap_cpu.py --layers 0-11 --steps 60 --train-windows 96 \
         --json hyena_lite/results/first_token_swap_0-11_cpu.json
-    python scripts/first_token_swap_cpu.py --layers 0-11 --steps 60 --train-windows 96 \
-        --arms first_token_kd,first_token_kd_stream --kd-steps 40 \
-        --json hyena_lite/results/stream_swap_0-11_cpu.json
     python scripts/first_token_swap_cpu.py --smoke --json /tmp/swap.json   # tiny random Llama
-
-The `_kd` arms then train the swapped model end to end for --kd-steps (KD plus half CE, the
-transfer recipe's KD stage, on the training windows), the `_kd_stream` arm with the stream term
-too (`losses.stream_loss`, weight --stream-weight): the residual stream's error token by token,
-the guard against spurious massive tokens that the first-token path does not give.
 """
 
 from __future__ import annotations
@@ -35,20 +27,13 @@ import time
 import torch
 from alignment_budget_cpu import align, captured_pairs, windows
 
-from hyena_lite import distill, evaluate, recall, runs
+from hyena_lite import evaluate, recall, runs
 from hyena_lite.calibration import calibrate_mixers
 from hyena_lite.drift import layer_drift
 from hyena_lite.models import convert
 from hyena_lite.provenance import provenance
-from hyena_lite.training import TrainConfig
 
-# arm: (first-token path, KD steps after the alignment, weight of the stream term in them)
-ARMS = {
-    "plain": (False, False, 0.0),
-    "first_token": (True, False, 0.0),
-    "first_token_kd": (True, True, 0.0),
-    "first_token_kd_stream": (True, True, None),  # None: --stream-weight
-}
+ARMS = {"plain": False, "first_token": True}
 
 
 def layer_list(text: str) -> list[int]:
@@ -124,36 +109,6 @@ def text_scores(model, tokenizer, args) -> dict:
     }
 
 
-def kd_steps(student, teacher, train_ids: torch.Tensor, stream: float, args) -> dict:
-    """Train the swapped model end to end: the transfer recipe's KD stage (KD plus half CE, a
-    tenth of the alignment's rate) with `stream` times losses.stream_loss, on random windows of
-    `train_ids`, the same windows in every arm; its loss terms at the first and last steps."""
-
-    def batches_from(start: int):
-        index = start
-        while True:
-            g = torch.Generator().manual_seed(1000 + index)
-            yield train_ids[torch.randint(0, len(train_ids), (args.batch,), generator=g)]
-            index += 1
-
-    config = TrainConfig(
-        steps=args.kd_steps,
-        lr=args.lr / 10,
-        batch_size=args.batch,
-        seq_len=train_ids.shape[1],
-        device="cpu",
-        progress=False,
-    )
-    result = distill.kd(student, teacher, batches_from, config, ce_weight=0.5, stream_weight=stream)
-    records = result.records
-    return {
-        "steps": args.kd_steps,
-        "stream_weight": stream,
-        "first": records[0],
-        "last": records[-1],
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True)
@@ -164,16 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         help="the layers swapped for Hyena: comma-separated, or a range FIRST-LAST",
     )
     parser.add_argument("--steps", type=int, default=250, help="alignment steps")
-    parser.add_argument(
-        "--arms",
-        type=lambda text: text.split(","),
-        default=["plain", "first_token"],
-        help=f"comma-separated, of {', '.join(ARMS)}",
-    )
-    parser.add_argument("--kd-steps", type=int, default=40, help="end-to-end steps of _kd arms")
-    parser.add_argument(
-        "--stream-weight", type=float, default=1.0, help="the stream term's weight (_kd_stream)"
-    )
     parser.add_argument(
         "--sink-block",
         type=int,
@@ -191,12 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
-    unknown = set(args.arms) - set(ARMS)
-    if unknown:
-        parser.error(f"unknown arms {sorted(unknown)}: choose from {', '.join(ARMS)}")
     if args.smoke:
         args.steps, args.train_windows, args.valid_windows, args.seq = 4, 8, 4, 32
-        args.kd_steps = 2
         args.context = args.seq
     args.checkpoints = [args.steps]
     if args.smoke:
@@ -216,23 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         "teacher_scores": None if tokenizer is None else text_scores(teacher, tokenizer, args),
         "arms": {},
     }
-    for name in args.arms:
-        first_token, end_to_end, stream = ARMS[name]
-        torch.manual_seed(0)  # the same fresh filters in every arm
+    for name, first_token in ARMS.items():
+        torch.manual_seed(0)  # the same fresh filters in both arms
         student = convert(teacher, hyena_layers=layers, first_token=first_token, l_max=args.context)
         calibrate_mixers(student, teacher, train_ids[: args.batch])
         aligned = {
             str(layer): align(student, layer, train[layer], [held_out[layer]], args)
             for layer in layers
         }
-        trained = {}
-        if end_to_end:
-            weight = args.stream_weight if stream is None else stream
-            trained = {"kd": kd_steps(student, teacher, train_ids, weight, args)}
         student.eval()
         result["arms"][name] = {
             "alignment": aligned,
-            **trained,
             **whole_scores(student, tokenizer, teacher, held_out_ids, layers, args),
         }
         print(f"{name}: {result['arms'][name]}", flush=True)

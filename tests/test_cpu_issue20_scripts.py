@@ -8,8 +8,6 @@ import json
 import math
 from pathlib import Path
 
-import pytest
-
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
@@ -178,20 +176,3 @@ def test_first_token_swap_aligns_both_arms_from_the_same_seed(load_script, tmp_p
     assert swap.layer_list("3,5") == [3, 5] and swap.layer_list("0-2") == [0, 1, 2]
     counts = first["massive_tokens"]
     assert counts["teacher"] == 0 and counts["of"] == 4 * 31  # a random tiny teacher has none
-
-
-def test_first_token_swap_kd_arms_train_end_to_end_with_and_without_the_stream_term(
-    load_script, tmp_path, monkeypatch
-):
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    swap = load_script("first_token_swap_cpu")
-    out = tmp_path / "swap.json"
-    arms = "first_token_kd,first_token_kd_stream"
-    assert swap.main(["--smoke", "--layers", "0", "--arms", arms, "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
-    plain_kd, stream_kd = (report["arms"][name]["kd"] for name in arms.split(","))
-    assert plain_kd["steps"] == stream_kd["steps"] == 2
-    assert plain_kd["stream_weight"] == 0.0 and "stream" not in plain_kd["last"]
-    assert stream_kd["stream_weight"] == 1.0 and stream_kd["last"]["stream"] > 0
-    with pytest.raises(SystemExit):
-        swap.main(["--smoke", "--arms", "first_token,nope", "--json", str(out)])
