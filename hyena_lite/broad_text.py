@@ -16,6 +16,12 @@ import torch
 
 BROAD_PACKAGE = "python3.11-doc"  # always its file pinned in corpus_sources.DEBIAN_FILES
 BROAD_CHARS = 6_000_000  # about 1.5M GPT-2 / SmolLM2 tokens
+# the broad texts by name (broad/NAME.txt): what each is
+BROAD_TEXTS = {
+    "python_docs": "The Python 3.11 documentation, prose only (python3.11-doc)",
+    "registers": "Fortune cookies (fortunes) and WordNet 3.0's example sentences (wordnet-base): "
+    "everyday modern English (hyena_lite.register_text)",
+}
 # the documentation's parts in this order (prose first); what's new, the C API, the changelog
 # and the legal pages are left out (lists of changes, signatures, licences)
 BROAD_PARTS = (
@@ -153,48 +159,52 @@ def python_docs(root: Path, limit: int = BROAD_CHARS) -> str:
 
 
 def broad_files(cache: Path, log: Callable[[str], None]) -> dict[str, bytes]:
-    """The broad training text as broad/python_docs.txt, and broad/manifest.json."""
+    """The broad training texts as broad/NAME.txt (BROAD_TEXTS), and broad/manifest.json."""
     from hyena_lite.corpus_sources import (
         _clean,
         _debian_root,
         download_debian_files,
         pinned_files,
     )
+    from hyena_lite.register_text import register_text
 
     download_debian_files(cache, log, pinned_files(BROAD_PACKAGE))
     root = _debian_root(cache, log, (BROAD_PACKAGE,))
-    text = _clean(python_docs(root)).encode("utf-8")
+    texts = {
+        "python_docs": _clean(python_docs(root)).encode("utf-8"),
+        "registers": register_text(cache, log).encode("utf-8"),
+    }
     manifest = [
-        {
-            "name": "python_docs",
-            "title": "The Python 3.11 documentation, prose only (python3.11-doc)",
-            "file": "python_docs.txt",
-            "bytes": len(text),
-        }
+        {"name": name, "title": BROAD_TEXTS[name], "file": f"{name}.txt", "bytes": len(text)}
+        for name, text in texts.items()
     ]
-    return {
-        "broad/python_docs.txt": text,
+    return {f"broad/{name}.txt": text for name, text in texts.items()} | {
         "broad/manifest.json": (json.dumps(manifest, indent=1) + "\n").encode("utf-8"),
     }
 
 
-def load_broad_text() -> str:
-    """broad/python_docs.txt as `python -m hyena_lite data` built it, checked by sha256."""
+def load_broad_text(name: str = "python_docs") -> str:
+    """broad/NAME.txt (one of BROAD_TEXTS) as `python -m hyena_lite data` built it, checked by
+    sha256."""
     from hyena_lite.assets import verified_text
     from hyena_lite.paths import assets_dir
 
-    if not (assets_dir() / "broad" / "python_docs.txt").is_file():
+    if name not in BROAD_TEXTS:
+        raise ValueError(f"no broad text {name!r}: choose one of {', '.join(BROAD_TEXTS)}")
+    path = assets_dir() / "broad" / f"{name}.txt"
+    if not path.is_file():
         raise FileNotFoundError(
-            f"{assets_dir() / 'broad' / 'python_docs.txt'} is missing: build the broad text with "
-            "`python -m hyena_lite data`"
+            f"{path} is missing: build the broad texts with `python -m hyena_lite data`"
         )
-    return verified_text("broad/python_docs.txt")
+    return verified_text(f"broad/{name}.txt")
 
 
-def broad_tokens(tokenizer, text: str | None = None, chunk_chars: int = 200_000) -> torch.Tensor:
-    """The broad text (default: load_broad_text()) as one 1-D int64 tensor of tokens, tokenized
-    in chunks cut at paragraph ends (no special tokens)."""
-    text = load_broad_text() if text is None else text
+def broad_tokens(
+    tokenizer, text: str | None = None, chunk_chars: int = 200_000, name: str = "python_docs"
+) -> torch.Tensor:
+    """A broad text (default: load_broad_text(name)) as one 1-D int64 tensor of tokens,
+    tokenized in chunks cut at paragraph ends (no special tokens)."""
+    text = load_broad_text(name) if text is None else text
     ids: list[int] = []
     start = 0
     while start < len(text):

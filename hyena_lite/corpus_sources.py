@@ -139,6 +139,15 @@ DEBIAN_FILES = {
         "p/python3.11",
         "50eb63e7f636c4281e9ce1b8f10386f1def42159eddce34fc1f41c46261df71b",
     ),
+    # the registers text (hyena_lite.register_text); the pool's names carry no epoch
+    "fortunes_1.99.1-7.3_all.deb": (
+        "f/fortune-mod",
+        "41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5",
+    ),
+    "wordnet-base_3.0-37_all.deb": (
+        "w/wordnet",
+        "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
+    ),
 }
 
 

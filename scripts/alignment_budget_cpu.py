@@ -44,11 +44,12 @@ RECIPE_LR = 6e-4 * 3.0  # the SmolLM2 runs' rate times the transfer stage's lr_s
 def windows(tokenizer, split: str, count: int, length: int, seed: int) -> torch.Tensor:
     """`count` random windows of `length` tokens from the offline corpus's `split` (every domain's
     text joined), from the out-of-domain texts (split "out_of_domain") or from the broad text
-    (split "broad", hyena_lite.broad_text)."""
-    if split == "broad":
+    (split "broad": the Python documentation; "registers": the registers text;
+    hyena_lite.broad_text)."""
+    if split in ("broad", "registers"):
         from hyena_lite.broad_text import broad_tokens
 
-        ids = broad_tokens(tokenizer)
+        ids = broad_tokens(tokenizer, name="python_docs" if split == "broad" else "registers")
     else:
         texts = out_of_domain_texts() if split == "out_of_domain" else corpus_texts(split)
         ids = torch.tensor(tokenizer("\n\n".join(texts.values()))["input_ids"])
@@ -106,14 +107,16 @@ def teacher_and_windows(
 
 def training_windows(tokenizer, args) -> torch.Tensor:
     """args.train_windows windows of the corpus's training split, or with --train-text mixed half
-    of them from the broad text (the runs' modern technical prose), in one shuffled order."""
+    of them from the broad text (the runs' modern technical prose), with mixed_registers from the
+    registers text (everyday modern English), in one shuffled order."""
     if args.train_text == "corpus":
         return windows(tokenizer, "train", args.train_windows, args.seq, seed=0)
     half = args.train_windows // 2
+    other = "broad" if args.train_text == "mixed" else "registers"
     both = torch.cat(
         [
             windows(tokenizer, "train", args.train_windows - half, args.seq, seed=0),
-            windows(tokenizer, "broad", half, args.seq, seed=0),
+            windows(tokenizer, other, half, args.seq, seed=0),
         ]
     )
     return both[torch.randperm(len(both), generator=torch.Generator().manual_seed(0))]
@@ -184,10 +187,11 @@ def alignment_parser(layers: str, train_windows: int, checkpoints: str) -> argpa
     )
     parser.add_argument(
         "--train-text",
-        choices=("corpus", "mixed"),
+        choices=("corpus", "mixed", "mixed_registers"),
         default="corpus",
         help="the windows the mixers align on: the corpus's training split, or half of them "
-        "from the broad text (hyena_lite.broad_text)",
+        "from the broad text (mixed: the Python documentation; mixed_registers: the registers "
+        "text; hyena_lite.broad_text)",
     )
     return parser
 

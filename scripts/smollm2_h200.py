@@ -86,6 +86,13 @@ TEACHER = "smollm2-135m"
 DISTILL_RECIPES = ("transfer", "transfer_mixers", "best")
 SUITE = ("ppl", "cloze", "recall")  # plus agreement when the teacher's weights are loaded
 PARTS = ("in_domain", "out_of_domain", "held_out_samples")  # what `scores` scores
+# --broad-source: the broad texts (hyena_lite.broad_text.BROAD_TEXTS) whose tokens the broad rows
+# are drawn from, joined
+BROAD_SOURCES = {
+    "python_docs": ("python_docs",),
+    "registers": ("registers",),
+    "both": ("python_docs", "registers"),
+}
 
 
 def device() -> str:
@@ -666,7 +673,8 @@ def general_setup(teacher, tokenizer, args):
     if args.broad_fraction > 0:
         from hyena_lite.broad_text import broad_tokens
 
-        broad = broad_tokens(tokenizer)
+        names = BROAD_SOURCES[args.broad_source]
+        broad = torch.cat([broad_tokens(tokenizer, name=name) for name in names])
         mix["broad_fraction"] = args.broad_fraction
     config = dataclasses.replace(
         base.config,
@@ -1316,8 +1324,16 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         "--broad-fraction",
         type=float,
         default=0.0,
-        help="share of the training rows taken from the broad text (Python's documentation, "
+        help="share of the training rows taken from the broad text (--broad-source; "
         "hyena_lite.broad_text; built by `python -m hyena_lite data`)",
+    )
+    p.add_argument(
+        "--broad-source",
+        choices=tuple(BROAD_SOURCES),
+        default="python_docs",
+        help="what the broad rows come from: Python's documentation (modern technical prose), "
+        "the registers text (fortune cookies and WordNet's example sentences: everyday modern "
+        "English, hyena_lite.register_text), or both joined",
     )
     p.add_argument("--sample-sequences", type=int, default=2048)
     p.add_argument("--sample-tokens", type=int, default=256, help="new tokens per sample")

@@ -76,3 +76,46 @@ def test_built_broad_text_is_python_prose():
     assert text.startswith("Appendix\n\nInteractive Mode\n\nError Handling\n\nWhen an error occurs")
     assert not re.search(r"^(>>> |\.\. [\w:-]+::)", text, re.M)  # doctests, directives
     assert text.count(":func:`") < 3 and "``" not in text[:200_000]  # markup, bar a few quoted
+
+
+def test_registers_text_reads_fortune_cookies_and_wordnet_examples(tmp_path):
+    from hyena_lite.corpus_sources import AssetError
+    from hyena_lite.register_text import FORTUNES, WORDNET, fortune_cookies, wordnet_examples
+
+    with pytest.raises(AssetError, match="fortunes unpacked"):
+        fortune_cookies(tmp_path)
+    with pytest.raises(AssetError, match="wordnet-base unpacked"):
+        wordnet_examples(tmp_path)
+    cookies = tmp_path / FORTUNES
+    cookies.mkdir(parents=True)
+    (cookies / "politics").write_text("A first quip.\n\t-- Someone\n%\nSecond,\ntwo lines.\n%\n")
+    (cookies / "politics.dat").write_bytes(b"\x00\x01")  # an index
+    (cookies / "ascii-art").write_text("  /\\_/\\\n%\n")  # a picture
+    assert fortune_cookies(tmp_path) == "A first quip.\n    -- Someone\n\nSecond,\ntwo lines."
+    wordnet = tmp_path / WORDNET
+    wordnet.mkdir(parents=True)
+    header = "  1 This software and database is being provided to you\n"
+    synset = '00039297 04 n 01 contact 2 | close interaction; "they kept in daily contact"; "ok"\n'
+    (wordnet / "data.noun").write_text(header + synset)
+    (wordnet / "data.verb").write_text('00001 29 v 01 run 0 | move fast; "she ran home!"\n')
+    for part in ("adj", "adv"):
+        (wordnet / f"data.{part}").write_text(header)
+    # capitalised and stopped; examples under 12 characters left out
+    assert wordnet_examples(tmp_path) == "They kept in daily contact. She ran home!"
+
+
+def test_load_broad_text_names_the_texts_it_has():
+    with pytest.raises(ValueError, match="python_docs, registers"):
+        load_broad_text("novels")
+
+
+@pytest.mark.skipif(
+    not (assets_dir() / "broad" / "registers.txt").is_file(),
+    reason="the broad texts are not built: python -m hyena_lite data",
+)
+def test_built_registers_text_is_fortunes_then_wordnet():
+    text = load_broad_text("registers")
+    assert 4_000_000 < len(text) < 4_400_000
+    assert "\n%\n" not in text and "Moby-Dick" not in text and "Loomings" not in text
+    wordnet = text[text.index("They kept in daily contact.") - 2000 :]
+    assert re.search(r"\. [A-Z]", wordnet)

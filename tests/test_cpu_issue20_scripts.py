@@ -100,6 +100,12 @@ def test_mixed_training_windows_take_half_from_the_broad_text(load_script):
     rows = {tuple(r) for r in mixed.tolist()}
     assert {tuple(r) for r in broad.tolist()} <= rows  # the broad half, shuffled in
     assert len(rows & {tuple(r) for r in corpus.tolist()}) == 3  # the corpus half
+    registers = budget.training_windows(
+        tokenizer, SimpleNamespace(**{**vars(args), "train_text": "mixed_registers"})
+    )
+    everyday = budget.windows(tokenizer, "registers", 3, 16, seed=0)
+    assert {tuple(r) for r in everyday.tolist()} <= {tuple(r) for r in registers.tolist()}
+    assert not {tuple(r) for r in everyday.tolist()} & rows  # not the Python documentation
 
 
 def test_mixer_capacity_aligns_each_variant_on_the_same_pairs(load_script, tmp_path, monkeypatch):

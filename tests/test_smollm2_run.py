@@ -274,9 +274,11 @@ def test_smoke_filter_bands_reach_the_students_and_a_resume_must_keep_them(
     with pytest.raises(SystemExit, match="up to the filters' 300 taps"):
         script.main([*hybrid_only, "--filter-taps", "300", "--filter-decay-context", "301"])
     first = ["--filter-bands", "4", "--first-token", "--out", str(tmp_path / "first")]
-    script.main([*hybrid_only[:-3], *first, "--stream-weight", "0.5", "--no-progress"])
+    guarded = ["--stream-weight", "0.5", "--broad-fraction", "0.2", "--broad-source", "both"]
+    script.main([*hybrid_only[:-3], *first, *guarded, "--no-progress"])
     results = json.loads((tmp_path / "first" / "smollm2_smoke.json").read_text())
     hybrid = results["students"]["hybrid"]
+    assert results["settings"]["broad_source"] == "both" and hybrid["data_mix"]["broad"] == 0.2
     assert hybrid["hyena"] == {"emb_dim": 9, "first_token": True}
     assert hybrid["stream_weight"] == 0.5
     logged = json.loads(next((tmp_path / "first").glob("hybrid/**/1-kd/log.json")).read_text())
