@@ -30,6 +30,7 @@ from torch import nn
 from hyena_lite import runs
 from hyena_lite.calibration import calibrate_mixers
 from hyena_lite.capture import capture_mixers, run_until_stop
+from hyena_lite.corpus_sources import OOD_TEXTS
 from hyena_lite.distill.stages import MixerOnly
 from hyena_lite.evaluate import corpus_texts, out_of_domain_texts
 from hyena_lite.losses import normalized_mse
@@ -51,7 +52,10 @@ def windows(tokenizer, split: str, count: int, length: int, seed: int) -> torch.
 
         ids = broad_tokens(tokenizer, name="python_docs" if split == "broad" else "registers")
     else:
-        texts = out_of_domain_texts() if split == "out_of_domain" else corpus_texts(split)
+        if split.startswith("ood/"):  # one out-of-domain text alone
+            texts = {split: out_of_domain_texts()[split]}
+        else:
+            texts = out_of_domain_texts() if split == "out_of_domain" else corpus_texts(split)
         ids = torch.tensor(tokenizer("\n\n".join(texts.values()))["input_ids"])
     g = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, len(ids) - length, (count,), generator=g)
@@ -87,16 +91,17 @@ def teacher_and_windows(
         teacher = LlamaForCausalLM(LlamaConfig(**SMOLLM2_TINY_SHAPES)).eval()
         vocab = SMOLLM2_TINY_SHAPES["vocab_size"]
         train_ids = torch.randint(0, vocab, (args.train_windows, args.seq))
-        held_out = [torch.randint(0, vocab, (args.valid_windows, args.seq))]
-        if args.out_of_domain:
-            held_out.append(torch.randint(0, vocab, (args.valid_windows, args.seq)))
+        held_out = [
+            torch.randint(0, vocab, (args.valid_windows, args.seq)) for _ in held_out_keys(args)
+        ]
         kept = [1]
     else:
         from hyena_lite.teachers import load_teacher
 
         teacher, tokenizer = load_teacher("smollm2-135m")
         train_ids = training_windows(tokenizer, args)
-        splits = ("validation", "out_of_domain") if args.out_of_domain else ("validation",)
+        splits = ["validation", "out_of_domain"][: 1 + args.out_of_domain]
+        splits += [f"ood/{name}" for name in OOD_TEXTS] if args.per_text else []
         held_out = [windows(tokenizer, split, args.valid_windows, args.seq, 1) for split in splits]
         kept = list(KEPT)
     for p in teacher.parameters():
@@ -139,17 +144,24 @@ def held_out_nmse(mixer: MixerOnly, pairs: dict, batch: int) -> float:
     return float(torch.stack(errors).mean())
 
 
+def held_out_keys(args) -> list[str]:
+    """The names of the held-out scores: "nmse" (validation text), with --out-of-domain
+    "nmse_ood" (the out-of-domain texts joined), with --per-text "nmse_ood_NAME" for each."""
+    keys = ["nmse", "nmse_ood"][: 1 + getattr(args, "out_of_domain", False)]
+    per_text = getattr(args, "per_text", False)  # probes without these options score "nmse"
+    return keys + ([f"nmse_ood_{name}" for name in OOD_TEXTS] if per_text else [])
+
+
 def align(student, layer: int, train: dict, held_out: list[dict], args) -> dict:
     """Train one mixer on the cached pairs; its held-out error at each checkpoint ("nmse" on
-    validation text, "nmse_ood" on out-of-domain text when `held_out` has a second set)."""
+    validation text, the held_out_keys after it on the further sets of `held_out`)."""
     mixer = MixerOnly(layer_mixers(student)[layer])
     optimizer = torch.optim.AdamW(mixer.parameters(), lr=args.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(layer)
 
     def scored(step: int) -> dict:
-        keys = ("nmse", "nmse_ood")[: len(held_out)]
         scores = (held_out_nmse(mixer, pairs, args.batch) for pairs in held_out)
-        return {"step": step} | dict(zip(keys, scores, strict=True))
+        return {"step": step} | dict(zip(held_out_keys(args), scores, strict=True))
 
     curve, clock = [scored(0)], time.time()
     for step in range(1, max(args.checkpoints) + 1):
@@ -184,6 +196,12 @@ def alignment_parser(layers: str, train_windows: int, checkpoints: str) -> argpa
         "--out-of-domain",
         action="store_true",
         help="also score the mixers on as many windows of the out-of-domain texts (nmse_ood)",
+    )
+    parser.add_argument(
+        "--per-text",
+        action="store_true",
+        help="also score them on as many windows of each out-of-domain text alone "
+        "(nmse_ood_technical, nmse_ood_narrative, nmse_ood_speech)",
     )
     parser.add_argument(
         "--train-text",

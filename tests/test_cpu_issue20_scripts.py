@@ -106,6 +106,9 @@ def test_mixed_training_windows_take_half_from_the_broad_text(load_script):
     everyday = budget.windows(tokenizer, "registers", 3, 16, seed=0)
     assert {tuple(r) for r in everyday.tolist()} <= {tuple(r) for r in registers.tolist()}
     assert not {tuple(r) for r in everyday.tolist()} & rows  # not the Python documentation
+    speech = budget.windows(tokenizer, "ood/speech", 2, 16, seed=1)  # one text alone
+    assert speech.shape == (2, 16)
+    assert tokenizer.decode(speech[0]) in budget.out_of_domain_texts()["ood/speech"]
 
 
 def test_mixer_capacity_aligns_each_variant_on_the_same_pairs(load_script, tmp_path, monkeypatch):
@@ -126,6 +129,12 @@ def test_mixer_capacity_aligns_each_variant_on_the_same_pairs(load_script, tmp_p
     assert len(starts) == 3  # each variant's own mixer, scored on the same held-out pairs
     sizes = [v["mixer_parameters"] for v in report["variants"].values()]
     assert sizes[1] > sizes[0]  # 16 bands: a wider first layer of the filter network
+    per_text = tmp_path / "per_text.json"
+    argv = [*argv[:-1], "recipe", "--out-of-domain", "--per-text", "--json", str(per_text)]
+    assert capacity.main(argv) == 0
+    curve = json.loads(per_text.read_text())["variants"]["recipe"]["layers"]["0"]["curve"]
+    texts = {f"nmse_ood_{name}" for name in ("technical", "narrative", "speech")}
+    assert all(set(p) == {"step", "tokens", "nmse", "nmse_ood"} | texts for p in curve)
 
 
 def test_filter_settings_train_each_arm_with_its_hyena_settings(load_script, tmp_path, monkeypatch):
