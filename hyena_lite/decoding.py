@@ -291,17 +291,6 @@ class RecurrentDecoder(OperatorDecoder):
 
 # ------------------------------------------------------------------------------------ fitting a
 # student
-def refuse_first_token(model: nn.Module, decoder: str) -> None:
-    """Raise NotImplementedError when a Hyena layer of `model` has a first-token path
-    (convert(..., first_token=True)), which `decoder` does not decode."""
-    if any(getattr(m, "first_token", None) is not None for m in model.modules()):
-        raise NotImplementedError(
-            f"{decoder} does not decode a student with a first-token path "
-            f"(config.hyena_first_token): decode it with model.generate() (the Hugging Face "
-            f"cache) or hyena_lite.generation.Decoder(model, mode='full')"
-        )
-
-
 def hyena_operators(model: nn.Module) -> dict[int, HyenaOperator]:
     """The Hyena operator of each Hyena layer of a student, by layer index (empty for a teacher)."""
     layers = getattr(model.config, "hyena_layers", None) or []

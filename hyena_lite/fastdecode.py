@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyena_lite.cudagraph import record
-from hyena_lite.decoding import RecurrentDecoder, hyena_operators, refuse_first_token
+from hyena_lite.decoding import RecurrentDecoder, hyena_operators
 from hyena_lite.modal import ModalFilter
 from hyena_lite.operator import HyenaOperator
 from hyena_lite.recompiles import allow_recompiles
@@ -437,7 +437,6 @@ class StudentGraphDecoder(_GraphStep):
                 "mlp_kernel='triton_blocks' runs each block as the whole-mixer and MLP Triton "
                 f"kernels: pass kernel='triton_fused' with it (got kernel={kernel!r})"
             )
-        refuse_first_token(model, "StudentGraphDecoder")
         operators = hyena_operators(model)
         if len(operators) < model.config.num_hidden_layers or not operators:
             raise ValueError(

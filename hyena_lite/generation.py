@@ -24,7 +24,6 @@ from hyena_lite.decoding import (
     RecurrentDecoder,
     fit_student,
     hyena_operators,
-    refuse_first_token,
 )
 from hyena_lite.hf_cache import stored_fits
 from hyena_lite.losses import validation_loss
@@ -35,7 +34,8 @@ MODES = ("full", "cached", "recurrent")
 
 
 class _DecodingMixer(nn.Module):
-    """Stands in for a HyenaMixer while decoding: the same call, answered by an OperatorDecoder."""
+    """Stands in for a HyenaMixer while decoding: the same call, answered by an OperatorDecoder,
+    with the mixer's first-token path (if it has one) at the sequence's first position."""
 
     def __init__(self, mixer: nn.Module, decoder: OperatorDecoder) -> None:
         super().__init__()
@@ -44,7 +44,9 @@ class _DecodingMixer(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
         hidden = args[0] if args else kwargs["hidden_states"]
-        return self.decoder(hidden), None
+        starts = self.decoder.length == 0  # this call holds the sequence's first position
+        out = self.decoder(hidden)
+        return (self.mixer.with_first_token(hidden, out) if starts else out), None
 
 
 def _new_cache(model: nn.Module, hyena_layers: list[int]) -> Any:
@@ -94,8 +96,6 @@ class Decoder:
         self.model, self.mode = model, mode
         self.family = family_of(model)
         self.operators = hyena_operators(model)
-        if mode != "full":
-            refuse_first_token(model, f"Decoder(mode={mode!r})")
         if mode == "recurrent" and not self.operators:
             raise ValueError(
                 "mode='recurrent' needs a Hyena student; decode a transformer with mode='cached' "

@@ -2,7 +2,7 @@
 position softmax attention sees that position alone, so its output is a linear map of it, seeded
 exact from the teacher and never trained; with every layer Hyena the student's first position is
 then the teacher's at every layer. Saved and loaded with the weights, decoded by generate() with
-left pads, refused by the library's own decoders."""
+left pads, and by the library's own decoders (cached, recurrent, the static-graph decoder)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
+from hyena_lite.decoding import fit_student
 from hyena_lite.fastdecode import StudentGraphDecoder
 from hyena_lite.generation import Decoder
 from hyena_lite.models import convert
@@ -81,11 +82,30 @@ def test_the_path_stays_fixed_in_training_saves_loads_and_generates_with_left_pa
     assert torch.equal(cached[0, 2:], alone[0])  # the pads change nothing
 
 
-def test_the_librarys_decoders_refuse_it():
+def test_the_librarys_decoders_decode_it():
     student = convert(gpt2_teacher(), first_token=True)
-    for mode in ("cached", "recurrent"):
-        with pytest.raises(NotImplementedError, match="first-token path"):
-            Decoder(student, mode=mode)
-    with pytest.raises(NotImplementedError, match="model.generate"):
-        StudentGraphDecoder(student, {}, batch=1)
-    Decoder(student, mode="full")  # re-running the model decodes it
+    torch.manual_seed(5)
+    plain = convert(gpt2_teacher())
+    ids = torch.randint(0, VOCAB, (2, 12))
+    with torch.no_grad():
+        full = [student(ids[:, : t + 1]).logits[:, -1] for t in range(ids.shape[1])]
+        plain_full = plain(ids[:, :1]).logits[:, -1]
+    assert not torch.allclose(full[0], plain_full, atol=1e-3)  # the path matters here
+    # cached: exact at every position, the first through the path
+    with Decoder(student, mode="cached") as decoder:
+        got = [decoder.prefill(ids[:, :1])] + [decoder.step(ids[:, t]) for t in range(1, 12)]
+    for want, have in zip(full, got, strict=True):
+        torch.testing.assert_close(have, want, atol=1e-5, rtol=0)
+    # recurrent: the first position is the path's alone, so exact whatever the modal fit
+    fits = fit_student(student, order=8, progress=False).fits
+    with Decoder(student, mode="recurrent", fits=fits) as decoder:
+        prompt = decoder.prefill(ids[:, :5], all_logits=True)
+        steps = [decoder.step(ids[:, t]) for t in range(5, 12)]
+    with torch.no_grad():
+        whole = student(ids).logits
+    torch.testing.assert_close(prompt[:, 0], whole[:, 0], atol=1e-5, rtol=0)
+    # the static-graph decoder prefills through Decoder: the same steps
+    fast = StudentGraphDecoder(student, fits, batch=2)
+    fast.prefill(ids[:, :5])
+    for t, want in zip(range(5, 12), steps, strict=True):
+        torch.testing.assert_close(fast.step(ids[:, t]), want, atol=1e-5, rtol=0)
