@@ -73,12 +73,13 @@ def teacher_and_data(args):
 def massive_tokens(model, teacher, windows: torch.Tensor, block: int, factor: float = 20.0) -> dict:
     """How many tokens after the first of each window leave `block` with a norm over `factor`
     times the teacher's median token's there, in the model and in the teacher."""
-    counts = {}
     theirs = teacher(input_ids=windows, output_hidden_states=True).hidden_states[block + 1]
+    mine = model(input_ids=windows, output_hidden_states=True).hidden_states[block + 1]
     limit = factor * theirs.float().norm(dim=-1).median(dim=-1).values[:, None]
-    for name, net in (("teacher", teacher), ("model", model)):
-        states = net(input_ids=windows, output_hidden_states=True).hidden_states[block + 1]
-        counts[name] = int((states[:, 1:].float().norm(dim=-1) > limit).sum())
+    counts = {
+        name: int((states[:, 1:].float().norm(dim=-1) > limit).sum())
+        for name, states in (("teacher", theirs), ("model", mine))
+    }
     return counts | {"of": windows[:, 1:].numel(), "block": block, "factor": factor}
 
 
@@ -139,9 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.steps, args.train_windows, args.valid_windows, args.seq = 4, 8, 4, 32
         args.context = args.seq
-    args.checkpoints = [args.steps]
-    if args.smoke:
         args.sink_block = min(args.sink_block, 1)
+    args.checkpoints = [args.steps]
     torch.set_num_threads(args.threads)
     clock = time.perf_counter()
     teacher, tokenizer, train_ids, held_out_ids = teacher_and_data(args)
