@@ -55,6 +55,10 @@ class FastPath:
     convolution with its gate as `hyena_lite.monarch_conv`'s matrix-product kernel instead of cuFFT
     (on CUDA, or in Triton's interpreter; opt-in, HYENA_LITE_MONARCH=1, until timed inside the
     operator: the convolution alone ran 1.5 to 2 times faster than cuFFT's on an H100).
+    `half_fft`: at inference on CUDA, run the FFTs, the spectrum products and the padded signals
+    between them in float16 instead of float32 (half the bytes of the passes that bound the block
+    from 16K; opt-in, HYENA_LITE_HALF_FFT=1). Float16 overflows at 65,504, so the signal is scaled
+    by 1 / sqrt(n) before each forward FFT and the filter spectra by 1 / sqrt(n) (`HALF_SCALE`).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
@@ -72,6 +76,9 @@ class FastPath:
         default_factory=lambda: os.environ.get("HYENA_LITE_TRAINING_KERNELS", "1") != "0"
     )
     monarch: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_MONARCH", "0") == "1")
+    half_fft: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_HALF_FFT", "0") == "1"
+    )
     spectra: tuple | None = field(default=None, repr=False)  # (key, (spectra, skips))
     plans: tuple | None = field(default=None, repr=False)  # (key, monarch_conv plans)
     graph: tuple | None = field(default=None, repr=False)  # (key, recorded graph or None)
@@ -93,24 +100,43 @@ def _short_gates(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor) -> Te
     return _causal_conv(z, in_bias, weight, bias).to(z.dtype)
 
 
-def _short_value(z: Tensor, in_bias: Tensor, weight: Tensor, bias: Tensor, n: int) -> Tensor:
-    """The value: the short filter over the value channels of z [B, D, L], float32, zero-padded to n
-    steps."""
-    return F.pad(_causal_conv(z, in_bias, weight, bias), (0, n - z.shape[-1]))
+def _scaled(x: Tensor, scale: float, dtype: torch.dtype) -> Tensor:
+    """x * scale in `dtype` (no pass for scale 1)."""
+    return (x if scale == 1.0 else x * scale).to(dtype)
 
 
-def _gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
-    """x * (y + skip * v) on the first L steps of the padded float32 y and v; zero-padded again for
-    the next FFT."""
-    length, n = x.shape[-1], y.shape[-1]
-    g = x.float() * (y[..., :length] + skip[:, None] * v[..., :length])
-    return F.pad(g, (0, n - length))
+def _short_value(
+    z: Tensor,
+    in_bias: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    n: int,
+    scale: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The value: the short filter over the value channels of z [B, D, L], times `scale` in `dtype`
+    (float32, or float16 for half FFTs), zero-padded to n steps."""
+    v = _scaled(_causal_conv(z, in_bias, weight, bias), scale, dtype)
+    return F.pad(v, (0, n - z.shape[-1]))
 
 
-def _last_gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor) -> Tensor:
-    """The last gate, written in x's dtype and in [B, L, D] layout, ready for the out-projection."""
+def _gated(y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float) -> Tensor:
+    """x * (y + skip * v / scale), float32, on the first L steps of the padded y and v (v holds
+    the signal times `scale`)."""
     length = x.shape[-1]
-    g = x.float() * (y[..., :length] + skip[:, None] * v[..., :length])
+    v = v[..., :length].float()
+    return x.float() * (y[..., :length].float() + skip[:, None] * _scaled(v, 1 / scale, v.dtype))
+
+
+def _gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float = 1.0) -> Tensor:
+    """The gate's output times `scale`, in v's dtype, zero-padded again for the next FFT."""
+    g = _scaled(_gated(y, v, x, skip, scale), scale, v.dtype)
+    return F.pad(g, (0, y.shape[-1] - x.shape[-1]))
+
+
+def _last_gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float = 1.0) -> Tensor:
+    """The last gate, written in x's dtype and in [B, L, D] layout, ready for the out-projection."""
+    g = _gated(y, v, x, skip, scale)
     return g.to(x.dtype).transpose(1, 2).contiguous()
 
 
@@ -140,22 +166,30 @@ def _filters_key(op: HyenaOperator, length: int) -> tuple:
     return (length, *((p.data_ptr(), p._version) for p in op.filter_fn.parameters()))
 
 
-def filter_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
-    """The long filters' spectra for `length`, [order, D, n // 2 + 1] complex64, scaled by 1 / n,
-    and the skips [order, D].
+def half_fft(op: HyenaOperator, u: Tensor) -> bool:
+    """Whether this call runs its FFTs in float16 (`FastPath.half_fft`, at inference on CUDA)."""
+    return op.fastpath.half_fft and u.is_cuda and not torch.is_grad_enabled()
 
-    The 1 / n of the inverse FFT rides on the filter (so irfft runs with norm="forward" and needs no
-    extra pass over its output). Computed once per call for the whole batch; with autograd off
-    (inference) the result is cached on the operator and reused until the length, device or any
-    filter parameter changes (an optimiser step or load_state_dict bumps a parameter's version,
-    .to() moves its storage).
+
+def filter_spectra(op: HyenaOperator, length: int, half: bool = False) -> tuple[Tensor, Tensor]:
+    """The long filters' spectra for `length`, [order, D, n // 2 + 1], and the skips [order, D].
+
+    The spectra are complex64 scaled by 1 / n: the 1 / n of the inverse FFT rides on the filter (so
+    irfft runs with norm="forward" and needs no extra pass over its output). With `half`, complex32
+    scaled by 1 / sqrt(n): the signal carries the other 1 / sqrt(n) (see `FastPath.half_fft`).
+    Computed once per call for the whole batch; with autograd off (inference) the result is cached
+    on the operator and reused until the length, device or any filter parameter changes (an
+    optimiser step or load_state_dict bumps a parameter's version, .to() moves its storage).
     """
-    key = _filters_key(op, length)
+    key = (*_filters_key(op, length), half)
     state, keep = op.fastpath, op.fastpath.cache_spectra and not torch.is_grad_enabled()
     if keep and state.spectra is not None and state.spectra[0] == key:
         return state.spectra[1]
     k, skip = op.long_filters(length)
-    spectra = (torch.fft.rfft(k, n=fft_size(length), norm="forward"), skip)
+    if half:
+        spectra = (torch.fft.rfft(k, n=fft_size(length), norm="ortho").to(torch.complex32), skip)
+    else:
+        spectra = (torch.fft.rfft(k, n=fft_size(length), norm="forward"), skip)
     state.spectra = (key, spectra) if keep else None
     return spectra
 
@@ -182,7 +216,7 @@ def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
 def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:
     """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence (or the
     matrix-product convolutions of `monarch_plans`), out-projection."""
-    spectra, skips = filter_spectra(op, u.shape[1])
+    spectra, skips = filter_spectra(op, u.shape[1], half_fft(op, u))
     return _mix(op, u, spectra, skips, fused, monarch_plans(op, u))
 
 
@@ -221,11 +255,14 @@ def _mix(
             x = gates[:, step * width : (step + 1) * width]
             v = monarch_conv.causal_conv(v, plan, skips[step], gate=x, precision=precision)
         return op.out_proj(v.to(u.dtype).transpose(1, 2))
-    v = _kernel("value", fused)(*value_args, n)
+    half = spectra.dtype == torch.complex32  # see FastPath.half_fft
+    scale, dtype = (n**-0.5, torch.float16) if half else (1.0, torch.float32)
+    v = _kernel("value", fused)(*value_args, n, scale, dtype)
     for step in range(op.order):
         y = torch.fft.irfft(torch.fft.rfft(v) * spectra[step], n=n, norm="forward")
         x = gates[:, step * width : (step + 1) * width]
-        v = _kernel("last_gate" if step == op.order - 1 else "gate", fused)(y, v, x, skips[step])
+        gate = _kernel("last_gate" if step == op.order - 1 else "gate", fused)
+        v = gate(y, v, x, skips[step], scale)
     return op.out_proj(v)
 
 
@@ -233,7 +270,7 @@ def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
     """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the
     spectra it reads)."""
     static_in = u.clone()
-    spectra = filter_spectra(op, u.shape[1])  # cached outside the graph; kept alive below
+    spectra = filter_spectra(op, u.shape[1], half_fft(op, u))  # cached outside the graph
     plans = monarch_plans(op, u)  # likewise
     graph, static_out = record(lambda: _forward(op, static_in, fused), u.device)
     return graph, static_in, static_out, (spectra, plans)

@@ -232,13 +232,15 @@ def _fastest(row: dict[str, Any], keys: tuple[str, ...]) -> float | None:
 
 
 # each side's variants: recorded as a CUDA graph (or eager where recording failed), compiled;
-# Hyena's also with the matrix-product convolutions (FastPath.monarch, 1K-4K)
+# Hyena's also with the matrix-product convolutions (FastPath.monarch, 1K-4K) and with float16
+# FFTs (FastPath.half_fft)
 ATTN_FORWARD = ("attn_graph_ms", "attn_ms", "attn_compiled_graph_ms", "attn_compiled_ms")
 HYENA_FORWARD = (
     "hyena_ms",
     "hyena_compiled_graph_ms",
     "hyena_compiled_ms",
     "hyena_monarch_graph_ms",
+    "hyena_half_fft_graph_ms",
 )
 ATTN_FWDBWD = ("attn_fwdbwd_ms", "attn_compiled_fwdbwd_ms")
 HYENA_FWDBWD = ("hyena_fwdbwd_ms", "hyena_compiled_fwdbwd_ms")
@@ -631,6 +633,25 @@ def _fast_error(op: HyenaOperator, x: torch.Tensor) -> float:
     return max(float((f - plain).norm() / plain.norm()) for f in fast)
 
 
+def _time_variant(
+    run: Run, hyena: HyenaOperator, x: torch.Tensor, setting: str, row: dict[str, Any]
+) -> None:
+    """Time Hyena's forward with the FastPath setting `setting` on (the matrix-product
+    convolutions, or float16 FFTs) into `row` as hyena_{setting}_graph_ms, with its error against
+    the plain forward, or the error that stopped it."""
+    name = f"hyena_{setting}"
+    setattr(hyena.fastpath, setting, True)
+    try:
+        timing, graphed = _forward_timing(run, hyena, x, True)
+        row.update(timing.as_row(f"{name}_graph" if graphed else name))
+        row[f"{name}_rel_err"] = _fast_error(hyena, x)
+    except Exception as error:  # noqa: BLE001  a failure is a result to report
+        row[f"{name}_error"] = f"{type(error).__name__}: {error}"[:500]
+    setattr(hyena.fastpath, setting, False)
+    fastpath.clear_caches(hyena)
+    run.free()
+
+
 def _blocks(run: Run, shapes: Shapes) -> tuple[torch.dtype, nn.Module, HyenaOperator]:
     """The operator rows' dtype (bf16 on CUDA) and their attention and Hyena blocks of width
     `shapes.width`, seeded alike, in eval mode."""
@@ -663,17 +684,9 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
                 row[f"{name}_error"] = f"OutOfMemoryError: {str(error)[:200]}"
             fastpath.clear_caches(block)
             run.free()
-        if run.cuda and monarch_conv.supports(length):  # the matrix-product convolutions
-            hyena.fastpath.monarch = True
-            try:
-                timing, graphed = _forward_timing(run, hyena, x, True)
-                row.update(timing.as_row("hyena_monarch_graph" if graphed else "hyena_monarch"))
-                row["hyena_monarch_rel_err"] = _fast_error(hyena, x)
-            except Exception as error:  # noqa: BLE001  a failure is a result to report
-                row["hyena_monarch_error"] = f"{type(error).__name__}: {error}"[:500]
-            hyena.fastpath.monarch = False
-            fastpath.clear_caches(hyena)
-            run.free()
+        variants = {"monarch": monarch_conv.supports(length), "half_fft": True}
+        for setting in (name for name, applies in variants.items() if run.cuda and applies):
+            _time_variant(run, hyena, x, setting, row)
         if "hyena_graph_ms" in row:  # the column the goals name: Hyena's forward at its best
             row["hyena_ms"], row["hyena_iqr_ms"] = row["hyena_graph_ms"], row["hyena_graph_iqr_ms"]
         row["hyena_bytes"] = hyena_forward_bytes(

@@ -156,6 +156,35 @@ def test_cuda_inference_equals_plain_path_fused_and_replayed(graphs: bool) -> No
     assert (op.fastpath.graph[1] is not None) == graphs
 
 
+def test_half_ffts_stay_off_the_cpu() -> None:
+    """`half_fft` asks for float16 cuFFT: on a CPU the float32 path runs as before."""
+    op = _operator()
+    op.fastpath = FastPath(half_fft=True)
+    u = torch.randn(2, 33, 8)
+    with torch.no_grad():
+        assert torch.equal(fastpath.fast_forward(op, u), fastpath._forward(op, u))
+        assert op.fastpath.spectra[1][0].dtype == torch.complex64
+
+
+@CUDA
+@pytest.mark.parametrize("compile_kernels", [False, True])
+@pytest.mark.parametrize("length", [100, 4096])
+def test_half_fft_inference_is_close_to_the_plain_path(compile_kernels: bool, length: int) -> None:
+    """Float16 FFTs (scaled by 1 / sqrt(n) both sides) give the float32 forward to within
+    float16's rounding, eagerly, fused and replayed as a CUDA graph, and cache complex32
+    spectra."""
+    op = _operator(d_model=32, l_max=length).cuda().eval()
+    op.fastpath = FastPath(compile=compile_kernels, cuda_graphs=True, half_fft=True)
+    u = torch.randn(2, length, 32, device="cuda")
+    with torch.no_grad():
+        want = op(u)
+        for _ in range(3):
+            got = fastpath.fast_forward(op, u)
+            error = (got - want).norm() / want.norm()
+            assert torch.isfinite(got).all() and error < 5e-3, error
+    assert op.fastpath.spectra[1][0].dtype == torch.complex32
+
+
 @pytest.mark.parametrize("order", [1, 3])
 def test_plain_forward_without_a_generator_equals_the_operator(order: int) -> None:
     op = _operator(order)
