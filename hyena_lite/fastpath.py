@@ -277,18 +277,20 @@ def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
 
 
 def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
-    """Inference on CUDA: eager and unfused the first time a shape and parameter state is seen; when
-    it comes again, fused kernels compiled for it, and with `op.fastpath.cuda_graphs` a CUDA graph
-    recorded then and replayed after."""
+    """Inference on CUDA: eager and unfused the first time a shape, convolution setting (`monarch`,
+    `half_fft`) and parameter state is seen; when it comes again, fused kernels compiled for it,
+    and with `op.fastpath.cuda_graphs` a CUDA graph recorded then and replayed after."""
+    settings = op.fastpath
     key = (
         tuple(u.shape),
         u.dtype,
         u.device,
+        settings.monarch,
+        settings.half_fft,
         *((p.data_ptr(), p._version) for p in op.parameters()),
     )
-    settings = op.fastpath
     if settings.graph is None or settings.graph[0] != key:
-        settings.graph = (key, None)  # a new shape or new weights: run eagerly, faster next time
+        settings.graph = (key, None)  # new shape, settings or weights: eagerly, faster next time
         return _forward(op, u)
     if not settings.cuda_graphs or torch.cuda.is_current_stream_capturing():
         return _forward(op, u, fused=settings.compile)
