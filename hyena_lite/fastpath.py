@@ -58,7 +58,10 @@ class FastPath:
     `half_fft`: at inference on CUDA, run the FFTs, the spectrum products and the padded signals
     between them in float16 instead of float32 (half the bytes of the passes that bound the block
     from 16K; opt-in, HYENA_LITE_HALF_FFT=1). Float16 overflows at 65,504, so the signal is scaled
-    by 1 / sqrt(n) before each forward FFT and the filter spectra by 1 / sqrt(n) (`HALF_SCALE`).
+    by 1 / sqrt(n) before each forward FFT and each filter by 1 / sqrt(n) and by its own gain (see
+    `filter_spectra`): a spectrum stays below sqrt(n) times its signal's mean magnitude, a
+    convolution below its input's largest value. A channel whose signal averages more than
+    65,504 / sqrt(n) in magnitude (181 at L = 64K) still overflows.
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
@@ -124,8 +127,8 @@ def _gated(y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float) -> Tenso
     """x * (y + skip * v / scale), float32, on the first L steps of the padded y and v (v holds
     the signal times `scale`)."""
     length = x.shape[-1]
-    v = v[..., :length].float()
-    return x.float() * (y[..., :length].float() + skip[:, None] * _scaled(v, 1 / scale, v.dtype))
+    y, v = y[..., :length].float(), v[..., :length].float()
+    return x.float() * (y + skip[:, None] * _scaled(v, 1 / scale, v.dtype))
 
 
 def _gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float = 1.0) -> Tensor:
@@ -134,9 +137,13 @@ def _gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float = 1.0) -> 
     return F.pad(g, (0, y.shape[-1] - x.shape[-1]))
 
 
-def _last_gate(y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float = 1.0) -> Tensor:
-    """The last gate, written in x's dtype and in [B, L, D] layout, ready for the out-projection."""
+def _last_gate(
+    y: Tensor, v: Tensor, x: Tensor, skip: Tensor, scale: float = 1.0, gain: Tensor | None = None
+) -> Tensor:
+    """The last gate (times each channel's `gain` where given), written in x's dtype and in
+    [B, L, D] layout, ready for the out-projection."""
     g = _gated(y, v, x, skip, scale)
+    g = g if gain is None else g * gain[:, None]
     return g.to(x.dtype).transpose(1, 2).contiguous()
 
 
@@ -171,15 +178,22 @@ def half_fft(op: HyenaOperator, u: Tensor) -> bool:
     return op.fastpath.half_fft and u.is_cuda and not torch.is_grad_enabled()
 
 
-def filter_spectra(op: HyenaOperator, length: int, half: bool = False) -> tuple[Tensor, Tensor]:
-    """The long filters' spectra for `length`, [order, D, n // 2 + 1], and the skips [order, D].
+def filter_spectra(
+    op: HyenaOperator, length: int, half: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The long filters' spectra for `length`, [order, D, n // 2 + 1], the skips [order, D], and
+    the output's gain [D] (None without `half`).
 
     The spectra are complex64 scaled by 1 / n: the 1 / n of the inverse FFT rides on the filter (so
     irfft runs with norm="forward" and needs no extra pass over its output). With `half`, complex32
-    scaled by 1 / sqrt(n): the signal carries the other 1 / sqrt(n) (see `FastPath.half_fft`).
-    Computed once per call for the whole batch; with autograd off (inference) the result is cached
-    on the operator and reused until the length, device or any filter parameter changes (an
-    optimiser step or load_state_dict bumps a parameter's version, .to() moves its storage).
+    scaled by 1 / sqrt(n) (the signal carries the other 1 / sqrt(n)), and each step's filter and
+    skip divided by the filter's gain, the sum of its taps' magnitudes (at least 1): every step
+    then computes its output divided by the product of the gains so far, which is never larger
+    than its input times its gate, and the last gate multiplies the product back (see
+    `FastPath.half_fft`). Computed once per call for the whole batch; with autograd off
+    (inference) the result is cached on the operator and reused until the length, device or any
+    filter parameter changes (an optimiser step or load_state_dict bumps a parameter's version,
+    .to() moves its storage).
     """
     key = (*_filters_key(op, length), half)
     state, keep = op.fastpath, op.fastpath.cache_spectra and not torch.is_grad_enabled()
@@ -187,9 +201,11 @@ def filter_spectra(op: HyenaOperator, length: int, half: bool = False) -> tuple[
         return state.spectra[1]
     k, skip = op.long_filters(length)
     if half:
-        spectra = (torch.fft.rfft(k, n=fft_size(length), norm="ortho").to(torch.complex32), skip)
+        gains = k.abs().sum(-1).clamp_min(1.0)
+        normalised = torch.fft.rfft(k / gains[..., None], n=fft_size(length), norm="ortho")
+        spectra = (normalised.to(torch.complex32), skip / gains, gains.prod(0))
     else:
-        spectra = (torch.fft.rfft(k, n=fft_size(length), norm="forward"), skip)
+        spectra = (torch.fft.rfft(k, n=fft_size(length), norm="forward"), skip, None)
     state.spectra = (key, spectra) if keep else None
     return spectra
 
@@ -216,8 +232,8 @@ def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
 def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:
     """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence (or the
     matrix-product convolutions of `monarch_plans`), out-projection."""
-    spectra, skips = filter_spectra(op, u.shape[1], half_fft(op, u))
-    return _mix(op, u, spectra, skips, fused, monarch_plans(op, u))
+    spectra, skips, gain = filter_spectra(op, u.shape[1], half_fft(op, u))
+    return _mix(op, u, spectra, skips, fused, monarch_plans(op, u), gain)
 
 
 def _mix(
@@ -227,9 +243,11 @@ def _mix(
     skips: Tensor,
     fused: bool = False,
     plans: list[dict] | None = None,
+    gain: Tensor | None = None,
 ) -> Tensor:
     """`_forward` given the filter spectra and skips (what torch.compile traces whole: no caches,
-    no data pointers), or with `plans` the matrix-product convolutions, each gate fused in."""
+    no data pointers), or with `plans` the matrix-product convolutions, each gate fused in; with
+    the output's `gain`, float16 FFTs (see `filter_spectra`)."""
     batch, length, width, gated = u.shape[0], u.shape[1], op.d_model, op.order * op.d_model
     n = fft_size(length)
     weight = op.in_proj.weight
@@ -255,15 +273,27 @@ def _mix(
             x = gates[:, step * width : (step + 1) * width]
             v = monarch_conv.causal_conv(v, plan, skips[step], gate=x, precision=precision)
         return op.out_proj(v.to(u.dtype).transpose(1, 2))
-    half = spectra.dtype == torch.complex32  # see FastPath.half_fft
+    half = gain is not None  # see FastPath.half_fft
     scale, dtype = (n**-0.5, torch.float16) if half else (1.0, torch.float32)
     v = _kernel("value", fused)(*value_args, n, scale, dtype)
     for step in range(op.order):
-        y = torch.fft.irfft(torch.fft.rfft(v) * spectra[step], n=n, norm="forward")
+        y = _convolve(v, spectra[step], n)
         x = gates[:, step * width : (step + 1) * width]
-        gate = _kernel("last_gate" if step == op.order - 1 else "gate", fused)
-        v = gate(y, v, x, skips[step], scale)
+        if step == op.order - 1:
+            v = _kernel("last_gate", fused)(y, v, x, skips[step], scale, gain)
+        else:
+            v = _kernel("gate", fused)(y, v, x, skips[step], scale)
     return op.out_proj(v)
+
+
+def _convolve(v: Tensor, spectrum: Tensor, n: int) -> Tensor:
+    """The padded signal v convolved with a cached filter spectrum (irfft's 1 / n already in it),
+    in v's precision. A CPU has no float16 FFT: there float16 values are transformed in float32
+    and the result rounded back (how the tests check `half_fft`'s scaling without a GPU)."""
+    if v.dtype == torch.float16 and not v.is_cuda:
+        spectrum = torch.fft.rfft(v.float()) * spectrum.to(torch.complex64)
+        return torch.fft.irfft(spectrum, n=n, norm="forward").half()
+    return torch.fft.irfft(torch.fft.rfft(v) * spectrum, n=n, norm="forward")
 
 
 def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
@@ -334,7 +364,7 @@ _WHOLE: dict[str, Callable] = {}
 
 
 @torch.compiler.disable
-def _cached_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor]:
+def _cached_spectra(op: HyenaOperator, length: int) -> tuple[Tensor, Tensor, None]:
     """`filter_spectra`, run eagerly even inside a compiled region (its cache keys on data
     pointers, which torch.compile cannot trace)."""
     return filter_spectra(op, length)
@@ -346,7 +376,7 @@ def compiled_forward(op: HyenaOperator, u: Tensor) -> Tensor:
     the FFTs, which stay cuBLAS's and cuFFT's; the filter spectra are cached outside the compiled
     code, as in `_forward`. Measured on an H200 (bf16, batch 1, 1K-64K): 2 to 7% slower than the
     fast path's own fused kernels, so that path stays the default."""
-    spectra, skips = _cached_spectra(op, u.shape[1])
+    spectra, skips, _ = _cached_spectra(op, u.shape[1])
     if torch.compiler.is_compiling():  # inside a model compiled whole: traced there
         return _mix(op, u, spectra, skips)
     if INFERENCE_BACKEND not in _WHOLE:

@@ -166,6 +166,34 @@ def test_half_ffts_stay_off_the_cpu() -> None:
         assert op.fastpath.spectra[1][0].dtype == torch.complex64
 
 
+def test_half_fft_scaling_keeps_float16_in_range_and_equals_the_plain_forward(
+    monkeypatch,
+) -> None:
+    """The float16 path's scaling (on a CPU, float16 values between float32 transforms): with
+    filters whose taps sum to thousands, every float16 signal and convolution stays far below
+    65,504 and the output equals the plain forward to float16's rounding."""
+    op = _operator(d_model=16, l_max=4096)
+    values, convolve = [], fastpath._convolve
+
+    def recorded(v: torch.Tensor, spectrum: torch.Tensor, n: int) -> torch.Tensor:
+        y = convolve(v, spectrum, n)
+        values.extend([float(v.float().abs().max()), float(y.float().abs().max())])
+        return y
+
+    monkeypatch.setattr(fastpath, "_convolve", recorded)
+    with torch.no_grad():
+        op.filter_fn.head.weight.mul_(200.0)  # filters with large taps
+        u = torch.randn(1, 4096, 16)
+        k, _ = op.long_filters(4096)
+        spectra, skips, gain = fastpath.filter_spectra(op, 4096, half=True)
+        got, want = fastpath._mix(op, u, spectra, skips, gain=gain), op(u)
+    assert k.abs().sum(-1).max() > 1000  # each convolution far larger than its input
+    assert spectra.dtype == torch.complex32 and len(values) == 4
+    assert max(values) < 1000, values
+    error = (got - want).norm() / want.norm()
+    assert torch.isfinite(got).all() and error < 5e-3, error
+
+
 @CUDA
 @pytest.mark.parametrize("compile_kernels", [False, True])
 @pytest.mark.parametrize("length", [100, 4096])

@@ -118,6 +118,12 @@ def test_goals_are_read_from_the_rows() -> None:
     goals = script.operator_goals(operator, model)
     values = [(g["value"], g["met"]) for g in goals.values()]
     assert values == [(0.75, True), (1.2, True), (0.75, True), (0.8, False)]
+    wrong = {"hyena_half_fft_graph_ms": 0.1, "hyena_half_fft_rel_err": float("nan")}
+    right = {"hyena_half_fft_graph_ms": 2.0, "hyena_half_fft_rel_err": 0.004}
+    for variant, ratio in ((wrong, 0.75), (right, 0.5)):  # at 16K: hyena 3.0, attention 4.0 ms
+        operator[2].update(variant)
+        goal = script.operator_goals(operator, model)["hyena_ms / attention_ms from 4K <= 1"]
+        assert goal["value"] == ratio  # a wrong output's time does not count
 
 
 def test_training_rows_time_the_hyena_paths_against_attention(tmp_path: Path) -> None:
