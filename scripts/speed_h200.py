@@ -255,6 +255,8 @@ HYENA_FORWARD = (
     "hyena_monarch_graph_ms",
     "hyena_half_fft_graph_ms",
 )
+# a variant that moves fewer bytes is held to its own bound (the float16 FFT chain's)
+OWN_BOUNDS = {"hyena_half_fft_graph_ms": "hyena_half_fft_bound_ms"}
 ATTN_FWDBWD = ("attn_fwdbwd_ms", "attn_compiled_fwdbwd_ms")
 HYENA_FWDBWD = ("hyena_fwdbwd_ms", "hyena_compiled_fwdbwd_ms")
 
@@ -269,6 +271,16 @@ def operator_goals(rows: list[dict[str, Any]], model: list[dict[str, Any]]) -> d
         ]
         return max((x for x in ratios if x is not None), default=None)
 
+    def nearest_bound(row: dict[str, Any]) -> float | None:
+        """The Hyena forward's smallest time over its own bandwidth bound, over the variants."""
+        ratios = [
+            _ratio(row[key], row.get(OWN_BOUNDS.get(key, ""), row.get("hyena_bound_ms")))
+            for key in HYENA_FORWARD
+            if row.get(key) and _accurate(row, key)
+        ]
+        return min((x for x in ratios if x is not None), default=None)
+
+    bound_ratios = [nearest_bound(r) for r in rows if r["L"] >= 16384]
     at_8k = next((r for r in model if r["L"] == 8192), {})
 
     def tokens_per_s(side: str) -> float | None:
@@ -280,7 +292,7 @@ def operator_goals(rows: list[dict[str, Any]], model: list[dict[str, Any]]) -> d
             worst(HYENA_FORWARD, ATTN_FORWARD, 4096), 1.0, False
         ),
         "hyena_ms / hyena_bound_ms from 16K <= 1.5": _goal(
-            worst(HYENA_FORWARD, ("hyena_bound_ms",), 16384), 1.5, False
+            max((x for x in bound_ratios if x is not None), default=None), 1.5, False
         ),
         "hyena / attention forward+backward from 16K <= 1 (each side's best variant)": _goal(
             worst(HYENA_FWDBWD, ATTN_FWDBWD, 16384), 1.0, False
@@ -706,6 +718,11 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
             shapes.width, length, 1, hyena.order, x.element_size()
         )
         row["hyena_bound_ms"] = row["hyena_bytes"] / (bandwidth * 1e9) * 1e3
+        if "hyena_half_fft_graph_ms" in row:  # its float16 chain moves fewer bytes
+            half_bytes = hyena_forward_bytes(
+                shapes.width, length, 1, hyena.order, x.element_size(), fft_bytes=2
+            )
+            row["hyena_half_fft_bound_ms"] = half_bytes / (bandwidth * 1e9) * 1e3
         row["hyena_fast_rel_err"] = _fast_error(hyena, x)
         run.save()
         print(_summary(row), flush=True)

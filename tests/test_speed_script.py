@@ -124,6 +124,10 @@ def test_goals_are_read_from_the_rows() -> None:
         operator[2].update(variant)
         goal = script.operator_goals(operator, model)["hyena_ms / attention_ms from 4K <= 1"]
         assert goal["value"] == ratio  # a wrong output's time does not count
+    bound = "hyena_ms / hyena_bound_ms from 16K <= 1.5"
+    assert script.operator_goals(operator, model)[bound]["value"] == 0.8  # 2.0 / 2.5
+    operator[2]["hyena_half_fft_bound_ms"] = 1.6  # held to its own, smaller bound: 1.25
+    assert script.operator_goals(operator, model)[bound]["value"] == 1.2  # the default's 3 / 2.5
 
 
 def test_training_rows_time_the_hyena_paths_against_attention(tmp_path: Path) -> None:

@@ -153,7 +153,12 @@ class CausalSelfAttention(nn.Module):
 
 
 def hyena_forward_bytes(
-    d_model: int, length: int, batch: int = 1, order: int = 2, act_bytes: int = 2
+    d_model: int,
+    length: int,
+    batch: int = 1,
+    order: int = 2,
+    act_bytes: int = 2,
+    fft_bytes: int = 4,
 ) -> int:
     """Bytes the Hyena block's forward moves through memory if each of its passes reads and writes
     once.
@@ -161,14 +166,15 @@ def hyena_forward_bytes(
     The passes: in-projection, short filter (writing gates and the zero-padded float32 value), then
     per order an rfft, a product with the cached filter spectrum, an irfft and the gate, and the
     out-projection. Weights are left out (under 2% at L >= 1K). Dividing by the memory bandwidth
-    gives the time a perfect implementation of these passes would take.
+    gives the time a perfect implementation of these passes would take. `fft_bytes`: the bytes of
+    one real number of the FFT chain (4 for float32; 2 for `FastPath.half_fft`'s float16).
     Taught in chapter 9.
     """
     n = fft_size(length)
     act, signal = (
         batch * length * d_model * act_bytes,
-        batch * d_model * n * 4,
-    )  # a [B, D, L] activation; a padded fp32 signal
+        batch * d_model * n * fft_bytes,
+    )  # a [B, D, L] activation; a padded signal (float32 by default)
     total = act + (order + 1) * act  # in-projection: read u, write z
     total += (
         (order + 1) * act + order * act + signal
@@ -178,7 +184,7 @@ def hyena_forward_bytes(
             2 * signal
         )  # rfft (a half spectrum of complex64 is the same size as the padded real signal)
         total += (
-            2 * signal + d_model * n * 4
+            2 * signal + d_model * n * fft_bytes
         )  # spectrum product, in place, reading the filter spectrum
         total += 2 * signal  # irfft
         last = step == order - 1
