@@ -61,7 +61,9 @@ class FastPath:
     by 1 / sqrt(n) before each forward FFT and each filter by 1 / sqrt(n) and by its own gain (see
     `filter_spectra`): a spectrum stays below sqrt(n) times its signal's mean magnitude, a
     convolution below its input's largest value. A channel whose signal averages more than
-    65,504 / sqrt(n) in magnitude (181 at L = 64K) still overflows.
+    65,504 / sqrt(n) in magnitude (181 at L = 64K) still overflows. A model compiled whole
+    (`compiled_forward`) keeps float32 FFTs. Measured on an H100 at 4K (batch 1, bf16, graphs):
+    0.199 against 0.267 ms, error 0.004 against the plain forward (operator_half_fft_h100.json).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
