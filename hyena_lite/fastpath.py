@@ -84,7 +84,7 @@ class FastPath:
     half_fft: bool = field(
         default_factory=lambda: os.environ.get("HYENA_LITE_HALF_FFT", "0") == "1"
     )
-    spectra: tuple | None = field(default=None, repr=False)  # (key, (spectra, skips))
+    spectra: tuple | None = field(default=None, repr=False)  # (key, filter_spectra's)
     plans: tuple | None = field(default=None, repr=False)  # (key, monarch_conv plans)
     graph: tuple | None = field(default=None, repr=False)  # (key, recorded graph or None)
 
@@ -175,7 +175,7 @@ def _filters_key(op: HyenaOperator, length: int) -> tuple:
     return (length, *((p.data_ptr(), p._version) for p in op.filter_fn.parameters()))
 
 
-def half_fft(op: HyenaOperator, u: Tensor) -> bool:
+def uses_half_fft(op: HyenaOperator, u: Tensor) -> bool:
     """Whether this call runs its FFTs in float16 (`FastPath.half_fft`, at inference on CUDA)."""
     return op.fastpath.half_fft and u.is_cuda and not torch.is_grad_enabled()
 
@@ -234,7 +234,7 @@ def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
 def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:
     """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence (or the
     matrix-product convolutions of `monarch_plans`), out-projection."""
-    spectra, skips, gain = filter_spectra(op, u.shape[1], half_fft(op, u))
+    spectra, skips, gain = filter_spectra(op, u.shape[1], uses_half_fft(op, u))
     return _mix(op, u, spectra, skips, fused, monarch_plans(op, u), gain)
 
 
@@ -302,7 +302,7 @@ def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
     """Record `_forward` on a copy of u as a CUDA graph; return (graph, its input, its output, the
     spectra it reads)."""
     static_in = u.clone()
-    spectra = filter_spectra(op, u.shape[1], half_fft(op, u))  # cached outside the graph
+    spectra = filter_spectra(op, u.shape[1], uses_half_fft(op, u))  # cached outside the graph
     plans = monarch_plans(op, u)  # likewise
     graph, static_out = record(lambda: _forward(op, static_in, fused), u.device)
     return graph, static_in, static_out, (spectra, plans)

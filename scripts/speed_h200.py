@@ -231,11 +231,14 @@ VARIANT_TOLERANCE = 0.02  # a variant's output this far from the plain forward d
 
 
 def _accurate(row: dict[str, Any], key: str) -> bool:
-    """Whether the variant timed as `key` (hyena_NAME_graph_ms) computed the block: its recorded
-    relative error, where there is one, is finite and within VARIANT_TOLERANCE."""
+    """Whether the variant timed as `key` (hyena_NAME_graph_ms) computed the block: its relative
+    error, where the row records one, is a finite number within VARIANT_TOLERANCE (a NaN stored
+    as null is not)."""
     name = key.removesuffix("_ms").removesuffix("_graph")
-    error = row.get(f"{name}_rel_err")
-    return error is None or (math.isfinite(error) and error <= VARIANT_TOLERANCE)
+    if f"{name}_rel_err" not in row:
+        return True
+    error = row[f"{name}_rel_err"]
+    return error is not None and math.isfinite(error) and error <= VARIANT_TOLERANCE
 
 
 def _fastest(row: dict[str, Any], keys: tuple[str, ...]) -> float | None:
