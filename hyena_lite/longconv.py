@@ -6,12 +6,14 @@ element-wise passes over float32 signals. Here the whole order-N recurrence is o
 Its backward uses the adjoints of the causal FFT convolution directly: the input's gradient is the
 output gradient correlated with the filter, the filter's gradient the output gradient correlated
 with the input, both one inverse FFT of a conjugate product; the input spectra are kept from the
-forward, so no FFT is repeated. The short filter runs as K shifted products instead of a depthwise
-Conv1d, whose CUDA kernels are slow at long L. On CUDA the element-wise work between the FFTs
-(casts, pads, skips, gates, conjugate products, the batch sum) runs as a few kernels compiled by
-torch.compile, written on real views so that inductor fuses the complex products too, and so do
-the short filter and the long filters' MLP; elsewhere the same functions run eagerly. Taught in
-chapter 9.
+forward, so no FFT is repeated. The inverse FFTs are left unnormalised (`norm="forward"`), their
+1/n applied in the element-wise work that reads them: on CUDA, torch.fft would otherwise rescale
+each inverse's output in a pass of its own. The short filter runs as K shifted products instead of
+a depthwise Conv1d, whose CUDA kernels are slow at long L. On CUDA the element-wise work between
+the FFTs (casts, pads, skips, gates, conjugate products, the batch sum) runs as a few kernels
+compiled by torch.compile, written on real views so that inductor fuses the complex products too,
+and so do the short filter and the long filters' MLP; elsewhere the same functions run eagerly.
+Taught in chapter 9.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from hyena_lite.recompiles import allow_recompiles
 
 if TYPE_CHECKING:
     from hyena_lite.operator import HyenaOperator
+
+
+UNSCALED = "forward"  # torch.fft's name for an inverse with no 1/n: the forward carries it
 
 
 def short_conv(z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -55,7 +60,8 @@ class Recurrence(torch.autograd.Function):
     between the FFTs as torch.compile'd kernels (see `_segment`). The output z^N is [B, L, D]
     (ready for the out-projection) in the input's dtype, computed in float32 (float64 for float64
     inputs). Saves, per step, its zero-padded input, the input's spectrum and the inverse FFT's
-    output (from which the backward recomputes the convolution that the gate's gradient needs).
+    output, n times the convolution (from which the backward recomputes the convolution that the
+    gate's gradient needs).
     """
 
     @staticmethod
@@ -76,7 +82,7 @@ class Recurrence(torch.autograd.Function):
         saved = []
         for step in range(order):
             spectrum = torch.fft.rfft(z)
-            y = torch.fft.irfft(spectrum * spectra_k[step], n=n)
+            y = torch.fft.irfft(spectrum * spectra_k[step], n=n, norm=UNSCALED)
             saved += [z, spectrum, y]
             gate = mixed[:, step * width : (step + 1) * width]
             last = step == order - 1
@@ -103,10 +109,17 @@ class Recurrence(torch.autograd.Function):
             )
             d_spectrum = torch.fft.rfft(d_conv)
             d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
-            above = (torch.fft.irfft(d_input, n=n), skips[step], d_conv)
+            above = (torch.fft.irfft(d_input, n=n, norm=UNSCALED), skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
-        d_k = torch.fft.irfft(d_filters, n=n)[..., : ctx.taps]
+        d_k = torch.fft.irfft(d_filters, n=n, norm=UNSCALED)[..., : ctx.taps]
         return d_mixed, d_k, d_skips, None
+
+
+def _fft_length(spectrum: Tensor) -> int:
+    """The even FFT size n of a real signal's spectrum [..., n // 2 + 1], or of its real view
+    [..., n // 2 + 1, 2]."""
+    bins = spectrum.shape[-1] if spectrum.is_complex() else spectrum.shape[-2]
+    return 2 * (bins - 1)
 
 
 def _pad(x: Tensor, n: int, dtype: torch.dtype) -> Tensor:
@@ -115,8 +128,9 @@ def _pad(x: Tensor, n: int, dtype: torch.dtype) -> Tensor:
 
 
 def _convolution(y: Tensor, z: Tensor, skip: Tensor, length: int) -> Tensor:
-    """h * z + D z on the first `length` steps, from the inverse FFT's output y and the padded z."""
-    return torch.addcmul(y[..., :length], skip[:, None], z[..., :length])
+    """h * z + D z on the first `length` steps, from the unnormalised inverse FFT's output y (n
+    times h * z, n = y's length) and the padded z."""
+    return torch.addcmul(y[..., :length] / y.shape[-1], skip[:, None], z[..., :length])
 
 
 def _next_input(y: Tensor, z: Tensor, skip: Tensor, gate: Tensor) -> Tensor:
@@ -146,8 +160,8 @@ def _step_grads(
 
 
 def _input_grad(y: Tensor, skip: Tensor, d_conv: Tensor, length: int) -> Tensor:
-    """A step's input gradient: the correlation y (the inverse FFT of its spectrum) plus the skip's
-    D d_conv, on the first `length` steps."""
+    """A step's input gradient: the correlation (y, the unnormalised inverse FFT of its spectrum,
+    over n) plus the skip's D d_conv, on the first `length` steps."""
     return _convolution(y, d_conv, skip, length)
 
 
@@ -186,7 +200,7 @@ def _real_spectral_grads(
 ) -> Tensor:
     """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
     complex arithmetic)."""
-    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0))
+    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0) / _fft_length(spectrum))
     return _conj_product(d_spectrum, spectrum_k)
 
 
@@ -194,10 +208,10 @@ def _spectral_grads(
     d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor, fused: bool
 ) -> Tensor:
     """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
-    into d_filter; returns the input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled
-    kernel on real views."""
+    over n (its unnormalised inverse FFT is then the gradient), into d_filter; returns the
+    input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled kernel on real views."""
     if not fused:
-        torch.sum(d_spectrum * spectrum.conj(), 0, out=d_filter)
+        torch.sum(d_spectrum * spectrum.conj() / _fft_length(spectrum), 0, out=d_filter)
         return d_spectrum * spectrum_k.conj()
     real = torch.view_as_real
     out = _segment("spectral_grads", True)(
