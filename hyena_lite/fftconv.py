@@ -76,6 +76,41 @@ def fftconv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     return y.to(u.dtype)
 
 
+def packed_spectrum(p: Tensor) -> Tensor:
+    """The spectrum of a real signal of n = 2m steps, as real view p [..., m + 1, 2], packed into
+    the m-point complex spectrum (real view [..., m, 2]) whose unnormalised inverse FFT, read as n
+    reals, is `irfft(p, n, norm="forward")`: even steps in the real parts, odd in the imaginary.
+    With A = p[k] and B = conj(p[m - k]) that is A + B + i e^(i pi k / m) (A - B). On CUDA
+    torch.fft's irfft copies its input first (cuFFT's complex-to-real transform overwrites it); a
+    complex inverse does not, and this packing fuses into the kernel that makes p. Taught in
+    chapter 9."""
+    m, wide = p.shape[-2] - 1, torch.promote_types(p.dtype, torch.float32)
+    a_re, a_im = p[..., :m, 0], p[..., :m, 1]
+    b_re, b_im = p[..., 1:, 0].flip(-1), -p[..., 1:, 1].flip(-1)
+    d_re, d_im = a_re - b_re, a_im - b_im
+    angle = torch.arange(m, device=p.device, dtype=wide) * (torch.pi / m)
+    c, s = torch.cos(angle), torch.sin(angle)  # i e^(i angle) (d) = -(c d_im + s d_re) + i (..)
+    re, im = a_re + b_re - c * d_im - s * d_re, a_im + b_im + c * d_re - s * d_im
+    return torch.stack((re, im), -1).to(p.dtype)
+
+
+def packed_product(s: Tensor, k: Tensor, conjugate: bool = False) -> Tensor:
+    """The product s * k (with `conjugate`, s * conj(k)) of two spectra given as real views
+    [..., m + 1, 2], packed for `packed_inverse`: real arithmetic that a compiler fuses into one
+    kernel."""
+    k_im = -k[..., 1] if conjugate else k[..., 1]
+    re = s[..., 0] * k[..., 0] - s[..., 1] * k_im
+    im = s[..., 0] * k_im + s[..., 1] * k[..., 0]
+    return packed_spectrum(torch.stack((re, im), -1))
+
+
+def packed_inverse(packed: Tensor) -> Tensor:
+    """The n reals [..., n] of the unnormalised inverse FFT of `packed_spectrum`'s output
+    [..., m, 2] (what `irfft(p, n, norm="forward")` returns), with no copy of the input."""
+    spectrum = torch.view_as_complex(packed)
+    return torch.view_as_real(torch.fft.ifft(spectrum, norm="forward")).flatten(-2)
+
+
 def direct_conv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     """The same causal convolution as `fftconv`, computed directly in O(L^2) (the reference).
     Taught in chapter 3."""

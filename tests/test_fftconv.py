@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hyena_lite import direct_conv, fftconv
-from hyena_lite.fftconv import fft_size
+from hyena_lite.fftconv import fft_size, packed_inverse, packed_spectrum
 
 
 def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -121,3 +121,13 @@ def test_errors_say_what_was_expected(u_shape, k_shape, d_shape, match) -> None:
     for conv in (fftconv, direct_conv):
         with pytest.raises(ValueError, match=match):
             conv(torch.zeros(u_shape), torch.zeros(k_shape), D)
+
+
+@pytest.mark.parametrize("n", [2, 16, 64])
+def test_packed_inverse_equals_unnormalised_irfft(n: int) -> None:
+    torch.manual_seed(n)
+    spectrum = torch.fft.rfft(torch.randn(3, 5, n, dtype=torch.float64)) * 1.7
+    want = torch.fft.irfft(spectrum, n=n, norm="forward")
+    got = packed_inverse(packed_spectrum(torch.view_as_real(spectrum)))
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert torch.allclose(got, want, atol=1e-12, rtol=0)
