@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hyena_lite.cudagraph import record
-from hyena_lite.fftconv import fft_size, fftconv, packed_inverse, packed_product
+from hyena_lite.fftconv import fft_size, fftconv
 from hyena_lite.longconv import short_conv
 from hyena_lite.recompiles import allow_recompiles
 
@@ -151,7 +151,6 @@ def _last_gate(
 
 _KERNELS: dict[str, Callable] = {
     "gates": _short_gates,
-    "packed_product": packed_product,
     "value": _short_value,
     "gate": _gate,
     "last_gate": _last_gate,
@@ -280,7 +279,7 @@ def _mix(
     scale, dtype = (n**-0.5, torch.float16) if half else (1.0, torch.float32)
     v = _kernel("value", fused)(*value_args, n, scale, dtype)
     for step in range(op.order):
-        y = _convolve(v, spectra[step], n, fused)
+        y = _convolve(v, spectra[step], n)
         x = gates[:, step * width : (step + 1) * width]
         if step == op.order - 1:
             v = _kernel("last_gate", fused)(y, v, x, skips[step], scale, gain)
@@ -289,17 +288,10 @@ def _mix(
     return op.out_proj(v)
 
 
-def _convolve(v: Tensor, spectrum: Tensor, n: int, fused: bool = False) -> Tensor:
+def _convolve(v: Tensor, spectrum: Tensor, n: int) -> Tensor:
     """The padded signal v convolved with a cached filter spectrum (irfft's 1 / n already in it),
-    in v's precision. With `fused` (float32) the spectra's product is packed in a compiled kernel
-    for a half-size complex inverse, which needs no copy of its input (see `packed_spectrum`). A
-    CPU has no float16 FFT: there float16 values are transformed in float32 and the result
-    rounded back (how the tests check `half_fft`'s scaling without a GPU)."""
-    if fused and v.dtype == torch.float32:
-        product = _kernel("packed_product", True)(
-            torch.view_as_real(torch.fft.rfft(v)), torch.view_as_real(spectrum)
-        )
-        return packed_inverse(product)
+    in v's precision. A CPU has no float16 FFT: there float16 values are transformed in float32
+    and the result rounded back (how the tests check `half_fft`'s scaling without a GPU)."""
     if v.dtype == torch.float16 and not v.is_cuda:
         spectrum = torch.fft.rfft(v.float()) * spectrum.to(torch.complex64)
         return torch.fft.irfft(spectrum, n=n, norm="forward").half()

@@ -76,51 +76,6 @@ def fftconv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     return y.to(u.dtype)
 
 
-def _packed(a_re: Tensor, a_im: Tensor, b_re: Tensor, b_im: Tensor) -> Tensor:
-    """A + B + i e^(i pi k / m) (A - B) for k = 0 .. m-1, as a real view [..., m, 2]."""
-    m = a_re.shape[-1]
-    wide = torch.promote_types(a_re.dtype, torch.float32)
-    angle = torch.arange(m, device=a_re.device, dtype=wide) * (torch.pi / m)
-    c, s = torch.cos(angle), torch.sin(angle)  # i e^(i angle) (d) = -(c d_im + s d_re) + i (..)
-    d_re, d_im = a_re - b_re, a_im - b_im
-    re, im = a_re + b_re - c * d_im - s * d_re, a_im + b_im + c * d_re - s * d_im
-    return torch.stack((re, im), -1).to(a_re.dtype)
-
-
-def packed_spectrum(p: Tensor) -> Tensor:
-    """The spectrum of a real signal of n = 2m steps, as real view p [..., m + 1, 2], packed into
-    the m-point complex spectrum (real view [..., m, 2]) whose unnormalised inverse FFT, read as n
-    reals, is `irfft(p, n, norm="forward")`: even steps in the real parts, odd in the imaginary.
-    With A = p[k] and B = conj(p[m - k]) that is A + B + i e^(i pi k / m) (A - B). On CUDA
-    torch.fft's irfft copies its input first (cuFFT's complex-to-real transform overwrites it); a
-    complex inverse does not. Taught in chapter 9."""
-    m = p.shape[-2] - 1
-    return _packed(p[..., :m, 0], p[..., :m, 1], p[..., 1:, 0].flip(-1), -p[..., 1:, 1].flip(-1))
-
-
-def _product(s: Tensor, k: Tensor, sign: float) -> tuple[Tensor, Tensor]:
-    """The real and imaginary parts of s * k (sign -1: s * conj(k)), from real views [..., 2]."""
-    k_im = sign * k[..., 1]
-    return s[..., 0] * k[..., 0] - s[..., 1] * k_im, s[..., 0] * k_im + s[..., 1] * k[..., 0]
-
-
-def packed_product(s: Tensor, k: Tensor, conjugate: bool = False) -> Tensor:
-    """`packed_spectrum` of the product s * k (with `conjugate`, s * conj(k)) of two spectra given
-    as real views [..., m + 1, 2]. The mirrored term is computed from the mirrored inputs, so that
-    a compiler fuses it all into one kernel that never stores the product."""
-    m, sign = s.shape[-2] - 1, -1.0 if conjugate else 1.0
-    a_re, a_im = _product(s[..., :m, :], k[..., :m, :], sign)
-    b_re, b_im = _product(s[..., 1:, :].flip(-2), k[..., 1:, :].flip(-2), sign)
-    return _packed(a_re, a_im, b_re, -b_im)
-
-
-def packed_inverse(packed: Tensor) -> Tensor:
-    """The n reals [..., n] of the unnormalised inverse FFT of `packed_spectrum`'s output
-    [..., m, 2] (what `irfft(p, n, norm="forward")` returns), with no copy of the input."""
-    spectrum = torch.view_as_complex(packed)
-    return torch.view_as_real(torch.fft.ifft(spectrum, norm="forward")).flatten(-2)
-
-
 def direct_conv(u: Tensor, k: Tensor, D: Tensor | None = None) -> Tensor:
     """The same causal convolution as `fftconv`, computed directly in O(L^2) (the reference).
     Taught in chapter 3."""

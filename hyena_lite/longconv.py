@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hyena_lite.fftconv import fft_size, packed_inverse, packed_product, packed_spectrum
+from hyena_lite.fftconv import fft_size
 from hyena_lite.recompiles import allow_recompiles
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Recurrence(torch.autograd.Function):
         saved = []
         for step in range(order):
             spectrum = torch.fft.rfft(z)
-            y = _inverse(_product(spectrum, spectra_k[step], fused), n, fused)
+            y = torch.fft.irfft(spectrum * spectra_k[step], n=n, norm=UNSCALED)
             saved += [z, spectrum, y]
             gate = mixed[:, step * width : (step + 1) * width]
             last = step == order - 1
@@ -97,7 +97,7 @@ class Recurrence(torch.autograd.Function):
         fused, (order, width), length = ctx.fused, spectra_k.shape[:2], mixed.shape[-1]
         n = fft_size(length)
         d_mixed = torch.empty_like(mixed, memory_format=torch.contiguous_format)
-        d_filters = _filter_grads_buffer(spectra_k, fused)  # as spectra (packed with `fused`)
+        d_filters = torch.empty_like(spectra_k)  # the filters' gradients, as spectra
         d_skips = torch.empty_like(skips)
         above: tuple[Tensor, ...] = (grad.transpose(1, 2),)  # what this step's output gradient is
         for step in reversed(range(order)):
@@ -109,9 +109,9 @@ class Recurrence(torch.autograd.Function):
             )
             d_spectrum = torch.fft.rfft(d_conv)
             d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
-            above = (_inverse(d_input, n, fused), skips[step], d_conv)
+            above = (torch.fft.irfft(d_input, n=n, norm=UNSCALED), skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
-        d_k = _inverse(d_filters, n, fused)[..., : ctx.taps]
+        d_k = torch.fft.irfft(d_filters, n=n, norm=UNSCALED)[..., : ctx.taps]
         return d_mixed, d_k, d_skips, None
 
 
@@ -199,11 +199,9 @@ def _real_spectral_grads(
     d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor
 ) -> Tensor:
     """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
-    complex arithmetic), both gradients packed for `packed_inverse`."""
-    d_filter.copy_(
-        packed_spectrum(_conj_product(d_spectrum, spectrum).sum(0)) / _fft_length(spectrum)
-    )
-    return packed_product(d_spectrum, spectrum_k, conjugate=True)
+    complex arithmetic)."""
+    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0) / _fft_length(spectrum))
+    return _conj_product(d_spectrum, spectrum_k)
 
 
 def _spectral_grads(
@@ -211,43 +209,18 @@ def _spectral_grads(
 ) -> Tensor:
     """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
     over n (its unnormalised inverse FFT is then the gradient), into d_filter; returns the
-    input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled kernel on real views whose
-    outputs are packed for `packed_inverse` (d_filter from `_filter_grads_buffer`)."""
+    input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled kernel on real views."""
     if not fused:
         torch.sum(d_spectrum * spectrum.conj() / _fft_length(spectrum), 0, out=d_filter)
         return d_spectrum * spectrum_k.conj()
     real = torch.view_as_real
-    return _segment("spectral_grads", True)(
-        real(d_spectrum), real(spectrum), real(spectrum_k), d_filter
+    out = _segment("spectral_grads", True)(
+        real(d_spectrum), real(spectrum), real(spectrum_k), real(d_filter)
     )
-
-
-def _product(spectrum: Tensor, spectrum_k: Tensor, fused: bool) -> Tensor:
-    """A step's spectrum times its filter's: with `fused`, one compiled kernel on real views
-    packed for `packed_inverse`."""
-    if not fused:
-        return spectrum * spectrum_k
-    real = torch.view_as_real
-    return _segment("product", True)(real(spectrum), real(spectrum_k))
-
-
-def _inverse(spectrum: Tensor, n: int, fused: bool) -> Tensor:
-    """The unnormalised inverse FFT of a spectrum, or with `fused` of one packed by `_product` or
-    `_spectral_grads` (a half-size complex transform, which copies nothing first)."""
-    return packed_inverse(spectrum) if fused else torch.fft.irfft(spectrum, n=n, norm=UNSCALED)
-
-
-def _filter_grads_buffer(spectra_k: Tensor, fused: bool) -> Tensor:
-    """Where `_spectral_grads` writes the filters' gradient spectra: like spectra_k [N, D, m + 1],
-    or with `fused` packed real views [N, D, m, 2]."""
-    if not fused:
-        return torch.empty_like(spectra_k)
-    *lead, bins = spectra_k.shape
-    return spectra_k.new_empty(*lead, bins - 1, 2, dtype=spectra_k.real.dtype)
+    return torch.view_as_complex(out)
 
 
 _SEGMENTS: dict[str, Callable] = {
-    "product": packed_product,
     "pad": _pad,
     "next_input": _next_input,
     "output": _output,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hyena_lite import direct_conv, fftconv
-from hyena_lite.fftconv import fft_size, packed_inverse, packed_product, packed_spectrum
+from hyena_lite.fftconv import fft_size
 
 
 def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -121,22 +121,3 @@ def test_errors_say_what_was_expected(u_shape, k_shape, d_shape, match) -> None:
     for conv in (fftconv, direct_conv):
         with pytest.raises(ValueError, match=match):
             conv(torch.zeros(u_shape), torch.zeros(k_shape), D)
-
-
-@pytest.mark.parametrize("n", [2, 16, 64])
-def test_packed_inverse_equals_unnormalised_irfft(n: int) -> None:
-    torch.manual_seed(n)
-    spectrum = torch.fft.rfft(torch.randn(3, 5, n, dtype=torch.float64)) * 1.7
-    want = torch.fft.irfft(spectrum, n=n, norm="forward")
-    got = packed_inverse(packed_spectrum(torch.view_as_real(spectrum)))
-    assert got.shape == want.shape and got.dtype == want.dtype
-    assert torch.allclose(got, want, atol=1e-12, rtol=0)
-
-
-@pytest.mark.parametrize("conjugate", [False, True])
-def test_packed_product_equals_the_unnormalised_inverse_of_the_product(conjugate: bool) -> None:
-    torch.manual_seed(1)
-    s, k = (torch.fft.rfft(torch.randn(2, 3, 32, dtype=torch.float64)) for _ in range(2))
-    want = torch.fft.irfft(s * (k.conj() if conjugate else k), n=32, norm="forward")
-    packed = packed_product(torch.view_as_real(s), torch.view_as_real(k), conjugate=conjugate)
-    assert torch.allclose(packed_inverse(packed), want, atol=1e-12, rtol=0)
