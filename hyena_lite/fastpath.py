@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hyena_lite import packed_inverse
 from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fft_size, fftconv
 from hyena_lite.longconv import short_conv
@@ -66,6 +67,10 @@ class FastPath:
     the float32 path: 0.197 against 0.267 ms at 4K, 1.01 against 1.20 at 16K (attention 1.08),
     4.5 against 6.9 at 64K, error 0.004-0.005 against the plain forward
     (operator_half_fft_scaled_h100.json).
+    `packed_inverse`: with float32 FFTs (at inference on CUDA, and in the training path), compute
+    each inverse FFT from `hyena_lite.packed_inverse`'s one-pass packed product and a half-size
+    complex FFT instead of the spectrum product, torch's input copy and a complex-to-real FFT
+    (opt-in, HYENA_LITE_PACKED_INVERSE=1, until timed inside the block).
     """
 
     compile: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_COMPILE", "1") != "0")
@@ -85,6 +90,9 @@ class FastPath:
     monarch: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_MONARCH", "0") == "1")
     half_fft: bool = field(
         default_factory=lambda: os.environ.get("HYENA_LITE_HALF_FFT", "0") == "1"
+    )
+    packed_inverse: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_PACKED_INVERSE", "0") == "1"
     )
     spectra: tuple | None = field(default=None, repr=False)  # (key, filter_spectra's)
     plans: tuple | None = field(default=None, repr=False)  # (key, monarch_conv plans)
@@ -177,6 +185,12 @@ def _filters_key(op: HyenaOperator, length: int) -> tuple:
     return (length, *((p.data_ptr(), p._version) for p in op.filter_fn.parameters()))
 
 
+def uses_packed_inverse(op: HyenaOperator, u: Tensor) -> bool:
+    """Whether this call's float32 inverse FFTs go through `hyena_lite.packed_inverse`
+    (`FastPath.packed_inverse`, where its kernel runs)."""
+    return op.fastpath.packed_inverse and packed_inverse.runs_here(u)
+
+
 def uses_half_fft(op: HyenaOperator, u: Tensor) -> bool:
     """Whether this call runs its FFTs in float16 (`FastPath.half_fft`, at inference on CUDA)."""
     return op.fastpath.half_fft and u.is_cuda and not torch.is_grad_enabled()
@@ -237,7 +251,8 @@ def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:
     """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence (or the
     matrix-product convolutions of `monarch_plans`), out-projection."""
     spectra, skips, gain = filter_spectra(op, u.shape[1], uses_half_fft(op, u))
-    return _mix(op, u, spectra, skips, fused, monarch_plans(op, u), gain)
+    packed = uses_packed_inverse(op, u)
+    return _mix(op, u, spectra, skips, fused, monarch_plans(op, u), gain, packed)
 
 
 def _mix(
@@ -248,10 +263,12 @@ def _mix(
     fused: bool = False,
     plans: list[dict] | None = None,
     gain: Tensor | None = None,
+    packed: bool = False,
 ) -> Tensor:
     """`_forward` given the filter spectra and skips (what torch.compile traces whole: no caches,
     no data pointers), or with `plans` the matrix-product convolutions, each gate fused in; with
-    the output's `gain`, float16 FFTs (see `filter_spectra`)."""
+    the output's `gain`, float16 FFTs (see `filter_spectra`); with `packed`, float32 inverses
+    through `hyena_lite.packed_inverse`."""
     batch, length, width, gated = u.shape[0], u.shape[1], op.d_model, op.order * op.d_model
     n = fft_size(length)
     weight = op.in_proj.weight
@@ -281,7 +298,7 @@ def _mix(
     scale, dtype = (n**-0.5, torch.float16) if half else (1.0, torch.float32)
     v = _kernel("value", fused)(*value_args, n, scale, dtype)
     for step in range(op.order):
-        y = _convolve(v, spectra[step], n)
+        y = _convolve(v, spectra[step], n, packed)
         x = gates[:, step * width : (step + 1) * width]
         if step == op.order - 1:
             v = _kernel("last_gate", fused)(y, v, x, skips[step], scale, gain)
@@ -290,10 +307,14 @@ def _mix(
     return op.out_proj(v)
 
 
-def _convolve(v: Tensor, spectrum: Tensor, n: int) -> Tensor:
+def _convolve(v: Tensor, spectrum: Tensor, n: int, packed: bool = False) -> Tensor:
     """The padded signal v convolved with a cached filter spectrum (irfft's 1 / n already in it),
-    in v's precision. A CPU has no float16 FFT: there float16 values are transformed in float32
-    and the result rounded back (how the tests check `half_fft`'s scaling without a GPU)."""
+    in v's precision; with `packed` (float32), the inverse from the packed product. A CPU has no
+    float16 FFT: there float16 values are transformed in float32 and the result rounded back (how
+    the tests check `half_fft`'s scaling without a GPU)."""
+    if packed and v.dtype == torch.float32:
+        product = packed_inverse.packed_product(torch.fft.rfft(v), spectrum)
+        return packed_inverse.packed_inverse(product)
     if v.dtype == torch.float16 and not v.is_cuda:
         spectrum = torch.fft.rfft(v.float()) * spectrum.to(torch.complex64)
         return torch.fft.irfft(spectrum, n=n, norm="forward").half()
@@ -312,8 +333,9 @@ def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
 
 def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
     """Inference on CUDA: eager and unfused the first time a shape, convolution setting (`monarch`,
-    `half_fft`) and parameter state is seen; when it comes again, fused kernels compiled for it,
-    and with `op.fastpath.cuda_graphs` a CUDA graph recorded then and replayed after."""
+    `half_fft`, `packed_inverse`) and parameter state is seen; when it comes again, fused kernels
+    compiled for it, and with `op.fastpath.cuda_graphs` a CUDA graph recorded then and replayed
+    after."""
     settings = op.fastpath
     key = (
         tuple(u.shape),
@@ -321,6 +343,7 @@ def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
         u.device,
         settings.monarch,
         settings.half_fft,
+        settings.packed_inverse,
         *((p.data_ptr(), p._version) for p in op.parameters()),
     )
     if settings.graph is None or settings.graph[0] != key:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hyena_lite import packed_inverse
 from hyena_lite.fftconv import fft_size
 from hyena_lite.recompiles import allow_recompiles
 
@@ -59,13 +60,17 @@ class Recurrence(torch.autograd.Function):
     pad here and a slice of their gradient), skips [N, D], and `fused`: run the element-wise work
     between the FFTs as torch.compile'd kernels (see `_segment`). The output z^N is [B, L, D]
     (ready for the out-projection) in the input's dtype, computed in float32 (float64 for float64
-    inputs). Saves, per step, its zero-padded input, the input's spectrum and the inverse FFT's
-    output, n times the convolution (from which the backward recomputes the convolution that the
-    gate's gradient needs).
+    inputs). With `packed` (float32 only), the inverse FFTs of the output and of the input's
+    gradient come from `hyena_lite.packed_inverse` (see `FastPath.packed_inverse`). Saves, per
+    step, its zero-padded input, the input's spectrum and the inverse FFT's output, n times the
+    convolution (from which the backward recomputes the convolution that the gate's gradient
+    needs).
     """
 
     @staticmethod
-    def forward(ctx, mixed: Tensor, k: Tensor, skips: Tensor, fused: bool = False) -> Tensor:
+    def forward(
+        ctx, mixed: Tensor, k: Tensor, skips: Tensor, fused: bool = False, packed: bool = False
+    ) -> Tensor:
         (order, width, taps), length = k.shape, mixed.shape[-1]
         n = fft_size(length)
         if taps not in (length, n):
@@ -74,6 +79,7 @@ class Recurrence(torch.autograd.Function):
                 f"zero-padded)"
             )
         wide = torch.promote_types(mixed.dtype, torch.float32)
+        packed = packed and wide == torch.float32
         if taps != n or k.dtype != wide:
             k = _segment("pad", fused)(k, n, wide)
         spectra_k = torch.fft.rfft(k)  # [N, D, n // 2 + 1]
@@ -82,12 +88,12 @@ class Recurrence(torch.autograd.Function):
         saved = []
         for step in range(order):
             spectrum = torch.fft.rfft(z)
-            y = torch.fft.irfft(spectrum * spectra_k[step], n=n, norm=UNSCALED)
+            y = _product_inverse(spectrum, spectra_k[step], n, packed)
             saved += [z, spectrum, y]
             gate = mixed[:, step * width : (step + 1) * width]
             last = step == order - 1
             z = _segment("output" if last else "next_input", fused)(y, z, skips[step], gate)
-        ctx.fused, ctx.taps = fused, taps
+        ctx.fused, ctx.packed, ctx.taps = fused, packed, taps
         ctx.save_for_backward(mixed, spectra_k, skips, *saved)
         return z
 
@@ -108,11 +114,18 @@ class Recurrence(torch.autograd.Function):
                 *above, *args
             )
             d_spectrum = torch.fft.rfft(d_conv)
-            d_input = _spectral_grads(d_spectrum, spectrum, spectra_k[step], d_filters[step], fused)
-            above = (torch.fft.irfft(d_input, n=n, norm=UNSCALED), skips[step], d_conv)
+            if ctx.packed:
+                _filter_grad(d_spectrum, spectrum, d_filters[step], fused)
+                d_input = _product_inverse(d_spectrum, spectra_k[step], n, True, conjugate=True)
+            else:
+                d_input = _spectral_grads(
+                    d_spectrum, spectrum, spectra_k[step], d_filters[step], fused
+                )
+                d_input = torch.fft.irfft(d_input, n=n, norm=UNSCALED)
+            above = (d_input, skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
         d_k = torch.fft.irfft(d_filters, n=n, norm=UNSCALED)[..., : ctx.taps]
-        return d_mixed, d_k, d_skips, None
+        return d_mixed, d_k, d_skips, None, None
 
 
 def _fft_length(spectrum: Tensor) -> int:
@@ -195,13 +208,39 @@ def _conj_product(a: Tensor, b: Tensor) -> Tensor:
     return torch.stack((re, im), dim=-1)
 
 
+def _real_filter_grad(d_spectrum: Tensor, spectrum: Tensor, d_filter: Tensor) -> None:
+    """`_filter_grad` on real views [..., 2]."""
+    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0) / _fft_length(spectrum))
+
+
 def _real_spectral_grads(
     d_spectrum: Tensor, spectrum: Tensor, spectrum_k: Tensor, d_filter: Tensor
 ) -> Tensor:
     """`_spectral_grads` on real views [..., 2] (what torch.compile fuses: inductor does not fuse
     complex arithmetic)."""
-    d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0) / _fft_length(spectrum))
+    _real_filter_grad(d_spectrum, spectrum, d_filter)
     return _conj_product(d_spectrum, spectrum_k)
+
+
+def _filter_grad(d_spectrum: Tensor, spectrum: Tensor, d_filter: Tensor, fused: bool) -> None:
+    """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
+    over n, into d_filter; with `fused`, one compiled kernel on real views."""
+    if not fused:
+        torch.sum(d_spectrum * spectrum.conj() / _fft_length(spectrum), 0, out=d_filter)
+        return
+    real = torch.view_as_real
+    _segment("filter_grad", True)(real(d_spectrum), real(spectrum), real(d_filter))
+
+
+def _product_inverse(
+    spectrum: Tensor, spectrum_k: Tensor, n: int, packed: bool, conjugate: bool = False
+) -> Tensor:
+    """The unnormalised inverse FFT of spectrum * spectrum_k (with `conjugate`, times its
+    conjugate): through `hyena_lite.packed_inverse` with `packed`, else by irfft."""
+    if packed:
+        product = packed_inverse.packed_product(spectrum, spectrum_k, conjugate)
+        return packed_inverse.packed_inverse(product)
+    return torch.fft.irfft(spectrum * spectrum_k, n=n, norm=UNSCALED)
 
 
 def _spectral_grads(
@@ -228,6 +267,7 @@ _SEGMENTS: dict[str, Callable] = {
     "inner_step_grads": _inner_step_grads,
     "value_grad": _value_grad,
     "spectral_grads": _real_spectral_grads,
+    "filter_grad": _real_filter_grad,
 }
 _COMPILED: dict[str, Callable] = {}  # what the training path compiles, made on first use
 
@@ -280,7 +320,8 @@ def fused_training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
         k, skips = _compiled("filters", _padded_filters)(op, length)
     else:
         k, skips = op.long_filters(length)
-    return op.out_proj(Recurrence.apply(z, k, skips, segments))
+    packed = op.fastpath.packed_inverse and packed_inverse.runs_here(u)
+    return op.out_proj(Recurrence.apply(z, k, skips, segments, packed))
 
 
 def trains_fused(op: HyenaOperator) -> bool:

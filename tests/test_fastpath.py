@@ -175,8 +175,8 @@ def test_half_fft_scaling_keeps_float16_in_range_and_equals_the_plain_forward(
     op = _operator(d_model=16, l_max=4096)
     values, convolve = [], fastpath._convolve
 
-    def recorded(v: torch.Tensor, spectrum: torch.Tensor, n: int) -> torch.Tensor:
-        y = convolve(v, spectrum, n)
+    def recorded(v: torch.Tensor, spectrum: torch.Tensor, n: int, packed: bool) -> torch.Tensor:
+        y = convolve(v, spectrum, n, packed)
         values.extend([float(v.float().abs().max()), float(y.float().abs().max())])
         return y
 

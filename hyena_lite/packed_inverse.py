@@ -1,0 +1,117 @@
+"""An inverse real FFT with no copy of its input: the product of two spectra packed by one Triton
+kernel into the half-size complex spectrum whose inverse complex FFT, read as reals, is the inverse
+real FFT.
+
+On CUDA, `torch.fft.irfft` copies its input first (cuFFT's complex-to-real transform overwrites
+it): at L = 16K on an H100 the product of two spectra (102 µs), the copy (71 µs) and the transform
+(112 µs) make each inverse of the Hyena recurrence (`fft_kernels_h100.json`). A real signal x of
+n = 2m steps read as m complex numbers z_t = x_2t + i x_(2t+1) has the spectrum
+Z_k = X_k + conj(X_(m-k)) + i e^(i pi k / m) (X_k - conj(X_(m-k))) (times 1/2), one element-wise
+step from the real spectrum X, and a complex inverse FFT leaves its input alone. Each program of
+`_packed_product` reads a tile of both spectra and the mirrored tile once and writes both tiles of
+Z, so the product, the packing and the copy become one pass (torch.compile split the same
+arithmetic into two kernels, slower than the copy: chapter 9). Opt-in through
+`FastPath.packed_inverse` until timed inside the block. Runs on CUDA, or in Triton's interpreter on
+a CPU (TRITON_INTERPRET=1, where the tests run it).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+BLOCK = 1024  # bins of a tile (and of its mirror)
+
+
+def runs_here(t: Tensor) -> bool:
+    """Whether the kernel can take t: a CUDA tensor, or any in Triton's interpreter
+    (TRITON_INTERPRET=1)."""
+    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@triton.jit
+def _times(sr, si, kr, ki, CONJUGATE: tl.constexpr):
+    """(sr + i si)(kr + i ki), or with CONJUGATE times the conjugate of k."""
+    if CONJUGATE:
+        ki = -ki
+    return sr * kr - si * ki, sr * ki + si * kr
+
+
+@triton.jit
+def _packed_bin(ar, ai, br, bi, k, m):
+    """Twice Z_k from A = P_k and B = conj(P_(m-k)): A + B + i e^(i pi k / m) (A - B)."""
+    angle = k.to(tl.float32) * (3.141592653589793 / m)
+    c, s = tl.cos(angle), tl.sin(angle)
+    dr, di = ar - br, ai - bi
+    return ar + br - c * di - s * dr, ai + bi + c * dr - s * di
+
+
+@triton.jit
+def _packed_product(
+    s_ptr, k_ptr, out_ptr, filters, m, CONJUGATE: tl.constexpr, BLOCK: tl.constexpr
+):
+    """Row r of s [R, m + 1] (complex as real pairs) times row r % filters of k, packed into row r
+    of out [R, m]: program (r, t) takes bins t BLOCK .. and their mirrors m - bin, up to m / 2."""
+    row = tl.program_id(0)
+    low = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    valid = low <= m // 2
+    high = m - low
+    s_row = s_ptr + row.to(tl.int64) * (2 * (m + 1))
+    k_row = k_ptr + (row % filters).to(tl.int64) * (2 * (m + 1))
+    out_row = out_ptr + row.to(tl.int64) * (2 * m)
+    lr, li = _times(
+        tl.load(s_row + 2 * low, mask=valid, other=0.0).to(tl.float32),
+        tl.load(s_row + 2 * low + 1, mask=valid, other=0.0).to(tl.float32),
+        tl.load(k_row + 2 * low, mask=valid, other=0.0).to(tl.float32),
+        tl.load(k_row + 2 * low + 1, mask=valid, other=0.0).to(tl.float32),
+        CONJUGATE,
+    )
+    hr, hi = _times(
+        tl.load(s_row + 2 * high, mask=valid, other=0.0).to(tl.float32),
+        tl.load(s_row + 2 * high + 1, mask=valid, other=0.0).to(tl.float32),
+        tl.load(k_row + 2 * high, mask=valid, other=0.0).to(tl.float32),
+        tl.load(k_row + 2 * high + 1, mask=valid, other=0.0).to(tl.float32),
+        CONJUGATE,
+    )
+    zr, zi = _packed_bin(lr, li, hr, -hi, low, m)  # Z_low: A = P_low, B = conj(P_high)
+    tl.store(out_row + 2 * low, zr, mask=valid & (low < m))
+    tl.store(out_row + 2 * low + 1, zi, mask=valid & (low < m))
+    zr, zi = _packed_bin(hr, hi, lr, -li, high, m)  # Z_high: A = P_high, B = conj(P_low)
+    tl.store(out_row + 2 * high, zr, mask=valid & (high < m))
+    tl.store(out_row + 2 * high + 1, zi, mask=valid & (high < m))
+
+
+def packed_product(spectrum: Tensor, filters: Tensor, conjugate: bool = False) -> Tensor:
+    """spectrum [..., C, m + 1] times filters [C, m + 1] (complex64; with `conjugate`, times their
+    conjugates), packed: complex64 [..., C, m] whose `packed_inverse` is
+    `irfft(spectrum * filters, n=2m, norm="forward")`."""
+    if spectrum.dtype != torch.complex64 or filters.dtype != torch.complex64:
+        raise TypeError(
+            f"packed_product takes complex64 spectra, got {spectrum.dtype} and {filters.dtype}"
+        )
+    if spectrum.shape[-2:] != filters.shape or filters.dim() != 2:
+        raise ValueError(
+            f"spectrum [..., C, m + 1] and filters [C, m + 1] must match in their last two "
+            f"dimensions, got {tuple(spectrum.shape)} and {tuple(filters.shape)}"
+        )
+    channels, bins = filters.shape
+    m = bins - 1
+    if m < 1 or m & (m - 1):
+        raise ValueError(f"the FFT size 2m must be a power of two, got m + 1 = {bins} bins")
+    s = torch.view_as_real(spectrum.contiguous())
+    k = torch.view_as_real(filters.contiguous())
+    out = torch.empty(*spectrum.shape[:-1], m, 2, device=spectrum.device, dtype=torch.float32)
+    rows = spectrum.numel() // bins
+    grid = (rows, triton.cdiv(m // 2 + 1, BLOCK))
+    _packed_product[grid](s, k, out, channels, m, CONJUGATE=conjugate, BLOCK=BLOCK)
+    return torch.view_as_complex(out)
+
+
+def packed_inverse(packed: Tensor) -> Tensor:
+    """The 2m reals [..., 2m] of the unnormalised inverse FFT of a packed spectrum [..., m]
+    (complex): a complex inverse, which copies nothing first, read as interleaved reals."""
+    return torch.view_as_real(torch.fft.ifft(packed, norm="forward")).flatten(-2)

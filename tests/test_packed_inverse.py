@@ -1,0 +1,73 @@
+"""hyena_lite.packed_inverse: the one-pass packed product and its half-size inverse equal
+`irfft` of the product (in Triton's interpreter on a CPU, on CUDA where present), refuse what they
+cannot take, and, behind `FastPath.packed_inverse`, leave the operator's forward and gradients
+unchanged."""
+
+import pytest
+import torch
+
+from hyena_lite import HyenaOperator, fastpath
+from hyena_lite.packed_inverse import packed_inverse, packed_product, runs_here
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+pytestmark = pytest.mark.skipif(
+    not runs_here(torch.empty(0, device=DEVICE)),
+    reason="the Triton kernel runs on a CUDA GPU or in Triton's interpreter (TRITON_INTERPRET=1)",
+)
+
+
+@pytest.mark.parametrize("n", [2, 4, 64, 4096])  # 4096: more than one tile of bins
+@pytest.mark.parametrize("conjugate", [False, True])
+def test_packed_inverse_equals_irfft_of_the_product(n: int, conjugate: bool) -> None:
+    torch.manual_seed(n)
+    s = torch.fft.rfft(torch.randn(2, 3, n, device=DEVICE))
+    k = torch.fft.rfft(torch.randn(3, n, device=DEVICE))
+    want = torch.fft.irfft(s * (k.conj() if conjugate else k), n=n, norm="forward")
+    got = packed_inverse(packed_product(s, k, conjugate))
+    assert got.shape == want.shape and got.dtype == torch.float32
+    error = (got - want).abs().max() / want.abs().max()
+    assert error < 1e-5, error
+
+
+def test_packed_product_refuses_what_it_cannot_take() -> None:
+    s = torch.fft.rfft(torch.randn(1, 3, 16, device=DEVICE))
+    k = torch.fft.rfft(torch.randn(3, 16, device=DEVICE))
+    with pytest.raises(TypeError, match="complex64"):
+        packed_product(s.to(torch.complex128), k)
+    with pytest.raises(ValueError, match="must match"):
+        packed_product(s, k[:2])
+    odd = torch.fft.rfft(torch.randn(3, 12, device=DEVICE))
+    with pytest.raises(ValueError, match="power of two"):
+        packed_product(odd[None], odd)
+
+
+def _operator(order: int) -> HyenaOperator:
+    torch.manual_seed(order)
+    return HyenaOperator(8, 64, order=order, filter_order=16).to(DEVICE)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_operator_forward_with_packed_inverses_equals_the_plain_one(order: int) -> None:
+    op = _operator(order)
+    u = torch.randn(3, 40, 8, device=DEVICE)
+    with torch.no_grad():
+        want = fastpath.plain_forward(op, u)
+        op.fastpath.packed_inverse = True
+        assert fastpath.uses_packed_inverse(op, u)
+        got = fastpath._forward(op, u)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_training_with_packed_inverses_has_the_plain_gradients(order: int) -> None:
+    op = _operator(order)
+    u = torch.randn(2, 33, 8, device=DEVICE)
+
+    def grads(packed: bool) -> list[torch.Tensor]:
+        op.fastpath.packed_inverse = packed
+        x = u.clone().requires_grad_(True)
+        y = op(x)
+        return [y, *torch.autograd.grad(y.square().sum(), [x, *op.parameters()])]
+
+    for got, want in zip(grads(True), grads(False), strict=True):
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-3), (got - want).abs().max()
