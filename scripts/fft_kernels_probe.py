@@ -9,7 +9,8 @@ complex-to-real transform overwrites its input, so torch copies it first; the mu
 times the spectrum product followed by `irfft`, against the product packed by a torch.compile'd
 kernel for a half-size complex inverse (a real signal of n = 2m steps read as m complex numbers
 has a spectrum one element-wise step away from its real spectrum; chapter 9 derives it), which
-needs no copy.
+needs no copy; and the same with `hyena_lite.packed_inverse`'s Triton kernel, which packs in one
+pass (`kernel_*`).
 
     python scripts/fft_kernels_probe.py --out results.json --lengths 16384
 """
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 
+from hyena_lite import packed_inverse as library
 from hyena_lite import runs
 from hyena_lite.provenance import provenance
 
@@ -119,6 +121,9 @@ def probe(length: int, width: int) -> dict:
     def halfsize() -> Tensor:
         return packed_inverse(packed(real_s, real_k))
 
+    def kernel() -> Tensor:
+        return library.packed_inverse(library.packed_product(spec, kspec))
+
     want = current()
     row["product_then_inverse"] = {
         "current_ms": median_ms(current),
@@ -126,6 +131,9 @@ def probe(length: int, width: int) -> dict:
         "rel_err": float((halfsize() - want).abs().max() / want.abs().max()),
         "current_kernels": kernels(current),
         "halfsize_kernels": kernels(halfsize),
+        "kernel_ms": median_ms(kernel),
+        "kernel_rel_err": float((kernel() - want).abs().max() / want.abs().max()),
+        "kernel_kernels": kernels(kernel),
     }
     return row
 

@@ -138,10 +138,11 @@ def test_training_rows_time_the_hyena_paths_against_attention(tmp_path: Path) ->
     assert set(KEYS) <= set(results) and "--only training" in results["command"]
     assert [r["L"] for r in results["rows"]] == [96, 32]  # the lengths asked for, in that order
     for row in results["rows"]:
-        for block in ("attn", "hyena", "hyena_eager", "hyena_plain"):
+        for block in ("attn", "hyena", "hyena_eager", "hyena_packed", "hyena_plain"):
             assert row[f"{block}_fwdbwd_ms"] > 0 and row[f"{block}_fwdbwd_iqr_ms"] >= 0
         for block in ("hyena", "hyena_eager"):  # float32 on the CPU: the same gradients
             assert row[f"{block}_grad_rel_err"] < 1e-5
+        assert row["hyena_packed_grad_rel_err"] < 1e-4  # packed in Triton's interpreter
     goal = results["goals"]["hyena / attention forward+backward from 16K <= 1"]
     assert goal["met"] is None and goal["value"] is None  # no row from 16K in --smoke
 
@@ -233,3 +234,20 @@ def test_variant_names_say_how_their_step_is_compiled() -> None:
     assert script.mlp_kernel_of(variant) == "triton_blocks" and script.pdl_of(variant) is None
     assert script.attention_of(variant) == "split"
     assert script.attention_of("compiled_graph_triton_blocks_serial") == "sdpa"
+
+
+def test_training_goals_count_packed_inverses_only_with_the_plain_gradients() -> None:
+    script = _script()
+    row = {
+        "L": 16384,
+        "attn_fwdbwd_ms": 4.0,
+        "hyena_fwdbwd_ms": 5.0,
+        "hyena_packed_fwdbwd_ms": 3.0,
+        "attn_graph_fwdbwd_ms": 4.0,
+        "hyena_graph_fwdbwd_ms": 4.4,
+        "hyena_packed_graph_fwdbwd_ms": 4.8,
+    }
+    for error, ratios in ((0.5, (1.25, 1.1)), (1e-4, (0.75, 1.1)), (None, (1.25, 1.1))):
+        row["hyena_packed_grad_rel_err"] = error
+        goals = script.training_goals([row])
+        assert tuple(g["value"] for g in goals.values()) == ratios
