@@ -42,6 +42,16 @@ def _times(sr, si, kr, ki, CONJUGATE: tl.constexpr):
 
 
 @triton.jit
+def _product_at(s_row, k_row, bins, valid, CONJUGATE: tl.constexpr):
+    """The product of the two spectra's rows at `bins` (zero where not `valid`), in float32."""
+    sr = tl.load(s_row + 2 * bins, mask=valid, other=0.0).to(tl.float32)
+    si = tl.load(s_row + 2 * bins + 1, mask=valid, other=0.0).to(tl.float32)
+    kr = tl.load(k_row + 2 * bins, mask=valid, other=0.0).to(tl.float32)
+    ki = tl.load(k_row + 2 * bins + 1, mask=valid, other=0.0).to(tl.float32)
+    return _times(sr, si, kr, ki, CONJUGATE)
+
+
+@triton.jit
 def _packed_bin(ar, ai, br, bi, k, m):
     """Twice Z_k from A = P_k and B = conj(P_(m-k)): A + B + i e^(i pi k / m) (A - B)."""
     angle = k.to(tl.float32) * (3.141592653589793 / m)
@@ -63,20 +73,8 @@ def _packed_product(
     s_row = s_ptr + row.to(tl.int64) * (2 * (m + 1))
     k_row = k_ptr + (row % filters).to(tl.int64) * (2 * (m + 1))
     out_row = out_ptr + row.to(tl.int64) * (2 * m)
-    lr, li = _times(
-        tl.load(s_row + 2 * low, mask=valid, other=0.0).to(tl.float32),
-        tl.load(s_row + 2 * low + 1, mask=valid, other=0.0).to(tl.float32),
-        tl.load(k_row + 2 * low, mask=valid, other=0.0).to(tl.float32),
-        tl.load(k_row + 2 * low + 1, mask=valid, other=0.0).to(tl.float32),
-        CONJUGATE,
-    )
-    hr, hi = _times(
-        tl.load(s_row + 2 * high, mask=valid, other=0.0).to(tl.float32),
-        tl.load(s_row + 2 * high + 1, mask=valid, other=0.0).to(tl.float32),
-        tl.load(k_row + 2 * high, mask=valid, other=0.0).to(tl.float32),
-        tl.load(k_row + 2 * high + 1, mask=valid, other=0.0).to(tl.float32),
-        CONJUGATE,
-    )
+    lr, li = _product_at(s_row, k_row, low, valid, CONJUGATE)
+    hr, hi = _product_at(s_row, k_row, high, valid, CONJUGATE)
     zr, zi = _packed_bin(lr, li, hr, -hi, low, m)  # Z_low: A = P_low, B = conj(P_high)
     tl.store(out_row + 2 * low, zr, mask=valid & (low < m))
     tl.store(out_row + 2 * low + 1, zi, mask=valid & (low < m))
