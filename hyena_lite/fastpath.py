@@ -22,10 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hyena_lite import packed_inverse
 from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fft_size, fftconv
-from hyena_lite.longconv import short_conv
+from hyena_lite.longconv import short_conv, uses_packed_inverse
 from hyena_lite.recompiles import allow_recompiles
 
 if TYPE_CHECKING:
@@ -185,12 +184,6 @@ def _filters_key(op: HyenaOperator, length: int) -> tuple:
     return (length, *((p.data_ptr(), p._version) for p in op.filter_fn.parameters()))
 
 
-def uses_packed_inverse(op: HyenaOperator, u: Tensor) -> bool:
-    """Whether this call's float32 inverse FFTs go through `hyena_lite.packed_inverse`
-    (`FastPath.packed_inverse`, where its kernel runs)."""
-    return op.fastpath.packed_inverse and packed_inverse.runs_here(u)
-
-
 def uses_half_fft(op: HyenaOperator, u: Tensor) -> bool:
     """Whether this call runs its FFTs in float16 (`FastPath.half_fft`, at inference on CUDA)."""
     return op.fastpath.half_fft and u.is_cuda and not torch.is_grad_enabled()
@@ -313,6 +306,8 @@ def _convolve(v: Tensor, spectrum: Tensor, n: int, packed: bool = False) -> Tens
     float16 FFT: there float16 values are transformed in float32 and the result rounded back (how
     the tests check `half_fft`'s scaling without a GPU)."""
     if packed and v.dtype == torch.float32:
+        from hyena_lite import packed_inverse  # imports triton: only when asked for
+
         product = packed_inverse.packed_product(torch.fft.rfft(v), spectrum)
         return packed_inverse.packed_inverse(product)
     if v.dtype == torch.float16 and not v.is_cuda:

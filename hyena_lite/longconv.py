@@ -18,6 +18,7 @@ Taught in chapter 9.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hyena_lite import packed_inverse
 from hyena_lite.fftconv import fft_size
 from hyena_lite.recompiles import allow_recompiles
 
@@ -238,6 +238,8 @@ def _product_inverse(
     """The unnormalised inverse FFT of spectrum * spectrum_k (with `conjugate`, times its
     conjugate): through `hyena_lite.packed_inverse` with `packed`, else by irfft."""
     if packed:
+        from hyena_lite import packed_inverse  # imports triton: only when asked for
+
         product = packed_inverse.packed_product(spectrum, spectrum_k, conjugate)
         return packed_inverse.packed_inverse(product)
     return torch.fft.irfft(spectrum * spectrum_k, n=n, norm=UNSCALED)
@@ -320,8 +322,15 @@ def fused_training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
         k, skips = _compiled("filters", _padded_filters)(op, length)
     else:
         k, skips = op.long_filters(length)
-    packed = op.fastpath.packed_inverse and packed_inverse.runs_here(u)
-    return op.out_proj(Recurrence.apply(z, k, skips, segments, packed))
+    return op.out_proj(Recurrence.apply(z, k, skips, segments, uses_packed_inverse(op, u)))
+
+
+def uses_packed_inverse(op: HyenaOperator, u: Tensor) -> bool:
+    """Whether this call's float32 inverse FFTs go through `hyena_lite.packed_inverse`
+    (`FastPath.packed_inverse`, where its Triton kernel runs: on CUDA, or in Triton's interpreter
+    with TRITON_INTERPRET=1)."""
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    return op.fastpath.packed_inverse and (u.is_cuda or interpreted)
 
 
 def trains_fused(op: HyenaOperator) -> bool:

@@ -17,20 +17,12 @@ a CPU (TRITON_INTERPRET=1, where the tests run it).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 BLOCK = 1024  # bins of a tile (and of its mirror)
-
-
-def runs_here(t: Tensor) -> bool:
-    """Whether the kernel can take t: a CUDA tensor, or any in Triton's interpreter
-    (TRITON_INTERPRET=1)."""
-    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
