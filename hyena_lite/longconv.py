@@ -242,7 +242,8 @@ def _product_inverse(
 
         product = packed_inverse.packed_product(spectrum, spectrum_k, conjugate)
         return packed_inverse.packed_inverse(product)
-    return torch.fft.irfft(spectrum * spectrum_k, n=n, norm=UNSCALED)
+    product = spectrum * (spectrum_k.conj() if conjugate else spectrum_k)
+    return torch.fft.irfft(product, n=n, norm=UNSCALED)
 
 
 def _spectral_grads(
@@ -252,7 +253,7 @@ def _spectral_grads(
     over n (its unnormalised inverse FFT is then the gradient), into d_filter; returns the
     input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled kernel on real views."""
     if not fused:
-        torch.sum(d_spectrum * spectrum.conj() / _fft_length(spectrum), 0, out=d_filter)
+        _filter_grad(d_spectrum, spectrum, d_filter, False)
         return d_spectrum * spectrum_k.conj()
     real = torch.view_as_real
     out = _segment("spectral_grads", True)(

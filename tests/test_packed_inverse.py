@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from hyena_lite import HyenaOperator, fastpath
+from hyena_lite import HyenaOperator, fastpath, longconv
 from hyena_lite.longconv import uses_packed_inverse
 from hyena_lite.packed_inverse import packed_inverse, packed_product
 
@@ -74,3 +74,14 @@ def test_training_with_packed_inverses_has_the_plain_gradients(order: int) -> No
 
     for got, want in zip(grads(True), grads(False), strict=True):
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-3), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("conjugate", [False, True])
+def test_the_recurrence_inverts_products_alike_packed_or_not(conjugate: bool) -> None:
+    torch.manual_seed(2)
+    s = torch.fft.rfft(torch.randn(2, 3, 32, device=DEVICE))
+    k = torch.fft.rfft(torch.randn(3, 32, device=DEVICE))
+    want = torch.fft.irfft(s * (k.conj() if conjugate else k), n=32, norm="forward")
+    for packed in (False, True):
+        got = longconv._product_inverse(s, k, 32, packed, conjugate=conjugate)
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
