@@ -93,13 +93,6 @@ def packed_product(s: Tensor, k: Tensor) -> Tensor:
     return _packed(a_re, a_im, b_re, -b_im)
 
 
-def packed_inverse(packed: Tensor) -> Tensor:
-    """The n reals of the unnormalised inverse FFT of a packed spectrum [..., m, 2]: what
-    `irfft(product, n, norm="forward")` returns."""
-    spectrum = torch.view_as_complex(packed)
-    return torch.view_as_real(torch.fft.ifft(spectrum, norm="forward")).flatten(-2)
-
-
 def probe(length: int, width: int) -> dict:
     """The kernel listings and times at one sequence length (FFT size 2L) and width."""
     n = 2 * length
@@ -119,7 +112,7 @@ def probe(length: int, width: int) -> dict:
         return torch.fft.irfft(spec * kspec, n=n, norm="forward")
 
     def halfsize() -> Tensor:
-        return packed_inverse(packed(real_s, real_k))
+        return library.packed_inverse(torch.view_as_complex(packed(real_s, real_k)))
 
     def kernel() -> Tensor:
         return library.packed_inverse(library.packed_product(spec, kspec))
