@@ -328,10 +328,13 @@ def fused_training_forward(op: HyenaOperator, u: Tensor) -> Tensor:
 
 def uses_packed_inverse(op: HyenaOperator, u: Tensor) -> bool:
     """Whether this call's float32 inverse FFTs go through `hyena_lite.packed_inverse`
-    (`FastPath.packed_inverse`, where its Triton kernel runs: on CUDA, or in Triton's interpreter
-    with TRITON_INTERPRET=1)."""
+    (`FastPath.packed_inverse`): by default on CUDA; when asked for, also in Triton's interpreter
+    (TRITON_INTERPRET=1); never inside torch.compile, which traces the irfft path instead."""
+    setting = op.fastpath.packed_inverse
+    if setting is False or torch.compiler.is_compiling():
+        return False
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    return op.fastpath.packed_inverse and (u.is_cuda or interpreted)
+    return u.is_cuda or (setting is True and interpreted)
 
 
 def trains_fused(op: HyenaOperator) -> bool:

@@ -10,9 +10,11 @@ Z_k = X_k + conj(X_(m-k)) + i e^(i pi k / m) (X_k - conj(X_(m-k))) (times 1/2), 
 step from the real spectrum X, and a complex inverse FFT leaves its input alone. Each program of
 `_packed_product` reads a tile of both spectra and the mirrored tile once and writes both tiles of
 Z, so the product, the packing and the copy become one pass (torch.compile split the same
-arithmetic into two kernels, slower than the copy: chapter 9). Opt-in through
-`FastPath.packed_inverse` until timed inside the block. Runs on CUDA, or in Triton's interpreter on
-a CPU (TRITON_INTERPRET=1, where the tests run it).
+arithmetic into two kernels, slower than the copy: chapter 9). The default on CUDA through
+`FastPath.packed_inverse`: on an H100 it took the Hyena block's training step at 16K from 4.36 to
+4.11 ms and its forward from 1.19 to 1.02 (`training_packed_h100.json`,
+`operator_packed_h100.json`). Runs on CUDA, or in Triton's interpreter on a CPU
+(TRITON_INTERPRET=1, where the tests run it).
 """
 
 from __future__ import annotations

@@ -205,6 +205,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _from(rows: list[dict[str, Any]], length: int) -> list[dict[str, Any]]:
+    """The rows a goal "from `length` up" is judged on: those of L >= length, or none where
+    `length` itself was not timed (a run from a longer length cannot meet or miss it)."""
+    if not any(r["L"] == length for r in rows):
+        return []
+    return [r for r in rows if r["L"] >= length]
+
+
 def decoding_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The decoding goals of issue 16, from the rows measured so far."""
     at = {(r["context"], r["batch"]): r for r in rows}
@@ -270,9 +278,7 @@ def operator_goals(rows: list[dict[str, Any]], model: list[dict[str, Any]]) -> d
     each side at its best measured variant, from the rows measured so far."""
 
     def worst(mine: tuple[str, ...], theirs: tuple[str, ...], from_length: int) -> float | None:
-        ratios = [
-            _ratio(_fastest(r, mine), _fastest(r, theirs)) for r in rows if r["L"] >= from_length
-        ]
+        ratios = [_ratio(_fastest(r, mine), _fastest(r, theirs)) for r in _from(rows, from_length)]
         return max((x for x in ratios if x is not None), default=None)
 
     def nearest_bound(row: dict[str, Any]) -> float | None:
@@ -284,7 +290,7 @@ def operator_goals(rows: list[dict[str, Any]], model: list[dict[str, Any]]) -> d
         ]
         return min((x for x in ratios if x is not None), default=None)
 
-    bound_ratios = [nearest_bound(r) for r in rows if r["L"] >= 16384]
+    bound_ratios = [nearest_bound(r) for r in _from(rows, 16384)]
     at_8k = next((r for r in model if r["L"] == 8192), {})
 
     def tokens_per_s(side: str) -> float | None:
@@ -666,9 +672,9 @@ def _time_variant(
     run: Run, hyena: HyenaOperator, x: torch.Tensor, setting: str, row: dict[str, Any]
 ) -> None:
     """Time Hyena's forward with the FastPath setting `setting` on (the matrix-product
-    convolutions, or float16 FFTs) into `row` as hyena_{setting}_graph_ms, with its error against
-    the plain forward, or the error that stopped it."""
-    name = f"hyena_{setting}"
+    convolutions, float16 FFTs or packed inverse FFTs) into `row` as hyena_{setting}_graph_ms,
+    with its error against the plain forward, or the error that stopped it."""
+    name, before = f"hyena_{setting}", getattr(hyena.fastpath, setting)
     setattr(hyena.fastpath, setting, True)
     try:
         timing, graphed = _forward_timing(run, hyena, x, True)
@@ -676,7 +682,7 @@ def _time_variant(
         row[f"{name}_rel_err"] = _fast_error(hyena, x)
     except Exception as error:  # noqa: BLE001  a failure is a result to report
         row[f"{name}_error"] = f"{type(error).__name__}: {error}"[:500]
-    setattr(hyena.fastpath, setting, False)
+    setattr(hyena.fastpath, setting, before)
     fastpath.clear_caches(hyena)
     run.free()
 
@@ -695,6 +701,7 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
     """Operator rows: attention and Hyena blocks of width `shapes.width`, batch 1, per length."""
     dtype, attn, hyena = _blocks(run, shapes)
     hyena.fastpath.cuda_graphs = False  # recorded whole, as the attention block is
+    hyena.fastpath.packed_inverse = False  # irfft; the packed inverses (CUDA's default): a variant
     rows = run.results["benchmark"]["operator"]["rows"]
     for length in shapes.lengths:
         if not run.allows(f"operator L={length}", 20.0):
@@ -758,9 +765,10 @@ def training(run: Run, shapes: Shapes) -> None:
     """Forward + backward rows (a training step's work, input gradient included), batch 1, per
     length: the attention block, the Hyena block on its default training path
     (`hyena_lite.longconv`: one autograd node, hand-written backward, its element-wise work and
-    long filters compiled on CUDA), on that path with them eager (`hyena_eager_*`,
-    HYENA_LITE_TRAINING_KERNELS=0), with packed inverse FFTs (`hyena_packed_*`,
-    FastPath.packed_inverse) and on the plain path (autograd through every op: `hyena_plain_*`),
+    long filters compiled on CUDA) with its inverse FFTs by irfft, on that path with them eager
+    (`hyena_eager_*`, HYENA_LITE_TRAINING_KERNELS=0), with packed inverse FFTs (`hyena_packed_*`,
+    FastPath.packed_inverse, the default on CUDA) and on the plain path (autograd through every
+    op: `hyena_plain_*`),
     peak memory of each, and each fused variant's gradient error against the plain path."""
     dtype, attn, hyena = _blocks(run, shapes)
     rows = run.results["training"]["rows"]
@@ -820,15 +828,10 @@ def _trained_best(row: dict[str, Any], graph: str) -> float | None:
 def training_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The training goal of issue 16 from `training` rows: worst Hyena / attention forward +
     backward from 16K."""
-    ratios = [
-        _ratio(_trained_best(r, ""), r.get("attn_fwdbwd_ms")) for r in rows if r["L"] >= 16384
-    ]
+    judged = _from(rows, 16384)
+    ratios = [_ratio(_trained_best(r, ""), r.get("attn_fwdbwd_ms")) for r in judged]
     worst = max((x for x in ratios if x is not None), default=None)
-    graphed = [
-        _ratio(_trained_best(r, "_graph"), r.get("attn_graph_fwdbwd_ms"))
-        for r in rows
-        if r["L"] >= 16384
-    ]
+    graphed = [_ratio(_trained_best(r, "_graph"), r.get("attn_graph_fwdbwd_ms")) for r in judged]
     return {
         "hyena / attention forward+backward from 16K <= 1": _goal(worst, 1.0, False),
         "the same, both as CUDA graphs": _goal(

@@ -1,7 +1,7 @@
 """hyena_lite.packed_inverse: the one-pass packed product and its half-size inverse equal
 `irfft` of the product (in Triton's interpreter on a CPU, on CUDA where present), refuse what they
-cannot take, and, behind `FastPath.packed_inverse`, leave the operator's forward and gradients
-unchanged."""
+cannot take, and, behind `FastPath.packed_inverse` (the default on CUDA), leave the operator's
+forward and gradients unchanged."""
 
 import os
 
@@ -85,3 +85,21 @@ def test_the_recurrence_inverts_products_alike_packed_or_not(conjugate: bool) ->
     for packed in (False, True):
         got = longconv._product_inverse(s, k, 32, packed, conjugate=conjugate)
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_inverses_are_cudas_default_and_stay_out_of_torch_compile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    op, u = _operator(2), torch.randn(1, 16, 8, device=DEVICE)
+    assert op.fastpath.packed_inverse is None  # the default: wherever CUDA runs the kernel
+    assert uses_packed_inverse(op, u) == u.is_cuda  # the interpreter only when asked for
+    op.fastpath.packed_inverse = True
+    assert uses_packed_inverse(op, u)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert not uses_packed_inverse(op, u)  # torch.compile traces the irfft path
+    monkeypatch.undo()
+    op.fastpath.packed_inverse = False
+    assert not uses_packed_inverse(op, u)
+    for value, setting in (("0", False), ("1", True), ("", None)):
+        monkeypatch.setenv("HYENA_LITE_PACKED_INVERSE", value)
+        assert fastpath.FastPath().packed_inverse is setting

@@ -128,6 +128,9 @@ def test_goals_are_read_from_the_rows() -> None:
     assert script.operator_goals(operator, model)[bound]["value"] == 0.8  # 2.0 / 2.5
     operator[2]["hyena_half_fft_bound_ms"] = 1.6  # held to its own, smaller bound: 1.25
     assert script.operator_goals(operator, model)[bound]["value"] == 1.2  # the default's 3 / 2.5
+    from_16k = script.operator_goals(operator[2:], model)  # a run that did not time 4K
+    assert from_16k["hyena_ms / attention_ms from 4K <= 1"]["met"] is None
+    assert from_16k[bound]["value"] == 1.2
 
 
 def test_training_rows_time_the_hyena_paths_against_attention(tmp_path: Path) -> None:
@@ -251,3 +254,5 @@ def test_training_goals_count_packed_inverses_only_with_the_plain_gradients() ->
         row["hyena_packed_grad_rel_err"] = error
         goals = script.training_goals([row])
         assert tuple(g["value"] for g in goals.values()) == ratios
+    row["L"] = 32768  # 16K not timed: the goal from 16K is neither met nor missed
+    assert all(g["met"] is None for g in script.training_goals([row]).values())
