@@ -149,7 +149,6 @@ def headline(runs: dict[str, dict], previous: dict | None, note: str, command: s
         for key in PER_MODEL:
             if model in (run.get(key) or {}):
                 per_model[key][model] = run[key][model]
-    for model, run in runs.items():
         per_model["students"][model] = {
             **per_model["students"][model],
             "source": {k: run.get(k) for k in ("command", "commit", "hardware")},
@@ -193,7 +192,7 @@ def headline(runs: dict[str, dict], previous: dict | None, note: str, command: s
         "vs_teacher_ft": ratios(ppl, ood, "teacher_ft"),
         # each distilled student's perplexity over scratch's, at scratch's tokens
         "vs_scratch_at_equal_tokens": equal_tokens,
-        **{key: per_model[key] for key in PER_MODEL if key not in ("out_of_domain",)},
+        **{k: per_model[k] for k in PER_MODEL if k not in ("out_of_domain", "bits_per_byte")},
         "teacher_heads": first.get("teacher_heads"),
         "hybrid_attention_layers": (
             runs["hybrid"]["students"]["hybrid"]["attention_layers"] if "hybrid" in runs else None
