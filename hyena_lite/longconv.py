@@ -60,8 +60,9 @@ class Recurrence(torch.autograd.Function):
     pad here and a slice of their gradient), skips [N, D], and `fused`: run the element-wise work
     between the FFTs as torch.compile'd kernels (see `_segment`). The output z^N is [B, L, D]
     (ready for the out-projection) in the input's dtype, computed in float32 (float64 for float64
-    inputs). With `packed` (float32 only), the inverse FFTs of the output and of the input's
-    gradient come from `hyena_lite.packed_inverse` (see `FastPath.packed_inverse`). Saves, per
+    inputs). With `packed` (float32 only), the inverse FFTs of the output, of the input's gradient
+    and of the filters' gradient come from `hyena_lite.packed_inverse` (see
+    `FastPath.packed_inverse`). Saves, per
     step, its zero-padded input, the input's spectrum and the inverse FFT's output, n times the
     convolution (from which the backward recomputes the convolution that the gate's gradient
     needs).
@@ -103,7 +104,12 @@ class Recurrence(torch.autograd.Function):
         fused, (order, width), length = ctx.fused, spectra_k.shape[:2], mixed.shape[-1]
         n = fft_size(length)
         d_mixed = torch.empty_like(mixed, memory_format=torch.contiguous_format)
-        d_filters = torch.empty_like(spectra_k)  # the filters' gradients, as spectra
+        if ctx.packed:  # the filters' gradients as packed spectra (see packed_correlation)
+            from hyena_lite import packed_inverse  # imports triton: only when asked for
+
+            d_filters = spectra_k.new_empty(order, width, n // 2)
+        else:  # as spectra
+            d_filters = torch.empty_like(spectra_k)
         d_skips = torch.empty_like(skips)
         above: tuple[Tensor, ...] = (grad.transpose(1, 2),)  # what this step's output gradient is
         for step in reversed(range(order)):
@@ -115,7 +121,7 @@ class Recurrence(torch.autograd.Function):
             )
             d_spectrum = torch.fft.rfft(d_conv)
             if ctx.packed:
-                _filter_grad(d_spectrum, spectrum, d_filters[step], fused)
+                packed_inverse.packed_correlation(d_spectrum, spectrum, 1 / n, d_filters[step])
                 d_input = _product_inverse(d_spectrum, spectra_k[step], n, True, conjugate=True)
             else:
                 d_input = _spectral_grads(
@@ -124,7 +130,10 @@ class Recurrence(torch.autograd.Function):
                 d_input = torch.fft.irfft(d_input, n=n, norm=UNSCALED)
             above = (d_input, skips[step], d_conv)
         _segment("value_grad", fused)(*above, d_mixed[:, order * width :])
-        d_k = torch.fft.irfft(d_filters, n=n, norm=UNSCALED)[..., : ctx.taps]
+        if ctx.packed:
+            d_k = packed_inverse.packed_inverse(d_filters)[..., : ctx.taps]
+        else:
+            d_k = torch.fft.irfft(d_filters, n=n, norm=UNSCALED)[..., : ctx.taps]
         return d_mixed, d_k, d_skips, None, None
 
 
@@ -209,7 +218,7 @@ def _conj_product(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _real_filter_grad(d_spectrum: Tensor, spectrum: Tensor, d_filter: Tensor) -> None:
-    """`_filter_grad` on real views [..., 2]."""
+    """The filter's gradient spectrum (see `_spectral_grads`) on real views [..., 2]."""
     d_filter.copy_(_conj_product(d_spectrum, spectrum).sum(0) / _fft_length(spectrum))
 
 
@@ -220,16 +229,6 @@ def _real_spectral_grads(
     complex arithmetic)."""
     _real_filter_grad(d_spectrum, spectrum, d_filter)
     return _conj_product(d_spectrum, spectrum_k)
-
-
-def _filter_grad(d_spectrum: Tensor, spectrum: Tensor, d_filter: Tensor, fused: bool) -> None:
-    """Writes the filter's gradient spectrum, sum over the batch of d_spectrum * conj(spectrum),
-    over n, into d_filter; with `fused`, one compiled kernel on real views."""
-    if not fused:
-        torch.sum(d_spectrum * spectrum.conj() / _fft_length(spectrum), 0, out=d_filter)
-        return
-    real = torch.view_as_real
-    _segment("filter_grad", True)(real(d_spectrum), real(spectrum), real(d_filter))
 
 
 def _product_inverse(
@@ -253,7 +252,7 @@ def _spectral_grads(
     over n (its unnormalised inverse FFT is then the gradient), into d_filter; returns the
     input's, d_spectrum * conj(spectrum_k). With `fused`, one compiled kernel on real views."""
     if not fused:
-        _filter_grad(d_spectrum, spectrum, d_filter, False)
+        torch.sum(d_spectrum * spectrum.conj() / _fft_length(spectrum), 0, out=d_filter)
         return d_spectrum * spectrum_k.conj()
     real = torch.view_as_real
     out = _segment("spectral_grads", True)(
@@ -270,7 +269,6 @@ _SEGMENTS: dict[str, Callable] = {
     "inner_step_grads": _inner_step_grads,
     "value_grad": _value_grad,
     "spectral_grads": _real_spectral_grads,
-    "filter_grad": _real_filter_grad,
 }
 _COMPILED: dict[str, Callable] = {}  # what the training path compiles, made on first use
 

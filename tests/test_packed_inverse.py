@@ -10,7 +10,7 @@ import torch
 
 from hyena_lite import HyenaOperator, fastpath, longconv
 from hyena_lite.longconv import uses_packed_inverse
-from hyena_lite.packed_inverse import packed_inverse, packed_product
+from hyena_lite.packed_inverse import packed_correlation, packed_inverse, packed_product
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 pytestmark = pytest.mark.skipif(
@@ -30,6 +30,33 @@ def test_packed_inverse_equals_irfft_of_the_product(n: int, conjugate: bool) -> 
     assert got.shape == want.shape and got.dtype == torch.float32
     error = (got - want).abs().max() / want.abs().max()
     assert error < 1e-5, error
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("n", [4, 4096])
+def test_packed_correlation_is_the_filter_gradient_irfft(batch: int, n: int) -> None:
+    torch.manual_seed(batch)
+    a = torch.fft.rfft(torch.randn(batch, 5, n, device=DEVICE))
+    b = torch.fft.rfft(torch.randn(batch, 5, n, device=DEVICE))
+    want = torch.fft.irfft((a * b.conj()).sum(0) / n, n=n, norm="forward")
+    out = torch.full((5, n // 2), float("nan"), dtype=torch.complex64, device=DEVICE)
+    got = packed_inverse(packed_correlation(a, b, 1 / n, out))
+    assert got.shape == want.shape
+    error = (got - want).abs().max() / want.abs().max()
+    assert error < 1e-5, error
+
+
+def test_packed_correlation_refuses_what_it_cannot_take() -> None:
+    a = torch.fft.rfft(torch.randn(2, 3, 16, device=DEVICE))
+    with pytest.raises(TypeError, match="complex64"):
+        packed_correlation(a, a.to(torch.complex128))
+    with pytest.raises(ValueError, match="both be"):
+        packed_correlation(a, a[:1])
+    with pytest.raises(ValueError, match="out must be"):
+        packed_correlation(a, a, out=torch.empty(3, 9, dtype=torch.complex64, device=DEVICE))
+    odd = torch.fft.rfft(torch.randn(1, 3, 12, device=DEVICE))
+    with pytest.raises(ValueError, match="power of two"):
+        packed_correlation(odd, odd)
 
 
 def test_packed_product_refuses_what_it_cannot_take() -> None:
