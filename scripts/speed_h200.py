@@ -35,6 +35,7 @@ every row, so a run that is killed still leaves its rows.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import importlib.util
 import math
@@ -769,8 +770,11 @@ def training(run: Run, shapes: Shapes) -> None:
     (`hyena_eager_*`, HYENA_LITE_TRAINING_KERNELS=0), with packed inverse FFTs (`hyena_packed_*`,
     FastPath.packed_inverse, the default on CUDA) and on the plain path (autograd through every
     op: `hyena_plain_*`),
-    peak memory of each, and each fused variant's gradient error against the plain path."""
+    peak memory of each, and each fused variant's gradient error against the plain path. On CUDA
+    also both blocks as `hyena_lite.training` trains them (`*_autocast_graph`: float32 weights and
+    input under bf16 autocast, which runs the long filters' MLP in bf16 too), graphed."""
     dtype, attn, hyena = _blocks(run, shapes)
+    autocast = {"attn": _Autocast(attn), "hyena": _Autocast(hyena)}
     rows = run.results["training"]["rows"]
     for length in shapes.lengths:
         if not run.allows(f"training L={length}", 20.0):
@@ -790,13 +794,16 @@ def training(run: Run, shapes: Shapes) -> None:
                 ("attn_graph", attn, True, True),
                 ("hyena_graph", hyena, True, True),
                 ("hyena_packed_graph", hyena, True, True),
+                ("attn_autocast_graph", autocast["attn"], True, True),
+                ("hyena_packed_autocast_graph", autocast["hyena"], True, True),
             ]
         for name, block, fast, kernels in variants:
             hyena.fast, hyena.fastpath.training_kernels = fast, kernels
             hyena.fastpath.packed_inverse = name.startswith("hyena_packed")
+            inputs = x.float() if isinstance(block, _Autocast) else x
             try:
                 run.peak_reset()
-                timing = _fwdbwd_timing(run, block, x, graphed=name.endswith("_graph"))
+                timing = _fwdbwd_timing(run, block, inputs, graphed=name.endswith("_graph"))
                 row.update(timing.as_row(f"{name}_fwdbwd"))
                 row[f"{name}_fwdbwd_peak_mb"] = run.peak_mb()
                 if name in ("hyena", "hyena_eager", "hyena_packed"):
@@ -813,6 +820,19 @@ def training(run: Run, shapes: Shapes) -> None:
         hyena.fastpath.packed_inverse = False
         run.save()
         print(_summary(row), flush=True)
+
+
+class _Autocast(nn.Module):
+    """A bf16 block's float32 copy called under bf16 autocast (its casts uncached, as CUDA graphs
+    need): how `hyena_lite.training` runs a model, float32 master weights included."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.inner = copy.deepcopy(block).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, torch.bfloat16, cache_enabled=False):
+            return self.inner(x)
 
 
 def _trained_best(row: dict[str, Any], graph: str) -> float | None:
@@ -832,10 +852,19 @@ def training_goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = [_ratio(_trained_best(r, ""), r.get("attn_fwdbwd_ms")) for r in judged]
     worst = max((x for x in ratios if x is not None), default=None)
     graphed = [_ratio(_trained_best(r, "_graph"), r.get("attn_graph_fwdbwd_ms")) for r in judged]
+    autocast = [
+        _ratio(
+            r.get("hyena_packed_autocast_graph_fwdbwd_ms"), r.get("attn_autocast_graph_fwdbwd_ms")
+        )
+        for r in judged
+    ]
     return {
         "hyena / attention forward+backward from 16K <= 1": _goal(worst, 1.0, False),
         "the same, both as CUDA graphs": _goal(
             max((x for x in graphed if x is not None), default=None), 1.0, False
+        ),
+        "the same, graphed, float32 weights under bf16 autocast": _goal(
+            max((x for x in autocast if x is not None), default=None), 1.0, False
         ),
     }
 
