@@ -256,6 +256,6 @@ def test_training_goals_count_packed_inverses_only_with_the_plain_gradients() ->
         assert tuple(g["value"] for g in goals.values()) == (*ratios, None)
     row.update(attn_autocast_graph_fwdbwd_ms=4.0, hyena_packed_autocast_graph_fwdbwd_ms=3.8)
     autocast = list(script.training_goals([row]).values())[-1]
-    assert autocast["value"] == pytest.approx(0.95) and autocast["met"] is True
+    assert abs(autocast["value"] - 0.95) < 1e-9 and autocast["met"] is True
     row["L"] = 32768  # 16K not timed: the goal from 16K is neither met nor missed
     assert all(g["met"] is None for g in script.training_goals([row]).values())
