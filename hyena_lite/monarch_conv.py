@@ -13,8 +13,11 @@ size m = n2 n3 is split again (n = 32 n2 n3, every matrix 16 to 32 wide): the mi
 Measured on an H100 (hyena_lite/results/monarch_h100.json; batch 1, 768 channels, TF32 products,
 both sides as CUDA graphs, the cuFFT convolution also compiled): 2.0x the cuFFT convolution at
 L = 1K, 1.5x at 2K and 4K (three stages at 4K), 1.14x slower at 8K; from 16K no kernel builds (one
-program cannot hold a channel). So `supports` takes FFT sizes 2048 to 8192 (L from 513 to 4096).
-`hyena_lite.fastpath` uses it at inference when `FastPath.monarch` is on (opt-in until timed inside
+program cannot hold a channel). Compiled for Hopper without a GPU (`scripts/monarch_resources.py`),
+the three-stage kernel at n = 8192 takes 255 registers a thread: with 8 warps one program fills an
+SM's registers (8 warps an SM, little to hide latency), with 4 it spills 1,240 bytes a thread; a
+faster kernel needs smaller live tiles (16-bit between stages, say). So `supports` takes FFT
+sizes 2048 to 8192 (L from 513 to 4096). `hyena_lite.fastpath` uses it at inference when `FastPath.monarch` is on (opt-in until timed inside
 the operator). "tf32" products for 16-bit inputs, "ieee" float32 for float32 ones (and in Triton's
 interpreter on a CPU, TRITON_INTERPRET=1, where the tests run it).
 """
