@@ -17,9 +17,10 @@ program cannot hold a channel). Compiled for Hopper without a GPU (`scripts/mona
 the three-stage kernel at n = 8192 takes 255 registers a thread: with 8 warps one program fills an
 SM's registers (8 warps an SM, little to hide latency), with 4 it spills 1,240 bytes a thread; a
 faster kernel needs smaller live tiles (16-bit between stages, say). So `supports` takes FFT
-sizes 2048 to 8192 (L from 513 to 4096). `hyena_lite.fastpath` uses it at inference when `FastPath.monarch` is on (opt-in until timed inside
-the operator). "tf32" products for 16-bit inputs, "ieee" float32 for float32 ones (and in Triton's
-interpreter on a CPU, TRITON_INTERPRET=1, where the tests run it).
+sizes 2048 to 8192 (L from 513 to 4096). `hyena_lite.fastpath` uses it at inference when
+`FastPath.monarch` is on (opt-in until timed inside the operator). "tf32" products for 16-bit
+inputs, "ieee" float32 for float32 ones (and in Triton's interpreter on a CPU, TRITON_INTERPRET=1,
+where the tests run it).
 """
 
 from __future__ import annotations
