@@ -62,10 +62,9 @@ class Recurrence(torch.autograd.Function):
     (ready for the out-projection) in the input's dtype, computed in float32 (float64 for float64
     inputs). With `packed` (float32 only), the inverse FFTs of the output, of the input's gradient
     and of the filters' gradient come from `hyena_lite.packed_inverse` (see
-    `FastPath.packed_inverse`). Saves, per
-    step, its zero-padded input, the input's spectrum and the inverse FFT's output, n times the
-    convolution (from which the backward recomputes the convolution that the gate's gradient
-    needs).
+    `FastPath.packed_inverse`). Saves, per step, its zero-padded input, the input's spectrum and
+    the inverse FFT's output, n times the convolution (from which the backward recomputes the
+    convolution that the gate's gradient needs).
     """
 
     @staticmethod

@@ -114,6 +114,7 @@ def _half_size(spectrum: Tensor) -> int:
 
 
 def _complex64(*spectra: Tensor) -> None:
+    """Refuses spectra that are not complex64 (the kernels read float32 pairs)."""
     if any(x.dtype != torch.complex64 for x in spectra):
         names = " and ".join(str(x.dtype) for x in spectra)
         raise TypeError(f"the packed kernels take complex64 spectra, got {names}")
