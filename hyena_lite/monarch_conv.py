@@ -15,9 +15,11 @@ both sides as CUDA graphs, the cuFFT convolution also compiled): 2.0x the cuFFT 
 L = 1K, 1.5x at 2K and 4K (three stages at 4K), 1.14x slower at 8K; from 16K no kernel builds (one
 program cannot hold a channel). Compiled for Hopper without a GPU (`scripts/monarch_resources.py`),
 the three-stage kernel at n = 8192 takes 255 registers a thread: with 8 warps one program fills an
-SM's registers (8 warps an SM, little to hide latency), with 4 it spills 1,240 bytes a thread; a
-faster kernel needs smaller live tiles (16-bit between stages, say). So `supports` takes FFT
-sizes 2048 to 8192 (L from 513 to 4096). `hyena_lite.fastpath` uses it at inference when
+SM's registers (8 warps an SM, little to hide latency), with 4 it spills 1,240 bytes a thread.
+One channel's tile is 64 KB, a quarter of the register file, and three or four are live between
+stages; bf16 products or tiles did not lower the count. A faster kernel needs another
+decomposition (a channel over several programs, or its tiles in shared memory). So `supports`
+takes FFT sizes 2048 to 8192 (L from 513 to 4096). `hyena_lite.fastpath` uses it at inference when
 `FastPath.monarch` is on (opt-in until timed inside the operator). "tf32" products for 16-bit
 inputs, "ieee" float32 for float32 ones (and in Triton's interpreter on a CPU, TRITON_INTERPRET=1,
 where the tests run it).
