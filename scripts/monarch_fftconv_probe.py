@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import torch
 
-from hyena_lite import monarch_conv, runs
+from hyena_lite import monarch_conv, runs, toeplitz_conv
 from hyena_lite.cudagraph import record
 from hyena_lite.fftconv import fftconv
 from hyena_lite.provenance import provenance
@@ -79,14 +79,19 @@ def _timed(name: str, u, plan, skip, want, precision, num_warps) -> dict:
 
 
 def bench(
-    lengths: list[int], width: int, precision: str, num_warps: int | None = None
+    lengths: list[int],
+    width: int,
+    precision: str,
+    num_warps: int | None = None,
+    toeplitz: tuple[tuple[int, int, int, str], ...] = (),
 ) -> Iterator[dict]:
     """Per length, batch 1, `width` channels, float32: the two-stage kernel and (from n = 8192)
     the three-stage one against `cufft_conv`, eager and compiled by torch.compile (inductor fuses
     the padding, slice and skip around cuFFT's calls) and replayed as a CUDA graph (no launch
     cost: the baseline at its best; the kernels are graphed too), all with the filter's spectrum
     computed beforehand (median and IQR of time_call), and each kernel's error against
-    `fftconv`; one row a length, as it finishes."""
+    `fftconv`; also `toeplitz_conv`'s direct convolution per (block, rows, warps, precision) in
+    `toeplitz`, and causal attention's core for reference; one row a length, as it finishes."""
     compiled = torch.compile(cufft_conv, dynamic=False)
     for length in lengths:
         u = torch.randn(1, width, length, device="cuda")
@@ -106,7 +111,45 @@ def bench(
             if stages == 2 or n >= monarch_conv.MIN_FFT3:
                 plan = monarch_conv.make_plan(k, length, stages)
                 row.update(_timed(name, u, plan, skip, want, precision, num_warps))
+        for shape in toeplitz:
+            row.update(_toeplitz_timed(u, k, skip, want, *shape))
+        row.update(_attention_core(length, width))
         yield row
+
+
+def _toeplitz_timed(u, k, skip, want, block: int, rows: int, warps: int, precision: str) -> dict:
+    """`toeplitz_conv.causal_conv` with one tile shape: its error against `fftconv` and its time
+    as a CUDA graph, or the error that stopped it."""
+    name = f"toeplitz_b{block}_r{rows}_w{warps}_{precision}"
+    taps = toeplitz_conv.filters(k, precision)
+
+    def conv() -> torch.Tensor:
+        return toeplitz_conv.causal_conv(
+            u, taps, skip, None, precision, torch.float32, block, rows, warps
+        )
+
+    try:
+        got = conv()
+        graph, _ = record(conv, u.device)
+    except Exception as error:  # noqa: BLE001  recorded, the other shapes still run
+        return {f"{name}_error": repr(error)[:300]}
+    error = float((got - want).abs().max() / want.abs().max())
+    return {f"{name}_rel_err": error, **time_call(graph.replay).as_row(f"{name}_graph")}
+
+
+def _attention_core(length: int, width: int, head: int = 64) -> dict:
+    """What the convolutions compete with: causal flash attention over `width / head` heads, bf16,
+    batch 1, as a CUDA graph (the attention block's core, without its projections)."""
+    q, k, v = (
+        torch.randn(1, width // head, length, head, device="cuda", dtype=torch.bfloat16)
+        for _ in range(3)
+    )
+
+    def core() -> torch.Tensor:
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    graph, _ = record(core, q.device)
+    return time_call(graph.replay).as_row("attention_core_graph")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--num-warps", type=int, default=None, help="warps a program (default: by tile size)"
     )
+    parser.add_argument(
+        "--toeplitz",
+        default="",
+        help="toeplitz_conv tile shapes to time, block:rows:warps:precision, comma-separated",
+    )
     args = parser.parse_args(argv)
     if args.check:
         print(f"two stages, largest relative error against fftconv: {check([300, 1024, 2048]):.2e}")
@@ -130,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python3", "scripts/monarch_fftconv_probe.py", *sys.argv[1:]])
     result = {**provenance(command), "rows": []}
     # written after every length
-    for row in bench(lengths, args.width, args.precision, args.num_warps):
+    shapes = tuple(
+        (int(b), int(r), int(w), p)
+        for b, r, w, p in (item.split(":") for item in args.toeplitz.split(",") if item)
+    )
+    for row in bench(lengths, args.width, args.precision, args.num_warps, shapes):
         print(row, flush=True)
         result["rows"].append(row)
         runs.write_json(args.out, result)
