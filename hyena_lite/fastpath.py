@@ -66,6 +66,10 @@ class FastPath:
     the float32 path: 0.197 against 0.267 ms at 4K, 1.01 against 1.20 at 16K (attention 1.08),
     4.5 against 6.9 at 64K, error 0.004-0.005 against the plain forward
     (operator_half_fft_scaled_h100.json).
+    `toeplitz`: at inference, for lengths `toeplitz_conv.supports` (up to 8K), run each long
+    convolution with its gate as `hyena_lite.toeplitz_conv`'s direct block-Toeplitz matrix
+    products (bf16 operands for 16-bit inputs, float32 sums; on CUDA or in Triton's interpreter;
+    opt-in, HYENA_LITE_TOEPLITZ=1, until timed on a GPU). Takes precedence over `monarch`.
     `packed_inverse`: with float32 FFTs (at inference, and in the training path), compute each
     inverse FFT from `hyena_lite.packed_inverse`'s one-pass packed product and a half-size
     complex FFT instead of the spectrum product, torch's input copy and a complex-to-real FFT.
@@ -93,6 +97,9 @@ class FastPath:
         default_factory=lambda: os.environ.get("HYENA_LITE_TRAINING_KERNELS", "1") != "0"
     )
     monarch: bool = field(default_factory=lambda: os.environ.get("HYENA_LITE_MONARCH", "0") == "1")
+    toeplitz: bool = field(
+        default_factory=lambda: os.environ.get("HYENA_LITE_TOEPLITZ", "0") == "1"
+    )
     half_fft: bool = field(
         default_factory=lambda: os.environ.get("HYENA_LITE_HALF_FFT", "0") == "1"
     )
@@ -248,12 +255,34 @@ def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
     return state.plans[1]
 
 
+def toeplitz_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
+    """The long filters' `toeplitz_conv` plans for u's length and dtype (one per order, cached on
+    the operator like the spectra), or None where the direct convolution is not to run:
+    `toeplitz` off, autograd on, a length it does not support, or neither CUDA nor Triton's
+    interpreter."""
+    if not op.fastpath.toeplitz or torch.is_grad_enabled():
+        return None
+    from hyena_lite import monarch_conv, toeplitz_conv  # import triton: only when asked for
+
+    length = u.shape[1]
+    if not ((u.is_cuda or monarch_conv.interpreted()) and toeplitz_conv.supports(length)):
+        return None
+    precision = "ieee" if u.dtype == torch.float32 else "bf16"
+    key, state = (*_filters_key(op, length), "toeplitz", precision), op.fastpath
+    if state.plans is None or state.plans[0] != key:
+        k, _ = op.long_filters(length)
+        plans = [toeplitz_conv.make_plan(k[step], length, precision) for step in range(op.order)]
+        state.plans = (key, plans)
+    return state.plans[1]
+
+
 def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:
     """The fast forward, op by op: in-projection, short filter, order-N FFT recurrence (or the
-    matrix-product convolutions of `monarch_plans`), out-projection."""
+    matrix-product convolutions of `toeplitz_plans` or `monarch_plans`), out-projection."""
     spectra, skips, gain = filter_spectra(op, u.shape[1], uses_half_fft(op, u))
     packed = uses_packed_inverse(op, u)
-    return _mix(op, u, spectra, skips, fused, monarch_plans(op, u), gain, packed)
+    plans = toeplitz_plans(op, u) or monarch_plans(op, u)
+    return _mix(op, u, spectra, skips, fused, plans, gain, packed)
 
 
 def _mix(
@@ -286,14 +315,12 @@ def _mix(
     w = op.short_filter.weight
     gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
     value_args = (z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:])
-    if plans is not None:  # unpadded float32 values; each step one kernel, its gate inside
-        from hyena_lite import monarch_conv
-
-        v = _kernel("value", fused)(*value_args, length)
-        precision = "ieee" if u.dtype == torch.float32 else "tf32"
+    if plans is not None:  # unpadded values; each step one kernel, its gate inside
+        direct = plans[0].get("kernel") == "toeplitz"  # its products take u's dtype
+        v = _kernel("value", fused)(*value_args, length, 1.0, u.dtype if direct else torch.float32)
         for step, plan in enumerate(plans):
             x = gates[:, step * width : (step + 1) * width]
-            v = monarch_conv.causal_conv(v, plan, skips[step], gate=x, precision=precision)
+            v = _planned_conv(v, plan, skips[step], x, u.dtype)
         return op.out_proj(v.to(u.dtype).transpose(1, 2))
     half = gain is not None  # see FastPath.half_fft
     scale, dtype = (n**-0.5, torch.float16) if half else (1.0, torch.float32)
@@ -306,6 +333,19 @@ def _mix(
         else:
             v = _kernel("gate", fused)(y, v, x, skips[step], scale)
     return op.out_proj(v)
+
+
+def _planned_conv(v: Tensor, plan: dict, skip: Tensor, gate: Tensor, dtype: torch.dtype) -> Tensor:
+    """One gated long convolution by the plan's kernel: `toeplitz_conv`'s (written in `dtype`)
+    or `monarch_conv`'s (float32; tf32 products for 16-bit `dtype`)."""
+    if plan.get("kernel") == "toeplitz":
+        from hyena_lite import toeplitz_conv
+
+        return toeplitz_conv.causal_conv(v, plan, skip, gate=gate, out_dtype=dtype)
+    from hyena_lite import monarch_conv
+
+    precision = "ieee" if dtype == torch.float32 else "tf32"
+    return monarch_conv.causal_conv(v, plan, skip, gate=gate, precision=precision)
 
 
 def _convolve(v: Tensor, spectrum: Tensor, n: int, packed: bool = False) -> Tensor:
@@ -329,7 +369,7 @@ def _capture(op: HyenaOperator, u: Tensor, fused: bool) -> tuple[Any, ...]:
     spectra it reads)."""
     static_in = u.clone()
     spectra = filter_spectra(op, u.shape[1], uses_half_fft(op, u))  # cached outside the graph
-    plans = monarch_plans(op, u)  # likewise
+    plans = toeplitz_plans(op, u) or monarch_plans(op, u)  # likewise
     graph, static_out = record(lambda: _forward(op, static_in, fused), u.device)
     return graph, static_in, static_out, (spectra, plans)
 
@@ -345,6 +385,7 @@ def _inference(op: HyenaOperator, u: Tensor) -> Tensor:
         u.dtype,
         u.device,
         settings.monarch,
+        settings.toeplitz,
         settings.half_fft,
         settings.packed_inverse,
         *((p.data_ptr(), p._version) for p in op.parameters()),

@@ -30,14 +30,26 @@ OPERANDS = {"bf16": torch.bfloat16, "tf32": torch.float32, "ieee": torch.float32
 
 
 @triton.jit
+def _product(acc, x, t, BF16: tl.constexpr, PRECISION: tl.constexpr, ROUNDED: tl.constexpr):
+    """acc + x @ t, float32 sums: bf16 operands with BF16 (rounded, then exact, in Triton's
+    interpreter, which multiplies bf16 wrongly), else float32 ones at PRECISION."""
+    if BF16 and ROUNDED:
+        x, t = x.to(tl.bfloat16).to(tl.float32), t.to(tl.bfloat16).to(tl.float32)
+        return tl.dot(x, t, acc, input_precision="ieee")
+    if BF16:
+        return tl.dot(x.to(tl.bfloat16), t.to(tl.bfloat16), acc)
+    return tl.dot(x.to(tl.float32), t.to(tl.float32), acc, input_precision=PRECISION)
+
+
+@triton.jit
 def _direct_kernel(
     u_ptr,  # [rows, length]: the signals, row = batch * channels + channel
-    k_ptr,  # [channels, taps]: the filters, in the operands' dtype
+    k_ptr,  # [channels, width]: the filters, in the operands' dtype, BLOCK zeros before each
     out_ptr,  # [rows, length]
     gate_ptr,  # the gates (row at batch * gate_batch_stride + channel * length), or u_ptr
     skip_ptr,  # [channels], float32
     length,
-    taps,
+    width,
     channels,
     gate_batch_stride,
     BLOCK: tl.constexpr,
@@ -53,74 +65,103 @@ def _direct_kernel(
     blocks = tile * ROWS + tl.arange(0, ROWS)  # the output blocks this program holds
     step = tl.arange(0, BLOCK)  # a step within a block: input's c, output's r
     signal = u_ptr + row.to(tl.int64) * length
-    filt = k_ptr + channel.to(tl.int64) * taps
+    filt = k_ptr + channel.to(tl.int64) * width + BLOCK  # zeros around it: no masks
     acc = tl.zeros((ROWS, BLOCK), dtype=tl.float32)
-    lags = tl.minimum(tile * ROWS + ROWS, tl.cdiv(length, BLOCK))
-    for lag in range(0, lags):
-        source = (blocks[:, None] - lag) * BLOCK + step[None, :]  # X[i - lag, c]
-        x = tl.load(signal + source, mask=(source >= 0) & (source < length), other=0.0)
-        tap = lag * BLOCK + step[None, :] - step[:, None]  # T_lag^T[c, r] = h[lag B + r - c]
-        t = tl.load(filt + tap, mask=(tap >= 0) & (tap < taps), other=0.0)
-        if BF16 and ROUNDED:  # Triton's interpreter multiplies bf16 wrongly: round, then ieee
-            x, t = x.to(tl.bfloat16).to(tl.float32), t.to(tl.bfloat16).to(tl.float32)
-            acc = tl.dot(x, t, acc, input_precision="ieee")
-        elif BF16:
-            acc = tl.dot(x.to(tl.bfloat16), t.to(tl.bfloat16), acc)
-        else:
-            acc = tl.dot(x.to(tl.float32), t.to(tl.float32), acc, input_precision=PRECISION)
-    position = blocks[:, None] * BLOCK + step[None, :]
-    kept = position < length
-    x = tl.load(signal + position, mask=kept, other=0.0).to(tl.float32)
+    # lag 0: X is the tile's own blocks, T_0 the filter's first taps; each lag after moves X's
+    # rows one block back and T one block on
+    xs = signal + blocks[:, None] * BLOCK + step[None, :]  # X[i - lag, c]
+    ts = filt + step[None, :] - step[:, None]  # T_lag^T[c, r] = h[lag B + r - c]
+    source = blocks[:, None] * BLOCK + step[None, :]  # X's steps at lag 0
+    for lag in range(0, tile * ROWS + 1):  # every row's block at or after the lag
+        x = tl.load(xs, mask=source < length + lag * BLOCK, other=0.0)
+        acc = _product(acc, x, tl.load(ts), BF16, PRECISION, ROUNDED)
+        xs -= BLOCK
+        ts += BLOCK
+    for lag in range(tile * ROWS + 1, tl.minimum(tile * ROWS + ROWS, tl.cdiv(length, BLOCK))):
+        before = (blocks[:, None] >= lag) & (source < length + lag * BLOCK)
+        x = tl.load(xs, mask=before, other=0.0)
+        acc = _product(acc, x, tl.load(ts), BF16, PRECISION, ROUNDED)
+        xs -= BLOCK
+        ts += BLOCK
+    kept = source < length
+    x = tl.load(signal + source, mask=kept, other=0.0).to(tl.float32)
     y = acc + tl.load(skip_ptr + channel) * x
     if HAS_GATE:
         start = (row // channels).to(tl.int64) * gate_batch_stride + channel.to(tl.int64) * length
-        y *= tl.load(gate_ptr + start + position, mask=kept, other=0.0).to(tl.float32)
-    tl.store(out_ptr + row.to(tl.int64) * length + position, y, mask=kept)
+        y *= tl.load(gate_ptr + start + source, mask=kept, other=0.0).to(tl.float32)
+    tl.store(out_ptr + row.to(tl.int64) * length + source, y, mask=kept)
 
 
-def filters(k: Tensor, precision: str = "bf16") -> Tensor:
-    """The filters k [C, taps] as the kernel reads them: contiguous, in the products' dtype."""
+MAX_LENGTH = 8192  # direct work grows as L^2: beyond 8K the FFT's L log L wins (not yet timed)
+
+
+def supports(length: int) -> bool:
+    """Whether the fast path runs signals of `length` steps through this kernel (up to
+    MAX_LENGTH)."""
+    return 0 < length <= MAX_LENGTH
+
+
+def make_plan(
+    k: Tensor, length: int, precision: str = "bf16", block: int = 64, rows: int = 64
+) -> dict:
+    """The filters k [C, taps] as the kernel reads them for signals of `length` steps: in the
+    products' dtype ("bf16": operands rounded to bf16, float32 sums; "tf32" or "ieee": float32
+    operands), the first `length` taps with `block` zeros before them and zeros up to a whole
+    number of blocks after (so the kernel's Toeplitz tiles need no masks); with the tile shape,
+    `block` steps a block (K = N of each product) and `rows` output blocks a program (M)."""
     if precision not in OPERANDS:
         raise ValueError(f"precision must be one of {sorted(OPERANDS)}, got {precision!r}")
-    return k.detach().to(OPERANDS[precision]).contiguous()
+    if block < 16 or rows < 16 or block & (block - 1) or rows & (rows - 1):
+        raise ValueError(f"block and rows must be powers of two >= 16, got {block} and {rows}")
+    channels, taps = k.shape
+    width = block + triton.cdiv(length, block) * block
+    padded = torch.zeros(channels, width, dtype=OPERANDS[precision], device=k.device)
+    used = min(taps, length)
+    padded[:, block : block + used] = k.detach()[:, :used]
+    return {
+        "kernel": "toeplitz",
+        "filters": padded,
+        "length": length,
+        "precision": precision,
+        "block": block,
+        "rows": rows,
+    }
 
 
 def causal_conv(
     u: Tensor,
-    k: Tensor,
+    plan: dict,
     skip: Tensor,
     gate: Tensor | None = None,
-    precision: str = "bf16",
     out_dtype: torch.dtype = torch.float32,
-    block: int = 32,
-    rows: int = 64,
-    num_warps: int = 4,
+    num_warps: int = 8,
 ) -> Tensor:
-    """gate * ((k * u)[:L] + D u) in `out_dtype`, [B, C, L], for u [B, C, L], filters k [C, taps]
-    (`filters(k, precision)` saves the cast per call), the skip D [C] and a gate [B, C, L] (any
-    batch stride, contiguous rows; None: no gate). `precision`: "bf16" (operands rounded to bf16,
-    float32 sums), "tf32" or "ieee" (float32 operands). `block` steps a block (K = N of each
-    product), `rows` output blocks a program (M)."""
+    """gate * ((k * u)[:L] + D u) in `out_dtype`, [B, C, L], for u [B, C, L], `make_plan(k, L)`,
+    the skip D [C] and a gate [B, C, L] (any batch stride, contiguous rows; None: no gate)."""
     batch, channels, length = u.shape
-    if k.ndim != 2 or k.shape[0] != channels:
-        raise ValueError(f"the filters must be [{channels}, taps], got {tuple(k.shape)}")
+    filters = plan["filters"]
+    if length != plan["length"] or filters.shape[0] != channels:
+        raise ValueError(
+            f"the plan is for {filters.shape[0]} channels of {plan['length']} steps, "
+            f"got {channels} channels of {length}: make_plan(k, {length})"
+        )
     if gate is not None and (gate.shape != u.shape or gate.stride()[1:] != (length, 1)):
         raise ValueError(
             f"the gate must have u's shape {tuple(u.shape)} with contiguous rows, got shape "
             f"{tuple(gate.shape)} and strides {gate.stride()}"
         )
-    k = filters(k, precision)
+    block, rows, precision = plan["block"], plan["rows"], plan["precision"]
     signals = u.contiguous().reshape(batch * channels, length)
     out = torch.empty(signals.shape, dtype=out_dtype, device=u.device)
     tiles = triton.cdiv(triton.cdiv(length, block), rows)
     _direct_kernel[(batch * channels, tiles)](
         signals,
-        k,
+        filters,
         out,
         signals if gate is None else gate,
         skip.float().contiguous(),
         length,
-        k.shape[1],
+        filters.shape[1],
         channels,
         0 if gate is None else gate.stride(0),
         BLOCK=block,
