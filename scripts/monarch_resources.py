@@ -1,5 +1,5 @@
-"""Probe (issue 16): what `hyena_lite.monarch_conv`'s kernels ask of an H100's streaming
-multiprocessor, compiled on any machine, no GPU needed.
+"""Probe (issue 16): what `hyena_lite.monarch_conv`'s and `hyena_lite.toeplitz_conv`'s kernels ask
+of an H100's streaming multiprocessor, compiled on any machine, no GPU needed.
 
 Triton compiles a kernel for a named target (`GPUTarget("cuda", 90, 32)`: Hopper) with the
 `ptxas` its wheel ships, and `cuobjdump -res-usage` reads the cubin's registers a thread, the
@@ -8,7 +8,16 @@ shared memory it allocates at launch. An SM holds 65,536 registers and 228 KiB o
 so these numbers say how many programs (channels) an SM can run at once, and whether a tile lives
 in registers or spills, before any device time is spent.
 
+For the direct kernel (`--toeplitz block:rows:warps`) it also counts the instructions of the main
+loop's body (one lag: a Toeplitz tile of the filter and a tile of the signal loaded, one matrix
+product) in the SASS: a warp issues one instruction a cycle on each of the SM's four schedulers,
+so `issue_cycles` = instructions x warps / 4 is the least time a lag takes on an SM, against
+`mma_cycles` = rows x block^2 / 2048 (the H100's dense bf16 rate, 2,048 multiply-adds a cycle an
+SM). Where issue exceeds the products, the kernel is bound by building its tiles, not by tensor
+cores. The kernel is compiled as a launch specialises it: sizes and pointers divisible by 16.
+
     python scripts/monarch_resources.py --fft 8192 --warps 4,8,16
+    python scripts/monarch_resources.py --toeplitz 64:64:4,64:128:8
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import Any
 import triton
 from triton.backends.compiler import GPUTarget
 
-from hyena_lite import monarch_conv
+from hyena_lite import monarch_conv, toeplitz_conv
 
 HOPPER = GPUTarget("cuda", 90, 32)
 REGISTERS_PER_SM = 65536
@@ -74,28 +83,103 @@ def usage(n: int, warps: int, precision: str = "tf32", stages: int | None = None
     source = triton.compiler.ASTSource(
         fn=kernel, signature=_signature(kernel, constants), constexprs=constants
     )
-    compiled = triton.compile(source, target=HOPPER, options={"num_warps": warps})
-    with tempfile.TemporaryDirectory() as folder:
-        cubin = Path(folder) / "kernel.cubin"
-        cubin.write_bytes(compiled.asm["cubin"])
-        listing = subprocess.run(
-            [str(cuobjdump()), "-res-usage", str(cubin)], capture_output=True, text=True, check=True
-        ).stdout
-    registers, stack, static_shared = (int(x) for x in _USAGE.search(listing).groups())
-    shared = static_shared + compiled.metadata.shared
-    threads = 32 * warps
+    compiled, registers, stack, shared, _ = _compile(source, warps)
     return {
         "n": n,
         "stages": stages,
         "sizes": sizes,
         "warps": warps,
         "precision": precision,
+        **_occupancy(registers, stack, shared, warps),
+    }
+
+
+def _compile(source: Any, warps: int) -> tuple[Any, int, int, int, str]:
+    """Compile for Hopper; return the kernel, its registers and stack a thread, its shared memory
+    a program (static plus allocated at launch) and its SASS."""
+    compiled = triton.compile(source, target=HOPPER, options={"num_warps": warps})
+    with tempfile.TemporaryDirectory() as folder:
+        cubin = Path(folder) / "kernel.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        listing, sass = (
+            subprocess.run(
+                [str(cuobjdump()), flag, str(cubin)], capture_output=True, text=True, check=True
+            ).stdout
+            for flag in ("-res-usage", "-sass")
+        )
+    registers, stack, static_shared = (int(x) for x in _USAGE.search(listing).groups())
+    return compiled, registers, stack, static_shared + compiled.metadata.shared, sass
+
+
+def _occupancy(registers: int, stack: int, shared: int, warps: int) -> dict[str, int]:
+    """The resources a program takes and how many programs an SM holds at once."""
+    return {
         "registers_per_thread": registers,
         "stack_bytes_per_thread": stack,
         "shared_bytes": shared,
         "programs_per_sm": min(
-            REGISTERS_PER_SM // (registers * threads), SHARED_PER_SM // max(shared, 1)
+            REGISTERS_PER_SM // (registers * 32 * warps), SHARED_PER_SM // max(shared, 1)
         ),
+    }
+
+
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4})\*/\s+([^;]*);")
+_BACK = re.compile(r"BRA (0x[0-9a-f]+)")
+
+
+def loop_instructions(sass: str) -> int:
+    """Instructions in the longest loop of a SASS listing: from a backward branch's target to the
+    branch."""
+    code = [(int(address, 16), text) for address, text in _INSTRUCTION.findall(sass)]
+    spans = [
+        (int(jump.group(1), 16), address)
+        for address, text in code
+        if (jump := _BACK.search(text)) and int(jump.group(1), 16) < address
+    ]
+    return max((sum(lo <= a <= hi for a, _ in code) for lo, hi in spans), default=0)
+
+
+def toeplitz_usage(block: int, rows: int, warps: int) -> dict:
+    """Resources, occupancy and the main loop's issue cycles against its tensor-core cycles of
+    `toeplitz_conv`'s kernel with bf16 signals, filters and gates and float32 output, compiled for
+    Hopper as a launch specialises it."""
+    if monarch_conv.interpreted():
+        raise RuntimeError(
+            "TRITON_INTERPRET=1 makes the kernels Python functions, which do not compile: unset it"
+        )
+    kernel = toeplitz_conv._direct_kernel
+    constants = {
+        "BLOCK": block,
+        "ROWS": rows,
+        "HAS_GATE": True,
+        "BF16": True,
+        "PRECISION": "tf32",
+        "ROUNDED": False,
+    }
+    types = {
+        name: "constexpr" if name in constants else "*fp32" if name == "out_ptr" else
+        "*bf16" if name in ("u_ptr", "k_ptr", "gate_ptr") else
+        "*fp32" if name.endswith("_ptr") else "i32"
+        for name in kernel.arg_names
+    }  # fmt: skip
+    aligned = {
+        (index,): [["tt.divisibility", 16]]
+        for index, name in enumerate(kernel.arg_names)
+        if name not in constants and name != "channels"
+    }
+    source = triton.compiler.ASTSource(
+        fn=kernel, signature=types, constexprs=constants, attrs=aligned
+    )
+    _, registers, stack, shared, sass = _compile(source, warps)
+    instructions = loop_instructions(sass)
+    return {
+        "block": block,
+        "rows": rows,
+        "warps": warps,
+        **_occupancy(registers, stack, shared, warps),
+        "loop_instructions": instructions,
+        "issue_cycles": instructions * warps / 4,
+        "mma_cycles": rows * block * block / 2048,
     }
 
 
@@ -109,7 +193,20 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated warps a program",
     )
     parser.add_argument("--precision", default="tf32", choices=["tf32", "ieee", "tf32x3"])
+    parser.add_argument(
+        "--toeplitz",
+        type=lambda text: [tuple(int(x) for x in item.split(":")) for item in text.split(",")],
+        default=[],
+        help="toeplitz_conv tile shapes, block:rows:warps, comma-separated (then no --fft)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.toeplitz:
+        print("block rows warps registers stack_bytes shared_bytes programs_per_sm "
+              "loop_instructions issue_cycles mma_cycles")  # fmt: skip
+        for shape in args.toeplitz:
+            row = toeplitz_usage(*shape)
+            print(" ".join(str(value) for value in row.values()), flush=True)
+        return 0
     print("n stages warps registers stack_bytes shared_bytes programs_per_sm")
     for n in args.fft:
         for warps in args.warps:

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend
 
-from hyena_lite import fastpath, monarch_conv, runs
+from hyena_lite import fastpath, monarch_conv, runs, toeplitz_conv
 from hyena_lite.cudagraph import record
 from hyena_lite.decoding import fit_student
 from hyena_lite.experiments.bench import CausalSelfAttention, gpt2_teacher, hyena_forward_bytes
@@ -257,14 +257,16 @@ def _fastest(row: dict[str, Any], keys: tuple[str, ...]) -> float | None:
 
 
 # each side's variants: recorded as a CUDA graph (or eager where recording failed), compiled;
-# Hyena's also with the matrix-product convolutions (FastPath.monarch, 1K-4K), with float16
-# FFTs (FastPath.half_fft) and with packed inverse FFTs (FastPath.packed_inverse)
+# Hyena's also with the matrix-product convolutions (FastPath.monarch, 1K-4K), with the direct
+# block-Toeplitz ones (FastPath.toeplitz, up to 8K), with float16 FFTs (FastPath.half_fft) and
+# with packed inverse FFTs (FastPath.packed_inverse)
 ATTN_FORWARD = ("attn_graph_ms", "attn_ms", "attn_compiled_graph_ms", "attn_compiled_ms")
 HYENA_FORWARD = (
     "hyena_ms",
     "hyena_compiled_graph_ms",
     "hyena_compiled_ms",
     "hyena_monarch_graph_ms",
+    "hyena_toeplitz_graph_ms",
     "hyena_half_fft_graph_ms",
     "hyena_packed_inverse_graph_ms",
 )
@@ -673,8 +675,9 @@ def _time_variant(
     run: Run, hyena: HyenaOperator, x: torch.Tensor, setting: str, row: dict[str, Any]
 ) -> None:
     """Time Hyena's forward with the FastPath setting `setting` on (the matrix-product
-    convolutions, float16 FFTs or packed inverse FFTs) into `row` as hyena_{setting}_graph_ms,
-    with its error against the plain forward, or the error that stopped it."""
+    convolutions, the direct block-Toeplitz ones, float16 FFTs or packed inverse FFTs) into `row`
+    as hyena_{setting}_graph_ms, with its error against the plain forward, or the error that
+    stopped it."""
     name, before = f"hyena_{setting}", getattr(hyena.fastpath, setting)
     setattr(hyena.fastpath, setting, True)
     try:
@@ -723,6 +726,7 @@ def operator(run: Run, shapes: Shapes, bandwidth: float) -> None:
             run.free()
         variants = {
             "monarch": monarch_conv.supports(length),
+            "toeplitz": toeplitz_conv.supports(length),
             "half_fft": True,
             "packed_inverse": True,
         }
