@@ -15,6 +15,17 @@ no FFT passes over memory, so it wins where cuFFT's passes and launches dominate
 equals causal attention's at the same width for an order-2 operator (two convolutions against
 QK^T and PV), so it cannot beat a flash-attention kernel by much at any length; the FFT takes
 over from some length (see `supports`).
+
+The filter sits in its plan with zeros around it, so Toeplitz tiles load without masks, and each
+lag steps the tiles' pointers by one block. Compiled for Hopper without a GPU
+(`scripts/monarch_resources.py --toeplitz 64:64:4`, the default tile): 80 registers a thread, no
+spills, 33 KB of shared memory, 6 programs an SM. Its loop issues 174 instructions a warp a lag,
+half of them building the filter's Toeplitz tile (32 scalar loads and 32 shared-memory stores a
+thread), against 128 cycles of tensor-core work: it is bound by issuing, at 1.36x the products'
+time. Two or four lags a product (K = 128 or 256) issued more per product, not less. At L = 4K
+and 768 channels that puts one convolution near 37 µs on an H100 (64 lags of 174 cycles, 768
+programs over 132 SMs at 1.755 GHz); the Monarch kernel took 197 µs for an order-2 block's two
+(profile_monarch_h100.json). Not yet timed on a GPU.
 """
 
 from __future__ import annotations
@@ -134,7 +145,7 @@ def causal_conv(
     skip: Tensor,
     gate: Tensor | None = None,
     out_dtype: torch.dtype = torch.float32,
-    num_warps: int = 8,
+    num_warps: int = 4,
 ) -> Tensor:
     """gate * ((k * u)[:L] + D u) in `out_dtype`, [B, C, L], for u [B, C, L], `make_plan(k, L)`,
     the skip D [C] and a gate [B, C, L] (any batch stride, contiguous rows; None: no gate)."""
