@@ -11,19 +11,21 @@ import pytest
 SCRIPT = Path(__file__).parent.parent / "scripts" / "monarch_resources.py"
 
 
-def test_the_kernels_compile_for_hopper_and_report_their_resources() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile for real
+def _run(*args: str) -> subprocess.CompletedProcess:
+    """The script compiling for real (no interpreter), or the test skipped without cuobjdump."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(SCRIPT.parent.parent)
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--fft", "2048", "8192", "--warps", "8"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300
     )
     if "ships no cuobjdump" in done.stderr:
         pytest.skip("this Triton wheel ships no cuobjdump")
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_the_kernels_compile_for_hopper_and_report_their_resources() -> None:
+    done = _run("--fft", "2048", "8192", "--warps", "8")
     rows = [line.split() for line in done.stdout.splitlines()[1:]]
     assert [(row[0], row[1], row[2]) for row in rows] == [("2048", "2", "8"), ("8192", "3", "8")]
     for _, _, _, registers, stack, shared, programs in rows:
@@ -38,18 +40,7 @@ def test_it_refuses_the_interpreter(load_script) -> None:
 
 
 def test_the_direct_kernel_compiles_and_its_loop_is_counted() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(SCRIPT.parent.parent)
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--toeplitz", "64:64:4,32:128:8"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    if "ships no cuobjdump" in done.stderr:
-        pytest.skip("this Triton wheel ships no cuobjdump")
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run("--toeplitz", "64:64:4,32:128:8")
     header, *rows = (line.split() for line in done.stdout.splitlines())
     assert header[-3:] == ["loop_instructions", "issue_cycles", "mma_cycles"]
     assert [row[:3] for row in rows] == [["64", "64", "4"], ["32", "128", "8"]]

@@ -1,7 +1,8 @@
 """hyena_lite.toeplitz_conv: the direct block-Toeplitz causal convolution equals fftconv with and
 without its fused gate (float32 operands exactly, bf16 ones within their rounding), is causal,
 refuses plans and gates of the wrong shape; the operator's fast path with FastPath.toeplitz equals
-the plain forward and caches its plans."""
+the plain forward and caches its plans; on a GPU, it and FastPath.monarch agree with cuFFT in bf16
+and replay as CUDA graphs."""
 
 import pytest
 import torch
@@ -93,13 +94,15 @@ def test_the_fast_path_with_toeplitz_equals_the_plain_forward(order, length):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_on_a_gpu_the_toeplitz_path_agrees_in_bfloat16_and_replays_as_a_graph():
+@pytest.mark.parametrize("kernel", ["toeplitz", "monarch"])
+def test_on_a_gpu_a_kernel_path_agrees_in_bfloat16_and_replays_as_a_graph(kernel):
     torch.manual_seed(0)
     op = HyenaOperator(d_model=64, l_max=4096, order=2).cuda().to(torch.bfloat16).eval()
     x = torch.randn(2, 3000, 64, device="cuda", dtype=torch.bfloat16)
     with torch.no_grad():
         want = op(x).float()  # the fast path with cuFFT
-        op.fastpath.toeplitz = op.fastpath.cuda_graphs = True
+        setattr(op.fastpath, kernel, True)
+        op.fastpath.cuda_graphs = True
         outs = [op(x).float() for _ in range(3)]  # eager, fused, recorded and replayed
     assert op.fastpath.graph[1] is not None
     for got in outs:
