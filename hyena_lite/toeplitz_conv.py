@@ -6,8 +6,8 @@ T_k x_(i - k), where x_j is input block j and T_k the B x B Toeplitz matrix T_k[
 h[k B + r - c] of the filter h (zero before its first tap). Stacking output blocks as the rows of a
 matrix, each lag is one matrix product: Y[i, :] += X[i - k, :] T_k^T, with M = the output blocks a
 program holds, K = N = B. A program holds one channel's ROWS output blocks and walks the lags up
-to its last block (blocks before a lag are masked to zero, so a program wastes at most ROWS / 2
-lags of products on them).
+to its last block (blocks before a lag are masked to zero: a program spends up to ROWS lags on
+products some of whose rows are zeros).
 
 Direct convolution costs L^2 / 2 multiply-adds a channel, FFT convolution O(L log L): the direct
 one is no cheaper in arithmetic, but it is matrix products (bf16 tensor cores, float32 sums) with
@@ -16,15 +16,24 @@ equals causal attention's at the same width for an order-2 operator (two convolu
 QK^T and PV), so it cannot beat a flash-attention kernel by much at any length; the FFT takes
 over from some length (see `supports`).
 
-The filter sits in its plan with zeros around it, so Toeplitz tiles load without masks, and each
-lag steps the tiles' pointers by one block. Compiled for Hopper without a GPU
-(`scripts/monarch_resources.py --toeplitz 64:64:4`, the default tile): 80 registers a thread, no
-spills, 33 KB of shared memory, 6 programs an SM. Its loop issues 174 instructions a warp a lag,
-half of them building the filter's Toeplitz tile (32 scalar loads and 32 shared-memory stores a
-thread), against 128 cycles of tensor-core work: it is bound by issuing, at 1.36x the products'
-time. Two or four lags a product (K = 128 or 256) issued more per product, not less. At L = 4K
-and 768 channels that puts one convolution near 37 µs on an H100 (64 lags of 174 cycles, 768
-programs over 132 SMs at 1.755 GHz); the Monarch kernel took 197 µs for an order-2 block's two
+How the tiles load. A Toeplitz tile's row c reads taps lag B - c + r, r = 0 .. B - 1: contiguous
+but, for most c, not on a 16-byte boundary, so Triton loads it a tap at a time (32 scalar loads and
+32 shared-memory stores a thread a lag at the default tile). The plan therefore keeps 8 copies of
+each filter (4 for float32), copy s shifted s taps on, with zeros around them (no masks); row c
+reads copy (-c) mod 8, where its taps start on a boundary, and the tile loads as 16-byte
+asynchronous copies like the signal's. The copies cost 8x the filter's memory (51 MB a step at
+L = 4K, 768 channels). Both tiles are read through L1 (`.ca`): a lag's signal tile is the last
+one moved a block, and a channel's whole signal and filter window are a few KB.
+
+Compiled for Hopper without a GPU (`scripts/monarch_resources.py --toeplitz 64:64:4`, the default
+tile: 64-step blocks, 64 blocks a program, 4 warps): 86 registers a thread, no spills, 50 KB of
+shared memory, 4 programs an SM; the loop issues 114 instructions a warp a lag against 128 cycles
+of tensor-core work (with the tap-at-a-time filter tile: 174, bound by issuing). A lag moves
+16 KB of tiles from L1 for its 262K multiply-adds, 128 bytes a cycle at the tensor cores' rate:
+the L1's bandwidth too. Two or four lags a product (K = 128 or 256) issued more per product, not
+less. At L = 4K a program holds all 64 blocks, so half its products meet masked zeros; that puts
+one convolution of 768 channels near 27 µs on an H100 at best (64 lags of 128 cycles, 768
+programs over 132 SMs at 1.755 GHz), against 197 µs for the Monarch kernel's two
 (profile_monarch_h100.json). Not yet timed on a GPU.
 """
 
@@ -65,6 +74,7 @@ def _direct_kernel(
     gate_batch_stride,
     BLOCK: tl.constexpr,
     ROWS: tl.constexpr,
+    VEC: tl.constexpr,
     HAS_GATE: tl.constexpr,
     BF16: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -76,22 +86,26 @@ def _direct_kernel(
     blocks = tile * ROWS + tl.arange(0, ROWS)  # the output blocks this program holds
     step = tl.arange(0, BLOCK)  # a step within a block: input's c, output's r
     signal = u_ptr + row.to(tl.int64) * length
-    filt = k_ptr + channel.to(tl.int64) * width + BLOCK  # zeros around it: no masks
+    # VEC copies of the filter, copy s shifted s taps on: row c of a Toeplitz tile reads copy
+    # (-c) mod VEC, where its taps start on a multiple of VEC (vector loads)
+    shift = (VEC - step % VEC) % VEC
+    first = shift[:, None] * width + BLOCK + step[None, :] - step[:, None] - shift[:, None]
+    first = tl.max_contiguous(tl.multiple_of(first, [1, VEC]), [1, BLOCK])
     acc = tl.zeros((ROWS, BLOCK), dtype=tl.float32)
     # lag 0: X is the tile's own blocks, T_0 the filter's first taps; each lag after moves X's
     # rows one block back and T one block on
     xs = signal + blocks[:, None] * BLOCK + step[None, :]  # X[i - lag, c]
-    ts = filt + step[None, :] - step[:, None]  # T_lag^T[c, r] = h[lag B + r - c]
+    ts = k_ptr + channel.to(tl.int64) * VEC * width + first  # T_lag^T[c, r] = h[lag B + r - c]
     source = blocks[:, None] * BLOCK + step[None, :]  # X's steps at lag 0
     for lag in range(0, tile * ROWS + 1):  # every row's block at or after the lag
-        x = tl.load(xs, mask=source < length + lag * BLOCK, other=0.0)
-        acc = _product(acc, x, tl.load(ts), BF16, PRECISION, ROUNDED)
+        x = tl.load(xs, mask=source < length + lag * BLOCK, other=0.0, cache_modifier=".ca")
+        acc = _product(acc, x, tl.load(ts, cache_modifier=".ca"), BF16, PRECISION, ROUNDED)
         xs -= BLOCK
         ts += BLOCK
     for lag in range(tile * ROWS + 1, tl.minimum(tile * ROWS + ROWS, tl.cdiv(length, BLOCK))):
         before = (blocks[:, None] >= lag) & (source < length + lag * BLOCK)
-        x = tl.load(xs, mask=before, other=0.0)
-        acc = _product(acc, x, tl.load(ts), BF16, PRECISION, ROUNDED)
+        x = tl.load(xs, mask=before, other=0.0, cache_modifier=".ca")
+        acc = _product(acc, x, tl.load(ts, cache_modifier=".ca"), BF16, PRECISION, ROUNDED)
         xs -= BLOCK
         ts += BLOCK
     kept = source < length
@@ -126,12 +140,14 @@ def make_plan(
         raise ValueError(f"block and rows must be powers of two >= 16, got {block} and {rows}")
     channels, taps = k.shape
     width = block + triton.cdiv(length, block) * block
-    padded = torch.zeros(channels, width, dtype=OPERANDS[precision], device=k.device)
+    vec = 16 // OPERANDS[precision].itemsize  # taps a 16-byte load holds
+    padded = torch.zeros(channels, width + vec, dtype=OPERANDS[precision], device=k.device)
     used = min(taps, length)
     padded[:, block : block + used] = k.detach()[:, :used]
+    copies = torch.stack([padded[:, shift : shift + width] for shift in range(vec)], 1)
     return {
         "kernel": "toeplitz",
-        "filters": padded,
+        "filters": copies.contiguous(),
         "length": length,
         "precision": precision,
         "block": block,
@@ -172,11 +188,12 @@ def causal_conv(
         signals if gate is None else gate,
         skip.float().contiguous(),
         length,
-        filters.shape[1],
+        filters.shape[2],
         channels,
         0 if gate is None else gate.stride(0),
         BLOCK=block,
         ROWS=rows,
+        VEC=filters.shape[1],
         HAS_GATE=gate is not None,
         BF16=precision == "bf16",
         PRECISION="tf32" if precision == "bf16" else precision,

@@ -151,6 +151,7 @@ def toeplitz_usage(block: int, rows: int, warps: int) -> dict:
     constants = {
         "BLOCK": block,
         "ROWS": rows,
+        "VEC": 8,  # bf16 taps a 16-byte load holds
         "HAS_GATE": True,
         "BF16": True,
         "PRECISION": "tf32",

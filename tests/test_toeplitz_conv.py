@@ -38,7 +38,10 @@ def test_the_kernel_equals_fftconv_with_and_without_the_gate(length, block, rows
     gated = toeplitz_conv.causal_conv(u, exact, skip, gate=gate)
     assert gated.dtype == torch.float32 and _relative(gated, gate * want) < 1e-5
     rounded = toeplitz_conv.make_plan(k, length, "bf16", block, rows)
-    assert rounded["filters"].dtype == torch.bfloat16
+    copies = rounded["filters"]  # [C, 8, width]: copy s is copy 0 shifted s taps on
+    assert copies.dtype == torch.bfloat16 and exact["filters"].shape[1] == 4
+    assert torch.equal(copies[:, 3, :-3], copies[:, 0, 3:])
+    assert torch.equal(copies[:, 0, block : block + length], k.bfloat16())
     got = toeplitz_conv.causal_conv(u, rounded, skip, gate=gate, out_dtype=torch.bfloat16)
     assert got.dtype == torch.bfloat16 and 1e-5 < _relative(got.float(), gate * want) < 1e-2
 
