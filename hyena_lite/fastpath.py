@@ -313,14 +313,23 @@ def _mix(
             (zeros if conv_bias is None else conv_bias),
         )
     w = op.short_filter.weight
-    gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
     value_args = (z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:])
-    if plans is not None:  # unpadded values; each step one kernel, its gate inside
-        direct = plans[0].get("kernel") == "toeplitz"  # its products take u's dtype
-        v = _kernel("value", fused)(*value_args, length, 1.0, u.dtype if direct else torch.float32)
+    if plans is not None and plans[0].get("kernel") == "toeplitz":  # u's dtype; gates inside
+        v = _kernel("value", fused)(*value_args, length, 1.0, u.dtype)
+        for step, plan in enumerate(plans):
+            rows = slice(step * width, (step + 1) * width)
+            gate_filter = (w[rows], in_bias[rows], conv_bias[rows])
+            v = _toeplitz_step(v, plan, skips[step], z[:, rows], gate_filter)
+        return op.out_proj(v.transpose(1, 2))
+    gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
+    if plans is not None:  # unpadded float32 values; each step one kernel, its gate inside
+        from hyena_lite import monarch_conv
+
+        v = _kernel("value", fused)(*value_args, length)
+        precision = "ieee" if u.dtype == torch.float32 else "tf32"
         for step, plan in enumerate(plans):
             x = gates[:, step * width : (step + 1) * width]
-            v = _planned_conv(v, plan, skips[step], x, u.dtype)
+            v = monarch_conv.causal_conv(v, plan, skips[step], gate=x, precision=precision)
         return op.out_proj(v.to(u.dtype).transpose(1, 2))
     half = gain is not None  # see FastPath.half_fft
     scale, dtype = (n**-0.5, torch.float16) if half else (1.0, torch.float32)
@@ -335,17 +344,16 @@ def _mix(
     return op.out_proj(v)
 
 
-def _planned_conv(v: Tensor, plan: dict, skip: Tensor, gate: Tensor, dtype: torch.dtype) -> Tensor:
-    """One gated long convolution by the plan's kernel: `toeplitz_conv`'s (written in `dtype`)
-    or `monarch_conv`'s (float32; tf32 products for 16-bit `dtype`)."""
-    if plan.get("kernel") == "toeplitz":
-        from hyena_lite import toeplitz_conv
+def _toeplitz_step(
+    v: Tensor, plan: dict, skip: Tensor, z: Tensor, gate_filter: tuple[Tensor, Tensor, Tensor]
+) -> Tensor:
+    """One step of the recurrence by `toeplitz_conv`: the gate's short filter applied to the
+    in-projection's rows z inside the kernel, written in v's dtype."""
+    from hyena_lite import toeplitz_conv  # imports triton: only when asked for
 
-        return toeplitz_conv.causal_conv(v, plan, skip, gate=gate, out_dtype=dtype)
-    from hyena_lite import monarch_conv
-
-    precision = "ieee" if dtype == torch.float32 else "tf32"
-    return monarch_conv.causal_conv(v, plan, skip, gate=gate, precision=precision)
+    return toeplitz_conv.causal_conv(
+        v, plan, skip, gate=z, out_dtype=v.dtype, gate_filter=gate_filter
+    )
 
 
 def _convolve(v: Tensor, spectrum: Tensor, n: int, packed: bool = False) -> Tensor:

@@ -1,5 +1,6 @@
 """The causal long convolution computed directly, as block-Toeplitz matrix products on tensor
-cores, with the Hyena gate fused in: out = gate * ((k * u)[:L] + D u).
+cores, with the Hyena gate fused in: out = gate * ((k * u)[:L] + D u); the gate may come raw from
+the in-projection, its short causal filter applied in the kernel's last stage.
 
 Cut the signal and the output into blocks of B steps. Output block i is the sum over lags k of
 T_k x_(i - k), where x_j is input block j and T_k the B x B Toeplitz matrix T_k[r, c] =
@@ -26,9 +27,10 @@ L = 4K, 768 channels). Both tiles are read through L1 (`.ca`): a lag's signal ti
 one moved a block, and a channel's whole signal and filter window are a few KB.
 
 Compiled for Hopper without a GPU (`scripts/monarch_resources.py --toeplitz 64:64:4`, the default
-tile: 64-step blocks, 64 blocks a program, 4 warps): 86 registers a thread, no spills, 50 KB of
-shared memory, 4 programs an SM; the loop issues 114 instructions a warp a lag against 128 cycles
-of tensor-core work (with the tap-at-a-time filter tile: 174, bound by issuing). A lag moves
+tile: 64-step blocks, 64 blocks a program, 4 warps, the gate's short filter inside): 106
+registers a thread, no spills, 50 KB of shared memory, 4 programs an SM; the loop issues 120
+instructions a warp a lag against 128 cycles of tensor-core work (with the tap-at-a-time filter
+tile: 174, bound by issuing). A lag moves
 16 KB of tiles from L1 for its 262K multiply-adds, 128 bytes a cycle at the tensor cores' rate:
 the L1's bandwidth too. Two or four lags a product (K = 128 or 256) issued more per product, not
 less. At L = 4K a program holds all 64 blocks, so half its products meet masked zeros; that puts
@@ -68,6 +70,9 @@ def _direct_kernel(
     out_ptr,  # [rows, length]
     gate_ptr,  # the gates (row at batch * gate_batch_stride + channel * length), or u_ptr
     skip_ptr,  # [channels], float32
+    short_ptr,  # [channels, SHORT]: the gates' short filter, with SHORT > 0, else skip_ptr
+    in_bias_ptr,  # [channels]: the bias added before it
+    short_bias_ptr,  # [channels]: its bias
     length,
     width,
     channels,
@@ -76,6 +81,7 @@ def _direct_kernel(
     ROWS: tl.constexpr,
     VEC: tl.constexpr,
     HAS_GATE: tl.constexpr,
+    SHORT: tl.constexpr,
     BF16: tl.constexpr,
     PRECISION: tl.constexpr,
     ROUNDED: tl.constexpr,
@@ -112,8 +118,20 @@ def _direct_kernel(
     x = tl.load(signal + source, mask=kept, other=0.0).to(tl.float32)
     y = acc + tl.load(skip_ptr + channel) * x
     if HAS_GATE:
-        start = (row // channels).to(tl.int64) * gate_batch_stride + channel.to(tl.int64) * length
-        y *= tl.load(gate_ptr + start + source, mask=kept, other=0.0).to(tl.float32)
+        gates = gate_ptr + (row // channels).to(tl.int64) * gate_batch_stride
+        gates += channel.to(tl.int64) * length
+        if SHORT > 0:  # the gate from the in-projection: its short causal filter here
+            gate = tl.zeros((ROWS, BLOCK), dtype=tl.float32) + tl.load(short_bias_ptr + channel)
+            in_bias = tl.load(in_bias_ptr + channel)
+            for tap in tl.static_range(SHORT):  # tap j sees step t - (SHORT - 1 - j)
+                at = source - (SHORT - 1 - tap)
+                seen = (at >= 0) & kept
+                z = tl.load(gates + at, mask=seen, other=0.0).to(tl.float32)
+                weight = tl.load(short_ptr + channel * SHORT + tap)
+                gate += weight * tl.where(seen, z + in_bias, 0.0)
+            y *= gate
+        else:
+            y *= tl.load(gates + source, mask=kept, other=0.0).to(tl.float32)
     tl.store(out_ptr + row.to(tl.int64) * length + source, y, mask=kept)
 
 
@@ -162,9 +180,13 @@ def causal_conv(
     gate: Tensor | None = None,
     out_dtype: torch.dtype = torch.float32,
     num_warps: int = 4,
+    gate_filter: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
     """gate * ((k * u)[:L] + D u) in `out_dtype`, [B, C, L], for u [B, C, L], `make_plan(k, L)`,
-    the skip D [C] and a gate [B, C, L] (any batch stride, contiguous rows; None: no gate)."""
+    the skip D [C] and a gate [B, C, L] (any batch stride, contiguous rows; None: no gate). With
+    `gate_filter` = (weight [C, 1, K], in_bias [C], bias [C]), `gate` is the in-projection's rows
+    and the kernel applies the short causal filter, `longconv.short_conv(gate + in_bias, weight,
+    bias)` in float32, as it reads them (no pass of its own)."""
     batch, channels, length = u.shape
     filters = plan["filters"]
     if length != plan["length"] or filters.shape[0] != channels:
@@ -178,6 +200,7 @@ def causal_conv(
             f"{tuple(gate.shape)} and strides {gate.stride()}"
         )
     block, rows, precision = plan["block"], plan["rows"], plan["precision"]
+    short_filter = [skip] * 3 if gate_filter is None else [t.float() for t in gate_filter]
     signals = u.contiguous().reshape(batch * channels, length)
     out = torch.empty(signals.shape, dtype=out_dtype, device=u.device)
     tiles = triton.cdiv(triton.cdiv(length, block), rows)
@@ -187,6 +210,7 @@ def causal_conv(
         out,
         signals if gate is None else gate,
         skip.float().contiguous(),
+        *(t.contiguous() for t in short_filter),
         length,
         filters.shape[2],
         channels,
@@ -195,6 +219,7 @@ def causal_conv(
         ROWS=rows,
         VEC=filters.shape[1],
         HAS_GATE=gate is not None,
+        SHORT=0 if gate_filter is None else gate_filter[0].shape[-1],
         BF16=precision == "bf16",
         PRECISION="tf32" if precision == "bf16" else precision,
         ROUNDED=interpreted(),

@@ -153,6 +153,7 @@ def toeplitz_usage(block: int, rows: int, warps: int) -> dict:
         "ROWS": rows,
         "VEC": 8,  # bf16 taps a 16-byte load holds
         "HAS_GATE": True,
+        "SHORT": 3,  # the gate's short filter inside, as the fast path runs it
         "BF16": True,
         "PRECISION": "tf32",
         "ROUNDED": False,

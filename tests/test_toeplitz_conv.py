@@ -1,5 +1,6 @@
 """hyena_lite.toeplitz_conv: the direct block-Toeplitz causal convolution equals fftconv with and
-without its fused gate (float32 operands exactly, bf16 ones within their rounding), is causal,
+without its fused gate (float32 operands exactly, bf16 ones within their rounding), also a gate
+given raw with its short filter applied inside, is causal,
 refuses plans and gates of the wrong shape; the operator's fast path with FastPath.toeplitz equals
 the plain forward and caches its plans; on a GPU, it and FastPath.monarch agree with cuFFT in bf16
 and replay as CUDA graphs."""
@@ -10,6 +11,7 @@ import torch
 from hyena_lite import monarch_conv, toeplitz_conv
 from hyena_lite.fastpath import fast_forward, plain_forward, toeplitz_plans
 from hyena_lite.fftconv import fftconv
+from hyena_lite.longconv import short_conv
 from hyena_lite.operator import HyenaOperator
 
 pytestmark = pytest.mark.skipif(
@@ -44,6 +46,20 @@ def test_the_kernel_equals_fftconv_with_and_without_the_gate(length, block, rows
     assert torch.equal(copies[:, 0, block : block + length], k.bfloat16())
     got = toeplitz_conv.causal_conv(u, rounded, skip, gate=gate, out_dtype=torch.bfloat16)
     assert got.dtype == torch.bfloat16 and 1e-5 < _relative(got.float(), gate * want) < 1e-2
+
+
+def test_a_raw_gate_gets_its_short_filter_inside_the_kernel():
+    torch.manual_seed(0)
+    u, k = torch.randn(2, 3, 300, device=DEVICE), torch.randn(3, 300, device=DEVICE) / 300**0.5
+    z = torch.randn(2, 9, 300, device=DEVICE)[:, 3:6]  # the in-projection's gate rows
+    weight, in_bias, bias = (
+        torch.randn(*shape, device=DEVICE) for shape in ((3, 1, 3), (3,), (3,))
+    )
+    skip = torch.randn(3, device=DEVICE)
+    want = short_conv(z + in_bias[:, None], weight, bias) * fftconv(u, k, skip)
+    plan = toeplitz_conv.make_plan(k, 300, "ieee", 32, 16)
+    got = toeplitz_conv.causal_conv(u, plan, skip, gate=z, gate_filter=(weight, in_bias, bias))
+    assert _relative(got, want) < 1e-5
 
 
 def test_the_output_depends_on_no_later_step_and_longer_filters_are_cut():
