@@ -68,7 +68,8 @@ class FastPath:
     (operator_half_fft_scaled_h100.json).
     `toeplitz`: at inference, for lengths `toeplitz_conv.supports` (up to 8K), run each long
     convolution with its gate as `hyena_lite.toeplitz_conv`'s direct block-Toeplitz matrix
-    products (bf16 operands for 16-bit inputs, float32 sums; on CUDA or in Triton's interpreter;
+    products (bf16 operands for 16-bit inputs, float32 sums), the gate's short filter inside the
+    same kernel and every step's output in the input's dtype (on CUDA or in Triton's interpreter;
     opt-in, HYENA_LITE_TOEPLITZ=1, until timed on a GPU). Takes precedence over `monarch`.
     `packed_inverse`: with float32 FFTs (at inference, and in the training path), compute each
     inverse FFT from `hyena_lite.packed_inverse`'s one-pass packed product and a half-size
