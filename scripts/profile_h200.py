@@ -554,7 +554,7 @@ HYENA_PARTS = ("filter_fn", "in_proj", "short_filter", "out_proj")
 
 def operator(run: Run) -> None:
     """The Hyena and attention blocks, forward and forward + backward, batch 1, per length."""
-    from hyena_lite import fastpath, monarch_conv
+    from hyena_lite import fastpath, monarch_conv, toeplitz_conv
     from hyena_lite.cudagraph import record
     from hyena_lite.experiments.bench import CausalSelfAttention
     from hyena_lite.operator import HyenaOperator
@@ -579,10 +579,13 @@ def operator(run: Run) -> None:
         ]
         if run.args.monarch and run.cuda and monarch_conv.supports(length):
             workloads.insert(1, ("hyena_monarch_forward", hyena, False))
+        if run.args.toeplitz and run.cuda and toeplitz_conv.supports(length):
+            workloads.insert(1, ("hyena_toeplitz_forward", hyena, False))
         for name, block, training in workloads:
             if not run.allows(f"operator {name} L={length}", 15.0):
                 continue
             hyena.fastpath.monarch = name == "hyena_monarch_forward"
+            hyena.fastpath.toeplitz = name == "hyena_toeplitz_forward"
             print(f"operator {name} L={length} ...", flush=True)
             entry: dict[str, Any] = {}
             try:
@@ -884,6 +887,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="the operator part also profiles the Hyena forward with FastPath.monarch (the "
         "matrix-product convolutions) where monarch_conv supports the length",
+    )
+    parser.add_argument(
+        "--toeplitz",
+        action="store_true",
+        help="the operator part also profiles the Hyena forward with FastPath.toeplitz (the "
+        "direct block-Toeplitz convolutions) where toeplitz_conv supports the length",
     )
     parser.add_argument(
         "--compile",
