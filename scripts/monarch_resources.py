@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,8 @@ from typing import Any
 import triton
 from triton.backends.compiler import GPUTarget
 
-from hyena_lite import monarch_conv, toeplitz_conv
+from hyena_lite import monarch_conv, runs, toeplitz_conv
+from hyena_lite.provenance import provenance
 
 HOPPER = GPUTarget("cuda", 90, 32)
 REGISTERS_PER_SM = 65536
@@ -201,13 +203,19 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="toeplitz_conv tile shapes, block:rows:warps, comma-separated (then no --fft)",
     )
+    parser.add_argument("--out", help="with --toeplitz: also write the rows to this JSON file")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.toeplitz:
         print("block rows warps registers stack_bytes shared_bytes programs_per_sm "
               "loop_instructions issue_cycles mma_cycles")  # fmt: skip
+        rows = []
         for shape in args.toeplitz:
-            row = toeplitz_usage(*shape)
-            print(" ".join(str(value) for value in row.values()), flush=True)
+            rows.append(toeplitz_usage(*shape))
+            print(" ".join(str(value) for value in rows[-1].values()), flush=True)
+        if args.out:
+            command = shlex.join(["python", "scripts/monarch_resources.py", *sys.argv[1:]])
+            target = {"target": "cuda sm_90 (Hopper), compiled without a GPU", "warp_size": 32}
+            runs.write_json(args.out, {**provenance(command), **target, "rows": rows})
         return 0
     print("n stages warps registers stack_bytes shared_bytes programs_per_sm")
     for n in args.fft:
