@@ -9,18 +9,9 @@ from hyena_lite import monarch_conv
 from hyena_lite.fastpath import fast_forward, monarch_plans, plain_forward
 from hyena_lite.fftconv import fftconv
 from hyena_lite.operator import HyenaOperator
+from tests.triton_device import DEVICE, needs_triton, relative
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() and not monarch_conv.interpreted(),
-    reason="the Triton kernels run on a CUDA GPU or in Triton's interpreter (TRITON_INTERPRET=1)",
-)
-# Where the kernels run: the interpreter takes CPU tensors, a GPU CUDA ones (conftest.py sets the
-# interpreter only on machines without CUDA).
-DEVICE = torch.device("cpu" if monarch_conv.interpreted() else "cuda")
-
-
-def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
-    return float((got - want).abs().max() / want.abs().max())
+pytestmark = needs_triton
 
 
 @pytest.mark.parametrize(("length", "stages"), [(600, 2), (2048, 2), (3000, 3), (4096, 3)])
@@ -32,9 +23,9 @@ def test_the_kernels_equal_fftconv_with_and_without_the_gate(length, stages):
     plan = monarch_conv.make_plan(k, length)
     assert len(plan["sizes"]) == stages
     want = fftconv(u, k, skip)
-    assert _relative(monarch_conv.causal_conv(u, plan, skip, precision="ieee"), want) < 1e-5
+    assert relative(monarch_conv.causal_conv(u, plan, skip, precision="ieee"), want) < 1e-5
     gated = monarch_conv.causal_conv(u, plan, skip, gate=gate, precision="ieee")
-    assert gated.dtype == torch.float32 and _relative(gated, gate * want) < 1e-5
+    assert gated.dtype == torch.float32 and relative(gated, gate * want) < 1e-5
 
 
 def test_fft_sizes_split_into_powers_of_two_and_bad_sizes_are_named():
@@ -68,7 +59,7 @@ def test_the_fast_path_with_monarch_equals_the_plain_forward(order, length):
         op.fastpath.monarch = True
         got = fast_forward(op, u)
         plans = monarch_plans(op, u)
-    assert len(plans) == order and _relative(got, want) < 1e-5
+    assert len(plans) == order and relative(got, want) < 1e-5
     with torch.no_grad():
         assert monarch_plans(op, u) is plans  # cached
         next(op.filter_fn.parameters()).add_(0.01)  # a new filter: new plans

@@ -3,20 +3,15 @@
 cannot take, and, behind `FastPath.packed_inverse` (the default on CUDA), leave the operator's
 forward and gradients unchanged."""
 
-import os
-
 import pytest
 import torch
 
 from hyena_lite import HyenaOperator, fastpath, longconv
 from hyena_lite.longconv import uses_packed_inverse
 from hyena_lite.packed_inverse import packed_correlation, packed_inverse, packed_product
+from tests.triton_device import DEVICE, needs_triton
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1",
-    reason="the Triton kernel runs on a CUDA GPU or in Triton's interpreter (TRITON_INTERPRET=1)",
-)
+pytestmark = needs_triton
 
 
 @pytest.mark.parametrize("n", [2, 4, 64, 4096])  # 4096: more than one tile of bins

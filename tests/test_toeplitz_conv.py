@@ -8,21 +8,14 @@ and replay as CUDA graphs."""
 import pytest
 import torch
 
-from hyena_lite import monarch_conv, toeplitz_conv
+from hyena_lite import toeplitz_conv
 from hyena_lite.fastpath import fast_forward, plain_forward, toeplitz_plans
 from hyena_lite.fftconv import fftconv
 from hyena_lite.longconv import short_conv
 from hyena_lite.operator import HyenaOperator
+from tests.triton_device import DEVICE, needs_triton, relative
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() and not monarch_conv.interpreted(),
-    reason="the Triton kernel runs on a CUDA GPU or in Triton's interpreter (TRITON_INTERPRET=1)",
-)
-DEVICE = torch.device("cpu" if monarch_conv.interpreted() else "cuda")
-
-
-def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
-    return float((got - want).abs().max() / want.abs().max())
+pytestmark = needs_triton
 
 
 @pytest.mark.parametrize(
@@ -36,16 +29,16 @@ def test_the_kernel_equals_fftconv_with_and_without_the_gate(length, block, rows
     gate = torch.randn(2, 9, length, device=DEVICE)[:, 3:6]  # rows contiguous, batch stride 9 L
     want = fftconv(u, k, skip)
     exact = toeplitz_conv.make_plan(k, length, "ieee", block, rows)
-    assert _relative(toeplitz_conv.causal_conv(u, exact, skip), want) < 1e-5
+    assert relative(toeplitz_conv.causal_conv(u, exact, skip), want) < 1e-5
     gated = toeplitz_conv.causal_conv(u, exact, skip, gate=gate)
-    assert gated.dtype == torch.float32 and _relative(gated, gate * want) < 1e-5
+    assert gated.dtype == torch.float32 and relative(gated, gate * want) < 1e-5
     rounded = toeplitz_conv.make_plan(k, length, "bf16", block, rows)
     copies = rounded["filters"]  # [C, 8, width]: copy s is copy 0 shifted s taps on
     assert copies.dtype == torch.bfloat16 and exact["filters"].shape[1] == 4
     assert torch.equal(copies[:, 3, :-3], copies[:, 0, 3:])
     assert torch.equal(copies[:, 0, block : block + length], k.bfloat16())
     got = toeplitz_conv.causal_conv(u, rounded, skip, gate=gate, out_dtype=torch.bfloat16)
-    assert got.dtype == torch.bfloat16 and 1e-5 < _relative(got.float(), gate * want) < 1e-2
+    assert got.dtype == torch.bfloat16 and 1e-5 < relative(got.float(), gate * want) < 1e-2
 
 
 def test_a_raw_gate_gets_its_short_filter_inside_the_kernel():
@@ -59,7 +52,7 @@ def test_a_raw_gate_gets_its_short_filter_inside_the_kernel():
     want = short_conv(z + in_bias[:, None], weight, bias) * fftconv(u, k, skip)
     plan = toeplitz_conv.make_plan(k, 300, "ieee", 32, 16)
     got = toeplitz_conv.causal_conv(u, plan, skip, gate=z, gate_filter=(weight, in_bias, bias))
-    assert _relative(got, want) < 1e-5
+    assert relative(got, want) < 1e-5
 
 
 def test_the_output_depends_on_no_later_step_and_longer_filters_are_cut():
@@ -72,7 +65,7 @@ def test_the_output_depends_on_no_later_step_and_longer_filters_are_cut():
     assert torch.equal(before[..., :150], after[..., :150])
     assert not torch.allclose(before[..., 150:], after[..., 150:])
     ones = torch.ones(2, device=DEVICE)
-    assert _relative(after, fftconv(u, k[:, :200], ones)) < 1e-5  # taps past L play no part
+    assert relative(after, fftconv(u, k[:, :200], ones)) < 1e-5  # taps past L play no part
 
 
 def test_bad_plans_and_gates_are_refused_with_what_to_do():
@@ -102,7 +95,7 @@ def test_the_fast_path_with_toeplitz_equals_the_plain_forward(order, length):
         got = fast_forward(op, u)
         plans = toeplitz_plans(op, u)
     assert len(plans) == order and plans[0]["kernel"] == "toeplitz"
-    assert _relative(got, want) < 1e-5
+    assert relative(got, want) < 1e-5
     with torch.no_grad():
         assert toeplitz_plans(op, u) is plans  # cached
         next(op.filter_fn.parameters()).add_(0.01)  # a new filter: new plans
