@@ -1,9 +1,8 @@
 """hyena_lite.toeplitz_conv: the direct block-Toeplitz causal convolution equals fftconv with and
-without its fused gate (float32 operands exactly, bf16 ones within their rounding), also a gate
-given raw with its short filter applied inside, is causal,
-refuses plans and gates of the wrong shape; the operator's fast path with FastPath.toeplitz equals
-the plain forward and caches its plans; on a GPU, it and FastPath.monarch agree with cuFFT in bf16
-and replay as CUDA graphs."""
+without its fused gate (float32 operands exactly, bf16 ones within their rounding), also with a
+raw gate whose short filter it applies; it is causal and refuses plans and gates of the wrong
+shape. The operator's fast path with FastPath.toeplitz equals the plain forward and caches its
+plans; on a GPU, it and FastPath.monarch agree with cuFFT in bf16 and replay as CUDA graphs."""
 
 import pytest
 import torch
