@@ -66,7 +66,7 @@ def _product(acc, x, t, BF16: tl.constexpr, PRECISION: tl.constexpr, ROUNDED: tl
 @triton.jit
 def _direct_kernel(
     u_ptr,  # [rows, length]: the signals, row = batch * channels + channel
-    k_ptr,  # [channels, width]: the filters, in the operands' dtype, BLOCK zeros before each
+    k_ptr,  # [channels, VEC, width]: each filter's shifted copies (see make_plan)
     out_ptr,  # [rows, length]
     gate_ptr,  # the gates (row at batch * gate_batch_stride + channel * length), or u_ptr
     skip_ptr,  # [channels], float32
@@ -147,11 +147,14 @@ def supports(length: int) -> bool:
 def make_plan(
     k: Tensor, length: int, precision: str = "bf16", block: int = 64, rows: int = 64
 ) -> dict:
-    """The filters k [C, taps] as the kernel reads them for signals of `length` steps: in the
-    products' dtype ("bf16": operands rounded to bf16, float32 sums; "tf32" or "ieee": float32
-    operands), the first `length` taps with `block` zeros before them and zeros up to a whole
-    number of blocks after (so the kernel's Toeplitz tiles need no masks); with the tile shape,
-    `block` steps a block (K = N of each product) and `rows` output blocks a program (M)."""
+    """The filters k [C, taps] as the kernel reads them for signals of `length` steps, with the
+    tile shape: `block` steps a block (K = N of each product), `rows` output blocks a program (M).
+
+    The filters, in the products' dtype ("bf16": operands rounded to bf16, float32 sums; "tf32" or
+    "ieee": float32 operands), as [C, copies, width]: the first `length` taps with `block` zeros
+    before them and zeros up to a whole number of blocks after (the Toeplitz tiles need no masks),
+    in as many copies as a 16-byte load holds taps (8 for bf16), copy s shifted s taps on (every
+    row of a tile then starts on a 16-byte boundary in one of them)."""
     if precision not in OPERANDS:
         raise ValueError(f"precision must be one of {sorted(OPERANDS)}, got {precision!r}")
     if block < 16 or rows < 16 or block & (block - 1) or rows & (rows - 1):
