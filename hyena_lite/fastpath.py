@@ -70,7 +70,9 @@ class FastPath:
     convolution with its gate as `hyena_lite.toeplitz_conv`'s direct block-Toeplitz matrix
     products (bf16 operands for 16-bit inputs, float32 sums), the gate's short filter inside the
     same kernel and every step's output in the input's dtype (on CUDA or in Triton's interpreter;
-    opt-in, HYENA_LITE_TOEPLITZ=1, until timed on a GPU). Takes precedence over `monarch`.
+    opt-in, HYENA_LITE_TOEPLITZ=1, until timed on a GPU). Takes precedence over `monarch`. Its
+    cached plans hold 8 shifted bf16 copies of each filter: 200 MB an operator at 8K (768
+    channels, order 2), where the spectra take 100 MB.
     `packed_inverse`: with float32 FFTs (at inference, and in the training path), compute each
     inverse FFT from `hyena_lite.packed_inverse`'s one-pass packed product and a half-size
     complex FFT instead of the spectrum product, torch's input copy and a complex-to-real FFT.
