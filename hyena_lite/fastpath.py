@@ -318,11 +318,15 @@ def _mix(
     w = op.short_filter.weight
     value_args = (z[:, gated:], in_bias[gated:], w[gated:], conv_bias[gated:])
     if plans is not None and plans[0].get("kernel") == "toeplitz":  # u's dtype; gates inside
+        from hyena_lite import toeplitz_conv
+
         v = _kernel("value", fused)(*value_args, length, 1.0, u.dtype)
-        for step, plan in enumerate(plans):
+        for step, plan in enumerate(plans):  # each gate's short filter inside its kernel
             rows = slice(step * width, (step + 1) * width)
-            gate_filter = (w[rows], in_bias[rows], conv_bias[rows])
-            v = _toeplitz_step(v, plan, skips[step], z[:, rows], gate_filter)
+            short = (w[rows], in_bias[rows], conv_bias[rows])
+            v = toeplitz_conv.causal_conv(
+                v, plan, skips[step], z[:, rows], v.dtype, gate_filter=short
+            )
         return op.out_proj(v.transpose(1, 2))
     gates = _kernel("gates", fused)(z[:, :gated], in_bias[:gated], w[:gated], conv_bias[:gated])
     if plans is not None:  # unpadded float32 values; each step one kernel, its gate inside
@@ -345,18 +349,6 @@ def _mix(
         else:
             v = _kernel("gate", fused)(y, v, x, skips[step], scale)
     return op.out_proj(v)
-
-
-def _toeplitz_step(
-    v: Tensor, plan: dict, skip: Tensor, z: Tensor, gate_filter: tuple[Tensor, Tensor, Tensor]
-) -> Tensor:
-    """One step of the recurrence by `toeplitz_conv`: the gate's short filter applied to the
-    in-projection's rows z inside the kernel, written in v's dtype."""
-    from hyena_lite import toeplitz_conv  # imports triton: only when asked for
-
-    return toeplitz_conv.causal_conv(
-        v, plan, skip, gate=z, out_dtype=v.dtype, gate_filter=gate_filter
-    )
 
 
 def _convolve(v: Tensor, spectrum: Tensor, n: int, packed: bool = False) -> Tensor:

@@ -1,14 +1,12 @@
 """hyena_lite.monarch_conv: the matrix-product causal convolution (two and three stages) equals
-fftconv with and without its fused gate, in Triton's CPU interpreter; the operator's fast path
-with FastPath.monarch equals the plain forward, caches its plans and stays out of autograd."""
+fftconv with and without its fused gate, in Triton's CPU interpreter, and refuses what it cannot
+take (the operator's fast path with it: tests/test_toeplitz_conv.py, with the direct kernel's)."""
 
 import pytest
 import torch
 
 from hyena_lite import monarch_conv
-from hyena_lite.fastpath import fast_forward, monarch_plans, plain_forward
 from hyena_lite.fftconv import fftconv
-from hyena_lite.operator import HyenaOperator
 from tests.triton_device import DEVICE, needs_triton, relative
 
 pytestmark = needs_triton
@@ -46,25 +44,3 @@ def test_a_gate_of_another_shape_is_refused():
     plan = monarch_conv.make_plan(k, 600)
     with pytest.raises(ValueError, match="the gate must have u's shape"):
         monarch_conv.causal_conv(u, plan, torch.zeros(2), gate=torch.randn(1, 2, 600, 2)[..., 0])
-
-
-@pytest.mark.parametrize(("order", "length"), [(2, 700), (3, 2500)])
-def test_the_fast_path_with_monarch_equals_the_plain_forward(order, length):
-    torch.manual_seed(0)
-    op = HyenaOperator(d_model=8, l_max=4096, order=order).eval().to(DEVICE)
-    u = torch.randn(2, length, 8, device=DEVICE)
-    with torch.no_grad():
-        want = plain_forward(op, u)
-        assert monarch_plans(op, u) is None  # off by default
-        op.fastpath.monarch = True
-        got = fast_forward(op, u)
-        plans = monarch_plans(op, u)
-    assert len(plans) == order and relative(got, want) < 1e-5
-    with torch.no_grad():
-        assert monarch_plans(op, u) is plans  # cached
-        next(op.filter_fn.parameters()).add_(0.01)  # a new filter: new plans
-        assert monarch_plans(op, u) is not plans
-        assert monarch_plans(op, torch.randn(2, 300, 8, device=DEVICE)) is None  # too short
-    assert monarch_plans(op, u) is None  # autograd on: the FFT path, which has a backward
-    op.fastpath.clear()
-    assert op.fastpath.plans is None

@@ -1,14 +1,14 @@
 """hyena_lite.toeplitz_conv: the direct block-Toeplitz causal convolution equals fftconv with and
 without its fused gate (float32 operands exactly, bf16 ones within their rounding), also with a
 raw gate whose short filter it applies; it is causal and refuses plans and gates of the wrong
-shape. The operator's fast path with FastPath.toeplitz equals the plain forward and caches its
-plans; on a GPU, it and FastPath.monarch agree with cuFFT in bf16 and replay as CUDA graphs."""
+shape. The operator's fast path with FastPath.toeplitz or FastPath.monarch equals the plain
+forward and caches its plans; on a GPU, both agree with cuFFT in bf16 and replay as CUDA graphs."""
 
 import pytest
 import torch
 
 from hyena_lite import toeplitz_conv
-from hyena_lite.fastpath import fast_forward, plain_forward, toeplitz_plans
+from hyena_lite.fastpath import fast_forward, monarch_plans, plain_forward, toeplitz_plans
 from hyena_lite.fftconv import fftconv
 from hyena_lite.longconv import short_conv
 from hyena_lite.operator import HyenaOperator
@@ -82,24 +82,33 @@ def test_bad_plans_and_gates_are_refused_with_what_to_do():
     assert [toeplitz_conv.supports(n) for n in (0, 1, 8192, 8193)] == [False, True, True, False]
 
 
-@pytest.mark.parametrize(("order", "length"), [(2, 300), (3, 700)])
-def test_the_fast_path_with_toeplitz_equals_the_plain_forward(order, length):
+@pytest.mark.parametrize(("order", "length"), [(2, 700), (3, 2500)])
+@pytest.mark.parametrize(
+    ("kernel", "plans_of", "unsupported"),
+    [("toeplitz", toeplitz_plans, 9000), ("monarch", monarch_plans, 300)],
+)
+def test_the_fast_path_with_a_kernel_equals_the_plain_forward(
+    kernel, plans_of, unsupported, order, length
+):
     torch.manual_seed(0)
-    op = HyenaOperator(d_model=8, l_max=1024, order=order).eval().to(DEVICE)
+    op = HyenaOperator(d_model=8, l_max=4096, order=order).eval().to(DEVICE)
     u = torch.randn(2, length, 8, device=DEVICE)
     with torch.no_grad():
         want = plain_forward(op, u)
-        assert toeplitz_plans(op, u) is None  # off by default
-        op.fastpath.toeplitz = op.fastpath.monarch = True  # the direct kernel first
+        assert plans_of(op, u) is None  # off by default
+        setattr(op.fastpath, kernel, True)
         got = fast_forward(op, u)
-        plans = toeplitz_plans(op, u)
-    assert len(plans) == order and plans[0]["kernel"] == "toeplitz"
-    assert relative(got, want) < 1e-5
+        plans = plans_of(op, u)
+    assert len(plans) == order and relative(got, want) < 1e-5
     with torch.no_grad():
-        assert toeplitz_plans(op, u) is plans  # cached
+        assert plans_of(op, u) is plans  # cached
         next(op.filter_fn.parameters()).add_(0.01)  # a new filter: new plans
-        assert toeplitz_plans(op, u) is not plans
-    assert toeplitz_plans(op, u) is None  # autograd on: the FFT path, which has a backward
+        assert plans_of(op, u) is not plans
+        assert plans_of(op, torch.randn(1, unsupported, 8, device=DEVICE)) is None
+        op.fastpath.toeplitz = op.fastpath.monarch = True  # both on: the direct kernel runs
+        assert relative(fast_forward(op, u), plain_forward(op, u)) < 1e-5
+        assert "toeplitz" in op.fastpath.plans[0]
+    assert plans_of(op, u) is None  # autograd on: the FFT path, which has a backward
     op.fastpath.clear()
     assert op.fastpath.plans is None
 
