@@ -69,10 +69,10 @@ def _direct_kernel(
     k_ptr,  # [channels, VEC, width]: each filter's shifted copies (see make_plan)
     out_ptr,  # [rows, length]
     gate_ptr,  # the gates (row at batch * gate_batch_stride + channel * length), or u_ptr
-    skip_ptr,  # [channels], float32
+    skip_ptr,  # [channels]
     short_ptr,  # [channels, SHORT]: the gates' short filter, with SHORT > 0, else skip_ptr
     in_bias_ptr,  # [channels]: the bias added before it
-    short_bias_ptr,  # [channels]: its bias
+    short_bias_ptr,  # [channels]: its bias (any float dtype: read as float32)
     length,
     width,
     channels,
@@ -116,18 +116,19 @@ def _direct_kernel(
         ts += BLOCK
     kept = source < length
     x = tl.load(signal + source, mask=kept, other=0.0).to(tl.float32)
-    y = acc + tl.load(skip_ptr + channel) * x
+    y = acc + tl.load(skip_ptr + channel).to(tl.float32) * x
     if HAS_GATE:
         gates = gate_ptr + (row // channels).to(tl.int64) * gate_batch_stride
         gates += channel.to(tl.int64) * length
         if SHORT > 0:  # the gate from the in-projection: its short causal filter here
-            gate = tl.zeros((ROWS, BLOCK), dtype=tl.float32) + tl.load(short_bias_ptr + channel)
-            in_bias = tl.load(in_bias_ptr + channel)
+            bias = tl.load(short_bias_ptr + channel).to(tl.float32)
+            gate = tl.zeros((ROWS, BLOCK), dtype=tl.float32) + bias
+            in_bias = tl.load(in_bias_ptr + channel).to(tl.float32)
             for tap in tl.static_range(SHORT):  # tap j sees step t - (SHORT - 1 - j)
                 at = source - (SHORT - 1 - tap)
                 seen = (at >= 0) & kept
                 z = tl.load(gates + at, mask=seen, other=0.0).to(tl.float32)
-                weight = tl.load(short_ptr + channel * SHORT + tap)
+                weight = tl.load(short_ptr + channel * SHORT + tap).to(tl.float32)
                 gate += weight * tl.where(seen, z + in_bias, 0.0)
             y *= gate
         else:
@@ -203,7 +204,7 @@ def causal_conv(
             f"{tuple(gate.shape)} and strides {gate.stride()}"
         )
     block, rows, precision = plan["block"], plan["rows"], plan["precision"]
-    short_filter = [skip] * 3 if gate_filter is None else [t.float() for t in gate_filter]
+    short_filter = [skip] * 3 if gate_filter is None else gate_filter  # no casts: one graph node
     signals = u.contiguous().reshape(batch * channels, length)
     out = torch.empty(signals.shape, dtype=out_dtype, device=u.device)
     tiles = triton.cdiv(triton.cdiv(length, block), rows)
@@ -212,7 +213,7 @@ def causal_conv(
         filters,
         out,
         signals if gate is None else gate,
-        skip.float().contiguous(),
+        skip.contiguous(),
         *(t.contiguous() for t in short_filter),
         length,
         filters.shape[2],

@@ -143,8 +143,8 @@ def loop_instructions(sass: str) -> int:
 
 def toeplitz_usage(block: int, rows: int, warps: int) -> dict:
     """Resources, occupancy and the main loop's issue cycles against its tensor-core cycles of
-    `toeplitz_conv`'s kernel with bf16 signals, filters and gates and float32 output, compiled for
-    Hopper as a launch specialises it."""
+    `toeplitz_conv`'s kernel as `FastPath.toeplitz` runs it for a bf16 model (every tensor bf16,
+    the gate's short filter inside), compiled for Hopper as a launch specialises it."""
     if monarch_conv.interpreted():
         raise RuntimeError(
             "TRITON_INTERPRET=1 makes the kernels Python functions, which do not compile: unset it"
@@ -160,12 +160,10 @@ def toeplitz_usage(block: int, rows: int, warps: int) -> dict:
         "PRECISION": "tf32",
         "ROUNDED": False,
     }
-    types = {
-        name: "constexpr" if name in constants else "*fp32" if name == "out_ptr" else
-        "*bf16" if name in ("u_ptr", "k_ptr", "gate_ptr") else
-        "*fp32" if name.endswith("_ptr") else "i32"
+    types = {  # every tensor bf16, as FastPath.toeplitz passes them for a bf16 model
+        name: "constexpr" if name in constants else "*bf16" if name.endswith("_ptr") else "i32"
         for name in kernel.arg_names
-    }  # fmt: skip
+    }
     aligned = {
         (index,): [["tt.divisibility", 16]]
         for index, name in enumerate(kernel.arg_names)
