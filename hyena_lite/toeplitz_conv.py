@@ -26,16 +26,17 @@ asynchronous copies like the signal's. The copies cost 8x the filter's memory (5
 L = 4K, 768 channels). Both tiles are read through L1 (`.ca`): a lag's signal tile is the last
 one moved a block, and a channel's whole signal and filter window are a few KB.
 
-Compiled for Hopper without a GPU (`scripts/monarch_resources.py --toeplitz 64:64:4`, the default
-tile: 64-step blocks, 64 blocks a program, 4 warps, the gate's short filter inside): 106
-registers a thread, no spills, 50 KB of shared memory, 4 programs an SM; the loop issues 120
-instructions a warp a lag against 128 cycles of tensor-core work (with the tap-at-a-time filter
-tile: 174, bound by issuing). A lag moves
-16 KB of tiles from L1 for its 262K multiply-adds, 128 bytes a cycle at the tensor cores' rate:
-the L1's bandwidth too. Two or four lags a product (K = 128 or 256) issued more per product, not
-less. At L = 4K a program holds all 64 blocks, so half its products meet masked zeros; that puts
-one convolution of 768 channels near 27 µs on an H100 at best (64 lags of 128 cycles, 768
-programs over 132 SMs at 1.755 GHz), against 197 µs for the Monarch kernel's two
+Compiled for Hopper without a GPU as the fast path runs it for a bf16 model
+(`scripts/monarch_resources.py --toeplitz 64:64:4`, the default tile: 64-step blocks, 64 blocks a
+program, 4 warps, the gate's short filter inside): 96 registers a thread, no spills, 50 KB of
+shared memory, 4 programs an SM; the loop issues 129 instructions a warp a lag against 128 cycles
+of tensor-core work, so issuing and products balance (the tap-at-a-time filter tile issued 174,
+bound by issuing). A lag moves 16 KB of tiles from L1 for its 262K multiply-adds, 128 bytes a
+cycle at the tensor cores' rate: the L1's bandwidth too. Two or four lags a product (K = 128 or
+256) issued more per product, not less. At L = 4K a program holds all 64 blocks, so half its
+products meet masked zeros; that puts one convolution of 768 channels near 27 µs on an H100 at
+best (64 lags of 129 cycles, 768 programs over 132 SMs at 1.755 GHz), against 197 µs for the
+Monarch kernel's two
 (profile_monarch_h100.json). Not yet timed on a GPU.
 """
 
