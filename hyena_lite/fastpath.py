@@ -239,44 +239,50 @@ def filter_spectra(
     return spectra
 
 
-def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
-    """The long filters' `monarch_conv` plans for u's length (one per order, cached on the operator
-    like the spectra), or None where the matrix-product convolution is not to run: `monarch` off,
-    autograd on, a length it does not support, or neither CUDA nor Triton's interpreter."""
-    if not op.fastpath.monarch or torch.is_grad_enabled():
-        return None
+def _cached_plans(
+    op: HyenaOperator, u: Tensor, kernel: Any, tag: tuple, make: Callable[[Tensor, int], dict]
+) -> list[dict] | None:
+    """The long filters' plans for u's length, one per order, `make(k, length)` each, cached on
+    the operator like the spectra (keyed on the filters' state and `tag`), or None where
+    `kernel`'s module cannot run them: neither CUDA nor Triton's interpreter, or a length its
+    `supports` refuses."""
     from hyena_lite import monarch_conv  # imports triton: only when asked for
 
     length = u.shape[1]
-    runs_here = u.is_cuda or monarch_conv.interpreted()
-    if not (runs_here and monarch_conv.supports(length)):
+    if not ((u.is_cuda or monarch_conv.interpreted()) and kernel.supports(length)):
         return None
-    key, state = _filters_key(op, length), op.fastpath
+    key, state = (*_filters_key(op, length), *tag), op.fastpath
     if state.plans is None or state.plans[0] != key:
         k, _ = op.long_filters(length)
-        state.plans = (key, [monarch_conv.make_plan(k[step], length) for step in range(op.order)])
+        state.plans = (key, [make(k[step], length) for step in range(op.order)])
     return state.plans[1]
+
+
+def monarch_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
+    """The long filters' `monarch_conv` plans for u's length (see `_cached_plans`), or None where
+    the matrix-product convolution is not to run: `monarch` off, autograd on, or where it cannot
+    run."""
+    if not op.fastpath.monarch or torch.is_grad_enabled():
+        return None
+    from hyena_lite import monarch_conv
+
+    return _cached_plans(op, u, monarch_conv, (), monarch_conv.make_plan)
 
 
 def toeplitz_plans(op: HyenaOperator, u: Tensor) -> list[dict] | None:
-    """The long filters' `toeplitz_conv` plans for u's length and dtype (one per order, cached on
-    the operator like the spectra), or None where the direct convolution is not to run:
-    `toeplitz` off, autograd on, a length it does not support, or neither CUDA nor Triton's
-    interpreter."""
+    """The long filters' `toeplitz_conv` plans for u's length and dtype (see `_cached_plans`), or
+    None where the direct convolution is not to run: `toeplitz` off, autograd on, or where it
+    cannot run."""
     if not op.fastpath.toeplitz or torch.is_grad_enabled():
         return None
-    from hyena_lite import monarch_conv, toeplitz_conv  # import triton: only when asked for
+    from hyena_lite import toeplitz_conv  # imports triton: only when asked for
 
-    length = u.shape[1]
-    if not ((u.is_cuda or monarch_conv.interpreted()) and toeplitz_conv.supports(length)):
-        return None
     precision = "ieee" if u.dtype == torch.float32 else "bf16"
-    key, state = (*_filters_key(op, length), "toeplitz", precision), op.fastpath
-    if state.plans is None or state.plans[0] != key:
-        k, _ = op.long_filters(length)
-        plans = [toeplitz_conv.make_plan(k[step], length, precision) for step in range(op.order)]
-        state.plans = (key, plans)
-    return state.plans[1]
+
+    def make(k: Tensor, length: int) -> dict:
+        return toeplitz_conv.make_plan(k, length, precision)
+
+    return _cached_plans(op, u, toeplitz_conv, ("toeplitz", precision), make)
 
 
 def _forward(op: HyenaOperator, u: Tensor, fused: bool = False) -> Tensor:

@@ -67,13 +67,18 @@ def _signature(kernel: triton.JITFunction, constants: dict[str, Any]) -> dict[st
     return types
 
 
-def usage(n: int, warps: int, precision: str = "tf32", stages: int | None = None) -> dict:
-    """Registers and stack a thread, shared memory a program, and programs an SM can hold, of the
-    gated convolution kernel for FFT size n compiled for Hopper."""
+def _refuse_the_interpreter() -> None:
+    """Raise where TRITON_INTERPRET=1 has made the kernels Python functions (nothing compiles)."""
     if monarch_conv.interpreted():
         raise RuntimeError(
             "TRITON_INTERPRET=1 makes the kernels Python functions, which do not compile: unset it"
         )
+
+
+def usage(n: int, warps: int, precision: str = "tf32", stages: int | None = None) -> dict:
+    """Registers and stack a thread, shared memory a program, and programs an SM can hold, of the
+    gated convolution kernel for FFT size n compiled for Hopper."""
+    _refuse_the_interpreter()
     stages = stages or (3 if n >= monarch_conv.MIN_FFT3 else 2)
     if stages == 3:
         kernel = monarch_conv._conv3_kernel
@@ -145,10 +150,7 @@ def toeplitz_usage(block: int, rows: int, warps: int) -> dict:
     """Resources, occupancy and the main loop's issue cycles against its tensor-core cycles of
     `toeplitz_conv`'s kernel as `FastPath.toeplitz` runs it for a bf16 model (every tensor bf16,
     the gate's short filter inside), compiled for Hopper as a launch specialises it."""
-    if monarch_conv.interpreted():
-        raise RuntimeError(
-            "TRITON_INTERPRET=1 makes the kernels Python functions, which do not compile: unset it"
-        )
+    _refuse_the_interpreter()
     kernel = toeplitz_conv._direct_kernel
     constants = {
         "BLOCK": block,
